@@ -1,0 +1,32 @@
+"""``cnnlang check FILE...``: parse and verify each file; silent when all are fine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import CnnError
+from ..model import ModelNotFound, load
+from .common import emit_error
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "check", help="check .cnn files for errors", description="Parse and verify each file; print nothing when all are fine."
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    status = 0
+    for file in args.files:
+        try:
+            load(file)
+        except CnnError as error:
+            emit_error(error)
+            status = max(status, 1)
+        except ModelNotFound as error:
+            print(f"cnnlang: error: {error}", file=sys.stderr)
+            status = 2
+    return status

@@ -1,0 +1,30 @@
+"""What several subcommands share: the MODEL argument, ``--input`` and error printing."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from ..errors import CnnError, render
+from ..model import Model, load
+
+
+def emit_error(error: CnnError) -> None:
+    for each in [error, *error.others]:
+        print(render(each), file=sys.stderr)
+
+
+def input_size(text: str) -> tuple[int, ...]:
+    if not re.fullmatch(r"\d+(x\d+){0,2}", text) or any(int(p) == 0 for p in text.split("x")):
+        raise argparse.ArgumentTypeError(f"expected a size such as 3x224x224 (C x H x W), got '{text}'")
+    return tuple(int(p) for p in text.split("x"))
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a .cnn file, or the name of a zoo model (see 'cnnlang zoo')")
+    parser.add_argument("--input", type=input_size, metavar="CxHxW", help="use this input size instead of the declared one")
+
+
+def load_model(args: argparse.Namespace, keep_going: bool = False) -> Model:
+    return load(args.model, input_shape=args.input, keep_going=keep_going)

@@ -1,0 +1,67 @@
+"""``cnnlang summary MODEL``: every layer's output shape, parameters and MACs, with totals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from ..report import human, rows, shape_text, to_json
+from .common import add_model_argument, load_model
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "summary", help="table of shapes, parameters and MACs",
+        description="Show each layer's output shape, parameter count and multiply-accumulates (MACs), grouped by block.",
+    )
+    add_model_argument(parser)
+    parser.add_argument("--depth", type=int, metavar="N", help="fold blocks nested deeper than N into one row (1: top-level blocks)")
+    parser.add_argument("--explain", action="store_true", help="show the output-size arithmetic of each layer")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.depth is not None and args.depth < 1:
+        raise SystemExit("cnnlang summary: error: --depth must be at least 1")
+    model = load_model(args)
+    if args.json:
+        print(json.dumps(to_json(model), indent=2))
+        return 0
+    console = Console(highlight=False)
+    table = Table(title=f"{model.name}  ({model.source})", title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("Layer", no_wrap=True)
+    table.add_column("Op", no_wrap=True)
+    table.add_column("Output", justify="right", no_wrap=True)
+    table.add_column("Params", justify="right")
+    table.add_column("MACs", justify="right")
+    table.add_column("RF", justify="right")
+    if args.explain:
+        table.add_column("Output size", overflow="fold")
+    for row in rows(model, args.depth, args.explain):
+        name = "  " * row.depth + row.name
+        cells = [
+            f"[bold]{name}[/bold]" if row.is_block else name,
+            row.op,
+            shape_text(row.shape),
+            f"{row.params:,}" if row.params else "",
+            f"{row.macs:,}" if row.macs else "",
+            "x".join(map(str, row.rf)) if row.rf else "",
+        ]
+        if args.explain:
+            cells.append(row.explain)
+        table.add_row(*cells)
+    console.print(table)
+    totals = model.totals
+    frozen = totals["params"] - totals["trainable"]
+    console.print(
+        f"input {shape_text(model.input_shape)} -> output {shape_text(model.output_shape)}\n"
+        f"params: {totals['params']:,} ({human(totals['params'])}); trainable {totals['trainable']:,}, "
+        f"frozen {frozen:,}; buffers (batchnorm running statistics) {totals['buffers']:,}\n"
+        f"MACs per example: {totals['macs']:,} ({human(totals['macs'])}; conv + fully connected, bias adds excluded)\n"
+        f"activations per example: {totals['activations']:,} values = {human(totals['activation_bytes'], 'B')} in float32"
+    )
+    return 0

@@ -1,0 +1,34 @@
+"""``cnnlang zoo``: the bundled models with their sizes."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from ..model import load, resolve, zoo_names
+from ..report import human, shape_text
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    return commands.add_parser("zoo", help="list the bundled models", description="List the zoo's models with their parameter and MAC counts.")
+
+
+def _citation(path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def run(args: argparse.Namespace) -> int:
+    table = Table(show_edge=False, pad_edge=False)
+    for column, justify in (("Model", "left"), ("Input", "right"), ("Params", "right"), ("MACs", "right"), ("Source", "left")):
+        table.add_column(column, justify=justify, no_wrap=column != "Source")
+    for name in zoo_names():
+        model = load(name)
+        table.add_row(name, shape_text(model.input_shape), f"{model.totals['params']:,}", human(model.totals["macs"]),
+                      _citation(resolve(name)))
+    Console(highlight=False).print(table)
+    return 0

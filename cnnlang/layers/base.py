@@ -1,0 +1,260 @@
+"""What every layer type declares, and how DSL arguments bind to it.
+
+A layer type is a frozen dataclass: its fields are the DSL arguments (in positional order),
+declared with :func:`arg` so that binding can check and convert each value and point at the
+offending argument. The class also gives the shape rule, the parameter and buffer shapes (counts
+are derived from them, never written twice), the multiply-accumulate count and the window used
+for receptive fields.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Callable, ClassVar, Sequence
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(Exception):
+    """A shape rule failed. ``mismatch`` names two input positions whose shapes disagree."""
+
+    def __init__(self, message: str, mismatch: tuple[int, int] | None = None):
+        super().__init__(message)
+        self.mismatch = mismatch
+
+
+class ArgumentError(Exception):
+    """An argument failed to bind; ``index``/``keyword`` say which one (None: the call itself)."""
+
+    def __init__(self, message: str, index: int | None = None):
+        super().__init__(message)
+        self.index = index
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A bare word that is not a parameter, e.g. ``same`` in ``pad = same``."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def format_shape(shape: Sequence[int] | None) -> str:
+    return "?" if shape is None else "x".join(str(d) for d in shape)
+
+
+# ---- argument kinds: value → normalised value, or ValueError with a reason ---------------
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a whole number, got {describe(value)}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"expected a whole number, got {value:g}")
+        value = int(value)
+    return value
+
+
+def count(value: Any) -> int:
+    number = _whole(value)
+    if number < 1:
+        raise ValueError(f"expected a positive whole number, got {number}")
+    return number
+
+
+def natural(value: Any) -> int:
+    number = _whole(value)
+    if number < 0:
+        raise ValueError(f"expected a whole number >= 0, got {number}")
+    return number
+
+
+def _sizes(value: Any, each: Callable[[Any], int]) -> tuple[int, ...]:
+    if isinstance(value, tuple):
+        if not 1 <= len(value) <= 3:
+            raise ValueError(f"expected one to three sizes, got {len(value)}")
+        return tuple(each(v) for v in value)
+    return (each(value),)
+
+
+def size(value: Any) -> tuple[int, ...]:
+    """``3`` (square) or ``3x5`` / ``(3, 5)``: one positive size per spatial axis."""
+    return _sizes(value, count)
+
+
+def offsets(value: Any) -> tuple[int, ...]:
+    return _sizes(value, natural)
+
+
+def padding(value: Any) -> tuple[int, ...] | str:
+    """A padding: sizes ``>= 0`` per axis, or ``same`` / ``valid``."""
+    if isinstance(value, Symbol):
+        if value.name in ("same", "valid"):
+            return value.name
+        raise ValueError(f"expected a padding size, 'same' or 'valid', got '{value.name}'")
+    return offsets(value)
+
+
+def flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {describe(value)}")
+    return value
+
+
+def real(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {describe(value)}")
+    return float(value)
+
+
+def positive_real(value: Any) -> float:
+    number = real(value)
+    if number <= 0:
+        raise ValueError(f"expected a number > 0, got {number:g}")
+    return number
+
+
+def probability(value: Any) -> float:
+    number = real(value)
+    if not 0 <= number < 1:
+        raise ValueError(f"expected a probability in [0, 1), got {number:g}")
+    return number
+
+
+def describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "x".join(map(str, value)) if all(isinstance(v, int) for v in value) else str(value)
+    if isinstance(value, Symbol):
+        return f"'{value.name}'"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+def arg(kind: Callable[[Any], Any], default: Any = MISSING, *, positional: bool = False, doc: str = "") -> Any:
+    """Declare a DSL argument of a layer type."""
+    return field(default=default, metadata={"kind": kind, "positional": positional, "doc": doc})
+
+
+# ---- the layer type ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerType:
+    op: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    # Fusion category, read by optimisation passes (as in TVM): "anchor" (conv, fc), "elementwise",
+    # "injective" (reshape-like), "reduction", "merge" (add, concat) or "opaque".
+    category: ClassVar[str] = "opaque"
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = 1
+    summary: ClassVar[str] = ""
+
+    # -- binding
+    @classmethod
+    def bind(cls, positional: list[Any], keywords: dict[str, Any]) -> "LayerType":
+        """Build the layer from evaluated DSL arguments; raises :class:`ArgumentError`.
+
+        ``ArgumentError.index`` is the position of the failing argument in the call: positional
+        arguments first, then keywords in the order given.
+        """
+        params = [f for f in fields(cls)]
+        pos_fields = [f for f in params if f.metadata.get("positional")]
+        by_name = {f.name: f for f in params}
+        values: dict[str, tuple[Any, int]] = {}
+        if len(positional) > len(pos_fields):
+            allowed = ", ".join(f.name for f in pos_fields) or "none"
+            raise ArgumentError(
+                f"{cls.op} takes {len(pos_fields)} positional argument(s) ({allowed}), got {len(positional)}",
+                len(pos_fields),
+            )
+        for index, (f, value) in enumerate(zip(pos_fields, positional)):
+            values[f.name] = (value, index)
+        for offset, (name, value) in enumerate(keywords.items()):
+            index = len(positional) + offset
+            if name not in by_name:
+                hint = difflib.get_close_matches(name, list(by_name), n=1)
+                known = ", ".join(by_name) or "no arguments"
+                suffix = f"; did you mean '{hint[0]}'?" if hint else f" (it takes {known})"
+                raise ArgumentError(f"{cls.op} has no argument '{name}'{suffix}", index)
+            if name in values:
+                raise ArgumentError(f"argument '{name}' of {cls.op} is given twice", index)
+            values[name] = (value, index)
+        converted: dict[str, Any] = {}
+        for f in params:
+            if f.name not in values:
+                if f.default is MISSING:
+                    raise ArgumentError(f"{cls.op} needs the argument '{f.name}' ({f.metadata.get('doc', '')})")
+                continue
+            value, index = values[f.name]
+            try:
+                converted[f.name] = f.metadata["kind"](value)
+            except ValueError as error:
+                raise ArgumentError(f"argument '{f.name}' of {cls.op}: {error}", index) from None
+        layer = cls(**converted)
+        layer.validate()
+        return layer
+
+    def validate(self) -> None:
+        """Checks that involve several arguments; raise ArgumentError."""
+
+    def arguments(self) -> dict[str, Any]:
+        """The DSL arguments that differ from their defaults, for reports."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.default is MISSING or value != f.default:
+                out[f.name] = value
+        return out
+
+    # -- rules
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        return inputs[0]
+
+    def param_shapes(self, inputs: list[Shape]) -> dict[str, Shape]:
+        return {}
+
+    def buffer_shapes(self, inputs: list[Shape]) -> dict[str, Shape]:
+        return {}
+
+    @property
+    def trainable(self) -> bool:
+        return True
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        """Multiply-accumulates per example (conv and fully connected only; bias adds excluded)."""
+        return 0
+
+    def window(self, inputs: list[Shape]) -> tuple[tuple[int, ...], tuple[int, ...]] | None | str:
+        """Per spatial axis (effective kernel, stride) for receptive fields; None for pointwise
+        layers, "global" for layers that see the whole input."""
+        return None
+
+    def explain(self, inputs: list[Shape], output: Shape) -> str:
+        """How the output size follows from the input, for ``summary --explain``."""
+        if inputs and output == inputs[0]:
+            return "same shape as the input"
+        return f"{format_shape(inputs[0]) if inputs else ''} -> {format_shape(output)}"
+
+    def label(self) -> str:
+        """A short description such as ``conv 3x3, 64, /2``."""
+        return self.op
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def expect_rank(op: str, shape: Shape, ranks: tuple[int, ...], hint: str = "") -> None:
+    if len(shape) in ranks:
+        return
+    names = {1: "flat features (N)", 2: "a C x L signal", 3: "a C x H x W image"}
+    wanted = " or ".join(names[r] for r in ranks)
+    raise ShapeError(f"{op} expects {wanted}, but its input is {format_shape(shape)}{hint}")

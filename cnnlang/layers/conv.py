@@ -1,0 +1,118 @@
+"""Convolution: ``conv(filters, kernel, stride = 1, pad = 0, dilation = 1, groups = 1, bias = true)``
+and its 1-D twin ``conv1d`` over C x L signals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import (
+    ArgumentError,
+    LayerType,
+    Shape,
+    ShapeError,
+    arg,
+    count,
+    expect_rank,
+    flag,
+    numel,
+    padding,
+    size,
+)
+from .window import per_axis, resolve_padding, window_output
+
+
+@dataclass(frozen=True)
+class Conv(LayerType):
+    op = "conv"
+    aliases = ("conv2d",)
+    category = "anchor"
+    summary = "2-D convolution; output depth = number of filters"
+    rank = 2
+
+    filters: int = arg(count, positional=True, doc="number of filters, the output depth")
+    kernel: tuple[int, ...] = arg(size, positional=True, doc="kernel size, e.g. 3x3")
+    stride: tuple[int, ...] = arg(size, (1,))
+    pad: tuple[int, ...] | str = arg(padding, (0,))
+    dilation: tuple[int, ...] = arg(size, (1,))
+    groups: int = arg(count, 1)
+    bias: bool = arg(flag, True)
+    frozen: bool = arg(flag, False, doc="fixed weights that training does not change")
+
+    def validate(self) -> None:
+        if self.filters % self.groups:
+            raise ArgumentError(f"{self.op}: {self.filters} filters do not split into {self.groups} groups")
+        for name in ("kernel", "stride", "dilation"):
+            if len(getattr(self, name)) not in (1, self.rank):
+                raise ArgumentError(f"{self.op}: {name} needs 1 or {self.rank} sizes")
+        if isinstance(self.pad, tuple) and len(self.pad) not in (1, self.rank):
+            raise ArgumentError(f"{self.op}: pad needs 1 or {self.rank} sizes")
+
+    # -- geometry
+    def _geometry(self, shape: Shape):
+        expect_rank(self.op, shape, (self.rank + 1,), "; use fc for flat features" if len(shape) == 1 else "")
+        kernels = per_axis("kernel", self.kernel, self.rank)
+        strides = per_axis("stride", self.stride, self.rank)
+        dilations = per_axis("dilation", self.dilation, self.rank)
+        effective = tuple(d * (k - 1) + 1 for k, d in zip(kernels, dilations))
+        pads = resolve_padding(self.pad, shape[1:], effective, strides)
+        return kernels, strides, dilations, pads
+
+    def _check_channels(self, shape: Shape) -> None:
+        if shape[0] % self.groups:
+            raise ShapeError(f"{self.op}: {shape[0]} input channels do not split into {self.groups} groups")
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = inputs[0]
+        kernels, strides, dilations, pads = self._geometry(shape)
+        self._check_channels(shape)
+        out, _ = window_output(self.op, shape, self.filters, kernels, strides, pads, dilations)
+        return out
+
+    def explain(self, inputs: list[Shape], output: Shape) -> str:
+        kernels, strides, dilations, pads = self._geometry(inputs[0])
+        _, formulas = window_output(self.op, inputs[0], self.filters, kernels, strides, pads, dilations)
+        return "; ".join(formulas + [f"C = {self.filters} filters"])
+
+    def padding_of(self, shape: Shape) -> tuple[tuple[int, int], ...]:
+        return self._geometry(shape)[3]
+
+    # -- costs
+    def _fan_in(self, shape: Shape) -> int:
+        return shape[0] // self.groups * numel(per_axis("kernel", self.kernel, self.rank))
+
+    def param_shapes(self, inputs: list[Shape]) -> dict[str, Shape]:
+        kernels = per_axis("kernel", self.kernel, self.rank)
+        shapes = {"weight": (self.filters, inputs[0][0] // self.groups, *kernels)}
+        if self.bias:
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    @property
+    def trainable(self) -> bool:
+        return not self.frozen
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return numel(output) * self._fan_in(inputs[0])
+
+    def window(self, inputs: list[Shape]):
+        kernels, strides, dilations, _ = self._geometry(inputs[0])
+        return tuple(d * (k - 1) + 1 for k, d in zip(kernels, dilations)), strides
+
+    def label(self) -> str:
+        text = f"{self.op} {'x'.join(map(str, per_axis('kernel', self.kernel, self.rank)))}, {self.filters}"
+        if max(self.stride) > 1:
+            text += f", /{'x'.join(map(str, self.stride))}"
+        if max(self.dilation) > 1:
+            text += f", dil {'x'.join(map(str, self.dilation))}"
+        if self.groups > 1:
+            text += f", groups {self.groups}"
+        return text
+
+
+@dataclass(frozen=True)
+class Conv1d(Conv):
+    op = "conv1d"
+    aliases = ()
+    summary = "1-D convolution over a C x L signal"
+    rank = 1
+

@@ -1,0 +1,91 @@
+"""Pooling: ``maxpool(kernel, stride = kernel, pad = 0, ceil = false)``, ``avgpool(...)`` and
+``globalavgpool``. The kernel may be 1-D or 2-D; it follows the input's spatial rank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import ArgumentError, LayerType, Shape, ShapeError, arg, expect_rank, flag, format_shape, offsets, size
+from .window import per_axis, window_output
+
+
+@dataclass(frozen=True)
+class MaxPool(LayerType):
+    op = "maxpool"
+    category = "reduction"
+    summary = "max over each window; gradients go to the arg-max"
+
+    kernel: tuple[int, ...] = arg(size, positional=True, doc="window size, e.g. 2x2")
+    stride: tuple[int, ...] | None = arg(lambda v: size(v), None, doc="defaults to the kernel size")
+    pad: tuple[int, ...] = arg(offsets, (0,))
+    dilation: tuple[int, ...] = arg(size, (1,))
+    ceil: bool = arg(flag, False, doc="round the output size up, as Caffe does")
+
+    def validate(self) -> None:
+        for name in ("kernel", "stride", "pad", "dilation"):
+            value = getattr(self, name)
+            if value is not None and len(value) > 2:
+                raise ArgumentError(f"{self.op}: {name} needs 1 or 2 sizes")
+
+    def _geometry(self, shape: Shape):
+        expect_rank(self.op, shape, (2, 3))
+        rank = len(shape) - 1
+        kernels = per_axis("kernel", self.kernel, rank)
+        strides = per_axis("stride", self.stride or self.kernel, rank)
+        dilations = per_axis("dilation", self.dilation, rank)
+        pads = per_axis("pad", self.pad, rank)
+        for p, k in zip(pads, kernels):
+            # Padding past half a window would make windows that see only padding.
+            if p > k // 2:
+                raise ShapeError(f"{self.op}: pad {p} is more than half the {k}-wide window")
+        return kernels, strides, tuple((p, p) for p in pads), dilations
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        kernels, strides, pads, dilations = self._geometry(inputs[0])
+        out, _ = window_output(self.op, inputs[0], inputs[0][0], kernels, strides, pads, dilations, self.ceil)
+        return out
+
+    def explain(self, inputs: list[Shape], output: Shape) -> str:
+        kernels, strides, pads, dilations = self._geometry(inputs[0])
+        _, formulas = window_output(self.op, inputs[0], inputs[0][0], kernels, strides, pads, dilations, self.ceil)
+        return "; ".join(formulas + [f"C = {inputs[0][0]} (pooling keeps the depth)"])
+
+    def padding_of(self, shape: Shape) -> tuple[tuple[int, int], ...]:
+        return self._geometry(shape)[2]
+
+    def window(self, inputs: list[Shape]):
+        kernels, strides, _, dilations = self._geometry(inputs[0])
+        return tuple(d * (k - 1) + 1 for k, d in zip(kernels, dilations)), strides
+
+    def label(self) -> str:
+        text = f"{self.op} {'x'.join(map(str, self.kernel))}"
+        stride = self.stride or self.kernel
+        if max(stride) > 1:
+            text += f", /{'x'.join(map(str, stride))}"
+        return text
+
+
+@dataclass(frozen=True)
+class AvgPool(MaxPool):
+    op = "avgpool"
+    summary = "mean over each window"
+
+    count_pad: bool = arg(flag, True, doc="count padded zeros in the mean (PyTorch's default)")
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool(LayerType):
+    op = "globalavgpool"
+    aliases = ("gap", "global_avgpool")
+    category = "reduction"
+    summary = "mean over all positions: C x H x W -> C x 1 x 1"
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        expect_rank(self.op, inputs[0], (2, 3))
+        return (inputs[0][0],) + (1,) * (len(inputs[0]) - 1)
+
+    def window(self, inputs: list[Shape]):
+        return "global"
+
+    def explain(self, inputs: list[Shape], output: Shape) -> str:
+        return f"mean of each of the {inputs[0][0]} channels over its {format_shape(inputs[0][1:])} positions"

@@ -1,0 +1,90 @@
+"""The sliding-window size rule shared by convolution and pooling: W2 = (W1 - F + 2P)/S + 1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import ShapeError, format_shape
+
+
+@dataclass(frozen=True)
+class AxisResult:
+    size: int
+    formula: str
+
+
+def per_axis(name: str, value: tuple[int, ...], rank: int) -> tuple[int, ...]:
+    if len(value) == 1:
+        return value * rank
+    if len(value) != rank:
+        raise ShapeError(f"{name} has {len(value)} sizes but the input has {rank} spatial axes")
+    return value
+
+
+def resolve_padding(
+    padding: tuple[int, ...] | str, sizes: tuple[int, ...], kernels: tuple[int, ...], strides: tuple[int, ...]
+) -> tuple[tuple[int, int], ...]:
+    """Padding before and after each axis. ``same`` keeps ceil(W/S) outputs, splitting any odd
+    total padding with the extra pixel after (the TensorFlow convention)."""
+    rank = len(sizes)
+    if padding == "valid":
+        return ((0, 0),) * rank
+    if padding == "same":
+        pads = []
+        for w, f, s in zip(sizes, kernels, strides):
+            out = -(-w // s)
+            total = max((out - 1) * s + f - w, 0)
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
+    return tuple((p, p) for p in per_axis("pad", padding, rank))
+
+
+def slide(w: int, f: int, s: int, pads: tuple[int, int], ceil: bool = False) -> AxisResult:
+    """Output length of a window of (effective) size f, stride s over w inputs."""
+    before, after = pads
+    span = w + before + after - f
+    if ceil:
+        out = -(-span // s) + 1
+        # As in PyTorch, the last window must start inside the input or the leading padding.
+        if out > 0 and (out - 1) * s >= w + before:
+            out -= 1
+    else:
+        out = span // s + 1
+    pad_text = f"2*{before}" if before == after else f"{before} + {after}"
+    core = f"({w} - {f} + {pad_text})/{s}"
+    exact = span % s == 0
+    if not exact:
+        core = f"{'ceil' if ceil else 'floor'}({core})"
+    text = f"{core} + 1 = {out}"
+    if ceil and out != -(-span // s) + 1:
+        text = f"{core} + 1 - 1 = {out} (the last window would start in the padding)"
+    return AxisResult(out, text)
+
+
+def window_output(
+    op: str,
+    shape: tuple[int, ...],
+    channels: int,
+    kernels: tuple[int, ...],
+    strides: tuple[int, ...],
+    pads: tuple[tuple[int, int], ...],
+    dilations: tuple[int, ...],
+    ceil: bool = False,
+) -> tuple[tuple[int, ...], list[str]]:
+    """The output shape (channels first) and the arithmetic per axis; fails on a size < 1."""
+    sizes = shape[1:]
+    names = ("H", "W") if len(sizes) == 2 else ("L",)
+    results, formulas = [], []
+    for axis, (w, k, s, p, d) in enumerate(zip(sizes, kernels, strides, pads, dilations)):
+        effective = d * (k - 1) + 1
+        result = slide(w, effective, s, p, ceil)
+        if result.size < 1:
+            raise ShapeError(
+                f"{op} output {names[axis]} would be {result.formula.rsplit(' = ', 1)[0]} = {result.size}"
+                f" (input {format_shape(shape)}, window {effective} larger than the padded input)"
+            )
+        results.append(result.size)
+        formulas.append(f"{names[axis]} = {result.formula}")
+    if len(formulas) == 2 and formulas[0][4:] == formulas[1][4:]:
+        formulas = [f"H = W = {formulas[0][4:]}"]
+    return (channels, *results), formulas

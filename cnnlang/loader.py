@@ -1,0 +1,99 @@
+"""Reading .cnn files and resolving their imports into the blocks each file can see."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import syntax as s
+from .errors import CnnError, Span
+from .layers import REGISTRY
+from .parser import parse
+from .resources import zoo_dir
+
+
+@dataclass
+class BoundBlock:
+    """A block definition with the blocks visible where it was written (lexical scope)."""
+
+    definition: s.BlockDef
+    namespace: dict[str, "BoundBlock"] = field(repr=False)
+
+
+@dataclass
+class Program:
+    module: s.Module
+    blocks: dict[str, BoundBlock]
+
+
+def read_source(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise CnnError(f"{path}: not a text file (byte {error.start} is not UTF-8); expected a .cnn source") from None
+
+
+class _Loader:
+    def __init__(self) -> None:
+        self.namespaces: dict[Path, dict[str, BoundBlock]] = {}
+        self.loading: list[Path] = []
+
+    def program(self, text: str, file: str, directory: Path) -> Program:
+        module = parse(text, file)
+        return Program(module, self.namespace(module, directory))
+
+    def namespace(self, module: s.Module, directory: Path) -> dict[str, BoundBlock]:
+        namespace: dict[str, BoundBlock] = {}
+        origin: dict[str, Span] = {}
+        for imp in module.imports:
+            imported = self.imported(imp, directory)
+            wanted = imp.names if imp.names is not None else [(name, imp.span) for name in imported]
+            for name, span in wanted:
+                if name not in imported:
+                    hint = difflib.get_close_matches(name, list(imported), n=1)
+                    raise CnnError(
+                        f"'{imp.path}' defines no block '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                        span,
+                    )
+                if name in namespace and namespace[name] is not imported[name]:
+                    raise CnnError(f"block '{name}' is imported twice", span).with_note(origin[name], "first imported here")
+                namespace[name] = imported[name]
+                origin[name] = span
+        for name, definition in module.blocks.items():
+            if name in REGISTRY:
+                raise CnnError(f"block '{name}' has the name of a built-in layer; choose another name", definition.span)
+            if name in namespace:
+                raise CnnError(f"block '{name}' is defined here and also imported", definition.span).with_note(
+                    origin[name], "imported here"
+                )
+            namespace[name] = BoundBlock(definition, namespace)
+        return namespace
+
+    def imported(self, imp: s.Import, directory: Path) -> dict[str, BoundBlock]:
+        candidates = [directory / imp.path, zoo_dir() / imp.path]
+        path = next((c.resolve() for c in candidates if c.is_file()), None)
+        if path is None:
+            raise CnnError(f"cannot import '{imp.path}': no such file next to this one or in the zoo", imp.span)
+        if path in self.loading:
+            chain = " -> ".join(p.name for p in self.loading[self.loading.index(path):] + [path])
+            raise CnnError(f"circular import: {chain}", imp.span)
+        if path not in self.namespaces:
+            self.loading.append(path)
+            try:
+                # Importing a whole model is fine: only its blocks are taken.
+                module = parse(read_source(path), str(path))
+                self.namespaces[path] = self.namespace(module, path.parent)
+            finally:
+                self.loading.pop()
+        # A file exports every block it can see, its own and those it imported.
+        return self.namespaces[path]
+
+
+def load_program(path: Path) -> Program:
+    """Parse a .cnn file and everything it imports."""
+    return _Loader().program(read_source(path), str(path), path.parent)
+
+
+def load_program_text(text: str, file: str = "<string>", directory: Path | None = None) -> Program:
+    return _Loader().program(text, file, directory or Path.cwd())

@@ -1,0 +1,400 @@
+"""Lowering: a parsed program → the graph IR, instantiating blocks with their arguments."""
+
+from __future__ import annotations
+
+import difflib
+from collections import ChainMap
+from dataclasses import dataclass, field
+from typing import Any, Iterator, MutableMapping
+
+import networkx as nx
+
+from . import ir
+from . import syntax as s
+from .errors import CnnError, Span
+from .evaluate import evaluate, unknown_name
+from .layers import REGISTRY, ArgumentError, LayerType, ShapeError, Symbol, format_shape
+from .layers.base import count, describe, natural
+from .layers.conv import Conv, Conv1d
+from .layers.norm import BatchNorm
+from .loader import BoundBlock, Program
+
+
+@dataclass
+class _Scope:
+    """A naming scope: the network body, a block instance or a labelled repetition."""
+
+    path: tuple[str, ...]
+    env: dict[str, Any]  # block parameters
+    names: MutableMapping[str, str]  # labels usable in `from` → node id
+    blocks: dict[str, BoundBlock]
+    call_stack: tuple[Span, ...]
+    reserved: set[str]  # labels written in this scope, kept free of automatic names
+    taken: set[str] = field(default_factory=set)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def local_name(self, base: str, label: str | None, span: Span) -> str:
+        if label is not None:
+            if label in self.taken:
+                raise CnnError(f"the name '{label}' is used twice in this scope", span)
+            self.taken.add(label)
+            return label
+        number = self.counters.get(base, 0)
+        while True:
+            number += 1
+            candidate = f"{base}{number}"
+            if candidate not in self.taken and candidate not in self.reserved:
+                break
+        self.counters[base] = number
+        self.taken.add(candidate)
+        return candidate
+
+    def node_id(self, local: str) -> str:
+        return "/".join(self.path + (local,))
+
+
+def _labels(stmts: list[s.Stmt]) -> Iterator[str]:
+    """Labels written in a statement list, including nested branches (one naming scope)."""
+    for stmt in stmts:
+        if not isinstance(stmt, s.Chain):
+            continue
+        for item in stmt.items:
+            if item.label is not None:
+                yield item.label
+                if isinstance(item, (s.Repeat,)) or (isinstance(item, s.Call) and item.repeat is not None):
+                    continue  # a labelled repetition is a scope of its own
+            if isinstance(item, s.Concat):
+                for branch in item.branches:
+                    yield from _labels(branch)
+            elif isinstance(item, s.Residual):
+                yield from _labels(item.body)
+                if isinstance(item.shortcut, list):
+                    yield from _labels(item.shortcut)
+            elif isinstance(item, s.Repeat):
+                yield from _labels(item.body)
+
+
+class _Lowering:
+    def __init__(self, program: Program, input_shape: tuple[int, ...] | None):
+        self.program = program
+        self.input_override = input_shape
+        network = program.module.network
+        self.graph = ir.new_graph(network.name)
+        self.active: list[str] = []  # blocks being instantiated, to catch recursion
+        self.shapes: dict[str, tuple[int, ...] | None] = {}
+        self.explicit_outputs: list[str] | None = None
+
+    # -- entry
+    def run(self) -> nx.DiGraph:
+        network = self.program.module.network
+        scope = _Scope((), {}, {}, self.program.blocks, (), set(_labels(network.body)))
+        current = self.body(network.body, scope, None, network=True)
+        if self.graph.graph["input"] is None:
+            raise CnnError(f"network '{network.name}' declares no input; start it with e.g. 'input 3x224x224'", network.span)
+        if self.explicit_outputs is not None:
+            outputs = self.explicit_outputs
+        else:
+            sinks = [n for n in ir.ordered(self.graph) if self.graph.out_degree(n) == 0]
+            outputs = [current] + [n for n in sinks if n != current]
+        self.graph.graph["outputs"] = outputs
+        return self.graph
+
+    # -- statements
+    def body(self, stmts: list[s.Stmt], scope: _Scope, current: str | None, network: bool = False) -> str | None:
+        for position, stmt in enumerate(stmts):
+            if isinstance(stmt, s.InputStmt):
+                current = self.input(stmt, scope, network, position)
+            elif isinstance(stmt, s.OutputStmt):
+                self.outputs(stmt, scope, network)
+            else:
+                current = self.chain(stmt, scope, current)
+        return current
+
+    def input(self, stmt: s.InputStmt, scope: _Scope, network: bool, position: int) -> str:
+        if not network:
+            raise CnnError("'input' belongs in a network; a block's input is the tensor it is applied to", stmt.span)
+        if self.graph.graph["input"] is not None or position != 0:
+            raise CnnError("'input' must be the first statement of the network, and appear once", stmt.span)
+        value = evaluate(stmt.shape, scope.env)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = (value,)
+        if not isinstance(value, tuple) or not 1 <= len(value) <= 3:
+            raise CnnError(f"expected an input size such as 3x224x224 (C x H x W) or 1x128 (C x L), got {describe(value)}", stmt.shape.span)
+        try:
+            shape = tuple(count(v) for v in value)
+        except ValueError as error:
+            raise CnnError(f"input size: {error}", stmt.shape.span) from None
+        node = ir.add_layer(self.graph, "input", "input", None, [], stmt.span)
+        self.graph.nodes[node]["shape"] = self.input_override or shape
+        self.graph.graph["input"] = node
+        scope.taken.add("input")
+        scope.names["input"] = node
+        return node
+
+    def outputs(self, stmt: s.OutputStmt, scope: _Scope, network: bool) -> None:
+        if not network:
+            raise CnnError("'output' belongs in a network; a block's output is its last tensor", stmt.span)
+        if self.explicit_outputs is not None:
+            raise CnnError("the network's outputs are already declared", stmt.span)
+        self.explicit_outputs = [self.reference(name, span, scope) for name, span in stmt.names]
+
+    def reference(self, name: str, span: Span, scope: _Scope) -> str:
+        if name in scope.names:
+            return scope.names[name]
+        if name in scope.reserved:
+            raise CnnError(f"'{name}' is used before the line that defines it", span)
+        hint = difflib.get_close_matches(name, list(scope.names), n=1)
+        raise CnnError(
+            f"no tensor named '{name}' here" + (f"; did you mean '{hint[0]}'?" if hint else "; label a layer with 'name: layer' to refer to it"),
+            span,
+        )
+
+    def chain(self, chain: s.Chain, scope: _Scope, current: str | None) -> str:
+        if chain.sources is not None:
+            inputs = [self.reference(name, span, scope) for name, span in chain.sources]
+            if not chain.items:
+                if len(inputs) > 1:
+                    raise CnnError("'from' with several tensors must lead into a layer that joins them, such as add or concat", chain.span)
+                return inputs[0]
+        else:
+            if current is None:
+                raise CnnError("this layer has no input: start the network with e.g. 'input 3x224x224'", chain.span)
+            inputs = [current]
+        for item in chain.items:
+            inputs = [self.item(item, scope, inputs)]
+        return inputs[0]
+
+    # -- items
+    def item(self, item: s.Item, scope: _Scope, inputs: list[str]) -> str:
+        if isinstance(item, s.Call):
+            if item.repeat is not None:
+                return self.repeated(item, item.label, item.repeat, scope, inputs,
+                                     lambda inner, x: self.call(item, inner, x, label=None))
+            return self.call(item, scope, inputs, item.label)
+        if len(inputs) != 1:
+            raise CnnError(f"this takes one input, but 'from' gives {len(inputs)}", item.span)
+        if isinstance(item, s.Repeat):
+            return self.repeated(item, item.label, item.count, scope, inputs,
+                                 lambda inner, x: self.body(item.body, inner, x[0]))
+        if isinstance(item, s.Concat):
+            outputs = [self.body(branch, scope, inputs[0]) for branch in item.branches]
+            return self.layer_node(REGISTRY["concat"](), "concat", item.label, item.span, scope, outputs)
+        if isinstance(item, s.Residual):
+            return self.residual(item, scope, inputs[0])
+        raise TypeError(item)
+
+    def repeated(self, item, label, times_expr, scope: _Scope, inputs: list[str], once) -> str:
+        times = evaluate(times_expr, scope.env)
+        try:
+            times = natural(times)
+        except ValueError as error:
+            raise CnnError(f"repeat count: {error}", times_expr.span) from None
+        inner = scope
+        if label is not None:
+            local = scope.local_name("group", label, item.span)
+            inner = _Scope(scope.path + (local,), scope.env, ChainMap({}, scope.names), scope.blocks,
+                           scope.call_stack, set())
+            what = item.name if isinstance(item, s.Call) else "repeat"
+            self.graph.graph["scopes"][inner.path] = ir.Scope(inner.path, None, f"{what} * {times}", item.span)
+        for _ in range(times):
+            inputs = [once(inner, inputs)]
+        if label is not None:
+            scope.names[label] = inputs[0]
+        return inputs[0]
+
+    def call(self, call: s.Call, scope: _Scope, inputs: list[str], label: str | None) -> str:
+        if call.name in scope.blocks:
+            return self.instantiate(call, scope.blocks[call.name], scope, inputs, label)
+        if call.name not in REGISTRY:
+            known = sorted(set(REGISTRY) | set(scope.blocks))
+            hint = difflib.get_close_matches(call.name, known, n=1)
+            raise CnnError(
+                f"unknown layer or block '{call.name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""), call.span
+            )
+        layer_type = REGISTRY[call.name]
+        positional, keywords, spans, values = self.arguments(call, scope)
+        try:
+            layer = layer_type.bind(positional, keywords)
+        except ArgumentError as error:
+            span, message = call.span, str(error)
+            if error.index is not None and error.index < len(spans):
+                span = spans[error.index]
+                value = values[error.index]
+                if isinstance(value, Symbol) and value.name not in ("same", "valid"):
+                    message = unknown_name(value.name, scope.env)
+            raise CnnError(message, span) from None
+        return self.layer_node(layer, layer_type.op, label, call.span, scope, inputs)
+
+    def arguments(self, call: s.Call, scope: _Scope):
+        positional, keywords, spans, values = [], {}, [], []
+        ordered_args = [a for a in call.args if a.keyword is None] + [a for a in call.args if a.keyword is not None]
+        for position, argument in enumerate(call.args):
+            if argument.keyword is None and any(a.keyword is not None for a in call.args[:position]):
+                raise CnnError("a positional argument cannot follow a keyword argument", argument.span)
+        for argument in ordered_args:
+            value = evaluate(argument.value, scope.env)
+            if argument.keyword is None:
+                positional.append(value)
+            else:
+                if argument.keyword in keywords:
+                    raise CnnError(f"argument '{argument.keyword}' is given twice", argument.span)
+                keywords[argument.keyword] = value
+            spans.append(argument.span)
+            values.append(value)
+        return positional, keywords, spans, values
+
+    def layer_node(self, layer: LayerType, base: str, label: str | None, span: Span, scope: _Scope, inputs: list[str]) -> str:
+        count_ = len(inputs)
+        if count_ < layer.min_inputs or (layer.max_inputs is not None and count_ > layer.max_inputs):
+            if layer.max_inputs == 1:
+                wanted = "one input"
+            else:
+                wanted = f"at least {layer.min_inputs} inputs"
+            hint = " (write 'from a, b -> add')" if layer.op in ("add", "concat") else ""
+            raise CnnError(f"{layer.op} takes {wanted}, got {count_}{hint}", span)
+        local = scope.local_name(base, label, span)
+        node = ir.add_layer(self.graph, scope.node_id(local), layer.op, layer, inputs, span, scope.call_stack, scope.path)
+        if label is not None:
+            scope.names[label] = node
+        return node
+
+    # -- blocks
+    def instantiate(self, call: s.Call, bound: BoundBlock, scope: _Scope, inputs: list[str], label: str | None) -> str:
+        definition = bound.definition
+        if len(inputs) != 1:
+            raise CnnError(f"block '{definition.name}' takes one input, but 'from' gives {len(inputs)}", call.span)
+        if definition.name in self.active:
+            raise CnnError(f"block '{definition.name}' uses itself (through {' -> '.join(self.active)})", call.span)
+        env = self.bind_block(call, definition, scope)
+        local = scope.local_name(definition.name, label, call.span)
+        inner = _Scope(scope.path + (local,), env, {"input": inputs[0]}, bound.namespace,
+                       scope.call_stack + (call.span,), set(_labels(definition.body)) | {"input"})
+        inner.taken.add("input")
+        self.graph.graph["scopes"][inner.path] = ir.Scope(
+            inner.path, definition.name, _signature(definition, env), call.span, dict(env)
+        )
+        self.active.append(definition.name)
+        try:
+            output = self.body(definition.body, inner, inputs[0])
+        except CnnError as error:
+            raise error.with_note(call.span, f"in block '{definition.name}' used here") from None
+        finally:
+            self.active.pop()
+        if label is not None:
+            scope.names[label] = output
+        return output
+
+    def bind_block(self, call: s.Call, definition: s.BlockDef, scope: _Scope) -> dict[str, Any]:
+        params = {p.name: p for p in definition.params}
+        given: dict[str, Any] = {}
+        positional = [a for a in call.args if a.keyword is None]
+        if len(positional) > len(definition.params):
+            raise CnnError(
+                f"block '{definition.name}' takes {len(definition.params)} argument(s), got {len(positional)}",
+                positional[len(definition.params)].span,
+            ).with_note(definition.span, f"'{definition.name}' is defined here")
+        for param, argument in zip(definition.params, positional):
+            given[param.name] = evaluate(argument.value, scope.env)
+        for argument in call.args:
+            if argument.keyword is None:
+                continue
+            if argument.keyword not in params:
+                hint = difflib.get_close_matches(argument.keyword, list(params), n=1)
+                raise CnnError(
+                    f"block '{definition.name}' has no parameter '{argument.keyword}'"
+                    + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                    argument.span,
+                ).with_note(definition.span, f"'{definition.name}' is defined here")
+            if argument.keyword in given:
+                raise CnnError(f"parameter '{argument.keyword}' is given twice", argument.span)
+            given[argument.keyword] = evaluate(argument.value, scope.env)
+        env: dict[str, Any] = {}
+        for param in definition.params:
+            if param.name in given:
+                env[param.name] = given[param.name]
+            elif param.default is not None:
+                env[param.name] = evaluate(param.default, env)
+            else:
+                raise CnnError(f"block '{definition.name}' needs the parameter '{param.name}'", call.span).with_note(
+                    param.span, "declared here"
+                )
+        return env
+
+    # -- residuals
+    def residual(self, item: s.Residual, scope: _Scope, source: str) -> str:
+        body_out = self.body(item.body, scope, source)
+        if item.shortcut is None or item.shortcut == "identity":
+            shortcut = source
+        elif item.shortcut == "auto":
+            shortcut = self.projection(item, scope, source, body_out)
+        elif isinstance(item.shortcut, list):
+            shortcut = self.body(item.shortcut, scope, source)
+        else:
+            raise CnnError(
+                f"unknown shortcut '{item.shortcut}': write 'shortcut auto', 'shortcut identity' or 'shortcut {{ layers }}'",
+                item.shortcut_span,
+            )
+        return self.layer_node(REGISTRY["add"](), "add", item.label, item.span, scope, [body_out, shortcut])
+
+    def projection(self, item: s.Residual, scope: _Scope, source: str, body_out: str) -> str:
+        """``shortcut auto``: identity when shapes agree, else 1x1 conv (stride to fit) + batchnorm."""
+        have, want = self.shape(source), self.shape(body_out)
+        if have is None or want is None or have == want:
+            return source  # shape inference reports whatever went wrong upstream
+        if len(have) != len(want) or len(have) < 2:
+            raise CnnError(
+                f"shortcut auto cannot project {format_shape(have)} to {format_shape(want)}: it needs spatial tensors of one rank",
+                item.shortcut_span,
+            )
+        strides = []
+        for before, after in zip(have[1:], want[1:]):
+            stride = next((st for st in range(1, before + 1) if -(-before // st) == after), None)
+            if stride is None:
+                raise CnnError(
+                    f"shortcut auto cannot project {format_shape(have)} to {format_shape(want)}: no stride of a 1x1 "
+                    f"convolution maps {before} to {after}; write the shortcut yourself",
+                    item.shortcut_span,
+                )
+            strides.append(stride)
+        conv_type = Conv if len(have) == 3 else Conv1d
+        conv = conv_type.bind([want[0], (1,)], {"stride": tuple(strides), "bias": False})
+        node = self.layer_node(conv, "shortcut_conv", None, item.shortcut_span, scope, [source])
+        return self.layer_node(BatchNorm(), "shortcut_bn", None, item.shortcut_span, scope, [node])
+
+    def shape(self, node: str) -> tuple[int, ...] | None:
+        """Shape of an already-built node, computed on demand (only ``shortcut auto`` needs it
+        while lowering; the shape pass recomputes every shape and reports errors)."""
+        if node in self.shapes:
+            return self.shapes[node]
+        data = self.graph.nodes[node]
+        if data["layer"] is None:
+            result = data["shape"]
+        else:
+            inputs = [self.shape(i) for i in data["inputs"]]
+            try:
+                result = None if None in inputs else data["layer"].output_shape(inputs)
+            except ShapeError:
+                result = None
+        self.shapes[node] = result
+        return result
+
+
+def _signature(definition: s.BlockDef, env: dict[str, Any]) -> str:
+    parts = []
+    for param in definition.params:
+        value = describe(env[param.name])
+        if param.default is None:
+            parts.append(value)
+        elif env[param.name] != evaluate(param.default, env):
+            parts.append(f"{param.name}={value}")
+    return f"{definition.name}({', '.join(parts)})"
+
+
+def lower(program: Program, input_shape: tuple[int, ...] | None = None) -> nx.DiGraph:
+    """Build the IR of the program's network; raises :class:`CnnError` for structural errors."""
+    if program.module.network is None:
+        raise CnnError(
+            "this file defines no network (only blocks); add 'network NAME { input ... }'",
+            Span(program.module.file, 1, 1),
+        )
+    return _Lowering(program, input_shape).run()

@@ -1,0 +1,93 @@
+"""The public entry point: load a model from a path, a zoo name or source text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from . import ir
+from .errors import CnnError
+from .loader import load_program, load_program_text
+from .lower import lower
+from .passes import run_pipeline
+from .resources import zoo_dir
+
+
+class ModelNotFound(Exception):
+    """MODEL names neither a file nor a zoo model (a usage error, not a model error)."""
+
+
+@dataclass
+class Model:
+    """A compiled model: the IR with shapes and costs. ``graph`` is the NetworkX DiGraph."""
+
+    graph: nx.DiGraph
+    source: str  # the file it came from, or "<string>"
+
+    @property
+    def name(self) -> str:
+        return self.graph.graph["name"]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.graph.nodes[self.graph.graph["input"]]["shape"]
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.graph.nodes[self.graph.graph["outputs"][0]]["shape"]
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return self.graph.graph["totals"]
+
+    @property
+    def errors(self) -> list[CnnError]:
+        return self.graph.graph["errors"]
+
+    def dump(self) -> str:
+        return ir.dump(self.graph)
+
+
+def zoo_names() -> list[str]:
+    return sorted(p.stem for p in zoo_dir().glob("*.cnn") if "network" in p.read_text(encoding="utf-8"))
+
+
+def resolve(model: str | Path) -> Path:
+    """A path as given, else the zoo model of that name."""
+    path = Path(model)
+    if path.is_file():
+        return path
+    candidate = zoo_dir() / f"{model}.cnn"
+    if not str(model).endswith(".cnn") and candidate.is_file():
+        return candidate
+    import difflib
+
+    hint = difflib.get_close_matches(str(model), zoo_names(), n=1)
+    raise ModelNotFound(
+        f"no file or zoo model named '{model}'" + (f"; did you mean '{hint[0]}'?" if hint else "; 'cnnlang zoo' lists the zoo")
+    )
+
+
+def load(
+    model: str | Path,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    keep_going: bool = False,
+) -> Model:
+    """Compile a model given as a path, a zoo name, or .cnn source text (anything with a '{').
+
+    Raises :class:`CnnError` on the first error (further ones in ``error.others``) unless
+    ``keep_going``, which returns the model with failing nodes marked (for drawing broken models).
+    """
+    if isinstance(model, str) and "{" in model:
+        program, source = load_program_text(model), "<string>"
+    else:
+        path = resolve(model)
+        program, source = load_program(path), str(path)
+    graph = run_pipeline(lower(program, input_shape))
+    error = ir.first_error(graph)
+    if error is not None and not keep_going:
+        raise error
+    return Model(graph, source)

@@ -1,0 +1,54 @@
+"""Shape inference: every node's output shape from its inputs' (W2 = (W1 - F + 2P)/S + 1).
+
+Errors do not stop the pass: a failing node gets ``error`` and no ``shape``, nodes that depend on
+it are skipped, and independent failures elsewhere are still found. All of them are appended to
+``graph.graph["errors"]`` in source order.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from .. import ir
+from ..errors import CnnError
+from ..layers import ShapeError, format_shape
+
+
+def _display(graph: nx.DiGraph, node: str) -> str:
+    return "the network input" if graph.nodes[node]["op"] == "input" else f"'{node}'"
+
+
+def _error(graph: nx.DiGraph, node: str, failure: ShapeError) -> CnnError:
+    data = graph.nodes[node]
+    error = CnnError(f"{data['op']} '{node}': {failure}", data["span"])
+    if failure.mismatch is not None:
+        first, second = (data["inputs"][i] for i in failure.mismatch)
+        shapes = [graph.nodes[n]["shape"] for n in (first, second)]
+        error.message = (
+            f"{data['op']} '{node}': {_display(graph, first)} is {format_shape(shapes[0])} but "
+            f"{_display(graph, second)} is {format_shape(shapes[1])}"
+            + (" (other than channels, sizes must agree)" if data["op"] == "concat" else "")
+        )
+        for source, shape in zip((first, second), shapes):
+            error.with_note(graph.nodes[source]["span"], f"{_display(graph, source)} ({format_shape(shape)}) comes from here")
+    for call in reversed(data["call_stack"]):
+        error.with_note(call, "in the block used here")
+    return error
+
+
+def infer_shapes(graph: nx.DiGraph) -> nx.DiGraph:
+    """Annotate ``shape`` on every node that can have one."""
+    for node in ir.layer_nodes(graph):
+        data = graph.nodes[node]
+        data.pop("error", None)
+        data.pop("shape", None)
+        inputs = [graph.nodes[i].get("shape") for i in data["inputs"]]
+        if any(shape is None for shape in inputs):
+            continue
+        try:
+            data["shape"] = data["layer"].output_shape(inputs)
+        except ShapeError as failure:
+            error = _error(graph, node, failure)
+            data["error"] = error
+            graph.graph["errors"].append(error)
+    return graph

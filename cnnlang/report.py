@@ -1,0 +1,124 @@
+"""Summaries of a compiled model: rows grouped by block, totals, and the JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import ir
+from .layers import format_shape
+from .model import Model
+
+
+@dataclass
+class Row:
+    name: str
+    op: str
+    shape: tuple[int, ...] | None
+    params: int
+    macs: int
+    depth: int  # indentation: how many blocks enclose it
+    is_block: bool
+    rf: tuple[int, ...] | None = None
+    explain: str = ""
+    line: int | None = None
+
+
+def _scope_totals(model: Model) -> dict[tuple[str, ...], dict[str, Any]]:
+    graph = model.graph
+    totals: dict[tuple[str, ...], dict[str, Any]] = {}
+    for node in ir.layer_nodes(graph):
+        data = graph.nodes[node]
+        for end in range(1, len(data["path"]) + 1):
+            entry = totals.setdefault(data["path"][:end], {"params": 0, "macs": 0, "last": None})
+            entry["params"] += data.get("params", 0)
+            entry["macs"] += data.get("macs", 0)
+            entry["last"] = node
+    return totals
+
+
+def rows(model: Model, depth: int | None = None, explain: bool = False) -> list[Row]:
+    """One row per layer, under a row per block; blocks nested deeper than ``depth`` fold
+    into their block's row."""
+    graph = model.graph
+    scopes = graph.graph["scopes"]
+    totals = _scope_totals(model)
+    out: list[Row] = []
+    opened: set[tuple[str, ...]] = set()
+    for node in ir.ordered(graph):
+        data = graph.nodes[node]
+        path = data["path"]
+        shown = path if depth is None else path[:depth]
+        for end in range(1, len(shown) + 1):
+            prefix = shown[:end]
+            if prefix in opened:
+                continue
+            opened.add(prefix)
+            last = graph.nodes[totals[prefix]["last"]]
+            out.append(Row(prefix[-1], scopes[prefix].signature, last.get("shape"), totals[prefix]["params"],
+                           totals[prefix]["macs"], end - 1, True, line=scopes[prefix].span.line))
+        if shown != path:
+            continue
+        layer = data["layer"]
+        how = ""
+        if explain and layer is not None and data.get("shape") is not None:
+            how = layer.explain([graph.nodes[i]["shape"] for i in data["inputs"]], data["shape"])
+        out.append(Row(node.rsplit("/", 1)[-1], layer.label() if layer else "input", data.get("shape"),
+                       data.get("params", 0), data.get("macs", 0), len(path), False, data.get("rf"), how,
+                       data["span"].line))
+    return out
+
+
+def to_json(model: Model) -> dict[str, Any]:
+    graph = model.graph
+    totals = model.totals
+    layers = []
+    for node in ir.ordered(graph):
+        data = graph.nodes[node]
+        layers.append({
+            "name": node,
+            "op": data["op"],
+            "label": data["layer"].label() if data["layer"] else "input",
+            "inputs": data["inputs"],
+            "output_shape": list(data.get("shape") or []),
+            "params": data.get("params", 0),
+            "trainable_params": data.get("trainable", 0),
+            "buffers": data.get("buffers", 0),
+            "macs": data.get("macs", 0),
+            "receptive_field": list(data.get("rf") or []),
+            "block": "/".join(data["path"]),
+            "file": data["span"].file,
+            "line": data["span"].line,
+        })
+    scope_totals = _scope_totals(model)
+    blocks = [
+        {"path": "/".join(path), "block": scope.block, "call": scope.signature, "line": scope.span.line,
+         "params": scope_totals.get(path, {}).get("params", 0), "macs": scope_totals.get(path, {}).get("macs", 0)}
+        for path, scope in graph.graph["scopes"].items()
+    ]
+    return {
+        "name": model.name,
+        "input_shape": list(model.input_shape),
+        "output_shape": list(model.output_shape),
+        "outputs": [{"name": n, "shape": list(graph.nodes[n]["shape"])} for n in graph.graph["outputs"]],
+        "total_params": totals["params"],
+        "trainable_params": totals["trainable"],
+        "non_trainable_params": totals["params"] - totals["trainable"],
+        "buffers": totals["buffers"],
+        "total_macs": totals["macs"],
+        "activation_values": totals["activations"],
+        "activation_bytes": totals["activation_bytes"],
+        "layers": layers,
+        "blocks": blocks,
+    }
+
+
+def human(number: float, unit: str = "") -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(number) >= scale:
+            return f"{number / scale:.2f} {suffix}{unit}"
+    return f"{number:g} {unit}".rstrip()
+
+
+def shape_text(shape) -> str:
+    return format_shape(shape)
