@@ -51,7 +51,12 @@ class Model:
 
 
 def zoo_names() -> list[str]:
-    return sorted(p.stem for p in zoo_dir().glob("*.cnn") if "network" in p.read_text(encoding="utf-8"))
+    """Zoo files that define a network (files of shared blocks are not models)."""
+    return sorted(p.stem for p in zoo_dir().glob("*.cnn") if _defines_network(p))
+
+
+def _defines_network(path: Path) -> bool:
+    return any(line.lstrip().startswith("network ") for line in path.read_text(encoding="utf-8").splitlines())
 
 
 def resolve(model: str | Path) -> Path:
