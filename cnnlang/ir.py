@@ -7,7 +7,9 @@ Node attributes (the whole vocabulary; passes add only those listed under "analy
 - ``inputs``: ordered list of producer node ids (edges mirror it, with an ``index`` attribute);
 - ``span``: where the layer is written; ``call_stack``: spans of the block calls that led there,
   outermost first; ``path``: the block instances the node sits in, outermost first;
-- ``order``: creation order, which is topological, so every report is stable.
+- ``order``: creation order, which is topological, so every report is stable;
+- ``shortcut`` (only on the ``add`` of a ``residual``): ``"identity"`` or ``"projection"``; its
+  inputs are [body output, shortcut output].
 
 Analysis attributes, from :mod:`cnnlang.passes`: ``shape``, ``error``, ``params``, ``trainable``,
 ``buffers``, ``macs``, ``activations``, ``rf``, ``jump``.

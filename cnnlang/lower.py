@@ -334,7 +334,9 @@ class _Lowering:
                 f"unknown shortcut '{item.shortcut}': write 'shortcut auto', 'shortcut identity' or 'shortcut {{ layers }}'",
                 item.shortcut_span,
             )
-        return self.layer_node(REGISTRY["add"](), "add", item.label, item.span, scope, [body_out, shortcut])
+        node = self.layer_node(REGISTRY["add"](), "add", item.label, item.span, scope, [body_out, shortcut])
+        self.graph.nodes[node]["shortcut"] = "identity" if shortcut == source else "projection"
+        return node
 
     def projection(self, item: s.Residual, scope: _Scope, source: str, body_out: str) -> str:
         """``shortcut auto``: identity when shapes agree, else 1x1 conv (stride to fit) + batchnorm."""

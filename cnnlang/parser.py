@@ -23,11 +23,20 @@ class _Layout:
 
     always_accept = ("_SEP",)
 
+    def __init__(self) -> None:
+        # Braces still open, so an unexpected end of file can point at the one left unclosed.
+        self.open_braces: list[Token] = []
+
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         depth = 0
         previous: Token | None = None
+        self.open_braces = []
         for token in stream:
             kind = token.type
+            if kind == "LBRACE":
+                self.open_braces.append(token)
+            elif kind == "RBRACE" and self.open_braces:
+                self.open_braces.pop()
             if kind == "_SEP" and (depth > 0 or (previous is not None and previous.type == "_ARROW")):
                 continue
             if kind in ("LPAR", "LSQB"):
@@ -239,8 +248,16 @@ def _describe(terminal: str) -> str:
     return f"'{pattern.value}'" if pattern.type == "str" else terminal.lower()
 
 
+_STATEMENT_START = {"NAME", "FROM", "RESIDUAL", "CONCAT", "REPEAT"}
+
+
 def _expected_words(expected: set[str]) -> str:
-    words = sorted({_describe(t) for t in expected if not t.startswith("__")})
+    expected = set(expected)
+    summary = []
+    if _STATEMENT_START <= expected:
+        expected -= _STATEMENT_START | {"INPUT", "OUTPUT"}
+        summary = ["a layer", "a block call"]
+    words = summary + sorted({_describe(t) for t in expected if not t.startswith("__")})
     # Operators are noise in "expected" lists: the structural choices are what helps.
     structural = [w for w in words if w not in {"'+'", "'-'", "'*'", "'/'", "'//'", "'%'"}]
     words = structural or words
@@ -275,7 +292,18 @@ def _syntax_error(error: UnexpectedInput, file: str, text: str) -> CnnError:
             if token.type == "_SEP":
                 length = 1
             span = Span(file, token.line, token.column, token.line, token.column + length)
-        return CnnError(f"expected {_expected_words(error.expected)}, found {_found(token)}", span)
+        try:
+            # The exact set the parser can take here; ``error.expected`` can hold extra
+            # terminals that LALR's merged states only look ahead at.
+            expected = error.interactive_parser.accepts() or error.expected
+        except Exception:  # noqa: BLE001 - fall back to Lark's own list
+            expected = error.expected
+        result = CnnError(f"expected {_expected_words(expected)}, found {_found(token)}", span)
+        braces = _lark().options.postlex.open_braces
+        if token.type == "$END" and braces:
+            brace = braces[-1]
+            result.with_note(_token_span(file, brace), "this '{' is never closed")
+        return result
     return CnnError(f"syntax error: {error}", Span(file, getattr(error, "line", 1) or 1, getattr(error, "column", 1) or 1))
 
 

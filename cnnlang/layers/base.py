@@ -257,4 +257,4 @@ def expect_rank(op: str, shape: Shape, ranks: tuple[int, ...], hint: str = "") -
         return
     names = {1: "flat features (N)", 2: "a C x L signal", 3: "a C x H x W image"}
     wanted = " or ".join(names[r] for r in ranks)
-    raise ShapeError(f"{op} expects {wanted}, but its input is {format_shape(shape)}{hint}")
+    raise ShapeError(f"expects {wanted}, but its input is {format_shape(shape)}{hint}")

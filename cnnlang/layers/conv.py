@@ -59,7 +59,7 @@ class Conv(LayerType):
 
     def _check_channels(self, shape: Shape) -> None:
         if shape[0] % self.groups:
-            raise ShapeError(f"{self.op}: {shape[0]} input channels do not split into {self.groups} groups")
+            raise ShapeError(f"{shape[0]} input channels do not split into {self.groups} groups")
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         shape = inputs[0]

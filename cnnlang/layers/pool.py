@@ -37,7 +37,7 @@ class MaxPool(LayerType):
         for p, k in zip(pads, kernels):
             # Padding past half a window would make windows that see only padding.
             if p > k // 2:
-                raise ShapeError(f"{self.op}: pad {p} is more than half the {k}-wide window")
+                raise ShapeError(f"pad {p} is more than half the {k}-wide window")
         return kernels, strides, tuple((p, p) for p in pads), dilations
 
     def output_shape(self, inputs: list[Shape]) -> Shape:

@@ -74,14 +74,16 @@ def window_output(
     """The output shape (channels first) and the arithmetic per axis; fails on a size < 1."""
     sizes = shape[1:]
     names = ("H", "W") if len(sizes) == 2 else ("L",)
+    words = {"H": "height", "W": "width", "L": "length"}
     results, formulas = [], []
     for axis, (w, k, s, p, d) in enumerate(zip(sizes, kernels, strides, pads, dilations)):
         effective = d * (k - 1) + 1
         result = slide(w, effective, s, p, ceil)
         if result.size < 1:
             raise ShapeError(
-                f"{op} output {names[axis]} would be {result.formula.rsplit(' = ', 1)[0]} = {result.size}"
-                f" (input {format_shape(shape)}, window {effective} larger than the padded input)"
+                f"output {words[names[axis]]} would be {result.formula.rsplit(' = ', 1)[0]} = {result.size}: "
+                f"the {effective}-wide window does not fit the {w + p[0] + p[1]}-wide padded input "
+                f"(input {format_shape(shape)})"
             )
         results.append(result.size)
         formulas.append(f"{names[axis]} = {result.formula}")

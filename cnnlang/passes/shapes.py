@@ -21,7 +21,14 @@ def _display(graph: nx.DiGraph, node: str) -> str:
 def _error(graph: nx.DiGraph, node: str, failure: ShapeError) -> CnnError:
     data = graph.nodes[node]
     error = CnnError(f"{data['op']} '{node}': {failure}", data["span"])
-    if failure.mismatch is not None:
+    if failure.mismatch is not None and data.get("shortcut") == "identity":
+        body, shortcut = (graph.nodes[n]["shape"] for n in data["inputs"])
+        error.message = (
+            f"residual '{node}': the body gives {format_shape(body)} but the identity shortcut gives "
+            f"{format_shape(shortcut)}; write 'shortcut auto' to project the shortcut"
+        )
+        error.with_note(graph.nodes[data["inputs"][0]]["span"], f"the body ends here ({format_shape(body)})")
+    elif failure.mismatch is not None:
         first, second = (data["inputs"][i] for i in failure.mismatch)
         shapes = [graph.nodes[n]["shape"] for n in (first, second)]
         error.message = (
@@ -31,8 +38,12 @@ def _error(graph: nx.DiGraph, node: str, failure: ShapeError) -> CnnError:
         )
         for source, shape in zip((first, second), shapes):
             error.with_note(graph.nodes[source]["span"], f"{_display(graph, source)} ({format_shape(shape)}) comes from here")
-    for call in reversed(data["call_stack"]):
-        error.with_note(call, "in the block used here")
+    # Each call on the stack made one block scope on the path (labelled groups make the others).
+    scopes = graph.graph["scopes"]
+    blocks = [scopes[data["path"][:end]].block for end in range(1, len(data["path"]) + 1)]
+    blocks = [b for b in blocks if b is not None]
+    for call, block in reversed(list(zip(data["call_stack"], blocks))):
+        error.with_note(call, f"in block '{block}' used here")
     return error
 
 
