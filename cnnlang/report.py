@@ -38,8 +38,8 @@ def _scope_totals(model: Model) -> dict[tuple[str, ...], dict[str, Any]]:
 
 
 def rows(model: Model, depth: int | None = None, explain: bool = False) -> list[Row]:
-    """One row per layer, under a row per block; blocks nested deeper than ``depth`` fold
-    into their block's row."""
+    """One row per layer, under a row per block. With ``depth`` N, a layer inside N or more
+    blocks folds into the row of its enclosing block at depth N (1: one row per top-level block)."""
     graph = model.graph
     scopes = graph.graph["scopes"]
     totals = _scope_totals(model)
@@ -56,9 +56,9 @@ def rows(model: Model, depth: int | None = None, explain: bool = False) -> list[
             opened.add(prefix)
             last = graph.nodes[totals[prefix]["last"]]
             out.append(Row(prefix[-1], scopes[prefix].signature, last.get("shape"), totals[prefix]["params"],
-                           totals[prefix]["macs"], end - 1, True, line=scopes[prefix].span.line))
-        if shown != path:
-            continue
+                           totals[prefix]["macs"], end - 1, True, last.get("rf"), line=scopes[prefix].span.line))
+        if depth is not None and len(path) >= depth:
+            continue  # drawn as part of its block's row
         layer = data["layer"]
         how = ""
         if explain and layer is not None and data.get("shape") is not None:

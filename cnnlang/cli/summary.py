@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(to_json(model), indent=2))
         return 0
     console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 160  # pipes and files get whole rows, not an 80-column wrap
     table = Table(title=f"{model.name}  ({model.source})", title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("Layer", no_wrap=True)
     table.add_column("Op", no_wrap=True)
@@ -39,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("Params", justify="right")
     table.add_column("MACs", justify="right")
     table.add_column("RF", justify="right")
-    if args.explain:
-        table.add_column("Output size", overflow="fold")
+    explanations = []
     for row in rows(model, args.depth, args.explain):
         name = "  " * row.depth + row.name
         cells = [
@@ -51,10 +52,15 @@ def run(args: argparse.Namespace) -> int:
             f"{row.macs:,}" if row.macs else "",
             "x".join(map(str, row.rf)) if row.rf else "",
         ]
-        if args.explain:
-            cells.append(row.explain)
+        if row.explain and row.explain != "same shape as the input":
+            explanations.append((row.name, row.explain))
         table.add_row(*cells)
     console.print(table)
+    if explanations:
+        width = max(len(name) for name, _ in explanations)
+        console.print("\nOutput sizes: W2 = (W1 - F + 2P)/S + 1 per spatial axis (F the effective kernel)")
+        for name, text in explanations:
+            console.print(f"  {name:<{width}}  {text}")
     totals = model.totals
     frozen = totals["params"] - totals["trainable"]
     console.print(

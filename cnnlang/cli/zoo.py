@@ -30,5 +30,8 @@ def run(args: argparse.Namespace) -> int:
         model = load(name)
         table.add_row(name, shape_text(model.input_shape), f"{model.totals['params']:,}", human(model.totals["macs"]),
                       _citation(resolve(name)))
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 160
+    console.print(table)
     return 0

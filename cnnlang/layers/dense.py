@@ -42,7 +42,8 @@ class FullyConnected(LayerType):
         return "global"
 
     def explain(self, inputs: list[Shape], output: Shape) -> str:
-        return f"{numel(inputs[0])} inputs ({format_shape(inputs[0])}) -> {self.units} units"
+        source = f" ({format_shape(inputs[0])})" if len(inputs[0]) > 1 else ""
+        return f"{numel(inputs[0])} inputs{source} -> {self.units} units"
 
     def label(self) -> str:
         return f"fc {self.units}"

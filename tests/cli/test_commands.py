@@ -1,0 +1,130 @@
+"""The check, summary and zoo commands: output, exit codes, and no tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cnnlang.cli import main
+
+GOOD = """
+block basic(c, stride = 1) {
+    residual {
+        conv(c, 3x3, stride = stride, pad = 1, bias = false) -> batchnorm -> relu
+        conv(c, 3x3, pad = 1, bias = false) -> batchnorm
+    } shortcut auto
+    relu
+}
+network small {
+    input 3x32x32
+    stem: conv(16, 3x3, pad = 1) -> relu
+    basic(16) * 2
+    basic(32, stride = 2)
+    globalavgpool
+    fc(10)
+}
+"""
+
+BAD = """
+network broken {
+    input 3x32x32
+    conv(16, 3x3) -> relu
+    conv(16, 3x3) -> rleu
+}
+"""
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "good.cnn").write_text(GOOD)
+    (tmp_path / "bad.cnn").write_text(BAD)
+    return tmp_path
+
+
+def test_check_is_silent_on_success(files, capsys):
+    assert main(["check", "good.cnn"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_check_reports_every_bad_file(files, capsys):
+    (files / "bad2.cnn").write_text(BAD.replace("rleu", "relu").replace("3x32x32", "3x2x2"))
+    assert main(["check", "bad.cnn", "good.cnn", "bad2.cnn"]) == 1
+    err = capsys.readouterr().err
+    assert "bad.cnn:5:22: error: unknown layer or block 'rleu'; did you mean 'relu'?" in err
+    assert "bad2.cnn:4:5: error: conv 'conv1': output height would be (2 - 3 + 2*0)/1 + 1 = 0" in err
+
+
+def test_check_missing_file_is_a_usage_error(files, capsys):
+    assert main(["check", "nothing.cnn"]) == 2
+    assert "no file or zoo model named 'nothing.cnn'" in capsys.readouterr().err
+
+
+def test_binary_file_is_a_clear_error(files, capsys):
+    (files / "weights.cnn").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    assert main(["check", "weights.cnn"]) == 1
+    assert "not a text file" in capsys.readouterr().err
+
+
+def test_bad_input_size_is_a_usage_error(files, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["summary", "good.cnn", "--input", "3xfoo"])
+    assert exit_info.value.code == 2
+    assert "expected a size such as 3x224x224" in capsys.readouterr().err
+
+
+def test_summary_json_fields(files, capsys):
+    assert main(["summary", "good.cnn", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["name"] == "small"
+    assert report["input_shape"] == [3, 32, 32]
+    assert report["output_shape"] == [10]
+    # stem conv 3*9*16+16 = 448; two basic(16): 2 * (2 * 16*16*9 + 2 * 32) = 9,344;
+    # basic(32, stride 2): 16*32*9 + 32*32*9 + 2*64 + projection 16*32 + 64 = 14,528;
+    # fc 32*10 + 10 = 330.
+    assert report["total_params"] == 448 + 9344 + 14528 + 330
+    assert report["trainable_params"] == report["total_params"]
+    # Running mean and variance of 4 + 2 + 1 batchnorms over their channels.
+    assert report["buffers"] == 2 * (16 * 4 + 32 * 3)
+    names = [layer["name"] for layer in report["layers"]]
+    assert names[:3] == ["input", "stem", "relu1"]
+    assert "basic3/shortcut_conv1" in names
+    for layer in report["layers"]:
+        assert set(layer) >= {"name", "op", "output_shape", "params", "macs", "line"}
+    stem = report["layers"][1]
+    assert stem["line"] == 11 and stem["output_shape"] == [16, 32, 32] and stem["macs"] == 16 * 32 * 32 * 27
+
+
+def test_summary_input_override(files, capsys):
+    assert main(["summary", "good.cnn", "--json", "--input", "3x64x64"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["input_shape"] == [3, 64, 64]
+    assert report["layers"][1]["macs"] == 16 * 64 * 64 * 27
+
+
+def test_summary_depth_folds_blocks(files, capsys):
+    assert main(["summary", "good.cnn", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "basic(16)" in out and "basic(32, stride=2)" in out
+    assert "shortcut_conv1" not in out  # folded into basic3's row
+    assert main(["summary", "good.cnn"]) == 0
+    assert "shortcut_conv1" in capsys.readouterr().out
+
+
+def test_summary_explain_shows_arithmetic(capsys):
+    assert main(["summary", "alexnet_paper", "--explain"]) == 0
+    assert "H = W = (227 - 11 + 2*0)/4 + 1 = 55" in capsys.readouterr().out
+
+
+def test_summary_of_a_broken_model_fails_cleanly(files, capsys):
+    assert main(["summary", "bad.cnn"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "error: unknown layer or block 'rleu'" in captured.err
+
+
+def test_zoo_lists_models(capsys):
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet50" in out and "25,557,032" in out
+    assert "lenet5" in out and "61,706" in out
