@@ -50,7 +50,13 @@ def evaluate(expr: s.Expr, env: Mapping[str, Any]) -> Any:
         _check_number(right, expr.right, env)
         if expr.op in ("/", "//", "%") and right == 0:
             raise CnnError(f"division by zero in '{expr.op}'", expr.span)
-        value = _OPERATORS[expr.op](left, right)
+        try:
+            if expr.op == "/" and isinstance(left, int) and isinstance(right, int) and left % right == 0:
+                value = left // right  # exact, even beyond float precision
+            else:
+                value = _OPERATORS[expr.op](left, right)
+        except OverflowError:
+            raise CnnError(f"the result of '{expr.op}' is too large to compute", expr.span) from None
         # 64 / 2 is the size 32, not 32.0.
         if isinstance(value, float) and value.is_integer() and isinstance(left, int) and isinstance(right, int):
             value = int(value)

@@ -350,8 +350,10 @@ class _Lowering:
             )
         strides = []
         for before, after in zip(have[1:], want[1:]):
-            stride = next((st for st in range(1, before + 1) if -(-before // st) == after), None)
-            if stride is None:
+            # ceil(before / st) falls as st grows, so ceil(before / after) is the only candidate
+            # (a search over every stride would hang on very large inputs).
+            stride = -(-before // after) if after >= 1 else None
+            if stride is None or -(-before // stride) != after:
                 raise CnnError(
                     f"shortcut auto cannot project {format_shape(have)} to {format_shape(want)}: no stride of a 1x1 "
                     f"convolution maps {before} to {after}; write the shortcut yourself",
@@ -366,19 +368,29 @@ class _Lowering:
     def shape(self, node: str) -> tuple[int, ...] | None:
         """Shape of an already-built node, computed on demand (only ``shortcut auto`` needs it
         while lowering; the shape pass recomputes every shape and reports errors)."""
-        if node in self.shapes:
-            return self.shapes[node]
-        data = self.graph.nodes[node]
-        if data["layer"] is None:
-            result = data["shape"]
-        else:
-            inputs = [self.shape(i) for i in data["inputs"]]
-            try:
-                result = None if None in inputs else data["layer"].output_shape(inputs)
-            except ShapeError:
-                result = None
-        self.shapes[node] = result
-        return result
+        # Iterative (not recursive): a long chain before a residual must not hit the recursion limit.
+        stack = [node]
+        while stack:
+            current = stack[-1]
+            if current in self.shapes:
+                stack.pop()
+                continue
+            data = self.graph.nodes[current]
+            missing = [i for i in data["inputs"] if i not in self.shapes]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            if data["layer"] is None:
+                result = data["shape"]
+            else:
+                inputs = [self.shapes[i] for i in data["inputs"]]
+                try:
+                    result = None if None in inputs else data["layer"].output_shape(inputs)
+                except ShapeError:
+                    result = None
+            self.shapes[current] = result
+        return self.shapes[node]
 
 
 def _signature(definition: s.BlockDef, env: dict[str, Any]) -> str:
@@ -390,6 +402,38 @@ def _signature(definition: s.BlockDef, env: dict[str, Any]) -> str:
         elif env[param.name] != evaluate(param.default, env):
             parts.append(f"{param.name}={value}")
     return f"{definition.name}({', '.join(parts)})"
+
+
+def _calls(stmts: list[s.Stmt]) -> Iterator[s.Call]:
+    for stmt in stmts:
+        for item in stmt.items if isinstance(stmt, s.Chain) else []:
+            if isinstance(item, s.Call):
+                yield item
+            elif isinstance(item, s.Concat):
+                for branch in item.branches:
+                    yield from _calls(branch)
+            elif isinstance(item, s.Residual):
+                yield from _calls(item.body)
+                if isinstance(item.shortcut, list):
+                    yield from _calls(item.shortcut)
+            elif isinstance(item, s.Repeat):
+                yield from _calls(item.body)
+
+
+def check_blocks(program: Program) -> None:
+    """Check what can be checked of blocks without instantiating them: every layer or block they
+    call exists. (Shapes need arguments and an input, so a network that uses them is needed.)"""
+    for bound in program.blocks.values():
+        if bound.definition.span.file != program.module.file:
+            continue
+        for call in _calls(bound.definition.body):
+            if call.name not in REGISTRY and call.name not in bound.namespace:
+                known = sorted(set(REGISTRY) | set(bound.namespace))
+                hint = difflib.get_close_matches(call.name, known, n=1)
+                raise CnnError(
+                    f"unknown layer or block '{call.name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                    call.span,
+                )
 
 
 def lower(program: Program, input_shape: tuple[int, ...] | None = None) -> nx.DiGraph:

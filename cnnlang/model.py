@@ -10,7 +10,7 @@ import networkx as nx
 from . import ir
 from .errors import CnnError
 from .loader import load_program, load_program_text
-from .lower import lower
+from .lower import check_blocks, lower
 from .passes import run_pipeline
 from .resources import zoo_dir
 
@@ -73,6 +73,20 @@ def resolve(model: str | Path) -> Path:
     raise ModelNotFound(
         f"no file or zoo model named '{model}'" + (f"; did you mean '{hint[0]}'?" if hint else "; 'cnnlang zoo' lists the zoo")
     )
+
+
+def check(model: str | Path) -> None:
+    """Verify a model file, or a file of blocks only (its calls must name known layers and
+    blocks); raises :class:`CnnError`."""
+    path = resolve(model)
+    program = load_program(path)
+    if program.module.network is None:
+        check_blocks(program)
+        return
+    graph = run_pipeline(lower(program))
+    error = ir.first_error(graph)
+    if error is not None:
+        raise error
 
 
 def load(

@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from ..errors import CnnError
-from ..model import ModelNotFound, load
+from ..model import ModelNotFound, check
 from .common import emit_error
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
     parser = commands.add_parser(
-        "check", help="check .cnn files for errors", description="Parse and verify each file; print nothing when all are fine."
+        "check", help="check .cnn files for errors",
+        description="Parse and verify each file (a model, or a file of blocks); print nothing when all are fine."
     )
     parser.add_argument("files", nargs="+", metavar="FILE")
     return parser
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     for file in args.files:
         try:
-            load(file)
+            check(file)
         except CnnError as error:
             emit_error(error)
             status = max(status, 1)

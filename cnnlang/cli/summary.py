@@ -35,14 +35,17 @@ def run(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console.width = 160  # pipes and files get whole rows, not an 80-column wrap
     table = Table(title=f"{model.name}  ({model.source})", title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("Layer", no_wrap=True)
-    table.add_column("Op", no_wrap=True)
+    listed = rows(model, args.depth, args.explain)
+    # Numbers are never cut: on a narrow terminal the name and op columns wrap instead.
+    widest = max(len(f"{max(r.macs, r.params):,}") for r in listed)
+    table.add_column("Layer", overflow="fold")
+    table.add_column("Op", overflow="fold")
     table.add_column("Output", justify="right", no_wrap=True)
-    table.add_column("Params", justify="right")
-    table.add_column("MACs", justify="right")
-    table.add_column("RF", justify="right")
+    table.add_column("Params", justify="right", no_wrap=True, min_width=min(widest, 11))
+    table.add_column("MACs", justify="right", no_wrap=True, min_width=widest)
+    table.add_column("RF", justify="right", no_wrap=True)
     explanations = []
-    for row in rows(model, args.depth, args.explain):
+    for row in listed:
         name = "  " * row.depth + row.name
         cells = [
             f"[bold]{name}[/bold]" if row.is_block else name,

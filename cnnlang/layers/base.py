@@ -109,7 +109,10 @@ def flag(value: Any) -> bool:
 def real(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"expected a number, got {describe(value)}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError("expected a number, got one too large to represent") from None
 
 
 def positive_real(value: Any) -> float:

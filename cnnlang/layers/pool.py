@@ -62,6 +62,10 @@ class MaxPool(LayerType):
         stride = self.stride or self.kernel
         if max(stride) > 1:
             text += f", /{'x'.join(map(str, stride))}"
+        if max(self.pad) > 0:
+            text += f", pad {'x'.join(map(str, self.pad))}"
+        if self.ceil:
+            text += ", ceil"
         return text
 
 

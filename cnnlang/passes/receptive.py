@@ -2,7 +2,8 @@
 
 Along a path r_out = r_in + (k - 1) * j_in and j_out = j_in * s, where j is the input-pixel
 distance between neighbouring outputs (the jump). Where paths join, the widest field wins.
-Layers that see the whole input (fully connected, global pooling) have the input's full extent.
+Layers that see the whole input (fully connected, global pooling) have at least the input's
+full extent. Fields are not clipped to the image: a field wider than the input means padding.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def receptive_field(graph: nx.DiGraph) -> nx.DiGraph:
         jump = tuple(max(axis) for axis in zip(*(i["jump"] for i in inputs)))
         window = data["layer"].window([i["shape"] for i in inputs])
         if window == "global" or len(data["shape"]) < 2:
-            rf = extent
+            # The whole input, or more where padding already widened the field upstream.
+            rf = tuple(max(r, e) for r, e in zip(rf, extent))
         elif window is not None:
             kernels, strides = window
             rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, kernels, jump))

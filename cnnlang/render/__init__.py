@@ -1,0 +1,165 @@
+"""Diagrams of compiled models through Graphviz.
+
+>>> from cnnlang import load
+>>> from cnnlang.render import to_dot, render
+>>> text = to_dot(load("lenet5"))                           # DOT text; needs no Graphviz
+>>> render(load("resnet50"), "resnet50.svg", depth=1)        # needs Graphviz's `dot`
+
+``depth`` folds blocks as ``cnnlang render --depth`` does (see :mod:`cnnlang.render.view`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterable
+
+from .. import ir
+from ..model import Model
+from . import dot as _dot
+from .view import View, build
+
+FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
+RANKDIRS = ("TB", "LR")
+
+INSTALL_HINT = (
+    "install Graphviz: 'apt-get install graphviz' (Debian/Ubuntu), 'brew install graphviz' (macOS) "
+    "or 'conda install -c conda-forge graphviz'"
+)
+
+
+class RenderError(Exception):
+    """A usage problem (unknown format, existing file, unknown layer name, no Graphviz)."""
+
+
+class GraphvizNotFound(RenderError):
+    def __init__(self, fmt: str):
+        super().__init__(
+            f"Graphviz's 'dot' program is not on PATH, and .{fmt} output needs it "
+            f"(.dot output does not); {INSTALL_HINT}"
+        )
+
+
+class GraphvizFailed(Exception):
+    """``dot`` ran but failed: a bug in the DOT we wrote, or a broken Graphviz."""
+
+
+def format_for(path: str | Path) -> str:
+    """The output format named by a file's suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        known = ", ".join(s for s in FORMATS if s != ".gv")
+        what = f"suffix '{suffix}'" if suffix else "no suffix"
+        raise RenderError(f"cannot tell the format of '{path}' ({what}); use one of {known}")
+    return FORMATS[suffix]
+
+
+def dot_executable() -> str | None:
+    return shutil.which("dot")
+
+
+def resolve_highlights(v: View, names: Iterable[str]) -> list[str]:
+    """Drawn node ids / cluster paths for layer or block names; RenderError for unknown ones.
+
+    A name is a layer's id (``c1``, ``basic3/conv1``) or a block instance's path (``basic3``);
+    a layer or block folded away highlights the node it is drawn in.
+    """
+    graph = v.graph
+    scopes = {"/".join(p): p for p in graph.graph["scopes"]}
+    out = []
+    for name in names:
+        if name in graph:
+            out.append(v.owner[name])
+            continue
+        if name in scopes:
+            path = scopes[name]
+            if path in v.clusters:
+                out.append(name)
+                continue
+            inside = [n for n in ir.ordered(graph) if graph.nodes[n]["path"][: len(path)] == path]
+            if inside:
+                out.append(v.owner[inside[0]])
+                continue
+        # A unique local name (`conv1` inside one block only) is accepted too.
+        local = [n for n in graph.nodes if n.rsplit("/", 1)[-1] == name]
+        if len(local) == 1:
+            out.append(v.owner[local[0]])
+            continue
+        known = list(graph.nodes) + list(scopes)
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+        if len(local) > 1:
+            raise RenderError(f"'{name}' names several layers ({', '.join(local[:5])}{', ...' if len(local) > 5 else ''}); "
+                              "give the full name")
+        hint = f"; close names: {', '.join(close)}" if close else "; 'cnnlang summary MODEL' lists the layer names"
+        raise RenderError(f"no layer or block named '{name}' in {graph.graph['name']}{hint}")
+    return out
+
+
+def to_dot(
+    model: Model,
+    *,
+    depth: int | None = None,
+    rankdir: str = "TB",
+    highlight: Iterable[str] = (),
+    legend: bool = True,
+) -> str:
+    """The DOT text of the model's diagram (works for models with shape errors, too)."""
+    if rankdir not in RANKDIRS:
+        raise RenderError(f"rankdir must be one of {', '.join(RANKDIRS)}, not '{rankdir}'")
+    v = build(model.graph, depth)
+    return _dot.to_dot(v, rankdir=rankdir, highlight=resolve_highlights(v, highlight), legend=legend)
+
+
+def run_dot(dot_text: str, fmt: str, timeout: float | None = 300) -> bytes:
+    """Lay out DOT text with Graphviz's ``dot`` into ``fmt`` (svg, png, pdf...)."""
+    executable = dot_executable()
+    if executable is None:
+        raise GraphvizNotFound(fmt)
+    try:
+        result = subprocess.run([executable, f"-T{fmt}"], input=dot_text.encode("utf-8"), capture_output=True,
+                                timeout=timeout, check=False)
+    except OSError as error:  # found but not runnable
+        raise GraphvizNotFound(fmt) from error
+    if result.returncode != 0:
+        message = result.stderr.decode("utf-8", "replace").strip() or f"exit status {result.returncode}"
+        raise GraphvizFailed(f"dot -T{fmt} failed: {message}")
+    return result.stdout
+
+
+def render(
+    model: Model,
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    force: bool = False,
+    **options,
+) -> Path:
+    """Write the diagram to ``path`` (format from its suffix unless ``fmt``); returns the path.
+
+    Refuses to overwrite an existing file unless ``force``. Options as for :func:`to_dot`.
+    """
+    path = Path(path)
+    fmt = fmt or format_for(path)
+    if path.exists() and not force:
+        raise RenderError(f"'{path}' exists; pass --force (force=True) to overwrite it")
+    if fmt != "dot" and dot_executable() is None:
+        raise GraphvizNotFound(fmt)
+    text = to_dot(model, **options)
+    data = text.encode("utf-8") if fmt == "dot" else run_dot(text, fmt)
+    path.write_bytes(data)
+    return path
+
+
+def to_svg(model: Model, **options) -> str | None:
+    """SVG text of the diagram, or None when Graphviz's ``dot`` is not installed."""
+    if dot_executable() is None:
+        return None
+    return run_dot(to_dot(model, **options), "svg").decode("utf-8")
+
+
+__all__ = [
+    "FORMATS", "GraphvizFailed", "GraphvizNotFound", "RenderError", "format_for", "render", "resolve_highlights",
+    "run_dot", "to_dot", "to_svg",
+]

@@ -1,0 +1,230 @@
+"""DOT text of a view: colours by kind of operation, labelled clusters, a legend.
+
+The text is deterministic (nodes, clusters and edges in the IR's creation order, no paths or
+dates), so a DOT file can serve as a golden test.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Iterable
+
+from ..layers import format_shape
+from ..report import human
+from .view import Path_, View, VNode, scope_title
+
+FONT = "Helvetica"
+
+# kind → (legend text, fill colour), in legend order.
+KINDS: dict[str, tuple[str, str]] = {
+    "io": ("input / output", "#d5d8dc"),
+    "conv": ("convolution", "#aed6f1"),
+    "pool": ("pooling", "#a9dfbf"),
+    "fc": ("fully connected", "#d7bde2"),
+    "norm": ("normalisation", "#f9e79f"),
+    "activation": ("activation", "#f5cba7"),
+    "merge": ("merge (add, concat)", "#a3e4d7"),
+    "other": ("reshape, dropout, other", "#eaeded"),
+    "block": ("folded block", "#fdfefe"),
+    "error": ("shape error", "#f1948a"),
+    "unknown": ("not computed (after an error)", "#ffffff"),
+}
+
+_OP_KINDS = {
+    "input": "io", "output": "io",
+    "conv": "conv", "conv1d": "conv",
+    "maxpool": "pool", "avgpool": "pool", "globalavgpool": "pool",
+    "fc": "fc",
+    "batchnorm": "norm", "lrn": "norm",
+    "relu": "activation", "tanh": "activation", "sigmoid": "activation", "softmax": "activation",
+    "add": "merge", "concat": "merge",
+    "flatten": "other", "dropout": "other",
+}
+_CATEGORY_KINDS = {"reduction": "pool", "merge": "merge", "elementwise": "activation"}
+
+ERROR_LINE = "#922b21"
+HIGHLIGHT = "#7d3c98"
+BYPASS = "#5d6d7e"
+MUTED = "#7b7d7d"
+
+
+def op_kind(op: str, layer=None) -> str:
+    """The colour group of an operation; a new layer type falls back on its fusion category."""
+    if op in _OP_KINDS:
+        return _OP_KINDS[op]
+    category = getattr(layer, "category", "opaque")
+    if category == "anchor":
+        return "conv" if "conv" in op else "fc"
+    return _CATEGORY_KINDS.get(category, "other")
+
+
+def node_kind(view: View, vnode: VNode) -> str:
+    if vnode.errors:
+        return "error"
+    if vnode.unknown:
+        return "unknown"
+    if vnode.kind == "folded":
+        return "block"
+    if vnode.kind == "output":
+        return "io"
+    return op_kind(vnode.op, view.graph.nodes[vnode.id]["layer"])
+
+
+def to_dot(view: View, *, rankdir: str = "TB", highlight: Iterable[str] = (), legend: bool = True) -> str:
+    """DOT text for ``view``. ``highlight`` holds drawn node ids and cluster paths ("a/b")."""
+    graph = view.graph
+    marked = set(highlight)
+    out = [f"digraph {_quote(graph.graph['name'])} {{"]
+    attrs = {
+        "rankdir": rankdir, "newrank": "true", "ordering": "out", "compound": "true",
+        "nodesep": "0.25", "ranksep": "0.3", "fontname": FONT, "fontsize": "11",
+        "labelloc": "t", "labeljust": "l", "label": _title(view), "forcelabels": "true",
+    }
+    out.append("  graph [" + _attrs(attrs) + "];")
+    out.append("  node [" + _attrs({"shape": "box", "style": "rounded,filled", "fontname": FONT, "fontsize": "10",
+                                      "margin": "0.1,0.04", "height": "0.3", "penwidth": "1", "color": "#566573"}) + "];")
+    out.append("  edge [" + _attrs({"fontname": FONT, "fontsize": "8", "fontcolor": "#424949", "color": "#566573",
+                                      "arrowsize": "0.6"}) + "];")
+    children: dict[Path_, list[Path_]] = {}
+    for path in view.clusters:
+        children.setdefault(path[:-1], []).append(path)
+    members: dict[Path_, list[VNode]] = {}
+    for vnode in sorted(view.nodes.values(), key=lambda v: v.order):
+        members.setdefault(vnode.cluster, []).append(vnode)
+    ranks: dict[Path_, list[list[str]]] = {}
+    for cluster, starts in view.rank_groups:
+        ranks.setdefault(cluster, []).append(starts)
+    numbering = {path: index for index, path in enumerate(view.clusters)}
+
+    def emit(path: Path_, indent: str) -> None:
+        items = [(v.order, "node", v) for v in members.get(path, [])]
+        items += [(min(v.order for v in _within(view, c)), "cluster", c) for c in children.get(path, [])]
+        for _, what, item in sorted(items, key=lambda t: t[0]):
+            if what == "node":
+                out.append(indent + _node(view, item, item.id in marked))
+            else:
+                style = {"label": _html(_escape(scope_title(graph, item))), "style": "rounded,filled",
+                         "fillcolor": "#f8f9f9" if len(item) % 2 else "#eef3f7", "color": "#aab7b8",
+                         "fontsize": "10", "fontcolor": "#1b2631", "labeljust": "l", "margin": "6"}
+                if "/".join(item) in marked:
+                    style.update(color=HIGHLIGHT, penwidth="3")
+                out.append(f"{indent}subgraph {_quote(f'cluster_{numbering[item]}')} {{")
+                out.append(f"{indent}  graph [{_attrs(style)}];")
+                emit(item, indent + "  ")
+                out.append(indent + "}")
+        for starts in ranks.get(path, []):
+            out.append(f"{indent}{{ rank=same; {' '.join(_quote(s) for s in starts)}; }}")
+
+    emit((), "  ")
+    for edge in sorted(view.edges, key=lambda e: e.order):
+        style = {"xlabel": format_shape(edge.shape)}
+        if edge.bypass:
+            style.update(style="dashed", color=BYPASS, penwidth="1.2", weight="0")
+        else:
+            style.update(weight="4")
+        out.append(f"  {_quote(edge.source)} -> {_quote(edge.target)} [{_attrs(style)}];")
+    if legend:
+        out.append(f"  {_quote('@legend')} [{_attrs({'shape': 'plaintext', 'style': 'solid', 'margin': '0', 'label': _legend(view)})}];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _within(view: View, path: Path_) -> list[VNode]:
+    return [v for v in view.nodes.values() if v.cluster[: len(path)] == path]
+
+
+def _title(view: View) -> str:
+    graph = view.graph
+    source = graph.nodes[graph.graph["input"]].get("shape")
+    outputs = graph.graph.get("outputs", [])
+    target = graph.nodes[outputs[0]].get("shape") if outputs else None
+    totals = graph.graph.get("totals", {})
+    parts = [f"<B>{_escape(graph.graph['name'])}</B>",
+             f"{format_shape(source)} → {format_shape(target)}",
+             f"{human(totals.get('params', 0))} params", f"{human(totals.get('macs', 0))} MACs"]
+    if view.depth is not None:
+        parts.append(f"depth {view.depth}")
+    return _html('<FONT POINT-SIZE="14">' + parts[0] + "</FONT>   " + _escape("   ·   ".join(parts[1:])))
+
+
+def _node(view: View, vnode: VNode, marked: bool) -> str:
+    kind = node_kind(view, vnode)
+    fill = KINDS[kind][1]
+    attrs = {"fillcolor": fill}
+    lines: list[str] = []
+    if vnode.kind == "output":
+        attrs.update(shape="oval", style="filled")
+        lines = ["<B>output</B>", _small(format_shape(vnode.shape))]
+    elif vnode.kind == "folded":
+        attrs.update(shape="box3d", style="filled", penwidth="1.4")
+        names = [p[-1] for p in vnode.paths]
+        title = scope_title(view.graph, vnode.paths[0])
+        heading = vnode.signature if title == view.graph.graph["scopes"][vnode.paths[0]].signature else title
+        if len(names) > 1 and heading != vnode.signature:
+            heading = vnode.signature
+        lines = [f"<B>{_escape(heading)}</B>"]
+        if len(names) > 1:
+            lines.append(_small(f"{names[0]} … {names[-1]}", MUTED))
+        lines.append(_small(f"{format_shape(vnode.in_shape)} → {format_shape(vnode.shape)}"))
+        lines.append(_small(f"{human(vnode.params)} params" if vnode.params else "no params"))
+    else:
+        data = view.graph.nodes[vnode.id]
+        layer = data["layer"]
+        name = vnode.id.rsplit("/", 1)[-1]
+        if layer is None:
+            attrs.update(shape="oval", style="filled")
+            lines = ["<B>input</B>", _small(format_shape(vnode.shape))]
+        else:
+            label = layer.label()
+            lines = [f"<B>{_escape(name)}</B>"]
+            if not (label == vnode.op and name.startswith(vnode.op)):
+                lines.append(_escape(label))
+            lines.append(_small(format_shape(vnode.shape)))
+    if vnode.unknown:
+        attrs.update(style=attrs.get("style", "rounded,filled") + ",dashed", fontcolor=MUTED, color="#aab7b8")
+    for error in vnode.errors:
+        attrs.update(color="#c0392b", penwidth="2.5")
+        for line in textwrap.wrap(f"error: {error.message}", 46):
+            lines.append(f'<FONT COLOR="{ERROR_LINE}">{_escape(line)}</FONT>')
+        if error.span is not None:
+            lines.append(_small(f"line {error.span.line}", ERROR_LINE))
+    if marked:
+        attrs.update(color=HIGHLIGHT, penwidth="4")
+    attrs["label"] = _html("<BR/>".join(lines))
+    return f"{_quote(vnode.id)} [{_attrs(attrs)}];"
+
+
+def _legend(view: View) -> str:
+    used = {node_kind(view, v) for v in view.nodes.values()}
+    rows = ['<TR><TD COLSPAN="2" ALIGN="LEFT"><B>Legend</B></TD></TR>']
+    for kind, (text, fill) in KINDS.items():
+        if kind in used:
+            rows.append(f'<TR><TD BGCOLOR="{fill}" WIDTH="16" HEIGHT="12"></TD><TD ALIGN="LEFT">{_escape(text)}</TD></TR>')
+    if any(e.bypass for e in view.edges):
+        rows.append('<TR><TD>- -</TD><TD ALIGN="LEFT">residual shortcut</TD></TR>')
+    rows.append('<TR><TD COLSPAN="2" ALIGN="LEFT">' + _small("edge labels: tensor shapes (C x H x W)", MUTED) + "</TD></TR>")
+    return _html('<TABLE BORDER="1" COLOR="#aab7b8" CELLBORDER="0" CELLSPACING="2" CELLPADDING="2">' + "".join(rows) + "</TABLE>")
+
+
+def _small(text: str, colour: str = "#1c2833") -> str:
+    return f'<FONT POINT-SIZE="9" COLOR="{colour}">{_escape(text)}</FONT>'
+
+
+class _Html(str):
+    """An HTML-like label: written between < > instead of quotes."""
+
+
+def _html(text: str) -> _Html:
+    return _Html(text)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _attrs(attrs: dict[str, str]) -> str:
+    return ", ".join(f"{k}=<{v}>" if isinstance(v, _Html) else f"{k}={_quote(v)}" for k, v in attrs.items())
