@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import ArgumentError, LayerType, Shape, arg, count, flag, positive_real, probability, real
+from .base import LayerType, Shape, arg, count, flag, positive_real, probability, real
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,5 @@ class Dropout(LayerType):
 
     p: float = arg(probability, 0.5, positional=True)
 
-    def validate(self) -> None:
-        if not 0 <= self.p < 1:
-            raise ArgumentError("dropout: p must be in [0, 1)")
+    def label(self) -> str:
+        return f"dropout {self.p:g}"
