@@ -361,7 +361,9 @@ class _Lowering:
                 )
             strides.append(stride)
         conv_type = Conv if len(have) == 3 else Conv1d
-        conv = conv_type.bind([want[0], (1,)], {"stride": tuple(strides), "bias": False})
+        # One stride for all axes is written once, as a user would (`stride = 2`).
+        stride = (strides[0],) if len(set(strides)) == 1 else tuple(strides)
+        conv = conv_type.bind([want[0], (1,)], {"stride": stride, "bias": False})
         node = self.layer_node(conv, "shortcut_conv", None, item.shortcut_span, scope, [source])
         return self.layer_node(BatchNorm(), "shortcut_bn", None, item.shortcut_span, scope, [node])
 

@@ -49,6 +49,12 @@ class Model:
     def dump(self) -> str:
         return ir.dump(self.graph)
 
+    def _repr_svg_(self) -> str | None:
+        """The diagram in notebooks (None, so a text repr is used, when Graphviz is missing)."""
+        from .render import to_svg
+
+        return to_svg(self)
+
 
 def zoo_names() -> list[str]:
     """Zoo files that define a network (files of shared blocks are not models)."""
@@ -104,7 +110,8 @@ def load(
         program, source = load_program_text(model), "<string>"
     else:
         path = resolve(model)
-        program, source = load_program(path), str(path)
+        program = load_program(path)
+        source = f"zoo/{path.name}" if path.parent == zoo_dir() else str(path)
     graph = run_pipeline(lower(program, input_shape))
     error = ir.first_error(graph)
     if error is not None and not keep_going:

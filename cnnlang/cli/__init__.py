@@ -11,7 +11,7 @@ from ..errors import CnnError
 from ..model import ModelNotFound
 from .common import emit_error
 
-SUBCOMMANDS = ("check", "summary", "zoo")
+SUBCOMMANDS = ("check", "summary", "render", "zoo")
 
 EXIT_MODEL_ERROR = 1
 EXIT_USAGE = 2

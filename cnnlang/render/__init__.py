@@ -87,14 +87,25 @@ def resolve_highlights(v: View, names: Iterable[str]) -> list[str]:
         if len(local) == 1:
             out.append(v.owner[local[0]])
             continue
-        known = list(graph.nodes) + list(scopes)
-        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
         if len(local) > 1:
-            raise RenderError(f"'{name}' names several layers ({', '.join(local[:5])}{', ...' if len(local) > 5 else ''}); "
-                              "give the full name")
+            listed = ", ".join(local[:5]) + (", ..." if len(local) > 5 else "")
+            raise RenderError(f"'{name}' names several layers ({listed}); give the full name")
+        close = _close_names(graph, name, scopes)
         hint = f"; close names: {', '.join(close)}" if close else "; 'cnnlang summary MODEL' lists the layer names"
         raise RenderError(f"no layer or block named '{name}' in {graph.graph['name']}{hint}")
     return out
+
+
+def _close_names(graph, name: str, scopes) -> list[str]:
+    """Full names like ``name``: by the whole name, then by the last part (``conv7`` → ``b1/conv1``)."""
+    full = list(graph.nodes) + list(scopes)
+    out = difflib.get_close_matches(name, full, n=5, cutoff=0.6)
+    by_local: dict[str, list[str]] = {}
+    for each in full:
+        by_local.setdefault(each.rsplit("/", 1)[-1], []).append(each)
+    for local in difflib.get_close_matches(name.rsplit("/", 1)[-1], list(by_local), n=3, cutoff=0.6):
+        out += by_local[local][:2]
+    return list(dict.fromkeys(out))[:6]
 
 
 def to_dot(

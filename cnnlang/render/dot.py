@@ -26,7 +26,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "merge": ("merge (add, concat)", "#a3e4d7"),
     "other": ("reshape, dropout, other", "#eaeded"),
     "block": ("folded block", "#fdfefe"),
-    "error": ("shape error", "#f1948a"),
+    "error": ("shape error", "#fadbd8"),
     "unknown": ("not computed (after an error)", "#ffffff"),
 }
 
@@ -76,13 +76,14 @@ def to_dot(view: View, *, rankdir: str = "TB", highlight: Iterable[str] = (), le
     marked = set(highlight)
     out = [f"digraph {_quote(graph.graph['name'])} {{"]
     attrs = {
-        "rankdir": rankdir, "newrank": "true", "ordering": "out", "compound": "true",
-        "nodesep": "0.25", "ranksep": "0.3", "fontname": FONT, "fontsize": "11",
-        "labelloc": "t", "labeljust": "l", "label": _title(view), "forcelabels": "true",
+        "rankdir": rankdir, "newrank": "true", "ordering": "out",
+        "nodesep": "0.25", "ranksep": "0.15" if rankdir == "TB" else "0.25", "fontname": FONT, "fontsize": "11",
+        "labelloc": "t", "labeljust": "l", "label": _title(view, legend),
     }
     out.append("  graph [" + _attrs(attrs) + "];")
-    out.append("  node [" + _attrs({"shape": "box", "style": "rounded,filled", "fontname": FONT, "fontsize": "10",
-                                      "margin": "0.1,0.04", "height": "0.3", "penwidth": "1", "color": "#566573"}) + "];")
+    node = {"shape": "box", "style": "rounded,filled", "fontname": FONT, "fontsize": "10", "margin": "0.1,0.04",
+            "height": "0.3", "penwidth": "1", "color": "#566573"}
+    out.append("  node [" + _attrs(node) + "];")
     out.append("  edge [" + _attrs({"fontname": FONT, "fontsize": "8", "fontcolor": "#424949", "color": "#566573",
                                       "arrowsize": "0.6"}) + "];")
     children: dict[Path_, list[Path_]] = {}
@@ -113,18 +114,20 @@ def to_dot(view: View, *, rankdir: str = "TB", highlight: Iterable[str] = (), le
                 emit(item, indent + "  ")
                 out.append(indent + "}")
         for starts in ranks.get(path, []):
-            out.append(f"{indent}{{ rank=same; {' '.join(_quote(s) for s in starts)}; }}")
+            # Invisible edges within the rank keep the branches in source order: left to right
+            # (TB), top to bottom (LR, where dot's rotation reverses the order).
+            chain = " -> ".join(_quote(s) for s in (starts if rankdir == "TB" else starts[::-1]))
+            out.append(f"{indent}{{ rank=same; {chain} [style=\"invis\"]; }}")
 
     emit((), "  ")
     for edge in sorted(view.edges, key=lambda e: e.order):
-        style = {"xlabel": format_shape(edge.shape)}
+        # Real edge labels (not xlabels): dot reserves room for them, so they never sit on a line.
+        style = {"label": format_shape(edge.shape)}
         if edge.bypass:
             style.update(style="dashed", color=BYPASS, penwidth="1.2", weight="0")
         else:
             style.update(weight="4")
         out.append(f"  {_quote(edge.source)} -> {_quote(edge.target)} [{_attrs(style)}];")
-    if legend:
-        out.append(f"  {_quote('@legend')} [{_attrs({'shape': 'plaintext', 'style': 'solid', 'margin': '0', 'label': _legend(view)})}];")
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -133,18 +136,22 @@ def _within(view: View, path: Path_) -> list[VNode]:
     return [v for v in view.nodes.values() if v.cluster[: len(path)] == path]
 
 
-def _title(view: View) -> str:
+def _title(view: View, legend: bool) -> str:
+    """The graph label: the model's name and sizes, then the legend of the kinds drawn."""
     graph = view.graph
     source = graph.nodes[graph.graph["input"]].get("shape")
     outputs = graph.graph.get("outputs", [])
     target = graph.nodes[outputs[0]].get("shape") if outputs else None
     totals = graph.graph.get("totals", {})
-    parts = [f"<B>{_escape(graph.graph['name'])}</B>",
-             f"{format_shape(source)} → {format_shape(target)}",
-             f"{human(totals.get('params', 0))} params", f"{human(totals.get('macs', 0))} MACs"]
+    facts = [f"{format_shape(source)} → {format_shape(target)}", f"{human(totals.get('params', 0))} params",
+             f"{human(totals.get('macs', 0))} MACs"]
     if view.depth is not None:
-        parts.append(f"depth {view.depth}")
-    return _html('<FONT POINT-SIZE="14">' + parts[0] + "</FONT>   " + _escape("   ·   ".join(parts[1:])))
+        facts.append(f"blocks folded at depth {view.depth}")
+    rows = [f'<TR><TD ALIGN="LEFT"><FONT POINT-SIZE="14"><B>{_escape(graph.graph["name"])}</B></FONT>   '
+            f'{_escape("   ·   ".join(facts))}</TD></TR>']
+    if legend:
+        rows.append(f'<TR><TD ALIGN="LEFT">{_legend(view)}</TD></TR>')
+    return _html('<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="2">' + "".join(rows) + "</TABLE>")
 
 
 def _node(view: View, vnode: VNode, marked: bool) -> str:
@@ -154,19 +161,24 @@ def _node(view: View, vnode: VNode, marked: bool) -> str:
     lines: list[str] = []
     if vnode.kind == "output":
         attrs.update(shape="oval", style="filled")
-        lines = ["<B>output</B>", _small(format_shape(vnode.shape))]
+        outputs = view.graph.graph["outputs"]
+        head = "<B>output</B>"
+        if len(outputs) > 1:  # say which tensor each one is
+            head += "  " + _escape(outputs[int(vnode.id[len("@output"):] or 1) - 1])
+        lines = [head, _small(format_shape(vnode.shape))]
     elif vnode.kind == "folded":
-        attrs.update(shape="box3d", style="filled", penwidth="1.4")
+        # Two lines: which block call(s), then in -> out shapes and parameters.
+        attrs.update(shape="box3d", style="filled", penwidth="1.4", margin="0.14,0.08")
         names = [p[-1] for p in vnode.paths]
-        title = scope_title(view.graph, vnode.paths[0])
-        heading = vnode.signature if title == view.graph.graph["scopes"][vnode.paths[0]].signature else title
-        if len(names) > 1 and heading != vnode.signature:
-            heading = vnode.signature
-        lines = [f"<B>{_escape(heading)}</B>"]
-        if len(names) > 1:
-            lines.append(_small(f"{names[0]} … {names[-1]}", MUTED))
-        lines.append(_small(f"{format_shape(vnode.in_shape)} → {format_shape(vnode.shape)}"))
-        lines.append(_small(f"{human(vnode.params)} params" if vnode.params else "no params"))
+        signature = view.graph.graph["scopes"][vnode.paths[0]].signature
+        if len(names) == 1 and scope_title(view.graph, vnode.paths[0]) != signature:
+            head = f"<B>{_escape(names[0])}</B>  {_escape(signature)}"  # a name the user chose
+        elif len(names) > 1:
+            head = f"<B>{_escape(vnode.signature)}</B>  " + _small(f"{names[0]} … {names[-1]}", MUTED)
+        else:
+            head = f"<B>{_escape(vnode.signature)}</B>"
+        params = f"{human(vnode.params)} params" if vnode.params else "no params"
+        lines = [head, _small(f"{format_shape(vnode.in_shape)} → {format_shape(vnode.shape)}   ·   {params}")]
     else:
         data = view.graph.nodes[vnode.id]
         layer = data["layer"]
@@ -175,13 +187,17 @@ def _node(view: View, vnode: VNode, marked: bool) -> str:
             attrs.update(shape="oval", style="filled")
             lines = ["<B>input</B>", _small(format_shape(vnode.shape))]
         else:
+            # Two lines: the name and, unless the name says it all (relu1), what the layer does;
+            # then its output shape.
             label = layer.label()
-            lines = [f"<B>{_escape(name)}</B>"]
+            head = f"<B>{_escape(name)}</B>"
             if not (label == vnode.op and name.startswith(vnode.op)):
-                lines.append(_escape(label))
-            lines.append(_small(format_shape(vnode.shape)))
+                head += f"  {_escape(label)}"
+            lines = [head, _small(format_shape(vnode.shape))]
     if vnode.unknown:
         attrs.update(style=attrs.get("style", "rounded,filled") + ",dashed", fontcolor=MUTED, color="#aab7b8")
+    if vnode.errors and vnode.kind == "layer":
+        lines = lines[:1]  # its shape would be "?": the diagnostic follows instead
     for error in vnode.errors:
         attrs.update(color="#c0392b", penwidth="2.5")
         for line in textwrap.wrap(f"error: {error.message}", 46):
@@ -194,16 +210,16 @@ def _node(view: View, vnode: VNode, marked: bool) -> str:
     return f"{_quote(vnode.id)} [{_attrs(attrs)}];"
 
 
-def _legend(view: View) -> str:
+def _legend(view: View, per_row: int = 6) -> str:
     used = {node_kind(view, v) for v in view.nodes.values()}
-    rows = ['<TR><TD COLSPAN="2" ALIGN="LEFT"><B>Legend</B></TD></TR>']
-    for kind, (text, fill) in KINDS.items():
-        if kind in used:
-            rows.append(f'<TR><TD BGCOLOR="{fill}" WIDTH="16" HEIGHT="12"></TD><TD ALIGN="LEFT">{_escape(text)}</TD></TR>')
+    cells = [f'<TD BGCOLOR="{fill}" BORDER="1" COLOR="#566573">{_escape(text)}</TD>'
+             for kind, (text, fill) in KINDS.items() if kind in used]
     if any(e.bypass for e in view.edges):
-        rows.append('<TR><TD>- -</TD><TD ALIGN="LEFT">residual shortcut</TD></TR>')
-    rows.append('<TR><TD COLSPAN="2" ALIGN="LEFT">' + _small("edge labels: tensor shapes (C x H x W)", MUTED) + "</TD></TR>")
-    return _html('<TABLE BORDER="1" COLOR="#aab7b8" CELLBORDER="0" CELLSPACING="2" CELLPADDING="2">' + "".join(rows) + "</TABLE>")
+        cells.append('<TD BORDER="1" COLOR="#566573" STYLE="DASHED">residual shortcut</TD>')
+    rows = ["<TR>" + "".join(cells[i:i + per_row]) + "</TR>" for i in range(0, len(cells), per_row)]
+    rows.append(f'<TR><TD COLSPAN="{per_row}" ALIGN="LEFT">'
+                + _small("edge labels: tensor shapes (C x H x W)", MUTED) + "</TD></TR>")
+    return '<TABLE BORDER="0" CELLSPACING="3" CELLPADDING="2">' + "".join(rows) + "</TABLE>"
 
 
 def _small(text: str, colour: str = "#1c2833") -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
 import networkx as nx
 
 from .. import ir
@@ -59,10 +57,7 @@ class View:
     edges: list[VEdge]
     clusters: list[Path_]  # unfolded scopes that contain something, parents first
     owner: dict[str, str]  # IR node → id of the VNode that draws it
-    rank_groups: list[tuple[Path_, list[str]]]  # parallel branch starts to put side by side
-
-    def cluster_label(self, path: Path_) -> str:
-        return scope_title(self.graph, path)
+    rank_groups: list[tuple[Path_, list[str]]]  # drawn nodes to put side by side, left to right
 
 
 def scope_title(graph: nx.DiGraph, path: Path_) -> str:
@@ -83,7 +78,7 @@ def build(graph: nx.DiGraph, depth: int | None = None) -> View:
     order = {n: graph.nodes[n]["order"] for n in graph.nodes}
 
     # 1. Each IR node → the layer itself or its folded block instance.
-    group_of: dict[str, Any] = {}
+    group_of: dict[str, str | Path_] = {}
     groups: dict[Path_, list[str]] = {}
     for node in ir.ordered(graph):
         path = graph.nodes[node]["path"]
@@ -98,7 +93,7 @@ def build(graph: nx.DiGraph, depth: int | None = None) -> View:
     runs: list[list[Path_]] = []
     outputs = set(graph.graph.get("outputs", []))
     for key in sorted(groups, key=lambda k: order[groups[k][0]]):
-        if runs and _continues(graph, runs[-1][-1], key, groups, group_of, outputs):
+        if runs and _continues(graph, runs[-1][-1], key, groups, outputs):
             runs[-1].append(key)
         else:
             runs.append([key])
@@ -134,7 +129,7 @@ def build(graph: nx.DiGraph, depth: int | None = None) -> View:
             owner[m] = vid
 
     # 3. Edges between drawn nodes; parallel IR edges between one pair of drawn nodes draw once.
-    bypass = _bypass_edges(graph)
+    bypass, residuals = _bypass_edges(graph)
     edges: list[VEdge] = []
     seen: set[tuple[str, str]] = set()
     for node in ir.ordered(graph):
@@ -153,18 +148,14 @@ def build(graph: nx.DiGraph, depth: int | None = None) -> View:
                            unknown=shape is None)
         edges.append(VEdge(owner[out], vid, out, shape, False, (len(order) + index, 0)))
 
-    # 4. Clusters: the unfolded scopes that hold a drawn node, with their ancestors.
-    wanted: set[Path_] = set()
-    for vnode in nodes.values():
-        for end in range(1, len(vnode.cluster) + 1):
-            wanted.add(vnode.cluster[:end])
-    first_seen = {}
+    # 4. Clusters: the unfolded scopes that hold a drawn node, with their ancestors, parents first.
+    first_seen: dict[Path_, int] = {}
     for vnode in sorted(nodes.values(), key=lambda v: v.order):
         for end in range(1, len(vnode.cluster) + 1):
             first_seen.setdefault(vnode.cluster[:end], vnode.order)
-    clusters = sorted(wanted, key=lambda p: (first_seen[p], len(p)))
+    clusters = sorted(first_seen, key=lambda p: (first_seen[p], len(p)))
 
-    return View(graph, depth, nodes, edges, clusters, owner, _rank_groups(graph, nodes, owner))
+    return View(graph, depth, nodes, edges, clusters, owner, _rank_groups(graph, nodes, owner, residuals))
 
 
 def _output_node(graph: nx.DiGraph, members: list[str], inside: set[str], outputs: set[str]) -> str:
@@ -173,7 +164,10 @@ def _output_node(graph: nx.DiGraph, members: list[str], inside: set[str], output
     return leaving[-1] if leaving else members[-1]
 
 
-def _continues(graph, previous: Path_, key: Path_, groups, group_of, outputs) -> bool:
+def _continues(graph: nx.DiGraph, previous: Path_, key: Path_, groups: dict[Path_, list[str]],
+               outputs: set[str]) -> bool:
+    """Whether block instance ``key`` extends the run ending in ``previous``: the same call in
+    the same scope, fed only by ``previous``, which feeds nothing else."""
     scopes = graph.graph["scopes"]
     if previous[:-1] != key[:-1] or scopes[previous].signature != scopes[key].signature:
         return False
@@ -188,10 +182,16 @@ def _continues(graph, previous: Path_, key: Path_, groups, group_of, outputs) ->
     return all(p in before or p in after for n in after for p in graph.predecessors(n))
 
 
-def _bypass_edges(graph: nx.DiGraph) -> set[tuple[str, str]]:
-    """IR edges of residual shortcuts: into an add's second (third...) input, and along the
-    shortcut's own layers (the ``shortcut auto`` projection) back to where it splits off."""
+def _bypass_edges(graph: nx.DiGraph) -> tuple[set[tuple[str, str]], list[tuple[str, str]]]:
+    """IR edges of residual shortcuts. ``residual`` lowers to ``add(body, shortcut)``: the
+    shortcut is the body's own input (identity) or layers of its own (the ``shortcut auto``
+    projection), followed back to where they split off. In a hand-written ``add`` of a tensor and
+    something computed from it, that tensor is the shortcut.
+
+    Also (body start, shortcut start) pairs for shortcuts with layers, to draw them side by side.
+    """
     out: set[tuple[str, str]] = set()
+    pairs: list[tuple[str, str]] = []
     for node in ir.ordered(graph):
         data = graph.nodes[node]
         if data["op"] != "add" or len(data["inputs"]) < 2:
@@ -201,25 +201,45 @@ def _bypass_edges(graph: nx.DiGraph) -> set[tuple[str, str]]:
         for source in data["inputs"][1:]:
             if source == body:
                 continue
-            out.add((source, node))
-            current = source
+            if source in body_side:  # identity shortcut: the body grew out of it
+                out.add((source, node))
+                continue
+            if body in nx.ancestors(graph, source):  # `from x, f(x) -> add`: x is the bypass
+                out.add((body, node))
+                continue
+            out.add((source, node))  # a shortcut with layers: follow it back to the split
+            current, start = source, None
             while current not in body_side and graph.out_degree(current) == 1:
                 producers = graph.nodes[current]["inputs"]
                 if len(producers) != 1:
                     break
                 out.add((producers[0], current))
-                current = producers[0]
-    return out
+                current, start = producers[0], current
+            if start is not None and current in body_side:
+                body_start = next((c for c in ir.consumers(graph, current) if c in body_side), None)
+                if body_start is not None:
+                    pairs.append((body_start, start))
+    return out, pairs
 
 
-def _rank_groups(graph: nx.DiGraph, nodes: dict[str, VNode], owner: dict[str, str]) -> list[tuple[Path_, list[str]]]:
-    """For each drawn concat: the first drawn node of each branch, to be placed on one rank."""
+def _rank_groups(graph: nx.DiGraph, nodes: dict[str, VNode], owner: dict[str, str],
+                 residuals: list[tuple[str, str]]) -> list[tuple[Path_, list[str]]]:
+    """Drawn nodes to place side by side, left to right: for each drawn concat the first node of
+    each branch; for each residual with a projection, the body's first node and the shortcut's."""
     groups: list[tuple[Path_, list[str]]] = []
+    for body_start, shortcut_start in residuals:
+        pair = [owner[body_start], owner[shortcut_start]]
+        if pair[0] != pair[1] and nodes[pair[0]].cluster == nodes[pair[1]].cluster:
+            groups.append((nodes[pair[0]].cluster, pair))
     for node in ir.ordered(graph):
         if owner.get(node) != node or graph.nodes[node]["op"] != "concat":
             continue
         splits, starts = set(), []
-        for branch_end in graph.nodes[node]["inputs"]:
+        branch_ends = graph.nodes[node]["inputs"]
+        for branch_end in branch_ends:
+            if any(branch_end in nx.ancestors(graph, other) for other in branch_ends if other != branch_end):
+                splits.add(branch_end)  # an empty branch: the split tensor itself
+                continue
             current, split = branch_end, None
             while True:
                 producers = graph.nodes[current]["inputs"]
@@ -239,4 +259,4 @@ def _rank_groups(graph: nx.DiGraph, nodes: dict[str, VNode], owner: dict[str, st
         clusters = {nodes[s].cluster for s in starts}
         if len(clusters) == 1:
             groups.append((clusters.pop(), starts))
-    return groups
+    return sorted(groups, key=lambda g: [nodes[n].order for n in g[1]])
