@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import difflib
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Iterable
+
+import graphviz
 
 from .. import ir
 from ..model import Model
@@ -123,20 +124,19 @@ def to_dot(
     return _dot.to_dot(v, rankdir=rankdir, highlight=resolve_highlights(v, highlight), legend=legend)
 
 
-def run_dot(dot_text: str, fmt: str, timeout: float | None = 300) -> bytes:
-    """Lay out DOT text with Graphviz's ``dot`` into ``fmt`` (svg, png, pdf...)."""
-    executable = dot_executable()
-    if executable is None:
-        raise GraphvizNotFound(fmt)
+def run_dot(dot_text: str, fmt: str) -> bytes:
+    """Lay out DOT text with Graphviz's ``dot`` into ``fmt`` (svg, png, pdf...).
+
+    The ``graphviz`` package runs the program; we write the DOT text ourselves so that it is
+    deterministic and can be compared with golden files.
+    """
     try:
-        result = subprocess.run([executable, f"-T{fmt}"], input=dot_text.encode("utf-8"), capture_output=True,
-                                timeout=timeout, check=False)
-    except OSError as error:  # found but not runnable
+        return graphviz.Source(dot_text).pipe(format=fmt, engine="dot")
+    except graphviz.ExecutableNotFound as error:
         raise GraphvizNotFound(fmt) from error
-    if result.returncode != 0:
-        message = result.stderr.decode("utf-8", "replace").strip() or f"exit status {result.returncode}"
-        raise GraphvizFailed(f"dot -T{fmt} failed: {message}")
-    return result.stdout
+    except graphviz.CalledProcessError as error:
+        message = (error.stderr or b"").decode("utf-8", "replace").strip() or f"exit status {error.returncode}"
+        raise GraphvizFailed(f"dot -T{fmt} failed: {message}") from error
 
 
 def render(
