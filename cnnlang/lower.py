@@ -192,8 +192,10 @@ class _Lowering:
         inner = scope
         if label is not None:
             local = scope.local_name("group", label, item.span)
+            # Labels written in a labelled `repeat` body belong to the group: keep automatic names off them.
+            reserved = set(_labels(item.body)) if isinstance(item, s.Repeat) else set()
             inner = _Scope(scope.path + (local,), scope.env, ChainMap({}, scope.names), scope.blocks,
-                           scope.call_stack, set())
+                           scope.call_stack, reserved)
             what = item.name if isinstance(item, s.Call) else "repeat"
             self.graph.graph["scopes"][inner.path] = ir.Scope(inner.path, None, f"{what} * {times}", item.span)
         for _ in range(times):
@@ -287,6 +289,10 @@ class _Lowering:
     def bind_block(self, call: s.Call, definition: s.BlockDef, scope: _Scope) -> dict[str, Any]:
         params = {p.name: p for p in definition.params}
         given: dict[str, Any] = {}
+        for position, argument in enumerate(call.args):
+            # As for layers: `b(s = 2, 8)` is rejected rather than read as `b(8, s = 2)`.
+            if argument.keyword is None and any(a.keyword is not None for a in call.args[:position]):
+                raise CnnError("a positional argument cannot follow a keyword argument", argument.span)
         positional = [a for a in call.args if a.keyword is None]
         if len(positional) > len(definition.params):
             raise CnnError(
