@@ -80,14 +80,23 @@ def _quote(span: Span) -> list[str]:
     text = _source_line(span.file, span.line)
     if text is None:
         return []
-    text = text.expandtabs(1)
+    text = text.expandtabs(1).rstrip()
     start = max(span.column - 1, 0)
     if span.end_line == span.line and span.end_column and span.end_column > span.column:
         width = span.end_column - span.column
     else:
-        width = max(len(text.rstrip()) - start, 1)
+        width = max(len(text) - start, 1)
+    if len(text) > _MAX_QUOTE:
+        # Show a window of a very long line around the caret.
+        left = max(start - _MAX_QUOTE // 2, 0)
+        text = ("..." if left else "") + text[left:left + _MAX_QUOTE] + ("..." if left + _MAX_QUOTE < len(text) else "")
+        start = start - left + (3 if left else 0)
+        width = min(width, _MAX_QUOTE - (start - (3 if left else 0)))
     gutter = f"{span.line:>5} | "
-    return [gutter + text.rstrip(), " " * (len(gutter) - 2) + "| " + " " * start + "^" + "~" * (width - 1)]
+    return [gutter + text, " " * (len(gutter) - 2) + "| " + " " * start + "^" + "~" * (max(width, 1) - 1)]
+
+
+_MAX_QUOTE = 120
 
 
 def _located(span: Span | None, kind: str, message: str) -> list[str]:

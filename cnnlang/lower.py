@@ -20,6 +20,10 @@ from .layers.norm import BatchNorm
 from .loader import BoundBlock, Program
 
 
+# A guard against runaway counts (`* 99999999`), far above any real network's depth.
+MAX_REPEAT = 10_000
+
+
 @dataclass
 class _Scope:
     """A naming scope: the network body, a block instance or a labelled repetition."""
@@ -53,25 +57,29 @@ class _Scope:
         return "/".join(self.path + (local,))
 
 
-def _labels(stmts: list[s.Stmt]) -> Iterator[str]:
-    """Labels written in a statement list, including nested branches (one naming scope)."""
+def _items(stmts: list[s.Stmt], into_groups: bool = True) -> Iterator[s.Item]:
+    """Every item written in a statement list, nested branches, bodies and shortcuts included.
+
+    With ``into_groups`` false, the inside of a labelled repetition (a naming scope of its own)
+    is skipped, though the repetition itself is yielded.
+    """
     for stmt in stmts:
-        if not isinstance(stmt, s.Chain):
-            continue
-        for item in stmt.items:
-            if item.label is not None:
-                yield item.label
-                if isinstance(item, (s.Repeat,)) or (isinstance(item, s.Call) and item.repeat is not None):
-                    continue  # a labelled repetition is a scope of its own
+        for item in stmt.items if isinstance(stmt, s.Chain) else []:
+            yield item
             if isinstance(item, s.Concat):
                 for branch in item.branches:
-                    yield from _labels(branch)
+                    yield from _items(branch, into_groups)
             elif isinstance(item, s.Residual):
-                yield from _labels(item.body)
+                yield from _items(item.body, into_groups)
                 if isinstance(item.shortcut, list):
-                    yield from _labels(item.shortcut)
-            elif isinstance(item, s.Repeat):
-                yield from _labels(item.body)
+                    yield from _items(item.shortcut, into_groups)
+            elif isinstance(item, s.Repeat) and (into_groups or item.label is None):
+                yield from _items(item.body, into_groups)
+
+
+def _labels(stmts: list[s.Stmt]) -> Iterator[str]:
+    """Labels written in one naming scope."""
+    return (item.label for item in _items(stmts, into_groups=False) if item.label is not None)
 
 
 class _Lowering:
@@ -189,6 +197,16 @@ class _Lowering:
             times = natural(times)
         except ValueError as error:
             raise CnnError(f"repeat count: {error}", times_expr.span) from None
+        if times > MAX_REPEAT:
+            raise CnnError(f"repeat count {times} is more than {MAX_REPEAT}", times_expr.span)
+        if times > 1 and isinstance(item, s.Repeat):
+            labels = list(_labels(item.body))
+            if labels:
+                raise CnnError(
+                    f"the label '{labels[0]}' inside a repeated body would name a new tensor on every pass; "
+                    "put the body in a block and repeat the block",
+                    item.span,
+                )
         inner = scope
         if label is not None:
             local = scope.local_name("group", label, item.span)
@@ -412,30 +430,14 @@ def _signature(definition: s.BlockDef, env: dict[str, Any]) -> str:
     return f"{definition.name}({', '.join(parts)})"
 
 
-def _calls(stmts: list[s.Stmt]) -> Iterator[s.Call]:
-    for stmt in stmts:
-        for item in stmt.items if isinstance(stmt, s.Chain) else []:
-            if isinstance(item, s.Call):
-                yield item
-            elif isinstance(item, s.Concat):
-                for branch in item.branches:
-                    yield from _calls(branch)
-            elif isinstance(item, s.Residual):
-                yield from _calls(item.body)
-                if isinstance(item.shortcut, list):
-                    yield from _calls(item.shortcut)
-            elif isinstance(item, s.Repeat):
-                yield from _calls(item.body)
-
-
 def check_blocks(program: Program) -> None:
     """Check what can be checked of blocks without instantiating them: every layer or block they
     call exists. (Shapes need arguments and an input, so a network that uses them is needed.)"""
     for bound in program.blocks.values():
         if bound.definition.span.file != program.module.file:
             continue
-        for call in _calls(bound.definition.body):
-            if call.name not in REGISTRY and call.name not in bound.namespace:
+        for call in _items(bound.definition.body):
+            if isinstance(call, s.Call) and call.name not in REGISTRY and call.name not in bound.namespace:
                 known = sorted(set(REGISTRY) | set(bound.namespace))
                 hint = difflib.get_close_matches(call.name, known, n=1)
                 raise CnnError(

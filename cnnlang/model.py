@@ -68,11 +68,14 @@ def _defines_network(path: Path) -> bool:
 def resolve(model: str | Path) -> Path:
     """A path as given, else the zoo model of that name."""
     path = Path(model)
-    if path.is_file():
-        return path
-    candidate = zoo_dir() / f"{model}.cnn"
-    if not str(model).endswith(".cnn") and candidate.is_file():
-        return candidate
+    try:
+        if path.is_file():
+            return path
+        candidate = zoo_dir() / f"{model}.cnn"
+        if not str(model).endswith(".cnn") and candidate.is_file():
+            return candidate
+    except (OSError, ValueError):  # a name too long for a path, or with a NUL in it
+        pass
     import difflib
 
     hint = difflib.get_close_matches(str(model), zoo_names(), n=1)

@@ -67,6 +67,10 @@ def _token_span(file: str, token: Token) -> Span:
     return Span(file, token.line, token.column, token.end_line, token.end_column)
 
 
+# Python refuses to convert longer digit strings; no size in a network comes near.
+_MAX_DIGITS = 100
+
+
 @v_args(meta=True)
 class _ToSyntax(Transformer):
     def __init__(self, file: str):
@@ -77,13 +81,18 @@ class _ToSyntax(Transformer):
         return _span(self.file, meta)
 
     # -- expressions
+    def _int(self, text: str, meta) -> int:
+        if len(text) > _MAX_DIGITS:
+            raise CnnError(f"a number of {len(text)} digits is too long (at most {_MAX_DIGITS})", self._sp(meta))
+        return int(text)
+
     def number(self, meta, children):
         text = str(children[0])
-        value = float(text) if any(c in text for c in ".eE") else int(text)
+        value = float(text) if any(c in text for c in ".eE") else self._int(text, meta)
         return s.Literal(value, self._sp(meta))
 
     def dims(self, meta, children):
-        return s.Literal(tuple(int(p) for p in str(children[0]).split("x")), self._sp(meta))
+        return s.Literal(tuple(self._int(p, meta) for p in str(children[0]).split("x")), self._sp(meta))
 
     def string(self, meta, children):
         return s.Literal(str(children[0])[1:-1], self._sp(meta))

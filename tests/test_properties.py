@@ -58,8 +58,12 @@ layer_strategy = st.fixed_dictionaries(
 
 
 def write_layer(index: int, layer: dict) -> str:
+    if layer["op"] == "avgpool":
+        layer["dilation"] = 1  # average pooling has no dilation (as in PyTorch)
     kh, kw = layer["kernel"]
-    common = f"stride = {layer['stride']}, pad = {layer['pad']}, dilation = {layer['dilation']}"
+    common = f"stride = {layer['stride']}, pad = {layer['pad']}"
+    if layer["op"] != "avgpool":
+        common += f", dilation = {layer['dilation']}"
     if layer["op"] == "conv":
         return f"l{index}: conv({layer['filters']}, {kh}x{kw}, {common})"
     return f"l{index}: {layer['op']}({kh}x{kw}, {common}, ceil = {'true' if layer['ceil'] else 'false'})"

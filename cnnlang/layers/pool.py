@@ -10,19 +10,22 @@ from .window import per_axis, window_output
 
 
 @dataclass(frozen=True)
-class MaxPool(LayerType):
-    op = "maxpool"
+class _Pool(LayerType):
+    """What max and average pooling share: the window, its stride and padding, ceil mode."""
+
     category = "reduction"
-    summary = "max over each window; gradients go to the arg-max"
 
     kernel: tuple[int, ...] = arg(size, positional=True, doc="window size, e.g. 2x2")
-    stride: tuple[int, ...] | None = arg(lambda v: size(v), None, doc="defaults to the kernel size")
+    stride: tuple[int, ...] | None = arg(size, None, doc="defaults to the kernel size")
     pad: tuple[int, ...] = arg(offsets, (0,))
-    dilation: tuple[int, ...] = arg(size, (1,))
     ceil: bool = arg(flag, False, doc="round the output size up, as Caffe does")
 
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return (1,)
+
     def validate(self) -> None:
-        for name in ("kernel", "stride", "pad", "dilation"):
+        for name in ("kernel", "stride", "pad"):
             value = getattr(self, name)
             if value is not None and len(value) > 2:
                 raise ArgumentError(f"{self.op}: {name} needs 1 or 2 sizes")
@@ -32,7 +35,7 @@ class MaxPool(LayerType):
         rank = len(shape) - 1
         kernels = per_axis("kernel", self.kernel, rank)
         strides = per_axis("stride", self.stride or self.kernel, rank)
-        dilations = per_axis("dilation", self.dilation, rank)
+        dilations = per_axis("dilation", self.dilations, rank)
         pads = per_axis("pad", self.pad, rank)
         for p, k in zip(pads, kernels):
             # Padding past half a window would make windows that see only padding.
@@ -70,7 +73,24 @@ class MaxPool(LayerType):
 
 
 @dataclass(frozen=True)
-class AvgPool(MaxPool):
+class MaxPool(_Pool):
+    op = "maxpool"
+    summary = "max over each window; gradients go to the arg-max"
+
+    dilation: tuple[int, ...] = arg(size, (1,))
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return self.dilation
+
+    def validate(self) -> None:
+        super().validate()
+        if len(self.dilation) > 2:
+            raise ArgumentError(f"{self.op}: dilation needs 1 or 2 sizes")
+
+
+@dataclass(frozen=True)
+class AvgPool(_Pool):
     op = "avgpool"
     summary = "mean over each window"
 

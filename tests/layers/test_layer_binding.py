@@ -38,7 +38,7 @@ ARGUMENTS: dict[str, set[str]] = {
     "conv": {"filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "frozen"},
     "conv1d": {"filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "frozen"},
     "maxpool": {"kernel", "stride", "pad", "dilation", "ceil"},
-    "avgpool": {"kernel", "stride", "pad", "dilation", "ceil", "count_pad"},
+    "avgpool": {"kernel", "stride", "pad", "ceil", "count_pad"},  # PyTorch's AvgPool2d has no dilation
     "globalavgpool": set(),
     "fc": {"units", "bias", "frozen"},
     "flatten": set(),
