@@ -118,7 +118,3 @@ def human(number: float, unit: str = "") -> str:
         if abs(number) >= scale:
             return f"{number / scale:.2f} {suffix}{unit}"
     return f"{number:g} {unit}".rstrip()
-
-
-def shape_text(shape) -> str:
-    return format_shape(shape)

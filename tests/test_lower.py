@@ -28,13 +28,7 @@ def write(directory: Path, name: str, text: str) -> Path:
 
 
 BASIC = """
-block basic(c, stride = 1) {
-    residual {
-        conv(c, 3x3, stride = stride, pad = 1, bias = false) -> batchnorm -> relu
-        conv(c, 3x3, pad = 1, bias = false) -> batchnorm
-    } shortcut auto
-    relu
-}
+from "resnet_blocks.cnn" import basic    # the zoo's ResNet basic block
 """
 
 
@@ -77,8 +71,8 @@ def test_block_instances_make_paths():
     assert "basic2/relu2" in graph
     assert graph["basic1/conv1"]["path"] == ("basic1",)
     assert graph["basic2/conv1"]["inputs"] == ["basic1/relu2"]
-    # the call stack holds the call's span (line 9: the network line of the source)
-    assert [span.line for span in graph["basic1/conv1"]["call_stack"]] == [9]
+    # the call stack holds the call's span (line 3: the network line of the source)
+    assert [span.line for span in graph["basic1/conv1"]["call_stack"]] == [3]
 
 
 def test_labelled_block_instance():
@@ -195,7 +189,7 @@ def test_negative_repeat_count():
 def test_bad_block_argument_value_points_inside_the_block():
     error = error_of(BASIC + "network n {\n input 16x8x8\n basic(16, stride = 0)\n}")
     assert "argument 'stride' of conv" in error.message
-    assert error.notes[-1].span.line == 11
+    assert error.notes[-1].span.line == 5
 
 
 # ---- block call errors -------------------------------------------------------------------

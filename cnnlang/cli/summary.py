@@ -8,7 +8,8 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from ..report import human, rows, shape_text, to_json
+from ..layers import format_shape
+from ..report import human, rows, to_json
 from .common import add_model_argument, load_model
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         cells = [
             f"[bold]{name}[/bold]" if row.is_block else name,
             row.op,
-            shape_text(row.shape),
+            format_shape(row.shape),
             f"{row.params:,}" if row.params else "",
             f"{row.macs:,}" if row.macs else "",
             "x".join(map(str, row.rf)) if row.rf else "",
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     totals = model.totals
     frozen = totals["params"] - totals["trainable"]
     console.print(
-        f"input {shape_text(model.input_shape)} -> output {shape_text(model.output_shape)}\n"
+        f"input {format_shape(model.input_shape)} -> output {format_shape(model.output_shape)}\n"
         f"params: {totals['params']:,} ({human(totals['params'])}); trainable {totals['trainable']:,}, "
         f"frozen {frozen:,}; buffers (batchnorm running statistics) {totals['buffers']:,}\n"
         f"MACs per example: {totals['macs']:,} ({human(totals['macs'])}; conv + fully connected, bias adds excluded)\n"

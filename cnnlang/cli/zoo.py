@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..model import load, resolve, zoo_names
-from ..report import human, shape_text
+from ..layers import format_shape
+from ..report import human
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column, justify=justify, no_wrap=column != "Source")
     for name in zoo_names():
         model = load(name)
-        table.add_row(name, shape_text(model.input_shape), f"{model.totals['params']:,}", human(model.totals["macs"]),
+        table.add_row(name, format_shape(model.input_shape), f"{model.totals['params']:,}", human(model.totals["macs"]),
                       _citation(resolve(name)))
     console = Console(highlight=False)
     if not console.is_terminal:

@@ -9,13 +9,7 @@ import pytest
 from cnnlang.cli import main
 
 GOOD = """
-block basic(c, stride = 1) {
-    residual {
-        conv(c, 3x3, stride = stride, pad = 1, bias = false) -> batchnorm -> relu
-        conv(c, 3x3, pad = 1, bias = false) -> batchnorm
-    } shortcut auto
-    relu
-}
+from "resnet_blocks.cnn" import basic    # the zoo's ResNet basic block
 network small {
     input 3x32x32
     stem: conv(16, 3x3, pad = 1) -> relu
@@ -93,7 +87,7 @@ def test_summary_json_fields(files, capsys):
     for layer in report["layers"]:
         assert set(layer) >= {"name", "op", "output_shape", "params", "macs", "line"}
     stem = report["layers"][1]
-    assert stem["line"] == 11 and stem["output_shape"] == [16, 32, 32] and stem["macs"] == 16 * 32 * 32 * 27
+    assert stem["line"] == 5 and stem["output_shape"] == [16, 32, 32] and stem["macs"] == 16 * 32 * 32 * 27
 
 
 def test_summary_input_override(files, capsys):

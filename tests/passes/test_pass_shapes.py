@@ -11,13 +11,7 @@ from cnnlang.lower import lower
 from cnnlang.passes import infer_shapes
 
 BASIC = """
-block basic(c, stride = 1) {
-    residual {
-        conv(c, 3x3, stride = stride, pad = 1, bias = false) -> batchnorm -> relu
-        conv(c, 3x3, pad = 1, bias = false) -> batchnorm
-    } shortcut auto
-    relu
-}
+from "resnet_blocks.cnn" import basic    # the zoo's ResNet basic block
 """
 
 

@@ -14,13 +14,7 @@ from cnnlang.render import to_svg
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
 
 RESIDUAL = """
-block basic(c, stride = 1) {
-    residual {
-        conv(c, 3x3, stride = stride, pad = 1, bias = false) -> batchnorm -> relu
-        conv(c, 3x3, pad = 1, bias = false) -> batchnorm
-    } shortcut auto
-    relu
-}
+from "resnet_blocks.cnn" import basic    # the zoo's ResNet basic block
 network small {
     input 3x32x32
     stem: conv(16, 3x3, pad = 1) -> relu

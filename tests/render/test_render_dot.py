@@ -18,13 +18,7 @@ from cnnlang.resources import zoo_dir
 GOLDEN = Path(__file__).parent / "golden"
 
 BLOCKS = """
-block basic(c, stride = 1) {
-    residual {
-        conv(c, 3x3, stride = stride, pad = 1, bias = false) -> batchnorm -> relu
-        conv(c, 3x3, pad = 1, bias = false) -> batchnorm
-    } shortcut auto
-    relu
-}
+from "resnet_blocks.cnn" import basic    # the zoo's ResNet basic block
 block incep(a, b) {
     concat {
         branch { conv(a, 1x1) -> relu }
