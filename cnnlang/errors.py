@@ -111,3 +111,8 @@ def render(error: CnnError) -> str:
     for note in error.notes:
         lines += _located(note.span, "note", note.message)
     return "\n".join(lines)
+
+
+class UsageError(Exception):
+    """Something the user handed over that does not fit: an input file, a weight file, an array
+    of the wrong shape. The CLI prints the message (which says what was expected) and exits 2."""

@@ -46,6 +46,12 @@ class Model:
     def errors(self) -> list[CnnError]:
         return self.graph.graph["errors"]
 
+    def build(self, *, seed: int = 0, dtype: str = "float32", input_grad: bool = False):
+        """A runnable :class:`~cnnlang.runtime.network.Network` with seeded initial weights."""
+        from .runtime.network import Network
+
+        return Network(self, seed=seed, dtype=dtype, input_grad=input_grad)
+
     def dump(self) -> str:
         return ir.dump(self.graph)
 

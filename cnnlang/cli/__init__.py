@@ -7,11 +7,11 @@ import importlib
 import os
 import sys
 
-from ..errors import CnnError
+from ..errors import CnnError, UsageError
 from ..model import ModelNotFound
 from .common import emit_error
 
-SUBCOMMANDS = ("check", "summary", "render", "zoo")
+SUBCOMMANDS = ("check", "summary", "render", "zoo", "run", "bench")
 
 EXIT_MODEL_ERROR = 1
 EXIT_USAGE = 2
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except CnnError as error:
         emit_error(error)
         return EXIT_MODEL_ERROR
-    except ModelNotFound as error:
+    except (ModelNotFound, UsageError, FileExistsError) as error:
         print(f"cnnlang: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

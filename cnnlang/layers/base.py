@@ -129,6 +129,41 @@ def probability(value: Any) -> float:
     return number
 
 
+def array_values(value: Any) -> tuple:
+    """A rectangular nested list of numbers, e.g. ``[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]``."""
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of numbers such as [[1, 2], [3, 4]], got {describe(value)}")
+
+    def convert(item: Any, depth: int) -> Any:
+        if isinstance(item, list):
+            if not item:
+                raise ValueError("a list of values may not be empty")
+            return tuple(convert(v, depth + 1) for v in item)
+        return real(item)
+
+    values = convert(value, 0)
+
+    def dims(item: Any) -> tuple[int, ...]:
+        if not isinstance(item, tuple):
+            return ()
+        inner = {dims(v) for v in item}
+        if len(inner) != 1:
+            raise ValueError("the rows of a list of values must all have the same length")
+        return (len(item), *inner.pop())
+
+    dims(values)
+    return values
+
+
+def array_dims(values: tuple) -> tuple[int, ...]:
+    """The shape of a nested tuple made by :func:`array_values`."""
+    shape = []
+    while isinstance(values, tuple):
+        shape.append(len(values))
+        values = values[0]
+    return tuple(shape)
+
+
 def describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

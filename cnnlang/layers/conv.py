@@ -13,7 +13,10 @@ from .base import (
     arg,
     count,
     expect_rank,
+    array_dims,
+    array_values,
     flag,
+    format_shape,
     numel,
     padding,
     size,
@@ -37,8 +40,17 @@ class Conv(LayerType):
     groups: int = arg(count, 1)
     bias: bool = arg(flag, True)
     frozen: bool = arg(flag, False, doc="fixed weights that training does not change")
+    weights: tuple | None = arg(
+        array_values, None, doc="the kernel's values, written out; such a layer is fixed (frozen)"
+    )
 
     def validate(self) -> None:
+        if self.weights is not None and len(array_dims(self.weights)) not in (self.rank, self.rank + 2):
+            raise ArgumentError(
+                f"{self.op}: weights must be one {self.rank}-D kernel shared by every filter and channel, "
+                f"or {self.rank + 2}-D (filters x channels per group x kernel), got "
+                f"{len(array_dims(self.weights))}-D values"
+            )
         if self.filters % self.groups:
             raise ArgumentError(f"{self.op}: {self.filters} filters do not split into {self.groups} groups")
         for name in ("kernel", "stride", "dilation"):
@@ -66,7 +78,25 @@ class Conv(LayerType):
         kernels, strides, dilations, pads = self._geometry(shape)
         self._check_channels(shape)
         out, _ = window_output(self.op, shape, self.filters, kernels, strides, pads, dilations)
+        if self.weights is not None:
+            given = array_dims(self.weights)
+            full = (self.filters, shape[0] // self.groups, *kernels)
+            if given not in (full, tuple(kernels)):
+                raise ShapeError(
+                    f"the written weights are {format_shape(given)}, but this layer's kernel is "
+                    f"{format_shape(kernels)} (all weights: {format_shape(full)})"
+                )
         return out
+
+    def fixed_weight(self, shape: Shape):
+        """The written kernel as a full weight array (filters x channels/groups x kernel), or None."""
+        if self.weights is None:
+            return None
+        import numpy as np
+
+        kernels = per_axis("kernel", self.kernel, self.rank)
+        full = (self.filters, shape[0] // self.groups, *kernels)
+        return np.broadcast_to(np.array(self.weights, dtype=np.float64), full).copy()
 
     def explain(self, inputs: list[Shape], output: Shape) -> str:
         kernels, strides, dilations, pads = self._geometry(inputs[0])
@@ -89,7 +119,7 @@ class Conv(LayerType):
 
     @property
     def trainable(self) -> bool:
-        return not self.frozen
+        return not (self.frozen or self.weights is not None)
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
         return numel(output) * self._fan_in(inputs[0])

@@ -35,8 +35,8 @@ POSITIONAL: dict[str, list[str]] = {
 
 # Every argument name of each op, from the language description.
 ARGUMENTS: dict[str, set[str]] = {
-    "conv": {"filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "frozen"},
-    "conv1d": {"filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "frozen"},
+    "conv": {"filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "frozen", "weights"},
+    "conv1d": {"filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "frozen", "weights"},
     "maxpool": {"kernel", "stride", "pad", "dilation", "ceil"},
     "avgpool": {"kernel", "stride", "pad", "ceil", "count_pad"},  # PyTorch's AvgPool2d has no dilation
     "globalavgpool": set(),

@@ -1,0 +1,140 @@
+"""``cnnlang bench MODEL``: measured speed beside the static cost model, per layer.
+
+Images per second for inference (and for a training step: forward in training mode, backward,
+and a plain SGD update), then one row per layer with its MACs, measured time and the GFLOP/s
+that implies (2 FLOPs per MAC; backward counts twice the forward MACs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from ..model import Model
+from .common import add_model_argument, load_model
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "bench", help="measure images/s and per-layer time against MACs",
+        description="Measure inference (and with --train, training-step) speed, and show each layer's measured "
+        "time beside its MAC count and the GFLOP/s achieved.",
+    )
+    add_model_argument(parser)
+    parser.add_argument("--batch", type=int, default=8, metavar="N", help="batch size (default 8)")
+    parser.add_argument("--train", action="store_true", help="also time a training step and the backward of each layer")
+    parser.add_argument("--repeat", type=int, default=5, metavar="R", help="timed runs; the median is reported (default 5)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    return parser
+
+
+def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype: str) -> dict:
+    """Median timings of whole passes and per-layer sums over ``repeat`` runs (after one warm-up)."""
+    network = model.build(seed=seed, dtype=dtype)
+    x = np.random.default_rng(seed).standard_normal((batch, *model.input_shape)).astype(network.dtype)
+    result: dict = {"model": model.name, "batch": batch, "dtype": dtype}
+
+    start = time.perf_counter()
+    network.eval().forward(x)
+    result["first_forward_s"] = time.perf_counter() - start
+    whole = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        network.forward(x)
+        whole.append(time.perf_counter() - start)
+    forward_layers = _per_layer(lambda t: network.forward(x, timings=t), repeat)
+    result["inference_s"] = statistics.median(whole)
+
+    backward_layers: dict[str, float] = {}
+    if train:
+        network.train()
+        dy = np.ones((batch, *model.output_shape), network.dtype) / batch
+
+        def step(timings=None):
+            network.forward(x)
+            network.backward(dy, timings)
+            for name in network.trainable:
+                network.params[name] -= 1e-4 * network.grads[name]
+
+        step()
+        steps = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            step()
+            steps.append(time.perf_counter() - start)
+        result["train_step_s"] = statistics.median(steps)
+        backward_layers = _per_layer(lambda t: step(t), repeat)
+
+    graph = model.graph
+    layers = []
+    for node, seconds in forward_layers.items():
+        macs = graph.nodes[node]["macs"] * batch
+        row = {"layer": node, "op": graph.nodes[node]["op"], "macs": macs, "forward_s": seconds,
+               "forward_gflops": 2 * macs / seconds / 1e9 if macs and seconds > 0 else None}
+        if train:
+            back = backward_layers.get(node, 0.0)
+            row["backward_s"] = back
+            row["backward_gflops"] = 4 * macs / back / 1e9 if macs and back > 0 else None
+        layers.append(row)
+    result["layers"] = layers
+    return result
+
+
+def _per_layer(run_once, repeat: int) -> dict[str, float]:
+    """Median per layer over ``repeat`` timed runs."""
+    samples: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        timings: dict[str, float] = {}
+        run_once(timings)
+        for node, seconds in timings.items():
+            samples.setdefault(node, []).append(seconds)
+    return {node: statistics.median(values) for node, values in samples.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch < 1 or args.repeat < 1:
+        raise SystemExit("cnnlang bench: error: --batch and --repeat must be at least 1")
+    model = load_model(args)
+    result = measure(model, args.batch, args.train, args.repeat, args.seed, args.dtype)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 160
+    batch = args.batch
+    console.print(f"{model.name} ({model.source}), batch {batch}, {args.dtype}, median of {args.repeat}")
+    console.print(f"inference      {batch / result['inference_s']:10.1f} images/s  ({result['inference_s'] * 1000:.2f} ms per batch; "
+                  f"first pass {result['first_forward_s'] * 1000:.0f} ms)")
+    if args.train:
+        console.print(f"training step  {batch / result['train_step_s']:10.1f} images/s  ({result['train_step_s'] * 1000:.2f} ms per batch: "
+                      "forward, backward, SGD update)")
+    table = Table(show_edge=False, pad_edge=False)
+    for title in ("Layer", "Op", "MACs", "Forward ms", "GFLOP/s"):
+        table.add_column(title, justify="left" if title in ("Layer", "Op") else "right")
+    if args.train:
+        table.add_column("Backward ms", justify="right")
+        table.add_column("GFLOP/s ", justify="right")
+    total_forward = sum(r["forward_s"] for r in result["layers"])
+    for row in result["layers"]:
+        cells = [row["layer"], row["op"], f"{row['macs']:,}" if row["macs"] else "", f"{row['forward_s'] * 1000:.3f}",
+                 f"{row['forward_gflops']:.1f}" if row["forward_gflops"] else ""]
+        if args.train:
+            cells += [f"{row['backward_s'] * 1000:.3f}", f"{row['backward_gflops']:.1f}" if row["backward_gflops"] else ""]
+        table.add_row(*cells)
+    macs = sum(r["macs"] for r in result["layers"])
+    cells = ["total", "", f"{macs:,}", f"{total_forward * 1000:.2f}", f"{2 * macs / total_forward / 1e9:.1f}"]
+    if args.train:
+        total_backward = sum(r["backward_s"] for r in result["layers"])
+        cells += [f"{total_backward * 1000:.2f}", f"{4 * macs / total_backward / 1e9:.1f}" if total_backward else ""]
+    table.add_row(*cells, style="bold")
+    console.print(table)
+    return 0

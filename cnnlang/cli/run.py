@@ -1,0 +1,101 @@
+"""``cnnlang run MODEL``: one forward pass on a given or random input, with the top classes."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..inputs import read_input
+from ..layers import format_shape
+from ..model import load
+from .common import input_size
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "run", help="run a forward pass and show the top classes",
+        description="Run MODEL forward on an input file (.npy or an image) or on random input, and show the "
+        "output shape, the top-k classes and the time per image.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a .cnn file, or the name of a zoo model (see 'cnnlang zoo')")
+    parser.add_argument(
+        "--input", metavar="FILE|CxHxW",
+        help="a .npy array (C x H x W or N x C x H x W) or an image to run on; or a size such as 3x64x64 "
+        "to run random input of that size instead of the declared one. Random input of the declared size if absent",
+    )
+    parser.add_argument("--batch", type=int, default=1, metavar="N", help="batch size of the random input (default 1)")
+    parser.add_argument("--weights", metavar="FILE", help="weights saved by cnnlang (.safetensors or .npz); seeded random weights if absent")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights and input (default 0)")
+    parser.add_argument("--top", type=int, default=5, metavar="K", help="how many classes to show (default 5)")
+    parser.add_argument("--repeat", type=int, default=3, metavar="R", help="timed passes after the first (default 3)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    return parser
+
+
+def split_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
+    """``--input`` names a file, or (when it is no file and reads as CxHxW) an input size."""
+    if text is None or Path(text).exists():
+        return text, None
+    try:
+        return None, input_size(text)
+    except argparse.ArgumentTypeError:
+        return text, None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch < 1 or args.top < 1 or args.repeat < 0:
+        raise SystemExit("cnnlang run: error: --batch and --top must be at least 1, --repeat at least 0")
+    started = time.perf_counter()
+    input_file, size = split_input(args.input)
+    model = load(args.model, input_shape=size)
+    if input_file:
+        x = read_input(input_file, model.input_shape)
+        source = input_file
+    else:
+        x = np.random.default_rng(args.seed).standard_normal((args.batch, *model.input_shape))
+        source = f"random normal, seed {args.seed}"
+    network = model.build(seed=args.seed, dtype=args.dtype)
+    if args.weights:
+        network.load(args.weights)
+    weights = args.weights or f"random (He/Xavier, seed {args.seed})"
+    ready = time.perf_counter() - started
+    print(f"{model.name} ({model.source}), {args.dtype}")
+    print(f"input   {x.shape[0]} x {format_shape(model.input_shape)} ({source})")
+    print(f"weights {weights}")
+
+    first = time.perf_counter()
+    y = network.forward(x)
+    first = time.perf_counter() - first
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        network.forward(x)
+        times.append(time.perf_counter() - start)
+    print(f"output  {y.shape[0]} x {format_shape(y.shape[1:])} ('{network.output_names[0]}')")
+    if y.ndim == 2:
+        last_op = model.graph.nodes[network.output_names[0]]["op"]
+        probabilities = y if last_op == "softmax" else softmax(y.astype(np.float64))
+        k = min(args.top, y.shape[1])
+        for index, row in enumerate(probabilities):
+            best = np.argsort(-row, kind="stable")[:k]
+            ranked = "  ".join(f"{c}: {row[c]:.3f}" for c in best)
+            print(f"  example {index}: top-{k} class: probability  {ranked}")
+    else:
+        print(f"  values: mean {y.mean():.4g}, std {y.std():.4g}, min {y.min():.4g}, max {y.max():.4g}")
+    batch = x.shape[0]
+    print(f"start   {ready:.2f} s to load, compile and initialise; first pass {first * 1000:.1f} ms (loads or compiles kernels)")
+    if times:
+        median = statistics.median(times)
+        print(f"time    {median * 1000:.2f} ms per batch, {median * 1000 / batch:.2f} ms per image "
+              f"(median of {len(times)}), {batch / median:.1f} images/s")
+    return 0

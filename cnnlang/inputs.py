@@ -1,0 +1,65 @@
+"""Reading a network input from a file: a NumPy ``.npy`` array or an image (Pillow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+from .layers import format_shape
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+class InputFileError(UsageError):
+    """An input file that is missing, unreadable or of the wrong shape; the message says what was expected."""
+
+
+def read_input(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
+    """An N x input_shape float array from ``path``.
+
+    ``.npy``: an array of input_shape (one example) or N x input_shape, loaded without pickle.
+    Images: converted to grey (1 channel) or RGB (3 channels), resized to H x W, scaled to [0, 1].
+    """
+    path = Path(path)
+    expected = format_shape(input_shape)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file (expected a .npy array of {expected} or an image)")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except Exception as error:  # noqa: BLE001 - numpy raises several kinds for a bad file
+            raise InputFileError(f"{path}: not a readable .npy array ({error})") from None
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            raise InputFileError(f"{path}: expected numbers, got an array of {array.dtype}")
+        if array.shape == tuple(input_shape):
+            array = array[None]
+        if array.shape[1:] != tuple(input_shape) or array.ndim != len(input_shape) + 1 or array.shape[0] == 0:
+            raise InputFileError(
+                f"{path}: the array is {format_shape(array.shape)}, but the model expects {expected} "
+                f"(one example) or N x {expected}"
+            )
+        return array
+    if suffix in IMAGE_SUFFIXES:
+        return _read_image(path, input_shape)[None]
+    raise InputFileError(f"{path}: expected a .npy array of {expected} or an image ({', '.join(IMAGE_SUFFIXES)})")
+
+
+def _read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+        raise InputFileError(
+            f"{path}: an image can feed a 1 x H x W (grey) or 3 x H x W (RGB) input, "
+            f"but this model expects {format_shape(input_shape)}; give a .npy array instead"
+        )
+    channels, height, width = input_shape
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as error:
+        raise InputFileError(f"{path}: not a readable image ({error})") from None
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)

@@ -1,0 +1,141 @@
+"""Max and average pooling on channels-last images N x H x W x C (1-D signals: N x 1 x L x C).
+
+The window geometry follows the layer types exactly (cnnlang/layers/pool.py): output position
+``o`` covers inputs ``o*stride - pad + i*dilation`` for ``i < kernel``; positions outside the
+input are padding. Max pooling treats padding as -inf (it never wins) and records, per output
+value, the flat position ``h*W + w`` of its arg-max in the image (ties: the first in row-major
+window order, as PyTorch; a NaN wins so that it propagates). Average pooling uses PyTorch's
+divisor: with ``count_pad`` the window clipped to the padded input (``W + pad``: a ceil-mode
+window hanging past the padding does not count the overhang), without it the real elements only.
+Global average pooling is average pooling with the whole image as the window.
+
+Every loop keeps the channel axis innermost, where the data is contiguous. Forward kernels run
+images x output rows in parallel; backward kernels scatter into the input gradient, so they run
+images in parallel (windows of one image may overlap).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def maxpool_forward(x, out, argmax, kh, kw, sh, sw, ph, pw, dh, dw):  # pragma: no cover - jitted
+    """out[n, oh, ow, c] = max over the window of x[n, :, :, c]; argmax gets its flat h*W + w.
+    A window that holds no input (only possible with dilation: width 1, kernel 2, dilation 2,
+    pad 1) gives -inf and arg-max -1, which backward skips."""
+    n_img, in_h, in_w, channels = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for task in prange(n_img * out_h):
+        n = task // out_h
+        oh = task % out_h
+        h0 = oh * sh - ph
+        for ow in range(out_w):
+            w0 = ow * sw - pw
+            for c in range(channels):
+                out[n, oh, ow, c] = -np.inf
+                argmax[n, oh, ow, c] = -1
+            for i in range(kh):
+                h = h0 + i * dh
+                if h < 0 or h >= in_h:
+                    continue
+                for j in range(kw):
+                    w = w0 + j * dw
+                    if w < 0 or w >= in_w:
+                        continue
+                    pos = h * in_w + w
+                    for c in range(channels):
+                        v = x[n, h, w, c]
+                        best = out[n, oh, ow, c]
+                        arg = argmax[n, oh, ow, c]
+                        # The first real input always enters (even -inf); after that strictly
+                        # greater keeps the first maximum, and a NaN takes over once. Selects,
+                        # not branches: on random data a branch here mispredicts half the time
+                        # (2.5x slower on LeNet's first pooling).
+                        take = (arg < 0) | (v > best) | ((v != v) & (best == best))
+                        out[n, oh, ow, c] = v if take else best
+                        argmax[n, oh, ow, c] = pos if take else arg
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def maxpool_backward(dy, argmax, dx):  # pragma: no cover - jitted
+    """dx = 0, then each dy[n, oh, ow, c] is added to the input element that won its window."""
+    n_img, in_h, in_w, channels = dx.shape
+    out_h, out_w = dy.shape[1], dy.shape[2]
+    for n in prange(n_img):
+        dx[n] = 0
+        for oh in range(out_h):
+            for ow in range(out_w):
+                for c in range(channels):
+                    pos = argmax[n, oh, ow, c]
+                    if pos >= 0:
+                        dx[n, pos // in_w, pos % in_w, c] += dy[n, oh, ow, c]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _avg_window(o, stride, pad, kernel, size, count_pad):  # pragma: no cover - jitted
+    """First and end (exclusive) real input index of window ``o``, and its divisor share."""
+    start = o * stride - pad
+    end = min(start + kernel, size + pad)
+    padded = end - start
+    start = max(start, 0)
+    end = min(end, size)
+    return start, end, padded if count_pad else end - start
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def avgpool_forward(x, out, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no cover - jitted
+    """out[n, oh, ow, c] = sum of the real inputs in the window / divisor (0 for an empty one)."""
+    n_img, in_h, in_w, channels = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for task in prange(n_img * out_h):
+        n = task // out_h
+        oh = task % out_h
+        h_lo, h_hi, h_div = _avg_window(oh, sh, ph, kh, in_h, count_pad)
+        for ow in range(out_w):
+            w_lo, w_hi, w_div = _avg_window(ow, sw, pw, kw, in_w, count_pad)
+            for c in range(channels):
+                out[n, oh, ow, c] = 0
+            for h in range(h_lo, h_hi):
+                for w in range(w_lo, w_hi):
+                    for c in range(channels):
+                        out[n, oh, ow, c] += x[n, h, w, c]
+            divisor = h_div * w_div
+            if divisor > 0:
+                scale = x.dtype.type(1.0 / divisor)
+                for c in range(channels):
+                    out[n, oh, ow, c] *= scale
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def avgpool_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no cover - jitted
+    """dx = 0, then each dy / divisor is added to every real input of its window."""
+    n_img, in_h, in_w, channels = dx.shape
+    out_h, out_w = dy.shape[1], dy.shape[2]
+    for n in prange(n_img):
+        dx[n] = 0
+        for oh in range(out_h):
+            h_lo, h_hi, h_div = _avg_window(oh, sh, ph, kh, in_h, count_pad)
+            for ow in range(out_w):
+                w_lo, w_hi, w_div = _avg_window(ow, sw, pw, kw, in_w, count_pad)
+                divisor = h_div * w_div
+                if divisor == 0:
+                    continue
+                scale = dx.dtype.type(1.0 / divisor)
+                for h in range(h_lo, h_hi):
+                    for w in range(w_lo, w_hi):
+                        for c in range(channels):
+                            dx[n, h, w, c] += dy[n, oh, ow, c] * scale
+
+
+def global_avgpool_forward(x: np.ndarray, out: np.ndarray) -> None:
+    """out[n, 0, 0, c] = mean of x[n, :, :, c]; x is N x H x W x C, out N x 1 x 1 x C."""
+    _, in_h, in_w, _ = x.shape
+    avgpool_forward(x, out, in_h, in_w, 1, 1, 0, 0, True)
+
+
+def global_avgpool_backward(dy: np.ndarray, dx: np.ndarray) -> None:
+    """dx[n, h, w, c] = dy[n, 0, 0, c] / (H*W)."""
+    _, in_h, in_w, _ = dx.shape
+    avgpool_backward(dy, dx, in_h, in_w, 1, 1, 0, 0, True)

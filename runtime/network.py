@@ -1,0 +1,170 @@
+"""A built network: parameters, gradients and buffers by name, forward and backward.
+
+Names are ``<layer>.<param>``, e.g. ``conv1.weight`` or ``basic1/batchnorm1.running_var``.
+Arrays use the user's layout (channels first: N x C x H x W in, PyTorch's weight layouts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from cnnlang.errors import UsageError
+from cnnlang.layers import format_shape
+
+from .init import initialise
+from .ops import Context, to_internal, to_user
+from .plan import Plan
+from .weights import WeightsError, load_weights, save_weights
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+class InputError(UsageError, ValueError):
+    """An input (or output gradient) whose shape or type does not fit the network."""
+
+
+class Network:
+    """Build with :meth:`cnnlang.Model.build`. ``training`` selects batch statistics and dropout."""
+
+    def __init__(self, model, *, seed: int = 0, dtype: str | np.dtype = "float32", input_grad: bool = False):
+        self.model = model
+        self.dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, not {self.dtype}")
+        graph = model.graph
+        self.plan = Plan(graph, self.dtype, input_grad=input_grad)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.trainable: list[str] = []
+        by_node_params, by_node_buffers = {}, {}
+        for step in self.plan.steps:
+            data = graph.nodes[step.node]
+            shapes = [graph.nodes[i]["shape"] for i in step.inputs]
+            op = step.op
+            for name, shape in data["layer"].param_shapes(shapes).items():
+                key = f"{step.node}.{name}"
+                op.params[name] = self.params[key] = np.zeros(shape, self.dtype)
+                op.grads[name] = self.grads[key] = np.zeros(shape, self.dtype)
+                if data["layer"].trainable:
+                    self.trainable.append(key)
+            for name, shape in data["layer"].buffer_shapes(shapes).items():
+                op.buffers[name] = self.buffers[f"{step.node}.{name}"] = np.zeros(shape, self.dtype)
+            by_node_params[step.node], by_node_buffers[step.node] = op.params, op.buffers
+        initialise(graph, by_node_params, by_node_buffers, seed)
+        self.context = Context(train=False, rng=np.random.default_rng([seed, 1]))
+        self.training = False
+        self._forward_values: dict[str, np.ndarray] = {}
+
+    # -- modes
+    def train(self, mode: bool = True) -> "Network":
+        self.training = mode
+        return self
+
+    def eval(self) -> "Network":
+        return self.train(False)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.model.input_shape
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.plan.outputs)
+
+    # -- running
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as an N x input-shape array of the network's dtype; InputError if it cannot be."""
+        x = np.asarray(x)
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise InputError(f"expected numbers, got an array of {x.dtype}")
+        expected = tuple(self.input_shape)
+        if x.shape == expected:
+            x = x[None]
+        if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or x.shape[0] == 0:
+            raise InputError(
+                f"expected input N x {format_shape(expected)} (or one {format_shape(expected)} example), "
+                f"got {format_shape(x.shape)}"
+            )
+        return x.astype(self.dtype, copy=False)
+
+    def forward(self, x: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
+        """The primary output for the batch ``x`` (N x C x H x W); :meth:`outputs` has all of them."""
+        x = self.check_input(x)
+        self.context.train = self.training
+        self._forward_values = self.plan.forward(to_internal(x), self.context, timings)
+        return to_user(self._forward_values[self.plan.outputs[0]])
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """Every declared output of the last forward pass, by name."""
+        return {name: to_user(self._forward_values[name]) for name in self.plan.outputs}
+
+    def backward(
+        self, dy: np.ndarray | dict[str, np.ndarray], timings: dict[str, float] | None = None
+    ) -> np.ndarray | None:
+        """Back-propagate dL/d(output) (an array for the primary output, or a dict by output name)
+        from the last forward pass; fills :attr:`grads`. Returns dL/d(input) when the network was
+        built with ``input_grad=True``."""
+        if not self._forward_values:
+            raise RuntimeError("backward needs a forward pass first")
+        given = dy if isinstance(dy, dict) else {self.plan.outputs[0]: dy}
+        batch = self.plan.batch
+        internal = {}
+        for name, grad in given.items():
+            if name not in self.plan.outputs:
+                raise InputError(f"'{name}' is not an output; the outputs are {', '.join(self.plan.outputs)}")
+            expected = (batch, *self.model.graph.nodes[name]["shape"])
+            grad = np.asarray(grad, dtype=self.dtype)
+            if grad.shape != expected:
+                raise InputError(f"gradient for '{name}' must be {format_shape(expected)}, got {format_shape(grad.shape)}")
+            internal[name] = to_internal(grad)
+        dx = self.plan.backward(internal, timings)
+        return None if dx is None else to_user(dx)
+
+    # -- parameters
+    def set_param(self, name: str, value: np.ndarray) -> None:
+        """Copy ``value`` into parameter or buffer ``name`` (shapes must agree)."""
+        target = self.params.get(name, self.buffers.get(name))
+        if target is None:
+            raise KeyError(f"no parameter or buffer named '{name}'")
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise ValueError(f"{name} is {format_shape(target.shape)}, got {format_shape(value.shape)}")
+        target[...] = value
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers together, by name (the arrays themselves, not copies)."""
+        return {**self.params, **self.buffers}
+
+    def source_hash(self) -> str:
+        text = Path(self.model.source).read_bytes() if Path(self.model.source).is_file() else self.model.dump().encode()
+        return hashlib.sha256(text).hexdigest()
+
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        metadata = {"model": self.model.name, "source_sha256": self.source_hash(), "format": "cnnlang-weights-1"}
+        save_weights(path, self.state(), metadata, overwrite=overwrite)
+
+    def load(self, path: str | Path) -> None:
+        """Load parameters and buffers saved by :meth:`save` (or any file with the same names
+        and shapes); WeightsError names every missing, unexpected or misshapen entry."""
+        arrays, _ = load_weights(path)
+        state = self.state()
+        problems = []
+        missing = sorted(set(state) - set(arrays))
+        unexpected = sorted(set(arrays) - set(state))
+        if missing:
+            problems.append(f"missing {len(missing)}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+        for name in sorted(set(state) & set(arrays)):
+            if arrays[name].shape != state[name].shape:
+                problems.append(
+                    f"{name} is {format_shape(arrays[name].shape)} in the file, {format_shape(state[name].shape)} in the model"
+                )
+        if problems:
+            raise WeightsError(f"{path} does not fit model '{self.model.name}': " + "; ".join(problems))
+        for name, value in arrays.items():
+            state[name][...] = value

@@ -1,0 +1,85 @@
+"""What every runtime op is: one IR node bound to its kernels for fixed shapes and dtype.
+
+Layout: tensors are channels-last inside the runtime (N x H x W x C, N x L x C, N x F), because a
+1x1 convolution is then a plain GEMM and per-channel work (batchnorm, softmax, LRN) runs over the
+contiguous last axis. Parameters keep the user-facing layout that PyTorch also uses (conv weight
+O x I/g x KH x KW, fc weight out x in with inputs in C, H, W order), so weights interchange
+without surprises; kernels repack what they need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from cnnlang.layers import LayerType
+
+Shape = tuple[int, ...]
+
+
+def internal_shape(shape: Shape) -> Shape:
+    """Per-example shape, channels first as the language writes it → channels last."""
+    return shape if len(shape) == 1 else (*shape[1:], shape[0])
+
+
+def to_internal(array: np.ndarray) -> np.ndarray:
+    """N x C x ... (the user's layout) → N x ... x C, contiguous."""
+    if array.ndim <= 2:
+        return np.ascontiguousarray(array)
+    return np.ascontiguousarray(np.moveaxis(array, 1, -1))
+
+
+def to_user(array: np.ndarray) -> np.ndarray:
+    """N x ... x C → N x C x ..., contiguous."""
+    if array.ndim <= 2:
+        return np.ascontiguousarray(array)
+    return np.ascontiguousarray(np.moveaxis(array, -1, 1))
+
+
+@dataclass
+class Context:
+    """Run-wide state handed to every op: the mode and the seeded random generator (dropout)."""
+
+    train: bool = False
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+
+class Op:
+    """Base class. Subclasses set ``ops`` (the layer op names they implement).
+
+    The executor creates one Op per node with the bound layer, the per-example input shapes and
+    output shape in the internal (channels-last) layout, and the dtype. It then sets ``params``,
+    ``grads`` and ``buffers``: dicts of arrays owned by the network, keyed by the names in the
+    layer's ``param_shapes``/``buffer_shapes`` (user layout). Ops read and write them in place and
+    never rebind them, so optimisers and ``load`` may update arrays in place at any time.
+
+    ``need_input_grad[i]`` is False where no gradient is wanted for input i (the network input);
+    ``backward`` may then return None for it.
+    """
+
+    ops: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, layer: LayerType, in_shapes: list[Shape], out_shape: Shape, dtype: np.dtype):
+        self.layer = layer
+        self.in_shapes = in_shapes
+        self.out_shape = out_shape
+        self.dtype = np.dtype(dtype)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.need_input_grad: list[bool] = [True] * len(in_shapes)
+
+    def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
+        """Write the output for a batch into ``out`` (N x out_shape). In training mode keep what
+        ``backward`` needs; the executor keeps ``inputs`` and ``out`` unchanged until then."""
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
+        """Given dL/d(out), return dL/d(input) for each input and *overwrite* ``self.grads``.
+
+        The returned arrays belong to the caller until the next backward (an op may reuse its
+        own scratch buffers between calls, never ``dy`` or the forward arrays).
+        """
+        raise NotImplementedError

@@ -1,0 +1,93 @@
+"""Convolution ops: ``conv`` (N x H x W x C) and ``conv1d`` (N x L x C) over the im2col + GEMM
+kernels in runtime/kernels/conv.py.
+
+The geometry (kernel, stride, dilation, and the possibly asymmetric ``same`` padding) comes from
+the layer type itself, so the runtime and the compiler's shape rule cannot disagree. A 1-D signal
+runs as an image of height 1 and its (O, I, K) weight as (O, I, 1, K): views, no copies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward
+from .base import Context, Op, internal_shape
+
+
+def _user_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Channels-last per-example shape → the language's channels-first one."""
+    return (shape[-1], *shape[:-1])
+
+
+class ConvOp(Op):
+    ops = ("conv", "conv1d")
+
+    def __init__(self, layer, in_shapes, out_shape, dtype):
+        super().__init__(layer, in_shapes, out_shape, dtype)
+        source = _user_shape(tuple(in_shapes[0]))
+        expected = internal_shape(layer.output_shape([source]))
+        if expected != tuple(out_shape):
+            raise ValueError(f"{layer.op}: output shape {tuple(out_shape)} but the layer gives {expected}")
+        kernels, strides, dilations, pads = layer._geometry(source)
+        if len(kernels) == 1:  # 1-D: a window of height 1 over the single row
+            kernels, strides, dilations, pads = (1, *kernels), (1, *strides), (1, *dilations), ((0, 0), *pads)
+        self._stride = tuple(int(s) for s in strides)
+        self._pads = tuple((int(a), int(b)) for a, b in pads)
+        self._dilation = tuple(int(d) for d in dilations)
+        self._groups = int(layer.groups)
+        self._in_image = tuple(in_shapes[0]) if len(in_shapes[0]) == 3 else (1, *in_shapes[0])
+        self._out_image = tuple(out_shape) if len(out_shape) == 3 else (1, *out_shape)
+        cin = self._in_image[-1]
+        self._weight_image = (int(layer.filters), cin // self._groups, *kernels)
+        self.workspace = ConvWorkspace()
+        self._x: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+
+    def _weight(self, array: np.ndarray) -> np.ndarray:
+        return array.reshape(self._weight_image)
+
+    def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
+        x = inputs[0]
+        n = x.shape[0]
+        bias = self.params.get("bias")
+        conv2d_forward(
+            x.reshape(n, *self._in_image),
+            self._weight(self.params["weight"]),
+            bias,
+            self._stride,
+            self._pads,
+            self._dilation,
+            self._groups,
+            out.reshape(n, *self._out_image),
+            self.workspace,
+        )
+        self._x = x
+
+    def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
+        x = self._x
+        if x is None:
+            raise RuntimeError(f"{self.layer.op}: backward before forward")
+        n = x.shape[0]
+        dx = None
+        if self.need_input_grad[0]:
+            if self._dx is None or self._dx.shape != x.shape:
+                self._dx = np.empty(x.shape, self.dtype)
+            dx = self._dx
+        # Layers with fixed weights (frozen, or written out) get no parameter gradients.
+        trainable = self.layer.trainable
+        dweight = self._weight(self.grads["weight"]) if trainable and "weight" in self.grads else None
+        dbias = self.grads["bias"] if trainable and "bias" in self.grads else None
+        conv2d_backward(
+            x.reshape(n, *self._in_image),
+            self._weight(self.params["weight"]),
+            dy.reshape(n, *self._out_image),
+            self._stride,
+            self._pads,
+            self._dilation,
+            self._groups,
+            None if dx is None else dx.reshape(n, *self._in_image),
+            dweight,
+            dbias,
+            self.workspace,
+        )
+        return [dx]

@@ -1,0 +1,70 @@
+"""Fully connected layers and flattening.
+
+``fc`` reads its input as flat features in the user's C, H, W order, so its weight matrix is the
+one PyTorch would hold after ``flatten``. Spatial inputs arrive channels-last, so they are
+reordered once per batch (a copy of the activations, which is far smaller than the weights).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Context, Op
+
+
+def flatten_user_order(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """N x ... x C (channels-last) → N x (C*...) in channels-first order."""
+    n = x.shape[0]
+    if x.ndim <= 2:
+        flat = x.reshape(n, -1)
+        if out is None:
+            return flat
+        np.copyto(out, flat)
+        return out
+    if out is None:
+        out = np.empty((n, x[0].size), dtype=x.dtype)
+    np.copyto(out.reshape(n, x.shape[-1], *x.shape[1:-1]), np.moveaxis(x, -1, 1))
+    return out
+
+
+def unflatten_user_order(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of :func:`flatten_user_order` for per-example channels-last ``shape``."""
+    n = flat.shape[0]
+    if len(shape) <= 1:
+        return flat.reshape(n, *shape)
+    channels_first = flat.reshape(n, shape[-1], *shape[:-1])
+    return np.ascontiguousarray(np.moveaxis(channels_first, 1, -1))
+
+
+class FlattenOp(Op):
+    ops = ("flatten",)
+
+    def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
+        flatten_user_order(inputs[0], out)
+
+    def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
+        if not self.need_input_grad[0]:
+            return [None]
+        return [unflatten_user_order(dy, self.in_shapes[0])]
+
+
+class FullyConnectedOp(Op):
+    ops = ("fc",)
+
+    def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
+        x = flatten_user_order(inputs[0])
+        np.matmul(x, self.params["weight"].T, out=out)
+        if "bias" in self.params:
+            out += self.params["bias"]
+        self._x = x
+
+    def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
+        x = self._x
+        if "weight" in self.grads:
+            np.matmul(dy.T, x, out=self.grads["weight"])
+        if "bias" in self.grads:
+            np.sum(dy, axis=0, out=self.grads["bias"])
+        if not self.need_input_grad[0]:
+            return [None]
+        dx = dy @ self.params["weight"]
+        return [unflatten_user_order(dx, self.in_shapes[0])]

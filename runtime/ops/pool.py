@@ -1,0 +1,132 @@
+"""Pooling ops: ``maxpool``, ``avgpool`` and ``globalavgpool`` over the kernels in
+runtime/kernels/pool.py. The window geometry comes from the layer type itself (``_geometry``,
+``padding_of``), so the runtime and the compiler's shape rule cannot disagree. A 1-D signal
+N x L x C runs as the image N x 1 x L x C (a view, no copy)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.pool import (
+    avgpool_backward,
+    avgpool_forward,
+    global_avgpool_backward,
+    global_avgpool_forward,
+    maxpool_backward,
+    maxpool_forward,
+)
+from .base import Context, Op, Shape, internal_shape
+
+
+def user_shape(shape: Shape) -> Shape:
+    """Channels-last per-example shape → the language's channels-first one."""
+    return shape if len(shape) == 1 else (shape[-1], *shape[:-1])
+
+
+def as_image(shape: Shape) -> Shape:
+    """Per-example H x W x C, or L x C as 1 x L x C."""
+    return shape if len(shape) == 3 else (1, *shape)
+
+
+def scratch(buffer: np.ndarray | None, shape: Shape, dtype) -> np.ndarray:
+    """``buffer`` if it already has this shape, else a new one: allocated once per batch size."""
+    if buffer is None or buffer.shape != shape:
+        return np.empty(shape, dtype)
+    return buffer
+
+
+class _WindowPool(Op):
+    """What max and average pooling share: geometry from the layer, 4-D views, dx scratch."""
+
+    def __init__(self, layer, in_shapes, out_shape, dtype):
+        super().__init__(layer, in_shapes, out_shape, dtype)
+        source = user_shape(tuple(in_shapes[0]))
+        expected = internal_shape(layer.output_shape([source]))
+        if expected != tuple(out_shape):
+            raise ValueError(f"{layer.op}: output shape {tuple(out_shape)} but the layer gives {expected}")
+        kernels, strides, _, dilations = layer._geometry(source)
+        pads = tuple(before for before, _ in layer.padding_of(source))
+        if len(kernels) == 1:  # 1-D: a window of height 1 over the single row
+            kernels, strides, pads, dilations = (1, *kernels), (1, *strides), (0, *pads), (1, *dilations)
+        self._kernel, self._stride, self._pad, self._dilation = kernels, strides, pads, dilations
+        self._in_image = as_image(tuple(in_shapes[0]))
+        self._out_image = as_image(tuple(out_shape))
+        self._dx: np.ndarray | None = None
+
+    def _input_grad(self, n: int) -> np.ndarray:
+        self._dx = scratch(self._dx, (n, *self.in_shapes[0]), self.dtype)
+        return self._dx
+
+
+class MaxPoolOp(_WindowPool):
+    """``maxpool``: the forward pass records each output's arg-max (int32, per image) so that
+    backward routes its gradient to exactly that input element."""
+
+    ops = ("maxpool",)
+
+    def __init__(self, layer, in_shapes, out_shape, dtype):
+        super().__init__(layer, in_shapes, out_shape, dtype)
+        self._args = (*self._kernel, *self._stride, *self._pad, *self._dilation)
+        self._argmax: np.ndarray | None = None
+
+    def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
+        x = inputs[0]
+        n = x.shape[0]
+        self._argmax = scratch(self._argmax, (n, *self._out_image), np.int32)
+        maxpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image), self._argmax, *self._args)
+
+    def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
+        if not self.need_input_grad[0]:
+            return [None]
+        n = dy.shape[0]
+        dx = self._input_grad(n)
+        maxpool_backward(dy.reshape(n, *self._out_image), self._argmax, dx.reshape(n, *self._in_image))
+        return [dx]
+
+
+class AvgPoolOp(_WindowPool):
+    """``avgpool``: PyTorch's divisor, ``count_pad`` being its count_include_pad."""
+
+    ops = ("avgpool",)
+
+    def __init__(self, layer, in_shapes, out_shape, dtype):
+        super().__init__(layer, in_shapes, out_shape, dtype)
+        self._args = (*self._kernel, *self._stride, *self._pad, bool(layer.count_pad))
+
+    def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
+        x = inputs[0]
+        n = x.shape[0]
+        avgpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image), *self._args)
+
+    def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
+        if not self.need_input_grad[0]:
+            return [None]
+        n = dy.shape[0]
+        dx = self._input_grad(n)
+        avgpool_backward(dy.reshape(n, *self._out_image), dx.reshape(n, *self._in_image), *self._args)
+        return [dx]
+
+
+class GlobalAvgPoolOp(Op):
+    """``globalavgpool``: the mean of each channel over all positions (H x W x C → 1 x 1 x C)."""
+
+    ops = ("globalavgpool",)
+
+    def __init__(self, layer, in_shapes, out_shape, dtype):
+        super().__init__(layer, in_shapes, out_shape, dtype)
+        self._in_image = as_image(tuple(in_shapes[0]))
+        self._out_image = (1, 1, in_shapes[0][-1])
+        self._dx: np.ndarray | None = None
+
+    def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
+        x = inputs[0]
+        n = x.shape[0]
+        global_avgpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image))
+
+    def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
+        if not self.need_input_grad[0]:
+            return [None]
+        n = dy.shape[0]
+        self._dx = scratch(self._dx, (n, *self.in_shapes[0]), self.dtype)
+        global_avgpool_backward(dy.reshape(n, *self._out_image), self._dx.reshape(n, *self._in_image))
+        return [self._dx]

@@ -1,0 +1,105 @@
+"""The execution plan: the IR in topological order, each node bound to its op, with one
+preallocated output buffer per node for the current batch size.
+
+Backward is reverse-mode over the same order. A tensor that fans out collects the gradients of
+all its consumers; ``add`` hands the same gradient to each input and ``concat`` splits it, so the
+plan copies a gradient it does not own before accumulating into it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from cnnlang import ir
+
+from .ops import Context, Op, internal_shape, op_class
+
+
+@dataclass
+class Step:
+    node: str
+    op: Op
+    inputs: list[str]
+
+
+class Plan:
+    def __init__(self, graph: nx.DiGraph, dtype: np.dtype, input_grad: bool = False):
+        self.graph = graph
+        self.dtype = np.dtype(dtype)
+        self.input = graph.graph["input"]
+        self.outputs: list[str] = list(graph.graph["outputs"])
+        self.shapes = {n: internal_shape(graph.nodes[n]["shape"]) for n in graph.nodes}
+        self.steps: list[Step] = []
+        for node in ir.layer_nodes(graph):
+            data = graph.nodes[node]
+            cls = op_class(data["op"])
+            op = cls(data["layer"], [self.shapes[i] for i in data["inputs"]], self.shapes[node], self.dtype)
+            op.need_input_grad = [i != self.input or input_grad for i in data["inputs"]]
+            self.steps.append(Step(node, op, list(data["inputs"])))
+        self.batch = 0
+        self.buffers: dict[str, np.ndarray] = {}
+        self.values: dict[str, np.ndarray] = {}
+
+    def _allocate(self, batch: int) -> None:
+        if batch == self.batch:
+            return
+        self.buffers = {s.node: np.empty((batch, *self.shapes[s.node]), self.dtype) for s in self.steps}
+        self.batch = batch
+
+    def forward(self, x: np.ndarray, ctx: Context, timings: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """Run every node on ``x`` (N x input shape, channels-last, the plan's dtype). Returns the
+        values of all nodes (the plan's own buffers: copy what must outlive the next call)."""
+        self._allocate(x.shape[0])
+        values = {self.input: x}
+        clock = time.perf_counter
+        for step in self.steps:
+            out = self.buffers[step.node]
+            if timings is None:
+                step.op.forward([values[i] for i in step.inputs], out, ctx)
+            else:
+                start = clock()
+                step.op.forward([values[i] for i in step.inputs], out, ctx)
+                timings[step.node] = timings.get(step.node, 0.0) + clock() - start
+            values[step.node] = out
+        self.values = values
+        return values
+
+    def backward(
+        self, output_grads: dict[str, np.ndarray], timings: dict[str, float] | None = None
+    ) -> np.ndarray | None:
+        """Reverse-mode from dL/d(output) for the given outputs; fills every op's ``grads`` and
+        returns dL/d(input) when the plan was built with ``input_grad``."""
+        grads: dict[str, np.ndarray] = {}
+        owned: set[str] = set()
+
+        def accumulate(node: str, g: np.ndarray) -> None:
+            if node not in grads:
+                grads[node] = g
+            elif node in owned:
+                grads[node] += g
+            else:
+                grads[node] = grads[node] + g
+                owned.add(node)
+
+        for node, g in output_grads.items():
+            accumulate(node, g)
+        clock = time.perf_counter
+        for step in reversed(self.steps):
+            g = grads.pop(step.node, None)
+            if g is None:
+                # Nothing downstream asked for a gradient: this node's parameters get zero.
+                for array in step.op.grads.values():
+                    array.fill(0)
+                continue
+            start = clock() if timings is not None else 0.0
+            input_grads = step.op.backward(g)
+            if timings is not None:
+                timings[step.node] = timings.get(step.node, 0.0) + clock() - start
+            for source, dx in zip(step.inputs, input_grads):
+                if dx is not None:
+                    accumulate(source, dx)
+        return grads.get(self.input)

@@ -1,0 +1,76 @@
+"""Weight files without pickle: safetensors (``.safetensors``) or NumPy ``.npz`` (loaded with
+``allow_pickle=False``). Writes are atomic (a temporary file in the same folder, then a rename),
+and an existing file is only replaced when asked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cnnlang.errors import UsageError
+
+FORMATS = (".safetensors", ".npz")
+
+
+class WeightsError(UsageError):
+    """A weight file that cannot be read, or that does not fit the model."""
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise WeightsError(f"{path}: weight files must end in .safetensors or .npz, not '{suffix or path.name}'")
+    return suffix
+
+
+def save_weights(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[str, str], overwrite: bool = False) -> None:
+    path = Path(path)
+    suffix = _format(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--force) to replace it")
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        if suffix == ".safetensors":
+            from safetensors.numpy import save_file
+
+            save_file(contiguous, temporary, metadata=metadata)
+        else:
+            meta = {f"__meta__.{k}": np.array(v) for k, v in metadata.items()}
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **contiguous, **meta)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(arrays, metadata) from a weight file; WeightsError when it is missing or malformed."""
+    path = Path(path)
+    suffix = _format(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weight file")
+    try:
+        if suffix == ".safetensors":
+            from safetensors import safe_open
+
+            arrays, metadata = {}, {}
+            with safe_open(str(path), framework="numpy") as handle:
+                metadata = dict(handle.metadata() or {})
+                for key in handle.keys():
+                    arrays[key] = handle.get_tensor(key)
+            return arrays, metadata
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files if not k.startswith("__meta__.")}
+            metadata = {k[len("__meta__."):]: str(archive[k]) for k in archive.files if k.startswith("__meta__.")}
+        return arrays, metadata
+    except WeightsError:
+        raise
+    except Exception as error:  # the libraries raise many kinds for a damaged file
+        raise WeightsError(f"{path}: not a readable {suffix} weight file ({type(error).__name__}: {error})") from None

@@ -1,0 +1,99 @@
+"""The run and bench commands: outputs, inputs from files, clear errors for wrong inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cnnlang.cli import main
+
+TINY = "network tiny { input 1x8x8\n conv(4, 3x3) -> relu\n maxpool(2x2)\n fc(3) }"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.cnn").write_text(TINY)
+    return tmp_path
+
+
+def test_run_random_input_shows_top_classes_and_time(workdir, capsys):
+    assert main(["run", "tiny.cnn", "--batch", "2", "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "input   2 x 1x8x8 (random normal, seed 0)" in out
+    assert "output  2 x 3 ('fc1')" in out
+    assert out.count("top-2 class") == 2
+    assert "ms per image" in out
+
+
+def test_run_on_an_npy_file_agrees_with_the_api(workdir, capsys):
+    import cnnlang
+
+    x = np.random.default_rng(1).standard_normal((1, 8, 8)).astype(np.float32)
+    np.save("x.npy", x)
+    net = cnnlang.load("tiny.cnn").build(seed=0)
+    logits = net.forward(x)[0].astype(np.float64)
+    best = int(np.argmax(logits))
+    probability = np.exp(logits[best]) / np.exp(logits).sum()
+    assert main(["run", "tiny.cnn", "--input", "x.npy", "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"top-1 class: probability  {best}: {probability:.3f}" in out
+
+
+def test_run_on_an_image_resizes_it(workdir, capsys):
+    from PIL import Image
+
+    Image.fromarray(np.arange(300, dtype=np.uint8).reshape(15, 20)).save("digit.png")
+    assert main(["run", "tiny.cnn", "--input", "digit.png"]) == 0
+    assert "input   1 x 1x8x8 (digit.png)" in capsys.readouterr().out
+
+
+def test_run_with_saved_weights(workdir, capsys):
+    import cnnlang
+
+    cnnlang.load("tiny.cnn").build(seed=5).save("w.safetensors")
+    assert main(["run", "tiny.cnn", "--weights", "w.safetensors"]) == 0
+    assert "weights w.safetensors" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--input", "wrong.npy"], "wrong.npy: the array is 3x8x8, but the model expects 1x8x8 (one example) or N x 1x8x8"),
+        (["--input", "missing.npy"], "missing.npy: no such file (expected a .npy array of 1x8x8 or an image)"),
+        (["--input", "notes.txt"], "notes.txt: expected a .npy array of 1x8x8 or an image"),
+        (["--input", "broken.png"], "broken.png: not a readable image"),
+        (["--weights", "none.npz"], "none.npz: no such weight file"),
+    ],
+)
+def test_run_wrong_inputs_are_clear_errors(workdir, capsys, args, message):
+    np.save("wrong.npy", np.zeros((3, 8, 8)))
+    (workdir / "notes.txt").write_text("hello")
+    (workdir / "broken.png").write_bytes(b"not a png")
+    assert main(["run", "tiny.cnn", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_run_input_size_override(workdir, capsys):
+    assert main(["run", "tiny.cnn", "--input", "1x12x12"]) == 0
+    assert "input   1 x 1x12x12" in capsys.readouterr().out
+
+
+def test_bench_reports_speed_and_per_layer_gflops(workdir, capsys):
+    assert main(["bench", "tiny.cnn", "--batch", "4", "--train", "--repeat", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["batch"] == 4 and result["inference_s"] > 0 and result["train_step_s"] > 0
+    layers = {row["layer"]: row for row in result["layers"]}
+    assert layers["conv1"]["macs"] == 4 * 36 * 4 * 9
+    assert layers["conv1"]["forward_gflops"] > 0 and layers["conv1"]["backward_s"] > 0
+    assert layers["relu1"]["forward_gflops"] is None
+
+
+def test_bench_table(workdir, capsys):
+    assert main(["bench", "tiny.cnn", "--batch", "2", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "images/s" in out and "GFLOP/s" in out and "conv1" in out and "total" in out

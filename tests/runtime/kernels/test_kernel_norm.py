@@ -1,0 +1,237 @@
+"""Batchnorm, dropout and LRN kernels (runtime/kernels/norm.py) against NumPy, running-stat
+updates against hand-computed numbers, and every backward by float64 central differences
+(batchnorm in training mode through the batch statistics)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cnnlang.runtime.kernels.norm import batchnorm_backward, batchnorm_forward, dropout_apply, lrn_backward, lrn_forward
+
+SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EPS = 1e-5
+
+
+def numeric_grad(loss, x, h=1e-6):
+    """Central differences of a scalar loss, one element at a time."""
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        old = x[idx]
+        x[idx] = old + h
+        up = loss(x)
+        x[idx] = old - h
+        down = loss(x)
+        x[idx] = old
+        grad[idx] = (up - down) / (2 * h)
+    return grad
+
+
+def stacked_grad(losses, x, h=1e-6):
+    """The same, all 2 * x.size perturbed copies in one call (for kernels where rows are
+    independent): ``losses`` maps B x *x.shape to B losses."""
+    steps = np.eye(x.size).reshape(x.size, *x.shape) * h
+    values = losses(np.concatenate([x + steps, x - steps]))
+    return ((values[: x.size] - values[x.size :]) / (2 * h)).reshape(x.shape)
+
+
+# ---- batchnorm ---------------------------------------------------------------------------
+
+
+class BN:
+    """One channel-last batchnorm with its running statistics, calling the kernels."""
+
+    def __init__(self, channels, dtype=np.float64, momentum=0.1):
+        self.momentum = momentum
+        self.running_mean = np.zeros(channels, dtype)
+        self.running_var = np.ones(channels, dtype)
+        self.mean = np.empty(channels, dtype)
+        self.invstd = np.empty(channels, dtype)
+
+    def forward(self, x, gamma, beta, train):
+        out = np.empty_like(x)
+        batchnorm_forward(x, gamma, beta, self.running_mean, self.running_var, EPS, self.momentum, train, out,
+                          self.mean, self.invstd)  # fmt: skip
+        return out
+
+    def backward(self, x, dy, gamma, train):
+        dx, dgamma, dbeta = np.empty_like(x), np.empty_like(gamma), np.empty_like(gamma)
+        batchnorm_backward(x, dy, gamma, self.mean, self.invstd, train, dx, dgamma, dbeta)
+        return dx, dgamma, dbeta
+
+
+def ref_batchnorm(x, gamma, beta, mean, var):
+    return (x - mean) / np.sqrt(var + EPS) * gamma + beta
+
+
+def random_bn(seed, rows, channels, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, channels)) * 2 + rng.standard_normal(channels) * 3).astype(dtype)
+    gamma = (rng.standard_normal(channels) + 1).astype(dtype)
+    beta = rng.standard_normal(channels).astype(dtype)
+    return rng, x, gamma, beta
+
+
+@SETTINGS
+@given(st.integers(2, 200), st.integers(1, 5), st.sampled_from([np.float32, np.float64]), st.integers(0, 99))
+def test_batchnorm_train_forward_and_running_stats(rows, channels, dtype, seed):
+    _, x, gamma, beta = random_bn(seed, rows, channels, dtype)
+    bn = BN(channels, dtype, momentum=0.25)
+    out = bn.forward(x, gamma, beta, True)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=0), x64.var(axis=0)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, ref_batchnorm(x64, gamma, beta, mean, var), rtol=tol, atol=tol)
+    np.testing.assert_allclose(bn.running_mean, 0.25 * mean, rtol=tol, atol=tol)
+    np.testing.assert_allclose(bn.running_var, 0.75 + 0.25 * x64.var(axis=0, ddof=1), rtol=tol, atol=tol)
+
+
+def test_batchnorm_running_stats_by_hand():
+    # Channel 0 holds 1, 2, 3, 4: mean 2.5, biased variance 1.25, unbiased 5/3.
+    # Channel 1 holds 2, 2, 2, 2: mean 2, variance 0.
+    x = np.array([[1.0, 2.0], [2.0, 2.0], [3.0, 2.0], [4.0, 2.0]])
+    bn = BN(2, momentum=0.1)
+    out = bn.forward(x, np.ones(2), np.zeros(2), True)
+    np.testing.assert_allclose(bn.running_mean, [0.25, 0.2])
+    np.testing.assert_allclose(bn.running_var, [0.9 + 0.1 * 5 / 3, 0.9])
+    np.testing.assert_allclose(out[:, 0], (x[:, 0] - 2.5) / np.sqrt(1.25 + EPS))
+    np.testing.assert_allclose(out[:, 1], 0.0)
+    # A second step moves from there: 0.9 * 0.25 + 0.1 * 2.5.
+    bn.forward(x, np.ones(2), np.zeros(2), True)
+    np.testing.assert_allclose(bn.running_mean, [0.9 * 0.25 + 0.25, 0.9 * 0.2 + 0.2])
+
+
+def test_batchnorm_eval_uses_running_stats_and_leaves_them():
+    x = np.array([[1.0, -1.0], [3.0, 5.0]])
+    bn = BN(2)
+    bn.running_mean[:] = [1.0, 2.0]
+    bn.running_var[:] = [4.0, 9.0]
+    out = bn.forward(x, np.array([2.0, 1.0]), np.array([0.5, 0.0]), False)
+    np.testing.assert_allclose(out, [[0.5, -3 / np.sqrt(9 + EPS)], [2 * 2 / np.sqrt(4 + EPS) + 0.5, 3 / np.sqrt(9 + EPS)]])
+    np.testing.assert_array_equal(bn.running_mean, [1.0, 2.0])
+    np.testing.assert_array_equal(bn.running_var, [4.0, 9.0])
+
+
+def test_batchnorm_float32_large_mean_keeps_the_variance():
+    # |mean| / std = 1e4: a one-pass E[x^2] - E[x]^2 in float32 would lose the variance.
+    rng = np.random.default_rng(0)
+    x = (1e4 + rng.standard_normal((4096, 3))).astype(np.float32)
+    bn = BN(3, np.float32)
+    out = bn.forward(x, np.ones(3, np.float32), np.zeros(3, np.float32), True)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(out, (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + EPS), atol=2e-3)
+
+
+@SETTINGS
+@given(st.integers(2, 8), st.integers(1, 3), st.booleans(), st.integers(0, 99))
+def test_batchnorm_backward_finite_differences(rows, channels, train, seed):
+    rng, x, gamma, beta = random_bn(seed, rows, channels)
+    weights = rng.standard_normal((rows, channels))
+    bn = BN(channels)
+    bn.running_mean[:] = rng.standard_normal(channels)
+    bn.running_var[:] = rng.random(channels) + 0.5
+    saved = bn.running_mean.copy(), bn.running_var.copy()
+
+    def loss(x_, gamma_, beta_):
+        bn.running_mean[:], bn.running_var[:] = saved  # the training forward moves them
+        return float((bn.forward(x_, gamma_, beta_, train) * weights).sum())
+
+    loss(x, gamma, beta)
+    dx, dgamma, dbeta = bn.backward(x, weights, gamma, train)
+    np.testing.assert_allclose(dx, numeric_grad(lambda v: loss(v, gamma, beta), x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dgamma, numeric_grad(lambda v: loss(x, v, beta), gamma), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dbeta, numeric_grad(lambda v: loss(x, gamma, v), beta), rtol=1e-5, atol=1e-7)
+
+
+# ---- dropout -----------------------------------------------------------------------------
+
+
+def dropout(x, uniform, p):
+    out = np.empty_like(x)
+    dropout_apply(x, uniform, p, 1 / (1 - p), out)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_keeps_one_minus_p_and_scales(p, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(100_000).astype(dtype)
+    uniform = rng.random(x.size)
+    out = dropout(x, uniform, p)
+    kept = uniform >= p
+    np.testing.assert_allclose(out[kept], x[kept] / (1 - p), rtol=1e-6)
+    assert (out[~kept] == 0).all()
+    assert abs(kept.mean() - (1 - p)) < 0.01
+
+
+def test_dropout_lets_non_finite_values_through_as_pytorch():
+    out = dropout(np.array([np.nan, np.inf, 1.0]), np.array([0.0, 0.0, 0.0]), 0.5)  # all dropped
+    assert np.isnan(out[0]) and np.isnan(out[1]) and out[2] == 0.0
+
+
+def test_dropout_backward_finite_differences():
+    rng = np.random.default_rng(2)
+    x, weights, uniform = rng.standard_normal(12), rng.standard_normal(12), rng.random(12)
+    dx = dropout(weights, uniform, 0.3)  # backward is the same masked scaling, applied to dy
+    numeric = numeric_grad(lambda v: float((dropout(v, uniform, 0.3) * weights).sum()), x)
+    np.testing.assert_allclose(dx, numeric, rtol=1e-7, atol=1e-9)
+
+
+# ---- local response normalisation --------------------------------------------------------
+
+
+def ref_lrn(x, size, alpha, beta, k):
+    """PyTorch's formulation: square, pad the channel axis with size//2 zeros before and
+    (size-1)//2 after, average over windows of `size` (always dividing by size)."""
+    rows, channels = x.shape
+    padded = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2)))
+    windows = np.stack([padded[:, c : c + size].sum(axis=1) for c in range(channels)], axis=1)
+    return x / (k + alpha * windows / size) ** beta
+
+
+def lrn(x, size, alpha, beta, k):
+    out, denom = np.empty_like(x), np.empty_like(x)
+    lrn_forward(x, out, denom, size, alpha, beta, k)
+    return out, denom
+
+
+lrn_args = st.tuples(st.integers(1, 6), st.sampled_from([1e-4, 0.5, 2.0]), st.sampled_from([0.5, 0.75, 1.3]),
+                     st.sampled_from([1.0, 2.0]))  # fmt: skip
+
+
+@SETTINGS
+@given(st.integers(1, 6), st.integers(1, 8), lrn_args, st.sampled_from([np.float32, np.float64]), st.integers(0, 99))
+def test_lrn_forward_matches_reference(rows, channels, args, dtype, seed):
+    x = (np.random.default_rng(seed).standard_normal((rows, channels)) * 2).astype(dtype)
+    out, _ = lrn(x, *args)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(out, ref_lrn(x.astype(np.float64), *args), rtol=tol, atol=tol)
+
+
+@SETTINGS
+@given(st.integers(1, 3), st.integers(1, 8), lrn_args, st.integers(0, 99))
+def test_lrn_backward_finite_differences(rows, channels, args, seed):
+    size, alpha, beta, k = args
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, channels)) * 2
+    weights = rng.standard_normal((rows, channels))
+    _, denom = lrn(x, *args)
+    dx = np.empty_like(x)
+    lrn_backward(x, weights, denom, dx, size, alpha, beta)
+
+    def losses(stack):  # rows are independent: all copies as one tall input
+        out, _ = lrn(stack.reshape(-1, channels), *args)
+        return (out.reshape(stack.shape) * weights).sum(axis=(1, 2))
+
+    np.testing.assert_allclose(dx, stacked_grad(losses, x), rtol=1e-6, atol=1e-8)
+
+
+def test_lrn_window_by_hand():
+    # size 2: the window of channel c is c - 1 .. c (size//2 before, (size-1)//2 = 0 after).
+    x = np.array([[1.0, 2.0, 3.0]])
+    out, denom = lrn(x, 2, 1.0, 1.0, 1.0)
+    np.testing.assert_allclose(denom, [[1 + 1 / 2, 1 + 5 / 2, 1 + 13 / 2]])
+    np.testing.assert_allclose(out, x / denom)

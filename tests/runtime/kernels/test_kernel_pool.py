@@ -1,0 +1,269 @@
+"""Pooling kernels (runtime/kernels/pool.py) against plain NumPy loops in N x C x H x W.
+
+The references below are written from the definitions, not from the kernels: the output size
+from the floor/ceil formula (PyTorch's ceil rule: drop a last window that starts at or past
+W + P), max pooling as a first-maximum search over the real positions of each window, and
+average pooling's divisor as a count of window positions — inside the padded input [-P, W + P)
+with count_pad, inside the real input [0, W) without. Gradients: float64 central differences.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from cnnlang.runtime.kernels.pool import (
+    avgpool_backward,
+    avgpool_forward,
+    global_avgpool_backward,
+    global_avgpool_forward,
+    maxpool_backward,
+    maxpool_forward,
+)
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def out_size(w: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    span = w + 2 * p - d * (k - 1) - 1
+    if not ceil:
+        return span // s + 1
+    out = -(-span // s) + 1
+    if (out - 1) * s >= w + p:
+        out -= 1
+    return out
+
+
+def nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def nchw(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def ref_maxpool(x, k, s, p, d, ceil):
+    """Max and flat arg-max (h*W + w) per output, N x C x OH x OW; -inf and -1 for a window
+    that holds no input (possible with dilation: 1 input, kernel 2, dilation 2, pad 1)."""
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, k[0], s[0], p[0], d[0], ceil), out_size(w, k[1], s[1], p[1], d[1], ceil)
+    out = np.zeros((n, c, oh, ow), x.dtype)
+    arg = np.zeros((n, c, oh, ow), np.int64)
+    for b, ch, i, j in itertools.product(range(n), range(c), range(oh), range(ow)):
+        best, where = -np.inf, -1
+        for a, e in itertools.product(range(k[0]), range(k[1])):
+            y, z = i * s[0] - p[0] + a * d[0], j * s[1] - p[1] + e * d[1]
+            if 0 <= y < h and 0 <= z < w and (where < 0 or x[b, ch, y, z] > best):
+                best, where = x[b, ch, y, z], y * w + z
+        out[b, ch, i, j], arg[b, ch, i, j] = best, where
+    return out, arg
+
+
+def ref_avgpool(x, k, s, p, ceil, count_pad):
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, k[0], s[0], p[0], 1, ceil), out_size(w, k[1], s[1], p[1], 1, ceil)
+    out = np.zeros((n, c, oh, ow), x.dtype)
+    for i, j in itertools.product(range(oh), range(ow)):
+        total, counted = np.zeros((n, c)), 0
+        for a, e in itertools.product(range(k[0]), range(k[1])):
+            y, z = i * s[0] - p[0] + a, j * s[1] - p[1] + e
+            real = 0 <= y < h and 0 <= z < w
+            if real:
+                total += x[:, :, y, z]
+            if real or (count_pad and -p[0] <= y < h + p[0] and -p[1] <= z < w + p[1]):
+                counted += 1
+        out[:, :, i, j] = total / counted
+    return out
+
+
+def run_maxpool(x_nchw, k, s, p, d, ceil):
+    x = nhwc(x_nchw)
+    n, h, w, c = x.shape
+    oh, ow = out_size(h, k[0], s[0], p[0], d[0], ceil), out_size(w, k[1], s[1], p[1], d[1], ceil)
+    out = np.empty((n, oh, ow, c), x.dtype)
+    arg = np.empty((n, oh, ow, c), np.int32)
+    maxpool_forward(x, out, arg, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
+    return out, arg
+
+
+def run_avgpool(x_nchw, k, s, p, ceil, count_pad):
+    x = nhwc(x_nchw)
+    n, h, w, c = x.shape
+    oh, ow = out_size(h, k[0], s[0], p[0], 1, ceil), out_size(w, k[1], s[1], p[1], 1, ceil)
+    out = np.empty((n, oh, ow, c), x.dtype)
+    avgpool_forward(x, out, k[0], k[1], s[0], s[1], p[0], p[1], count_pad)
+    return out
+
+
+def numeric_grad(losses, x, h=1e-6):
+    """Central differences for every element of x. Pooling treats images independently, so all
+    2 * x.size perturbed copies go through one call: ``losses`` maps a stack B x N x C x H x W
+    to the B losses."""
+    steps = np.eye(x.size).reshape(x.size, *x.shape) * h
+    values = losses(np.concatenate([x + steps, x - steps]))
+    return ((values[: x.size] - values[x.size :]) / (2 * h)).reshape(x.shape)
+
+
+def stacked(run, weights):
+    """B x N x C x H x W → the B weighted sums of the outputs of ``run`` (N x C x H x W → NHWC)."""
+
+    def losses(stack):
+        out = run(stack.reshape(-1, *stack.shape[2:]))
+        return (out.reshape(len(stack), *weights.shape) * weights).sum(axis=(1, 2, 3, 4))
+
+    return losses
+
+
+@st.composite
+def geometry(draw, dilation=True):
+    """Image size, kernel, stride, padding (at most half the kernel), dilation, ceil mode."""
+    axes = []
+    for _ in range(2):
+        k = draw(st.integers(1, 4))
+        axes.append((draw(st.integers(1, 9)), k, draw(st.integers(1, 3)), draw(st.integers(0, k // 2)),
+                     draw(st.integers(1, 2)) if dilation else 1))  # fmt: skip
+    ceil = draw(st.booleans())
+    sizes, k, s, p, d = (tuple(a[i] for a in axes) for i in range(5))
+    for size, kk, ss, pp, dd in axes:
+        assume(out_size(size, kk, ss, pp, dd, ceil) >= 1)
+    return sizes, k, s, p, d, ceil
+
+
+# ---- max pooling -----------------------------------------------------------------------
+
+
+@SETTINGS
+@given(geometry(), st.integers(1, 3), st.integers(1, 4), st.sampled_from([np.float32, np.float64]), st.integers(0, 99))
+def test_maxpool_forward_matches_reference(geo, n, c, dtype, seed):
+    (h, w), k, s, p, d, ceil = geo
+    # Values on a coarse grid, so that windows often hold ties: the first maximum must win.
+    x = np.random.default_rng(seed).integers(-3, 4, (n, c, h, w)).astype(dtype)
+    out, arg = run_maxpool(x, k, s, p, d, ceil)
+    ref, ref_arg = ref_maxpool(x, k, s, p, d, ceil)
+    np.testing.assert_array_equal(nchw(out), ref)
+    np.testing.assert_array_equal(nchw(arg), ref_arg)
+
+
+@SETTINGS
+@given(geometry(), st.integers(1, 2), st.integers(1, 3), st.integers(0, 99))
+def test_maxpool_backward_finite_differences(geo, n, c, seed):
+    (h, w), k, s, p, d, ceil = geo
+    rng = np.random.default_rng(seed)
+    # Distinct values 0.1 apart: no ties, so the max is differentiable for steps of 1e-6.
+    x = (rng.permutation(n * c * h * w).reshape(n, c, h, w) * 0.1).astype(np.float64)
+    out, arg = run_maxpool(x, k, s, p, d, ceil)
+    assume(np.isfinite(out).all())  # an empty window's -inf has no derivative
+    weights = rng.standard_normal(out.shape)
+    dx = np.empty((n, h, w, c))
+    maxpool_backward(weights, arg, dx)
+    numeric = numeric_grad(stacked(lambda v: run_maxpool(v, k, s, p, d, ceil)[0], weights), x)
+    np.testing.assert_allclose(nchw(dx), numeric, atol=1e-6)
+
+
+def test_maxpool_ties_route_to_the_first_maximum():
+    x = np.ones((1, 1, 2, 2))
+    out, arg = run_maxpool(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    assert arg.ravel().tolist() == [0]
+    dx = np.empty((1, 2, 2, 1))
+    maxpool_backward(np.full(out.shape, 5.0), arg, dx)
+    assert dx.ravel().tolist() == [5.0, 0.0, 0.0, 0.0]
+
+
+def test_maxpool_padding_never_wins_over_negative_values():
+    x = -np.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # all negative: a zero pad would win
+    out, arg = run_maxpool(x, (3, 3), (2, 2), (1, 1), (1, 1), False)
+    assert nchw(out).ravel().tolist() == [-1.0, -2.0, -4.0, -5.0]
+    assert arg.ravel().tolist() == [0, 1, 3, 4]
+
+
+def test_maxpool_window_without_input_gives_minus_infinity_and_no_gradient():
+    # Width 1, kernel 2, dilation 2, pad 1: the one window looks at -1 and 1, both outside.
+    x = np.ones((1, 1, 1, 1))
+    out, arg = run_maxpool(x, (1, 2), (1, 1), (0, 1), (1, 2), False)
+    assert out.ravel().tolist() == [-np.inf] and arg.ravel().tolist() == [-1]
+    dx = np.empty((1, 1, 1, 1))
+    maxpool_backward(np.ones(out.shape), arg, dx)
+    assert dx.ravel().tolist() == [0.0]
+
+
+def test_maxpool_nan_propagates():
+    x = np.array([1.0, np.nan, 3.0, 2.0]).reshape(1, 1, 1, 4)
+    out, arg = run_maxpool(x, (1, 2), (1, 2), (0, 0), (1, 1), False)
+    assert np.isnan(out[0, 0, 0, 0]) and out[0, 0, 1, 0] == 3.0
+    assert arg.ravel().tolist() == [1, 2]
+
+
+# ---- average pooling -------------------------------------------------------------------
+
+
+@SETTINGS
+@given(geometry(dilation=False), st.integers(1, 3), st.integers(1, 4), st.booleans(),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 99))  # fmt: skip
+def test_avgpool_forward_matches_reference(geo, n, c, count_pad, dtype, seed):
+    (h, w), k, s, p, _, ceil = geo
+    x = np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(dtype)
+    out = run_avgpool(x, k, s, p, ceil, count_pad)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(nchw(out), ref_avgpool(x, k, s, p, ceil, count_pad), rtol=tol, atol=tol)
+
+
+@SETTINGS
+@given(geometry(dilation=False), st.integers(1, 2), st.integers(1, 3), st.booleans(), st.integers(0, 99))
+def test_avgpool_backward_finite_differences(geo, n, c, count_pad, seed):
+    (h, w), k, s, p, _, ceil = geo
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    out = run_avgpool(x, k, s, p, ceil, count_pad)
+    weights = rng.standard_normal(out.shape)
+    dx = np.empty((n, h, w, c))
+    avgpool_backward(weights, dx, k[0], k[1], s[0], s[1], p[0], p[1], count_pad)
+    numeric = numeric_grad(stacked(lambda v: run_avgpool(v, k, s, p, ceil, count_pad), weights), x)
+    np.testing.assert_allclose(nchw(dx), numeric, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "count_pad, expected",
+    [
+        # Windows over [1..6] padded by 1 on each side, width 3, stride 2, ceil: the starts are
+        # -1, 1, 3, 5. The last window [5, 8) holds the real 6, the padding at 6 and one place
+        # beyond the padding, which is never counted: divisor 2 with count_pad, 1 without.
+        (True, [3 / 3, 9 / 3, 15 / 3, 6 / 2]),
+        (False, [3 / 2, 9 / 3, 15 / 3, 6 / 1]),
+    ],
+)
+def test_avgpool_count_pad_and_ceil_by_hand(count_pad, expected):
+    x = np.arange(1.0, 7.0).reshape(1, 1, 1, 6)
+    out = run_avgpool(x, (1, 3), (1, 2), (0, 1), True, count_pad)
+    np.testing.assert_allclose(out.ravel(), expected)
+    # Floor mode drops the last window.
+    out = run_avgpool(x, (1, 3), (1, 2), (0, 1), False, count_pad)
+    np.testing.assert_allclose(out.ravel(), expected[:3])
+
+
+def test_avgpool_2d_by_hand():
+    # 3x3 image, 2x2 windows, stride 2, pad 1: every window holds one, two or four real values.
+    x = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
+    with_pad = run_avgpool(x, (2, 2), (2, 2), (1, 1), False, True)
+    without = run_avgpool(x, (2, 2), (2, 2), (1, 1), False, False)
+    np.testing.assert_allclose(nchw(with_pad)[0, 0], [[1 / 4, (2 + 3) / 4], [(4 + 7) / 4, (5 + 6 + 8 + 9) / 4]])
+    np.testing.assert_allclose(nchw(without)[0, 0], [[1, (2 + 3) / 2], [(4 + 7) / 2, (5 + 6 + 8 + 9) / 4]])
+
+
+# ---- global average pooling ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_avgpool_forward_and_backward(dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 5, 2)).astype(dtype)
+    out = np.empty((3, 1, 1, 2), dtype)
+    global_avgpool_forward(x, out)
+    np.testing.assert_allclose(out[:, 0, 0], x.astype(np.float64).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    dy = rng.standard_normal(out.shape).astype(dtype)
+    dx = np.empty_like(x)
+    global_avgpool_backward(dy, dx)
+    np.testing.assert_allclose(dx, np.broadcast_to(dy / 20, x.shape), rtol=1e-6)
