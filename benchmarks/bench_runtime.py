@@ -20,13 +20,16 @@ Cases (``--only`` takes one or more of these names):
   this machine's float32 GEMM throughput (numpy matmul, 2048 x 2048, median); target >= 50 %.
 - ``startup``: wall time of ``cnnlang run resnet18 --repeat 0`` in a fresh process, first ever
   (an empty ``NUMBA_CACHE_DIR``, so every kernel is compiled) and cached (the same directory,
-  second run), with the time until the first forward pass starts and the first pass itself, as
-  ``cnnlang run`` prints them on its ``start`` line.
+  later runs: the median of 3), with the time until the first forward pass starts and the first
+  pass itself, as ``cnnlang run`` prints them on its ``start`` line (measured from the start of
+  ``run``), and the same from the process launch (wall time less the first pass).
 
 PyTorch runs with ``torch.set_num_threads(2)``, float32, in NCHW and in channels-last memory
 format; the faster of the two is reported and named. Every measurement runs in its own
 subprocess, so the two frameworks' thread pools never share a process. Times are medians of
-several runs after warm-up (``--quick``: fewer).
+several runs after a warm-up of at least 3 s (``--quick``: fewer runs, 1 s). The script samples
+the CPUs for 3 s first and warns when other work is running: on a small machine numba's parallel
+kernels slow down many times over when they share the cores, so run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -56,9 +59,14 @@ def repeats(quick: bool, full: int, fast: int) -> int:
     return fast if quick else full
 
 
-def median_time(fn, runs: int, warmup: int) -> tuple[float, list[float]]:
-    for _ in range(warmup):
+def median_time(fn, runs: int, warmup: int, warmup_s: float = 0.0) -> tuple[float, list[float]]:
+    """Median wall time of ``runs`` calls, after at least ``warmup`` calls and ``warmup_s``
+    seconds of them (thread pools, allocators and clocks settle over the first second or so)."""
+    start = time.perf_counter()
+    done = 0
+    while done < warmup or time.perf_counter() - start < warmup_s:
         fn()
+        done += 1
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -67,22 +75,48 @@ def median_time(fn, runs: int, warmup: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
+def warmup_seconds(quick: bool) -> float:
+    return 1.0 if quick else 3.0
+
+
 # ---- measurements (each runs inside a worker subprocess) ---------------------------------------
 
 
 def cnnlang_inference(model_name: str, batch: int, quick: bool) -> dict:
+    import cnnlang  # first: it sets OpenBLAS/OpenMP options that apply only before numpy loads
     import numpy as np
-
-    import cnnlang
 
     model = cnnlang.load(model_name)
     net = model.build(seed=0, dtype="float32").eval()
     x = np.random.default_rng(0).standard_normal((batch, *model.input_shape)).astype(np.float32)
-    seconds, times = median_time(lambda: net.forward(x), repeats(quick, 7, 3), warmup=2)
-    return {"seconds": seconds, "times": times, "images_per_s": batch / seconds}
+    seconds, times = median_time(lambda: net.forward(x), repeats(quick, 9, 3), 2, warmup_seconds(quick))
+    by_op = per_op(model, [lambda t: net.forward(x, timings=t)], repeats(quick, 5, 2))
+    return {"seconds": seconds, "times": times, "images_per_s": batch / seconds, "by_op": by_op}
+
+
+def per_op(model, passes, runs: int) -> dict[str, dict[str, float]]:
+    """Median seconds per node over ``runs`` (each pass fills a timings dict), summed per op:
+    {phase: {op: seconds}} with one phase per entry of ``passes`` (forward, backward)."""
+    names = ("forward", "backward")
+    samples: list[dict[str, list[float]]] = [{} for _ in passes]
+    for _ in range(runs):
+        for phase, run in enumerate(passes):
+            timings: dict[str, float] = {}
+            run(timings)
+            for node, seconds in timings.items():
+                samples[phase].setdefault(node, []).append(seconds)
+    out = {}
+    for phase, nodes in enumerate(samples):
+        ops: dict[str, float] = {}
+        for node, values in nodes.items():
+            op = model.graph.nodes[node]["op"]
+            ops[op] = ops.get(op, 0.0) + statistics.median(values)
+        out[names[phase]] = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+    return out
 
 
 def torch_inference(model_name: str, batch: int, quick: bool) -> dict:
+    # torch first, so that cnnlang's OpenMP settings (read when libgomp loads) leave it alone.
     import numpy as np
     import torch
 
@@ -102,7 +136,7 @@ def torch_inference(model_name: str, batch: int, quick: bool) -> dict:
             with torch.inference_mode():
                 twin(xt)
 
-        seconds, times = median_time(run, repeats(quick, 7, 3), warmup=2)
+        seconds, times = median_time(run, repeats(quick, 9, 3), 2, warmup_seconds(quick))
         result["layouts"][layout] = {"seconds": seconds, "times": times, "images_per_s": batch / seconds}
     best = min(result["layouts"], key=lambda k: result["layouts"][k]["seconds"])
     result.update(best=best, **result["layouts"][best])
@@ -122,9 +156,8 @@ def softmax_xent_grad(logits, labels):
 
 
 def cnnlang_train(model_name: str, batch: int, quick: bool, lr: float = 0.01) -> dict:
+    import cnnlang  # first: it sets OpenBLAS/OpenMP options that apply only before numpy loads
     import numpy as np
-
-    import cnnlang
 
     model = cnnlang.load(model_name)
     net = model.build(seed=0, dtype="float32").train()
@@ -139,8 +172,18 @@ def cnnlang_train(model_name: str, batch: int, quick: bool, lr: float = 0.01) ->
         for p, g in params:
             p -= lr * g
 
-    seconds, times = median_time(step, repeats(quick, 31, 9), warmup=3)
-    return {"seconds": seconds, "times": times, "ms_per_step": seconds * 1e3}
+    seconds, times = median_time(step, repeats(quick, 31, 9), 3, warmup_seconds(quick))
+    dy = softmax_xent_grad(net.forward(x), labels)
+    by_op = per_op(model, [lambda t: net.forward(x, timings=t), lambda t: net.backward(dy, t)], repeats(quick, 11, 3))
+
+    def update():
+        for p, g in params:
+            p -= lr * g
+
+    by_op["sgd_update"], _ = median_time(update, repeats(quick, 11, 3), warmup=1)
+    y = net.forward(x)
+    by_op["loss_grad"], _ = median_time(lambda: softmax_xent_grad(y, labels), repeats(quick, 11, 3), warmup=1)
+    return {"seconds": seconds, "times": times, "ms_per_step": seconds * 1e3, "by_op": by_op}
 
 
 def torch_train(model_name: str, batch: int, quick: bool, lr: float = 0.01) -> dict:
@@ -172,7 +215,7 @@ def torch_train(model_name: str, batch: int, quick: bool, lr: float = 0.01) -> d
                 for p in params:
                     p.sub_(p.grad, alpha=lr)
 
-        seconds, times = median_time(step, repeats(quick, 31, 9), warmup=3)
+        seconds, times = median_time(step, repeats(quick, 31, 9), 3, warmup_seconds(quick))
         result["layouts"][layout] = {"seconds": seconds, "times": times, "ms_per_step": seconds * 1e3}
     best = min(result["layouts"], key=lambda k: result["layouts"][k]["seconds"])
     result.update(best=best, **result["layouts"][best])
@@ -186,7 +229,7 @@ def gemm_peak(quick: bool, n: int = 2048) -> dict:
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), np.float32)
-    seconds, times = median_time(lambda: np.matmul(a, b, out=c), repeats(quick, 9, 5), warmup=2)
+    seconds, times = median_time(lambda: np.matmul(a, b, out=c), repeats(quick, 9, 5), 2, warmup_seconds(quick))
     return {"n": n, "seconds": seconds, "times": times, "gflops": 2 * n**3 / seconds / 1e9}
 
 
@@ -195,6 +238,7 @@ def cnnlang_conv_layers(model_name: str, batch: int, quick: bool) -> dict:
     from cnnlang.cli.bench import measure
 
     model = cnnlang.load(model_name)
+    measure(model, batch, False, 1, 0, "float32")  # warm-up: thread pools, kernels, allocator
     result = measure(model, batch, False, repeats(quick, 5, 2), 0, "float32")
     convs = [row for row in result["layers"] if row["op"] == "conv"]
     seconds = sum(row["forward_s"] for row in convs)
@@ -251,10 +295,13 @@ def run_startup(env: dict) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(command)} failed:\n{done.stderr[-4000:]}")
     match = START_LINE.search(done.stdout)
+    ready = float(match.group(1)) if match else None
+    first_pass = float(match.group(2)) if match else None
     return {
-        "command": shlex.join(command), "wall_s": wall,
-        "ready_s": float(match.group(1)) if match else None,
-        "first_pass_ms": float(match.group(2)) if match else None,
+        "command": shlex.join(command), "wall_s": wall, "ready_s": ready, "first_pass_ms": first_pass,
+        # From the process launch (interpreter and imports included) to the first forward pass:
+        # the wall time less the first pass (with --repeat 0 only the top-5 printout follows it).
+        "launch_to_first_forward_s": wall - first_pass / 1e3 if first_pass is not None else None,
     }
 
 
@@ -264,7 +311,7 @@ def startup(quick: bool) -> dict:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         first = run_startup(env)
         cached_runs = [run_startup(env) for _ in range(repeats(quick, 3, 1))]
-    cached = min(cached_runs, key=lambda r: r["wall_s"]) if quick else sorted(cached_runs, key=lambda r: r["wall_s"])[len(cached_runs) // 2]
+    cached = sorted(cached_runs, key=lambda r: r["wall_s"])[len(cached_runs) // 2]  # the median run
     return {"first": first, "cached": cached, "cached_runs": cached_runs}
 
 
@@ -319,7 +366,7 @@ def table(results: dict) -> str:
             f"| ResNet-18 3x224x224, batch 8, inference | {r['cnnlang']['images_per_s']:.1f} images/s "
             f"({r['cnnlang']['seconds'] * 1e3:.0f} ms/batch) | {t['images_per_s']:.1f} images/s, {t['best']} "
             f"({t['seconds'] * 1e3:.0f} ms/batch; {other}: {t['layouts'][other]['images_per_s']:.1f}) "
-            f"| {r['ratio']:.2f} (cnnlang/PyTorch speed) | >= {r['target']} | {mark(r['met'])} |"
+            f"| {r['ratio']:.3f} (cnnlang/PyTorch speed) | >= {r['target']} | {mark(r['met'])} |"
         )
     if "lenet5" in results:
         r = results["lenet5"]
@@ -328,7 +375,7 @@ def table(results: dict) -> str:
         rows.append(
             f"| LeNet-5 1x32x32, batch 64, training step (fwd + bwd + SGD) | {r['cnnlang']['ms_per_step']:.2f} ms/step "
             f"| {t['ms_per_step']:.2f} ms/step, {t['best']} ({other}: {t['layouts'][other]['ms_per_step']:.2f}) "
-            f"| {r['ratio']:.2f} (PyTorch ms / cnnlang ms) | >= {r['target']} | {mark(r['met'])} |"
+            f"| {r['ratio']:.3f} (PyTorch ms / cnnlang ms) | >= {r['target']} | {mark(r['met'])} |"
         )
     if "vgg16" in results:
         r = results["vgg16"]
@@ -341,10 +388,11 @@ def table(results: dict) -> str:
         )
     if "startup" in results:
         r = results["startup"]
-        for label, run in (("first ever (empty numba cache)", r["first"]), ("cached (second run)", r["cached"])):
+        for label, run in (("first ever (empty numba cache)", r["first"]), (f"cached (median of {len(r['cached_runs'])} later runs)", r["cached"])):
             rows.append(
-                f"| start-up `cnnlang run resnet18 --repeat 0`, {label} | {run['wall_s']:.2f} s wall; "
-                f"first forward starts at {run['ready_s']:.2f} s, first pass {run['first_pass_ms']:.0f} ms | | | | |"
+                f"| start-up `cnnlang run resnet18 --repeat 0`, {label} | {run['wall_s']:.2f} s wall; first forward "
+                f"starts {run['ready_s']:.2f} s after `run` begins (`start` line; ~{run['launch_to_first_forward_s']:.2f} s "
+                f"after launch), first pass {run['first_pass_ms']:.0f} ms | | | | |"
             )
     return "\n".join(rows)
 
@@ -363,6 +411,31 @@ def cpu_busy(seconds: float = 3.0) -> float | None:
     except (OSError, ValueError):
         return None
     return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def breakdown(results: dict) -> str:
+    """Where cnnlang's time goes, per op (sums of per-node medians; ms)."""
+    lines = []
+
+    def fmt(ops: dict) -> str:
+        return ", ".join(f"{op} {s * 1e3:.2f}" for op, s in ops.items() if s * 1e3 >= 0.005)
+
+    if "resnet18" in results and "by_op" in results["resnet18"]["cnnlang"]:
+        ops = results["resnet18"]["cnnlang"]["by_op"]["forward"]
+        lines.append(f"- ResNet-18 inference, batch 8, forward ms by op: {fmt(ops)} (sum {sum(ops.values()) * 1e3:.1f})")
+    if "lenet5" in results and "by_op" in results["lenet5"]["cnnlang"]:
+        b = results["lenet5"]["cnnlang"]["by_op"]
+        lines.append(f"- LeNet-5 training step, batch 64, forward ms by op: {fmt(b['forward'])} "
+                     f"(sum {sum(b['forward'].values()) * 1e3:.2f})")
+        lines.append(f"- LeNet-5 training step, backward ms by op: {fmt(b['backward'])} "
+                     f"(sum {sum(b['backward'].values()) * 1e3:.2f}); SGD update {b['sgd_update'] * 1e3:.3f}; "
+                     f"loss gradient {b['loss_grad'] * 1e3:.3f}")
+    if "vgg16" in results:
+        layers = results["vgg16"]["cnnlang"]["layers"]
+        worst = sorted(layers, key=lambda r: r["forward_gflops"] or 0)[:3]
+        lines.append("- VGG-16 slowest conv layers: " + ", ".join(
+            f"{r['layer']} {r['forward_gflops']:.0f} GFLOP/s ({r['forward_s'] * 1e3:.1f} ms)" for r in worst))
+    return ("cnnlang's time by op:\n" + "\n".join(lines)) if lines else ""
 
 
 def machine() -> dict:
@@ -390,10 +463,15 @@ def machine() -> dict:
     return info
 
 
-def command_line() -> str:
-    unset = " ".join(f"-u {name}" for name in SLOW_BLAS_VARS)
+def command_line(recommended: bool = False) -> str:
+    """This run's command: ``env -u ...`` when the slow-BLAS variables are unset (or for
+    ``recommended``), else with their values, as they were."""
     script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
-    return f"env {unset} python {shlex.join([script, *sys.argv[1:]])}"
+    tail = f"python {shlex.join([script, *sys.argv[1:]])}"
+    present = [name for name in SLOW_BLAS_VARS if name in os.environ]
+    if present and not recommended:
+        return " ".join(f"{name}={shlex.quote(os.environ[name])}" for name in present) + " " + tail
+    return "env " + " ".join(f"-u {name}" for name in SLOW_BLAS_VARS) + " " + tail
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     if slow:
         print(
             f"WARNING: {', '.join(f'{n}={os.environ[n]}' for n in slow)} is set; OpenBLAS will use a slow kernel "
-            f"and the numbers below are not representative. Run: {command_line()}",
+            f"and the numbers below are not representative. Run: {command_line(recommended=True)}",
             file=sys.stderr,
         )
     busy = cpu_busy()
@@ -448,6 +526,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CPU busy before: {busy:.0%}" + (f"; load average after: {load[0]:.2f}" if load else ""))
     print()
     print(table(results))
+    extra = breakdown(results)
+    if extra:
+        print()
+        print(extra)
     if args.json:
         payload = {"command": command_line(), "machine": info, "slow_blas_env": slow, "quick": args.quick,
                    "results": results}

@@ -218,8 +218,12 @@ def make_layer(op: str, layer, in_shapes: list[tuple[int, ...]], dropout: str = 
     raise NotImplementedError(f"no PyTorch translation for op '{op}'")
 
 
-# Where each cnnlang parameter or buffer lives in the node's torch module.
-_PARAM_ATTRS = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
+# Per op: cnnlang parameter name -> attribute of the node's torch module.
+_LAYER_PARAMS = {"weight": "weight", "bias": "bias"}
+_PARAM_ATTRS = {
+    "conv": _LAYER_PARAMS, "conv1d": _LAYER_PARAMS, "fc": _LAYER_PARAMS,
+    "batchnorm": {"gamma": "weight", "beta": "bias"},
+}
 
 
 class GraphModule(nn.Module):
@@ -250,6 +254,7 @@ class GraphModule(nn.Module):
                 self.trainable[f"{node}.{name}"] = bool(data["layer"].trainable)
         self.values: dict[str, torch.Tensor] = {}
         self.outputs: dict[str, torch.Tensor] = {}
+        self._last_use = {source: position for position, (_, _, inputs) in enumerate(self.steps) for source in inputs}
         for name, param in self.cnn_parameters().items():
             param.requires_grad_(self.trainable[name])
 
@@ -258,7 +263,7 @@ class GraphModule(nn.Module):
 
     def forward(self, x: torch.Tensor, keep: bool = False) -> torch.Tensor:
         values = {self.input_node: x}
-        needed = self._last_use()
+        needed = self._last_use
         for position, (node, _, inputs) in enumerate(self.steps):
             values[node] = self.layers[self.index[node]](*(values[i] for i in inputs))
             if not keep:
@@ -270,24 +275,13 @@ class GraphModule(nn.Module):
         self.values = values if keep else {}
         return values[self.output_nodes[0]]
 
-    def _last_use(self) -> dict[str, int]:
-        last = {}
-        for position, (_, _, inputs) in enumerate(self.steps):
-            for source in inputs:
-                last[source] = position
-        return last
-
     # -- cnnlang names
     def cnn_parameters(self) -> dict[str, nn.Parameter]:
         out = {}
         for node, op, _ in self.steps:
             module = self.module_of(node)
-            for cnn_name, attr in _PARAM_ATTRS.items():
-                if op == "batchnorm" and cnn_name in ("weight", "bias"):
-                    continue
-                if op != "batchnorm" and cnn_name in ("gamma", "beta"):
-                    continue
-                value = getattr(module, attr, None) if op in ("conv", "conv1d", "fc", "batchnorm") else None
+            for cnn_name, attr in _PARAM_ATTRS.get(op, {}).items():
+                value = getattr(module, attr, None)
                 if isinstance(value, nn.Parameter):
                     out[f"{node}.{cnn_name}"] = value
         return out

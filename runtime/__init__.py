@@ -1,4 +1,6 @@
-"""Execution kernels (CPU with Numba, GPU with numba.cuda), installed as ``cnnlang.runtime``.
+"""The CPU runtime, installed as ``cnnlang.runtime``: Numba kernels (``kernels/``), one op per
+layer family binding them to IR nodes (``ops/``), the execution plan (``plan.py``), initialisation
+(``init.py``), weight files (``weights.py``) and the user-facing :class:`network.Network`.
 
-The kernels arrive with the runtime issue; the compiler and its analyses do not depend on them.
+The compiler and its analyses never import this package, so ``cnnlang check`` stays fast.
 """

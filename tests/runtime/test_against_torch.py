@@ -131,6 +131,20 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def one_numba_thread():
+    """The zoo models' small float64 tensors gain nothing from threads, and on a busy machine
+    numba's OpenMP threads wait for each other at every kernel's barrier (tens of times slower);
+    one thread keeps the zoo comparisons quick and steady. The hand-written networks keep the
+    default thread count, so the parallel kernels are compared too."""
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(threads)
+
+
 def load_zoo(name: str):
     """The zoo model at a reduced input size where it compiles at one, else at its own size."""
     full = cnnlang.load(name)
@@ -281,7 +295,7 @@ def check_against_torch(model, batch: int, seed: int = 0) -> None:
 
 
 @pytest.mark.parametrize("name", cnnlang.zoo_names())
-def test_zoo_model_matches_torch(name):
+def test_zoo_model_matches_torch(name, one_numba_thread):
     check_against_torch(load_zoo(name), batch=2)
 
 
