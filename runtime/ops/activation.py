@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.activation import KINDS, activation_backward, activation_forward, softmax_backward, softmax_forward
-from .base import Context, Op
-from .pool import scratch
+from .base import Context, Op, scratch
 
 
 class ActivationOp(Op):

@@ -24,6 +24,18 @@ def internal_shape(shape: Shape) -> Shape:
     return shape if len(shape) == 1 else (*shape[1:], shape[0])
 
 
+def user_shape(shape: Shape) -> Shape:
+    """Channels-last per-example shape → the language's channels-first one."""
+    return shape if len(shape) == 1 else (shape[-1], *shape[:-1])
+
+
+def scratch(buffer: np.ndarray | None, shape: Shape, dtype) -> np.ndarray:
+    """``buffer`` if it already has this shape, else a new one: allocated once per batch size."""
+    if buffer is None or buffer.shape != shape:
+        return np.empty(shape, dtype)
+    return buffer
+
+
 def to_internal(array: np.ndarray) -> np.ndarray:
     """N x C x ... (the user's layout) → N x ... x C, contiguous."""
     if array.ndim <= 2:

@@ -11,12 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward
-from .base import Context, Op, internal_shape
-
-
-def _user_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Channels-last per-example shape → the language's channels-first one."""
-    return (shape[-1], *shape[:-1])
+from .base import Context, Op, internal_shape, user_shape
 
 
 class ConvOp(Op):
@@ -24,7 +19,7 @@ class ConvOp(Op):
 
     def __init__(self, layer, in_shapes, out_shape, dtype):
         super().__init__(layer, in_shapes, out_shape, dtype)
-        source = _user_shape(tuple(in_shapes[0]))
+        source = user_shape(tuple(in_shapes[0]))
         expected = internal_shape(layer.output_shape([source]))
         if expected != tuple(out_shape):
             raise ValueError(f"{layer.op}: output shape {tuple(out_shape)} but the layer gives {expected}")

@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.norm import batchnorm_backward, batchnorm_forward, dropout_apply, lrn_backward, lrn_forward
-from .base import Context, Op
-from .pool import scratch
+from .base import Context, Op, scratch
 
 
 class BatchNormOp(Op):

@@ -15,24 +15,12 @@ from ..kernels.pool import (
     maxpool_backward,
     maxpool_forward,
 )
-from .base import Context, Op, Shape, internal_shape
-
-
-def user_shape(shape: Shape) -> Shape:
-    """Channels-last per-example shape → the language's channels-first one."""
-    return shape if len(shape) == 1 else (shape[-1], *shape[:-1])
+from .base import Context, Op, Shape, internal_shape, scratch, user_shape
 
 
 def as_image(shape: Shape) -> Shape:
     """Per-example H x W x C, or L x C as 1 x L x C."""
     return shape if len(shape) == 3 else (1, *shape)
-
-
-def scratch(buffer: np.ndarray | None, shape: Shape, dtype) -> np.ndarray:
-    """``buffer`` if it already has this shape, else a new one: allocated once per batch size."""
-    if buffer is None or buffer.shape != shape:
-        return np.empty(shape, dtype)
-    return buffer
 
 
 class _WindowPool(Op):
