@@ -60,14 +60,15 @@ class Conv(LayerType):
             raise ArgumentError(f"{self.op}: pad needs 1 or {self.rank} sizes")
 
     # -- geometry
-    def _geometry(self, shape: Shape):
+    def geometry(self, shape: Shape):
+        """Per spatial axis: kernel sizes, strides, (before, after) paddings, dilations."""
         expect_rank(self.op, shape, (self.rank + 1,), "; use fc for flat features" if len(shape) == 1 else "")
         kernels = per_axis("kernel", self.kernel, self.rank)
         strides = per_axis("stride", self.stride, self.rank)
         dilations = per_axis("dilation", self.dilation, self.rank)
         effective = tuple(d * (k - 1) + 1 for k, d in zip(kernels, dilations))
         pads = resolve_padding(self.pad, shape[1:], effective, strides)
-        return kernels, strides, dilations, pads
+        return kernels, strides, pads, dilations
 
     def _check_channels(self, shape: Shape) -> None:
         if shape[0] % self.groups:
@@ -75,7 +76,7 @@ class Conv(LayerType):
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         shape = inputs[0]
-        kernels, strides, dilations, pads = self._geometry(shape)
+        kernels, strides, pads, dilations = self.geometry(shape)
         self._check_channels(shape)
         out, _ = window_output(self.op, shape, self.filters, kernels, strides, pads, dilations)
         if self.weights is not None:
@@ -99,12 +100,12 @@ class Conv(LayerType):
         return np.broadcast_to(np.array(self.weights, dtype=np.float64), full).copy()
 
     def explain(self, inputs: list[Shape], output: Shape) -> str:
-        kernels, strides, dilations, pads = self._geometry(inputs[0])
+        kernels, strides, pads, dilations = self.geometry(inputs[0])
         _, formulas = window_output(self.op, inputs[0], self.filters, kernels, strides, pads, dilations)
         return "; ".join(formulas + [f"C = {self.filters} filters"])
 
     def padding_of(self, shape: Shape) -> tuple[tuple[int, int], ...]:
-        return self._geometry(shape)[3]
+        return self.geometry(shape)[2]
 
     # -- costs
     def _fan_in(self, shape: Shape) -> int:
@@ -125,7 +126,7 @@ class Conv(LayerType):
         return numel(output) * self._fan_in(inputs[0])
 
     def window(self, inputs: list[Shape]):
-        kernels, strides, dilations, _ = self._geometry(inputs[0])
+        kernels, strides, _, dilations = self.geometry(inputs[0])
         return tuple(d * (k - 1) + 1 for k, d in zip(kernels, dilations)), strides
 
     def label(self) -> str:

@@ -30,7 +30,8 @@ class _Pool(LayerType):
             if value is not None and len(value) > 2:
                 raise ArgumentError(f"{self.op}: {name} needs 1 or 2 sizes")
 
-    def _geometry(self, shape: Shape):
+    def geometry(self, shape: Shape):
+        """Per spatial axis: kernel sizes, strides, (before, after) paddings, dilations."""
         expect_rank(self.op, shape, (2, 3))
         rank = len(shape) - 1
         kernels = per_axis("kernel", self.kernel, rank)
@@ -44,20 +45,20 @@ class _Pool(LayerType):
         return kernels, strides, tuple((p, p) for p in pads), dilations
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        kernels, strides, pads, dilations = self._geometry(inputs[0])
+        kernels, strides, pads, dilations = self.geometry(inputs[0])
         out, _ = window_output(self.op, inputs[0], inputs[0][0], kernels, strides, pads, dilations, self.ceil)
         return out
 
     def explain(self, inputs: list[Shape], output: Shape) -> str:
-        kernels, strides, pads, dilations = self._geometry(inputs[0])
+        kernels, strides, pads, dilations = self.geometry(inputs[0])
         _, formulas = window_output(self.op, inputs[0], inputs[0][0], kernels, strides, pads, dilations, self.ceil)
         return "; ".join(formulas + [f"C = {inputs[0][0]} (pooling keeps the depth)"])
 
     def padding_of(self, shape: Shape) -> tuple[tuple[int, int], ...]:
-        return self._geometry(shape)[2]
+        return self.geometry(shape)[2]
 
     def window(self, inputs: list[Shape]):
-        kernels, strides, _, dilations = self._geometry(inputs[0])
+        kernels, strides, _, dilations = self.geometry(inputs[0])
         return tuple(d * (k - 1) + 1 for k, d in zip(kernels, dilations)), strides
 
     def label(self) -> str:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import importlib
-
+from .activation import ActivationOp, SoftmaxOp
 from .base import Context, Op, internal_shape, to_internal, to_user
+from .conv import ConvOp
+from .dense import FlattenOp, FullyConnectedOp
+from .merge import AddOp, ConcatOp
+from .norm import BatchNormOp, DropoutOp, LRNOp
+from .pool import AvgPoolOp, GlobalAvgPoolOp, MaxPoolOp
 
-_MODULES = ("conv", "dense", "pool", "activation", "norm", "merge")
-_REGISTRY: dict[str, type[Op]] = {}
+OP_CLASSES: tuple[type[Op], ...] = (
+    ConvOp, FullyConnectedOp, FlattenOp, MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp,
+    ActivationOp, SoftmaxOp, BatchNormOp, DropoutOp, LRNOp, AddOp, ConcatOp,
+)
+REGISTRY: dict[str, type[Op]] = {name: cls for cls in OP_CLASSES for name in cls.ops}
 
 
 def op_class(op: str) -> type[Op]:
     """The Op class that runs layer op ``op``; KeyError if the runtime has none."""
-    if not _REGISTRY:
-        for name in _MODULES:
-            module = importlib.import_module(f"{__name__}.{name}")
-            for value in vars(module).values():
-                if isinstance(value, type) and issubclass(value, Op) and value.ops:
-                    for key in value.ops:
-                        _REGISTRY[key] = value
-    return _REGISTRY[op]
+    return REGISTRY[op]
 
 
-__all__ = ["Context", "Op", "internal_shape", "op_class", "to_internal", "to_user"]
+__all__ = ["REGISTRY", "Context", "Op", "internal_shape", "op_class", "to_internal", "to_user"]

@@ -29,11 +29,30 @@ def user_shape(shape: Shape) -> Shape:
     return shape if len(shape) == 1 else (shape[-1], *shape[:-1])
 
 
+def as_image(shape: Shape) -> Shape:
+    """Per-example H x W x C, or L x C as 1 x L x C."""
+    return shape if len(shape) == 3 else (1, *shape)
+
+
 def scratch(buffer: np.ndarray | None, shape: Shape, dtype) -> np.ndarray:
     """``buffer`` if it already has this shape, else a new one: allocated once per batch size."""
     if buffer is None or buffer.shape != shape:
         return np.empty(shape, dtype)
     return buffer
+
+
+def window_geometry(layer: LayerType, in_shape: Shape, out_shape: Shape):
+    """(kernels, strides, (before, after) pads, dilations) of a conv or pooling layer as 2-D (a
+    1-D window becomes height 1), after checking that the layer's own shape rule gives
+    ``out_shape``: the runtime and the compiler cannot disagree about a window."""
+    source = user_shape(tuple(in_shape))
+    expected = internal_shape(layer.output_shape([source]))
+    if expected != tuple(out_shape):
+        raise ValueError(f"{layer.op}: output shape {tuple(out_shape)} but the layer gives {expected}")
+    kernels, strides, pads, dilations = layer.geometry(source)
+    if len(kernels) == 1:
+        return (1, *kernels), (1, *strides), ((0, 0), *pads), (1, *dilations)
+    return kernels, strides, pads, dilations
 
 
 def to_internal(array: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward
-from .base import Context, Op, internal_shape, user_shape
+from .base import Context, Op, as_image, window_geometry
 
 
 class ConvOp(Op):
@@ -19,19 +19,13 @@ class ConvOp(Op):
 
     def __init__(self, layer, in_shapes, out_shape, dtype):
         super().__init__(layer, in_shapes, out_shape, dtype)
-        source = user_shape(tuple(in_shapes[0]))
-        expected = internal_shape(layer.output_shape([source]))
-        if expected != tuple(out_shape):
-            raise ValueError(f"{layer.op}: output shape {tuple(out_shape)} but the layer gives {expected}")
-        kernels, strides, dilations, pads = layer._geometry(source)
-        if len(kernels) == 1:  # 1-D: a window of height 1 over the single row
-            kernels, strides, dilations, pads = (1, *kernels), (1, *strides), (1, *dilations), ((0, 0), *pads)
+        kernels, strides, pads, dilations = window_geometry(layer, in_shapes[0], out_shape)
         self._stride = tuple(int(s) for s in strides)
         self._pads = tuple((int(a), int(b)) for a, b in pads)
         self._dilation = tuple(int(d) for d in dilations)
         self._groups = int(layer.groups)
-        self._in_image = tuple(in_shapes[0]) if len(in_shapes[0]) == 3 else (1, *in_shapes[0])
-        self._out_image = tuple(out_shape) if len(out_shape) == 3 else (1, *out_shape)
+        self._in_image = as_image(tuple(in_shapes[0]))
+        self._out_image = as_image(tuple(out_shape))
         cin = self._in_image[-1]
         self._weight_image = (int(layer.filters), cin // self._groups, *kernels)
         self.workspace = ConvWorkspace()

@@ -1,7 +1,7 @@
 """Pooling ops: ``maxpool``, ``avgpool`` and ``globalavgpool`` over the kernels in
-runtime/kernels/pool.py. The window geometry comes from the layer type itself (``_geometry``,
-``padding_of``), so the runtime and the compiler's shape rule cannot disagree. A 1-D signal
-N x L x C runs as the image N x 1 x L x C (a view, no copy)."""
+runtime/kernels/pool.py. The window geometry comes from the layer type itself (``geometry``), so
+the runtime and the compiler's shape rule cannot disagree. A 1-D signal N x L x C runs as the
+image N x 1 x L x C (a view, no copy)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,7 @@ from ..kernels.pool import (
     maxpool_backward,
     maxpool_forward,
 )
-from .base import Context, Op, Shape, internal_shape, scratch, user_shape
-
-
-def as_image(shape: Shape) -> Shape:
-    """Per-example H x W x C, or L x C as 1 x L x C."""
-    return shape if len(shape) == 3 else (1, *shape)
+from .base import Context, Op, as_image, scratch, window_geometry
 
 
 class _WindowPool(Op):
@@ -28,14 +23,8 @@ class _WindowPool(Op):
 
     def __init__(self, layer, in_shapes, out_shape, dtype):
         super().__init__(layer, in_shapes, out_shape, dtype)
-        source = user_shape(tuple(in_shapes[0]))
-        expected = internal_shape(layer.output_shape([source]))
-        if expected != tuple(out_shape):
-            raise ValueError(f"{layer.op}: output shape {tuple(out_shape)} but the layer gives {expected}")
-        kernels, strides, _, dilations = layer._geometry(source)
-        pads = tuple(before for before, _ in layer.padding_of(source))
-        if len(kernels) == 1:  # 1-D: a window of height 1 over the single row
-            kernels, strides, pads, dilations = (1, *kernels), (1, *strides), (0, *pads), (1, *dilations)
+        kernels, strides, pads, dilations = window_geometry(layer, in_shapes[0], out_shape)
+        pads = tuple(before for before, _ in pads)  # pooling pads both sides alike
         self._kernel, self._stride, self._pad, self._dilation = kernels, strides, pads, dilations
         self._in_image = as_image(tuple(in_shapes[0]))
         self._out_image = as_image(tuple(out_shape))

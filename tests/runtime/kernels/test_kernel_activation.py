@@ -18,6 +18,7 @@ from cnnlang.runtime.kernels.activation import (
     softmax_backward,
     softmax_forward,
 )
+from gradcheck import stacked_central_difference
 
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -47,14 +48,6 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def numeric_grad(losses, x, h=1e-6):
-    """Central differences for every element; ``losses`` maps the stack of 2 * x.size
-    perturbed copies (B x *x.shape) to B losses in one call."""
-    steps = np.eye(x.size).reshape(x.size, *x.shape) * h
-    values = losses(np.concatenate([x + steps, x - steps]))
-    return ((values[: x.size] - values[x.size :]) / (2 * h)).reshape(x.shape)
-
-
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
 
 
@@ -74,7 +67,7 @@ def test_elementwise_backward_finite_differences(name, shape, seed):
     x[np.abs(x) < 1e-3] = 0.5  # relu has no derivative at 0
     weights = rng.standard_normal(shape)
     dx = activate_backward(name, activate(name, x), weights)
-    numeric = numeric_grad(lambda stack: (activate(name, stack) * weights).reshape(len(stack), -1).sum(axis=1), x)
+    numeric = stacked_central_difference(lambda stack: (activate(name, stack) * weights).reshape(len(stack), -1).sum(axis=1), x)
     np.testing.assert_allclose(dx, numeric, rtol=1e-6, atol=1e-8)
 
 
@@ -130,4 +123,4 @@ def test_softmax_backward_finite_differences(rows, channels, seed):
         out = softmax(stack.reshape(-1, channels)).reshape(stack.shape)
         return (out * weights).sum(axis=(1, 2))
 
-    np.testing.assert_allclose(dx, numeric_grad(losses, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, stacked_central_difference(losses, x), rtol=1e-6, atol=1e-8)

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cnnlang.runtime.kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward, output_size
+from gradcheck import central_difference
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -258,19 +259,6 @@ def test_backward_matches_reference_adjoint(case):
         np.testing.assert_allclose(db, rdb, rtol=1e-12, atol=1e-12)
 
 
-def numeric_grad(f, array, eps=1e-6):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        keep = array[index]
-        array[index] = keep + eps
-        up = f()
-        array[index] = keep - eps
-        down = f()
-        array[index] = keep
-        grad[index] = (up - down) / (2 * eps)
-    return grad
-
-
 FD_CASES = [
     # (N, C, H, W), (O, KH, KW), stride, pads, dilation, groups
     ((2, 2, 5, 6), (3, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
@@ -298,9 +286,9 @@ def test_backward_matches_finite_differences(xs, ws_, stride, pads, dilation, gr
         return float(np.sum(r * run_forward(x, w, b, stride, pads, dilation, groups, np.float64)))
 
     dx, dw, db = run_backward(x, w, r, stride, pads, dilation, groups, np.float64, ConvWorkspace(budget=1, min_pixels=1))
-    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, central_difference(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dw, central_difference(loss, w), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(db, central_difference(loss, b), rtol=1e-6, atol=1e-8)
 
 
 def test_backward_overwrites_and_skips_what_is_not_asked():

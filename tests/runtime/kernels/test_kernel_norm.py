@@ -10,31 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnnlang.runtime.kernels.norm import batchnorm_backward, batchnorm_forward, dropout_apply, lrn_backward, lrn_forward
+from gradcheck import central_difference, stacked_central_difference
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EPS = 1e-5
-
-
-def numeric_grad(loss, x, h=1e-6):
-    """Central differences of a scalar loss, one element at a time."""
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + h
-        up = loss(x)
-        x[idx] = old - h
-        down = loss(x)
-        x[idx] = old
-        grad[idx] = (up - down) / (2 * h)
-    return grad
-
-
-def stacked_grad(losses, x, h=1e-6):
-    """The same, all 2 * x.size perturbed copies in one call (for kernels where rows are
-    independent): ``losses`` maps B x *x.shape to B losses."""
-    steps = np.eye(x.size).reshape(x.size, *x.shape) * h
-    values = losses(np.concatenate([x + steps, x - steps]))
-    return ((values[: x.size] - values[x.size :]) / (2 * h)).reshape(x.shape)
 
 
 # ---- batchnorm ---------------------------------------------------------------------------
@@ -140,9 +119,9 @@ def test_batchnorm_backward_finite_differences(rows, channels, train, seed):
 
     loss(x, gamma, beta)
     dx, dgamma, dbeta = bn.backward(x, weights, gamma, train)
-    np.testing.assert_allclose(dx, numeric_grad(lambda v: loss(v, gamma, beta), x), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(dgamma, numeric_grad(lambda v: loss(x, v, beta), gamma), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(dbeta, numeric_grad(lambda v: loss(x, gamma, v), beta), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dx, central_difference(lambda: loss(x, gamma, beta), x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dgamma, central_difference(lambda: loss(x, gamma, beta), gamma), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dbeta, central_difference(lambda: loss(x, gamma, beta), beta), rtol=1e-5, atol=1e-7)
 
 
 # ---- dropout -----------------------------------------------------------------------------
@@ -176,7 +155,7 @@ def test_dropout_backward_finite_differences():
     rng = np.random.default_rng(2)
     x, weights, uniform = rng.standard_normal(12), rng.standard_normal(12), rng.random(12)
     dx = dropout(weights, uniform, 0.3)  # backward is the same masked scaling, applied to dy
-    numeric = numeric_grad(lambda v: float((dropout(v, uniform, 0.3) * weights).sum()), x)
+    numeric = central_difference(lambda: float((dropout(x, uniform, 0.3) * weights).sum()), x)
     np.testing.assert_allclose(dx, numeric, rtol=1e-7, atol=1e-9)
 
 
@@ -226,7 +205,7 @@ def test_lrn_backward_finite_differences(rows, channels, args, seed):
         out, _ = lrn(stack.reshape(-1, channels), *args)
         return (out.reshape(stack.shape) * weights).sum(axis=(1, 2))
 
-    np.testing.assert_allclose(dx, stacked_grad(losses, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, stacked_central_difference(losses, x), rtol=1e-6, atol=1e-8)
 
 
 def test_lrn_window_by_hand():

@@ -24,6 +24,7 @@ from cnnlang.runtime.kernels.pool import (
     maxpool_backward,
     maxpool_forward,
 )
+from gradcheck import stacked_central_difference
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -99,15 +100,6 @@ def run_avgpool(x_nchw, k, s, p, ceil, count_pad):
     return out
 
 
-def numeric_grad(losses, x, h=1e-6):
-    """Central differences for every element of x. Pooling treats images independently, so all
-    2 * x.size perturbed copies go through one call: ``losses`` maps a stack B x N x C x H x W
-    to the B losses."""
-    steps = np.eye(x.size).reshape(x.size, *x.shape) * h
-    values = losses(np.concatenate([x + steps, x - steps]))
-    return ((values[: x.size] - values[x.size :]) / (2 * h)).reshape(x.shape)
-
-
 def stacked(run, weights):
     """B x N x C x H x W → the B weighted sums of the outputs of ``run`` (N x C x H x W → NHWC)."""
 
@@ -160,7 +152,7 @@ def test_maxpool_backward_finite_differences(geo, n, c, seed):
     weights = rng.standard_normal(out.shape)
     dx = np.empty((n, h, w, c))
     maxpool_backward(weights, arg, dx)
-    numeric = numeric_grad(stacked(lambda v: run_maxpool(v, k, s, p, d, ceil)[0], weights), x)
+    numeric = stacked_central_difference(stacked(lambda v: run_maxpool(v, k, s, p, d, ceil)[0], weights), x)
     np.testing.assert_allclose(nchw(dx), numeric, atol=1e-6)
 
 
@@ -221,7 +213,7 @@ def test_avgpool_backward_finite_differences(geo, n, c, count_pad, seed):
     weights = rng.standard_normal(out.shape)
     dx = np.empty((n, h, w, c))
     avgpool_backward(weights, dx, k[0], k[1], s[0], s[1], p[0], p[1], count_pad)
-    numeric = numeric_grad(stacked(lambda v: run_avgpool(v, k, s, p, ceil, count_pad), weights), x)
+    numeric = stacked_central_difference(stacked(lambda v: run_avgpool(v, k, s, p, ceil, count_pad), weights), x)
     np.testing.assert_allclose(nchw(dx), numeric, atol=1e-7)
 
 

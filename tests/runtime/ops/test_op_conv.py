@@ -19,6 +19,7 @@ from cnnlang.layers.base import Symbol
 from cnnlang.runtime.ops import op_class
 from cnnlang.runtime.ops.base import Context, internal_shape, to_internal, to_user
 from cnnlang.runtime.ops.conv import ConvOp
+from gradcheck import central_difference
 
 # (op, positional arguments, keyword arguments, per-example input shape in the user's layout)
 CASES = [
@@ -113,21 +114,9 @@ def test_backward_matches_finite_differences(op, positional, keywords, shape):
     def loss():
         return float(np.sum(r * run(node, x)))
 
-    def numeric(array, eps=1e-6):
-        grad = np.zeros_like(array)
-        for index in np.ndindex(array.shape):
-            keep = array[index]
-            array[index] = keep + eps
-            up = loss()
-            array[index] = keep - eps
-            down = loss()
-            array[index] = keep
-            grad[index] = (up - down) / (2 * eps)
-        return grad
-
-    np.testing.assert_allclose(dx, numeric(x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, central_difference(loss, x), rtol=1e-6, atol=1e-8)
     for name in node.params:
-        np.testing.assert_allclose(node.grads[name], numeric(node.params[name]), rtol=1e-6, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(node.grads[name], central_difference(loss, node.params[name]), rtol=1e-6, atol=1e-8, err_msg=name)
 
 
 def test_moving_average_through_conv1d_op():

@@ -18,6 +18,7 @@ from cnnlang.runtime.ops.activation import ActivationOp, SoftmaxOp
 from cnnlang.runtime.ops.base import Context, Op, internal_shape, to_internal, to_user
 from cnnlang.runtime.ops.norm import BatchNormOp, DropoutOp, LRNOp
 from cnnlang.runtime.ops.pool import AvgPoolOp, GlobalAvgPoolOp, MaxPoolOp
+from gradcheck import central_difference
 
 OP_CLASSES: dict[str, type[Op]] = {
     name: cls
@@ -95,7 +96,7 @@ def gather_windows(layer, x, fill_pad, fill_beyond):
     """Every window's values: N x C x OH x OW x KH x KW (1-D inputs as height 1). The input is
     padded by `pad` on each side with fill_pad, and past that (where a ceil-mode window hangs
     over) with fill_beyond."""
-    geometry = [tuple(g) for g in layer._geometry(x.shape[1:])]
+    geometry = [tuple(g) for g in layer.geometry(x.shape[1:])]
     kernel, stride, dilation = geometry[0], geometry[1], geometry[3]
     pad = tuple(p for p, _ in geometry[2])
     out = layer.output_shape([x.shape[1:]])[1:]
@@ -195,24 +196,12 @@ def test_backward_finite_differences(op, positional, keywords, shape, train):
     def loss():
         return float((run(node, x, train, seed=11) * weights).sum())
 
-    def numeric(array, h=1e-6):
-        grad = np.zeros_like(array)
-        for idx in np.ndindex(array.shape):
-            old = array[idx]
-            array[idx] = old + h
-            up = loss()
-            array[idx] = old - h
-            down = loss()
-            array[idx] = old
-            grad[idx] = (up - down) / (2 * h)
-        return grad
-
     loss()
     dx = back(node, weights)
     grads = {name: g.copy() for name, g in node.grads.items()}
-    np.testing.assert_allclose(dx, numeric(x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dx, central_difference(loss, x), rtol=1e-5, atol=1e-7)
     for name, g in grads.items():
-        np.testing.assert_allclose(g, numeric(node.params[name]), rtol=1e-5, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(g, central_difference(loss, node.params[name]), rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 @pytest.mark.parametrize("op, positional, keywords, shape", CASES, ids=IDS)
