@@ -318,20 +318,20 @@ def startup(quick: bool) -> dict:
 # ---- the cases -----------------------------------------------------------------------------------
 
 
+def versus_torch(case: str, task: str, model: str, batch: int, quick: bool) -> dict:
+    """cnnlang and PyTorch on one task; the ratio is PyTorch's time over cnnlang's (the speed ratio)."""
+    mine = in_subprocess(f"cnnlang_{task}", model, batch, quick=quick)
+    theirs = in_subprocess(f"torch_{task}", model, batch, quick=quick)
+    ratio = theirs["seconds"] / mine["seconds"]
+    return {"cnnlang": mine, "torch": theirs, "ratio": ratio, "target": TARGETS[case], "met": ratio >= TARGETS[case]}
+
+
 def case_resnet18(quick: bool) -> dict:
-    mine = in_subprocess("cnnlang_inference", "resnet18", 8, quick=quick)
-    theirs = in_subprocess("torch_inference", "resnet18", 8, quick=quick)
-    ratio = mine["images_per_s"] / theirs["images_per_s"]
-    return {"cnnlang": mine, "torch": theirs, "ratio": ratio, "target": TARGETS["resnet18"],
-            "met": ratio >= TARGETS["resnet18"]}
+    return versus_torch("resnet18", "inference", "resnet18", 8, quick)
 
 
 def case_lenet5(quick: bool) -> dict:
-    mine = in_subprocess("cnnlang_train", "lenet5", 64, quick=quick)
-    theirs = in_subprocess("torch_train", "lenet5", 64, quick=quick)
-    ratio = theirs["seconds"] / mine["seconds"]
-    return {"cnnlang": mine, "torch": theirs, "ratio": ratio, "target": TARGETS["lenet5"],
-            "met": ratio >= TARGETS["lenet5"]}
+    return versus_torch("lenet5", "train", "lenet5", 64, quick)
 
 
 def case_vgg16(quick: bool) -> dict:

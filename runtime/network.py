@@ -57,7 +57,6 @@ class Network:
         initialise(graph, by_node_params, by_node_buffers, seed)
         self.context = Context(train=False, rng=np.random.default_rng([seed, 1]))
         self.training = False
-        self._forward_values: dict[str, np.ndarray] = {}
 
     # -- modes
     def train(self, mode: bool = True) -> "Network":
@@ -95,12 +94,12 @@ class Network:
         """The primary output for the batch ``x`` (N x C x H x W); :meth:`outputs` has all of them."""
         x = self.check_input(x)
         self.context.train = self.training
-        self._forward_values = self.plan.forward(to_internal(x), self.context, timings)
-        return to_user(self._forward_values[self.plan.outputs[0]])
+        values = self.plan.forward(to_internal(x), self.context, timings)
+        return to_user(values[self.plan.outputs[0]])
 
     def outputs(self) -> dict[str, np.ndarray]:
         """Every declared output of the last forward pass, by name."""
-        return {name: to_user(self._forward_values[name]) for name in self.plan.outputs}
+        return {name: to_user(self.plan.values[name]) for name in self.plan.outputs}
 
     def backward(
         self, dy: np.ndarray | dict[str, np.ndarray], timings: dict[str, float] | None = None
@@ -108,7 +107,7 @@ class Network:
         """Back-propagate dL/d(output) (an array for the primary output, or a dict by output name)
         from the last forward pass; fills :attr:`grads`. Returns dL/d(input) when the network was
         built with ``input_grad=True``."""
-        if not self._forward_values:
+        if not self.plan.values:
             raise RuntimeError("backward needs a forward pass first")
         given = dy if isinstance(dy, dict) else {self.plan.outputs[0]: dy}
         batch = self.plan.batch

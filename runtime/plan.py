@@ -58,11 +58,9 @@ class Plan:
         clock = time.perf_counter
         for step in self.steps:
             out = self.buffers[step.node]
-            if timings is None:
-                step.op.forward([values[i] for i in step.inputs], out, ctx)
-            else:
-                start = clock()
-                step.op.forward([values[i] for i in step.inputs], out, ctx)
+            start = clock()
+            step.op.forward([values[i] for i in step.inputs], out, ctx)
+            if timings is not None:
                 timings[step.node] = timings.get(step.node, 0.0) + clock() - start
             values[step.node] = out
         self.values = values
@@ -95,7 +93,7 @@ class Plan:
                 for array in step.op.grads.values():
                     array.fill(0)
                 continue
-            start = clock() if timings is not None else 0.0
+            start = clock()
             input_grads = step.op.backward(g)
             if timings is not None:
                 timings[step.node] = timings.get(step.node, 0.0) + clock() - start
