@@ -1,0 +1,1 @@
+"""Training: losses, metrics, optimisers, schedules, checkpoints and the training loop."""
