@@ -14,8 +14,24 @@ Node attributes (the whole vocabulary; passes add only those listed under "analy
 Analysis attributes, from :mod:`cnnlang.passes`: ``shape``, ``error``, ``params``, ``trainable``,
 ``buffers``, ``macs``, ``activations``, ``rf``, ``jump``.
 
+Optimisation attributes, from :mod:`cnnlang.passes.optimise` (inference only):
+
+- ``fused``: ``[{"op", "name", "line"}]``, the source layers absorbed into this node, in the order
+  they run after its own op;
+- ``folded`` / ``folded_layers`` (conv, conv1d, fc): the batchnorm nodes folded into the weights
+  and their layer types; ``original_bias``: whether the source layer had a bias (its ``layer`` is
+  rebound with ``bias=True``);
+- ``activation`` (conv, conv1d, fc; add: relu only): ``"relu" | "tanh" | "sigmoid"`` applied
+  after the bias (after the sum for add);
+- ``write_into``: ``(concat, channel offset)``: the output goes straight into that slice of the
+  concat's buffer; ``eliminated`` (concat): at least one input writes into it;
+- ``in_place`` (elementwise): the output overwrites the input's buffer.
+
 Graph attributes: ``name``, ``input`` (the input node), ``outputs`` (primary first), ``scopes``
-(path → :class:`Scope` of each block instance or group), ``errors`` (CnnErrors found by passes).
+(path → :class:`Scope` of each block instance or group), ``errors`` (CnnErrors found by passes);
+after optimisation also ``optimised`` (pass names applied), ``pass_log`` (what each changed or
+declined), ``aliases`` (removed node → the survivor computing its tensor) and ``memory`` (the
+buffer plan: ``slots``, ``assign``, ``before``, ``after``, in values per example).
 """
 
 from __future__ import annotations
@@ -113,6 +129,7 @@ def verify(graph: nx.DiGraph) -> None:
     for node in graph.graph.get("outputs", []):
         if node not in graph:
             problems.append(f"output {node!r} is not a node")
+    problems += _optimisation_problems(graph)
     if problems:
         raise AssertionError("invalid IR:\n  " + "\n  ".join(problems))
 
@@ -130,7 +147,11 @@ def dump(graph: nx.DiGraph) -> str:
     """One line per node: the debugging view and the golden-test format.
 
     ``%name = op[args](inputs) : shape  @line``
+    Optimised graphs add the fused ops (``conv[...]+batchnorm+relu``), a ``{...}`` of storage
+    facts (``write_into=%concat1[64:128]``, ``in_place``, ``eliminated``, ``slot=2``) and, at the
+    end, the aliases and the memory plan.
     """
+    memory = graph.graph.get("memory")
     lines = [f"network {graph.graph['name']}"]
     for node in ordered(graph):
         data = graph.nodes[node]
@@ -138,11 +159,35 @@ def dump(graph: nx.DiGraph) -> str:
         args = ""
         if layer is not None and layer.arguments():
             args = "[" + ", ".join(f"{k}={_text(v)}" for k, v in layer.arguments().items()) + "]"
+        fused = "".join(f"+{f['op']}" for f in data.get("fused", []))
+        if data.get("activation") and not any(f["op"] == data["activation"] for f in data.get("fused", [])):
+            fused += f"+{data['activation']}"
         shape = f" : {format_shape(data['shape'])}" if "shape" in data else ""
         sources = ", ".join(f"%{i}" for i in data["inputs"])
-        lines.append(f"%{node} = {data['op']}{args}({sources}){shape}  @{data['span'].line}")
+        facts = _storage_facts(graph, node, memory)
+        lines.append(f"%{node} = {data['op']}{args}{fused}({sources}){shape}  @{data['span'].line}{facts}")
     lines.append("outputs " + ", ".join(f"%{o}" for o in graph.graph["outputs"]))
+    if graph.graph.get("aliases"):
+        lines.append("aliases " + ", ".join(f"%{k} -> %{v}" for k, v in graph.graph["aliases"].items()))
+    if memory is not None:
+        slots = ", ".join(f"{i}: {size}" for i, size in enumerate(memory["slots"]))
+        lines.append(f"memory {memory['before']} -> {memory['after']} values per example; slots {slots}")
     return "\n".join(lines)
+
+
+def _storage_facts(graph: nx.DiGraph, node: str, memory: dict | None) -> str:
+    data = graph.nodes[node]
+    facts = []
+    if "write_into" in data:
+        concat, offset = data["write_into"]
+        facts.append(f"write_into=%{concat}[{offset}:{offset + data['shape'][0]}]")
+    if data.get("in_place"):
+        facts.append("in_place")
+    if data.get("eliminated"):
+        facts.append("eliminated")
+    if memory is not None and node in memory["assign"]:
+        facts.append(f"slot={memory['assign'][node]}")
+    return f"  {{{', '.join(facts)}}}" if facts else ""
 
 
 def _text(value: Any) -> str:
@@ -151,3 +196,72 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+_ACTIVATIONS = ("relu", "tanh", "sigmoid")
+
+
+def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
+    """Invariants of the attributes optimisation passes add (see the module docstring)."""
+    problems = []
+    for name, target in graph.graph.get("aliases", {}).items():
+        if name in graph or target not in graph:
+            problems.append(f"alias {name!r} -> {target!r}: must map a removed node to a surviving one")
+    for node, data in graph.nodes(data=True):
+        op, inputs = data.get("op"), data.get("inputs", [])
+        for entry in data.get("fused", []):
+            if set(entry) != {"op", "name", "line"} or entry["name"] in graph:
+                problems.append(f"{node}: bad fused entry {entry}")
+        if "folded" in data:
+            layers = data.get("folded_layers", [])
+            if op not in ("conv", "conv1d", "fc") or not data["layer"].bias or "original_bias" not in data:
+                problems.append(f"{node}: folded into a {op} without bias=true and original_bias")
+            if len(layers) != len(data["folded"]) or any(layer.op != "batchnorm" for layer in layers):
+                problems.append(f"{node}: folded_layers do not match folded {data['folded']}")
+        activation = data.get("activation")
+        if activation is not None:
+            allowed = ("relu",) if op == "add" else _ACTIVATIONS if op in ("conv", "conv1d", "fc") else ()
+            if activation not in allowed:
+                problems.append(f"{node}: activation {activation!r} on a {op}")
+        if "write_into" in data:
+            problems += _write_into_problems(graph, node)
+        if data.get("eliminated") and not any("write_into" in graph.nodes[i] for i in inputs):
+            problems.append(f"{node}: eliminated, but no input writes into it")
+        if data.get("in_place"):
+            source = inputs[0] if len(inputs) == 1 else None
+            if (data["layer"] is None or data["layer"].category != "elementwise" or source is None
+                    or source == graph.graph.get("input") or source in graph.graph.get("outputs", [])
+                    or len(list(graph.successors(source))) != 1 or "write_into" in data):
+                problems.append(f"{node}: in_place, but its input is read elsewhere or is not its own")
+    memory = graph.graph.get("memory")
+    if memory is not None:
+        owners = {n for n in graph.nodes if n != graph.graph.get("input") and "write_into" not in graph.nodes[n]
+                  and not graph.nodes[n].get("in_place")}
+        if set(memory["assign"]) != owners:
+            problems.append(f"memory: slots assigned to {sorted(set(memory['assign']) ^ owners)} wrongly")
+        for node, slot in memory["assign"].items():
+            if node in graph and memory["slots"][slot] < _numel(graph.nodes[node].get("shape")):
+                problems.append(f"memory: slot {slot} is too small for {node}")
+        if memory["after"] != sum(memory["slots"]):
+            problems.append("memory: 'after' is not the sum of the slot sizes")
+    return problems
+
+
+def _write_into_problems(graph: nx.DiGraph, node: str) -> list[str]:
+    concat, offset = graph.nodes[node]["write_into"]
+    if concat not in graph or graph.nodes[concat]["op"] != "concat" or not graph.nodes[concat].get("eliminated"):
+        return [f"{node}: writes into {concat!r}, which is not an eliminated concat"]
+    inputs = graph.nodes[concat]["inputs"]
+    if inputs.count(node) != 1 or list(graph.successors(node)) != [concat] or node in graph.graph["outputs"]:
+        return [f"{node}: writes into {concat}, but is not read by it alone, exactly once"]
+    expected = sum(graph.nodes[i]["shape"][0] for i in inputs[: inputs.index(node)])
+    if offset != expected:
+        return [f"{node}: writes into {concat} at channel {offset}, but its slice starts at {expected}"]
+    return []
+
+
+def _numel(shape) -> int:
+    size = 1
+    for dim in shape or ():
+        size *= dim
+    return size

@@ -118,3 +118,13 @@ def human(number: float, unit: str = "") -> str:
         if abs(number) >= scale:
             return f"{number / scale:.2f} {suffix}{unit}"
     return f"{number:g} {unit}".rstrip()
+
+
+def peak_memory_line(memory: dict[str, Any], batch: int = 1, itemsize: int = 4) -> str:
+    """``peak activation memory (batch 1, float32): before planning X MB, after Y MB (−Z%)``
+    from the ``memory`` plan of an optimised graph."""
+    before, after = memory["before"] * batch * itemsize, memory["after"] * batch * itemsize
+    cut = 100 * (1 - after / before) if before else 0.0
+    dtype = {4: "float32", 8: "float64"}.get(itemsize, f"{itemsize}-byte values")
+    return (f"peak activation memory (batch {batch}, {dtype}): before planning {human(before, 'B')}, "
+            f"after {human(after, 'B')} (−{cut:.0f}%)")

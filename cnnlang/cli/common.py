@@ -28,3 +28,32 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_model(args: argparse.Namespace, keep_going: bool = False) -> Model:
     return load(args.model, input_shape=args.input, keep_going=keep_going)
+
+
+def add_pass_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--passes LIST`` and ``--no-pass NAME`` (run, bench and render share them)."""
+    parser.add_argument(
+        "--passes", metavar="LIST",
+        help=f"optimisation passes to apply: 'all', 'none', or a comma-separated list (default: {default}; "
+        "'cnnlang passes MODEL' shows what each does)",
+    )
+    parser.add_argument("--no-pass", action="append", default=[], metavar="PASS", help="leave this pass out (repeatable)")
+
+
+def selected_passes(args: argparse.Namespace, default: str) -> list[str]:
+    """The pass names chosen by ``--passes``/``--no-pass``, in pipeline order."""
+    from ..errors import UsageError
+    from ..passes.optimise import PASS_NAMES
+
+    text = args.passes if args.passes is not None else default
+    if text == "all":
+        chosen = set(PASS_NAMES)
+    elif text == "none":
+        chosen = set()
+    else:
+        chosen = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted((chosen | set(args.no_pass)) - set(PASS_NAMES))
+    if unknown:
+        raise UsageError(f"unknown pass '{unknown[0]}'; the passes are: {', '.join(PASS_NAMES)}")
+    chosen -= set(args.no_pass)
+    return [name for name in PASS_NAMES if name in chosen]

@@ -14,7 +14,9 @@ from .. import ir
 from ..render import (
     FORMATS, RANKDIRS, GraphvizFailed, GraphvizNotFound, RenderError, dot_executable, format_for, run_dot, to_dot,
 )
-from .common import add_model_argument, emit_error, load_model
+from ..model import Model
+from ..passes.optimise import optimise
+from .common import add_model_argument, add_pass_options, emit_error, load_model, selected_passes
 
 EXIT_MODEL_ERROR = 1
 EXIT_USAGE = 2
@@ -42,6 +44,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="mark this layer or block (as 'cnnlang summary' names it); may be repeated")
     parser.add_argument("--no-legend", dest="legend", action="store_false", help="leave out the colour legend")
     parser.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    add_pass_options(parser, default="none")
     return parser
 
 
@@ -65,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
             raise RenderError(f"cannot write '{output}': no directory '{output.parent}'")
         if fmt != "dot" and dot_executable() is None:
             raise GraphvizNotFound(fmt)
+        passes = selected_passes(args, "none")
         model = load_model(args, keep_going=True)  # errors outside shape inference still raise
+        if passes and ir.first_error(model.graph) is None:  # a broken model is drawn as written
+            model = Model(optimise(model.graph, passes), model.source)
         text = to_dot(model, depth=args.depth, rankdir=args.rankdir, highlight=args.highlight, legend=args.legend)
         data = text.encode("utf-8") if fmt == "dot" else run_dot(text, fmt)
     except RenderError as error:

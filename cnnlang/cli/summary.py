@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..layers import format_shape
-from ..report import human, rows, to_json
+from ..passes.optimise import optimise
+from ..report import human, peak_memory_line, rows, to_json
 from .common import add_model_argument, load_model
 
 
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         f"params: {totals['params']:,} ({human(totals['params'])}); trainable {totals['trainable']:,}, "
         f"frozen {frozen:,}; buffers (batchnorm running statistics) {totals['buffers']:,}\n"
         f"MACs per example: {totals['macs']:,} ({human(totals['macs'])}; conv + fully connected, bias adds excluded)\n"
-        f"activations per example: {totals['activations']:,} values = {human(totals['activation_bytes'], 'B')} in float32"
+        f"activations per example: {totals['activations']:,} values = {human(totals['activation_bytes'], 'B')} in float32\n"
+        + peak_memory_line(optimise(model.graph).graph["memory"])
     )
     return 0

@@ -70,7 +70,9 @@ def resolve_highlights(v: View, names: Iterable[str]) -> list[str]:
     graph = v.graph
     scopes = {"/".join(p): p for p in graph.graph["scopes"]}
     out = []
+    aliases = graph.graph.get("aliases", {})
     for name in names:
+        name = aliases.get(name, name)  # a layer fused away is drawn in the node that absorbed it
         if name in graph:
             out.append(v.owner[name])
             continue

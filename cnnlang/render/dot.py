@@ -48,6 +48,27 @@ BYPASS = "#5d6d7e"
 MUTED = "#7b7d7d"
 
 
+FUSED = "#1a5276"
+_SHORT_OPS = {"batchnorm": "bn"}
+
+
+def fused_ops(data: dict) -> list[str]:
+    """The ops an optimised node absorbed (``["bn", "relu"]``), for its label."""
+    return [_SHORT_OPS.get(f["op"], f["op"]) for f in data.get("fused", [])]
+
+
+def storage_note(data: dict) -> str:
+    """Where an optimised node's output goes, after its shape: ``  → concat1[64:128]``."""
+    if "write_into" in data:
+        concat, offset = data["write_into"]
+        return f"  → {concat.rsplit('/', 1)[-1]}[{offset}:{offset + data['shape'][0]}]"
+    if data.get("eliminated"):
+        return "  (inputs write in place)"
+    if data.get("in_place"):
+        return "  (in place)"
+    return ""
+
+
 def op_kind(op: str, layer=None) -> str:
     """The colour group of an operation; a new layer type falls back on its fusion category."""
     if op in _OP_KINDS:
@@ -191,9 +212,14 @@ def _node(view: View, vnode: VNode, marked: bool) -> str:
             # then its output shape.
             label = layer.label()
             head = f"<B>{_escape(name)}</B>"
-            if not (label == vnode.op and name.startswith(vnode.op)):
-                head += f"  {_escape(label)}"
-            lines = [head, _small(format_shape(vnode.shape))]
+            fused = fused_ops(data)
+            if fused or not (label == vnode.op and name.startswith(vnode.op)):
+                head += f"  {_escape(' + '.join([label, *fused]))}"
+            lines = [head, _small(format_shape(vnode.shape) + storage_note(data))]
+            if fused:
+                attrs.update(style="rounded,filled,bold", penwidth="2.2", color=FUSED)
+            if data.get("eliminated"):
+                attrs.update(style="rounded,filled,dashed", color=FUSED)
     if vnode.unknown:
         attrs.update(style=attrs.get("style", "rounded,filled") + ",dashed", fontcolor=MUTED, color="#aab7b8")
     if vnode.errors and vnode.kind == "layer":
@@ -214,6 +240,8 @@ def _legend(view: View, per_row: int = 6) -> str:
     used = {node_kind(view, v) for v in view.nodes.values()}
     cells = [f'<TD BGCOLOR="{fill}" BORDER="1" COLOR="#566573">{_escape(text)}</TD>'
              for kind, (text, fill) in KINDS.items() if kind in used]
+    if any(view.graph.nodes[v.id].get("fused") for v in view.nodes.values() if v.kind == "layer"):
+        cells.append(f'<TD BORDER="1" COLOR="{FUSED}">fused layers (bold)</TD>')
     if any(e.bypass for e in view.edges):
         cells.append('<TD BORDER="1" COLOR="#566573" STYLE="DASHED">residual shortcut</TD>')
     rows = ["<TR>" + "".join(cells[i:i + per_row]) + "</TR>" for i in range(0, len(cells), per_row)]

@@ -1,0 +1,46 @@
+"""``fuse-activation``: relu, tanh or sigmoid right after a conv or fully connected layer runs
+inside that layer's kernel, after the bias (node attribute ``activation``)."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from .. import ir
+from .rewrite import absorb, describe, is_output, record
+
+NAME = "fuse-activation"
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+
+
+def fuse_activation(graph: nx.DiGraph) -> nx.DiGraph:
+    for node in ir.ordered(graph):
+        data = graph.nodes[node]
+        if data["op"] not in ACTIVATIONS:
+            continue
+        producer = data["inputs"][0]
+        if graph.nodes[producer]["op"] == "add":
+            continue  # fuse-add-relu's business
+        reason = _why_not(graph, producer)
+        if reason:
+            record(graph, NAME, "skipped", node, f"{describe(graph, node)} not fused: {reason}")
+            continue
+        graph.nodes[producer]["activation"] = data["op"]
+        record(graph, NAME, "changed", node, f"{describe(graph, node)} fused into {producer} ({describe(graph, producer)})")
+        absorb(graph, producer, node)
+    return graph
+
+
+def _why_not(graph: nx.DiGraph, producer: str) -> str:
+    data = graph.nodes[producer]
+    layer = data["layer"]
+    if layer is None or layer.category != "anchor":
+        return f"its input comes from {describe(graph, producer)}, not a conv or fully connected layer"
+    what = "conv" if data["op"] != "fc" else "fully connected"
+    if data.get("activation"):
+        return f"the {what} already applies {data['activation']}"
+    users = len(list(graph.successors(producer)))
+    if users > 1:
+        return f"the {what} output has {users} consumers"
+    if is_output(graph, producer):
+        return f"the {what} output is also a network output"
+    return ""

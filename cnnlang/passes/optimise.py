@@ -1,0 +1,67 @@
+"""The optimisation pipeline: named graph → graph passes for inference, run in a fixed order.
+
+Each pass edits the graph it is given (``optimise`` hands it a private copy), records what it
+changed and what it declined in ``graph.graph["pass_log"]``, and leaves a graph that verifies.
+The optimised graph is for inference only: training runs the original.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import networkx as nx
+
+from .. import ir
+from . import Pass
+from .costs import count_costs
+from .dead_code import eliminate_dead_code
+from .eliminate_concat import eliminate_concat
+from .fold_batchnorm import fold_batchnorm
+from .fuse_activation import fuse_activation
+from .fuse_add_relu import fuse_add_relu
+from .inference import simplify_inference
+from .plan_memory import plan_memory, unplanned_elements
+from .rewrite import copy_graph
+
+OPTIMISATIONS: dict[str, Pass] = {
+    "inference": simplify_inference,
+    "dead-code": eliminate_dead_code,
+    "fold-batchnorm": fold_batchnorm,
+    "fuse-activation": fuse_activation,
+    "fuse-add-relu": fuse_add_relu,
+    "eliminate-concat": eliminate_concat,
+    "plan-memory": plan_memory,
+}
+PASS_NAMES: tuple[str, ...] = tuple(OPTIMISATIONS)
+
+# Passes that only add attributes; the others remove nodes or change parameters, so costs change.
+_ANNOTATING = {"eliminate-concat", "plan-memory"}
+
+
+def optimise(graph: nx.DiGraph, names: Iterable[str] | None = None) -> nx.DiGraph:
+    """A copy of ``graph`` with the chosen passes (None: all) applied in pipeline order.
+
+    The input graph is never changed. Raises ValueError for an unknown pass name or a graph with
+    errors (a model that does not compile cannot be optimised).
+    """
+    chosen = set(PASS_NAMES if names is None else names)
+    unknown = sorted(chosen - set(PASS_NAMES))
+    if unknown:
+        raise ValueError(f"unknown pass '{unknown[0]}'; the passes are: {', '.join(PASS_NAMES)}")
+    if graph.graph.get("errors"):
+        raise ValueError("the model has errors; fix them before optimising")
+    graph = copy_graph(graph)
+    graph.graph.setdefault("aliases", {})
+    graph.graph.setdefault("pass_log", [])
+    graph.graph.setdefault("optimised", [])
+    graph.graph.setdefault("unoptimised_elements", unplanned_elements(graph))
+    rewritten = False
+    for name in PASS_NAMES:
+        if name in chosen:
+            graph = OPTIMISATIONS[name](graph)
+            graph.graph["optimised"].append(name)
+            ir.verify(graph)
+            rewritten |= name not in _ANNOTATING
+    if rewritten:
+        graph = count_costs(graph)  # shapes of survivors are unchanged; parameters and totals are not
+    return graph

@@ -1,0 +1,118 @@
+"""``plan-memory``: activation buffers are reused once dead, and elementwise layers overwrite
+their input where nothing else reads it.
+
+A *storage* is a buffer some node owns; a node with ``write_into`` uses its concat's storage and
+an ``in_place`` node its input's. A storage lives from its first write to the last read of any
+tensor in it (outputs: to the end), in the order of :func:`ir.ordered`. Storages whose lifetimes
+do not overlap share a *slot*. Slots are assigned greedily by size: the largest storage first,
+each into the smallest slot free for its whole lifetime, else a new slot (the "greedy by size"
+planner of TensorFlow Lite), so a slot's size is that of its first, largest storage.
+
+Graph attribute ``memory``: ``{"slots": [elements per example], "assign": {node: slot},
+"before": elements per example when every layer has its own buffer (the unoptimised graph, as
+recorded by :func:`~cnnlang.passes.optimise.optimise`), "after": sum of slot sizes}``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+
+from .. import ir
+from .rewrite import describe, is_output, record
+
+NAME = "plan-memory"
+
+
+def plan_memory(graph: nx.DiGraph) -> nx.DiGraph:
+    _mark_in_place(graph)
+    spans = lifetimes(graph)
+    sizes = {owner: math.prod(graph.nodes[owner]["shape"]) for owner in spans}
+    slots, assign = assign_slots(sizes, spans)
+    before = graph.graph.get("unoptimised_elements", unplanned_elements(graph))
+    graph.graph["memory"] = {"slots": slots, "assign": assign, "before": before, "after": sum(slots)}
+    record(graph, NAME, "changed", graph.graph["input"],
+           f"{len(sizes)} buffers share {len(slots)} slots: {before:,} -> {sum(slots):,} values per example")
+    return graph
+
+
+def unplanned_elements(graph: nx.DiGraph) -> int:
+    """Values per example when every layer has a buffer of its own (the input is the caller's)."""
+    return sum(math.prod(graph.nodes[n]["shape"]) for n in ir.layer_nodes(graph))
+
+
+def storage_of(graph: nx.DiGraph, node: str) -> str | None:
+    """The node owning the buffer ``node`` writes (None for the network input)."""
+    while True:
+        data = graph.nodes[node]
+        if node == graph.graph["input"]:
+            return None
+        if "write_into" in data:
+            node = data["write_into"][0]
+        elif data.get("in_place"):
+            node = data["inputs"][0]
+        else:
+            return node
+
+
+def lifetimes(graph: nx.DiGraph) -> dict[str, tuple[int, int]]:
+    """Each storage owner → (first step writing it, last step reading it), inclusive."""
+    order = ir.ordered(graph)
+    step = {node: index for index, node in enumerate(order)}
+    spans: dict[str, tuple[int, int]] = {}
+    for node in order:
+        owner = storage_of(graph, node)
+        if owner is None:
+            continue
+        reads = [step[c] for c in graph.successors(node)]
+        end = len(order) if is_output(graph, node) else max(reads, default=step[node])
+        start, last = spans.get(owner, (step[node], step[node]))
+        spans[owner] = (min(start, step[node]), max(last, end, step[node]))
+    return spans
+
+
+def assign_slots(sizes: dict[str, int], spans: dict[str, tuple[int, int]]) -> tuple[list[int], dict[str, int]]:
+    """Greedy by size: slot sizes and each storage's slot, no two overlapping lifetimes in one slot."""
+    slots: list[int] = []
+    users: list[list[tuple[int, int]]] = []
+    assign: dict[str, int] = {}
+    for owner in sorted(sizes, key=lambda o: (-sizes[o], spans[o])):
+        start, end = spans[owner]
+        free = [i for i, taken in enumerate(users) if all(end < s or e < start for s, e in taken)]
+        if free:
+            slot = min(free, key=lambda i: (slots[i], i))
+        else:
+            slot = len(slots)
+            slots.append(sizes[owner])
+            users.append([])
+        users[slot].append((start, end))
+        assign[owner] = slot
+    return slots, dict(sorted(assign.items(), key=lambda kv: spans[kv[0]]))
+
+
+def _mark_in_place(graph: nx.DiGraph) -> None:
+    for node in ir.ordered(graph):
+        data = graph.nodes[node]
+        layer = data["layer"]
+        if layer is None or layer.category != "elementwise" or len(data["inputs"]) != 1:
+            continue
+        reason = _why_not_in_place(graph, node, data["inputs"][0])
+        if reason:
+            record(graph, NAME, "skipped", node, f"{describe(graph, node)} not in place: {reason}")
+            continue
+        data["in_place"] = True
+        record(graph, NAME, "changed", node, f"{describe(graph, node)} overwrites its input {data['inputs'][0]}")
+
+
+def _why_not_in_place(graph: nx.DiGraph, node: str, source: str) -> str:
+    if source == graph.graph["input"]:
+        return "its input is the network input, which belongs to the caller"
+    if is_output(graph, source):
+        return "its input is a network output"
+    users = len(list(graph.successors(source)))
+    if users > 1:
+        return f"its input has {users} consumers"
+    if "write_into" in graph.nodes[node]:
+        return f"it writes into {graph.nodes[node]['write_into'][0]}"
+    return ""

@@ -1,0 +1,86 @@
+"""The few graph edits optimisation passes make, kept in one place so aliases, outputs and
+edges stay consistent, and the pass log has one format."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import networkx as nx
+
+# Node attributes whose values passes mutate in place, so a copy must not share them.
+_MUTABLE_NODE_KEYS = ("inputs", "fused", "folded", "folded_layers")
+_MUTABLE_GRAPH_KEYS = ("outputs", "errors", "pass_log", "optimised", "aliases", "memory")
+
+
+def copy_graph(graph: nx.DiGraph) -> nx.DiGraph:
+    """A copy deep enough that editing it never changes ``graph`` (layers and spans are immutable
+    and stay shared)."""
+    out = nx.DiGraph()
+    out.graph.update(graph.graph)
+    for key in _MUTABLE_GRAPH_KEYS:
+        if key in out.graph:
+            out.graph[key] = copy.deepcopy(graph.graph[key])
+    for node, data in graph.nodes(data=True):
+        fresh = dict(data)
+        for key in _MUTABLE_NODE_KEYS:
+            if key in fresh:
+                fresh[key] = [dict(v) if isinstance(v, dict) else v for v in fresh[key]]
+        out.add_node(node, **fresh)
+    for source, target, data in graph.edges(data=True):
+        out.add_edge(source, target, **{k: list(v) if isinstance(v, list) else v for k, v in data.items()})
+    return out
+
+
+def line_of(graph: nx.DiGraph, node: str) -> int:
+    return graph.nodes[node]["span"].line
+
+
+def record(graph: nx.DiGraph, pass_name: str, status: str, node: str, message: str) -> None:
+    """Append one entry to the pass log: something ``changed`` or ``skipped`` (declined, and why)."""
+    graph.graph.setdefault("pass_log", []).append(
+        {"pass": pass_name, "status": status, "node": node, "line": line_of(graph, node), "message": message}
+    )
+
+
+def is_output(graph: nx.DiGraph, node: str) -> bool:
+    return node in graph.graph["outputs"]
+
+
+def describe(graph: nx.DiGraph, node: str) -> str:
+    """``conv at line 12``: how reports name a layer."""
+    return f"{graph.nodes[node]['op']} at line {line_of(graph, node)}"
+
+
+def set_inputs(graph: nx.DiGraph, node: str, inputs: list[str]) -> None:
+    """Give ``node`` new ordered inputs, keeping the edges (with their ``index`` lists) in step."""
+    for source in list(graph.predecessors(node)):
+        graph.remove_edge(source, node)
+    graph.nodes[node]["inputs"] = list(inputs)
+    for index, source in enumerate(inputs):
+        if graph.has_edge(source, node):
+            graph.edges[source, node]["index"].append(index)
+        else:
+            graph.add_edge(source, node, index=[index])
+
+
+def replace_with(graph: nx.DiGraph, node: str, survivor: str) -> None:
+    """Remove ``node``, whose tensor ``survivor`` now computes: its consumers read ``survivor``,
+    outputs are rewritten and ``aliases`` maps it (and anything aliased to it) to ``survivor``."""
+    for consumer in list(graph.successors(node)):
+        inputs = graph.nodes[consumer]["inputs"]
+        set_inputs(graph, consumer, [survivor if i == node else i for i in inputs])
+    graph.remove_node(node)
+    aliases = graph.graph.setdefault("aliases", {})
+    for name, target in aliases.items():
+        if target == node:
+            aliases[name] = survivor
+    aliases[node] = survivor
+    graph.graph["outputs"] = [survivor if o == node else o for o in graph.graph["outputs"]]
+
+
+def absorb(graph: nx.DiGraph, anchor: str, node: str) -> None:
+    """Fuse ``node`` (which reads ``anchor``'s output) into ``anchor`` and remove it."""
+    data = graph.nodes[node]
+    graph.nodes[anchor].setdefault("fused", []).append({"op": data["op"], "name": node, "line": line_of(graph, node)})
+    replace_with(graph, node, anchor)

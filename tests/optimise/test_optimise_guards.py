@@ -1,0 +1,171 @@
+"""Each pass declines exactly where it must, and says why, naming the line."""
+
+from __future__ import annotations
+
+import pytest
+
+import cnnlang
+from cnnlang import ir
+from cnnlang.passes.dead_code import eliminate_dead_code
+from cnnlang.passes.optimise import optimise
+from cnnlang.passes.rewrite import copy_graph
+
+
+def optimised(source: str, *names: str):
+    return optimise(cnnlang.load(source).graph, names or None)
+
+
+def messages(graph, pass_name: str, status: str = "skipped") -> list[str]:
+    return [e["message"] for e in graph.graph["pass_log"] if e["pass"] == pass_name and e["status"] == status]
+
+
+def test_batchnorm_does_not_fold_into_a_conv_with_two_consumers():
+    graph = optimised("""network n {
+    input 3x8x8
+    c: conv(4, 3x3, pad = 1)
+    b: batchnorm
+    from c -> d: relu
+    output b, d
+}""", "fold-batchnorm")
+    assert messages(graph, "fold-batchnorm") == ["batchnorm at line 4 not folded: the conv output has 2 consumers"]
+    assert "b" in graph and "folded" not in graph.nodes["c"]
+
+
+def test_batchnorm_does_not_fold_into_a_network_output_or_a_pool():
+    graph = optimised("""network n {
+    input 3x8x8
+    c: conv(4, 3x3)
+    b: batchnorm
+    maxpool(2x2) -> q: batchnorm
+    output c, q
+}""", "fold-batchnorm")
+    assert messages(graph, "fold-batchnorm") == [
+        "batchnorm at line 4 not folded: the conv output is also a network output",
+        "batchnorm at line 5 not folded: its input comes from maxpool at line 5, not a conv or fully connected layer",
+    ]
+
+
+def test_fold_records_the_layers_and_the_original_bias():
+    graph = optimised("network n { input 3x8x8\n conv(4, 1x1, bias = false) -> batchnorm(eps = 0.001) }", "fold-batchnorm")
+    data = graph.nodes["conv1"]
+    assert data["folded"] == ["batchnorm1"] and data["folded_layers"][0].eps == 0.001
+    assert data["original_bias"] is False and data["layer"].bias is True
+    assert data["fused"] == [{"op": "batchnorm", "name": "batchnorm1", "line": 2}]
+    assert graph.graph["aliases"] == {"batchnorm1": "conv1"} and graph.graph["outputs"] == ["conv1"]
+
+
+def test_fc_then_batchnorm_folds_and_the_activation_fuses_after_it():
+    graph = optimised("network n { input 8\n fc(4) -> batchnorm -> sigmoid\n fc(2) }")
+    assert graph.nodes["fc1"]["folded"] == ["batchnorm1"] and graph.nodes["fc1"]["activation"] == "sigmoid"
+    assert [f["op"] for f in graph.nodes["fc1"]["fused"]] == ["batchnorm", "sigmoid"]
+
+
+def test_activation_declines_shared_or_output_producers():
+    graph = optimised("""network n {
+    input 3x8x8
+    c: conv(4, 3x3)
+    r: relu
+    from c -> t: tanh
+    m: maxpool(2x2) -> relu
+    output r, t, m
+}""", "fuse-activation")
+    assert messages(graph, "fuse-activation") == [
+        "relu at line 4 not fused: the conv output has 2 consumers",
+        "tanh at line 5 not fused: the conv output has 2 consumers",
+        "relu at line 6 not fused: its input comes from maxpool at line 6, not a conv or fully connected layer",
+    ]
+
+
+def test_only_relu_fuses_into_add():
+    source = """network n {
+    input 4x8x8
+    residual { conv(4, 3x3, pad = 1) }
+    ACT
+    fc(2)
+}"""
+    graph = optimised(source.replace("ACT", "tanh"), "fuse-add-relu")
+    assert messages(graph, "fuse-add-relu") == ["tanh at line 4 not fused: only relu is fused into add"]
+    graph = optimised(source.replace("ACT", "relu"), "fuse-add-relu")
+    assert graph.nodes["add1"]["activation"] == "relu" and graph.graph["aliases"] == {"relu1": "add1"}
+
+
+def test_concat_copies_inputs_it_cannot_take_over():
+    graph = optimised("""network n {
+    input 4x8x8
+    s: conv(4, 1x1)
+    k: concat {
+        branch { conv(2, 1x1) }
+        branch { }
+    }
+    from s -> t: conv(3, 1x1)
+    from s, t, t -> j: concat
+    output k, j
+}""", "eliminate-concat")
+    assert graph.nodes["conv1"]["write_into"] == ("k", 0)
+    assert "write_into" not in graph.nodes["s"] and "write_into" not in graph.nodes["t"]
+    assert messages(graph, "eliminate-concat") == [
+        "conv at line 3 copied into k (concat at line 4): its output has 4 consumers",
+        "conv at line 3 copied into j (concat at line 9): its output has 4 consumers",
+        "conv at line 8 copied into j (concat at line 9): the concat uses it more than once",
+        "conv at line 8 copied into j (concat at line 9): the concat uses it more than once",
+    ]
+    assert graph.nodes["k"]["eliminated"] and "eliminated" not in graph.nodes["j"]
+
+
+def test_in_place_needs_a_private_input():
+    graph = optimised("""network n {
+    input 3x8x8
+    relu
+    m: maxpool(2x2)
+    s: sigmoid
+    from m -> t: tanh
+    output s, t
+}""", "plan-memory")
+    assert messages(graph, "plan-memory") == [
+        "relu at line 3 not in place: its input is the network input, which belongs to the caller",
+        "sigmoid at line 5 not in place: its input has 2 consumers",
+        "tanh at line 6 not in place: its input has 2 consumers",
+    ]
+
+
+def test_dead_code_removes_what_no_output_needs():
+    graph = optimised("""network n {
+    input 8
+    h: fc(16)
+    side: fc(4) -> sigmoid
+    from h -> main: fc(3)
+    output main
+}""", "dead-code")
+    assert set(graph.nodes) == {"input", "h", "main"}
+    assert messages(graph, "dead-code", "changed") == [
+        "fc at line 4 removed: no output depends on it", "sigmoid at line 4 removed: no output depends on it"]
+
+
+def test_dead_code_drops_aliases_of_dead_nodes():
+    graph = copy_graph(optimised("network n { input 8\n a: fc(4) -> r: relu\n from a -> b: fc(2)\n output b, r }", "fuse-activation"))
+    assert graph.graph["aliases"] == {}  # relu1 is an output, so a keeps it (declined)
+    graph = optimised("network n { input 8\n a: fc(4) -> dropout\n b: fc(2)\n output b }", "inference")
+    graph.graph["outputs"] = ["input"]  # now nothing is live
+    graph = eliminate_dead_code(graph)
+    ir.verify(graph)
+    assert set(graph.nodes) == {"input"} and graph.graph["aliases"] == {}
+
+
+def test_optimise_refuses_unknown_passes_and_broken_models():
+    graph = cnnlang.load("network n { input 8\n fc(2) }").graph
+    with pytest.raises(ValueError, match="unknown pass 'fold'; the passes are: inference, dead-code"):
+        optimise(graph, ["fold"])
+    broken = cnnlang.load("network n { input 3x2x2\n conv(4, 3x3) }", keep_going=True).graph
+    with pytest.raises(ValueError, match="has errors"):
+        optimise(broken)
+
+
+def test_verify_catches_broken_optimisation_attributes():
+    graph = optimised("network n { input 3x8x8\n conv(4, 1x1) -> relu\n concat { branch { conv(2, 1x1) } branch { conv(2, 1x1) } } }")
+    graph.nodes["conv2"]["write_into"] = ("concat1", 1)
+    with pytest.raises(AssertionError, match="slice starts at 0"):
+        ir.verify(graph)
+    graph.nodes["conv2"]["write_into"] = ("concat1", 0)
+    graph.graph["memory"]["slots"] = [1 for _ in graph.graph["memory"]["slots"]]
+    with pytest.raises(AssertionError, match="too small"):
+        ir.verify(graph)
