@@ -30,6 +30,9 @@ REFERENCE = [
     ("resnet50", (3, 224, 224), 25_557_032, 4_089_184_256, (1000,)),
     ("resnet101", (3, 224, 224), 44_549_160, 7_801_405_440, (1000,)),
     ("resnet152", (3, 224, 224), 60_192_808, 11_513_626_624, (1000,)),
+    # The paper's 269,722 (option A shortcuts) plus the two projections' 512 + 64 and 2,048 + 128;
+    # MACs: 442,368 + 3 x 4,718,592 + 3,670,016 + 2 x 4,718,592 + 3,670,016 + 2 x 4,718,592 + 640.
+    ("resnet20", (3, 32, 32), 272_474, 40_813_184, (10,)),
 ]
 
 
@@ -48,7 +51,7 @@ def test_zoo_model_matches_reference(name, input_shape, params, macs, output_sha
 
 def test_zoo_names_are_exactly_the_reference_models():
     assert sorted(cnnlang.zoo_names()) == sorted(row[0] for row in REFERENCE)
-    assert len(REFERENCE) == 16  # 15 ImageNet models + lenet5
+    assert len(REFERENCE) == 17  # 15 ImageNet models, lenet5 and the CIFAR resnet20
 
 
 def test_batchnorm_buffers():

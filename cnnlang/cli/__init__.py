@@ -11,7 +11,7 @@ from ..errors import CnnError, UsageError
 from ..model import ModelNotFound
 from .common import emit_error
 
-SUBCOMMANDS = ("check", "summary", "render", "zoo", "run", "bench")
+SUBCOMMANDS = ("check", "summary", "render", "passes", "zoo", "run", "bench", "train", "eval", "plot")
 
 EXIT_MODEL_ERROR = 1
 EXIT_USAGE = 2

@@ -1,0 +1,68 @@
+"""``cnnlang eval MODEL --weights W --data SPEC``: accuracy, top-5, loss and the confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..data import Dataset, Normalizer, fit_to_input, load_dataset
+from ..model import load
+from ..runtime.weights import WeightsError, load_weights
+from ..train.evaluate import evaluate
+from .common import input_size
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "eval", help="measure a trained model's accuracy on a dataset",
+        description="Evaluate MODEL with trained weights (a weight file or a training checkpoint) on a dataset "
+        "split: loss, top-1 and top-5 accuracy, and the confusion matrix.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a .cnn file, or the name of a zoo model")
+    parser.add_argument("--weights", required=True, metavar="FILE", help="best/last.safetensors or checkpoint.safetensors from `cnnlang train`")
+    parser.add_argument("--data", required=True, metavar="SPEC", help="mnist, fashion-mnist, cifar10, or a folder")
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--data-dir", metavar="DIR", help="where named datasets are looked for first")
+    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
+    parser.add_argument("--input", type=input_size, metavar="CxHxW", help="the input size the model was trained at")
+    parser.add_argument("--batch", type=int, default=256, metavar="N")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load(args.model, input_shape=args.input)
+    network = model.build()
+    arrays, metadata = load_weights(args.weights)
+    state = network.state()
+    model_arrays = {k: v for k, v in arrays.items() if not k.startswith("optimizer/")}
+    missing = sorted(set(state) - set(model_arrays))
+    if missing or any(model_arrays[k].shape != state[k].shape for k in state):
+        # Network.load names every missing, unexpected and misshapen tensor.
+        network.load(args.weights)
+    for name, value in model_arrays.items():
+        if name in state:
+            state[name][...] = value
+    dataset = load_dataset(args.data, args.split, data_dir=args.data_dir, download=not args.no_download)
+    dataset = Dataset(fit_to_input(dataset.images, model.input_shape), dataset.labels, dataset.classes, dataset.name)
+    if "normalizer" in metadata:
+        normalizer = Normalizer.from_state(json.loads(metadata["normalizer"]))
+    else:
+        train = load_dataset(args.data, "train", data_dir=args.data_dir, download=not args.no_download)
+        normalizer = Normalizer.from_images(fit_to_input(train.images, model.input_shape))
+        print(f"note: {args.weights} records no input normalisation; using the training split's mean and std", file=sys.stderr)
+    if model.output_shape[0] != len(dataset.classes):
+        raise WeightsError(f"model '{model.name}' outputs {model.output_shape[0]} scores but the data has {len(dataset.classes)} classes")
+    network.eval()
+    result = evaluate(network, dataset, normalizer, args.batch)
+    if args.json:
+        print(json.dumps({"model": model.name, "weights": args.weights, "data": args.data, "split": args.split,
+                          "examples": result.count, "loss": result.loss, "accuracy": result.accuracy,
+                          "top5": result.top5, "confusion": result.confusion.to_json()}, indent=2))
+        return 0
+    print(f"{model.name} on {args.data} ({args.split}, {result.count:,} examples)")
+    print(f"accuracy {result.accuracy:.2%}   top-5 {result.top5:.2%}   loss {result.loss:.4f}")
+    print()
+    print(result.confusion.to_text(dataset.classes))
+    return 0

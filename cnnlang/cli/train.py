@@ -1,0 +1,134 @@
+"""``cnnlang train MODEL --data SPEC``: train a classifier, with validation each epoch, a metrics
+log, atomic checkpoints, exact ``--resume`` and a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ..train.checkpoint import load_checkpoint
+from ..train.config import TrainConfig
+from ..train.display import Display
+from ..train.trainer import CHECKPOINT, Hooks, Interrupted, Trainer, TrainingError
+from .common import input_size
+
+DEFAULTS = TrainConfig(model="", data="")
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "train", help="train a model on a dataset",
+        description="Train MODEL on a dataset with mini-batch SGD (or Adam/AdamW). Each epoch ends with "
+        "validation, a line in OUT/metrics.jsonl and an atomic checkpoint (OUT/checkpoint.safetensors); the "
+        "best and last weights go to OUT/best.safetensors and OUT/last.safetensors. Ctrl-C saves and stops; "
+        "--resume continues exactly where the run stopped.",
+    )
+    parser.add_argument("model", metavar="MODEL", nargs="?", help="a .cnn file or zoo model (optional with --resume)")
+    parser.add_argument("--data", metavar="SPEC", help="mnist, fashion-mnist, cifar10, or a folder (IDX files, CIFAR-10 binaries, or one subfolder of images per class)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where named datasets are looked for first (then $CNNLANG_DATA, the cache, a download)")
+    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
+    parser.add_argument("--input", type=input_size, metavar="CxHxW", help="train at this input size instead of the declared one")
+    parser.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out (or runs/MODEL) from its checkpoint")
+    parser.add_argument("--force", action="store_true", help="start a new run in a folder that holds one")
+    d = DEFAULTS
+    parser.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help=f"(default {d.epochs})")
+    parser.add_argument("--batch", type=int, default=d.batch_size, metavar="N", help=f"mini-batch size (default {d.batch_size})")
+    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=d.optimizer)
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"base learning rate (default {d.lr})")
+    parser.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
+    parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"on weights, not biases or batchnorm (default {d.weight_decay})")
+    parser.add_argument("--schedule", default=d.schedule, metavar="SPEC",
+                        help="constant, step:EPOCHS[:GAMMA], multistep:E1,E2[:GAMMA], cosine[:MIN_LR], plateau[:PATIENCE[:FACTOR]] (default cosine)")
+    parser.add_argument("--warmup", type=float, default=d.warmup, metavar="EPOCHS", help="linear warm-up (default 0)")
+    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="S")
+    parser.add_argument("--val-split", type=float, default=d.val_split, metavar="F",
+                        help="hold out this fraction (or, if ≥ 1, this many) training examples for validation; "
+                        "0 validates on the test split (default 0.1)")
+    parser.add_argument("--crop", type=int, default=d.crop, metavar="PIXELS", help="random crop after padding by this many pixels (default 0: off)")
+    parser.add_argument("--flip", action="store_true", help="random horizontal flips (not for digits)")
+    parser.add_argument("--limit", type=int, metavar="N", help="train on the first N training examples only")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype)
+    parser.add_argument("--log-every", type=int, default=d.log_every, metavar="STEPS", help=f"steps between metrics-log lines (default {d.log_every})")
+    return parser
+
+
+def config_from(args: argparse.Namespace) -> TrainConfig:
+    if not args.model or not args.data:
+        raise SystemExit("cnnlang train: error: MODEL and --data are required (except with --resume)")
+    return TrainConfig(
+        model=args.model, data=args.data, input=args.input, data_dir=args.data_dir, download=not args.no_download,
+        epochs=args.epochs, batch_size=args.batch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
+        label_smoothing=args.label_smoothing, val_split=args.val_split, crop=args.crop, flip=args.flip,
+        limit=args.limit, seed=args.seed, dtype=args.dtype, log_every=args.log_every,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else Path("runs") / Path(args.model or "").stem
+    if args.resume:
+        if not args.out and not args.model:
+            raise SystemExit("cnnlang train: error: --resume needs --out DIR (or MODEL, for runs/MODEL)")
+        saved = TrainConfig.from_json(load_checkpoint(out / CHECKPOINT).state["config"]) if (out / CHECKPOINT).is_file() else None
+        config = saved if saved is not None else config_from(args)
+        if args.data_dir:
+            config.data_dir = args.data_dir  # the data may have moved; it does not change the run
+    else:
+        config = config_from(args)
+    display = Display(sys.stdout)
+    stop = _StopFlag()
+    hooks = Hooks(display.epoch_start, display.step, display.epoch_end, stop.is_set)
+    started = time.perf_counter()
+    with stop.installed():
+        trainer = Trainer(config, out, resume=args.resume, force=args.force, hooks=hooks)
+        display.start(trainer)
+        try:
+            trainer.run()
+        except Interrupted as interrupted:
+            display.close()
+            print(f"interrupted: saved {interrupted.checkpoint} at step {interrupted.step}; "
+                  f"continue with: cnnlang train --resume --out {out}", file=sys.stderr)
+            return 130
+        except TrainingError:
+            display.close()
+            raise
+    display.finish(trainer, time.perf_counter() - started)
+    return 0
+
+
+class _StopFlag:
+    """The first Ctrl-C asks the loop to save and stop after the current step; a second one
+    stops at once (the last checkpoint stays as it was)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def is_set(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def installed(self):
+        flag = self
+
+        class _Scope:
+            def __enter__(self):
+                self.previous = signal.signal(signal.SIGINT, flag._handle)
+
+            def __exit__(self, *exc):
+                signal.signal(signal.SIGINT, self.previous)
+                return False
+
+        return _Scope()
+
+
+__all__ = ["add_parser", "run", "TrainingError"]

@@ -1,0 +1,307 @@
+"""The training loop: mini-batch SGD (or Adam) over a dataset, validation each epoch, a metrics
+log, atomic checkpoints and exact resume.
+
+Exactness: the data order of epoch e depends only on (seed, e), each batch's augmentation only on
+(seed, e, batch), and dropout's random numbers only on (seed, step); the checkpoint holds the
+parameters, buffers, optimiser slots, schedule state and the partial epoch's running sums. So a
+run stopped anywhere and resumed computes the same numbers as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import cnnlang
+from cnnlang.data import Augment, Batches, Dataset, Normalizer, fit_to_input, load_dataset, split_validation
+from cnnlang.errors import UsageError
+
+from .checkpoint import check_source, load_checkpoint, save_checkpoint, save_model_weights
+from .config import TrainConfig
+from .evaluate import Evaluation, evaluate
+from .losses import softmax_cross_entropy
+from .nonfinite import first_nonfinite
+from .optim import make_optimizer
+from .schedules import parse_schedule
+
+CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"
+LAST = "last.safetensors"
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+
+
+class TrainingError(UsageError):
+    """Training cannot go on (non-finite loss, a run folder in the way, a model that does not fit)."""
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C) after saving a checkpoint."""
+
+    def __init__(self, checkpoint: Path, step: int):
+        super().__init__(f"stopped at step {step}; resume with --resume ({checkpoint})")
+        self.checkpoint = checkpoint
+        self.step = step
+
+
+@dataclass
+class Progress:
+    """Where the run stands: the next batch to train is ``batch`` of ``epoch``."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    best_accuracy: float = -1.0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Data:
+    train: Dataset
+    val: Dataset
+    val_name: str  # "validation" or "test": what the per-epoch numbers are measured on
+    normalizer: Normalizer
+
+
+@dataclass
+class Hooks:
+    """Callbacks for the progress display, and a flag the Ctrl-C handler sets."""
+
+    on_epoch_start: Callable[[int, int], None] = lambda epoch, batches: None
+    on_step: Callable[[dict], None] = lambda record: None
+    on_epoch_end: Callable[[dict], None] = lambda record: None
+    stop_requested: Callable[[], bool] = lambda: False
+    extra: dict = field(default_factory=dict)
+
+
+def prepare_data(config: TrainConfig, input_shape: tuple[int, ...], progress=None) -> Data:
+    """Load, fit to the network's input, hold out validation, and fit the normaliser on the
+    training part only."""
+    train = load_dataset(config.data, "train", data_dir=config.data_dir, download=config.download, progress=progress)
+    train = Dataset(fit_to_input(train.images, input_shape), train.labels, train.classes, train.name)
+    if config.limit is not None and config.limit < len(train):
+        train = train.subset(np.arange(config.limit))
+    if config.val_split > 0:
+        amount = config.val_split if config.val_split < 1 else int(config.val_split)
+        train, val = split_validation(train, amount, config.seed)
+        val_name = "validation"
+    else:
+        val = load_dataset(config.data, "test", data_dir=config.data_dir, download=config.download, progress=progress)
+        val = Dataset(fit_to_input(val.images, input_shape), val.labels, val.classes, val.name)
+        val_name = "test"
+    return Data(train, val, val_name, Normalizer.from_images(train.images))
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False,
+                 hooks: Hooks | None = None, data: Data | None = None):
+        config.validate()
+        self.config = config
+        self.out = Path(out)
+        self.hooks = hooks or Hooks()
+        checkpoint_path = self.out / CHECKPOINT
+        if resume:
+            if not checkpoint_path.is_file():
+                raise TrainingError(f"{checkpoint_path}: no checkpoint to resume from")
+        elif self.out.exists() and any(self.out.iterdir()) and not force:
+            raise TrainingError(f"{self.out} already holds a run; resume it with --resume, or pass --force to start over there")
+        self.model = cnnlang.load(config.model, input_shape=config.input)
+        self._check_output()
+        self.network = self.model.build(seed=config.seed, dtype=config.dtype)
+        self.source_sha256 = self.network.source_hash()
+        self.data = data or prepare_data(config, self.model.input_shape)
+        self._check_classes()
+        net = self.network
+        no_decay = [name for name in net.trainable if net.params[name].ndim == 1]  # biases, batchnorm
+        try:
+            self.optimizer = make_optimizer(
+                config.optimizer, net.params, net.grads, net.trainable, lr=config.lr, momentum=config.momentum,
+                weight_decay=config.weight_decay, nesterov=config.nesterov, no_decay=no_decay,
+            )
+            self.schedule = parse_schedule(config.schedule, config.lr, config.epochs, config.warmup)
+        except ValueError as error:
+            raise TrainingError(str(error)) from None
+        self.progress = Progress()
+        if resume:
+            self._restore(checkpoint_path)
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            _write_atomic(self.out / CONFIG, json.dumps(self.config.to_json(), indent=2) + "\n")
+            _write_atomic(self.out / METRICS, "")
+
+    # -- checks
+    def _check_output(self) -> None:
+        shape = self.model.output_shape
+        if len(shape) != 1:
+            raise TrainingError(f"model '{self.model.name}' outputs {'x'.join(map(str, shape))}; classification needs one score per class (end with fc)")
+
+    def _check_classes(self) -> None:
+        classes = len(self.data.train.classes)
+        outputs = self.model.output_shape[0]
+        if outputs != classes:
+            raise TrainingError(
+                f"model '{self.model.name}' outputs {outputs} scores but {self.config.data} has {classes} classes; "
+                f"make the last layer fc({classes})"
+            )
+
+    # -- the loop
+    def batches(self, epoch: int, start: int = 0) -> Batches:
+        c = self.config
+        return Batches(
+            self.data.train, c.batch_size, shuffle=True, seed=c.seed, epoch=epoch, normalizer=self.data.normalizer,
+            augment=Augment(c.crop, c.flip), dtype=self.network.dtype, start_batch=start,
+        )
+
+    def run(self) -> dict | None:
+        """Train to the last epoch; returns the last epoch's record. Raises Interrupted after
+        saving when a stop was requested, TrainingError on a non-finite loss."""
+        c, p, net = self.config, self.progress, self.network
+        record = None
+        while p.epoch < c.epochs:
+            batches = self.batches(p.epoch, p.batch)
+            count = len(batches)
+            self.hooks.on_epoch_start(p.epoch, count)
+            started = time.perf_counter()
+            net.train()
+            for x, y in batches:
+                self._step(x, y, count)
+                if self.hooks.stop_requested():
+                    p.seconds += time.perf_counter() - started
+                    self._save_checkpoint()
+                    raise Interrupted(self.out / CHECKPOINT, p.step)
+            p.seconds += time.perf_counter() - started
+            record = self._end_epoch(count)
+        return record
+
+    def _step(self, x: np.ndarray, y: np.ndarray, count: int) -> None:
+        c, p, net = self.config, self.progress, self.network
+        lr = self.schedule.lr(p.epoch + p.batch / count)
+        self.optimizer.lr = lr
+        net.context.rng = np.random.default_rng([c.seed, 2, p.step])
+        logits = net.forward(x)
+        loss, dlogits = softmax_cross_entropy(logits, y, c.label_smoothing)
+        if not np.isfinite(loss):
+            where = first_nonfinite(net) or "every layer's output is finite, so the loss itself overflowed"
+            raise TrainingError(
+                f"the loss became {loss} at step {p.step + 1} (epoch {p.epoch + 1}, batch {p.batch + 1}): {where}. "
+                f"Training stopped; the last good checkpoint is {self._last_good()}. Try a lower --lr."
+            )
+        net.backward(dlogits)
+        self.optimizer.step()
+        n = len(y)
+        p.loss_sum += loss * n
+        p.correct += int((logits.argmax(axis=1) == y).sum())
+        p.seen += n
+        p.step += 1
+        p.batch += 1
+        record = {"kind": "step", "epoch": p.epoch + 1, "step": p.step, "lr": lr, "loss": loss,
+                  "train_loss": p.loss_sum / p.seen, "train_accuracy": p.correct / p.seen, "batches": count,
+                  "batch": p.batch}
+        if p.step % c.log_every == 0:
+            self._log(record)
+        self.hooks.on_step(record)
+
+    def _end_epoch(self, count: int) -> dict:
+        c, p = self.config, self.progress
+        evaluation = self.validate()
+        self.schedule.observe(evaluation.loss, p.epoch)
+        record = {
+            "kind": "epoch", "epoch": p.epoch + 1, "step": p.step, "lr": self.optimizer.lr,
+            "train_loss": p.loss_sum / max(p.seen, 1), "train_accuracy": p.correct / max(p.seen, 1),
+            f"{self.data.val_name}_loss": evaluation.loss, f"{self.data.val_name}_accuracy": evaluation.accuracy,
+            f"{self.data.val_name}_top5": evaluation.top5, "seconds": p.seconds,
+            "images_per_s": p.seen / p.seconds if p.seconds > 0 else None,
+        }
+        self._log(record)
+        improved = evaluation.accuracy > p.best_accuracy
+        p.epoch += 1
+        p.batch, p.correct, p.seen, p.loss_sum, p.seconds = 0, 0, 0, 0.0, 0.0
+        if improved:
+            p.best_accuracy = evaluation.accuracy
+            save_model_weights(self.out / BEST, self.network.state(), self.model.name, self.source_sha256, self.data.normalizer.state())
+        save_model_weights(self.out / LAST, self.network.state(), self.model.name, self.source_sha256, self.data.normalizer.state())
+        self._save_checkpoint()
+        self.hooks.on_epoch_end(record)
+        return record
+
+    def validate(self) -> Evaluation:
+        net = self.network
+        net.eval()
+        try:
+            return evaluate(net, self.data.val, self.data.normalizer, self.config.eval_batch)
+        finally:
+            net.train()
+
+    # -- files
+    def _log(self, record: dict) -> None:
+        with open(self.out / METRICS, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _state(self) -> dict:
+        return {
+            "progress": self.progress.to_json(),
+            "optimizer": self.optimizer.state_scalars(),
+            "schedule": self.schedule.state(),
+            "normalizer": self.data.normalizer.state(),
+            "config": self.config.to_json(),
+        }
+
+    def _save_checkpoint(self) -> None:
+        save_checkpoint(self.out / CHECKPOINT, self.network.state(), self.optimizer.state_arrays(), self._state(),
+                        self.model.name, self.source_sha256)
+
+    def _last_good(self) -> str:
+        path = self.out / CHECKPOINT
+        return str(path) if path.is_file() else "none (no epoch finished)"
+
+    def _restore(self, path: Path) -> None:
+        checkpoint = load_checkpoint(path)
+        check_source(checkpoint, path, self.model.name, self.source_sha256)
+        state = checkpoint.state
+        saved = TrainConfig.from_json(state["config"])
+        if saved.outcome() != self.config.outcome():
+            raise TrainingError(f"{path} was written by a run with other settings; resume without changing options ({_difference(saved, self.config)})")
+        for name, value in checkpoint.model.items():
+            try:
+                self.network.set_param(name, value)
+            except (KeyError, ValueError) as error:
+                raise TrainingError(f"{path}: {error}") from None
+        try:
+            self.optimizer.load_state(checkpoint.optimizer, state["optimizer"])
+            self.schedule.load_state(state["schedule"])
+        except ValueError as error:
+            raise TrainingError(f"{path}: {error}") from None
+        self.data.normalizer = Normalizer.from_state(state["normalizer"])
+        self.progress = Progress(**state["progress"])
+        _truncate_log(self.out / METRICS, self.progress.step)
+
+
+def _difference(saved: TrainConfig, now: TrainConfig) -> str:
+    a, b = saved.outcome(), now.outcome()
+    return ", ".join(f"{k}: {a[k]!r} then, {b[k]!r} now" for k in a if a[k] != b.get(k))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop records written after the checkpoint (a run that crashed logged on past it)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    _write_atomic(path, "".join(line + "\n" for line in kept))

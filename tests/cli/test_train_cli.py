@@ -1,0 +1,113 @@
+"""`cnnlang train`, `eval` and `plot` end to end, Ctrl-C included."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from synthetic import MODEL, write_digits
+
+from cnnlang.cli import main
+
+DATA = Path(os.environ.get("CNNLANG_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_cli")
+    model = root / "tiny.cnn"
+    model.write_text(MODEL)
+    return model, write_digits(root / "digits" if (root / "digits").mkdir() is None else root)
+
+
+def train(model, data, out, *extra) -> int:
+    return main(["train", str(model), "--data", str(data), "--out", str(out), "--epochs", "2", "--batch", "32",
+                 "--seed", "1", *extra])
+
+
+def test_train_eval_plot(tmp_path, setup, capsys):
+    model, data = setup
+    out = tmp_path / "run"
+    assert train(model, data, out) == 0
+    text = capsys.readouterr().out
+    assert "epoch 2/2: train loss" in text and "validation loss" in text and "img/s" in text
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"epoch"' in line]
+    assert [e["epoch"] for e in epochs if e["kind"] == "epoch"] == [1, 2]
+
+    assert main(["eval", str(model), "--weights", str(out / "best.safetensors"), "--data", str(data)]) == 0
+    text = capsys.readouterr().out
+    accuracy = float(text.split("accuracy ")[1].split("%")[0])
+    assert accuracy > 90  # four classes: chance is 25%
+    assert "128 examples" in text and "[" in text  # the confusion matrix marks its diagonal
+
+    # A checkpoint is a weight file too.
+    assert main(["eval", str(model), "--weights", str(out / "checkpoint.safetensors"), "--data", str(data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == pytest.approx(accuracy / 100, abs=1e-4)
+    assert sum(map(sum, result["confusion"]["matrix"])) == 128
+
+    assert main(["plot", str(out)]) == 0
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--schedule", "sometimes"], "schedule"),
+        (["--lr", "-1"], "--lr must be positive"),
+        (["--optimizer", "adam", "--nesterov"], "esterov"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tmp_path, setup, capsys, extra, message):
+    model, data = setup
+    assert train(model, data, tmp_path / "run", *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnlang: error:") and message in err and "Traceback" not in err
+
+
+def test_bad_data_is_a_clear_error(tmp_path, setup, capsys):
+    model, _ = setup
+    (tmp_path / "empty").mkdir()
+    assert train(model, tmp_path / "empty", tmp_path / "run") == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["train", str(model), "--data", "imagenet-21k", "--out", str(tmp_path / "r2")]) == 2
+    assert "mnist" in capsys.readouterr().err  # the known names are listed
+
+
+def test_ctrl_c_saves_and_resume_finishes(tmp_path, setup):
+    model, data = setup
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "cnnlang", "train", str(model), "--data", str(data), "--out", str(out),
+               "--epochs", "4", "--batch", "1", "--log-every", "20"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.is_file() and metrics.read_text().strip()):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted: saved" in err and "--resume" in err
+    assert (out / "checkpoint.safetensors").is_file()
+
+    done = subprocess.run([sys.executable, "-m", "cnnlang", "train", "--resume", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resuming at epoch" in done.stdout and "epoch 4/4" in done.stdout
+
+
+@pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason=f"MNIST not found in {DATA} (set CNNLANG_DATA)")
+def test_lenet5_learns_real_mnist(tmp_path, capsys):
+    out = tmp_path / "lenet"
+    assert main(["train", "lenet5", "--data", "mnist", "--data-dir", str(DATA), "--no-download", "--out", str(out),
+                 "--epochs", "1", "--limit", "3000", "--val-split", "500"]) == 0
+    epoch = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert epoch["kind"] == "epoch" and epoch["validation_accuracy"] > 0.8  # chance: 0.1
