@@ -85,7 +85,7 @@ def report_lines(original: nx.DiGraph, graph: nx.DiGraph, chosen: list[str], ver
             continue
         out.append(f"\n{name}: {len(changed)} changed, {len(declined)} declined")
         shown = entries if verbose else entries[:SHOWN_PER_PASS]
-        out += [f"  line {e['line']}: {_entry_text(e)}" for e in shown]
+        out += [f"  {e['where']}: {_entry_text(e)}" for e in shown]
         if len(shown) < len(entries):
             out.append(f"  … and {len(entries) - len(shown)} more (--verbose lists them all)")
     out.append(f"\nlayers: {original.number_of_nodes() - 1} before, {graph.number_of_nodes() - 1} after")

@@ -4,6 +4,7 @@ edges stay consistent, and the pass log has one format."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -36,10 +37,21 @@ def line_of(graph: nx.DiGraph, node: str) -> int:
     return graph.nodes[node]["span"].line
 
 
+def where(graph: nx.DiGraph, node: str) -> str:
+    """``line 23`` in the model file; for a layer inside a block, the call's line there and the
+    block's own line (``line 23 (googlenet_blocks.cnn:9)``), since a block line alone is ambiguous."""
+    data = graph.nodes[node]
+    span = data["span"]
+    if not data["call_stack"]:
+        return f"line {span.line}"
+    return f"line {data['call_stack'][0].line} ({Path(span.file).name}:{span.line})"
+
+
 def record(graph: nx.DiGraph, pass_name: str, status: str, node: str, message: str) -> None:
     """Append one entry to the pass log: something ``changed`` or ``skipped`` (declined, and why)."""
     graph.graph.setdefault("pass_log", []).append(
-        {"pass": pass_name, "status": status, "node": node, "line": line_of(graph, node), "message": message}
+        {"pass": pass_name, "status": status, "node": node, "line": line_of(graph, node), "where": where(graph, node),
+         "message": message}
     )
 
 
