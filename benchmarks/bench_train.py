@@ -1,0 +1,141 @@
+"""Training throughput on MNIST, cnnlang against PyTorch on the same model, batch and data.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py [--model lenet5] [--batch 64] [--steps 300]
+
+One training step, identical in both frameworks: take the next mini-batch of MNIST (cnnlang's
+``Batches``: seeded order, normalised float32, fitted to the model's input), forward in training
+mode, softmax cross-entropy, backward, and SGD with momentum 0.9 and weight decay 5e-4 (not on
+biases and batchnorm parameters) — what ``cnnlang train`` does per step, without its logging. The
+number is images/s over ``--steps`` steps after 30 warm-up steps, the median of three runs.
+
+PyTorch runs the same architecture (``torch_reference.to_torch``, same initial weights) with
+``torch.set_num_threads(2)`` in NCHW and channels-last memory formats; both are reported. Each
+measurement runs in its own subprocess so the frameworks' thread pools never share a process.
+MNIST comes from $CNNLANG_DATA (default ../shared/data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = Path(os.environ.get("CNNLANG_DATA", HERE.parent.parent / "shared" / "data"))
+WARMUP = 30
+LR, MOMENTUM, DECAY = 0.01, 0.9, 5e-4
+
+
+def batches(model, batch: int, steps: int):
+    from cnnlang.data import Batches, Dataset, Normalizer, fit_to_input, load_dataset
+
+    train = load_dataset("mnist", "train", data_dir=DATA, download=False)
+    train = Dataset(fit_to_input(train.images, model.input_shape), train.labels, train.classes, train.name)
+    feed = Batches(train, batch, seed=0, epoch=0, normalizer=Normalizer.from_images(train.images), drop_last=True)
+    if steps + WARMUP > len(feed):
+        raise SystemExit(f"--steps {steps} needs more than one epoch of batch {batch}")
+    return feed
+
+
+def worker_cnnlang(name: str, input_shape, batch: int, steps: int) -> float:
+    import cnnlang
+    from cnnlang.train.losses import softmax_cross_entropy
+    from cnnlang.train.optim import SGD
+
+    model = cnnlang.load(name, input_shape=input_shape)
+    net = model.build(seed=0).train()
+    no_decay = [n for n in net.trainable if net.params[n].ndim == 1]
+    sgd = SGD(net.params, net.grads, net.trainable, lr=LR, momentum=MOMENTUM, weight_decay=DECAY, no_decay=no_decay)
+    feed = iter(batches(model, batch, steps))
+
+    def step():
+        x, y = next(feed)
+        logits = net.forward(x)
+        _, dlogits = softmax_cross_entropy(logits, y)
+        net.backward(dlogits)
+        sgd.step()
+
+    for _ in range(WARMUP):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def worker_torch(name: str, input_shape, batch: int, steps: int, channels_last: bool) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    import cnnlang
+    from torch_reference import to_torch
+
+    torch.set_num_threads(2)
+    model = cnnlang.load(name, input_shape=input_shape)
+    twin = to_torch(model, model.build(seed=0), channels_last=channels_last, dtype=torch.float32).train()
+    decay = [p for p in twin.parameters() if p.ndim > 1]
+    rest = [p for p in twin.parameters() if p.ndim <= 1]
+    sgd = torch.optim.SGD([{"params": decay, "weight_decay": DECAY}, {"params": rest, "weight_decay": 0.0}],
+                          lr=LR, momentum=MOMENTUM)
+    feed = iter(batches(model, batch, steps))
+    memory = torch.channels_last if channels_last and len(model.input_shape) == 3 else torch.contiguous_format
+
+    def step():
+        x, y = next(feed)
+        images = torch.from_numpy(x).contiguous(memory_format=memory)
+        loss = F.cross_entropy(twin(images), torch.from_numpy(y))
+        sgd.zero_grad(set_to_none=True)
+        loss.backward()
+        sgd.step()
+
+    for _ in range(WARMUP):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def run_worker(kind: str, args) -> float:
+    command = [sys.executable, __file__, "--worker", kind, "--model", args.model, "--batch", str(args.batch),
+               "--steps", str(args.steps)] + (["--input", args.input] if args.input else [])
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} worker failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["images_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="lenet5")
+    parser.add_argument("--input", help="CxHxW, e.g. 1x32x32 for resnet20 on MNIST")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    shape = tuple(int(p) for p in args.input.split("x")) if args.input else None
+    if args.worker:
+        if args.worker == "cnnlang":
+            speed = worker_cnnlang(args.model, shape, args.batch, args.steps)
+        else:
+            speed = worker_torch(args.model, shape, args.batch, args.steps, args.worker == "torch-channels-last")
+        print(json.dumps({"images_per_s": speed}))
+        return
+    results = {}
+    for kind in ("cnnlang", "torch-nchw", "torch-channels-last"):
+        runs = [run_worker(kind, args) for _ in range(args.repeats)]
+        results[kind] = statistics.median(runs)
+        print(f"{kind:>20}: {results[kind]:8,.0f} images/s  (runs: {', '.join(f'{r:,.0f}' for r in runs)})", flush=True)
+    best = max(results["torch-nchw"], results["torch-channels-last"])
+    print(f"{args.model} batch {args.batch} training step on MNIST: cnnlang / best PyTorch = {results['cnnlang'] / best:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
