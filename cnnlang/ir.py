@@ -25,7 +25,10 @@ Optimisation attributes, from :mod:`cnnlang.passes.optimise` (inference only):
   after the bias (after the sum for add);
 - ``write_into``: ``(concat, channel offset)``: the output goes straight into that slice of the
   concat's buffer; ``eliminated`` (concat): at least one input writes into it;
-- ``in_place`` (elementwise): the output overwrites the input's buffer.
+- ``in_place`` (elementwise): the output overwrites the input's buffer;
+- ``algorithm`` (conv only: 3x3 kernel, stride 1, dilation 1, one group): ``"winograd"`` runs it
+  as Winograd F(2x2, 3x3) instead of im2col + GEMM (the ``winograd`` pass sets it where that
+  measured faster).
 
 Graph attributes: ``name``, ``input`` (the input node), ``outputs`` (primary first), ``scopes``
 (path → :class:`Scope` of each block instance or group), ``errors`` (CnnErrors found by passes);
@@ -147,9 +150,9 @@ def dump(graph: nx.DiGraph) -> str:
     """One line per node: the debugging view and the golden-test format.
 
     ``%name = op[args](inputs) : shape  @line``
-    Optimised graphs add the fused ops (``conv[...]+batchnorm+relu``), a ``{...}`` of storage
-    facts (``write_into=%concat1[64:128]``, ``in_place``, ``eliminated``, ``slot=2``) and, at the
-    end, the aliases and the memory plan.
+    Optimised graphs add the fused ops (``conv[...]+batchnorm+relu``), a ``{...}`` of the
+    algorithm (``winograd``) and storage facts (``write_into=%concat1[64:128]``, ``in_place``,
+    ``eliminated``, ``slot=2``) and, at the end, the aliases and the memory plan.
     """
     memory = graph.graph.get("memory")
     lines = [f"network {graph.graph['name']}"]
@@ -177,7 +180,7 @@ def dump(graph: nx.DiGraph) -> str:
 
 def _storage_facts(graph: nx.DiGraph, node: str, memory: dict | None) -> str:
     data = graph.nodes[node]
-    facts = []
+    facts = [data["algorithm"]] if data.get("algorithm") else []
     if "write_into" in data:
         concat, offset = data["write_into"]
         facts.append(f"write_into=%{concat}[{offset}:{offset + data['shape'][0]}]")
@@ -223,6 +226,8 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
             allowed = ("relu",) if op == "add" else _ACTIVATIONS if op in ("conv", "conv1d", "fc") else ()
             if activation not in allowed:
                 problems.append(f"{node}: activation {activation!r} on a {op}")
+        if "algorithm" in data:
+            problems += _algorithm_problems(graph, node)
         if "write_into" in data:
             problems += _write_into_problems(graph, node)
         if data.get("eliminated") and not any("write_into" in graph.nodes[i] for i in inputs):
@@ -245,6 +250,24 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
         if memory["after"] != sum(memory["slots"]):
             problems.append("memory: 'after' is not the sum of the slot sizes")
     return problems
+
+
+ALGORITHMS = ("winograd",)
+
+
+def _algorithm_problems(graph: nx.DiGraph, node: str) -> list[str]:
+    data = graph.nodes[node]
+    if data["algorithm"] not in ALGORITHMS:
+        return [f"{node}: unknown algorithm {data['algorithm']!r}"]
+    if data["op"] != "conv":
+        return [f"{node}: algorithm {data['algorithm']} on a {data['op']}"]
+    shape = graph.nodes[data["inputs"][0]].get("shape")
+    if shape is None:
+        return []
+    kernels, strides, _, dilations = data["layer"].geometry(shape)
+    if (tuple(kernels), tuple(strides), tuple(dilations), data["layer"].groups) != ((3, 3), (1, 1), (1, 1), 1):
+        return [f"{node}: algorithm {data['algorithm']} on a conv that is not 3x3, stride 1, undilated, one group"]
+    return []
 
 
 def _write_into_problems(graph: nx.DiGraph, node: str) -> list[str]:

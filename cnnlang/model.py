@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import networkx as nx
 
@@ -46,11 +47,22 @@ class Model:
     def errors(self) -> list[CnnError]:
         return self.graph.graph["errors"]
 
-    def build(self, *, seed: int = 0, dtype: str = "float32", input_grad: bool = False):
-        """A runnable :class:`~cnnlang.runtime.network.Network` with seeded initial weights."""
+    def build(
+        self,
+        *,
+        seed: int = 0,
+        dtype: str = "float32",
+        input_grad: bool = False,
+        passes: str | Iterable[str] | None = None,
+    ):
+        """A runnable :class:`~cnnlang.runtime.network.Network` with seeded initial weights.
+
+        ``passes``: None, "none" or [] runs the graph as written; "all" or a list of pass names
+        (``cnnlang.passes.optimise.PASS_NAMES``) makes eval-mode forward run the optimised graph
+        (training always runs the original one). ValueError names an unknown pass."""
         from .runtime.network import Network
 
-        return Network(self, seed=seed, dtype=dtype, input_grad=input_grad)
+        return Network(self, seed=seed, dtype=dtype, input_grad=input_grad, passes=passes)
 
     def dump(self) -> str:
         return ir.dump(self.graph)

@@ -2,34 +2,72 @@
 
 Names are ``<layer>.<param>``, e.g. ``conv1.weight`` or ``basic1/batchnorm1.running_var``.
 Arrays use the user's layout (channels first: N x C x H x W in, PyTorch's weight layouts).
+
+Built with optimisation passes, a network also holds an inference plan for the optimised graph
+(runtime/inference.py): eval-mode forward runs it, training mode always runs the original plan
+(``plan``), whose parameters stay the only ones there are; folded weights are derived from them.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from cnnlang.errors import UsageError
 from cnnlang.layers import format_shape
 
+from .inference import InferencePlan
 from .init import initialise
 from .ops import Context, to_internal, to_user
 from .plan import Plan
 from .weights import WeightsError, load_weights, save_weights
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+# What cnnlang.train.checkpoint writes; stated here so the runtime need not import training code.
+CHECKPOINT_FORMAT = "cnnlang-checkpoint-1"
+CHECKPOINT_OPTIMIZER_PREFIX = "optimizer/"
 
 
 class InputError(UsageError, ValueError):
     """An input (or output gradient) whose shape or type does not fit the network."""
 
 
-class Network:
-    """Build with :meth:`cnnlang.Model.build`. ``training`` selects batch statistics and dropout."""
+def pass_names(passes: str | Iterable[str] | None) -> list[str]:
+    """None, "none" or [] → no passes; "all" → every pass; else names (a list, or one string
+    of comma-separated names), in pipeline order. ValueError names an unknown pass."""
+    from cnnlang.passes.optimise import PASS_NAMES
 
-    def __init__(self, model, *, seed: int = 0, dtype: str | np.dtype = "float32", input_grad: bool = False):
+    if passes is None:
+        return []
+    if isinstance(passes, str):
+        passes = {"all": PASS_NAMES, "none": ()}.get(passes, [p.strip() for p in passes.split(",") if p.strip()])
+    chosen = set(passes)
+    unknown = sorted(chosen - set(PASS_NAMES))
+    if unknown:
+        raise ValueError(f"unknown pass '{unknown[0]}'; the passes are: {', '.join(PASS_NAMES)}")
+    return [name for name in PASS_NAMES if name in chosen]
+
+
+class Network:
+    """Build with :meth:`cnnlang.Model.build`. ``training`` selects batch statistics and dropout.
+
+    With ``passes``, eval-mode forward runs the optimised graph (``inference_plan``). Its
+    derived parameters (folded batchnorm) are recomputed after ``load``, ``set_param``, a mode
+    switch or any training-mode pass; code that edits ``params`` or ``buffers`` in place while
+    in eval mode must call :meth:`refresh` before the next forward."""
+
+    def __init__(
+        self,
+        model,
+        *,
+        seed: int = 0,
+        dtype: str | np.dtype = "float32",
+        input_grad: bool = False,
+        passes: str | Iterable[str] | None = None,
+    ):
         self.model = model
         self.dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -57,9 +95,38 @@ class Network:
         initialise(graph, by_node_params, by_node_buffers, seed)
         self.context = Context(train=False, rng=np.random.default_rng([seed, 1]))
         self.training = False
+        self.passes = pass_names(passes)
+        self.inference_plan: InferencePlan | None = None
+        if self.passes:
+            from cnnlang.passes.optimise import optimise
+
+            optimised = optimise(graph, self.passes)
+            self.inference_plan = InferencePlan(optimised, self.dtype, {s.node: s.op for s in self.plan.steps})
+        self._stale = False
+        self._last_plan: Plan | InferencePlan | None = None
+
+    def refresh(self) -> None:
+        """Recompute the inference plan's derived parameters (folded batchnorm) from
+        :attr:`params` and :attr:`buffers`; needed only after editing them in place in eval mode."""
+        if self.inference_plan is not None:
+            self.inference_plan.refresh()
+        self._stale = False
+
+    def activation_bytes(self, batch: int, optimised: bool | None = None) -> int:
+        """Bytes of activation storage the forward pass allocates for ``batch``: the inference
+        plan's (planned) storage when ``optimised`` (default: whether there is one), else one
+        buffer per node of the original plan."""
+        if optimised is None:
+            optimised = self.inference_plan is not None
+        if optimised and self.inference_plan is None:
+            raise ValueError("this network was built without passes")
+        plan = self.inference_plan if optimised else self.plan
+        return plan.activation_bytes(batch)
 
     # -- modes
     def train(self, mode: bool = True) -> "Network":
+        if mode != self.training:
+            self._stale = True
         self.training = mode
         return self
 
@@ -93,12 +160,25 @@ class Network:
     def forward(self, x: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
         """The primary output for the batch ``x`` (N x C x H x W); :meth:`outputs` has all of them."""
         x = self.check_input(x)
-        self.context.train = self.training
-        values = self.plan.forward(to_internal(x), self.context, timings)
-        return to_user(values[self.plan.outputs[0]])
+        if self.training or self.inference_plan is None:
+            self.context.train = self.training
+            self._stale = self._stale or self.training
+            self._last_plan = self.plan
+            values = self.plan.forward(to_internal(x), self.context, timings)
+            return to_user(values[self.plan.outputs[0]])
+        if self._stale:
+            self.refresh()
+        plan = self.inference_plan
+        self._last_plan = plan
+        values = plan.forward(to_internal(x), self.context, timings)
+        return to_user(values[plan.resolve(self.plan.outputs[0])])
 
     def outputs(self) -> dict[str, np.ndarray]:
-        """Every declared output of the last forward pass, by name."""
+        """Every declared output of the last forward pass, by name (the original graph's names,
+        also after an optimised forward)."""
+        if self._last_plan is self.inference_plan and self.inference_plan is not None:
+            plan = self.inference_plan
+            return {name: to_user(plan.values[plan.resolve(name)]) for name in self.plan.outputs}
         return {name: to_user(self.plan.values[name]) for name in self.plan.outputs}
 
     def backward(
@@ -107,8 +187,14 @@ class Network:
         """Back-propagate dL/d(output) (an array for the primary output, or a dict by output name)
         from the last forward pass; fills :attr:`grads`. Returns dL/d(input) when the network was
         built with ``input_grad=True``."""
+        if self._last_plan is not None and self._last_plan is self.inference_plan:
+            raise RuntimeError(
+                "backward after an optimised (eval-mode) forward: call network.train() before forward, "
+                "or build the network without passes"
+            )
         if not self.plan.values:
             raise RuntimeError("backward needs a forward pass first")
+        self._stale = True
         given = dy if isinstance(dy, dict) else {self.plan.outputs[0]: dy}
         batch = self.plan.batch
         internal = {}
@@ -133,6 +219,7 @@ class Network:
         if value.shape != target.shape:
             raise ValueError(f"{name} is {format_shape(target.shape)}, got {format_shape(value.shape)}")
         target[...] = value
+        self._stale = True
 
     def state(self) -> dict[str, np.ndarray]:
         """Parameters and buffers together, by name (the arrays themselves, not copies)."""
@@ -146,10 +233,13 @@ class Network:
         metadata = {"model": self.model.name, "source_sha256": self.source_hash(), "format": "cnnlang-weights-1"}
         save_weights(path, self.state(), metadata, overwrite=overwrite)
 
-    def load(self, path: str | Path) -> None:
-        """Load parameters and buffers saved by :meth:`save` (or any file with the same names
-        and shapes); WeightsError names every missing, unexpected or misshapen entry."""
-        arrays, _ = load_weights(path)
+    def load(self, path: str | Path) -> dict[str, str]:
+        """Load parameters and buffers saved by :meth:`save`, a training checkpoint (its optimiser
+        slots are skipped), or any file with the same names and shapes; returns the file's
+        metadata. WeightsError names every missing, unexpected or misshapen entry."""
+        arrays, metadata = load_weights(path)
+        if metadata.get("format") == CHECKPOINT_FORMAT:
+            arrays = {k: v for k, v in arrays.items() if not k.startswith(CHECKPOINT_OPTIMIZER_PREFIX)}
         state = self.state()
         problems = []
         missing = sorted(set(state) - set(arrays))
@@ -167,3 +257,5 @@ class Network:
             raise WeightsError(f"{path} does not fit model '{self.model.name}': " + "; ".join(problems))
         for name, value in arrays.items():
             state[name][...] = value
+        self._stale = True
+        return metadata

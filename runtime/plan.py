@@ -50,6 +50,15 @@ class Plan:
         self.buffers = {s.node: np.empty((batch, *self.shapes[s.node]), self.dtype) for s in self.steps}
         self.batch = batch
 
+    def activation_bytes(self, batch: int) -> int:
+        """Bytes of the node output buffers for ``batch`` (one per node; not the input, not op
+        workspaces or the values kept for backward)."""
+        return sum(batch * int(np.prod(self.shapes[s.node])) for s in self.steps) * self.dtype.itemsize
+
+    def workspace_bytes(self) -> int:
+        """Bytes of op scratch held now (each conv's column buffer and repacked weights)."""
+        return sum(s.op.workspace.nbytes for s in self.steps if hasattr(s.op, "workspace"))
+
     def forward(self, x: np.ndarray, ctx: Context, timings: dict[str, float] | None = None) -> dict[str, np.ndarray]:
         """Run every node on ``x`` (N x input shape, channels-last, the plan's dtype). Returns the
         values of all nodes (the plan's own buffers: copy what must outlive the next call)."""

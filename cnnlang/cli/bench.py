@@ -1,8 +1,10 @@
 """``cnnlang bench MODEL``: measured speed beside the static cost model, per layer.
 
-Images per second for inference (and for a training step: forward in training mode, backward,
-and a plain SGD update), then one row per layer with its MACs, measured time and the GFLOP/s
-that implies (2 FLOPs per MAC; backward counts twice the forward MACs).
+Images per second for inference with the optimisation passes (all by default) and without them,
+with the activation memory each allocates and the speed-up; for a training step (forward in
+training mode, backward, and a plain SGD update: always the unoptimised graph); then one row per
+layer with its MACs, measured time and the GFLOP/s that implies (2 FLOPs per MAC; backward
+counts twice the forward MACs).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..model import Model
-from .common import add_model_argument, load_model
+from .common import add_model_argument, add_pass_options, load_model, selected_passes
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -33,14 +35,16 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, metavar="S")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    add_pass_options(parser, default="all")
     return parser
 
 
-def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype: str) -> dict:
-    """Median timings of whole passes and per-layer sums over ``repeat`` runs (after one warm-up)."""
-    network = model.build(seed=seed, dtype=dtype)
+def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype: str, passes: list[str] | None = None) -> dict:
+    """Median timings of whole passes and per-layer sums over ``repeat`` runs (after one warm-up),
+    inference with ``passes`` (none by default) and the bytes of activation storage allocated."""
+    network = model.build(seed=seed, dtype=dtype, passes=passes)
     x = np.random.default_rng(seed).standard_normal((batch, *model.input_shape)).astype(network.dtype)
-    result: dict = {"model": model.name, "batch": batch, "dtype": dtype}
+    result: dict = {"model": model.name, "batch": batch, "dtype": dtype, "passes": list(network.passes)}
 
     start = time.perf_counter()
     network.eval().forward(x)
@@ -52,6 +56,8 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
         whole.append(time.perf_counter() - start)
     forward_layers = _per_layer(lambda t: network.forward(x, timings=t), repeat)
     result["inference_s"] = statistics.median(whole)
+    result["activation_bytes"] = network.activation_bytes(batch)
+    result["workspace_bytes"] = (network.inference_plan or network.plan).workspace_bytes()
 
     backward_layers: dict[str, float] = {}
     if train:
@@ -73,11 +79,12 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
         result["train_step_s"] = statistics.median(steps)
         backward_layers = _per_layer(lambda t: step(t), repeat)
 
-    graph = model.graph
+    graph = model.graph if network.inference_plan is None else network.inference_plan.graph
     layers = []
     for node, seconds in forward_layers.items():
         macs = graph.nodes[node]["macs"] * batch
-        row = {"layer": node, "op": graph.nodes[node]["op"], "macs": macs, "forward_s": seconds,
+        fused = [f["name"] for f in graph.nodes[node].get("fused", [])]
+        row = {"layer": node, "op": graph.nodes[node]["op"], "fused": fused, "macs": macs, "forward_s": seconds,
                "forward_gflops": 2 * macs / seconds / 1e9 if macs and seconds > 0 else None}
         if train:
             back = backward_layers.get(node, 0.0)
@@ -102,8 +109,13 @@ def _per_layer(run_once, repeat: int) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.repeat < 1:
         raise SystemExit("cnnlang bench: error: --batch and --repeat must be at least 1")
+    passes = selected_passes(args, "all")
     model = load_model(args)
     result = measure(model, args.batch, args.train, args.repeat, args.seed, args.dtype)
+    if passes:
+        optimised = measure(model, args.batch, False, args.repeat, args.seed, args.dtype, passes)
+        result["optimised"] = {k: v for k, v in optimised.items() if k not in ("model", "batch", "dtype")}
+        result["speedup"] = result["inference_s"] / optimised["inference_s"]
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -112,29 +124,56 @@ def run(args: argparse.Namespace) -> int:
         console.width = 160
     batch = args.batch
     console.print(f"{model.name} ({model.source}), batch {batch}, {args.dtype}, median of {args.repeat}")
-    console.print(f"inference      {batch / result['inference_s']:10.1f} images/s  ({result['inference_s'] * 1000:.2f} ms per batch; "
-                  f"first pass {result['first_forward_s'] * 1000:.0f} ms)")
+    rows = [("no passes", result)]
+    if passes:
+        if len(passes) < len(_all_passes()):
+            console.print(f"selected passes: {', '.join(passes)}")
+        rows.insert(0, ("all passes" if len(passes) == len(_all_passes()) else "selected passes", result["optimised"]))
+    for label, measured in rows:
+        console.print(f"inference {label:<16} {batch / measured['inference_s']:10.1f} images/s  ({measured['inference_s'] * 1000:.2f} ms per batch; "
+                      f"first pass {measured['first_forward_s'] * 1000:.0f} ms); activation memory {measured['activation_bytes'] / 1e6:.2f} MB "
+                      f"(+ {measured['workspace_bytes'] / 1e6:.2f} MB conv scratch)")
+    if passes:
+        saved = 1 - result["optimised"]["activation_bytes"] / result["activation_bytes"]
+        console.print(f"speed-up {result['speedup']:.2f}x, activation memory {saved:.0%} less (allocated node outputs: "
+                      "one buffer per layer without passes, the planned buffers with them)")
     if args.train:
         console.print(f"training step  {batch / result['train_step_s']:10.1f} images/s  ({result['train_step_s'] * 1000:.2f} ms per batch: "
-                      "forward, backward, SGD update)")
+                      "forward, backward, SGD update; no passes)")
+    if passes and not args.train:
+        console.print(f"per layer, with {rows[0][0]} (a layer's time includes the layers fused into it):")
+        _layer_table(console, result["optimised"]["layers"], False)
+    else:
+        console.print("per layer, no passes:")
+        _layer_table(console, result["layers"], args.train)
+    return 0
+
+
+def _all_passes() -> tuple[str, ...]:
+    from ..passes.optimise import PASS_NAMES
+
+    return PASS_NAMES
+
+
+def _layer_table(console: Console, layers: list[dict], train: bool) -> None:
     table = Table(show_edge=False, pad_edge=False)
     for title in ("Layer", "Op", "MACs", "Forward ms", "GFLOP/s"):
         table.add_column(title, justify="left" if title in ("Layer", "Op") else "right")
-    if args.train:
+    if train:
         table.add_column("Backward ms", justify="right")
         table.add_column("GFLOP/s ", justify="right")
-    total_forward = sum(r["forward_s"] for r in result["layers"])
-    for row in result["layers"]:
-        cells = [row["layer"], row["op"], f"{row['macs']:,}" if row["macs"] else "", f"{row['forward_s'] * 1000:.3f}",
+    total_forward = sum(r["forward_s"] for r in layers)
+    for row in layers:
+        op = row["op"] + "".join(f"+{name}" for name in row["fused"])
+        cells = [row["layer"], op, f"{row['macs']:,}" if row["macs"] else "", f"{row['forward_s'] * 1000:.3f}",
                  f"{row['forward_gflops']:.1f}" if row["forward_gflops"] else ""]
-        if args.train:
+        if train:
             cells += [f"{row['backward_s'] * 1000:.3f}", f"{row['backward_gflops']:.1f}" if row["backward_gflops"] else ""]
         table.add_row(*cells)
-    macs = sum(r["macs"] for r in result["layers"])
+    macs = sum(r["macs"] for r in layers)
     cells = ["total", "", f"{macs:,}", f"{total_forward * 1000:.2f}", f"{2 * macs / total_forward / 1e9:.1f}"]
-    if args.train:
-        total_backward = sum(r["backward_s"] for r in result["layers"])
+    if train:
+        total_backward = sum(r["backward_s"] for r in layers)
         cells += [f"{total_backward * 1000:.2f}", f"{4 * macs / total_backward / 1e9:.1f}" if total_backward else ""]
     table.add_row(*cells, style="bold")
     console.print(table)
-    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 from ..inputs import read_input
 from ..layers import format_shape
 from ..model import load
-from .common import input_size
+from .common import add_pass_options, input_size, selected_passes
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, default=5, metavar="K", help="how many classes to show (default 5)")
     parser.add_argument("--repeat", type=int, default=3, metavar="R", help="timed passes after the first (default 3)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    add_pass_options(parser, default="all")
     return parser
 
 
@@ -46,6 +48,13 @@ def split_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
         return text, None
 
 
+def normalise_image(x: np.ndarray, normalizer: dict) -> np.ndarray:
+    """Pixels in [0, 1] → (x - mean) / std per channel, with the statistics `cnnlang train` recorded."""
+    mean = np.asarray(normalizer["mean"], dtype=np.float64).reshape(1, -1, *([1] * (x.ndim - 2)))
+    std = np.asarray(normalizer["std"], dtype=np.float64).reshape(mean.shape)
+    return (x - mean) / std
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
@@ -55,6 +64,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.top < 1 or args.repeat < 0:
         raise SystemExit("cnnlang run: error: --batch and --top must be at least 1, --repeat at least 0")
+    passes = selected_passes(args, "all")
     started = time.perf_counter()
     input_file, size = split_input(args.input)
     model = load(args.model, input_shape=size)
@@ -64,14 +74,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         x = np.random.default_rng(args.seed).standard_normal((args.batch, *model.input_shape))
         source = f"random normal, seed {args.seed}"
-    network = model.build(seed=args.seed, dtype=args.dtype)
-    if args.weights:
-        network.load(args.weights)
+    network = model.build(seed=args.seed, dtype=args.dtype, passes=passes)
     weights = args.weights or f"random (He/Xavier, seed {args.seed})"
+    if args.weights:
+        metadata = network.load(args.weights)
+        if "normalizer" in metadata and input_file and Path(input_file).suffix.lower() != ".npy":
+            # An image must be scaled the way the training images were, or trained weights see nonsense.
+            x = normalise_image(x, json.loads(metadata["normalizer"]))
+            source += ", normalised as in training"
     ready = time.perf_counter() - started
     print(f"{model.name} ({model.source}), {args.dtype}")
     print(f"input   {x.shape[0]} x {format_shape(model.input_shape)} ({source})")
     print(f"weights {weights}")
+    print(f"passes  {', '.join(passes) if passes else 'none'}")
 
     first = time.perf_counter()
     y = network.forward(x)

@@ -13,6 +13,7 @@ import networkx as nx
 
 from .. import ir
 from . import Pass
+from .choose_algorithm import choose_winograd
 from .costs import count_costs
 from .dead_code import eliminate_dead_code
 from .eliminate_concat import eliminate_concat
@@ -30,12 +31,13 @@ OPTIMISATIONS: dict[str, Pass] = {
     "fuse-activation": fuse_activation,
     "fuse-add-relu": fuse_add_relu,
     "eliminate-concat": eliminate_concat,
+    "winograd": choose_winograd,
     "plan-memory": plan_memory,
 }
 PASS_NAMES: tuple[str, ...] = tuple(OPTIMISATIONS)
 
 # Passes that only add attributes; the others remove nodes or change parameters, so costs change.
-_ANNOTATING = {"eliminate-concat", "plan-memory"}
+_ANNOTATING = {"eliminate-concat", "winograd", "plan-memory"}
 
 
 def optimise(graph: nx.DiGraph, names: Iterable[str] | None = None) -> nx.DiGraph:

@@ -88,9 +88,17 @@ class Op:
 
     ``need_input_grad[i]`` is False where no gradient is wanted for input i (the network input);
     ``backward`` may then return None for it.
+
+    Optimised inference (runtime/inference.py) may set ``activation`` ("relu", "tanh",
+    "sigmoid") on ops that fuse it (``fuses_activation``), and hands a strided ``out`` (a channel
+    slice of a concat buffer) only to ops with ``strided_out``; others get a scratch buffer.
     """
 
     ops: ClassVar[tuple[str, ...]] = ()
+    #: forward accepts ``out`` that is a channel slice of a larger channels-last array
+    strided_out: ClassVar[bool] = False
+    #: forward applies ``self.activation`` after its bias (or sum) in the same pass
+    fuses_activation: ClassVar[bool] = False
 
     def __init__(self, layer: LayerType, in_shapes: list[Shape], out_shape: Shape, dtype: np.dtype):
         self.layer = layer
@@ -101,6 +109,7 @@ class Op:
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self.need_input_grad: list[bool] = [True] * len(in_shapes)
+        self.activation: str | None = None
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         """Write the output for a batch into ``out`` (N x out_shape). In training mode keep what

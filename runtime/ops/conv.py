@@ -1,5 +1,6 @@
 """Convolution ops: ``conv`` (N x H x W x C) and ``conv1d`` (N x L x C) over the im2col + GEMM
-kernels in runtime/kernels/conv.py.
+kernels in runtime/kernels/conv.py, or, in optimised inference for the layers the ``winograd``
+pass marked (``algorithm``), Winograd's in runtime/kernels/winograd.py.
 
 The geometry (kernel, stride, dilation, and the possibly asymmetric ``same`` padding) comes from
 the layer type itself, so the runtime and the compiler's shape rule cannot disagree. A 1-D signal
@@ -11,11 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward
+from ..kernels.epilogue import activation_kind
+from ..kernels.winograd import ALGORITHMS, transform_weight, winograd_forward
 from .base import Context, Op, as_image, window_geometry
 
 
 class ConvOp(Op):
     ops = ("conv", "conv1d")
+    strided_out = True
+    fuses_activation = True
 
     def __init__(self, layer, in_shapes, out_shape, dtype):
         super().__init__(layer, in_shapes, out_shape, dtype)
@@ -29,16 +34,44 @@ class ConvOp(Op):
         cin = self._in_image[-1]
         self._weight_image = (int(layer.filters), cin // self._groups, *kernels)
         self.workspace = ConvWorkspace()
+        #: None (im2col) or a key of ALGORITHMS; set by the inference plan, which then calls
+        #: prepare_weights after every weight change (Winograd's transformed weight is derived).
+        self.algorithm: str | None = None
+        self.transformed_weight: np.ndarray | None = None
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
     def _weight(self, array: np.ndarray) -> np.ndarray:
         return array.reshape(self._weight_image)
 
+    def prepare_weights(self) -> None:
+        """Derive the chosen algorithm's weight from ``params["weight"]`` (U = G g G^T for
+        Winograd); the inference plan calls it from ``refresh``."""
+        if self.algorithm is None:
+            self.transformed_weight = None
+            return
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"{self.layer.op}: unknown algorithm {self.algorithm!r}")
+        if self._weight_image[2:] != (3, 3) or self._stride != (1, 1) or self._dilation != (1, 1) or self._groups != 1:
+            raise ValueError(f"{self.layer.op}: {self.algorithm} needs a 3x3, stride-1, undilated, ungrouped conv")
+        weight = self._weight(self.params["weight"])
+        self.transformed_weight = transform_weight(weight, ALGORITHMS[self.algorithm], self.dtype)
+
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0]
         n = x.shape[0]
         bias = self.params.get("bias")
+        if self.transformed_weight is not None and not ctx.train:
+            winograd_forward(
+                x.reshape(n, *self._in_image),
+                self.transformed_weight,
+                bias,
+                self._pads,
+                out.reshape(n, *self._out_image),
+                self.workspace,
+                activation_kind(self.activation),
+            )
+            return
         conv2d_forward(
             x.reshape(n, *self._in_image),
             self._weight(self.params["weight"]),
@@ -49,6 +82,7 @@ class ConvOp(Op):
             self._groups,
             out.reshape(n, *self._out_image),
             self.workspace,
+            activation_kind(self.activation),
         )
         self._x = x
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.epilogue import activation_kind, bias_activation
 from .base import Context, Op
 
 
@@ -50,11 +51,15 @@ class FlattenOp(Op):
 
 class FullyConnectedOp(Op):
     ops = ("fc",)
+    strided_out = True
+    fuses_activation = True
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = flatten_user_order(inputs[0])
         np.matmul(x, self.params["weight"].T, out=out)
-        if "bias" in self.params:
+        if self.activation is not None:
+            bias_activation(out, self.params.get("bias"), activation_kind(self.activation))
+        elif "bias" in self.params:
             out += self.params["bias"]
         self._x = x
 

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.epilogue import activation_kind, add_activation
 from .base import Context, Op
 
 
 class AddOp(Op):
     ops = ("add",)
+    strided_out = True
+    fuses_activation = True
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
+        if self.activation is not None:
+            add_activation(inputs, out, activation_kind(self.activation))
+            return
         np.add(inputs[0], inputs[1], out=out)
         for extra in inputs[2:]:
             out += extra
@@ -21,16 +27,23 @@ class AddOp(Op):
 
 
 class ConcatOp(Op):
+    """Copies each input into its channels of ``out``, except those listed in ``written``
+    (indices of inputs whose producers already wrote into their slice: an eliminated concat)."""
+
     ops = ("concat",)
+    strided_out = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         edges = np.cumsum([0] + [shape[-1] for shape in self.in_shapes])
         self.slices = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+        self.offsets = [int(a) for a in edges[:-1]]
+        self.written: frozenset[int] = frozenset()
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
-        for x, part in zip(inputs, self.slices):
-            out[..., part] = x
+        for index, (x, part) in enumerate(zip(inputs, self.slices)):
+            if index not in self.written:
+                out[..., part] = x
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         return [

@@ -97,3 +97,66 @@ def test_bench_table(workdir, capsys):
     assert main(["bench", "tiny.cnn", "--batch", "2", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "images/s" in out and "GFLOP/s" in out and "conv1" in out and "total" in out
+
+
+def test_run_uses_all_passes_by_default_and_can_leave_them_out(workdir, capsys):
+    from cnnlang.passes.optimise import PASS_NAMES
+
+    assert main(["run", "tiny.cnn", "--batch", "2"]) == 0
+    optimised = capsys.readouterr().out
+    assert f"passes  {', '.join(PASS_NAMES)}" in optimised
+    assert main(["run", "tiny.cnn", "--batch", "2", "--passes", "none"]) == 0
+    plain = capsys.readouterr().out
+    assert "passes  none" in plain
+    # the same classes and probabilities either way (printed to 3 decimals)
+    ranked = [line for line in optimised.splitlines() if "top-3" in line]
+    assert ranked and ranked == [line for line in plain.splitlines() if "top-3" in line]
+    assert main(["run", "tiny.cnn", "--no-pass", "fuse-activation", "--no-pass", "plan-memory"]) == 0
+    assert "passes  inference, dead-code, fold-batchnorm, fuse-add-relu, eliminate-concat, winograd\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_an_unknown_pass_is_a_one_line_error(workdir, capsys, command):
+    assert main([command, "tiny.cnn", "--passes", "fold-batchnorm,speedup"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown pass 'speedup'" in err and "Traceback" not in err
+
+
+def test_bench_compares_all_passes_with_none(workdir, capsys):
+    from cnnlang.passes.optimise import PASS_NAMES
+
+    assert main(["bench", "tiny.cnn", "--batch", "4", "--repeat", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    optimised = result["optimised"]
+    assert optimised["passes"] == list(PASS_NAMES) and result["passes"] == []
+    # No passes: one float32 buffer per layer, conv1 and relu1 4x6x6, maxpool1 4x3x3, fc1 3.
+    assert result["activation_bytes"] == 4 * (144 + 144 + 36 + 3) * 4
+    # All passes: relu1 runs inside conv1; conv1's buffer is dead once maxpool1 has read it, so
+    # fc1 reuses it: two slots of 144 and 36 values.
+    assert optimised["activation_bytes"] == 4 * (144 + 36) * 4
+    assert optimised["inference_s"] > 0 and result["speedup"] == pytest.approx(result["inference_s"] / optimised["inference_s"])
+    layers = {row["layer"]: row for row in optimised["layers"]}
+    assert "relu1" not in layers and layers["conv1"]["fused"] == ["relu1"]
+
+
+def test_bench_with_a_pass_selection_and_with_none(workdir, capsys):
+    assert main(["bench", "tiny.cnn", "--batch", "2", "--repeat", "1", "--passes", "fuse-activation", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["optimised"]["passes"] == ["fuse-activation"]
+    assert result["optimised"]["activation_bytes"] == 2 * (144 + 36 + 3) * 4  # relu1's buffer is gone
+    assert main(["bench", "tiny.cnn", "--batch", "2", "--repeat", "1", "--passes", "none", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "optimised" not in result and "speedup" not in result
+
+
+def test_bench_table_reports_both_and_the_speedup(workdir, capsys):
+    assert main(["bench", "tiny.cnn", "--batch", "2", "--repeat", "1", "--train"]) == 0
+    out = capsys.readouterr().out
+    assert "inference all passes" in out and "inference no passes" in out
+    assert "speed-up" in out and "MB" in out and "training step" in out
+
+
+def test_bench_reports_conv_scratch(workdir, capsys):
+    assert main(["bench", "tiny.cnn", "--batch", "2", "--repeat", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["workspace_bytes"] > 0 and result["optimised"]["workspace_bytes"] > 0

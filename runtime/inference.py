@@ -1,0 +1,204 @@
+"""The inference plan: runs a graph rewritten by ``cnnlang.passes.optimise`` (eval mode only).
+
+It reads the node attributes the passes leave (see docs/runtime.md, "Optimised inference"):
+
+- ``activation`` on conv, conv1d, fc and add: applied in the op's epilogue, in the same pass;
+- ``folded`` (+ ``folded_layers``, ``original_bias``) on conv/fc: the weight and bias are derived
+  from the original network's parameters by :func:`runtime.fold.fold_batchnorm`; every other
+  node shares the original op's arrays;
+- ``write_into: (concat, offset)``: the node's output is the concat buffer's channel slice, and
+  the concat (``eliminated``) copies only the inputs that were not written in place;
+- ``in_place``: an element-wise node writes over its input's buffer;
+- ``algorithm`` (conv): ``"winograd"`` runs the layer as Winograd F(2x2, 3x3)
+  (runtime/kernels/winograd.py); its transformed weight is derived in :meth:`refresh`, after
+  folding, like the folded parameters;
+- graph ``memory``: storage-owning nodes get views of shared slots (one flat array per slot).
+
+The conv layers also share one scratch workspace (their column buffers, and Winograd's
+transformed input and GEMM output), since they run one after another: ResNet-50 at batch 8
+holds 24 MB of it instead of 237 MB (without Winograd).
+
+Values of nodes whose storage was reused are overwritten later in the pass: only the outputs
+hold their values after ``forward``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from cnnlang import ir
+
+from .fold import BatchNormStatistics, fold_batchnorm
+from .kernels.conv import ConvWorkspace
+from .ops import Context, Op, internal_shape, op_class
+
+#: Ops that are correct when ``out`` is their input array (element-wise, one input).
+IN_PLACE_OPS = frozenset({"relu", "tanh", "sigmoid", "batchnorm", "dropout"})
+
+
+@dataclass
+class InferenceStep:
+    node: str
+    op: Op
+    inputs: list[str]
+    out: np.ndarray | None = None  # the node's storage (maybe a strided channel slice)
+    scratch: np.ndarray | None = None  # where an op without strided_out writes before the copy
+
+
+class InferencePlan:
+    """Built from the optimised graph and the original plan's ops (whose parameter arrays the
+    unchanged nodes share). Call :meth:`refresh` after the original parameters change."""
+
+    def __init__(self, graph: nx.DiGraph, dtype: np.dtype, source_ops: dict[str, Op]):
+        self.graph = graph
+        self.dtype = np.dtype(dtype)
+        self.input = graph.graph["input"]
+        self.outputs: list[str] = list(graph.graph["outputs"])
+        self.aliases: dict[str, str] = dict(graph.graph.get("aliases", {}))
+        self.memory: dict | None = graph.graph.get("memory")
+        self.shapes = {n: internal_shape(graph.nodes[n]["shape"]) for n in graph.nodes}
+        self._source_ops = source_ops
+        self.workspace = ConvWorkspace()
+        self.steps = [self._bind(node) for node in ir.layer_nodes(graph)]
+        self.batch = 0
+        self.values: dict[str, np.ndarray] = {}
+        self._slots: list[np.ndarray] = []
+        self._private: dict[str, np.ndarray] = {}
+        self.refresh()
+
+    def workspace_bytes(self) -> int:
+        """Bytes of conv scratch (column buffers, repacked weights, Winograd's buffers) held now,
+        plus Winograd's transformed weights (derived arrays the original network does not have)."""
+        transformed = sum(s.op.transformed_weight.nbytes for s in self.steps
+                          if getattr(s.op, "transformed_weight", None) is not None)  # fmt: skip
+        return self.workspace.nbytes + transformed
+
+    def _bind(self, node: str) -> InferenceStep:
+        data = self.graph.nodes[node]
+        cls = op_class(data["op"])
+        op = cls(data["layer"], [self.shapes[i] for i in data["inputs"]], self.shapes[node], self.dtype)
+        if node not in self._source_ops:
+            raise ValueError(f"optimised graph has node '{node}', which the original network lacks")
+        source = self._source_ops[node]
+        op.params, op.buffers = dict(source.params), dict(source.buffers)
+        if hasattr(op, "workspace"):
+            op.workspace = self.workspace
+        if data.get("algorithm") is not None:
+            if not hasattr(op, "prepare_weights"):
+                raise ValueError(f"{node}: {data['op']} has no algorithm {data['algorithm']!r}")
+            op.algorithm = data["algorithm"]
+        if data.get("activation") is not None:
+            if not cls.fuses_activation:
+                raise ValueError(f"{node}: {data['op']} cannot fuse an activation")
+            op.activation = data["activation"]
+        if data.get("eliminated"):
+            op.written = frozenset(
+                index for index, (producer, offset) in enumerate(zip(data["inputs"], op.offsets))
+                if tuple(self.graph.nodes[producer].get("write_into") or ()) == (node, offset)
+            )  # fmt: skip
+        return InferenceStep(node, op, list(data["inputs"]))
+
+    # -- parameters
+    def refresh(self) -> None:
+        """Recompute the folded weights and biases from the original parameters, then the weights
+        an algorithm derives from them (Winograd's U = G g G^T)."""
+        for step in self.steps:
+            data = self.graph.nodes[step.node]
+            if data.get("folded"):
+                self._fold(step, data)
+            if data.get("algorithm") is not None:
+                step.op.prepare_weights()
+
+    def _fold(self, step: InferenceStep, data: dict) -> None:
+        """The conv / fc weight and bias with the batchnorms after it folded in."""
+        source = self._source_ops[step.node].params
+        statistics = []
+        for bn, layer in zip(data["folded"], data["folded_layers"]):
+            bn_op = self._source_ops[bn]
+            affine = bool(layer.affine)
+            statistics.append(BatchNormStatistics(
+                bn_op.buffers["running_mean"], bn_op.buffers["running_var"], float(layer.eps),
+                bn_op.params["gamma"] if affine else None, bn_op.params["beta"] if affine else None,
+            ))  # fmt: skip
+        bias = source.get("bias") if data.get("original_bias", "bias" in source) else None
+        weight, bias = fold_batchnorm(source["weight"], bias, statistics, self.dtype)
+        step.op.params = {"weight": weight, "bias": bias}
+
+    # -- storage
+    def _allocate(self, batch: int) -> None:
+        if batch == self.batch:
+            return
+        self._slots = [np.empty(size * batch, self.dtype) for size in (self.memory or {}).get("slots", [])]
+        self._private = {}
+        storage: dict[str, np.ndarray] = {}
+        for step in self.steps:
+            step.out = self._storage(step.node, batch, storage)
+            step.scratch = None
+            if not step.out.flags.c_contiguous and not step.op.strided_out:
+                step.scratch = np.empty(step.out.shape, self.dtype)
+        self.batch = batch
+
+    def _storage(self, node: str, batch: int, storage: dict[str, np.ndarray]) -> np.ndarray:
+        if node in storage:
+            return storage[node]
+        data = self.graph.nodes[node]
+        shape = (batch, *self.shapes[node])
+        if data.get("write_into"):
+            concat, offset = data["write_into"]
+            base = self._storage(concat, batch, storage)
+            view = base[..., offset : offset + shape[-1]]
+        elif data.get("in_place") and data["op"] in IN_PLACE_OPS and data["inputs"][0] != self.input:
+            # (Never over the network input: that is the caller's array.)
+            view = self._storage(data["inputs"][0], batch, storage)
+        else:
+            view = self._owned(node, shape)
+        if view.shape != shape:
+            raise ValueError(f"{node}: its storage is {view.shape}, the node needs {shape}")
+        storage[node] = view
+        return view
+
+    def _owned(self, node: str, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape))
+        assign = (self.memory or {}).get("assign", {})
+        if node in assign:
+            slot = self._slots[assign[node]]
+            if slot.size < size:
+                raise ValueError(f"{node}: memory slot {assign[node]} holds {slot.size} values, the node needs {size}")
+            return slot[:size].reshape(shape)
+        self._private[node] = np.empty(shape, self.dtype)
+        return self._private[node]
+
+    def activation_bytes(self, batch: int) -> int:
+        """Bytes of activation storage allocated for ``batch``: the memory slots, private buffers
+        and scratch for ops that cannot write strided output (not the input, not op workspaces)."""
+        self._allocate(batch)
+        arrays = [*self._slots, *self._private.values(), *(s.scratch for s in self.steps if s.scratch is not None)]
+        return sum(a.nbytes for a in arrays)
+
+    # -- running
+    def forward(self, x: np.ndarray, ctx: Context, timings: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """Run on ``x`` (N x input shape, channels-last, the plan's dtype) in eval mode; returns
+        the node values (views of the plan's storage, valid for the outputs only)."""
+        self._allocate(x.shape[0])
+        ctx.train = False
+        values = {self.input: x}
+        clock = time.perf_counter
+        for step in self.steps:
+            start = clock()
+            target = step.out if step.scratch is None else step.scratch
+            step.op.forward([values[i] for i in step.inputs], target, ctx)
+            if step.scratch is not None:
+                np.copyto(step.out, step.scratch)
+            if timings is not None:
+                timings[step.node] = timings.get(step.node, 0.0) + clock() - start
+            values[step.node] = step.out
+        self.values = values
+        return values
+
+    def resolve(self, name: str) -> str:
+        """The surviving node that computes original node ``name``'s tensor."""
+        return self.aliases.get(name, name)

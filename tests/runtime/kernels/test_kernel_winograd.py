@@ -1,0 +1,147 @@
+"""Winograd convolution (runtime/kernels/winograd.py) against a plain NumPy direct convolution.
+
+The reference is the definition in channels last: zero-pad explicitly, then sum the nine taps'
+shifted slices times the tap's weights, in float64. float64 Winograd must agree to rounding
+(relative 1e-12 of the output scale). For float32 see FLOAT32_* below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnlang.runtime.kernels.conv import ConvWorkspace, conv2d_forward
+from cnnlang.runtime.kernels.epilogue import NONE, RELU, SIGMOID, TANH
+from cnnlang.runtime.kernels.winograd import matrices, transform_weight, winograd_forward
+
+ACTIVATIONS = {NONE: lambda y: y, RELU: lambda y: np.maximum(y, 0), TANH: np.tanh, SIGMOID: lambda y: 1 / (1 + np.exp(-y))}
+
+# float32. Direct convolution's float32 error, relative to the output scale, grows like u*sqrt(K)
+# for K = 9*Cin random terms (u = 6e-8). F(2x2, 3x3)'s transforms have coefficients 0, +-1, +-1/2
+# (row sums of at most 2 in B^T, 1.5 in G, 3 in A^T): each adds a few roundings of short sums, so
+# its error is a small multiple of the direct one (Lavin and Gray 2016; Barabasz et al. 2020).
+# Measured on the shapes below and ResNet-50's (64 to 512 channels): F(2x2) 2.4e-7 to 5.4e-7,
+# 0.6x to 1.6x im2col's 3.0e-7 to 5.8e-7 on the same float32 inputs. F(4x4)'s matrices hold 4, 5
+# and 8: 3.7e-6 to 1.1e-5, 10x to 30x im2col's (which is why the winograd pass uses F(2x2) only).
+# The bounds: 3x im2col's own error for F(2x2) (measured at most 1.6x), and an absolute bound of
+# about 4x / 3x the largest measured value for F(2x2) / F(4x4) on these shapes.
+FLOAT32_TOLERANCE = {2: 2e-6, 4: 2e-5}
+FLOAT32_RATIO_TO_DIRECT = 3.0
+FLOAT64_TOLERANCE = 1e-12
+
+
+def reference(x, w, b, pads, kind):
+    """x (N, H, W, C), w (O, C, 3, 3), pads ((top, bottom), (left, right)) -> (N, Ho, Wo, O), float64."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    (pt, pb), (pl, pr) = pads
+    n, h, wd, c = x.shape
+    padded = np.zeros((n, h + pt + pb, wd + pl + pr, c))
+    padded[:, pt : pt + h, pl : pl + wd] = x
+    ho, wo = h + pt + pb - 2, wd + pl + pr - 2
+    y = np.zeros((n, ho, wo, w.shape[0]))
+    for kh in range(3):
+        for kw in range(3):
+            y += np.einsum("nhwc,oc->nhwo", padded[:, kh : kh + ho, kw : kw + wo], w[:, :, kh, kw])
+    if b is not None:
+        y += b
+    return ACTIVATIONS[kind](y)
+
+
+def run(x, w, b, pads, kind, tile, out=None):
+    n, h, wd, _ = x.shape
+    (pt, pb), (pl, pr) = pads
+    if out is None:
+        out = np.empty((n, h + pt + pb - 2, wd + pl + pr - 2, w.shape[0]), x.dtype)
+    return winograd_forward(x, transform_weight(w, tile, x.dtype), b, pads, out, ConvWorkspace(), kind)
+
+
+def relative_error(actual, expected) -> float:
+    return float(np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-300))
+
+
+CASES = [
+    # (N, H, W, Cin, Cout, pads)
+    (1, 4, 4, 1, 1, ((0, 0), (0, 0))),
+    (2, 5, 7, 3, 4, ((1, 1), (1, 1))),  # odd outputs: partial edge tiles
+    (1, 8, 8, 5, 6, ((1, 1), (1, 1))),
+    (2, 9, 6, 4, 3, ((0, 2), (2, 0))),  # asymmetric padding
+    (1, 3, 3, 2, 2, ((0, 0), (0, 0))),  # a 1x1 output
+    (1, 1, 1, 3, 2, ((1, 1), (1, 1))),  # the whole input is one pixel
+    (3, 11, 13, 7, 9, ((2, 1), (0, 3))),
+]
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("kind", [NONE, RELU, TANH, SIGMOID])
+def test_float64_matches_direct_convolution(case, kind, tile):
+    n, h, w, cin, cout, pads = case
+    rng = np.random.default_rng(hash((case[:5], kind, tile)) % 2**32)
+    x, weight = rng.standard_normal((n, h, w, cin)), rng.standard_normal((cout, cin, 3, 3))
+    bias = rng.standard_normal(cout) if kind != TANH else None
+    assert relative_error(run(x, weight, bias, pads, kind, tile), reference(x, weight, bias, pads, kind)) < FLOAT64_TOLERANCE
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_chunks_and_tile_rows_across_images(tile, monkeypatch):
+    """Chunks of a few tile rows, which split images and end mid-image, give the same result."""
+    import cnnlang.runtime.kernels.winograd as winograd
+
+    monkeypatch.setattr(winograd, "MIN_CHUNK_TILES", 1)
+    rng = np.random.default_rng(1)
+    x, weight, bias = rng.standard_normal((3, 9, 7, 4)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
+    pads = ((1, 1), (1, 1))
+    out = np.empty((3, 9, 7, 5))
+    u = transform_weight(weight, tile)
+    per_row = u.shape[0] * -(-7 // tile) * (4 + 5) * 8
+    winograd_forward(x, u, bias, pads, out, ConvWorkspace(budget=2 * per_row + 1), RELU)  # 2 tile rows per chunk
+    assert relative_error(out, reference(x, weight, bias, pads, RELU)) < FLOAT64_TOLERANCE
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_writes_a_channel_slice_of_a_concat_buffer(tile):
+    rng = np.random.default_rng(2)
+    x, weight, bias = rng.standard_normal((2, 7, 5, 3)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    pads = ((1, 1), (1, 1))
+    buffer = np.full((2, 7, 5, 10), 7.0)
+    run(x, weight, bias, pads, RELU, tile, out=buffer[..., 3:7])
+    assert relative_error(buffer[..., 3:7], reference(x, weight, bias, pads, RELU)) < FLOAT64_TOLERANCE
+    assert np.all(buffer[..., :3] == 7.0) and np.all(buffer[..., 7:] == 7.0)
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("shape", [(2, 14, 14, 64), (1, 15, 9, 96), (1, 7, 7, 256)])
+def test_float32_error_is_a_small_multiple_of_direct(tile, shape):
+    n, h, w, cin = shape
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    weight = (rng.standard_normal((48, cin, 3, 3)) * np.sqrt(2 / (9 * cin))).astype(np.float32)
+    bias = rng.standard_normal(48).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+    expected = reference(x, weight, bias, pads, NONE)
+    error = relative_error(run(x, weight, bias, pads, NONE, tile), expected)
+    direct = np.empty(expected.shape, np.float32)
+    conv2d_forward(x, weight, bias, (1, 1), pads, (1, 1), 1, direct, ConvWorkspace(), NONE)
+    direct_error = relative_error(direct, expected)
+    assert error < FLOAT32_TOLERANCE[tile], (error, direct_error)
+    if tile == 2:
+        assert error < FLOAT32_RATIO_TO_DIRECT * direct_error, (error, direct_error)
+
+
+def test_transform_weight_is_g_g_gt_per_channel_pair():
+    rng = np.random.default_rng(4)
+    weight = rng.standard_normal((3, 2, 3, 3))
+    _, g, _ = matrices(2)
+    u = transform_weight(weight, 2)
+    assert u.shape == (16, 2, 3) and u.dtype == np.float64
+    np.testing.assert_allclose(u[:, 1, 2].reshape(4, 4), g @ weight[2, 1] @ g.T, rtol=1e-14)
+    assert transform_weight(weight.astype(np.float32), 4).dtype == np.float32
+
+
+def test_rejects_mismatched_shapes_and_dtypes():
+    x = np.zeros((1, 5, 5, 2), np.float32)
+    u = transform_weight(np.zeros((3, 2, 3, 3), np.float32), 2)
+    with pytest.raises(ValueError):
+        winograd_forward(x, u, None, ((1, 1), (1, 1)), np.empty((1, 4, 5, 3), np.float32))
+    with pytest.raises(TypeError):
+        winograd_forward(x, u.astype(np.float64), None, ((1, 1), (1, 1)), np.empty((1, 5, 5, 3), np.float32))
