@@ -60,6 +60,10 @@ def worker_cnnlang(name: str, input_shape, batch: int, steps: int) -> float:
         net.backward(dlogits)
         sgd.step()
 
+    return images_per_second(step, batch, steps)
+
+
+def images_per_second(step, batch: int, steps: int) -> float:
     for _ in range(WARMUP):
         step()
     start = time.perf_counter()
@@ -93,12 +97,7 @@ def worker_torch(name: str, input_shape, batch: int, steps: int, channels_last: 
         loss.backward()
         sgd.step()
 
-    for _ in range(WARMUP):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch / (time.perf_counter() - start)
+    return images_per_second(step, batch, steps)
 
 
 def run_worker(kind: str, args) -> float:

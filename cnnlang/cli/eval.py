@@ -8,7 +8,7 @@ import sys
 
 from ..data import Dataset, Normalizer, fit_to_input, load_dataset
 from ..model import load
-from ..runtime.weights import WeightsError, load_weights
+from ..runtime.weights import WeightsError
 from ..train.evaluate import evaluate
 from .common import input_size
 
@@ -34,16 +34,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     model = load(args.model, input_shape=args.input)
     network = model.build()
-    arrays, metadata = load_weights(args.weights)
-    state = network.state()
-    model_arrays = {k: v for k, v in arrays.items() if not k.startswith("optimizer/")}
-    missing = sorted(set(state) - set(model_arrays))
-    if missing or any(model_arrays[k].shape != state[k].shape for k in state):
-        # Network.load names every missing, unexpected and misshapen tensor.
-        network.load(args.weights)
-    for name, value in model_arrays.items():
-        if name in state:
-            state[name][...] = value
+    metadata = network.load(args.weights)
     dataset = load_dataset(args.data, args.split, data_dir=args.data_dir, download=not args.no_download)
     dataset = Dataset(fit_to_input(dataset.images, model.input_shape), dataset.labels, dataset.classes, dataset.name)
     if "normalizer" in metadata:
@@ -62,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
                           "top5": result.top5, "confusion": result.confusion.to_json()}, indent=2))
         return 0
     print(f"{model.name} on {args.data} ({args.split}, {result.count:,} examples)")
-    print(f"accuracy {result.accuracy:.2%}   top-5 {result.top5:.2%}   loss {result.loss:.4f}")
-    print()
+    print(f"top-5 {result.top5:.2%}   loss {result.loss:.4f}")
     print(result.confusion.to_text(dataset.classes))
     return 0

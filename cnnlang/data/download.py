@@ -194,7 +194,7 @@ def download_file(dataset: KnownDataset, remote: RemoteFile, folder: Path, mirro
             if os.path.exists(handle.name):
                 os.remove(handle.name)
     raise DataError(f"could not download {dataset.name}/{remote.name} ({'; '.join(failures)}); download it by "
-                    f"hand and place it at {target}, or under {dataset.name}/ in a folder named by CNNLANG_DATA")
+                    f"hand and place it at {target}, or under {dataset.name}/ in a folder given by --data-dir or CNNLANG_DATA")
 
 
 def download_dataset(name: str, cache: str | Path | None = None, mirror: str | None = None,

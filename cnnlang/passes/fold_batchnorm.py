@@ -13,7 +13,7 @@ import dataclasses
 import networkx as nx
 
 from .. import ir
-from .rewrite import absorb, describe, is_output, record
+from .rewrite import absorb, anchor_kind, describe, record, why_anchor_cannot_absorb
 
 NAME = "fold-batchnorm"
 
@@ -39,19 +39,11 @@ def fold_batchnorm(graph: nx.DiGraph) -> nx.DiGraph:
 
 def _why_not(graph: nx.DiGraph, node: str, producer: str) -> str:
     """The reason this batchnorm cannot fold into its producer, or '' when it can."""
+    reason = why_anchor_cannot_absorb(graph, producer, ", and batchnorm must come before it")
+    if reason:
+        return reason
     data = graph.nodes[producer]
-    layer = data["layer"]
-    if layer is None or layer.category != "anchor":
-        return f"its input comes from {describe(graph, producer)}, not a conv or fully connected layer"
-    what = "conv" if data["op"] != "fc" else "fully connected"
-    if data.get("activation"):
-        return f"the {what} already applies {data['activation']}, and batchnorm must come before it"
-    users = len(list(graph.successors(producer)))
-    if users > 1:
-        return f"the {what} output has {users} consumers"
-    if is_output(graph, producer):
-        return f"the {what} output is also a network output"
-    channels = getattr(layer, "filters", getattr(layer, "units", None))
+    channels = getattr(data["layer"], "filters", getattr(data["layer"], "units", None))
     if channels != graph.nodes[node]["shape"][0]:
-        return f"the {what} gives {channels} channels but the batchnorm normalises {graph.nodes[node]['shape'][0]}"
+        return f"the {anchor_kind(data)} gives {channels} channels but the batchnorm normalises {graph.nodes[node]['shape'][0]}"
     return ""

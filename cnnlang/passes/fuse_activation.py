@@ -6,7 +6,7 @@ from __future__ import annotations
 import networkx as nx
 
 from .. import ir
-from .rewrite import absorb, describe, is_output, record
+from .rewrite import absorb, describe, record, why_anchor_cannot_absorb
 
 NAME = "fuse-activation"
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
@@ -31,16 +31,4 @@ def fuse_activation(graph: nx.DiGraph) -> nx.DiGraph:
 
 
 def _why_not(graph: nx.DiGraph, producer: str) -> str:
-    data = graph.nodes[producer]
-    layer = data["layer"]
-    if layer is None or layer.category != "anchor":
-        return f"its input comes from {describe(graph, producer)}, not a conv or fully connected layer"
-    what = "conv" if data["op"] != "fc" else "fully connected"
-    if data.get("activation"):
-        return f"the {what} already applies {data['activation']}"
-    users = len(list(graph.successors(producer)))
-    if users > 1:
-        return f"the {what} output has {users} consumers"
-    if is_output(graph, producer):
-        return f"the {what} output is also a network output"
-    return ""
+    return why_anchor_cannot_absorb(graph, producer)

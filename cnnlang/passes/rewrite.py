@@ -96,3 +96,27 @@ def absorb(graph: nx.DiGraph, anchor: str, node: str) -> None:
     data = graph.nodes[node]
     graph.nodes[anchor].setdefault("fused", []).append({"op": data["op"], "name": node, "line": line_of(graph, node)})
     replace_with(graph, node, anchor)
+
+
+def why_anchor_cannot_absorb(graph: nx.DiGraph, producer: str, after_activation: str = "") -> str:
+    """Why the conv or fully connected ``producer`` cannot take in the layer after it (a
+    batchnorm or an activation), or '' when it can: the guards fold-batchnorm and
+    fuse-activation share. ``after_activation`` ends the sentence for an anchor that already
+    applies an activation."""
+    data = graph.nodes[producer]
+    layer = data["layer"]
+    if layer is None or layer.category != "anchor":
+        return f"its input comes from {describe(graph, producer)}, not a conv or fully connected layer"
+    what = anchor_kind(data)
+    if data.get("activation"):
+        return f"the {what} already applies {data['activation']}{after_activation}"
+    users = len(list(graph.successors(producer)))
+    if users > 1:
+        return f"the {what} output has {users} consumers"
+    if is_output(graph, producer):
+        return f"the {what} output is also a network output"
+    return ""
+
+
+def anchor_kind(data: dict) -> str:
+    return "conv" if data["op"] != "fc" else "fully connected"

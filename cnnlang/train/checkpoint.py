@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from cnnlang.errors import UsageError
+from cnnlang.runtime.network import CHECKPOINT_FORMAT as FORMAT
+from cnnlang.runtime.network import CHECKPOINT_OPTIMIZER_PREFIX as OPTIMIZER_PREFIX
 from cnnlang.runtime.weights import WeightsError, load_weights, save_weights
-
-FORMAT = "cnnlang-checkpoint-1"
-OPTIMIZER_PREFIX = "optimizer/"
 
 
 class CheckpointError(UsageError):

@@ -109,7 +109,8 @@ class ConfusionMatrix:
         # the index and, when given, the name. A diagonal cell reads "[12]", any other "12 ",
         # so the digits of a column line up under its header.
         width = max(len(str(int(self.matrix.max()))), len(str(c - 1))) + 3
-        rows = [f"{i} {names[i]}" if labelled else names[i] for i in range(c)]
+        # A name that is just the index (MNIST's "0".."9") is not repeated.
+        rows = [f"{i} {names[i]}" if labelled and names[i] != str(i) else str(i) for i in range(c)]
         corner = "true \\ predicted"
         left = max(len(corner), *(len(r) for r in rows))
         header = "".join(_cell(str(j), width, diagonal=False) for j in range(c))

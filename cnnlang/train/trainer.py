@@ -119,7 +119,8 @@ class Trainer:
             raise TrainingError(f"{self.out} already holds a run; resume it with --resume, or pass --force to start over there")
         self.model = cnnlang.load(config.model, input_shape=config.input)
         self._check_output()
-        self.network = self.model.build(seed=config.seed, dtype=config.dtype)
+        # Training runs the graph as written; validation (eval mode) runs the optimised one.
+        self.network = self.model.build(seed=config.seed, dtype=config.dtype, passes="all")
         self.source_sha256 = self.network.source_hash()
         self.data = data or prepare_data(config, self.model.input_shape)
         self._check_classes()

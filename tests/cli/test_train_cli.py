@@ -44,13 +44,28 @@ def test_train_eval_plot(tmp_path, setup, capsys):
     text = capsys.readouterr().out
     accuracy = float(text.split("accuracy ")[1].split("%")[0])
     assert accuracy > 90  # four classes: chance is 25%
-    assert "128 examples" in text and "[" in text  # the confusion matrix marks its diagonal
+    assert "128 examples" in text and "top-5 100.00%" in text
+    assert "[" in text  # the confusion matrix marks its diagonal
 
     # A checkpoint is a weight file too.
     assert main(["eval", str(model), "--weights", str(out / "checkpoint.safetensors"), "--data", str(data), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["accuracy"] == pytest.approx(accuracy / 100, abs=1e-4)
     assert sum(map(sum, result["confusion"]["matrix"])) == 128
+
+    # `run` on an image with the trained weights scales it as training did, and gets it right.
+    from PIL import Image
+
+    from synthetic import synthetic_digits
+
+    images, labels = synthetic_digits(8, seed=5)
+    for image, label in zip(images, labels):
+        Image.fromarray(image).save(tmp_path / "digit.png")
+        assert main(["run", str(model), "--weights", str(out / "best.safetensors"), "--input", str(tmp_path / "digit.png"),
+                     "--top", "1"]) == 0
+        text = capsys.readouterr().out
+        assert "normalised as in training" in text
+        assert f"top-1 class: probability  {label}:" in text
 
     assert main(["plot", str(out)]) == 0
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
