@@ -25,24 +25,9 @@ from pathlib import Path
 
 import cnnlang  # first: it sets OpenBLAS options that apply only before NumPy loads
 import numpy as np
+from bench_runtime import cpu_busy  # this folder is on the path when the script runs
 
 GOALS = {"resnet50": ("speedup", 1.3), "googlenet": ("memory_saved", 0.40)}
-
-
-def cpu_busy(seconds: float = 1.0) -> float | None:
-    """The fraction of all CPU time that was busy over ``seconds`` (Linux), None elsewhere."""
-
-    def sample():
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        return sum(values), values[3] + values[4]
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError):
-        return None
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
 def warm_up(forward, runs: int = 2, seconds: float = 2.0) -> None:
@@ -128,7 +113,7 @@ def main() -> None:
     parser.add_argument("--per-op", action="store_true", help="also show time per op, with and without passes")
     parser.add_argument("--json", type=Path, help="write the results here as well")
     args = parser.parse_args()
-    busy = cpu_busy()
+    busy = cpu_busy(1.0)
     if busy is not None and busy > 0.2:
         print(f"warning: the CPUs were {busy:.0%} busy before starting; timings will be noisy (ratios less so)")
     results = []

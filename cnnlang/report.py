@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ir
-from .layers import format_shape
 from .model import Model
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from cnnlang.data import Batches, Dataset, Normalizer
 
 from .losses import softmax_cross_entropy

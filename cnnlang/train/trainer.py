@@ -183,7 +183,7 @@ class Trainer:
                     self._save_checkpoint()
                     raise Interrupted(self.out / CHECKPOINT, p.step)
             p.seconds += time.perf_counter() - started
-            record = self._end_epoch(count)
+            record = self._end_epoch()
         return record
 
     def _step(self, x: np.ndarray, y: np.ndarray, count: int) -> None:
@@ -214,8 +214,8 @@ class Trainer:
             self._log(record)
         self.hooks.on_step(record)
 
-    def _end_epoch(self, count: int) -> dict:
-        c, p = self.config, self.progress
+    def _end_epoch(self) -> dict:
+        p = self.progress
         evaluation = self.validate()
         self.schedule.observe(evaluation.loss, p.epoch)
         record = {

@@ -1,30 +1,27 @@
-"""Winograd convolution for 3x3, stride-1, dilation-1, ungrouped layers, channels last (inference).
+"""Winograd F(2x2, 3x3) convolution for 3x3, stride-1, dilation-1, ungrouped layers, channels last (inference).
 
-F(m x m, 3 x 3) computes an m x m output tile from an a x a input tile, a = m + 2, with a*a
-multiplications per (input channel, output channel) instead of 9*m*m: Y = A^T [U . V] A, where
-U = G g G^T is the transformed 3x3 filter and V = B^T d B the transformed input tile (Lavin and
-Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). Summed over input channels, the
-elementwise product becomes a*a independent GEMMs, which is what makes it fast here:
+F(2x2, 3x3) computes a 2x2 output tile from a 4x4 input tile with 16 multiplications per (input channel, output
+channel) instead of 36: Y = A^T [U . V] A, where U = G g G^T is the transformed 3x3 filter and V = B^T d B the
+transformed input tile (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). Summed over
+input channels, the elementwise product becomes 16 independent GEMMs, which is what makes it fast here:
 
 1. ``transform_weight`` (once per weight change: the inference plan calls it from ``refresh``):
-   U (a*a, Cin, Cout), computed in float64 and rounded once.
-2. ``_input_transform`` (parallel numba): V (a*a, tiles, Cin) for a chunk of tile rows; taps in
-   the padding are skipped (zero), so any padding, asymmetric included, costs nothing extra.
-3. a*a GEMMs (tiles x Cin) . (Cin x Cout) in one stacked ``np.matmul`` (numpy's BLAS sgemm).
-4. ``_output_transform`` (parallel numba): Y = A^T M A per tile plus bias and relu, written into
-   ``out`` (which may be a channel slice of a concat buffer); tiles that overhang an odd output
-   edge write only their valid pixels. tanh and sigmoid follow as NumPy ufuncs (see epilogue.py).
+   U (16, Cin, Cout), computed in float64 and rounded once.
+2. ``_input_transform_2`` (parallel numba): V (16, tiles, Cin) for a chunk of tile rows; taps in the padding
+   read as zero, so any padding, asymmetric included, works.
+3. 16 GEMMs (tiles x Cin) . (Cin x Cout) in one stacked ``np.matmul`` (numpy's BLAS sgemm).
+4. ``_output_transform_2`` (parallel numba): Y = A^T M A per tile plus bias and relu, written into ``out`` (which
+   may be a channel slice of a concat buffer); tiles that overhang an odd output edge write only their valid
+   pixels. tanh and sigmoid follow as NumPy ufuncs (see epilogue.py).
 
-The work is chunked over rows of tiles so that V and M (the GEMM outputs) stay about
-``COL_BUDGET`` bytes, like the im2col column buffer, and both live in the caller's
-:class:`~runtime.kernels.conv.ConvWorkspace` (so the inference plan's shared scratch counts them).
+The work is chunked over rows of tiles so that V and M (the GEMM outputs) stay about ``COL_BUDGET`` bytes, like
+the im2col column buffer, and both live in the caller's :class:`~runtime.kernels.conv.ConvWorkspace` (so the
+inference plan's shared scratch counts them).
 
-F(2x2)'s transforms are written out (``_input_transform_2``, ``_output_transform_2``: a tile's
-16 values in registers, one pass over the channels); generic kernels driven by the matrices (axpys
-over contiguous channel runs, zero coefficients skipped) serve F(4x4), which is kept for
-comparison only (benchmarks/bench_winograd.py). F(2x2)'s matrices hold only 0, +-1 and 1/2, and
-its float32 error measured 0.6-1.6x im2col's; F(4x4)'s hold up to 8 (A) and 5 (B), and its error
-measured 10-30x im2col's (tests/runtime/kernels/test_kernel_winograd.py).
+F(2x2)'s matrices hold only 0, +-1 and 1/2, and its float32 error measured 0.6-1.6x im2col's
+(tests/runtime/kernels/test_kernel_winograd.py). F(4x4, 3x3) was tried and removed: its matrices hold up to 8 (A)
+and 5 (B), its error measured 10-30x im2col's, and it was no faster than F(2x2) on most of ResNet-50's shapes
+here (docs/passes.md).
 """
 
 from __future__ import annotations
@@ -38,169 +35,43 @@ from .epilogue import NONE, RELU, bias_activation
 #: ... but a chunk has at least this many tiles: each stacked GEMM repacks all of U.
 MIN_CHUNK_TILES = 512
 _BLOCK = 16  # tiles per parallel work item (one scratch allocation each)
+_PLANES = 16  # (2 + 2)^2: one GEMM per position in the 4x4 transformed tile
 
-# Winograd matrices, keyed by the output tile size m (points 0, +-1, infinity for m = 2;
-# 0, +-1, +-2, infinity for m = 4).
-_BT = {
-    2: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
-    4: np.array(
-        [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64),
-}  # fmt: skip
-_G = {
-    2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64),
-    4: np.array(
-        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-         [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64),
-}  # fmt: skip
-_AT = {
-    2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64),
-    4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64),
-}
-TILES = tuple(_BT)
-#: Values of a conv node's ``algorithm`` attribute (cnnlang/passes/choose_algorithm.py) -> tile m.
-#: (F(4x4) is in the kernels and the benchmark only: no faster than F(2x2) on most of ResNet-50's
-#: shapes here, with 10-30x the float32 error.)
-ALGORITHMS = {"winograd": 2}
+# Interpolation points 0, +-1 and infinity: the only ones whose matrices hold nothing but 0, +-1 and 1/2.
+_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
 
 # Indices into the geometry vector handed to the numba kernels.
-_H, _W, _C, _HO, _WO, _O, _PT, _PL, _TH, _TW, _M = range(11)
+_H, _W, _C, _HO, _WO, _O, _PT, _PL, _TH, _TW = range(10)
 
 
-def matrices(tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(B^T, G, A^T) of F(tile x tile, 3 x 3), float64 (for tests and the weight transform)."""
-    return _BT[tile], _G[tile], _AT[tile]
+def matrices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B^T, G, A^T) of F(2x2, 3x3), float64; the kernels hard-code them, the tests check against them."""
+    return _BT, _G, _AT
 
 
-def transform_weight(weight: np.ndarray, tile: int = 2, dtype: np.dtype | None = None) -> np.ndarray:
-    """U = G g G^T for every (output, input) channel pair of ``weight`` (Cout, Cin, 3, 3), laid out
-    (a*a, Cin, Cout) for the GEMMs; computed in float64 and cast once to ``dtype`` (default: the
-    weight's)."""
+def transform_weight(weight: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
+    """U = G g G^T for every (output, input) channel pair of ``weight`` (Cout, Cin, 3, 3), laid out (16, Cin, Cout)
+    for the GEMMs; computed in float64 and cast once to ``dtype`` (default: the weight's)."""
     if weight.ndim != 4 or weight.shape[2:] != (3, 3):
         raise ValueError(f"winograd: a (Cout, Cin, 3, 3) weight expected, got {weight.shape}")
-    g = _G[tile]
-    a = tile + 2
-    u = np.einsum("ik,ockl,jl->ijco", g, np.asarray(weight, np.float64), g, optimize=True)
-    return np.ascontiguousarray(u.reshape(a * a, weight.shape[1], weight.shape[0]), dtype or weight.dtype)
+    u = np.einsum("ik,ockl,jl->ijco", _G, np.asarray(weight, np.float64), _G, optimize=True)
+    return np.ascontiguousarray(u.reshape(_PLANES, weight.shape[1], weight.shape[0]), dtype or weight.dtype)
 
 
 # --------------------------------------------------------------------------- numba kernels
-# Element loops over slice views, as in conv.py: numba vectorises them, while loops over computed
-# flat indices do not (negative-index wraparound checks).
-
-
-@njit(parallel=True, cache=True)
-def _input_transform(xf, v, plane, geo, bt, row0, nrows):  # pragma: no cover - compiled
-    """v (a*a planes ``plane`` apart, each nrows*TW x C) = B^T d B for the tiles of tile rows [row0, row0 + nrows) (flattened
-    n*TH + ti); d is the a x a input patch at (ti*m - pt, tj*m - pl), zero outside the image."""
-    H, W, C = geo[_H], geo[_W], geo[_C]
-    pt, pl, th, tw, m = geo[_PT], geo[_PL], geo[_TH], geo[_TW], geo[_M]
-    a = bt.shape[0]
-    nt = nrows * tw
-    nblk = (nt + _BLOCK - 1) // _BLOCK
-    for b in prange(nblk):
-        tmp = np.empty(a * a * C, xf.dtype)  # B^T d of one tile, (a, a, C)
-        for t in range(b * _BLOCK, min(nt, (b + 1) * _BLOCK)):
-            row = row0 + t // tw
-            n = row // th
-            ih0 = (row % th) * m - pt
-            iw0 = (t % tw) * m - pl
-            for e in range(a * a * C):
-                tmp[e] = 0
-            for r in range(a):
-                ih = ih0 + r
-                if ih < 0 or ih >= H:
-                    continue
-                base = (n * H + ih) * W
-                for s in range(a):
-                    iw = iw0 + s
-                    if iw < 0 or iw >= W:
-                        continue
-                    src = xf[(base + iw) * C : (base + iw + 1) * C]
-                    for i in range(a):
-                        coef = bt[i, r]
-                        if coef != 0:
-                            dst = tmp[(i * a + s) * C : (i * a + s + 1) * C]
-                            for c in range(C):
-                                dst[c] += coef * src[c]
-            for i in range(a):
-                for j in range(a):
-                    dst = v[(i * a + j) * plane + t * C : (i * a + j) * plane + (t + 1) * C]
-                    first = True
-                    for s in range(a):
-                        coef = bt[j, s]
-                        if coef == 0:
-                            continue
-                        src = tmp[(i * a + s) * C : (i * a + s + 1) * C]
-                        if first:
-                            for c in range(C):
-                                dst[c] = coef * src[c]
-                            first = False
-                        else:
-                            for c in range(C):
-                                dst[c] += coef * src[c]
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _output_transform(mb, plane, yf, ystride, geo, at, bias, has_bias, relu, row0, nrows):  # pragma: no cover - compiled
-    """Output pixels of the tiles of tile rows [row0, row0 + nrows) = A^T M A (+ bias, relu) from
-    mb (a*a, nrows*TW, O); pixel p's channels are yf[p*ystride : p*ystride + O]. Only pixels
-    inside the Ho x Wo output are written."""
-    Ho, Wo, O = geo[_HO], geo[_WO], geo[_O]
-    th, tw, m = geo[_TH], geo[_TW], geo[_M]
-    a = at.shape[1]
-    nt = nrows * tw
-    zero = yf.dtype.type(0)
-    nblk = (nt + _BLOCK - 1) // _BLOCK
-    for b in prange(nblk):
-        tmp = np.empty(m * a * O, mb.dtype)  # A^T M of one tile, (m, a, O)
-        for t in range(b * _BLOCK, min(nt, (b + 1) * _BLOCK)):
-            row = row0 + t // tw
-            n = row // th
-            oh0 = (row % th) * m
-            ow0 = (t % tw) * m
-            for e in range(m * a * O):
-                tmp[e] = 0
-            for r in range(a):
-                for s in range(a):
-                    src = mb[(r * a + s) * plane + t * O : (r * a + s) * plane + (t + 1) * O]
-                    for i in range(m):
-                        coef = at[i, r]
-                        if coef != 0:
-                            dst = tmp[(i * a + s) * O : (i * a + s + 1) * O]
-                            for c in range(O):
-                                dst[c] += coef * src[c]
-            for i in range(min(m, Ho - oh0)):
-                for j in range(min(m, Wo - ow0)):
-                    p = (n * Ho + oh0 + i) * Wo + ow0 + j
-                    dst = yf[p * ystride : p * ystride + O]
-                    if has_bias:
-                        for c in range(O):
-                            dst[c] = bias[c]
-                    else:
-                        for c in range(O):
-                            dst[c] = zero
-                    for s in range(a):
-                        coef = at[j, s]
-                        if coef != 0:
-                            src = tmp[(i * a + s) * O : (i * a + s + 1) * O]
-                            for c in range(O):
-                                dst[c] += coef * src[c]
-                    if relu:
-                        for c in range(O):
-                            v = dst[c]
-                            dst[c] = v if (v > zero or v != v) else zero
-
-
-# F(2x2, 3x3) written out: the same arithmetic with the 16 values of a tile in registers, one
-# pass over the channels (the generic kernels above make about 80 passes over a scratch tile).
-# Measured on ResNet-50's 64-channel 56x56 layer at batch 8 (2 threads): input transform 2.4 ->
-# 1.5 ms, output transform 2.8 -> 0.7 ms (the GEMMs: about 5 ms).
+# The transforms written out: a tile's 16 values in registers, one pass over the channels. Element loops over
+# slice views, as in conv.py: numba vectorises them, while loops over computed flat indices do not
+# (negative-index wraparound checks). Against generic matrix-driven kernels (axpys over channel runs, about 80
+# passes over a scratch tile), on ResNet-50's 64-channel 56x56 layer at batch 8 (2 threads): input transform
+# 2.4 -> 1.5 ms, output transform 2.8 -> 0.7 ms (the GEMMs: about 5 ms).
 
 
 @njit(parallel=True, cache=True)
 def _input_transform_2(xf, v, plane, geo, row0, nrows):  # pragma: no cover - compiled
-    """_input_transform for m = 2, a = 4."""
+    """V (16 planes ``plane`` apart, each nrows*TW x C) = B^T d B for the tiles of tile rows [row0, row0 + nrows)
+    (flattened n*TH + ti); d is the 4 x 4 input patch at (2*ti - pt, 2*tj - pl), zero outside the image."""
     H, W, C = geo[_H], geo[_W], geo[_C]
     pt, pl, th, tw = geo[_PT], geo[_PL], geo[_TH], geo[_TW]
     nt = nrows * tw
@@ -234,19 +105,24 @@ def _input_transform_2(xf, v, plane, geo, row0, nrows):  # pragma: no cover - co
                 src = patch
                 o = 0
                 rs = 4 * C
-            d0, d1, d2, d3 = src[o : o + 4 * C], src[o + rs : o + rs + 4 * C], src[o + 2 * rs : o + 2 * rs + 4 * C], src[o + 3 * rs : o + 3 * rs + 4 * C]
+            d0, d1 = src[o : o + 4 * C], src[o + rs : o + rs + 4 * C]
+            d2, d3 = src[o + 2 * rs : o + 2 * rs + 4 * C], src[o + 3 * rs : o + 3 * rs + 4 * C]
             a00, a01, a02, a03 = d0[:C], d0[C : 2 * C], d0[2 * C : 3 * C], d0[3 * C :]
             a10, a11, a12, a13 = d1[:C], d1[C : 2 * C], d1[2 * C : 3 * C], d1[3 * C :]
             a20, a21, a22, a23 = d2[:C], d2[C : 2 * C], d2[2 * C : 3 * C], d2[3 * C :]
             a30, a31, a32, a33 = d3[:C], d3[C : 2 * C], d3[2 * C : 3 * C], d3[3 * C :]
             q = t * C
-            v00, v01, v02, v03 = v[q : q + C], v[q + plane : q + plane + C], v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
+            v00, v01 = v[q : q + C], v[q + plane : q + plane + C]
+            v02, v03 = v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
             q += 4 * plane
-            v10, v11, v12, v13 = v[q : q + C], v[q + plane : q + plane + C], v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
+            v10, v11 = v[q : q + C], v[q + plane : q + plane + C]
+            v12, v13 = v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
             q += 4 * plane
-            v20, v21, v22, v23 = v[q : q + C], v[q + plane : q + plane + C], v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
+            v20, v21 = v[q : q + C], v[q + plane : q + plane + C]
+            v22, v23 = v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
             q += 4 * plane
-            v30, v31, v32, v33 = v[q : q + C], v[q + plane : q + plane + C], v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
+            v30, v31 = v[q : q + C], v[q + plane : q + plane + C]
+            v32, v33 = v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
             for c in range(C):
                 # B^T d: rows (d0 - d2, d1 + d2, d2 - d1, d1 - d3), per column
                 t00, t01, t02, t03 = a00[c] - a20[c], a01[c] - a21[c], a02[c] - a22[c], a03[c] - a23[c]
@@ -274,7 +150,9 @@ def _input_transform_2(xf, v, plane, geo, row0, nrows):  # pragma: no cover - co
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows):  # pragma: no cover - compiled
-    """_output_transform for m = 2, a = 4; ``bias`` always given (zeros for none)."""
+    """Output pixels of the tiles of tile rows [row0, row0 + nrows) = A^T M A + bias (then relu) from mb (16 planes
+    ``plane`` apart, each nrows*TW x O); pixel p's channels are yf[p*ystride : p*ystride + O]. ``bias`` is always
+    given (zeros for none), so the inner loop has no branch on it."""
     Ho, Wo, O = geo[_HO], geo[_WO], geo[_O]
     th, tw = geo[_TH], geo[_TW]
     nt = nrows * tw
@@ -288,13 +166,17 @@ def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows):  
             oh = (row % th) * 2
             ow = (t % tw) * 2
             q = t * O
-            m00, m01, m02, m03 = mb[q : q + O], mb[q + plane : q + plane + O], mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+            m00, m01 = mb[q : q + O], mb[q + plane : q + plane + O]
+            m02, m03 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
             q += 4 * plane
-            m10, m11, m12, m13 = mb[q : q + O], mb[q + plane : q + plane + O], mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+            m10, m11 = mb[q : q + O], mb[q + plane : q + plane + O]
+            m12, m13 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
             q += 4 * plane
-            m20, m21, m22, m23 = mb[q : q + O], mb[q + plane : q + plane + O], mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+            m20, m21 = mb[q : q + O], mb[q + plane : q + plane + O]
+            m22, m23 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
             q += 4 * plane
-            m30, m31, m32, m33 = mb[q : q + O], mb[q + plane : q + plane + O], mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+            m30, m31 = mb[q : q + O], mb[q + plane : q + plane + O]
+            m32, m33 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
             p = (n * Ho + oh) * Wo + ow
             right, down = ow + 1 < Wo, oh + 1 < Ho
             y00 = yf[p * ystride : p * ystride + O]
@@ -303,8 +185,10 @@ def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows):  
             y11 = yf[(p + Wo + 1) * ystride : (p + Wo + 1) * ystride + O] if right and down else spare
             for c in range(O):
                 # A^T M: rows (m0 + m1 + m2, m1 - m2 - m3), per column
-                s00, s01, s02, s03 = m00[c] + m10[c] + m20[c], m01[c] + m11[c] + m21[c], m02[c] + m12[c] + m22[c], m03[c] + m13[c] + m23[c]
-                s10, s11, s12, s13 = m10[c] - m20[c] - m30[c], m11[c] - m21[c] - m31[c], m12[c] - m22[c] - m32[c], m13[c] - m23[c] - m33[c]
+                s00, s01 = m00[c] + m10[c] + m20[c], m01[c] + m11[c] + m21[c]
+                s02, s03 = m02[c] + m12[c] + m22[c], m03[c] + m13[c] + m23[c]
+                s10, s11 = m10[c] - m20[c] - m30[c], m11[c] - m21[c] - m31[c]
+                s12, s13 = m12[c] - m22[c] - m32[c], m13[c] - m23[c] - m33[c]
                 bc = bias[c]
                 r00 = s00 + s01 + s02 + bc
                 r01 = s01 - s02 - s03 + bc
@@ -324,14 +208,6 @@ def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows):  
 # --------------------------------------------------------------------------- public API
 
 
-def tile_of(transformed: np.ndarray) -> int:
-    """The output tile size m of a weight from :func:`transform_weight` ((m+2)^2 planes)."""
-    for tile in TILES:
-        if transformed.shape[0] == (tile + 2) ** 2:
-            return tile
-    raise ValueError(f"winograd: {transformed.shape[0]} planes is no known tile's (16 or 36)")
-
-
 def chunk_rows(tile_cols: int, planes: int, channels: int, itemsize: int, budget: int = COL_BUDGET) -> int:
     """Tile rows per chunk: V and M together about ``budget`` bytes, at least MIN_CHUNK_TILES tiles."""
     per_row = planes * tile_cols * channels * itemsize
@@ -349,10 +225,9 @@ def winograd_forward(
 ) -> np.ndarray:
     """out (N, Ho, Wo, Cout) = f(conv3x3(x (N, H, W, Cin)) + bias), stride 1, no dilation or groups.
 
-    ``transformed`` is :func:`transform_weight`'s U (its plane count gives the tile size);
-    ``pads`` is ((top, bottom), (left, right)); ``activation`` an epilogue code (NONE, RELU,
-    TANH, SIGMOID). ``out`` is overwritten and may be a channel slice of a larger channels-last
-    array. The same contract as :func:`runtime.kernels.conv.conv2d_forward` for these layers."""
+    ``transformed`` is :func:`transform_weight`'s U; ``pads`` is ((top, bottom), (left, right)); ``activation`` an
+    epilogue code (NONE, RELU, TANH, SIGMOID). ``out`` is overwritten and may be a channel slice of a larger
+    channels-last array. The same contract as :func:`runtime.kernels.conv.conv2d_forward` for these layers."""
     ws = workspace if workspace is not None else _default_workspace
     dtype = x.dtype
     if dtype not in (np.float32, np.float64) or transformed.dtype != dtype or out.dtype != dtype:
@@ -361,8 +236,9 @@ def winograd_forward(
         raise TypeError(f"winograd: bias is {bias.dtype}, not {dtype}")
     x = np.ascontiguousarray(x)
     N, H, W, C = x.shape
-    tile = tile_of(transformed)
     planes, cin, O = transformed.shape
+    if planes != _PLANES:
+        raise ValueError(f"winograd: {planes} planes is not F(2x2, 3x3)'s {_PLANES}")
     (pt, pb), (pl, pr) = ((int(p), int(q)) for p, q in pads)
     Ho, Wo = H + pt + pb - 2, W + pl + pr - 2
     if cin != C or min(pt, pb, pl, pr) < 0 or Ho < 1 or Wo < 1 or out.shape != (N, Ho, Wo, O):
@@ -370,45 +246,35 @@ def winograd_forward(
     rows_view, flat, stride = _output_rows(out, O)
     if N == 0:
         return out
-    th, tw = -(-Ho // tile), -(-Wo // tile)
-    geo = np.array([H, W, C, Ho, Wo, O, pt, pl, th, tw, tile], np.int64)
-    bt, at = _matrix(_BT, tile, dtype), _matrix(_AT, tile, dtype)
+    th, tw = -(-Ho // 2), -(-Wo // 2)
+    geo = np.array([H, W, C, Ho, Wo, O, pt, pl, th, tw], np.int64)
     rows = N * th
     chunk = min(rows, chunk_rows(tw, planes, C + O, x.itemsize, ws.budget))
     v = ws.get("winograd_v", planes * _plane(chunk * tw * C, x.itemsize), dtype)
     mb = ws.get("winograd_m", planes * _plane(chunk * tw * O, x.itemsize), dtype)
-    has_bias = bias is not None
-    vector = bias if has_bias else np.zeros(0, dtype)
-    bias_or_zero = bias if has_bias else np.zeros(O, dtype)
+    bias_or_zero = bias if bias is not None else np.zeros(O, dtype)
     xf = x.reshape(-1)
     for r0 in range(0, rows, chunk):
         nr = min(chunk, rows - r0)
         nt = nr * tw
         vplane, mplane = _plane(nt * C, x.itemsize), _plane(nt * O, x.itemsize)
         v1, m1 = v[: planes * vplane], mb[: planes * mplane]
-        if tile == 2:
-            _input_transform_2(xf, v1, vplane, geo, r0, nr)
-        else:
-            _input_transform(xf, v1, vplane, geo, bt, r0, nr)
+        _input_transform_2(xf, v1, vplane, geo, r0, nr)
         np.matmul(_planes(v1, planes, vplane, nt, C), transformed, out=_planes(m1, planes, mplane, nt, O))
-        if tile == 2:
-            _output_transform_2(m1, mplane, flat, stride, geo, bias_or_zero, activation == RELU, r0, nr)
-        else:
-            _output_transform(m1, mplane, flat, stride, geo, at, vector, has_bias, activation == RELU, r0, nr)
+        _output_transform_2(m1, mplane, flat, stride, geo, bias_or_zero, activation == RELU, r0, nr)
         if activation not in (NONE, RELU):  # tanh, sigmoid: on this chunk's output rows, in cache
             first, last = r0, r0 + nr - 1
-            p0 = ((first // th) * Ho + (first % th) * tile) * Wo
-            p1 = ((last // th) * Ho + min((last % th) * tile + tile, Ho)) * Wo
+            p0 = ((first // th) * Ho + (first % th) * 2) * Wo
+            p1 = ((last // th) * Ho + min((last % th) * 2 + 2, Ho)) * Wo
             bias_activation(rows_view[p0:p1], None, activation)
     return out
 
 
 def _plane(values: int, itemsize: int) -> int:
-    """Elements between the planes of V or M: the plane rounded up to 4 KiB plus one cache line,
-    so that plane p starts p lines into a page. With planes exactly a multiple of 4 KiB apart
-    (ResNet-50's 64-channel layer: 1008 tiles x 64 x 4 bytes = 63 pages), the 16 streams of a
-    transform all map to the same L1 cache set and evict each other (the F(2x2) input transform
-    measured 7x slower)."""
+    """Elements between the planes of V or M: the plane rounded up to 4 KiB plus one cache line, so that plane p
+    starts p lines into a page. With planes exactly a multiple of 4 KiB apart (ResNet-50's 64-channel layer: 1008
+    tiles x 64 x 4 bytes = 63 pages), the 16 streams of a transform all map to the same L1 cache set and evict each
+    other (the input transform measured 7x slower)."""
     page, line = 4096 // itemsize, 64 // itemsize
     return -(-values // page) * page + line
 
@@ -420,26 +286,21 @@ def _planes(flat: np.ndarray, planes: int, plane: int, rows: int, cols: int) -> 
 
 
 _default_workspace = ConvWorkspace()
-_MATRICES: dict[tuple[int, int, str], np.ndarray] = {}
-
-
-def _matrix(table: dict[int, np.ndarray], tile: int, dtype: np.dtype) -> np.ndarray:
-    key = (id(table), tile, np.dtype(dtype).char)
-    if key not in _MATRICES:
-        _MATRICES[key] = np.ascontiguousarray(table[tile], dtype)
-    return _MATRICES[key]
 
 
 def _output_rows(out: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """``out`` as (pixels, channels) rows, a flat view from its first element to its last, and
-    the row stride in elements; ValueError unless the channels are unit-stride (a contiguous
-    array, or a channel slice of one)."""
+    """``out`` as (pixels, channels) rows, a flat view from its first element to its last, and the row stride in
+    elements; ValueError unless the channels are unit-stride (a contiguous array, or a channel slice of one)."""
     rows = out.view()
     try:
         rows.shape = (-1, channels)
     except AttributeError:
         rows = None
-    if rows is None or (channels > 1 and rows.shape[0] > 0 and rows.strides[1] != out.itemsize) or rows.strides[0] % out.itemsize:
+    if (
+        rows is None
+        or (channels > 1 and rows.shape[0] > 0 and rows.strides[1] != out.itemsize)
+        or rows.strides[0] % out.itemsize
+    ):
         raise ValueError("winograd: out must be C-contiguous, or a channel slice of a C-contiguous array")
     if rows.shape[0] == 0:
         return rows, out.reshape(-1), channels

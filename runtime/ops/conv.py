@@ -13,7 +13,7 @@ import numpy as np
 
 from ..kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward
 from ..kernels.epilogue import activation_kind
-from ..kernels.winograd import ALGORITHMS, transform_weight, winograd_forward
+from ..kernels.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, window_geometry
 
 
@@ -34,7 +34,7 @@ class ConvOp(Op):
         cin = self._in_image[-1]
         self._weight_image = (int(layer.filters), cin // self._groups, *kernels)
         self.workspace = ConvWorkspace()
-        #: None (im2col) or a key of ALGORITHMS; set by the inference plan, which then calls
+        #: None (im2col) or "winograd" (F(2x2, 3x3)); set by the inference plan, which then calls
         #: prepare_weights after every weight change (Winograd's transformed weight is derived).
         self.algorithm: str | None = None
         self.transformed_weight: np.ndarray | None = None
@@ -50,12 +50,12 @@ class ConvOp(Op):
         if self.algorithm is None:
             self.transformed_weight = None
             return
-        if self.algorithm not in ALGORITHMS:
+        if self.algorithm != "winograd":
             raise ValueError(f"{self.layer.op}: unknown algorithm {self.algorithm!r}")
         if self._weight_image[2:] != (3, 3) or self._stride != (1, 1) or self._dilation != (1, 1) or self._groups != 1:
             raise ValueError(f"{self.layer.op}: {self.algorithm} needs a 3x3, stride-1, undilated, ungrouped conv")
         weight = self._weight(self.params["weight"])
-        self.transformed_weight = transform_weight(weight, ALGORITHMS[self.algorithm], self.dtype)
+        self.transformed_weight = transform_weight(weight, self.dtype)
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0]

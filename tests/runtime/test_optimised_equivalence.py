@@ -26,22 +26,10 @@ import pytest
 
 import cnnlang
 from cnnlang.passes.optimise import PASS_NAMES
+from zoo_sizes import reduced
 
 FLOAT32_TOLERANCE = 1e-5
 FLOAT64_TOLERANCE = 1e-12
-
-
-def reduced(name: str) -> cnnlang.Model:
-    """The model at the smallest of a few input sizes it compiles at (its own size at worst)."""
-    full = cnnlang.load(name)
-    channels = full.input_shape[0]
-    for side in (64, 96, 128):
-        if side < full.input_shape[-1]:
-            try:
-                return cnnlang.load(name, input_shape=(channels, side, side))
-            except cnnlang.CnnError:
-                continue
-    return full
 
 
 def randomise_batchnorm(net, rng: np.random.Generator) -> None:
