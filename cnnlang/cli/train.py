@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import UsageError
 from ..train.checkpoint import load_checkpoint
 from ..train.config import TrainConfig
 from ..train.display import Display
@@ -60,7 +61,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def config_from(args: argparse.Namespace) -> TrainConfig:
     if not args.model or not args.data:
-        raise SystemExit("cnnlang train: error: MODEL and --data are required (except with --resume)")
+        raise UsageError("cnnlang train needs MODEL and --data (or --resume to continue a run)")
     return TrainConfig(
         model=args.model, data=args.data, input=args.input, data_dir=args.data_dir, download=not args.no_download,
         epochs=args.epochs, batch_size=args.batch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
@@ -74,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / Path(args.model or "").stem
     if args.resume:
         if not args.out and not args.model:
-            raise SystemExit("cnnlang train: error: --resume needs --out DIR (or MODEL, for runs/MODEL)")
-        saved = TrainConfig.from_json(load_checkpoint(out / CHECKPOINT).state["config"]) if (out / CHECKPOINT).is_file() else None
-        config = saved if saved is not None else config_from(args)
+            raise UsageError("--resume needs --out DIR (or MODEL, for runs/MODEL)")
+        if not (out / CHECKPOINT).is_file():
+            raise TrainingError(f"{out / CHECKPOINT}: no checkpoint to resume from")
+        config = TrainConfig.from_json(load_checkpoint(out / CHECKPOINT).state["config"])
         if args.data_dir:
             config.data_dir = args.data_dir  # the data may have moved; it does not change the run
     else:

@@ -86,10 +86,16 @@ class Hooks:
     extra: dict = field(default_factory=dict)
 
 
-def prepare_data(config: TrainConfig, input_shape: tuple[int, ...], progress=None) -> Data:
+def prepare_data(config: TrainConfig, input_shape: tuple[int, ...], classes: int, progress=None) -> Data:
     """Load, fit to the network's input, hold out validation, and fit the normaliser on the
     training part only."""
     train = load_dataset(config.data, "train", data_dir=config.data_dir, download=config.download, progress=progress)
+    if classes != len(train.classes):
+        raise TrainingError(
+            f"the model outputs {classes} scores but {config.data} has {len(train.classes)} classes; "
+            f"make the last layer fc({len(train.classes)})"
+        )
+    _check_padding(train.images.shape[1:], input_shape)
     train = Dataset(fit_to_input(train.images, input_shape), train.labels, train.classes, train.name)
     if config.limit is not None and config.limit < len(train):
         train = train.subset(np.arange(config.limit))
@@ -104,9 +110,21 @@ def prepare_data(config: TrainConfig, input_shape: tuple[int, ...], progress=Non
     return Data(train, val, val_name, Normalizer.from_images(train.images))
 
 
+def _check_padding(image_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> None:
+    """Padding is for a few pixels (MNIST's 28 to LeNet-5's 32); a small image in a large input
+    would be mostly zeros (and a dataset of them may not fit in memory)."""
+    area, target = image_shape[-1] * image_shape[-2], input_shape[-1] * input_shape[-2]
+    if len(input_shape) == 3 and target > 4 * area:
+        raise TrainingError(
+            f"the images are {image_shape[-2]}x{image_shape[-1]} but the network expects {input_shape[-2]}x{input_shape[-1]}: "
+            f"padding would make them mostly zeros; train the network at the images' size with --input "
+            f"{input_shape[0]}x{image_shape[-2]}x{image_shape[-1]}"
+        )
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False,
-                 hooks: Hooks | None = None, data: Data | None = None):
+                 hooks: Hooks | None = None):
         config.validate()
         self.config = config
         self.out = Path(out)
@@ -122,8 +140,7 @@ class Trainer:
         # Training runs the graph as written; validation (eval mode) runs the optimised one.
         self.network = self.model.build(seed=config.seed, dtype=config.dtype, passes="all")
         self.source_sha256 = self.network.source_hash()
-        self.data = data or prepare_data(config, self.model.input_shape)
-        self._check_classes()
+        self.data = prepare_data(config, self.model.input_shape, self.model.output_shape[0])
         net = self.network
         no_decay = [name for name in net.trainable if net.params[name].ndim == 1]  # biases, batchnorm
         try:
@@ -147,15 +164,6 @@ class Trainer:
         shape = self.model.output_shape
         if len(shape) != 1:
             raise TrainingError(f"model '{self.model.name}' outputs {'x'.join(map(str, shape))}; classification needs one score per class (end with fc)")
-
-    def _check_classes(self) -> None:
-        classes = len(self.data.train.classes)
-        outputs = self.model.output_shape[0]
-        if outputs != classes:
-            raise TrainingError(
-                f"model '{self.model.name}' outputs {outputs} scores but {self.config.data} has {classes} classes; "
-                f"make the last layer fc({classes})"
-            )
 
     # -- the loop
     def batches(self, epoch: int, start: int = 0) -> Batches:

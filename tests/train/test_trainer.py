@@ -158,3 +158,10 @@ def test_model_that_does_not_fit_the_data(tmp_path, model_file, dataset_dir):
 def test_bad_schedule_is_a_clear_error(tmp_path, model_file, dataset_dir):
     with pytest.raises(TrainingError, match="schedule"):
         Trainer(config(model_file, dataset_dir, schedule="sometimes"), tmp_path / "run")
+
+
+def test_images_far_smaller_than_the_input_are_refused_before_padding(tmp_path, dataset_dir):
+    big = tmp_path / "big.cnn"
+    big.write_text(MODEL.replace("input 1x12x12", "input 1x64x64"))
+    with pytest.raises(TrainingError, match=r"images are 12x12 but the network expects 64x64.*--input 1x12x12"):
+        Trainer(config(big, dataset_dir), tmp_path / "run")
