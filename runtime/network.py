@@ -35,22 +35,6 @@ class InputError(UsageError, ValueError):
     """An input (or output gradient) whose shape or type does not fit the network."""
 
 
-def pass_names(passes: str | Iterable[str] | None) -> list[str]:
-    """None, "none" or [] → no passes; "all" → every pass; else names (a list, or one string
-    of comma-separated names), in pipeline order. ValueError names an unknown pass."""
-    from cnnlang.passes.optimise import PASS_NAMES
-
-    if passes is None:
-        return []
-    if isinstance(passes, str):
-        passes = {"all": PASS_NAMES, "none": ()}.get(passes, [p.strip() for p in passes.split(",") if p.strip()])
-    chosen = set(passes)
-    unknown = sorted(chosen - set(PASS_NAMES))
-    if unknown:
-        raise ValueError(f"unknown pass '{unknown[0]}'; the passes are: {', '.join(PASS_NAMES)}")
-    return [name for name in PASS_NAMES if name in chosen]
-
-
 class Network:
     """Build with :meth:`cnnlang.Model.build`. ``training`` selects batch statistics and dropout.
 
@@ -95,11 +79,11 @@ class Network:
         initialise(graph, by_node_params, by_node_buffers, seed)
         self.context = Context(train=False, rng=np.random.default_rng([seed, 1]))
         self.training = False
+        from cnnlang.passes.optimise import optimise, pass_names
+
         self.passes = pass_names(passes)
         self.inference_plan: InferencePlan | None = None
         if self.passes:
-            from cnnlang.passes.optimise import optimise
-
             optimised = optimise(graph, self.passes)
             self.inference_plan = InferencePlan(optimised, self.dtype, {s.node: s.op for s in self.plan.steps})
         self._stale = False

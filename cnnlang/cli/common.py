@@ -43,17 +43,11 @@ def add_pass_options(parser: argparse.ArgumentParser, default: str) -> None:
 def selected_passes(args: argparse.Namespace, default: str) -> list[str]:
     """The pass names chosen by ``--passes``/``--no-pass``, in pipeline order."""
     from ..errors import UsageError
-    from ..passes.optimise import PASS_NAMES
+    from ..passes.optimise import pass_names
 
-    text = args.passes if args.passes is not None else default
-    if text == "all":
-        chosen = set(PASS_NAMES)
-    elif text == "none":
-        chosen = set()
-    else:
-        chosen = {name.strip() for name in text.split(",") if name.strip()}
-    unknown = sorted((chosen | set(args.no_pass)) - set(PASS_NAMES))
-    if unknown:
-        raise UsageError(f"unknown pass '{unknown[0]}'; the passes are: {', '.join(PASS_NAMES)}")
-    chosen -= set(args.no_pass)
-    return [name for name in PASS_NAMES if name in chosen]
+    try:
+        chosen = pass_names(args.passes if args.passes is not None else default)
+        left_out = set(pass_names(args.no_pass))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return [name for name in chosen if name not in left_out]

@@ -40,16 +40,27 @@ PASS_NAMES: tuple[str, ...] = tuple(OPTIMISATIONS)
 _ANNOTATING = {"eliminate-concat", "winograd", "plan-memory"}
 
 
+def pass_names(passes: str | Iterable[str] | None) -> list[str]:
+    """None, "none" or [] → no passes; "all" → every pass; else names (a list, or one string
+    of comma-separated names), in pipeline order. ValueError names an unknown pass."""
+    if passes is None:
+        return []
+    if isinstance(passes, str):
+        passes = {"all": PASS_NAMES, "none": ()}.get(passes, [p.strip() for p in passes.split(",") if p.strip()])
+    chosen = set(passes)
+    unknown = sorted(chosen - set(PASS_NAMES))
+    if unknown:
+        raise ValueError(f"unknown pass '{unknown[0]}'; the passes are: {', '.join(PASS_NAMES)}")
+    return [name for name in PASS_NAMES if name in chosen]
+
+
 def optimise(graph: nx.DiGraph, names: Iterable[str] | None = None) -> nx.DiGraph:
     """A copy of ``graph`` with the chosen passes (None: all) applied in pipeline order.
 
     The input graph is never changed. Raises ValueError for an unknown pass name or a graph with
     errors (a model that does not compile cannot be optimised).
     """
-    chosen = set(PASS_NAMES if names is None else names)
-    unknown = sorted(chosen - set(PASS_NAMES))
-    if unknown:
-        raise ValueError(f"unknown pass '{unknown[0]}'; the passes are: {', '.join(PASS_NAMES)}")
+    chosen = set(PASS_NAMES if names is None else pass_names(list(names)))
     if graph.graph.get("errors"):
         raise ValueError("the model has errors; fix them before optimising")
     graph = copy_graph(graph)
