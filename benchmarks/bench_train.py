@@ -32,10 +32,10 @@ LR, MOMENTUM, DECAY = 0.01, 0.9, 5e-4
 
 
 def batches(model, batch: int, steps: int):
-    from cnnlang.data import Batches, Dataset, Normalizer, fit_to_input, load_dataset
+    from cnnlang.data import Batches, Normalizer, load_dataset
 
     train = load_dataset("mnist", "train", data_dir=DATA, download=False)
-    train = Dataset(fit_to_input(train.images, model.input_shape), train.labels, train.classes, train.name)
+    train = train.fitted(model.input_shape)
     feed = Batches(train, batch, seed=0, epoch=0, normalizer=Normalizer.from_images(train.images), drop_last=True)
     if steps + WARMUP > len(feed):
         raise SystemExit(f"--steps {steps} needs more than one epoch of batch {batch}")

@@ -26,7 +26,9 @@ from .plan import Plan
 from .weights import WeightsError, load_weights, save_weights
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
-# What cnnlang.train.checkpoint writes; stated here so the runtime need not import training code.
+# File formats; cnnlang.train.checkpoint writes checkpoints, stated here so the runtime can read
+# them without importing training code.
+WEIGHTS_FORMAT = "cnnlang-weights-1"
 CHECKPOINT_FORMAT = "cnnlang-checkpoint-1"
 CHECKPOINT_OPTIMIZER_PREFIX = "optimizer/"
 
@@ -86,6 +88,7 @@ class Network:
         if self.passes:
             optimised = optimise(graph, self.passes)
             self.inference_plan = InferencePlan(optimised, self.dtype, {s.node: s.op for s in self.plan.steps})
+        self._source_hash: str | None = None
         self._stale = False
         self._last_plan: Plan | InferencePlan | None = None
 
@@ -210,12 +213,18 @@ class Network:
         return {**self.params, **self.buffers}
 
     def source_hash(self) -> str:
-        text = Path(self.model.source).read_bytes() if Path(self.model.source).is_file() else self.model.dump().encode()
-        return hashlib.sha256(text).hexdigest()
+        """SHA-256 of the compiled model's text (every layer with its arguments, shape and source
+        line, imported blocks included): it changes when the network does, wherever the process
+        runs. (Hashing the file named by ``model.source`` missed edited block files and depended
+        on the working directory, since zoo sources are named relative to the repository.)"""
+        if self._source_hash is None:
+            self._source_hash = hashlib.sha256(self.model.dump().encode()).hexdigest()
+        return self._source_hash
 
-    def save(self, path: str | Path, overwrite: bool = False) -> None:
-        metadata = {"model": self.model.name, "source_sha256": self.source_hash(), "format": "cnnlang-weights-1"}
-        save_weights(path, self.state(), metadata, overwrite=overwrite)
+    def save(self, path: str | Path, overwrite: bool = False, metadata: dict[str, str] | None = None) -> None:
+        """Parameters and buffers, with the model's name and source hash (plus ``metadata``)."""
+        header = {"model": self.model.name, "source_sha256": self.source_hash(), "format": WEIGHTS_FORMAT}
+        save_weights(path, self.state(), {**header, **(metadata or {})}, overwrite=overwrite)
 
     def load(self, path: str | Path) -> dict[str, str]:
         """Load parameters and buffers saved by :meth:`save`, a training checkpoint (its optimiser
@@ -224,6 +233,12 @@ class Network:
         arrays, metadata = load_weights(path)
         if metadata.get("format") == CHECKPOINT_FORMAT:
             arrays = {k: v for k, v in arrays.items() if not k.startswith(CHECKPOINT_OPTIMIZER_PREFIX)}
+        self.load_arrays(arrays, str(path))
+        return metadata
+
+    def load_arrays(self, arrays: dict[str, np.ndarray], source: str) -> None:
+        """Copy in every parameter and buffer; WeightsError (naming ``source``) lists every
+        missing, unexpected or misshapen array, and then nothing is changed."""
         state = self.state()
         problems = []
         missing = sorted(set(state) - set(arrays))
@@ -238,8 +253,7 @@ class Network:
                     f"{name} is {format_shape(arrays[name].shape)} in the file, {format_shape(state[name].shape)} in the model"
                 )
         if problems:
-            raise WeightsError(f"{path} does not fit model '{self.model.name}': " + "; ".join(problems))
+            raise WeightsError(f"{source} does not fit model '{self.model.name}': " + "; ".join(problems))
         for name, value in arrays.items():
             state[name][...] = value
         self._stale = True
-        return metadata

@@ -4,13 +4,12 @@ and an existing file is only replaced when asked."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from cnnlang.errors import UsageError
+from cnnlang.files import write_atomically
 
 FORMATS = (".safetensors", ".npz")
 
@@ -26,16 +25,21 @@ def _format(path: Path) -> str:
     return suffix
 
 
+def _readable(path: Path) -> str:
+    suffix = _format(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weight file")
+    return suffix
+
+
 def save_weights(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[str, str], overwrite: bool = False) -> None:
     path = Path(path)
     suffix = _format(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--force) to replace it")
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+
+    def write(temporary: str) -> None:
         if suffix == ".safetensors":
             from safetensors.numpy import save_file
 
@@ -44,18 +48,14 @@ def save_weights(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict
             meta = {f"__meta__.{k}": np.array(v) for k, v in metadata.items()}
             with open(temporary, "wb") as handle:
                 np.savez(handle, **contiguous, **meta)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    write_atomically(path, write)
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """(arrays, metadata) from a weight file; WeightsError when it is missing or malformed."""
     path = Path(path)
-    suffix = _format(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weight file")
+    suffix = _readable(path)
     try:
         if suffix == ".safetensors":
             from safetensors import safe_open
@@ -72,5 +72,22 @@ def load_weights(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
         return arrays, metadata
     except WeightsError:
         raise
+    except Exception as error:  # the libraries raise many kinds for a damaged file
+        raise WeightsError(f"{path}: not a readable {suffix} weight file ({type(error).__name__}: {error})") from None
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """A weight file's metadata without reading its arrays (safetensors keeps it in the header;
+    an .npz archive loads members lazily)."""
+    path = Path(path)
+    suffix = _readable(path)
+    try:
+        if suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="numpy") as handle:
+                return dict(handle.metadata() or {})
+        with np.load(path, allow_pickle=False) as archive:
+            return {k[len("__meta__."):]: str(archive[k]) for k in archive.files if k.startswith("__meta__.")}
     except Exception as error:  # the libraries raise many kinds for a damaged file
         raise WeightsError(f"{path}: not a readable {suffix} weight file ({type(error).__name__}: {error})") from None

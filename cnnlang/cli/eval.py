@@ -6,11 +6,7 @@ import argparse
 import json
 import sys
 
-from ..data import Dataset, Normalizer, fit_to_input, load_dataset
-from ..model import load
-from ..runtime.weights import WeightsError
-from ..train.evaluate import evaluate
-from .common import input_size
+from .common import add_model_argument, load_model
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -19,32 +15,35 @@ def add_parser(commands) -> argparse.ArgumentParser:
         description="Evaluate MODEL with trained weights (a weight file or a training checkpoint) on a dataset "
         "split: loss, top-1 and top-5 accuracy, and the confusion matrix.",
     )
-    parser.add_argument("model", metavar="MODEL", help="a .cnn file, or the name of a zoo model")
+    add_model_argument(parser)  # MODEL, and --input for the size it was trained at
     parser.add_argument("--weights", required=True, metavar="FILE", help="best/last.safetensors or checkpoint.safetensors from `cnnlang train`")
     parser.add_argument("--data", required=True, metavar="SPEC", help="mnist, fashion-mnist, cifar10, or a folder")
     parser.add_argument("--split", choices=("test", "train"), default="test")
     parser.add_argument("--data-dir", metavar="DIR", help="where named datasets are looked for first")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
-    parser.add_argument("--input", type=input_size, metavar="CxHxW", help="the input size the model was trained at")
     parser.add_argument("--batch", type=int, default=256, metavar="N")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load(args.model, input_shape=args.input)
+    # Imported here: the runtime (numba) is slow to load, and other commands do not need it.
+    from ..data import Normalizer, load_dataset
+    from ..runtime.weights import WeightsError
+    from ..train.evaluate import evaluate
+
+    model = load_model(args)
     network = model.build()
     metadata = network.load(args.weights)
     dataset = load_dataset(args.data, args.split, data_dir=args.data_dir, download=not args.no_download)
-    dataset = Dataset(fit_to_input(dataset.images, model.input_shape), dataset.labels, dataset.classes, dataset.name)
-    if "normalizer" in metadata:
-        normalizer = Normalizer.from_state(json.loads(metadata["normalizer"]))
-    else:
-        train = load_dataset(args.data, "train", data_dir=args.data_dir, download=not args.no_download)
-        normalizer = Normalizer.from_images(fit_to_input(train.images, model.input_shape))
-        print(f"note: {args.weights} records no input normalisation; using the training split's mean and std", file=sys.stderr)
-    if model.output_shape[0] != len(dataset.classes):
+    if model.output_shape[0] != len(dataset.classes):  # before fitting, which may be large
         raise WeightsError(f"model '{model.name}' outputs {model.output_shape[0]} scores but the data has {len(dataset.classes)} classes")
+    dataset = dataset.fitted(model.input_shape)
+    normalizer = Normalizer.from_metadata(metadata)
+    if normalizer is None:
+        train = load_dataset(args.data, "train", data_dir=args.data_dir, download=not args.no_download)
+        normalizer = Normalizer.from_images(train.fitted(model.input_shape).images)
+        print(f"note: {args.weights} records no input normalisation; using the training split's mean and std", file=sys.stderr)
     network.eval()
     result = evaluate(network, dataset, normalizer, args.batch)
     if args.json:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ..errors import UsageError
-from ..train.trainer import METRICS
+from ..train.config import METRICS  # not the trainer: `cnnlang --help` should not load the runtime
 
 
 def add_parser(commands) -> argparse.ArgumentParser:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..data.transforms import Normalizer
 from ..inputs import read_input
+from ..train.losses import log_softmax
 from ..layers import format_shape
 from ..model import load
 from .common import add_pass_options, input_size, selected_passes
@@ -48,19 +49,6 @@ def split_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
         return text, None
 
 
-def normalise_image(x: np.ndarray, normalizer: dict) -> np.ndarray:
-    """Pixels in [0, 1] → (x - mean) / std per channel, with the statistics `cnnlang train` recorded."""
-    mean = np.asarray(normalizer["mean"], dtype=np.float64).reshape(1, -1, *([1] * (x.ndim - 2)))
-    std = np.asarray(normalizer["std"], dtype=np.float64).reshape(mean.shape)
-    return (x - mean) / std
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.top < 1 or args.repeat < 0:
         raise SystemExit("cnnlang run: error: --batch and --top must be at least 1, --repeat at least 0")
@@ -77,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
     network = model.build(seed=args.seed, dtype=args.dtype, passes=passes)
     weights = args.weights or f"random (He/Xavier, seed {args.seed})"
     if args.weights:
-        metadata = network.load(args.weights)
-        if "normalizer" in metadata and input_file and Path(input_file).suffix.lower() != ".npy":
+        normalizer = Normalizer.from_metadata(network.load(args.weights))
+        if normalizer is not None and input_file and Path(input_file).suffix.lower() != ".npy":
             # An image must be scaled the way the training images were, or trained weights see nonsense.
-            x = normalise_image(x, json.loads(metadata["normalizer"]))
+            x = normalizer(x * 255.0, np.float64)
             source += ", normalised as in training"
     ready = time.perf_counter() - started
     print(f"{model.name} ({model.source}), {args.dtype}")
@@ -99,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"output  {y.shape[0]} x {format_shape(y.shape[1:])} ('{network.output_names[0]}')")
     if y.ndim == 2:
         last_op = model.graph.nodes[network.output_names[0]]["op"]
-        probabilities = y if last_op == "softmax" else softmax(y.astype(np.float64))
+        probabilities = y if last_op == "softmax" else np.exp(log_softmax(y.astype(np.float64)))
         k = min(args.top, y.shape[1])
         for index, row in enumerate(probabilities):
             best = np.argsort(-row, kind="stable")[:k]

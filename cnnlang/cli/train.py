@@ -4,16 +4,15 @@ log, atomic checkpoints, exact ``--resume`` and a clean stop on Ctrl-C."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
 from pathlib import Path
 
 from ..errors import UsageError
-from ..train.checkpoint import load_checkpoint
-from ..train.config import TrainConfig
+from ..train.config import CHECKPOINT, TrainConfig
 from ..train.display import Display
-from ..train.trainer import CHECKPOINT, Hooks, Interrupted, Trainer, TrainingError
 from .common import input_size
 
 DEFAULTS = TrainConfig(model="", data="")
@@ -72,13 +71,17 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: the runtime (numba) is slow to load, and other commands do not need it.
+    from ..train.checkpoint import checkpoint_state
+    from ..train.trainer import Hooks, Interrupted, Trainer, TrainingError
+
     out = Path(args.out) if args.out else Path("runs") / Path(args.model or "").stem
     if args.resume:
         if not args.out and not args.model:
             raise UsageError("--resume needs --out DIR (or MODEL, for runs/MODEL)")
         if not (out / CHECKPOINT).is_file():
             raise TrainingError(f"{out / CHECKPOINT}: no checkpoint to resume from")
-        config = TrainConfig.from_json(load_checkpoint(out / CHECKPOINT).state["config"])
+        config = TrainConfig.from_json(checkpoint_state(out / CHECKPOINT)["config"])
         if args.data_dir:
             config.data_dir = args.data_dir  # the data may have moved; it does not change the run
     else:
@@ -119,18 +122,10 @@ class _StopFlag:
             raise KeyboardInterrupt
         self.requested = True
 
+    @contextlib.contextmanager
     def installed(self):
-        flag = self
-
-        class _Scope:
-            def __enter__(self):
-                self.previous = signal.signal(signal.SIGINT, flag._handle)
-
-            def __exit__(self, *exc):
-                signal.signal(signal.SIGINT, self.previous)
-                return False
-
-        return _Scope()
-
-
-__all__ = ["add_parser", "run", "TrainingError"]
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)

@@ -19,6 +19,7 @@ from . import cifar, folder as image_folder
 from .download import KNOWN_DATASETS, Progress, cache_dir, canonical_name, download_dataset, known_dataset
 from .errors import DataError
 from .idx import read_idx
+from .transforms import fit_to_input
 
 SPLITS = ("train", "test")
 IDX_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -54,6 +55,10 @@ class Dataset:
 
     def subset(self, indices: np.ndarray, name: str | None = None) -> "Dataset":
         return Dataset(self.images[indices], self.labels[indices], list(self.classes), name or self.name)
+
+    def fitted(self, input_shape: tuple[int, ...]) -> "Dataset":
+        """The same examples with images fitted to a network's input (:func:`fit_to_input`)."""
+        return Dataset(fit_to_input(self.images, input_shape), self.labels, self.classes, self.name)
 
 
 def _check_split(split: str) -> None:

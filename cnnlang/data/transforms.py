@@ -6,6 +6,7 @@ whoever seeds it (see :class:`cnnlang.data.batches.Batches`).
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import numpy as np
@@ -55,6 +56,9 @@ class Normalizer:
         if not all(np.isfinite(self.mean)) or not all(s > 0 and np.isfinite(s) for s in self.std):
             raise DataError(f"normaliser: expected finite means and positive stds, "
                             f"got mean {self.mean}, std {self.std}")
+        # pixel * scale + shift, per channel
+        self._scale = 1.0 / (255.0 * np.asarray(self.std))
+        self._shift = -np.asarray(self.mean) / np.asarray(self.std)
 
     @classmethod
     def from_images(cls, images: np.ndarray) -> "Normalizer":
@@ -78,12 +82,10 @@ class Normalizer:
     def __call__(self, batch: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
         if batch.ndim != 4 or batch.shape[1] != len(self.mean):
             raise DataError(f"normaliser: expected N x {len(self.mean)} x H x W images, got {_size(batch.shape)}")
-        scale = 1.0 / (255.0 * np.asarray(self.std))
-        shift = -np.asarray(self.mean) / np.asarray(self.std)
         dtype = np.dtype(dtype)
         out = batch.astype(dtype)
-        out *= scale.astype(dtype)[None, :, None, None]
-        out += shift.astype(dtype)[None, :, None, None]
+        out *= self._scale.astype(dtype)[None, :, None, None]
+        out += self._shift.astype(dtype)[None, :, None, None]
         return out
 
     def state(self) -> dict[str, list[float]]:
@@ -98,6 +100,16 @@ class Normalizer:
             return cls(state["mean"], state["std"])
         except (TypeError, ValueError):
             raise DataError(f"normaliser: expected lists of numbers, got {state!r}") from None
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str]) -> "Normalizer | None":
+        """The normaliser a weight file written by `cnnlang train` records, or None."""
+        if "normalizer" not in metadata:
+            return None
+        try:
+            return cls.from_state(json.loads(metadata["normalizer"]))
+        except json.JSONDecodeError:
+            raise DataError(f"normaliser: the weight file's record is not JSON: {metadata['normalizer']!r}") from None
 
     def __repr__(self) -> str:
         return f"Normalizer(mean={self.mean}, std={self.std})"

@@ -17,7 +17,7 @@ import numpy as np
 from cnnlang.errors import UsageError
 from cnnlang.runtime.network import CHECKPOINT_FORMAT as FORMAT
 from cnnlang.runtime.network import CHECKPOINT_OPTIMIZER_PREFIX as OPTIMIZER_PREFIX
-from cnnlang.runtime.weights import WeightsError, load_weights, save_weights
+from cnnlang.runtime.weights import WeightsError, load_weights, read_metadata, save_weights
 
 
 class CheckpointError(UsageError):
@@ -32,26 +32,19 @@ class Checkpoint:
     metadata: dict[str, str]
 
 
-def save_checkpoint(
-    path: str | Path,
-    model_state: dict[str, np.ndarray],
-    optimizer_arrays: dict[str, np.ndarray],
-    state: dict,
-    model_name: str,
-    source_sha256: str,
-) -> None:
+def save_checkpoint(path: str | Path, network, optimizer_arrays: dict[str, np.ndarray], state: dict) -> None:
     """Write atomically, replacing the previous checkpoint of the same run."""
-    arrays = dict(model_state)
+    arrays = dict(network.state())
     for name, array in optimizer_arrays.items():
         arrays[OPTIMIZER_PREFIX + name] = array
     metadata = {
         "format": FORMAT,
-        "model": model_name,
-        "source_sha256": source_sha256,
+        "model": network.model.name,
+        "source_sha256": network.source_hash(),
         "state": json.dumps(state, sort_keys=True),
     }
     if "normalizer" in state:
-        # Also at the top level, so `cnnlang eval` reads it the same way from a weights file.
+        # Also at the top level, where `cnnlang eval/run` read it from any weight file.
         metadata["normalizer"] = json.dumps(state["normalizer"])
     save_weights(path, arrays, metadata, overwrite=True)
 
@@ -61,15 +54,28 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         arrays, metadata = load_weights(path)
     except WeightsError as error:
         raise CheckpointError(str(error)) from None
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a cnnlang training checkpoint (format {metadata.get('format', 'missing')!r}, expected {FORMAT!r})")
-    try:
-        state = json.loads(metadata["state"])
-    except (KeyError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: the checkpoint's training state is damaged ({error})") from None
+    state = _state(path, metadata)
     model = {k: v for k, v in arrays.items() if not k.startswith(OPTIMIZER_PREFIX)}
     optimizer = {k[len(OPTIMIZER_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIMIZER_PREFIX)}
     return Checkpoint(model, optimizer, state, metadata)
+
+
+def checkpoint_state(path: str | Path) -> dict:
+    """The training state of a checkpoint without reading its arrays."""
+    try:
+        metadata = read_metadata(path)
+    except WeightsError as error:
+        raise CheckpointError(str(error)) from None
+    return _state(path, metadata)
+
+
+def _state(path: str | Path, metadata: dict[str, str]) -> dict:
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a cnnlang training checkpoint (format {metadata.get('format', 'missing')!r}, expected {FORMAT!r})")
+    try:
+        return json.loads(metadata["state"])
+    except (KeyError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: the checkpoint's training state is damaged ({error})") from None
 
 
 def check_source(checkpoint: Checkpoint, path: str | Path, model_name: str, source_sha256: str) -> None:
@@ -82,13 +88,3 @@ def check_source(checkpoint: Checkpoint, path: str | Path, model_name: str, sour
             f"(sha256 {checkpoint.metadata.get('source_sha256', '?')[:12]}…, now {source_sha256[:12]}…); "
             "resuming would mix two different networks"
         )
-
-
-def save_model_weights(path: str | Path, model_state: dict[str, np.ndarray], model_name: str, source_sha256: str,
-                       normalizer: dict | None) -> None:
-    """A plain weight file (what `cnnlang run/eval --weights` read), with the normalisation the
-    network was trained with."""
-    metadata = {"format": "cnnlang-weights-1", "model": model_name, "source_sha256": source_sha256}
-    if normalizer is not None:
-        metadata["normalizer"] = json.dumps(normalizer)
-    save_weights(path, model_state, metadata, overwrite=True)

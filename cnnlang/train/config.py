@@ -5,6 +5,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+# The files of a run folder.
+CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"
+LAST = "last.safetensors"
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+
 
 @dataclass
 class TrainConfig:

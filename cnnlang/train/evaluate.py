@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from cnnlang.data import Batches, Dataset, Normalizer
 
-from .losses import softmax_cross_entropy
-from .metrics import ConfusionMatrix, topk_correct
+from .losses import log_softmax
+from .metrics import ConfusionMatrix, RunningMean, topk_correct
 
 
 @dataclass
@@ -23,13 +25,12 @@ def evaluate(network, dataset: Dataset, normalizer: Normalizer, batch_size: int 
     """Run ``network`` in its current mode over ``dataset`` in order, without augmentation."""
     classes = network.model.output_shape[0]
     confusion = ConfusionMatrix(classes)
-    loss_sum, top5, count = 0.0, 0, 0
+    loss, top5 = RunningMean(), 0
     k = min(5, classes)
     for x, y in Batches(dataset, batch_size, shuffle=False, seed=0, epoch=0, normalizer=normalizer, dtype=network.dtype):
         logits = network.forward(x)
-        loss, _ = softmax_cross_entropy(logits, y)
-        loss_sum += loss * len(y)
+        # The loss alone: no gradient is needed here.
+        loss.add(-float(log_softmax(logits)[np.arange(len(y)), y].mean()), len(y))
         top5 += topk_correct(logits, y, k)
         confusion.update(logits.argmax(axis=1), y)
-        count += len(y)
-    return Evaluation(loss_sum / count, confusion.accuracy, top5 / count, confusion, count)
+    return Evaluation(loss.mean, confusion.accuracy, top5 / loss.count, confusion, loss.count)

@@ -124,7 +124,7 @@ class Plateau(Schedule):
 
     kind = "plateau"
     fields = ("base_lr", "factor", "patience", "threshold", "mode", "cooldown", "min_lr",
-              "current_lr", "best", "bad_epochs", "cooldown_left", "last_epoch")
+              "current_lr", "best", "bad_epochs", "cooldown_left")
 
     def __init__(self, base_lr: float, factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
                  mode: str = "min", cooldown: int = 0, min_lr: float = 0.0) -> None:
@@ -143,14 +143,12 @@ class Plateau(Schedule):
         self.best: float | None = None  # None until the first observation (JSON has no infinity)
         self.bad_epochs = 0
         self.cooldown_left = 0
-        self.last_epoch: int | None = None
 
     def lr(self, epoch: float) -> float:
         return self.current_lr
 
     def observe(self, metric: float, epoch: int) -> None:
         metric = float(metric)
-        self.last_epoch = int(epoch)
         if self._improves(metric):
             self.best = metric
             self.bad_epochs = 0

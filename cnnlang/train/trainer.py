@@ -10,31 +10,26 @@ run stopped anywhere and resumed computes the same numbers as one that never sto
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 import cnnlang
-from cnnlang.data import Augment, Batches, Dataset, Normalizer, fit_to_input, load_dataset, split_validation
+from cnnlang.data import Augment, Batches, Dataset, Normalizer, load_dataset, split_validation
 from cnnlang.errors import UsageError
+from cnnlang.files import write_text_atomically
 
-from .checkpoint import check_source, load_checkpoint, save_checkpoint, save_model_weights
-from .config import TrainConfig
+from .checkpoint import Checkpoint, check_source, load_checkpoint, save_checkpoint
+from .config import BEST, CHECKPOINT, CONFIG, LAST, METRICS, TrainConfig
 from .evaluate import Evaluation, evaluate
 from .losses import softmax_cross_entropy
 from .nonfinite import first_nonfinite
 from .optim import make_optimizer
 from .schedules import parse_schedule
 
-CHECKPOINT = "checkpoint.safetensors"
-BEST = "best.safetensors"
-LAST = "last.safetensors"
-METRICS = "metrics.jsonl"
-CONFIG = "config.json"
 
 
 class TrainingError(UsageError):
@@ -83,31 +78,31 @@ class Hooks:
     on_step: Callable[[dict], None] = lambda record: None
     on_epoch_end: Callable[[dict], None] = lambda record: None
     stop_requested: Callable[[], bool] = lambda: False
-    extra: dict = field(default_factory=dict)
 
 
-def prepare_data(config: TrainConfig, input_shape: tuple[int, ...], classes: int, progress=None) -> Data:
+def prepare_data(config: TrainConfig, input_shape: tuple[int, ...], classes: int,
+                 normalizer: Normalizer | None = None) -> Data:
     """Load, fit to the network's input, hold out validation, and fit the normaliser on the
-    training part only."""
-    train = load_dataset(config.data, "train", data_dir=config.data_dir, download=config.download, progress=progress)
+    training part only (unless a resumed run brings its own)."""
+    train = load_dataset(config.data, "train", data_dir=config.data_dir, download=config.download)
     if classes != len(train.classes):
         raise TrainingError(
             f"the model outputs {classes} scores but {config.data} has {len(train.classes)} classes; "
             f"make the last layer fc({len(train.classes)})"
         )
-    _check_padding(train.images.shape[1:], input_shape)
-    train = Dataset(fit_to_input(train.images, input_shape), train.labels, train.classes, train.name)
+    _check_padding(train.image_shape, input_shape)
     if config.limit is not None and config.limit < len(train):
         train = train.subset(np.arange(config.limit))
+    train = train.fitted(input_shape)
     if config.val_split > 0:
         amount = config.val_split if config.val_split < 1 else int(config.val_split)
         train, val = split_validation(train, amount, config.seed)
         val_name = "validation"
     else:
-        val = load_dataset(config.data, "test", data_dir=config.data_dir, download=config.download, progress=progress)
-        val = Dataset(fit_to_input(val.images, input_shape), val.labels, val.classes, val.name)
+        val = load_dataset(config.data, "test", data_dir=config.data_dir, download=config.download)
+        val = val.fitted(input_shape)
         val_name = "test"
-    return Data(train, val, val_name, Normalizer.from_images(train.images))
+    return Data(train, val, val_name, normalizer or Normalizer.from_images(train.images))
 
 
 def _check_padding(image_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> None:
@@ -130,17 +125,19 @@ class Trainer:
         self.out = Path(out)
         self.hooks = hooks or Hooks()
         checkpoint_path = self.out / CHECKPOINT
+        checkpoint = None
         if resume:
             if not checkpoint_path.is_file():
                 raise TrainingError(f"{checkpoint_path}: no checkpoint to resume from")
+            checkpoint = load_checkpoint(checkpoint_path)
         elif self.out.exists() and any(self.out.iterdir()) and not force:
             raise TrainingError(f"{self.out} already holds a run; resume it with --resume, or pass --force to start over there")
         self.model = cnnlang.load(config.model, input_shape=config.input)
         self._check_output()
         # Training runs the graph as written; validation (eval mode) runs the optimised one.
         self.network = self.model.build(seed=config.seed, dtype=config.dtype, passes="all")
-        self.source_sha256 = self.network.source_hash()
-        self.data = prepare_data(config, self.model.input_shape, self.model.output_shape[0])
+        normalizer = Normalizer.from_state(checkpoint.state["normalizer"]) if checkpoint else None
+        self.data = prepare_data(config, self.model.input_shape, self.model.output_shape[0], normalizer)
         net = self.network
         no_decay = [name for name in net.trainable if net.params[name].ndim == 1]  # biases, batchnorm
         try:
@@ -152,12 +149,12 @@ class Trainer:
         except ValueError as error:
             raise TrainingError(str(error)) from None
         self.progress = Progress()
-        if resume:
-            self._restore(checkpoint_path)
+        if checkpoint is not None:
+            self._restore(checkpoint, checkpoint_path)
         else:
             self.out.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.out / CONFIG, json.dumps(self.config.to_json(), indent=2) + "\n")
-            _write_atomic(self.out / METRICS, "")
+            write_text_atomically(self.out / CONFIG, json.dumps(self.config.to_json(), indent=2) + "\n")
+            write_text_atomically(self.out / METRICS, "")
 
     # -- checks
     def _check_output(self) -> None:
@@ -239,8 +236,8 @@ class Trainer:
         p.batch, p.correct, p.seen, p.loss_sum, p.seconds = 0, 0, 0, 0.0, 0.0
         if improved:
             p.best_accuracy = evaluation.accuracy
-            save_model_weights(self.out / BEST, self.network.state(), self.model.name, self.source_sha256, self.data.normalizer.state())
-        save_model_weights(self.out / LAST, self.network.state(), self.model.name, self.source_sha256, self.data.normalizer.state())
+            self._save_weights(BEST)
+        self._save_weights(LAST)
         self._save_checkpoint()
         self.hooks.on_epoch_end(record)
         return record
@@ -268,31 +265,28 @@ class Trainer:
         }
 
     def _save_checkpoint(self) -> None:
-        save_checkpoint(self.out / CHECKPOINT, self.network.state(), self.optimizer.state_arrays(), self._state(),
-                        self.model.name, self.source_sha256)
+        save_checkpoint(self.out / CHECKPOINT, self.network, self.optimizer.state_arrays(), self._state())
+
+    def _save_weights(self, name: str) -> None:
+        """A plain weight file for `run`/`eval`, with the normalisation training used."""
+        self.network.save(self.out / name, overwrite=True, metadata={"normalizer": json.dumps(self.data.normalizer.state())})
 
     def _last_good(self) -> str:
         path = self.out / CHECKPOINT
         return str(path) if path.is_file() else "none (no epoch finished)"
 
-    def _restore(self, path: Path) -> None:
-        checkpoint = load_checkpoint(path)
-        check_source(checkpoint, path, self.model.name, self.source_sha256)
+    def _restore(self, checkpoint: Checkpoint, path: Path) -> None:
+        check_source(checkpoint, path, self.model.name, self.network.source_hash())
         state = checkpoint.state
         saved = TrainConfig.from_json(state["config"])
         if saved.outcome() != self.config.outcome():
             raise TrainingError(f"{path} was written by a run with other settings; resume without changing options ({_difference(saved, self.config)})")
-        for name, value in checkpoint.model.items():
-            try:
-                self.network.set_param(name, value)
-            except (KeyError, ValueError) as error:
-                raise TrainingError(f"{path}: {error}") from None
+        self.network.load_arrays(checkpoint.model, str(path))
         try:
             self.optimizer.load_state(checkpoint.optimizer, state["optimizer"])
             self.schedule.load_state(state["schedule"])
         except ValueError as error:
             raise TrainingError(f"{path}: {error}") from None
-        self.data.normalizer = Normalizer.from_state(state["normalizer"])
         self.progress = Progress(**state["progress"])
         _truncate_log(self.out / METRICS, self.progress.step)
 
@@ -302,15 +296,9 @@ def _difference(saved: TrainConfig, now: TrainConfig) -> str:
     return ", ".join(f"{k}: {a[k]!r} then, {b[k]!r} now" for k in a if a[k] != b.get(k))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def _truncate_log(path: Path, step: int) -> None:
     """Drop records written after the checkpoint (a run that crashed logged on past it)."""
     if not path.is_file():
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
-    _write_atomic(path, "".join(line + "\n" for line in kept))
+    write_text_atomically(path, "".join(line + "\n" for line in kept))
