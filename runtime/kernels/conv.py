@@ -37,7 +37,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .epilogue import NONE, bias_activation
+from .epilogue import NONE, bias_activation, channel_rows
 
 #: Target size, in bytes, of the im2col column buffer (forward and backward): small enough to
 #: stay in the last-level cache between the im2col and the GEMM that consumes it.
@@ -331,7 +331,7 @@ class ConvWorkspace:
         return plan
 
 
-_default_workspace = ConvWorkspace()
+DEFAULT_WORKSPACE = ConvWorkspace()
 
 
 def _serial(plan: _Plan) -> int:
@@ -383,12 +383,12 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
     of a larger channels-last array (a concat buffer): the GEMMs write straight into it. One
     float dtype throughout; ``workspace`` (a :class:`ConvWorkspace`) keeps scratch buffers and
     the call's plan between calls."""
-    ws = _default_workspace if workspace is None else workspace
+    ws = DEFAULT_WORKSPACE if workspace is None else workspace
     plan = ws.plan(x, weight, stride, pads, dilation, groups, out)
     x, weight, bias = _check_arrays([x, weight, bias], [])
     if out.dtype != x.dtype:
         raise ValueError(f"conv: out must be a {x.dtype} array, got {out.dtype}")
-    y2 = _output_rows(out, plan.O)
+    y2 = channel_rows(out, plan.O, "conv")
     if plan.N == 0:
         return out
     previous = _serial(plan)
@@ -398,19 +398,6 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
         if previous:
             numba.set_num_threads(previous)
     return out
-
-
-def _output_rows(out, channels):
-    """``out`` as a (pixels, channels) view with unit stride along channels; ValueError when it
-    is neither contiguous nor a channel slice of a contiguous array."""
-    rows = out.view()
-    try:
-        rows.shape = (-1, channels)
-    except AttributeError:
-        rows = None
-    if rows is None or (rows.shape[0] > 0 and channels > 1 and rows.strides[1] != out.itemsize):
-        raise ValueError("conv: out must be C-contiguous, or a channel slice of a C-contiguous array")
-    return rows
 
 
 def _forward(x, weight, bias, plan, y2, ws, activation):
@@ -455,7 +442,7 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
     """Gradients of :func:`conv2d_forward` given dy (N, Ho, Wo, Cout): writes (overwrites, never
     accumulates) dx (N, H, W, Cin), dweight (like weight) and dbias (Cout,). Any of the three
     may be None to skip that gradient; with dx None no input-gradient work is done at all."""
-    ws = _default_workspace if workspace is None else workspace
+    ws = DEFAULT_WORKSPACE if workspace is None else workspace
     plan = ws.plan(x, weight, stride, pads, dilation, groups, dy)
     x, weight, dy = _check_arrays([x, weight, dy], [dx, dweight, dbias])
     if dx is not None and dx.shape != x.shape:
@@ -464,7 +451,7 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
         raise ValueError(f"conv: dweight has shape {dweight.shape}, expected {weight.shape}")
     if dbias is not None and dbias.shape != (plan.O,):
         raise ValueError(f"conv: dbias has shape {dbias.shape}, expected {(plan.O,)}")
-    O, G, Og, Cg, C = plan.O, plan.G, plan.Og, plan.Cg, plan.C
+    O = plan.O
     if plan.N == 0:
         for a in (dx, dweight, dbias):
             if a is not None:

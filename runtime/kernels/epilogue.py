@@ -70,22 +70,46 @@ def bias_activation(y: np.ndarray, bias: np.ndarray | None, kind: int) -> None:
         if y.flags.c_contiguous:
             _bias_relu(y, vector, bias is not None, kind == RELU)
         else:
-            rows, channels = y.shape
-            stride = y.strides[0] // y.itemsize if rows > 1 else channels
-            _bias_relu_rows(_flat_span(y), rows, channels, stride, vector, bias is not None, kind == RELU)
+            flat, stride = row_span(y)
+            _bias_relu_rows(flat, y.shape[0], y.shape[1], stride, vector, bias is not None, kind == RELU)
     _activation_ufunc(y, kind)
 
 
 _EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
 
 
-def _flat_span(y: np.ndarray) -> np.ndarray:
-    """A contiguous 1-D view from y's first element to its last (the rows and what lies between
-    them in the parent array; only y's own elements are ever written through it)."""
-    if y.strides[1] != y.itemsize or y.strides[0] % y.itemsize:
-        raise ValueError("bias_activation: rows must have unit stride along channels")
-    span = (y.shape[0] - 1) * (y.strides[0] // y.itemsize) + y.shape[1]
-    return np.lib.stride_tricks.as_strided(y, shape=(span,), strides=(y.itemsize,))
+def channel_rows(out: np.ndarray, channels: int, who: str) -> np.ndarray:
+    """``out`` (N x ... x C) as a (pixels, channels) view with unit stride along channels;
+    ValueError when it is neither contiguous nor a channel slice of a contiguous array (what a
+    producer writing into its slice of a concat buffer gets)."""
+    rows = out.view()
+    try:
+        rows.shape = (-1, channels)
+    except AttributeError:
+        rows = None
+    if rows is None or not _unit_channels(rows):
+        raise ValueError(f"{who}: out must be C-contiguous, or a channel slice of a C-contiguous array")
+    return rows
+
+
+def row_span(rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """(a contiguous 1-D view from the first element of ``rows`` to its last, the row stride in
+    elements): the rows and what lies between them in the parent array; callers write only the
+    rows' own elements through it."""
+    if not _unit_channels(rows):
+        raise ValueError("rows must have unit stride along channels")
+    count, channels = rows.shape
+    if count == 0:
+        return rows.reshape(-1), channels
+    stride = rows.strides[0] // rows.itemsize if count > 1 else channels
+    span = (count - 1) * stride + channels
+    return np.lib.stride_tricks.as_strided(rows, shape=(span,), strides=(rows.itemsize,)), stride
+
+
+def _unit_channels(rows: np.ndarray) -> bool:
+    # One channel has no stride along channels to speak of (a 1-channel slice has the row's).
+    count, channels = rows.shape
+    return count == 0 or ((channels == 1 or rows.strides[1] == rows.itemsize) and rows.strides[0] % rows.itemsize == 0)
 
 
 def _activation_ufunc(y: np.ndarray, kind: int) -> None:

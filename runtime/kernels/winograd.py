@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv import COL_BUDGET, ConvWorkspace
-from .epilogue import NONE, RELU, bias_activation
+from .conv import COL_BUDGET, DEFAULT_WORKSPACE, ConvWorkspace
+from .epilogue import NONE, RELU, bias_activation, channel_rows, row_span
 
 #: ... but a chunk has at least this many tiles: each stacked GEMM repacks all of U.
 MIN_CHUNK_TILES = 512
@@ -228,7 +228,7 @@ def winograd_forward(
     ``transformed`` is :func:`transform_weight`'s U; ``pads`` is ((top, bottom), (left, right)); ``activation`` an
     epilogue code (NONE, RELU, TANH, SIGMOID). ``out`` is overwritten and may be a channel slice of a larger
     channels-last array. The same contract as :func:`runtime.kernels.conv.conv2d_forward` for these layers."""
-    ws = workspace if workspace is not None else _default_workspace
+    ws = workspace if workspace is not None else DEFAULT_WORKSPACE
     dtype = x.dtype
     if dtype not in (np.float32, np.float64) or transformed.dtype != dtype or out.dtype != dtype:
         raise TypeError(f"winograd: one float dtype expected, got {dtype}, {transformed.dtype}, {out.dtype}")
@@ -243,7 +243,8 @@ def winograd_forward(
     Ho, Wo = H + pt + pb - 2, W + pl + pr - 2
     if cin != C or min(pt, pb, pl, pr) < 0 or Ho < 1 or Wo < 1 or out.shape != (N, Ho, Wo, O):
         raise ValueError(f"winograd: x {x.shape}, weight {transformed.shape}, pads {pads}, out {out.shape} do not fit")
-    rows_view, flat, stride = _output_rows(out, O)
+    rows_view = channel_rows(out, O, "winograd")
+    flat, stride = row_span(rows_view)
     if N == 0:
         return out
     th, tw = -(-Ho // 2), -(-Wo // 2)
@@ -285,26 +286,3 @@ def _planes(flat: np.ndarray, planes: int, plane: int, rows: int, cols: int) -> 
     return np.lib.stride_tricks.as_strided(flat, shape=(planes, rows, cols), strides=(plane * size, cols * size, size))
 
 
-_default_workspace = ConvWorkspace()
-
-
-def _output_rows(out: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """``out`` as (pixels, channels) rows, a flat view from its first element to its last, and the row stride in
-    elements; ValueError unless the channels are unit-stride (a contiguous array, or a channel slice of one)."""
-    rows = out.view()
-    try:
-        rows.shape = (-1, channels)
-    except AttributeError:
-        rows = None
-    if (
-        rows is None
-        or (channels > 1 and rows.shape[0] > 0 and rows.strides[1] != out.itemsize)
-        or rows.strides[0] % out.itemsize
-    ):
-        raise ValueError("winograd: out must be C-contiguous, or a channel slice of a C-contiguous array")
-    if rows.shape[0] == 0:
-        return rows, out.reshape(-1), channels
-    stride = rows.strides[0] // out.itemsize if rows.shape[0] > 1 else channels
-    span = (rows.shape[0] - 1) * stride + channels
-    flat = np.lib.stride_tricks.as_strided(rows, shape=(span,), strides=(out.itemsize,))
-    return rows, flat, stride

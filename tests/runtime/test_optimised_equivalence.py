@@ -116,6 +116,19 @@ SMALL_MODELS = {
             flatten
             fc(4)
         }""",
+    # One-channel branches written into their concat slice (a slice whose channel stride is
+    # the row's): once a crash in the fused epilogue.
+    "narrow": """
+        network narrow {
+            input 3x8x8
+            concat {
+                branch { conv(1, 3x3, pad = 1) -> relu }
+                branch { conv(2, 1x1) }
+                branch { conv(1, 1x1) -> tanh }
+            }
+            flatten
+            fc(3)
+        }""",
     # 3x3 stride-1 convs with enough channels for the winograd pass (the first, with 3 inputs, is
     # declined): folded, odd 9x9 and 7x7 outputs (partial tiles), padding 0, 1 and 2, tanh writing
     # into a concat slice, sigmoid, and a residual body.
