@@ -34,11 +34,7 @@ from cnnlang import ir
 
 from .fold import BatchNormStatistics, fold_batchnorm
 from .kernels.conv import ConvWorkspace
-from .ops import Context, Op, internal_shape, op_class
-
-#: Ops that are correct when ``out`` is their input array (element-wise, one input).
-IN_PLACE_OPS = frozenset({"relu", "tanh", "sigmoid", "batchnorm", "dropout"})
-
+from .ops import Context, Op, internal_shape, make_op
 
 @dataclass
 class InferenceStep:
@@ -79,10 +75,10 @@ class InferencePlan:
 
     def _bind(self, node: str) -> InferenceStep:
         data = self.graph.nodes[node]
-        cls = op_class(data["op"])
-        op = cls(data["layer"], [self.shapes[i] for i in data["inputs"]], self.shapes[node], self.dtype)
         if node not in self._source_ops:
             raise ValueError(f"optimised graph has node '{node}', which the original network lacks")
+        op = make_op(self.graph, node, self.shapes, self.dtype)
+        cls = type(op)
         source = self._source_ops[node]
         op.params, op.buffers = dict(source.params), dict(source.buffers)
         if hasattr(op, "workspace"):
@@ -151,7 +147,7 @@ class InferencePlan:
             concat, offset = data["write_into"]
             base = self._storage(concat, batch, storage)
             view = base[..., offset : offset + shape[-1]]
-        elif data.get("in_place") and data["op"] in IN_PLACE_OPS and data["inputs"][0] != self.input:
+        elif data.get("in_place") and data["layer"].category == "elementwise" and data["inputs"][0] != self.input:
             # (Never over the network input: that is the caller's array.)
             view = self._storage(data["inputs"][0], batch, storage)
         else:

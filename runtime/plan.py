@@ -16,7 +16,7 @@ import numpy as np
 
 from cnnlang import ir
 
-from .ops import Context, Op, internal_shape, op_class
+from .ops import Context, Op, internal_shape, make_op
 
 
 @dataclass
@@ -35,11 +35,10 @@ class Plan:
         self.shapes = {n: internal_shape(graph.nodes[n]["shape"]) for n in graph.nodes}
         self.steps: list[Step] = []
         for node in ir.layer_nodes(graph):
-            data = graph.nodes[node]
-            cls = op_class(data["op"])
-            op = cls(data["layer"], [self.shapes[i] for i in data["inputs"]], self.shapes[node], self.dtype)
-            op.need_input_grad = [i != self.input or input_grad for i in data["inputs"]]
-            self.steps.append(Step(node, op, list(data["inputs"])))
+            inputs = list(graph.nodes[node]["inputs"])
+            op = make_op(graph, node, self.shapes, self.dtype)
+            op.need_input_grad = [i != self.input or input_grad for i in inputs]
+            self.steps.append(Step(node, op, inputs))
         self.batch = 0
         self.buffers: dict[str, np.ndarray] = {}
         self.values: dict[str, np.ndarray] = {}

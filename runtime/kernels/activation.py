@@ -36,7 +36,8 @@ def relu_forward(x, out):  # pragma: no cover - jitted
 
 
 def activation_forward(x: np.ndarray, out: np.ndarray, kind: int) -> None:
-    """out = f(x) element-wise on flat arrays of one dtype; ``kind`` is RELU, TANH or SIGMOID."""
+    """out = f(x) element-wise on arrays of one dtype (flat for RELU; tanh and sigmoid are NumPy
+    ufuncs and take any layout, out may be x); ``kind`` is RELU, TANH or SIGMOID."""
     if kind == RELU:
         relu_forward(x, out)
     elif kind == TANH:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .activation import KINDS, RELU, SIGMOID, TANH
+from .activation import KINDS, RELU, SIGMOID, TANH, activation_forward
 
 #: ``kind`` for "no activation" (KINDS has RELU, TANH, SIGMOID).
 NONE = -1
@@ -113,13 +113,8 @@ def _unit_channels(rows: np.ndarray) -> bool:
 
 
 def _activation_ufunc(y: np.ndarray, kind: int) -> None:
-    if kind == TANH:
-        np.tanh(y, out=y)
-    elif kind == SIGMOID:
-        with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x: sigmoid 0
-            np.exp(np.negative(y, out=y), out=y)
-        np.add(y, 1, out=y)
-        np.reciprocal(y, out=y)
+    if kind in (TANH, SIGMOID):
+        activation_forward(y, y, kind)  # NumPy ufuncs, any layout
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

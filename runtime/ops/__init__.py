@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import networkx as nx
+import numpy as np
+
 from .activation import ActivationOp, SoftmaxOp
 from .base import Context, Op, internal_shape, to_internal, to_user
 from .conv import ConvOp
@@ -22,4 +25,10 @@ def op_class(op: str) -> type[Op]:
     return REGISTRY[op]
 
 
-__all__ = ["REGISTRY", "Context", "Op", "internal_shape", "op_class", "to_internal", "to_user"]
+def make_op(graph: nx.DiGraph, node: str, shapes: dict[str, tuple[int, ...]], dtype: np.dtype) -> Op:
+    """The op for IR node ``node``, given every node's internal (channels-last) shape."""
+    data = graph.nodes[node]
+    return op_class(data["op"])(data["layer"], [shapes[i] for i in data["inputs"]], shapes[node], dtype)
+
+
+__all__ = ["REGISTRY", "Context", "Op", "internal_shape", "make_op", "op_class", "to_internal", "to_user"]

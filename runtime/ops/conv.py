@@ -14,7 +14,7 @@ import numpy as np
 from ..kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward
 from ..kernels.epilogue import activation_kind
 from ..kernels.winograd import transform_weight, winograd_forward
-from .base import Context, Op, as_image, window_geometry
+from .base import Context, Op, as_image, scratch, window_geometry
 
 
 class ConvOp(Op):
@@ -47,9 +47,6 @@ class ConvOp(Op):
     def prepare_weights(self) -> None:
         """Derive the chosen algorithm's weight from ``params["weight"]`` (U = G g G^T for
         Winograd); the inference plan calls it from ``refresh``."""
-        if self.algorithm is None:
-            self.transformed_weight = None
-            return
         if self.algorithm != "winograd":
             raise ValueError(f"{self.layer.op}: unknown algorithm {self.algorithm!r}")
         if self._weight_image[2:] != (3, 3) or self._stride != (1, 1) or self._dilation != (1, 1) or self._groups != 1:
@@ -93,9 +90,7 @@ class ConvOp(Op):
         n = x.shape[0]
         dx = None
         if self.need_input_grad[0]:
-            if self._dx is None or self._dx.shape != x.shape:
-                self._dx = np.empty(x.shape, self.dtype)
-            dx = self._dx
+            dx = self._dx = scratch(self._dx, x.shape, self.dtype)
         # Layers with fixed weights (frozen, or written out) get no parameter gradients.
         trainable = self.layer.trainable
         dweight = self._weight(self.grads["weight"]) if trainable and "weight" in self.grads else None

@@ -14,12 +14,7 @@ class AddOp(Op):
     fuses_activation = True
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
-        if self.activation is not None:
-            add_activation(inputs, out, activation_kind(self.activation))
-            return
-        np.add(inputs[0], inputs[1], out=out)
-        for extra in inputs[2:]:
-            out += extra
+        add_activation(inputs, out, activation_kind(self.activation))
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         # Every input receives dy itself; the executor copies before it ever accumulates into one.
