@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..model import Model
+from ..passes.optimise import PASS_NAMES
 from .common import add_model_argument, add_pass_options, load_model, selected_passes
 
 
@@ -49,13 +50,8 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
     start = time.perf_counter()
     network.eval().forward(x)
     result["first_forward_s"] = time.perf_counter() - start
-    whole = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        network.forward(x)
-        whole.append(time.perf_counter() - start)
+    result["inference_s"] = median_seconds(lambda: network.forward(x), repeat)
     forward_layers = _per_layer(lambda t: network.forward(x, timings=t), repeat)
-    result["inference_s"] = statistics.median(whole)
     result["activation_bytes"] = network.activation_bytes(batch)
     result["workspace_bytes"] = (network.inference_plan or network.plan).workspace_bytes()
 
@@ -71,13 +67,8 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
                 network.params[name] -= 1e-4 * network.grads[name]
 
         step()
-        steps = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            step()
-            steps.append(time.perf_counter() - start)
-        result["train_step_s"] = statistics.median(steps)
-        backward_layers = _per_layer(lambda t: step(t), repeat)
+        result["train_step_s"] = median_seconds(step, repeat)
+        backward_layers = _per_layer(step, repeat)
 
     graph = model.graph if network.inference_plan is None else network.inference_plan.graph
     layers = []
@@ -109,7 +100,7 @@ def _per_layer(run_once, repeat: int) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.repeat < 1:
         raise SystemExit("cnnlang bench: error: --batch and --repeat must be at least 1")
-    passes = selected_passes(args, "all")
+    passes = selected_passes(args)
     model = load_model(args)
     result = measure(model, args.batch, args.train, args.repeat, args.seed, args.dtype)
     if passes:
@@ -126,9 +117,10 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"{model.name} ({model.source}), batch {batch}, {args.dtype}, median of {args.repeat}")
     rows = [("no passes", result)]
     if passes:
-        if len(passes) < len(_all_passes()):
+        every = len(passes) == len(PASS_NAMES)
+        if not every:
             console.print(f"selected passes: {', '.join(passes)}")
-        rows.insert(0, ("all passes" if len(passes) == len(_all_passes()) else "selected passes", result["optimised"]))
+        rows.insert(0, ("all passes" if every else "selected passes", result["optimised"]))
     for label, measured in rows:
         console.print(f"inference {label:<16} {batch / measured['inference_s']:10.1f} images/s  ({measured['inference_s'] * 1000:.2f} ms per batch; "
                       f"first pass {measured['first_forward_s'] * 1000:.0f} ms); activation memory {measured['activation_bytes'] / 1e6:.2f} MB "
@@ -149,10 +141,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _all_passes() -> tuple[str, ...]:
-    from ..passes.optimise import PASS_NAMES
-
-    return PASS_NAMES
+def median_seconds(call, repeat: int) -> float:
+    """The median wall time of ``repeat`` calls."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _layer_table(console: Console, layers: list[dict], train: bool) -> None:

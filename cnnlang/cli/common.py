@@ -33,20 +33,20 @@ def load_model(args: argparse.Namespace, keep_going: bool = False) -> Model:
 def add_pass_options(parser: argparse.ArgumentParser, default: str) -> None:
     """``--passes LIST`` and ``--no-pass NAME`` (run, bench and render share them)."""
     parser.add_argument(
-        "--passes", metavar="LIST",
+        "--passes", metavar="LIST", default=default,
         help=f"optimisation passes to apply: 'all', 'none', or a comma-separated list (default: {default}; "
         "'cnnlang passes MODEL' shows what each does)",
     )
     parser.add_argument("--no-pass", action="append", default=[], metavar="PASS", help="leave this pass out (repeatable)")
 
 
-def selected_passes(args: argparse.Namespace, default: str) -> list[str]:
+def selected_passes(args: argparse.Namespace) -> list[str]:
     """The pass names chosen by ``--passes``/``--no-pass``, in pipeline order."""
     from ..errors import UsageError
     from ..passes.optimise import pass_names
 
     try:
-        chosen = pass_names(args.passes if args.passes is not None else default)
+        chosen = pass_names(args.passes)
         left_out = set(pass_names(args.no_pass))
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -33,7 +33,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    chosen = selected_passes(args, "all")
+    chosen = selected_passes(args)
     dump_after = _dump_point(args, chosen)
     model = load_model(args)
     if dump_after is not None:

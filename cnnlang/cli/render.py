@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             raise RenderError(f"cannot write '{output}': no directory '{output.parent}'")
         if fmt != "dot" and dot_executable() is None:
             raise GraphvizNotFound(fmt)
-        passes = selected_passes(args, "none")
+        passes = selected_passes(args)
         model = load_model(args, keep_going=True)  # errors outside shape inference still raise
         if passes and ir.first_error(model.graph) is None:  # a broken model is drawn as written
             model = Model(optimise(model.graph, passes), model.source)

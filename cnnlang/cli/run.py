@@ -52,7 +52,7 @@ def split_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.top < 1 or args.repeat < 0:
         raise SystemExit("cnnlang run: error: --batch and --top must be at least 1, --repeat at least 0")
-    passes = selected_passes(args, "all")
+    passes = selected_passes(args)
     started = time.perf_counter()
     input_file, size = split_input(args.input)
     model = load(args.model, input_shape=size)
