@@ -46,6 +46,7 @@ import networkx as nx
 
 from .errors import CnnError, Span
 from .layers import LayerType, format_shape
+from .layers.base import numel
 
 
 @dataclass
@@ -77,16 +78,24 @@ def add_layer(
     if node in graph:
         raise ValueError(f"node {node!r} exists")
     graph.add_node(
-        node, op=op, layer=layer, inputs=list(inputs), span=span, call_stack=call_stack, path=path,
+        node, op=op, layer=layer, inputs=[], span=span, call_stack=call_stack, path=path,
         order=graph.number_of_nodes(),
     )
+    set_inputs(graph, node, inputs)
+    return node
+
+
+def set_inputs(graph: nx.DiGraph, node: str, inputs: list[str]) -> None:
+    """Give ``node`` these ordered inputs, keeping the edges (with their ``index`` lists) in step."""
+    for source in list(graph.predecessors(node)):
+        graph.remove_edge(source, node)
+    graph.nodes[node]["inputs"] = list(inputs)
     for index, source in enumerate(inputs):
         # A tensor used twice by one layer (add(x, x)) keeps one edge; `inputs` keeps both uses.
         if graph.has_edge(source, node):
             graph.edges[source, node]["index"].append(index)
         else:
             graph.add_edge(source, node, index=[index])
-    return node
 
 
 def ordered(graph: nx.DiGraph) -> list[str]:
@@ -236,7 +245,7 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
             source = inputs[0] if len(inputs) == 1 else None
             if (data["layer"] is None or data["layer"].category != "elementwise" or source is None
                     or source == graph.graph.get("input") or source in graph.graph.get("outputs", [])
-                    or len(list(graph.successors(source))) != 1 or "write_into" in data):
+                    or graph.out_degree(source) != 1 or "write_into" in data):
                 problems.append(f"{node}: in_place, but its input is read elsewhere or is not its own")
     memory = graph.graph.get("memory")
     if memory is not None:
@@ -245,28 +254,27 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
         if set(memory["assign"]) != owners:
             problems.append(f"memory: slots assigned to {sorted(set(memory['assign']) ^ owners)} wrongly")
         for node, slot in memory["assign"].items():
-            if node in graph and memory["slots"][slot] < _numel(graph.nodes[node].get("shape")):
+            if node in graph and memory["slots"][slot] < numel(graph.nodes[node].get("shape") or ()):
                 problems.append(f"memory: slot {slot} is too small for {node}")
         if memory["after"] != sum(memory["slots"]):
             problems.append("memory: 'after' is not the sum of the slot sizes")
     return problems
 
 
-ALGORITHMS = ("winograd",)
-
-
 def _algorithm_problems(graph: nx.DiGraph, node: str) -> list[str]:
+    # The rule is the winograd pass's own (imported here: the passes import this module).
+    from .passes.choose_algorithm import ALGORITHM, why_not_winograd
+
     data = graph.nodes[node]
-    if data["algorithm"] not in ALGORITHMS:
+    if data["algorithm"] != ALGORITHM:
         return [f"{node}: unknown algorithm {data['algorithm']!r}"]
     if data["op"] != "conv":
         return [f"{node}: algorithm {data['algorithm']} on a {data['op']}"]
-    shape = graph.nodes[data["inputs"][0]].get("shape")
-    if shape is None:
+    if graph.nodes[data["inputs"][0]].get("shape") is None:
         return []
-    kernels, strides, _, dilations = data["layer"].geometry(shape)
-    if (tuple(kernels), tuple(strides), tuple(dilations), data["layer"].groups) != ((3, 3), (1, 1), (1, 1), 1):
-        return [f"{node}: algorithm {data['algorithm']} on a conv that is not 3x3, stride 1, undilated, one group"]
+    reason = why_not_winograd(graph, node)
+    if reason:
+        return [f"{node}: algorithm {data['algorithm']} on a conv that is not 3x3, stride 1, undilated, one group ({reason})"]
     return []
 
 
@@ -281,10 +289,3 @@ def _write_into_problems(graph: nx.DiGraph, node: str) -> list[str]:
     if offset != expected:
         return [f"{node}: writes into {concat} at channel {offset}, but its slice starts at {expected}"]
     return []
-
-
-def _numel(shape) -> int:
-    size = 1
-    for dim in shape or ():
-        size *= dim
-    return size

@@ -44,7 +44,7 @@ def _why_not(graph: nx.DiGraph, concat: str, producer: str) -> str:
         return "it is the network input"
     if is_output(graph, producer):
         return "it is a network output"
-    users = len(list(graph.successors(producer)))
+    users = graph.out_degree(producer)
     if users > 1:
         return f"its output has {users} consumers"
     if graph.nodes[concat]["inputs"].count(producer) > 1:

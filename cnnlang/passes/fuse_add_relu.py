@@ -6,7 +6,7 @@ import networkx as nx
 
 from .. import ir
 from .fuse_activation import ACTIVATIONS
-from .rewrite import absorb, describe, is_output, record
+from .rewrite import absorb, describe, record, why_cannot_absorb
 
 NAME = "fuse-add-relu"
 
@@ -30,11 +30,4 @@ def fuse_add_relu(graph: nx.DiGraph) -> nx.DiGraph:
 def _why_not(graph: nx.DiGraph, node: str, add: str) -> str:
     if graph.nodes[node]["op"] != "relu":
         return "only relu is fused into add"
-    if graph.nodes[add].get("activation"):
-        return f"the add already applies {graph.nodes[add]['activation']}"
-    users = len(list(graph.successors(add)))
-    if users > 1:
-        return f"the add output has {users} consumers"
-    if is_output(graph, add):
-        return "the add output is also a network output"
-    return ""
+    return why_cannot_absorb(graph, add, "add")

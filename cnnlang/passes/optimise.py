@@ -67,7 +67,8 @@ def optimise(graph: nx.DiGraph, names: Iterable[str] | None = None) -> nx.DiGrap
     graph.graph.setdefault("aliases", {})
     graph.graph.setdefault("pass_log", [])
     graph.graph.setdefault("optimised", [])
-    graph.graph.setdefault("unoptimised_elements", unplanned_elements(graph))
+    if "plan-memory" in chosen:  # its "before": the graph as written, one buffer per layer
+        graph.graph.setdefault("unoptimised_elements", unplanned_elements(graph))
     rewritten = False
     for name in PASS_NAMES:
         if name in chosen:

@@ -30,7 +30,9 @@ def plan_memory(graph: nx.DiGraph) -> nx.DiGraph:
     spans = lifetimes(graph)
     sizes = {owner: math.prod(graph.nodes[owner]["shape"]) for owner in spans}
     slots, assign = assign_slots(sizes, spans)
-    before = graph.graph.get("unoptimised_elements", unplanned_elements(graph))
+    before = graph.graph.get("unoptimised_elements")
+    if before is None:  # run on its own, not through optimise()
+        before = unplanned_elements(graph)
     graph.graph["memory"] = {"slots": slots, "assign": assign, "before": before, "after": sum(slots)}
     record(graph, NAME, "changed", graph.graph["input"],
            f"{len(sizes)} buffers share {len(slots)} slots: {before:,} -> {sum(slots):,} values per example")
@@ -110,7 +112,7 @@ def _why_not_in_place(graph: nx.DiGraph, node: str, source: str) -> str:
         return "its input is the network input, which belongs to the caller"
     if is_output(graph, source):
         return "its input is a network output"
-    users = len(list(graph.successors(source)))
+    users = graph.out_degree(source)
     if users > 1:
         return f"its input has {users} consumers"
     if "write_into" in graph.nodes[node]:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import networkx as nx
 
+from .. import ir
+
 # Node attributes whose values passes mutate in place, so a copy must not share them.
 _MUTABLE_NODE_KEYS = ("inputs", "fused", "folded", "folded_layers")
 _MUTABLE_GRAPH_KEYS = ("outputs", "errors", "pass_log", "optimised", "aliases", "memory")
@@ -63,24 +65,12 @@ def describe(graph: nx.DiGraph, node: str) -> str:
     return f"{graph.nodes[node]['op']} at line {line_of(graph, node)}"
 
 
-def set_inputs(graph: nx.DiGraph, node: str, inputs: list[str]) -> None:
-    """Give ``node`` new ordered inputs, keeping the edges (with their ``index`` lists) in step."""
-    for source in list(graph.predecessors(node)):
-        graph.remove_edge(source, node)
-    graph.nodes[node]["inputs"] = list(inputs)
-    for index, source in enumerate(inputs):
-        if graph.has_edge(source, node):
-            graph.edges[source, node]["index"].append(index)
-        else:
-            graph.add_edge(source, node, index=[index])
-
-
 def replace_with(graph: nx.DiGraph, node: str, survivor: str) -> None:
     """Remove ``node``, whose tensor ``survivor`` now computes: its consumers read ``survivor``,
     outputs are rewritten and ``aliases`` maps it (and anything aliased to it) to ``survivor``."""
     for consumer in list(graph.successors(node)):
         inputs = graph.nodes[consumer]["inputs"]
-        set_inputs(graph, consumer, [survivor if i == node else i for i in inputs])
+        ir.set_inputs(graph, consumer, [survivor if i == node else i for i in inputs])
     graph.remove_node(node)
     aliases = graph.graph.setdefault("aliases", {})
     for name, target in aliases.items():
@@ -106,10 +96,16 @@ def why_anchor_cannot_absorb(graph: nx.DiGraph, producer: str, after_activation:
     layer = data["layer"]
     if layer is None or layer.category != "anchor":
         return f"its input comes from {describe(graph, producer)}, not a conv or fully connected layer"
-    what = anchor_kind(data)
+    return why_cannot_absorb(graph, producer, anchor_kind(data), after_activation)
+
+
+def why_cannot_absorb(graph: nx.DiGraph, producer: str, what: str, after_activation: str = "") -> str:
+    """Why ``producer`` (described as ``what``) cannot take in its single consumer: it already
+    ends in an activation, its output is read elsewhere too, or it is a network output."""
+    data = graph.nodes[producer]
     if data.get("activation"):
         return f"the {what} already applies {data['activation']}{after_activation}"
-    users = len(list(graph.successors(producer)))
+    users = graph.out_degree(producer)
     if users > 1:
         return f"the {what} output has {users} consumers"
     if is_output(graph, producer):
