@@ -67,11 +67,12 @@ class InferencePlan:
         self.refresh()
 
     def workspace_bytes(self) -> int:
-        """Bytes of conv scratch (column buffers, repacked weights, Winograd's buffers) held now,
-        plus Winograd's transformed weights (derived arrays the original network does not have)."""
-        transformed = sum(s.op.transformed_weight.nbytes for s in self.steps
-                          if getattr(s.op, "transformed_weight", None) is not None)  # fmt: skip
-        return self.workspace.nbytes + transformed
+        """Bytes of conv scratch (column buffers, Winograd's buffers) held now, plus the weights
+        convs prepare once per refresh (column-order and Winograd-transformed copies: derived
+        arrays the original network does not have)."""
+        prepared = sum(s.op.prepared_weight.nbytes for s in self.steps
+                       if getattr(s.op, "prepared_weight", None) is not None)  # fmt: skip
+        return self.workspace.nbytes + prepared
 
     def _bind(self, node: str) -> InferenceStep:
         data = self.graph.nodes[node]
@@ -101,12 +102,12 @@ class InferencePlan:
     # -- parameters
     def refresh(self) -> None:
         """Recompute the folded weights and biases from the original parameters, then the weights
-        an algorithm derives from them (Winograd's U = G g G^T)."""
+        convs derive from them (Winograd's U = G g G^T, or im2col's column order)."""
         for step in self.steps:
             data = self.graph.nodes[step.node]
             if data.get("folded"):
                 self._fold(step, data)
-            if data.get("algorithm") is not None:
+            if hasattr(step.op, "prepare_weights"):
                 step.op.prepare_weights()
 
     def _fold(self, step: InferenceStep, data: dict) -> None:

@@ -361,19 +361,27 @@ def _check_arrays(inputs, outputs):
     return [a if a is None or a.flags.c_contiguous else np.ascontiguousarray(a) for a in inputs]
 
 
-def _packed_weight(weight, plan: _Plan, ws: ConvWorkspace):
-    """(O, Cg, KH, KW) → (O, KH*KW*Cg) in (kh, kw, c) order, the column order."""
-    if plan.T == 1:
-        return weight.reshape(plan.O, plan.Cg)
-    wr = ws.get("w", weight.size, weight.dtype)
-    _swap_last2(weight.reshape(-1), wr, plan.O, plan.Cg, plan.T)
-    return wr.reshape(plan.O, plan.Kg)
+def pack_weight(weight: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(O, Cg, KH, KW) → (O, KH*KW*Cg) in (kh, kw, c) order, the column order of the GEMMs."""
+    o, cg, kh, kw = weight.shape
+    if kh * kw == 1:
+        return weight.reshape(o, cg)
+    packed = np.empty(weight.size, weight.dtype) if out is None else out
+    _swap_last2(np.ascontiguousarray(weight).reshape(-1), packed, o, cg, kh * kw)
+    return packed.reshape(o, kh * kw * cg)
+
+
+def _packed_weight(weight, plan: _Plan, ws: ConvWorkspace, packed=None):
+    """The column-order weight: ``packed`` when the caller keeps one, else packed now."""
+    if packed is not None:
+        return packed
+    return pack_weight(weight, ws.get("w", weight.size, weight.dtype))
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspace=None, activation=NONE):
+def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspace=None, activation=NONE, packed=None):
     """out (N, Ho, Wo, Cout) = f(conv(x (N, H, W, Cin), weight (Cout, Cin/g, KH, KW)) + bias).
 
     Cross-correlation as in every CNN framework. ``stride`` and ``dilation`` are (h, w) pairs,
@@ -382,7 +390,8 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
     bias per chunk, while the chunk is in cache. ``out`` is overwritten; it may be a channel slice
     of a larger channels-last array (a concat buffer): the GEMMs write straight into it. One
     float dtype throughout; ``workspace`` (a :class:`ConvWorkspace`) keeps scratch buffers and
-    the call's plan between calls."""
+    the call's plan between calls; ``packed`` is :func:`pack_weight` of ``weight``, for callers
+    whose weight stays constant over many calls (inference)."""
     ws = DEFAULT_WORKSPACE if workspace is None else workspace
     plan = ws.plan(x, weight, stride, pads, dilation, groups, out)
     x, weight, bias = _check_arrays([x, weight, bias], [])
@@ -393,14 +402,14 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
         return out
     previous = _serial(plan)
     try:
-        _forward(x, weight, bias, plan, y2, ws, activation)
+        _forward(x, weight, bias, plan, y2, ws, activation, packed)
     finally:
         if previous:
             numba.set_num_threads(previous)
     return out
 
 
-def _forward(x, weight, bias, plan, y2, ws, activation):
+def _forward(x, weight, bias, plan, y2, ws, activation, packed):
     O, G, Og = plan.O, plan.G, plan.Og
     epilogue = bias is not None or activation != NONE
     Wo, chunk, rows = plan.Wo, plan.chunk, plan.rows
@@ -418,7 +427,7 @@ def _forward(x, weight, bias, plan, y2, ws, activation):
         if epilogue:
             bias_activation(y2, bias, activation)
         return
-    wr = _packed_weight(weight, plan, ws)
+    wr = _packed_weight(weight, plan, ws, packed)
     Kg, K = plan.Kg, plan.K
     col = ws.get("col", chunk * Wo * K, x.dtype)
     xf = x.reshape(-1)

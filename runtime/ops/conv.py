@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward
+from ..kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward, pack_weight
 from ..kernels.epilogue import activation_kind
 from ..kernels.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, scratch, window_geometry
@@ -35,9 +35,11 @@ class ConvOp(Op):
         self._weight_image = (int(layer.filters), cin // self._groups, *kernels)
         self.workspace = ConvWorkspace()
         #: None (im2col) or "winograd" (F(2x2, 3x3)); set by the inference plan, which then calls
-        #: prepare_weights after every weight change (Winograd's transformed weight is derived).
+        #: prepare_weights after every weight change.
         self.algorithm: str | None = None
-        self.transformed_weight: np.ndarray | None = None
+        #: What the algorithm computes from the weight once per weight change instead of every
+        #: forward: Winograd's U = G g G^T, or im2col's column-order weight (None: per call).
+        self.prepared_weight: np.ndarray | None = None
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
@@ -45,23 +47,28 @@ class ConvOp(Op):
         return array.reshape(self._weight_image)
 
     def prepare_weights(self) -> None:
-        """Derive the chosen algorithm's weight from ``params["weight"]`` (U = G g G^T for
-        Winograd); the inference plan calls it from ``refresh``."""
+        """Derive the algorithm's weight from ``params["weight"]``; the inference plan calls it
+        from ``refresh``, since its weights change only then."""
+        weight = self._weight(self.params["weight"])
+        if self.algorithm is None:
+            # A 1x1 weight is already in column order (pack_weight gives a view).
+            self.prepared_weight = None if weight.shape[2:] == (1, 1) else pack_weight(weight)
+            return
         if self.algorithm != "winograd":
             raise ValueError(f"{self.layer.op}: unknown algorithm {self.algorithm!r}")
         if self._weight_image[2:] != (3, 3) or self._stride != (1, 1) or self._dilation != (1, 1) or self._groups != 1:
             raise ValueError(f"{self.layer.op}: {self.algorithm} needs a 3x3, stride-1, undilated, ungrouped conv")
-        weight = self._weight(self.params["weight"])
-        self.transformed_weight = transform_weight(weight, self.dtype)
+        self.prepared_weight = transform_weight(weight, self.dtype)
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0]
         n = x.shape[0]
         bias = self.params.get("bias")
-        if self.transformed_weight is not None and not ctx.train:
+        prepared = None if ctx.train else self.prepared_weight
+        if prepared is not None and self.algorithm == "winograd":
             winograd_forward(
                 x.reshape(n, *self._in_image),
-                self.transformed_weight,
+                prepared,
                 bias,
                 self._pads,
                 out.reshape(n, *self._out_image),
@@ -80,6 +87,7 @@ class ConvOp(Op):
             out.reshape(n, *self._out_image),
             self.workspace,
             activation_kind(self.activation),
+            packed=prepared,
         )
         self._x = x
 
