@@ -168,8 +168,8 @@ def test_float64_agreement_is_exact_up_to_rounding(name):
 
 def test_winograd_weights_follow_parameter_changes():
     """Derived weights (Winograd's transformed ones, and the column-order copy of the first conv,
-    which stays on im2col with its 3 input channels) follow set_param, load and in-place edits
-    followed by refresh() all reach them."""
+    which stays on im2col with its 3 input channels) are derived like folded ones: set_param,
+    load and in-place edits followed by refresh() all reach them."""
     model = cnnlang.load(SMALL_MODELS["winograd"])
     fast = model.build(seed=0, passes="all", dtype="float64").eval()
     graph = fast.inference_plan.graph
