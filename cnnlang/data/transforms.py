@@ -20,7 +20,8 @@ def _size(shape: Sequence[int]) -> str:
 
 def fit_to_input(images: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
     """Make N x C x H x W images fit a network input (C, H, W): zero-pad symmetrically when they
-    are smaller (an odd difference puts the extra row/column at the bottom/right), repeat a grey
+    are smaller, up to 4x the area (an odd difference puts the extra row/column at the
+    bottom/right), repeat a grey
     channel to 3 when the network wants colour, and return them unchanged when they already fit."""
     if images.ndim != 4:
         raise DataError(f"expected images of shape N x C x H x W, got {_size(images.shape)}")
@@ -35,6 +36,12 @@ def fit_to_input(images: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
         raise DataError(f"the images are {_size((c, h, w))} but the network expects {_size(input_shape)}: "
                         f"images larger than the input are not cropped; use --input {_size((channels, h, w))} "
                         "to change the network's input size")
+    if height * width > 4 * h * w:
+        # Padding is for a few pixels (MNIST's 28 to LeNet-5's 32); a small image in a large input
+        # would be mostly zeros, and a dataset of them may not even fit in memory.
+        raise DataError(f"the images are {h}x{w} but the network expects {height}x{width}: padding would make "
+                        f"them mostly zeros; train the network at the images' size with --input "
+                        f"{_size((channels, h, w))}")
     if c != channels:
         images = np.repeat(images, channels, axis=1)
     if (h, w) != (height, width):

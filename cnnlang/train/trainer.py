@@ -90,7 +90,6 @@ def prepare_data(config: TrainConfig, input_shape: tuple[int, ...], classes: int
             f"the model outputs {classes} scores but {config.data} has {len(train.classes)} classes; "
             f"make the last layer fc({len(train.classes)})"
         )
-    _check_padding(train.image_shape, input_shape)
     if config.limit is not None and config.limit < len(train):
         train = train.subset(np.arange(config.limit))
     train = train.fitted(input_shape)
@@ -103,18 +102,6 @@ def prepare_data(config: TrainConfig, input_shape: tuple[int, ...], classes: int
         val = val.fitted(input_shape)
         val_name = "test"
     return Data(train, val, val_name, normalizer or Normalizer.from_images(train.images))
-
-
-def _check_padding(image_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> None:
-    """Padding is for a few pixels (MNIST's 28 to LeNet-5's 32); a small image in a large input
-    would be mostly zeros (and a dataset of them may not fit in memory)."""
-    area, target = image_shape[-1] * image_shape[-2], input_shape[-1] * input_shape[-2]
-    if len(input_shape) == 3 and target > 4 * area:
-        raise TrainingError(
-            f"the images are {image_shape[-2]}x{image_shape[-1]} but the network expects {input_shape[-2]}x{input_shape[-1]}: "
-            f"padding would make them mostly zeros; train the network at the images' size with --input "
-            f"{input_shape[0]}x{image_shape[-2]}x{image_shape[-1]}"
-        )
 
 
 class Trainer:

@@ -104,3 +104,10 @@ def test_random_flip_mirrors_about_half():
     assert all(f or k for f, k in zip(flipped, kept))
     assert 70 < sum(flipped) < 130
     np.testing.assert_array_equal(np.array(flipped), np.random.default_rng(5).random(200) < 0.5)
+
+
+def test_padding_to_more_than_four_times_the_area_is_an_error():
+    with pytest.raises(DataError, match=r"images are 8x8 but the network expects 32x32: padding would make them "
+                                        r"mostly zeros; .* --input 1x8x8"):
+        fit_to_input(_images((1, 1, 8, 8)), (1, 32, 32))
+    assert fit_to_input(_images((1, 1, 16, 16)), (1, 32, 32)).shape == (1, 1, 32, 32)  # exactly 4x: padded

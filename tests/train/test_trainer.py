@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from synthetic import MODEL, write_digits
 
+from cnnlang.data import DataError
 from cnnlang.train.checkpoint import CheckpointError, load_checkpoint
 from cnnlang.train.config import TrainConfig
 from cnnlang.train.trainer import CHECKPOINT, METRICS, Hooks, Interrupted, Trainer, TrainingError
@@ -160,8 +161,8 @@ def test_bad_schedule_is_a_clear_error(tmp_path, model_file, dataset_dir):
         Trainer(config(model_file, dataset_dir, schedule="sometimes"), tmp_path / "run")
 
 
-def test_images_far_smaller_than_the_input_are_refused_before_padding(tmp_path, dataset_dir):
+def test_images_far_smaller_than_the_input_are_refused(tmp_path, dataset_dir):
     big = tmp_path / "big.cnn"
     big.write_text(MODEL.replace("input 1x12x12", "input 1x64x64"))
-    with pytest.raises(TrainingError, match=r"images are 12x12 but the network expects 64x64.*--input 1x12x12"):
+    with pytest.raises(DataError, match=r"images are 12x12 but the network expects 64x64.*--input 1x12x12"):
         Trainer(config(big, dataset_dir), tmp_path / "run")
