@@ -54,15 +54,17 @@ class Model:
         dtype: str = "float32",
         input_grad: bool = False,
         passes: str | Iterable[str] | None = None,
+        backend=None,
     ):
         """A runnable :class:`~cnnlang.runtime.network.Network` with seeded initial weights.
 
         ``passes``: None, "none" or [] runs the graph as written; "all" or a list of pass names
         (``cnnlang.passes.optimise.PASS_NAMES``) makes eval-mode forward run the optimised graph
-        (training always runs the original one). ValueError names an unknown pass."""
+        (training always runs the original one). ValueError names an unknown pass. ``backend``:
+        a name or :class:`~cnnlang.runtime.backend.Backend` (default: the CPU)."""
         from .runtime.network import Network
 
-        return Network(self, seed=seed, dtype=dtype, input_grad=input_grad, passes=passes)
+        return Network(self, seed=seed, dtype=dtype, input_grad=input_grad, passes=passes, backend=backend)
 
     def dump(self) -> str:
         return ir.dump(self.graph)

@@ -19,6 +19,7 @@ import numpy as np
 from cnnlang.errors import UsageError
 from cnnlang.layers import format_shape
 
+from .backend import Backend, get_backend
 from .inference import InferencePlan
 from .init import initialise
 from .ops import Context, to_internal, to_user
@@ -53,16 +54,21 @@ class Network:
         dtype: str | np.dtype = "float32",
         input_grad: bool = False,
         passes: str | Iterable[str] | None = None,
+        backend: str | Backend | None = None,
     ):
         self.model = model
+        self.backend = get_backend(backend)
         self.dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, not {self.dtype}")
         graph = model.graph
-        self.plan = Plan(graph, self.dtype, input_grad=input_grad)
+        self.plan = Plan(graph, self.dtype, input_grad=input_grad, backend=self.backend)
+        # Host master copies (NumPy): what save, load and set_param see. The ops hold the
+        # backend's arrays (the same arrays on the CPU); refresh uploads after host changes.
         self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}  # the backend's arrays
+        self._device: dict[str, np.ndarray] = {}  # name -> the backend's copy of params/buffers
         self.trainable: list[str] = []
         by_node_params, by_node_buffers = {}, {}
         for step in self.plan.steps:
@@ -71,15 +77,20 @@ class Network:
             op = step.op
             for name, shape in data["layer"].param_shapes(shapes).items():
                 key = f"{step.node}.{name}"
-                op.params[name] = self.params[key] = np.zeros(shape, self.dtype)
-                op.grads[name] = self.grads[key] = np.zeros(shape, self.dtype)
+                self.params[key] = by_node_params.setdefault(step.node, {})[name] = np.zeros(shape, self.dtype)
+                op.grads[name] = self.grads[key] = self.backend.zeros(shape, self.dtype)
                 if data["layer"].trainable:
                     self.trainable.append(key)
             for name, shape in data["layer"].buffer_shapes(shapes).items():
-                op.buffers[name] = self.buffers[f"{step.node}.{name}"] = np.zeros(shape, self.dtype)
-            by_node_params[step.node], by_node_buffers[step.node] = op.params, op.buffers
+                key = f"{step.node}.{name}"
+                self.buffers[key] = by_node_buffers.setdefault(step.node, {})[name] = np.zeros(shape, self.dtype)
         initialise(graph, by_node_params, by_node_buffers, seed)
-        self.context = Context(train=False, rng=np.random.default_rng([seed, 1]))
+        for step in self.plan.steps:
+            for name, host in by_node_params.get(step.node, {}).items():
+                step.op.params[name] = self._device[f"{step.node}.{name}"] = self.backend.to_device(host)
+            for name, host in by_node_buffers.get(step.node, {}).items():
+                step.op.buffers[name] = self._device[f"{step.node}.{name}"] = self.backend.to_device(host)
+        self.context = Context(train=False, rng=self.backend.rng([seed, 1]))
         self.training = False
         from cnnlang.passes.optimise import optimise, pass_names
 
@@ -87,14 +98,20 @@ class Network:
         self.inference_plan: InferencePlan | None = None
         if self.passes:
             optimised = optimise(graph, self.passes)
-            self.inference_plan = InferencePlan(optimised, self.dtype, {s.node: s.op for s in self.plan.steps})
+            self.inference_plan = InferencePlan(
+                optimised, self.dtype, {s.node: s.op for s in self.plan.steps}, self.backend
+            )
         self._source_hash: str | None = None
         self._stale = False
         self._last_plan: Plan | InferencePlan | None = None
 
     def refresh(self) -> None:
-        """Recompute the inference plan's derived parameters (folded batchnorm) from
-        :attr:`params` and :attr:`buffers`; needed only after editing them in place in eval mode."""
+        """Upload :attr:`params` and :attr:`buffers` (the host copies) to the backend where it
+        does not share host memory, and recompute the inference plan's derived parameters (folded
+        batchnorm); needed only after editing them in place in eval mode."""
+        if not self.backend.shares_host_memory:
+            for name, host in self.state().items():
+                self.backend.upload(host, self._device[name])
         if self.inference_plan is not None:
             self.inference_plan.refresh()
         self._stale = False
@@ -144,6 +161,14 @@ class Network:
             )
         return x.astype(self.dtype, copy=False)
 
+    def _to_backend(self, array: np.ndarray) -> np.ndarray:
+        """A user-layout host array as the plan takes it: channels last, on the backend."""
+        return self.backend.to_device(to_internal(array))
+
+    def _to_user(self, array: np.ndarray) -> np.ndarray:
+        """A plan's channels-last backend array as a user-layout host array."""
+        return to_user(self.backend.to_host(array))
+
     def forward(self, x: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
         """The primary output for the batch ``x`` (N x C x H x W); :meth:`outputs` has all of them."""
         x = self.check_input(x)
@@ -151,22 +176,22 @@ class Network:
             self.context.train = self.training
             self._stale = self._stale or self.training
             self._last_plan = self.plan
-            values = self.plan.forward(to_internal(x), self.context, timings)
-            return to_user(values[self.plan.outputs[0]])
+            values = self.plan.forward(self._to_backend(x), self.context, timings)
+            return self._to_user(values[self.plan.outputs[0]])
         if self._stale:
             self.refresh()
         plan = self.inference_plan
         self._last_plan = plan
-        values = plan.forward(to_internal(x), self.context, timings)
-        return to_user(values[plan.resolve(self.plan.outputs[0])])
+        values = plan.forward(self._to_backend(x), self.context, timings)
+        return self._to_user(values[plan.resolve(self.plan.outputs[0])])
 
     def outputs(self) -> dict[str, np.ndarray]:
         """Every declared output of the last forward pass, by name (the original graph's names,
         also after an optimised forward)."""
         if self._last_plan is self.inference_plan and self.inference_plan is not None:
             plan = self.inference_plan
-            return {name: to_user(plan.values[plan.resolve(name)]) for name in self.plan.outputs}
-        return {name: to_user(self.plan.values[name]) for name in self.plan.outputs}
+            return {name: self._to_user(plan.values[plan.resolve(name)]) for name in self.plan.outputs}
+        return {name: self._to_user(self.plan.values[name]) for name in self.plan.outputs}
 
     def backward(
         self, dy: np.ndarray | dict[str, np.ndarray], timings: dict[str, float] | None = None
@@ -192,9 +217,9 @@ class Network:
             grad = np.asarray(grad, dtype=self.dtype)
             if grad.shape != expected:
                 raise InputError(f"gradient for '{name}' must be {format_shape(expected)}, got {format_shape(grad.shape)}")
-            internal[name] = to_internal(grad)
+            internal[name] = self._to_backend(grad)
         dx = self.plan.backward(internal, timings)
-        return None if dx is None else to_user(dx)
+        return None if dx is None else self._to_user(dx)
 
     # -- parameters
     def set_param(self, name: str, value: np.ndarray) -> None:

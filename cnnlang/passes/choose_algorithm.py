@@ -1,5 +1,5 @@
 """``winograd``: run eligible 3x3 convolutions as Winograd F(2x2, 3x3) at inference (node
-attribute ``algorithm = "winograd"``; the kernel is runtime/kernels/winograd.py).
+attribute ``algorithm = "winograd"``; the kernel is runtime/kernels/cpu/winograd.py).
 
 Eligible: a 2-D ``conv`` with a 3x3 kernel, stride 1, dilation 1 and one group (any padding).
 Among those, the pass keeps im2col where Winograd measured no faster on this machine

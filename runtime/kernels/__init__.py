@@ -1,4 +1,5 @@
-"""Numba kernels on channels-last arrays; each module has a float32 and float64 path."""
+"""Kernels, one package per backend: ``cpu/`` (Numba, parallel CPU); ``cuda/`` is where numba.cuda
+kernels go."""
 
 import os
 

@@ -386,7 +386,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
 
     Cross-correlation as in every CNN framework. ``stride`` and ``dilation`` are (h, w) pairs,
     ``pads`` is ((top, bottom), (left, right)), ``bias`` may be None, ``activation`` f is an
-    epilogue code from runtime/kernels/epilogue.py (NONE, RELU, TANH, SIGMOID) applied with the
+    epilogue code from runtime/kernels/cpu/epilogue.py (NONE, RELU, TANH, SIGMOID) applied with the
     bias per chunk, while the chunk is in cache. ``out`` is overwritten; it may be a channel slice
     of a larger channels-last array (a concat buffer): the GEMMs write straight into it. One
     float dtype throughout; ``workspace`` (a :class:`ConvWorkspace`) keeps scratch buffers and
