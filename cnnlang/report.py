@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from . import ir
-from .model import Model
+
+if TYPE_CHECKING:  # type hints only, so that this module stays below cnnlang.model
+    from .model import Model
 
 
 @dataclass
