@@ -2,9 +2,9 @@
 
 Layout: ``root/<class>/<image>``, or ``root/train/<class>/...`` and ``root/test/<class>/...``
 (``val/`` may stand for ``test/``). Class names are the subfolder names, sorted; a label is the
-index of its class. Images are read as grey ("L") or colour ("RGB"); without a target size they
-must all be the same size. With one, each image is resized so its shorter side fits the target
-(bilinear), then centre-cropped to it.
+index of its class. Images are read as grey ("L") or colour ("RGB") by cnnlang/images.py, the
+reader ``cnnlang run IMAGE`` uses too; without a target size they must all be the same size. With
+one, each image is resized so that it covers the target (bilinear), then centre-cropped to it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..images import SUFFIXES, UnreadableImage, fit_size, open_image
 from .errors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+IMAGE_SUFFIXES = set(SUFFIXES)
 SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
@@ -71,24 +72,9 @@ def list_images(folder: Path) -> tuple[list[Path], np.ndarray, list[str]]:
 
 def _open(path: Path) -> Image.Image:
     try:
-        image = Image.open(path)
-        image.load()
-        return image
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"{path}: cannot read the image ({error})") from None
-
-
-def fit_size(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Resize so the image covers ``size`` (H, W) with its aspect ratio kept, then centre-crop."""
-    height, width = size
-    if (image.height, image.width) == (height, width):
-        return image
-    scale = max(height / image.height, width / image.width)
-    new_w = max(width, round(image.width * scale))
-    new_h = max(height, round(image.height * scale))
-    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left, top = (new_w - width) // 2, (new_h - height) // 2
-    return image.crop((left, top, left + width, top + height))
+        return open_image(path)
+    except UnreadableImage as error:
+        raise DataError(str(error)) from None
 
 
 def _choose_mode(paths: list[Path], channels: int | None) -> str:
@@ -102,7 +88,7 @@ def _choose_mode(paths: list[Path], channels: int | None) -> str:
                 if image.mode not in GREY_MODES:
                     return "RGB"
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-            raise DataError(f"{path}: cannot read the image ({error})") from None
+            raise DataError(f"{path}: not a readable image ({error})") from None
     return "L"
 
 
