@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from dataclasses import MISSING
 import signal
 import sys
 import time
 from pathlib import Path
 
 from ..errors import UsageError
-from ..train.config import CHECKPOINT, TrainConfig
+from ..train.config import CHECKPOINT, TrainConfig, options
 from ..train.display import Display
 from .common import input_size
 
-DEFAULTS = TrainConfig(model="", data="")
+#: Options whose values are not read by the type of their default.
+TYPES = {"input": input_size, "data": str, "data_dir": str, "limit": int}
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -27,47 +29,25 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "--resume continues exactly where the run stopped.",
     )
     parser.add_argument("model", metavar="MODEL", nargs="?", help="a .cnn file or zoo model (optional with --resume)")
-    parser.add_argument("--data", metavar="SPEC", help="mnist, fashion-mnist, cifar10, or a folder (IDX files, CIFAR-10 binaries, or one subfolder of images per class)")
-    parser.add_argument("--data-dir", metavar="DIR", help="where named datasets are looked for first (then $CNNLANG_DATA, the cache, a download)")
-    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
-    parser.add_argument("--input", type=input_size, metavar="CxHxW", help="train at this input size instead of the declared one")
     parser.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (or runs/MODEL) from its checkpoint")
     parser.add_argument("--force", action="store_true", help="start a new run in a folder that holds one")
-    d = DEFAULTS
-    parser.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help=f"(default {d.epochs})")
-    parser.add_argument("--batch", type=int, default=d.batch_size, metavar="N", help=f"mini-batch size (default {d.batch_size})")
-    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=d.optimizer)
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"base learning rate (default {d.lr})")
-    parser.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
-    parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"on weights, not biases or batchnorm (default {d.weight_decay})")
-    parser.add_argument("--schedule", default=d.schedule, metavar="SPEC",
-                        help="constant, step:EPOCHS[:GAMMA], multistep:E1,E2[:GAMMA], cosine[:MIN_LR], plateau[:PATIENCE[:FACTOR]] (default cosine)")
-    parser.add_argument("--warmup", type=float, default=d.warmup, metavar="EPOCHS", help="linear warm-up (default 0)")
-    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="S")
-    parser.add_argument("--val-split", type=float, default=d.val_split, metavar="F",
-                        help="hold out this fraction (or, if ≥ 1, this many) training examples for validation; "
-                        "0 validates on the test split (default 0.1)")
-    parser.add_argument("--crop", type=int, default=d.crop, metavar="PIXELS", help="random crop after padding by this many pixels (default 0: off)")
-    parser.add_argument("--flip", action="store_true", help="random horizontal flips (not for digits)")
-    parser.add_argument("--limit", type=int, metavar="N", help="train on the first N training examples only")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype)
-    parser.add_argument("--log-every", type=int, default=d.log_every, metavar="STEPS", help=f"steps between metrics-log lines (default {d.log_every})")
+    for f in options():
+        settings = dict(f.metadata["option"])
+        flag = settings.pop("flag") or "--" + f.name.replace("_", "-")
+        if "action" not in settings:
+            settings["type"] = TYPES.get(f.name, type(f.default) if f.default not in (None, MISSING) else int)
+            settings["default"] = None if f.default is MISSING else f.default
+            if f.default not in (None, MISSING):
+                settings["help"] = f"{settings['help']} (default {f.default})".lstrip()
+        parser.add_argument(flag, dest=f.name, **settings)
     return parser
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:
     if not args.model or not args.data:
         raise UsageError("cnnlang train needs MODEL and --data (or --resume to continue a run)")
-    return TrainConfig(
-        model=args.model, data=args.data, input=args.input, data_dir=args.data_dir, download=not args.no_download,
-        epochs=args.epochs, batch_size=args.batch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
-        label_smoothing=args.label_smoothing, val_split=args.val_split, crop=args.crop, flip=args.flip,
-        limit=args.limit, seed=args.seed, dtype=args.dtype, log_every=args.log_every,
-    )
+    return TrainConfig(model=args.model, **{f.name: getattr(args, f.name) for f in options()})
 
 
 def run(args: argparse.Namespace) -> int:

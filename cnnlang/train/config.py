@@ -1,9 +1,15 @@
 """Everything that defines a training run; stored in the run folder and in every checkpoint so
-``--resume`` continues the same run."""
+``--resume`` continues the same run.
+
+The fields are also ``cnnlang train``'s options: a field declared with :func:`option` carries its
+flag, help and argparse settings, and cnnlang/cli/train.py builds the parser and the config from
+them, so a setting is written once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from typing import Any
 
 # The files of a run folder.
 CHECKPOINT = "checkpoint.safetensors"
@@ -13,30 +19,47 @@ METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 
 
+def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, **argparse_settings: Any) -> Any:
+    """A field that ``cnnlang train`` offers as an option: ``flag`` (default ``--field-name``),
+    ``help`` and any further ``argparse.add_argument`` settings (metavar, choices, action)."""
+    return field(default=default, metadata={"option": {"flag": flag, "help": help, **argparse_settings}})
+
+
+def options() -> list[Field]:
+    """The fields of :class:`TrainConfig` that are command-line options, in order."""
+    return [f for f in fields(TrainConfig) if "option" in f.metadata]
+
+
 @dataclass
 class TrainConfig:
     model: str
-    data: str
-    input: tuple[int, ...] | None = None  # overrides the model's declared input size
-    data_dir: str | None = None
-    download: bool = True
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup: float = 0.0
-    label_smoothing: float = 0.0
-    val_split: float = 0.1  # a fraction (< 1) or a count of training examples held out
-    crop: int = 0  # random-crop padding in pixels (0: none)
-    flip: bool = False
-    limit: int | None = None  # train on the first N training examples only
-    seed: int = 0
-    dtype: str = "float32"
-    log_every: int = 50
+    data: str = option(help="mnist, fashion-mnist, cifar10, or a folder (IDX files, CIFAR-10 binaries, "
+                       "or one subfolder of images per class)", metavar="SPEC")
+    input: tuple[int, ...] | None = option(None, "train at this input size instead of the declared one",
+                                           metavar="CxHxW")
+    data_dir: str | None = option(None, "where named datasets are looked for first (then $CNNLANG_DATA, "
+                                  "the cache, a download)", metavar="DIR")
+    download: bool = option(True, "fail instead of downloading a missing dataset", flag="--no-download",
+                            action="store_false")
+    epochs: int = option(10, metavar="N")
+    batch_size: int = option(64, "mini-batch size", flag="--batch", metavar="N")
+    optimizer: str = option("sgd", choices=("sgd", "adam", "adamw"))
+    lr: float = option(0.05, "base learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(False, "Nesterov momentum", action="store_true")
+    weight_decay: float = option(5e-4, "on weights, not biases or batchnorm")
+    schedule: str = option("cosine", "constant, step:EPOCHS[:GAMMA], multistep:E1,E2[:GAMMA], cosine[:MIN_LR], "
+                           "plateau[:PATIENCE[:FACTOR]]", metavar="SPEC")
+    warmup: float = option(0.0, "linear warm-up", metavar="EPOCHS")
+    label_smoothing: float = option(0.0, metavar="S")
+    val_split: float = option(0.1, "hold out this fraction (or, if ≥ 1, this many) training examples for "
+                              "validation; 0 validates on the test split", metavar="F")
+    crop: int = option(0, "random crop after padding by this many pixels (0: off)", metavar="PIXELS")
+    flip: bool = option(False, "random horizontal flips (not for digits)", action="store_true")
+    limit: int | None = option(None, "train on the first N training examples only", metavar="N")
+    seed: int = option(0)
+    dtype: str = option("float32", choices=("float32", "float64"))
+    log_every: int = option(50, "steps between metrics-log lines", metavar="STEPS")
     eval_batch: int = 256
 
     def to_json(self) -> dict:
