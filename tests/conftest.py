@@ -1,4 +1,7 @@
-"""Suite-wide hooks.
+"""Suite-wide settings and hooks.
+
+The runtime's thread settings apply to the whole run, as they do to the command line (they must
+be set before NumPy and Numba load: cnnlang/environment.py).
 
 With ``CNNLANG_REQUIRE_TORCH=1`` (CI sets it, see .ci/run) a test skipped because torch is
 missing fails instead: the PyTorch comparisons are the strongest tests there are, and a skip
@@ -10,6 +13,10 @@ from __future__ import annotations
 import os
 
 import pytest
+
+from cnnlang.environment import tune_threads
+
+tune_threads()
 
 
 @pytest.hookimpl(hookwrapper=True)

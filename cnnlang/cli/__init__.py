@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 
+from ..environment import tune_threads
 from ..errors import CnnError, UsageError
 from ..model import ModelNotFound
 from .common import emit_error
@@ -39,6 +40,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_threads()  # before anything loads NumPy or Numba's OpenMP pool (cnnlang/environment.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
