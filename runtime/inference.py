@@ -34,7 +34,7 @@ from cnnlang import ir
 
 from .backend import CPU, Backend
 from .fold import BatchNormStatistics, fold_batchnorm
-from .kernels.cpu.conv import ConvWorkspace
+from .kernels.cpu.workspace import ConvWorkspace
 from .ops import Context, Op, internal_shape, make_op
 
 @dataclass

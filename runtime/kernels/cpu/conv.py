@@ -23,6 +23,9 @@ Algorithm (chosen by measurement, see ``benchmarks/bench_conv.py``):
 * Small calls (< SERIAL_BELOW column elements) run the numba kernels on one thread, and a
   per-workspace cached plan keeps the Python overhead of a tiny call near 14 us.
 
+The kernels are in im2col.py, the plans and scratch buffers in workspace.py; this module is the
+public API.
+
 Only numpy's BLAS is used (never scipy's, which is a second OpenBLAS with its own thread pool:
 alternating the two costs milliseconds per switch on a 2-core machine). Numba kernels take flat
 arrays plus one int64 geometry vector, so each has exactly two specialisations (float32,
@@ -30,320 +33,21 @@ float64); all are ``cache=True`` and none uses fastmath. The tried alternatives 
 numbers (unchunked im2col, NumPy im2col, the "extended row" shifted-GEMM trick) are in
 benchmarks/bench_conv.py.
 """
-
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
 
 from .epilogue import NONE, bias_activation, channel_rows
-
-#: Target size, in bytes, of the im2col column buffer (forward and backward): small enough to
-#: stay in the last-level cache between the im2col and the GEMM that consumes it.
-COL_BUDGET = 8 << 20
-#: ... but a chunk has at least this many GEMM rows (output pixels), whatever its width: every
-#: GEMM call repacks the whole weight matrix, so short chunks would pay for that again and again.
-#: The buffer is thus bounded by max(COL_BUDGET, MIN_CHUNK_PIXELS * K * itemsize), independent of
-#: the batch size and the image size.
-MIN_CHUNK_PIXELS = 2048
-#: Calls that copy fewer column elements than this run their numba kernels on one thread: waking
-#: the second thread costs more than it saves (and far more when another process holds a core).
-SERIAL_BELOW = 1 << 16
-
-# Indices into the geometry vector handed to the numba kernels.
-_N, _H, _W, _C, _HO, _WO, _KH, _KW, _SH, _SW, _PT, _PL, _DH, _DW, _G = range(15)
-_BLOCK = 32  # output pixels per parallel work item of _im2col (amortises the index divisions)
-
-
-# --------------------------------------------------------------------------- numba kernels
-
-
-@njit(parallel=True, cache=True)
-def _im2col(x, col, geo, r0, nrows):  # pragma: no cover - compiled
-    """Columns of output rows [r0, r0 + nrows) (flattened n*Ho + oh) into col (nrows*Wo, K),
-    K = G*KH*KW*Cg in (g, kh, kw, c) order. Positions in the padding become 0."""
-    H, W, C = geo[_H], geo[_W], geo[_C]
-    Ho, Wo, KH, KW = geo[_HO], geo[_WO], geo[_KH], geo[_KW]
-    sh, sw, pt, pl, dh, dw, G = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW], geo[_G]
-    Cg = C // G
-    KWC = KW * Cg
-    Kg = KH * KWC
-    K = G * Kg
-    nblk = (Wo + _BLOCK - 1) // _BLOCK  # parallel work items: blocks of _BLOCK output pixels
-    # Element loops over slice views throughout: numba turns them into vectorised copies, while
-    # slice assignment has a large fixed cost (tiny runs when C is 1) and loops over computed
-    # flat indices do not vectorise (negative-index wraparound checks).
-    if G == 1 and dw == 1:
-        # one run of KW*C inputs per kh; only edge pixels need the per-element test
-        for t in prange(nrows * nblk):
-            i = t // nblk
-            ow0 = (t % nblk) * _BLOCK
-            n = (r0 + i) // Ho
-            oh = (r0 + i) % Ho
-            for ow in range(ow0, min(ow0 + _BLOCK, Wo)):
-                pix = i * Wo + ow
-                dst = col[pix * K : (pix + 1) * K]
-                iw0 = ow * sw - pl
-                inner = iw0 >= 0 and iw0 + KW <= W
-                for kh in range(KH):
-                    ih = oh * sh - pt + kh * dh
-                    seg = dst[kh * KWC : (kh + 1) * KWC]
-                    if ih < 0 or ih >= H:
-                        for e in range(KWC):
-                            seg[e] = 0
-                    elif inner:
-                        src = x[((n * H + ih) * W + iw0) * C : ((n * H + ih) * W + iw0) * C + KWC]
-                        for e in range(KWC):
-                            seg[e] = src[e]
-                    else:
-                        src = x[(n * H + ih) * W * C : (n * H + ih + 1) * W * C]
-                        lo = -iw0 * C
-                        hi = (W - iw0) * C
-                        for e in range(KWC):
-                            if e >= lo and e < hi:
-                                seg[e] = src[e - lo]
-                            else:
-                                seg[e] = 0
-    else:
-        for t in prange(nrows * nblk):
-            i = t // nblk
-            ow0 = (t % nblk) * _BLOCK
-            n = (r0 + i) // Ho
-            oh = (r0 + i) % Ho
-            for ow in range(ow0, min(ow0 + _BLOCK, Wo)):
-                pix = i * Wo + ow
-                dst = col[pix * K : (pix + 1) * K]
-                iw0 = ow * sw - pl
-                # valid kw range: 0 <= iw0 + kw*dw < W
-                kw0 = 0
-                if iw0 < 0:
-                    kw0 = (-iw0 + dw - 1) // dw
-                kw1 = KW
-                if iw0 + (KW - 1) * dw >= W:
-                    kw1 = (W - iw0 + dw - 1) // dw if W > iw0 else 0
-                if kw0 > KW:
-                    kw0 = KW
-                if kw1 < kw0:
-                    kw1 = kw0
-                for kh in range(KH):
-                    ih = oh * sh - pt + kh * dh
-                    for g in range(G):
-                        seg = dst[g * Kg + kh * KWC : g * Kg + (kh + 1) * KWC]
-                        if ih < 0 or ih >= H:
-                            for e in range(KWC):
-                                seg[e] = 0
-                            continue
-                        src = x[(n * H + ih) * W * C : (n * H + ih + 1) * W * C]
-                        for e in range(kw0 * Cg):
-                            seg[e] = 0
-                        for kw in range(kw0, kw1):
-                            a = seg[kw * Cg : (kw + 1) * Cg]
-                            b = src[(iw0 + kw * dw) * C + g * Cg : (iw0 + kw * dw) * C + (g + 1) * Cg]
-                            for e in range(Cg):
-                                a[e] = b[e]
-                        z = seg[kw1 * Cg :]
-                        for e in range(z.shape[0]):
-                            z[e] = 0
-
-
-@njit(parallel=True, cache=True)
-def _col2im(dcol, dx, geo, r0, nrows):  # pragma: no cover - compiled
-    """Adjoint of _im2col for output rows [r0, r0 + nrows): gather into dx (N*H*W*C flat).
-
-    Each input row is handled by one iteration (no races). A row whose first contributing output
-    row lies in this chunk is overwritten, otherwise added to; rows no window ever touches are
-    zeroed by the chunk holding their image's output row 0. So over all chunks, in order, every
-    element of dx is written exactly once before it is added to."""
-    H, W, C = geo[_H], geo[_W], geo[_C]
-    Ho, Wo, KH, KW = geo[_HO], geo[_WO], geo[_KH], geo[_KW]
-    sh, sw, pt, pl, dh, dw, G = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW], geo[_G]
-    Cg = C // G
-    KWC = KW * Cg
-    Kg = KH * KWC
-    K = G * Kg
-    n0 = r0 // Ho
-    n1 = (r0 + nrows - 1) // Ho
-    for t in prange((n1 - n0 + 1) * H):
-        n = n0 + t // H
-        ih = t % H
-        a = r0 - n * Ho  # this chunk's output rows of image n: [a, b)
-        if a < 0:
-            a = 0
-        b = r0 + nrows - n * Ho
-        if b > Ho:
-            b = Ho
-        first = Ho
-        inside = False
-        for kh in range(KH):
-            u = ih + pt - kh * dh
-            if u >= 0 and u % sh == 0:
-                oh = u // sh
-                if oh < Ho:
-                    if oh < first:
-                        first = oh
-                    if oh >= a and oh < b:
-                        inside = True
-        row = dx[(n * H + ih) * W * C : (n * H + ih + 1) * W * C]
-        if not inside:
-            if first == Ho and a == 0:
-                for e in range(W * C):
-                    row[e] = 0
-            continue
-        if first >= a:
-            for e in range(W * C):
-                row[e] = 0
-        for kh in range(KH):
-            u = ih + pt - kh * dh
-            if u < 0 or u % sh != 0:
-                continue
-            oh = u // sh
-            if oh < a or oh >= b:
-                continue
-            prow = (n * Ho + oh - r0) * Wo
-            for ow in range(Wo):
-                src = dcol[(prow + ow) * K : (prow + ow + 1) * K]
-                iw0 = ow * sw - pl
-                if G == 1 and dw == 1:
-                    seg = src[kh * KWC : (kh + 1) * KWC]
-                    if iw0 >= 0 and iw0 + KW <= W:
-                        dst = row[iw0 * C : iw0 * C + KWC]
-                        for e in range(KWC):
-                            dst[e] += seg[e]
-                    else:
-                        lo = -iw0 * C
-                        hi = (W - iw0) * C
-                        for e in range(KWC):
-                            if e >= lo and e < hi:
-                                row[e - lo] += seg[e]
-                    continue
-                kw0 = 0
-                if iw0 < 0:
-                    kw0 = (-iw0 + dw - 1) // dw
-                kw1 = KW
-                if iw0 + (KW - 1) * dw >= W:
-                    kw1 = (W - iw0 + dw - 1) // dw if W > iw0 else 0
-                for g in range(G):
-                    for kw in range(kw0, kw1):
-                        d0 = (iw0 + kw * dw) * C + g * Cg
-                        s0 = g * Kg + kh * KWC + kw * Cg
-                        dst = row[d0 : d0 + Cg]
-                        seg = src[s0 : s0 + Cg]
-                        for e in range(Cg):
-                            dst[e] += seg[e]
-
-
-@njit(parallel=True, cache=True)
-def _swap_last2(src, dst, batches, p, q):  # pragma: no cover - compiled
-    """dst[b, j, i] = src[b, i, j] for src (batches, p, q), both flat."""
-    for bi in prange(batches):
-        s = src[bi * p * q : (bi + 1) * p * q].reshape((p, q))
-        d = dst[bi * p * q : (bi + 1) * p * q].reshape((q, p))
-        for i in range(p):
-            for j in range(q):
-                d[j, i] = s[i, j]
-
-
-@njit(parallel=True, cache=True)
-def _add_rows(out, vec, m):  # pragma: no cover - compiled
-    """out (rows, m) += vec (vrows, m), row r getting row r % vrows of vec; both flat. With one
-    row in vec this adds a bias to every row; with as many rows it is a plain parallel add."""
-    vrows = vec.shape[0] // m
-    for r in prange(out.shape[0] // m):
-        v = (r % vrows) * m
-        a = out[r * m : (r + 1) * m]
-        b = vec[v : v + m]
-        for e in range(m):
-            a[e] += b[e]
-
-
-# --------------------------------------------------------------------------- plans
-
-
-def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
-    return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
-
-
-class _Plan:
-    """Everything about one call shape that does not depend on the data: the geometry vector
-    for the kernels, the path, the chunking. Cached per workspace, so a repeated call skips it."""
-
-    __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial")
-
-    def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
-        N, H, W, C = x_shape
-        O, Cg, KH, KW = w_shape
-        sh, sw = (int(v) for v in stride)
-        (pt, pb), (pl, pr) = ((int(a), int(b)) for a, b in pads)
-        dh, dw = (int(v) for v in dilation)
-        G = int(groups)
-        if min(sh, sw, dh, dw) < 1 or min(pt, pb, pl, pr) < 0:
-            raise ValueError("conv: stride and dilation must be >= 1 and padding >= 0")
-        Ho = output_size(H, KH, sh, (pt, pb), dh)
-        Wo = output_size(W, KW, sw, (pl, pr), dw)
-        if G < 1 or C != Cg * G or O % G:
-            raise ValueError(f"conv: {C} input channels, weight {tuple(w_shape)}, {G} groups do not match")
-        if Ho < 1 or Wo < 1 or tuple(y_shape) != (N, Ho, Wo, O):
-            raise ValueError(f"conv: output has shape {tuple(y_shape)}, expected {(N, Ho, Wo, O)}")
-        self.N, self.C, self.O, self.G, self.Cg, self.Og, self.Wo = N, C, O, G, Cg, O // G, Wo
-        self.T = KH * KW
-        self.Kg = self.T * Cg
-        self.K = G * self.Kg
-        self.pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == pb == pl == pr == 0
-        self.rows = N * Ho
-        # a column buffer of about ws.budget bytes, but at least ws.min_pixels output pixels
-        per_row = Wo * self.K * itemsize
-        self.chunk = min(self.rows, max(ws.budget // max(per_row, 1), -(-ws.min_pixels // Wo), 1))
-        self.serial = self.rows * Wo * self.K < SERIAL_BELOW
-        self.geo = np.array([N, H, W, C, Ho, Wo, KH, KW, sh, sw, pt, pl, dh, dw, G], np.int64)
-
-
-class ConvWorkspace:
-    """Scratch buffers reused between calls (column buffer, repacked weights, dW partials) and
-    the plans of the call shapes seen. One per op, or one shared by ops that run one after
-    another (optimised inference); not thread-safe. Buffers grow to the largest request and are
-    then reused."""
-
-    def __init__(self, budget: int | None = None, min_pixels: int | None = None):
-        self.budget = COL_BUDGET if budget is None else budget
-        self.min_pixels = MIN_CHUNK_PIXELS if min_pixels is None else min_pixels
-        self._bufs: dict[tuple[str, str], np.ndarray] = {}
-        self._plans: dict[tuple, _Plan] = {}
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held in scratch buffers."""
-        return sum(buf.nbytes for buf in self._bufs.values())
-
-    def get(self, name: str, size: int, dtype: np.dtype) -> np.ndarray:
-        key = (name, dtype.char)
-        buf = self._bufs.get(key)
-        if buf is None or buf.size < size:
-            buf = np.ones(max(size, 1), dtype) if name == "ones" else np.empty(max(size, 1), dtype)
-            self._bufs[key] = buf
-        return buf[:size]
-
-    def plan(self, x, weight, stride, pads, dilation, groups, y) -> _Plan:
-        key = (x.shape, weight.shape, stride, pads, dilation, groups, y.shape, x.dtype.char)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = _Plan(x.shape, weight.shape, stride, pads, dilation, groups, y.shape, x.itemsize, self)
-        return plan
-
-
-DEFAULT_WORKSPACE = ConvWorkspace()
-
-
-def _serial(plan: _Plan) -> int:
-    """For small work, run numba's kernels on this thread only (returns the setting to restore;
-    0 when nothing was changed). Waking the second thread costs more than it saves there, and
-    far more when another process holds a core. (Not inside the kernels: a jitted
-    set_num_threads makes a function uncacheable.)"""
-    if not plan.serial:
-        return 0
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    return previous
+from .im2col import add_rows, col2im, im2col, swap_last2
+from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
+    COL_BUDGET,
+    DEFAULT_WORKSPACE,
+    ConvPlan,
+    ConvWorkspace,
+    output_size,
+    serial_threads,
+)
 
 
 def _check_arrays(inputs, outputs):
@@ -367,11 +71,11 @@ def pack_weight(weight: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     if kh * kw == 1:
         return weight.reshape(o, cg)
     packed = np.empty(weight.size, weight.dtype) if out is None else out
-    _swap_last2(np.ascontiguousarray(weight).reshape(-1), packed, o, cg, kh * kw)
+    swap_last2(np.ascontiguousarray(weight).reshape(-1), packed, o, cg, kh * kw)
     return packed.reshape(o, kh * kw * cg)
 
 
-def _packed_weight(weight, plan: _Plan, ws: ConvWorkspace, packed=None):
+def _packed_weight(weight, plan: ConvPlan, ws: ConvWorkspace, packed=None):
     """The column-order weight: ``packed`` when the caller keeps one, else packed now."""
     if packed is not None:
         return packed
@@ -400,7 +104,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
     y2 = channel_rows(out, plan.O, "conv")
     if plan.N == 0:
         return out
-    previous = _serial(plan)
+    previous = serial_threads(plan)
     try:
         _forward(x, weight, bias, plan, y2, ws, activation, packed)
     finally:
@@ -435,7 +139,7 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed):
         nr = min(chunk, rows - r0)
         m = nr * Wo
         c1 = col[: m * K]
-        _im2col(xf, c1, plan.geo, r0, nr)
+        im2col(xf, c1, plan.geo, r0, nr)
         c2 = c1.reshape(m, K)
         yc = y2[r0 * Wo : r0 * Wo + m]
         if G == 1:
@@ -470,7 +174,7 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
     if dbias is not None:
         np.matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
     if dx is not None or dweight is not None:
-        previous = _serial(plan)
+        previous = serial_threads(plan)
         try:
             _backward(x, weight, dy, plan, dx, dweight, ws)
         finally:
@@ -508,7 +212,7 @@ def _backward(x, weight, dy, plan, dx, dweight, ws):
         c2 = c1.reshape(m, K)
         dyc = dy2[r0 * Wo : r0 * Wo + m]
         if dweight is not None:
-            _im2col(xf, c1, geo, r0, nr)
+            im2col(xf, c1, geo, r0, nr)
             target = dwr if r0 == 0 else part
             if G == 1:
                 np.matmul(dyc.T, c2, out=target)
@@ -516,7 +220,7 @@ def _backward(x, weight, dy, plan, dx, dweight, ws):
                 for g in range(G):
                     np.matmul(dyc[:, g * Og : (g + 1) * Og].T, c2[:, g * Kg : (g + 1) * Kg], out=target[g * Og : (g + 1) * Og])
             if r0:
-                _add_rows(dwr.reshape(-1), part.reshape(-1), Kg)
+                add_rows(dwr.reshape(-1), part.reshape(-1), Kg)
         if dx is not None:
             # dcol = dy @ W per group, into the same buffer, then gathered into dx
             if G == 1:
@@ -524,6 +228,6 @@ def _backward(x, weight, dy, plan, dx, dweight, ws):
             else:
                 for g in range(G):
                     np.matmul(dyc[:, g * Og : (g + 1) * Og], wr[g * Og : (g + 1) * Og], out=c2[:, g * Kg : (g + 1) * Kg])
-            _col2im(c1, dxf, geo, r0, nr)
+            col2im(c1, dxf, geo, r0, nr)
     if dweight is not None and T > 1:
-        _swap_last2(dwr.reshape(-1), dweight.reshape(-1), O, T, Cg)
+        swap_last2(dwr.reshape(-1), dweight.reshape(-1), O, T, Cg)
