@@ -47,6 +47,21 @@ class Model:
     def errors(self) -> list[CnnError]:
         return self.graph.graph["errors"]
 
+    @property
+    def passes(self) -> list[str]:
+        """The optimisation passes this model's graph went through (empty: as written)."""
+        return list(self.graph.graph.get("optimised", []))
+
+    def optimise(self, passes: str | Iterable[str] | None = "all") -> "Model":
+        """This model rewritten for inference by ``passes`` (None, "none" or []: unchanged; "all";
+        or names, see ``cnnlang.passes.optimise.PASS_NAMES``). ValueError names an unknown pass."""
+        from .passes.optimise import optimise, pass_names
+
+        names = pass_names(passes)
+        if not names:
+            return self
+        return Model(optimise(self.graph, names), self.source)
+
     def build(
         self,
         *,
@@ -64,7 +79,11 @@ class Model:
         a name or :class:`~cnnlang.runtime.backend.Backend` (default: the CPU)."""
         from .runtime.network import Network
 
-        return Network(self, seed=seed, dtype=dtype, input_grad=input_grad, passes=passes, backend=backend)
+        optimised = self.optimise(passes)
+        return Network(
+            self, seed=seed, dtype=dtype, input_grad=input_grad, optimised=None if optimised is self else optimised,
+            backend=backend,
+        )
 
     def dump(self) -> str:
         return ir.dump(self.graph)

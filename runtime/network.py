@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -24,14 +23,16 @@ from .inference import InferencePlan
 from .init import initialise
 from .ops import Context, to_internal, to_user
 from .plan import Plan
-from .weights import WeightsError, load_weights, save_weights
+from .weights import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_OPTIMIZER_PREFIX,
+    WEIGHTS_FORMAT,
+    WeightsError,
+    load_weights,
+    save_weights,
+)
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
-# File formats; cnnlang.train.checkpoint writes checkpoints, stated here so the runtime can read
-# them without importing training code.
-WEIGHTS_FORMAT = "cnnlang-weights-1"
-CHECKPOINT_FORMAT = "cnnlang-checkpoint-1"
-CHECKPOINT_OPTIMIZER_PREFIX = "optimizer/"
 
 
 class InputError(UsageError, ValueError):
@@ -41,7 +42,8 @@ class InputError(UsageError, ValueError):
 class Network:
     """Build with :meth:`cnnlang.Model.build`. ``training`` selects batch statistics and dropout.
 
-    With ``passes``, eval-mode forward runs the optimised graph (``inference_plan``). Its
+    With ``optimised`` (``model.optimise(passes)``: the same model rewritten by optimisation
+    passes), eval-mode forward runs its graph (``inference_plan``). Its
     derived parameters (folded batchnorm) are recomputed after ``load``, ``set_param``, a mode
     switch or any training-mode pass; code that edits ``params`` or ``buffers`` in place while
     in eval mode must call :meth:`refresh` before the next forward."""
@@ -53,7 +55,7 @@ class Network:
         seed: int = 0,
         dtype: str | np.dtype = "float32",
         input_grad: bool = False,
-        passes: str | Iterable[str] | None = None,
+        optimised=None,
         backend: str | Backend | None = None,
     ):
         self.model = model
@@ -92,14 +94,12 @@ class Network:
                 step.op.buffers[name] = self._device[f"{step.node}.{name}"] = self.backend.to_device(host)
         self.context = Context(train=False, rng=self.backend.rng([seed, 1]))
         self.training = False
-        from cnnlang.passes.optimise import optimise, pass_names
-
-        self.passes = pass_names(passes)
+        #: the passes eval-mode forward runs with (the optimised model's)
+        self.passes = optimised.passes if optimised is not None else []
         self.inference_plan: InferencePlan | None = None
-        if self.passes:
-            optimised = optimise(graph, self.passes)
+        if optimised is not None:
             self.inference_plan = InferencePlan(
-                optimised, self.dtype, {s.node: s.op for s in self.plan.steps}, self.backend
+                optimised.graph, self.dtype, {s.node: s.op for s in self.plan.steps}, self.backend
             )
         self._source_hash: str | None = None
         self._stale = False

@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..layers import format_shape
-from ..passes.optimise import optimise
 from ..report import human, peak_memory_line, rows, to_json
 from .common import add_model_argument, load_model
 
@@ -74,6 +73,6 @@ def run(args: argparse.Namespace) -> int:
         f"frozen {frozen:,}; buffers (batchnorm running statistics) {totals['buffers']:,}\n"
         f"MACs per example: {totals['macs']:,} ({human(totals['macs'])}; conv + fully connected, bias adds excluded)\n"
         f"activations per example: {totals['activations']:,} values = {human(totals['activation_bytes'], 'B')} in float32\n"
-        + peak_memory_line(optimise(model.graph).graph["memory"])
+        + peak_memory_line(model.optimise().graph.graph["memory"])
     )
     return 0
