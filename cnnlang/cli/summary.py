@@ -12,6 +12,7 @@ from ..layers import format_shape
 from ..passes.optimise import optimise
 from ..report import human, peak_memory_line, rows, to_json
 from .common import add_model_argument, load_model
+from .totals import add_totals_options, compare, print_by_op
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -23,19 +24,20 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--depth", type=int, metavar="N", help="fold blocks nested deeper than N into one row (1: top-level blocks)")
     parser.add_argument("--explain", action="store_true", help="show the output-size arithmetic of each layer")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_totals_options(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 1:
         raise SystemExit("cnnlang summary: error: --depth must be at least 1")
+    if args.others:
+        return compare(args, _console())
     model = load_model(args)
     if args.json:
         print(json.dumps(to_json(model), indent=2))
         return 0
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 160  # pipes and files get whole rows, not an 80-column wrap
+    console = _console()
     table = Table(title=f"{model.name}  ({model.source})", title_justify="left", show_edge=False, pad_edge=False)
     listed = rows(model, args.depth, args.explain)
     # Numbers are never cut: on a narrow terminal the name and op columns wrap instead.
@@ -76,4 +78,13 @@ def run(args: argparse.Namespace) -> int:
         f"activations per example: {totals['activations']:,} values = {human(totals['activation_bytes'], 'B')} in float32\n"
         + peak_memory_line(optimise(model.graph).graph["memory"])
     )
+    if args.by_op:
+        print_by_op(model, console)
     return 0
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 160  # pipes and files get whole rows, not an 80-column wrap
+    return console
