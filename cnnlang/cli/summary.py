@@ -32,12 +32,14 @@ def run(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 1:
         raise SystemExit("cnnlang summary: error: --depth must be at least 1")
     if args.others:
-        return compare(args, _console())
+        return compare(args)
     model = load_model(args)
     if args.json:
         print(json.dumps(to_json(model), indent=2))
         return 0
-    console = _console()
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 160  # pipes and files get whole rows, not an 80-column wrap
     table = Table(title=f"{model.name}  ({model.source})", title_justify="left", show_edge=False, pad_edge=False)
     listed = rows(model, args.depth, args.explain)
     # Numbers are never cut: on a narrow terminal the name and op columns wrap instead.
@@ -81,10 +83,3 @@ def run(args: argparse.Namespace) -> int:
     if args.by_op:
         print_by_op(model, console)
     return 0
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 160  # pipes and files get whole rows, not an 80-column wrap
-    return console

@@ -25,7 +25,7 @@ def add_totals_options(parser: argparse.ArgumentParser) -> None:
                         help="after the table, the parameters and MACs of each layer type and their share")
 
 
-def compare(args: argparse.Namespace, console: Console) -> int:
+def compare(args: argparse.Namespace) -> int:
     """``cnnlang summary A B ...``: the totals of each model and their ratios to the first."""
     if args.depth is not None or args.explain or args.by_op:
         raise UsageError("--depth, --explain and --by-op describe one model; give one MODEL for them")
@@ -33,6 +33,9 @@ def compare(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps([to_json(model) for model in models], indent=2))
         return 0
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 160  # as summary's table: whole rows in pipes and files
     first = models[0]
     table = Table(show_edge=False, pad_edge=False)
     for column in ("Model", "Input", "Output"):
