@@ -28,7 +28,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument(
         "--input", metavar="FILE|CxHxW",
         help="a .npy array (C x H x W or N x C x H x W) or an image to run on; or a size such as 3x64x64 "
-        "to run random input of that size instead of the declared one. Random input of the declared size if absent",
+        "to run random input of that size instead of the declared one; or the input's values, comma-separated "
+        "(1.0,1.1,...); zoo:NAME names a file shipped in the zoo (zoo:lecture/sample.png). "
+        "Random input of the declared size if absent",
     )
     parser.add_argument("--batch", type=int, default=1, metavar="N", help="batch size of the random input (default 1)")
     parser.add_argument("--weights", metavar="FILE", help="weights saved by cnnlang (.safetensors or .npz); seeded random weights if absent")

@@ -91,7 +91,7 @@ def print_by_op(model: Model, console: Console) -> None:
     totals = model.totals
     table = Table(title="By layer type", title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("Op")
-    for column in ("Layers", "Params", "Share", "MACs", "Share "):
+    for column in ("Layers", "Params", "Share", "MACs", "Share"):
         table.add_column(column, justify="right", no_wrap=True)
     for op, layers, params, macs in totals_by_op(model):
         table.add_row(op, str(layers), f"{params:,}", _share(params, totals["params"]),
