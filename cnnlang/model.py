@@ -132,7 +132,8 @@ def load(
     else:
         path = resolve(model)
         program = load_program(path)
-        source = f"zoo/{path.name}" if path.parent == zoo_dir() else str(path)
+        in_zoo = path.is_relative_to(zoo_dir())  # zoo/lecture/ models too
+        source = f"zoo/{path.relative_to(zoo_dir()).as_posix()}" if in_zoo else str(path)
     graph = run_pipeline(lower(program, input_shape))
     error = ir.first_error(graph)
     if error is not None and not keep_going:
