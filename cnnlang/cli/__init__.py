@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..errors import CnnError, UsageError
-from ..model import ModelNotFound
+from ..files import file_system_problem
 from .common import emit_error
 
 SUBCOMMANDS = ("check", "summary", "render", "passes", "zoo", "run", "bench", "train", "eval", "plot")
@@ -46,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     except CnnError as error:
         emit_error(error)
         return EXIT_MODEL_ERROR
-    except (ModelNotFound, UsageError, FileExistsError) as error:
+    except (UsageError, FileExistsError) as error:
+        # The one path for usage errors: every subcommand raises UsageError (or a subclass).
         print(f"cnnlang: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        # The file system said no (disk full, read-only, permission): say what and where.
+        print(f"cnnlang: error: {file_system_problem(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import CnnError
-from ..model import ModelNotFound, check
+from ..errors import CnnError, UsageError
+from ..model import check
 from .common import emit_error
 
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         except CnnError as error:
             emit_error(error)
             status = max(status, 1)
-        except ModelNotFound as error:
+        except UsageError as error:
             print(f"cnnlang: error: {error}", file=sys.stderr)
             status = 2
     return status

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.transforms import Normalizer
+from ..errors import UsageError
 from ..inputs import read_input
 from ..train.losses import log_softmax
 from ..layers import format_shape
@@ -51,7 +52,7 @@ def split_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
 
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.top < 1 or args.repeat < 0:
-        raise SystemExit("cnnlang run: error: --batch and --top must be at least 1, --repeat at least 0")
+        raise UsageError("--batch and --top must be at least 1, --repeat at least 0")
     passes = selected_passes(args)
     started = time.perf_counter()
     input_file, size = split_input(args.input)
