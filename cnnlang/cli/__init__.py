@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 
-from ..errors import CnnError, UsageError
+from ..errors import CnnError, UsageError, printable
 from ..files import file_system_problem
 from .common import emit_error
 
@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MODEL_ERROR
     except (UsageError, FileExistsError) as error:
         # The one path for usage errors: every subcommand raises UsageError (or a subclass).
-        print(f"cnnlang: error: {error}", file=sys.stderr)
+        print(f"cnnlang: error: {printable(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:
         # The file system said no (disk full, read-only, permission): say what and where.
-        print(f"cnnlang: error: {file_system_problem(error)}", file=sys.stderr)
+        print(f"cnnlang: error: {printable(file_system_problem(error))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import CnnError, UsageError
+from ..errors import CnnError, UsageError, printable
 from ..model import check
 from .common import emit_error
 
@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
             emit_error(error)
             status = max(status, 1)
         except UsageError as error:
-            print(f"cnnlang: error: {error}", file=sys.stderr)
+            print(f"cnnlang: error: {printable(str(error))}", file=sys.stderr)
             status = 2
     return status
