@@ -233,7 +233,7 @@ class _Lowering:
                            scope.call_stack, reserved)
             what = item.name if isinstance(item, s.Call) else "repeat"
             self.graph.graph["scopes"][inner.path] = ir.Scope(inner.path, None, f"{what} * {times}", item.span)
-        with self.expansion.repeating(times, item.span, item.name if isinstance(item, s.Call) else "repeat"):
+        with self.expansion.repeating(times, item.span, f"{item.name}() *" if isinstance(item, s.Call) else "repeat"):
             for _ in range(times):
                 self.expansion.next_pass(item.span)
                 inputs = [once(inner, inputs)]

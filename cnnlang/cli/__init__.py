@@ -50,14 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         # The one path for usage errors: every subcommand raises UsageError (or a subclass).
         print(f"cnnlang: error: {printable(str(error))}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as error:
-        # The file system said no (disk full, read-only, permission): say what and where.
-        print(f"cnnlang: error: {printable(file_system_problem(error))}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as error:
+        # The file system said no (disk full, read-only, permission): say what and where.
+        print(f"cnnlang: error: {printable(file_system_problem(error))}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as error:  # noqa: BLE001 - the user gets a sentence, never a traceback
         if os.environ.get("CNNLANG_DEBUG"):
             raise

@@ -12,6 +12,7 @@ import numpy as np
 from ..data.transforms import Normalizer
 from ..errors import UsageError
 from ..inputs import read_input
+from ..memory import check_fits
 from ..train.losses import log_softmax
 from ..layers import format_shape
 from ..model import load
@@ -57,11 +58,12 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     input_file, size = split_input(args.input)
     model = load(args.model, input_shape=size)
+    check_fits(model, args.batch, args.dtype)  # before allocating anything
     if input_file:
         x = read_input(input_file, model.input_shape)
         source = input_file
     else:
-        x = np.random.default_rng(args.seed).standard_normal((args.batch, *model.input_shape))
+        x = np.random.default_rng(args.seed).standard_normal((args.batch, *model.input_shape), dtype=args.dtype)
         source = f"random normal, seed {args.seed}"
     network = model.build(seed=args.seed, dtype=args.dtype, passes=passes)
     weights = args.weights or f"random (He/Xavier, seed {args.seed})"
