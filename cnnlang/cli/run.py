@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights or f"random (He/Xavier, seed {args.seed})"
     if args.weights:
         normalizer = Normalizer.from_metadata(network.load(args.weights))
+        for note in network.load_notes:
+            print(f"note: {note}", file=sys.stderr)
         if normalizer is not None and input_file and Path(input_file).suffix.lower() != ".npy":
             # An image must be scaled the way the training images were, or trained weights see nonsense.
             x = normalizer(x * 255.0, np.float64)
