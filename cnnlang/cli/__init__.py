@@ -7,9 +7,9 @@ import importlib
 import os
 import sys
 
-from ..errors import CnnError, UsageError, printable
+from ..errors import CnnError, UsageError
 from ..files import file_system_problem
-from .common import emit_error
+from .common import emit_error, emit_usage_error
 
 SUBCOMMANDS = ("check", "summary", "render", "passes", "zoo", "run", "bench", "train", "eval", "plot")
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MODEL_ERROR
     except (UsageError, FileExistsError) as error:
         # The one path for usage errors: every subcommand raises UsageError (or a subclass).
-        print(f"cnnlang: error: {printable(str(error))}", file=sys.stderr)
+        emit_usage_error(str(error))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as error:
         # The file system said no (disk full, read-only, permission): say what and where.
-        print(f"cnnlang: error: {printable(file_system_problem(error))}", file=sys.stderr)
+        emit_usage_error(file_system_problem(error))
         return EXIT_USAGE
     except Exception as error:  # noqa: BLE001 - the user gets a sentence, never a traceback
         if os.environ.get("CNNLANG_DEBUG"):

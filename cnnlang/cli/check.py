@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..errors import CnnError, UsageError, printable
+from ..errors import CnnError, UsageError
 from ..model import check
-from .common import emit_error
+from .common import emit_error, emit_usage_error
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -28,6 +27,6 @@ def run(args: argparse.Namespace) -> int:
             emit_error(error)
             status = max(status, 1)
         except UsageError as error:
-            print(f"cnnlang: error: {printable(str(error))}", file=sys.stderr)
+            emit_usage_error(str(error))
             status = 2
     return status
