@@ -449,13 +449,15 @@ class _Expansion:
         self.depth = 0
         # Repetitions being expanded: [times, pass (0-based), span, what].
         self.repeats: list[list] = []
+        self.last_span: Span | None = None  # where an empty body's errors point
+
 
     @contextlib.contextmanager
     def nested(self, span: Span | None):
         if self.depth >= MAX_EXPANSION_DEPTH:
             raise CnnError(
                 f"blocks, branches, residuals and repeats nest more than {MAX_EXPANSION_DEPTH} levels deep "
-                "once blocks are expanded", span,
+                "once blocks are expanded", span or self.last_span,
             )
         self.depth += 1
         try:
@@ -475,8 +477,9 @@ class _Expansion:
         self.repeats[-1][1] += 1
         self.step(span)
 
-    def step(self, span: Span | None) -> None:
+    def step(self, span: Span) -> None:
         self.steps += 1
+        self.last_span = span
         if self.steps > MAX_EXPANSION_STEPS:
             raise CnnError(
                 f"expanding this model takes more than {MAX_EXPANSION_STEPS:,} steps (statements, block calls "
