@@ -66,9 +66,12 @@ def _read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     channels, height, width = input_shape
     try:
         with Image.open(path) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
+                raise InputFileError(f"{path}: the image declares {image.width} x {image.height} pixels, more than "
+                                     f"the {Image.MAX_IMAGE_PIXELS:,} cnnlang decodes")
             image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
         raise InputFileError(f"{path}: not a readable image ({error})") from None
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 

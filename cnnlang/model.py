@@ -9,14 +9,14 @@ from typing import Iterable
 import networkx as nx
 
 from . import ir
-from .errors import CnnError
+from .errors import CnnError, UsageError
 from .loader import load_program, load_program_text
 from .lower import check_blocks, lower
 from .passes import run_pipeline
 from .resources import zoo_dir
 
 
-class ModelNotFound(Exception):
+class ModelNotFound(UsageError):
     """MODEL names neither a file nor a zoo model (a usage error, not a model error)."""
 
 

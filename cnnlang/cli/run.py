@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..data.transforms import Normalizer
+from ..errors import UsageError
 from ..feature_maps import check_printable, check_saveable, format_values, save_channels
 from ..inputs import is_image, read_input
+from ..memory import check_fits
 from ..train.losses import log_softmax
 from ..layers import format_shape
 from ..model import load
@@ -79,22 +82,25 @@ def split_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
 
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.top < 1 or args.repeat < 0:
-        raise SystemExit("cnnlang run: error: --batch and --top must be at least 1, --repeat at least 0")
+        raise UsageError("--batch and --top must be at least 1, --repeat at least 0")
     passes = selected_passes(args)
     started = time.perf_counter()
     input_file, size = split_input(args.input)
     model = load(args.model, input_shape=size)
+    check_fits(model, args.batch, args.dtype)  # before allocating anything
     if input_file:
         x = read_input(input_file, model.input_shape)
         source = input_file
     else:
-        x = np.random.default_rng(args.seed).standard_normal((args.batch, *model.input_shape))
+        x = np.random.default_rng(args.seed).standard_normal((args.batch, *model.input_shape), dtype=args.dtype)
         source = f"random normal, seed {args.seed}"
     check_output_options(args, model.output_shape, x.shape[0])
     network = model.build(seed=args.seed, dtype=args.dtype, passes=passes)
     weights = args.weights or f"random (He/Xavier, seed {args.seed})"
     if args.weights:
         normalizer = Normalizer.from_metadata(network.load(args.weights))
+        for note in network.load_notes:
+            print(f"note: {note}", file=sys.stderr)
         if normalizer is not None and input_file and is_image(input_file):
             # An image must be scaled the way the training images were, or trained weights see nonsense.
             x = normalizer(x * 255.0, np.float64)

@@ -8,6 +8,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import UsageError
 from ..layers import format_shape
 from ..passes.optimise import optimise
 from ..report import human, peak_memory_line, rows, to_json
@@ -30,7 +31,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 1:
-        raise SystemExit("cnnlang summary: error: --depth must be at least 1")
+        raise UsageError("--depth must be at least 1")
     if args.others:
         return compare(args)
     model = load_model(args)

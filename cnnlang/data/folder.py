@@ -9,6 +9,7 @@ must all be the same size. With one, each image is resized so its shorter side f
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +70,30 @@ def list_images(folder: Path) -> tuple[list[Path], np.ndarray, list[str]]:
     return paths, np.asarray(labels, dtype=np.int64), [c.name for c in classes]
 
 
+# Pillow's decompression-bomb threshold (about 89 M pixels), checked from the header before
+# any pixel is decoded, so an image declaring 400 M pixels is one clear error.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+_UNREADABLE = (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError)
+
+
+def _open_header(path: Path) -> Image.Image:
+    """The image with only its header read, refused when it declares more than MAX_PIXELS."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in words
+        image = Image.open(path)
+    if image.width * image.height > MAX_PIXELS:
+        image.close()
+        raise DataError(f"{path}: the image declares {image.width} x {image.height} = {image.width * image.height:,} "
+                        f"pixels, more than the {MAX_PIXELS:,} cnnlang decodes; a training image is far smaller")
+    return image
+
+
 def _open(path: Path) -> Image.Image:
     try:
-        image = Image.open(path)
+        image = _open_header(path)
         image.load()
         return image
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except _UNREADABLE as error:
         raise DataError(f"{path}: cannot read the image ({error})") from None
 
 
@@ -98,10 +117,10 @@ def _choose_mode(paths: list[Path], channels: int | None) -> str:
         return "L" if channels == 1 else "RGB"
     for path in paths:
         try:
-            with Image.open(path) as image:  # lazy: reads the header only
+            with _open_header(path) as image:
                 if image.mode not in GREY_MODES:
                     return "RGB"
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        except _UNREADABLE as error:
             raise DataError(f"{path}: cannot read the image ({error})") from None
     return "L"
 
