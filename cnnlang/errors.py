@@ -70,7 +70,9 @@ def _source_line(file: str, line: int) -> str | None:
         except (OSError, UnicodeDecodeError):
             return None
         _SOURCES[file] = text
-    lines = text.splitlines()
+    # Lines as the parser counts them: only "\n" ends one (splitlines would also split at "\r",
+    # form feeds and the like, and quote the wrong line).
+    lines = text.split("\n")
     if 1 <= line <= len(lines):
         return lines[line - 1]
     return None
@@ -80,7 +82,8 @@ def _quote(span: Span) -> list[str]:
     text = _source_line(span.file, span.line)
     if text is None:
         return []
-    text = text.expandtabs(1).rstrip()
+    # One printable character per source character, so the caret stays under its column.
+    text = "".join(c if c.isprintable() else "?" for c in text.expandtabs(1).rstrip())
     start = max(span.column - 1, 0)
     if span.end_line == span.line and span.end_column and span.end_column > span.column:
         width = span.end_column - span.column
@@ -99,7 +102,13 @@ def _quote(span: Span) -> list[str]:
 _MAX_QUOTE = 120
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so one diagnostic stays one line."""
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)
+
+
 def _located(span: Span | None, kind: str, message: str) -> list[str]:
+    message = printable(message)
     if span is None:
         return [f"{kind}: {message}"]
     return [f"{span}: {kind}: {message}", *_quote(span)]

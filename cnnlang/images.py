@@ -2,11 +2,14 @@
 images preprocess alike, so a network sees at run time what it was trained on.
 
 An image is converted to grey ("L") or colour ("RGB"); given a target size it is resized so that
-it covers the target with its aspect ratio kept (bilinear), then centre-cropped to it.
+it covers the target with its aspect ratio kept (bilinear), then centre-cropped to it. An image
+that declares more pixels than Pillow's decompression-bomb threshold (about 89 M) is refused from
+its header, before any pixel is decoded.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +37,42 @@ def fit_size(image, size: tuple[int, int]):
     return image.crop((left, top, left + width, top + height))
 
 
-def open_image(path: str | Path):
-    """The decoded Pillow image at ``path``; UnreadableImage if it is not one."""
+def max_pixels() -> int:
+    """The most pixels cnnlang decodes: Pillow's decompression-bomb threshold."""
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+def open_header(path: str | Path):
+    """The Pillow image at ``path`` with only its header read; UnreadableImage if it is not an
+    image or declares more than :func:`max_pixels`."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in words
+            image = Image.open(path)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
+        raise UnreadableImage(f"{path}: not a readable image ({error})") from None
+    if image.width * image.height > max_pixels():
+        image.close()
+        raise UnreadableImage(
+            f"{path}: the image declares {image.width} x {image.height} = {image.width * image.height:,} pixels, "
+            f"more than the {max_pixels():,} cnnlang decodes"
+        )
+    return image
+
+
+def open_image(path: str | Path):
+    """The decoded Pillow image at ``path``; UnreadableImage if it is not one (or too large)."""
+    from PIL import Image, UnidentifiedImageError
+
+    image = open_header(path)
+    try:
         image.load()
         return image
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
         raise UnreadableImage(f"{path}: not a readable image ({error})") from None
 
 

@@ -10,10 +10,14 @@ from .errors import UsageError
 from .images import SUFFIXES as IMAGE_SUFFIXES
 from .images import UnreadableImage, read_image
 from .layers import format_shape
+from .resources import zoo_dir
 
 
 class InputFileError(UsageError):
     """An input file that is missing, unreadable or of the wrong shape; the message says what was expected."""
+
+
+ZOO_PREFIX = "zoo:"
 
 
 def read_input(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -22,8 +26,12 @@ def read_input(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
     ``.npy``: an array of input_shape (one example) or N x input_shape, loaded without pickle.
     Images: converted to grey (1 channel) or RGB (3 channels), fitted to H x W as training on a
     folder of images does (scaled to cover, centre-cropped: cnnlang/images.py), scaled to [0, 1].
+    ``zoo:NAME`` names a file shipped in the zoo (``zoo:lecture/sample.png``); a comma-separated
+    list of numbers (``1.0,1.1,1.2``) is the input itself, filled in row-major order.
     """
-    path = Path(path)
+    if is_value_list(str(path)):
+        return _parse_values(str(path), input_shape)
+    path = bundled_file(str(path)) if str(path).startswith(ZOO_PREFIX) else Path(path)
     expected = format_shape(input_shape)
     if not path.is_file():
         raise InputFileError(f"{path}: no such file (expected a .npy array of {expected} or an image)")
@@ -60,3 +68,40 @@ def _read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     except UnreadableImage as error:
         raise InputFileError(str(error)) from None
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+def is_value_list(text: str) -> bool:
+    """Whether ``text`` reads as numbers separated by commas (at least two of them)."""
+    parts = text.split(",")
+    if len(parts) < 2:
+        return False
+    try:
+        [float(part) for part in parts]
+    except ValueError:
+        return False
+    return True
+
+
+def is_image(text: str) -> bool:
+    return not is_value_list(text) and Path(text).suffix.lower() in IMAGE_SUFFIXES
+
+
+def bundled_file(text: str) -> Path:
+    """The file that ``zoo:NAME`` names inside the installed zoo folder."""
+    name = text[len(ZOO_PREFIX):]
+    zoo = zoo_dir().resolve()
+    path = (zoo / name).resolve()
+    if not path.is_relative_to(zoo) or not path.is_file():
+        raise InputFileError(f"{text}: no such file in the zoo (zoo:lecture/sample.png names one)")
+    return path
+
+
+def _parse_values(text: str, input_shape: tuple[int, ...]) -> np.ndarray:
+    values = np.array([float(part) for part in text.split(",")])
+    size = int(np.prod(input_shape))
+    if values.size % size:
+        raise InputFileError(
+            f"{values.size} values given, but the model expects {format_shape(input_shape)} = {size} values "
+            f"per example (or a multiple of {size} for several examples)"
+        )
+    return values.reshape(-1, *input_shape)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from . import syntax as s
 from .errors import CnnError, Span
@@ -27,11 +29,48 @@ class Program:
     blocks: dict[str, BoundBlock]
 
 
-def read_source(path: Path) -> str:
+# Far above any real model (the zoo's largest file is a few kilobytes); a bigger file is not a model.
+MAX_SOURCE_BYTES = 1 << 20
+
+
+def read_source(path: Path, span: Span | None = None) -> str:
+    """The text of a .cnn file. Errors are located at ``span`` (the import that named the file)
+    or at the file itself; a non-UTF-8 byte is reported at its own line and column, quoting nothing."""
     try:
-        return path.read_text(encoding="utf-8")
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise CnnError(f"{path}: not a regular file; expected a .cnn source", span)
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SOURCE_BYTES + 1)
+    except OSError as error:
+        raise CnnError(f"{path}: cannot read: {error.strerror or error}", span) from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise CnnError(f"{path}: more than {MAX_SOURCE_BYTES:,} bytes; a .cnn source is far smaller", span)
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise CnnError(f"{path}: not a text file (byte {error.start} is not UTF-8); expected a .cnn source") from None
+        before = data[:error.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1:].decode("utf-8", errors="replace")) + 1
+        # No source is remembered for this file, so the diagnostic quotes none of its bytes.
+        raise CnnError(f"byte 0x{data[error.start]:02x} is not UTF-8 text; a .cnn source is UTF-8",
+                       Span(str(path), line, column)) from None
+
+
+def _import_candidates(imp: s.Import, directory: Path) -> Iterator[Path]:
+    """The files an import may name (next to the importing file, then in the zoo), refusing
+    anything that is not a .cnn file by its name, before touching the file system."""
+    if Path(imp.path).suffix != ".cnn":
+        raise CnnError(f"cannot import '{imp.path}': only .cnn files can be imported", imp.span)
+    for folder in (directory, zoo_dir()):
+        candidate = folder / imp.path
+        try:
+            if candidate.is_file():
+                resolved = candidate.resolve()
+                if resolved.suffix != ".cnn":
+                    raise CnnError(f"cannot import '{imp.path}': it links to '{resolved.name}', which is not a .cnn file", imp.span)
+                yield resolved
+        except OSError as error:  # a name too long for the file system, a loop of links
+            raise CnnError(f"cannot import '{imp.path}': {error.strerror or error}", imp.span) from None
 
 
 class _Loader:
@@ -71,8 +110,7 @@ class _Loader:
         return namespace
 
     def imported(self, imp: s.Import, directory: Path) -> dict[str, BoundBlock]:
-        candidates = [directory / imp.path, zoo_dir() / imp.path]
-        path = next((c.resolve() for c in candidates if c.is_file()), None)
+        path = next(_import_candidates(imp, directory), None)
         if path is None:
             raise CnnError(f"cannot import '{imp.path}': no such file next to this one or in the zoo", imp.span)
         if path in self.loading:
@@ -82,7 +120,7 @@ class _Loader:
             self.loading.append(path)
             try:
                 # Importing a whole model is fine: only its blocks are taken.
-                module = parse(read_source(path), str(path))
+                module = parse(read_source(path, imp.span), str(path))
                 self.namespaces[path] = self.namespace(module, path.parent)
             finally:
                 self.loading.pop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import math
 from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Any, Iterator, MutableMapping
@@ -22,6 +24,15 @@ from .loader import BoundBlock, Program
 
 # A guard against runaway counts (`* 99999999`), far above any real network's depth.
 MAX_REPEAT = 10_000
+# Limits on what a model may expand to, checked while expanding so that a runaway model
+# (`repeat 1000 { repeat 1000 { ... } }`, blocks that call blocks ten times over) stops at once
+# with the arithmetic, instead of filling memory. ResNet-1001 has about 3,000 layers.
+MAX_LAYERS = 10_000
+# Statements, calls and repetitions expanded: bounds the work of blocks that add no layers.
+MAX_EXPANSION_STEPS = 100_000
+# Blocks, branches, residuals and repeats nested inside each other once blocks are expanded
+# (each level is a few frames of recursion in lowering).
+MAX_EXPANSION_DEPTH = 50
 
 
 @dataclass
@@ -91,6 +102,7 @@ class _Lowering:
         self.active: list[str] = []  # blocks being instantiated, to catch recursion
         self.shapes: dict[str, tuple[int, ...] | None] = {}
         self.explicit_outputs: list[str] | None = None
+        self.expansion = _Expansion()
 
     # -- entry
     def run(self) -> nx.DiGraph:
@@ -109,7 +121,12 @@ class _Lowering:
 
     # -- statements
     def body(self, stmts: list[s.Stmt], scope: _Scope, current: str | None, network: bool = False) -> str | None:
+        with self.expansion.nested(stmts[0].span if stmts else None):
+            return self._body(stmts, scope, current, network)
+
+    def _body(self, stmts: list[s.Stmt], scope: _Scope, current: str | None, network: bool) -> str | None:
         for position, stmt in enumerate(stmts):
+            self.expansion.step(stmt.span)
             if isinstance(stmt, s.InputStmt):
                 current = self.input(stmt, scope, network, position)
             elif isinstance(stmt, s.OutputStmt):
@@ -216,8 +233,10 @@ class _Lowering:
                            scope.call_stack, reserved)
             what = item.name if isinstance(item, s.Call) else "repeat"
             self.graph.graph["scopes"][inner.path] = ir.Scope(inner.path, None, f"{what} * {times}", item.span)
-        for _ in range(times):
-            inputs = [once(inner, inputs)]
+        with self.expansion.repeating(times, item.span, f"{item.name}() *" if isinstance(item, s.Call) else "repeat"):
+            for _ in range(times):
+                self.expansion.next_pass(item.span)
+                inputs = [once(inner, inputs)]
         if label is not None:
             scope.names[label] = inputs[0]
         return inputs[0]
@@ -272,6 +291,7 @@ class _Lowering:
                 wanted = f"at least {layer.min_inputs} inputs"
             hint = " (write 'from a, b -> add')" if layer.op in ("add", "concat") else ""
             raise CnnError(f"{layer.op} takes {wanted}, got {count_}{hint}", span)
+        self.expansion.add_layer(span)
         local = scope.local_name(base, label, span)
         node = ir.add_layer(self.graph, scope.node_id(local), layer.op, layer, inputs, span, scope.call_stack, scope.path)
         if label is not None:
@@ -417,6 +437,76 @@ class _Lowering:
                     result = None
             self.shapes[current] = result
         return self.shapes[node]
+
+
+class _Expansion:
+    """Counts what lowering expands (layers, steps, nesting) and stops it, with the arithmetic,
+    as soon as a limit is certain to be passed."""
+
+    def __init__(self) -> None:
+        self.layers = 0
+        self.steps = 0
+        self.depth = 0
+        # Repetitions being expanded: [times, pass (0-based), span, what].
+        self.repeats: list[list] = []
+        self.last_span: Span | None = None  # where an empty body's errors point
+
+
+    @contextlib.contextmanager
+    def nested(self, span: Span | None):
+        if self.depth >= MAX_EXPANSION_DEPTH:
+            raise CnnError(
+                f"blocks, branches, residuals and repeats nest more than {MAX_EXPANSION_DEPTH} levels deep "
+                "once blocks are expanded", span or self.last_span,
+            )
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    @contextlib.contextmanager
+    def repeating(self, times: int, span: Span, what: str):
+        self.repeats.append([times, -1, span, what])
+        try:
+            yield
+        finally:
+            self.repeats.pop()
+
+    def next_pass(self, span: Span) -> None:
+        self.repeats[-1][1] += 1
+        self.step(span)
+
+    def step(self, span: Span) -> None:
+        self.steps += 1
+        self.last_span = span
+        if self.steps > MAX_EXPANSION_STEPS:
+            raise CnnError(
+                f"expanding this model takes more than {MAX_EXPANSION_STEPS:,} steps (statements, block calls "
+                f"and passes of repeats){self._arithmetic()}; a model this large is almost certainly a mistake", span,
+            )
+
+    def add_layer(self, span: Span) -> None:
+        """Count one layer; fail now when the repetitions around it will certainly repeat it past
+        the limit (every remaining pass of a repetition expands its body again, this layer included)."""
+        self.layers += 1
+        still_to_come, inner = 0, 1
+        for times, done, _, _ in reversed(self.repeats):
+            still_to_come += (times - done - 1) * inner
+            inner *= times
+        if self.layers + still_to_come > MAX_LAYERS:
+            total = f"{self.layers + still_to_come:,}"
+            raise CnnError(
+                f"this model expands to at least {total} layers{self._arithmetic()}; "
+                f"a model may have at most {MAX_LAYERS:,}", span,
+            )
+
+    def _arithmetic(self) -> str:
+        if not self.repeats:
+            return f" ({self.layers:,} layers so far, through blocks that call blocks)"
+        product = " × ".join(f"{what} {times:,} (line {span.line})" for times, _, span, what in self.repeats)
+        copies = math.prod(times for times, _, _, _ in self.repeats)
+        return f": {product} = {copies:,} copies of the layer here"
 
 
 def _signature(definition: s.BlockDef, env: dict[str, Any]) -> str:

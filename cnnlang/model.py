@@ -9,14 +9,14 @@ from typing import Iterable
 import networkx as nx
 
 from . import ir
-from .errors import CnnError
+from .errors import CnnError, UsageError
 from .loader import load_program, load_program_text
 from .lower import check_blocks, lower
 from .passes import run_pipeline
 from .resources import zoo_dir
 
 
-class ModelNotFound(Exception):
+class ModelNotFound(UsageError):
     """MODEL names neither a file nor a zoo model (a usage error, not a model error)."""
 
 
@@ -153,7 +153,8 @@ def load(
     else:
         path = resolve(model)
         program = load_program(path)
-        source = f"zoo/{path.name}" if path.parent == zoo_dir() else str(path)
+        in_zoo = path.is_relative_to(zoo_dir())  # zoo/lecture/ models too
+        source = f"zoo/{path.relative_to(zoo_dir()).as_posix()}" if in_zoo else str(path)
     graph = run_pipeline(lower(program, input_shape))
     error = ir.first_error(graph)
     if error is not None and not keep_going:

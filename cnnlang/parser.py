@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Iterator
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import syntax as s
@@ -316,6 +316,27 @@ def _syntax_error(error: UnexpectedInput, file: str, text: str) -> CnnError:
     return CnnError(f"syntax error: {error}", Span(file, getattr(error, "line", 1) or 1, getattr(error, "column", 1) or 1))
 
 
+# The deepest parse tree accepted. Every walk over the syntax (the transformer, evaluation,
+# lowering) recurses once per level, so this keeps them far from Python's recursion limit; the
+# zoo's deepest file is 13 levels.
+MAX_NESTING = 100
+
+
+def _check_nesting(tree: Tree, file: str) -> None:
+    """Refuse a parse tree deeper than MAX_NESTING, at the first node past the limit (iterative,
+    so the check itself cannot overflow the stack)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise CnnError(
+                f"nested too deeply: brackets, operators, blocks and branches here are more than "
+                f"{MAX_NESTING} levels deep; split the expression or move the inner part into a block",
+                _span(file, node.meta) if not node.meta.empty else Span(file, 1, 1),
+            )
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
 def parse(text: str, file: str = "<string>") -> s.Module:
     """Parse .cnn source text; raises :class:`CnnError` on a syntax error."""
     remember_source(file, text)
@@ -323,6 +344,7 @@ def parse(text: str, file: str = "<string>") -> s.Module:
         tree = _lark().parse(text)
     except UnexpectedInput as error:
         raise _syntax_error(error, file, text) from None
+    _check_nesting(tree, file)
     try:
         return _ToSyntax(file).transform(tree)
     except VisitError as error:

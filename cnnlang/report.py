@@ -115,6 +115,10 @@ def to_json(model: Model) -> dict[str, Any]:
 
 
 def human(number: float, unit: str = "") -> str:
+    if abs(number) >= 1e15:
+        # Integer counts of absurd models exceed what a float holds; the digit count still says it.
+        exponent = len(str(abs(int(number)))) - 1 if abs(number) < 10**4000 else None
+        return f"about 10^{exponent} {unit}".rstrip() if exponent is not None else f"more than 10^4000 {unit}".rstrip()
     for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(number) >= scale:
             return f"{number / scale:.2f} {suffix}{unit}"

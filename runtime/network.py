@@ -102,6 +102,7 @@ class Network:
                 optimised.graph, self.dtype, {s.node: s.op for s in self.plan.steps}, self.backend
             )
         self._source_hash: str | None = None
+        self.load_notes: list[str] = []  # what the last load converted (float16 to float32, say)
         self._stale = False
         self._last_plan: Plan | InferencePlan | None = None
 
@@ -272,13 +273,21 @@ class Network:
             problems.append(f"missing {len(missing)}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
         if unexpected:
             problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+        converted: dict[str, int] = {}
         for name in sorted(set(state) & set(arrays)):
             if arrays[name].shape != state[name].shape:
                 problems.append(
                     f"{name} is {format_shape(arrays[name].shape)} in the file, {format_shape(state[name].shape)} in the model"
                 )
+            if arrays[name].dtype.kind != "f":
+                # An integer or boolean "weight" is a damaged or foreign file, not a value to round.
+                problems.append(f"{name} is {arrays[name].dtype} in the file; parameters and buffers must be floats")
+            elif arrays[name].dtype != self.dtype:
+                converted[str(arrays[name].dtype)] = converted.get(str(arrays[name].dtype), 0) + 1
         if problems:
             raise WeightsError(f"{source} does not fit model '{self.model.name}': " + "; ".join(problems))
         for name, value in arrays.items():
             state[name][...] = value
+        self.load_notes = [f"{source}: {count} array(s) of {dtype} converted to {self.dtype}"
+                           for dtype, count in sorted(converted.items())]
         self._stale = True

@@ -75,6 +75,11 @@ def load_weights(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files if not k.startswith("__meta__.")}
             metadata = {k[len("__meta__."):]: str(archive[k]) for k in archive.files if k.startswith("__meta__.")}
+        for name, value in arrays.items():
+            # A member not stored as .npy comes back as raw bytes (a pickle, say): never interpreted.
+            if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+                what = f"{value.dtype} array" if isinstance(value, np.ndarray) else "not a .npy array"
+                raise WeightsError(f"{path}: member '{name}' is {what}; weight files hold numeric arrays only")
         return arrays, metadata
     except WeightsError:
         raise

@@ -30,6 +30,7 @@ def test_wheel_contains_data_and_runtime(wheel):
     assert "cnnlang/grammars/cnn.lark" in names
     assert "cnnlang/zoo/resnet50.cnn" in names
     assert "cnnlang/zoo/resnet_blocks.cnn" in names
+    assert {"cnnlang/zoo/lecture/moving_average.cnn", "cnnlang/zoo/lecture/sample.png"} <= names
     assert "cnnlang/runtime/__init__.py" in names
     assert not any(name.startswith("runtime/") for name in names), "runtime must not be a top-level module"
 

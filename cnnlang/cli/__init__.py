@@ -9,8 +9,8 @@ import sys
 
 from ..environment import tune_threads
 from ..errors import CnnError, UsageError
-from ..model import ModelNotFound
-from .common import emit_error
+from ..files import file_system_problem
+from .common import emit_error, emit_usage_error
 
 SUBCOMMANDS = ("check", "summary", "render", "passes", "zoo", "run", "bench", "train", "eval", "plot")
 
@@ -48,13 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     except CnnError as error:
         emit_error(error)
         return EXIT_MODEL_ERROR
-    except (ModelNotFound, UsageError, FileExistsError) as error:
-        print(f"cnnlang: error: {error}", file=sys.stderr)
+    except (UsageError, FileExistsError) as error:
+        # The one path for usage errors: every subcommand raises UsageError (or a subclass).
+        emit_usage_error(str(error))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as error:
+        # The file system said no (disk full, read-only, permission): say what and where.
+        emit_usage_error(file_system_problem(error))
+        return EXIT_USAGE
     except Exception as error:  # noqa: BLE001 - the user gets a sentence, never a traceback
         if os.environ.get("CNNLANG_DEBUG"):
             raise

@@ -18,6 +18,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import UsageError
 from ..model import Model
 from ..passes.optimise import PASS_NAMES
 from .common import add_model_argument, add_pass_options, load_model, selected_passes
@@ -99,7 +100,7 @@ def _per_layer(run_once, repeat: int) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.repeat < 1:
-        raise SystemExit("cnnlang bench: error: --batch and --repeat must be at least 1")
+        raise UsageError("--batch and --repeat must be at least 1")
     passes = selected_passes(args)
     model = load_model(args)
     result = measure(model, args.batch, args.train, args.repeat, args.seed, args.dtype)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..errors import CnnError
-from ..model import ModelNotFound, check
-from .common import emit_error
+from ..errors import CnnError, UsageError
+from ..model import check
+from .common import emit_error, emit_usage_error
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -27,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         except CnnError as error:
             emit_error(error)
             status = max(status, 1)
-        except ModelNotFound as error:
-            print(f"cnnlang: error: {error}", file=sys.stderr)
+        except UsageError as error:
+            emit_usage_error(str(error))
             status = 2
     return status

@@ -6,13 +6,18 @@ import argparse
 import re
 import sys
 
-from ..errors import CnnError, render
+from ..errors import CnnError, printable, render
 from ..model import Model, load
 
 
 def emit_error(error: CnnError) -> None:
     for each in [error, *error.others]:
         print(render(each), file=sys.stderr)
+
+
+def emit_usage_error(message: str) -> None:
+    """The one form of a usage error (exit status 2): ``cnnlang: error: ...`` on one line."""
+    print(f"cnnlang: error: {printable(message)}", file=sys.stderr)
 
 
 def input_size(text: str) -> tuple[int, ...]:

@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     network = model.build()
     metadata = network.load(args.weights)
+    for note in network.load_notes:
+        print(f"note: {note}", file=sys.stderr)
     dataset = load_dataset(args.data, args.split, data_dir=args.data_dir, download=not args.no_download)
     if model.output_shape[0] != len(dataset.classes):  # before fitting, which may be large
         raise WeightsError(f"model '{model.name}' outputs {model.output_shape[0]} scores but the data has {len(dataset.classes)} classes")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import write_atomically
 from ..train.config import METRICS  # not the trainer: `cnnlang --help` should not load the runtime
 
 
@@ -87,8 +88,8 @@ def draw(steps: list[dict], epochs: list[dict], output: Path, title: str) -> Non
         axes.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    temporary = output.with_name(f".{output.name}.tmp.png")
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    temporary.replace(output)
+    try:
+        write_atomically(output, lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
+    finally:
+        plt.close(figure)
 

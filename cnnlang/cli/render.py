@@ -12,15 +12,15 @@ from pathlib import Path
 
 from .. import ir
 from ..render import (
-    FORMATS, RANKDIRS, GraphvizFailed, GraphvizNotFound, RenderError, dot_executable, format_for, run_dot, to_dot,
+    FORMATS, RANKDIRS, GraphvizNotFound, RenderError, dot_executable, format_for, run_dot, to_dot,
 )
+from ..errors import UsageError
+from ..files import write_bytes_atomically
 from ..model import Model
 from ..passes.optimise import optimise
 from .common import add_model_argument, add_pass_options, emit_error, load_model, selected_passes
 
 EXIT_MODEL_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 3
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -48,43 +48,30 @@ def add_parser(commands) -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str, status: int = EXIT_USAGE) -> int:
-    print(f"cnnlang render: error: {message}", file=sys.stderr)
-    return status
-
-
 def run(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 1:
-        return _fail("--depth must be at least 1")
+        raise UsageError("--depth must be at least 1")
     output = Path(args.output)
-    try:
-        fmt = format_for(output)
-        # Usage problems first, before the model is compiled.
-        if output.exists() and not args.force:
-            raise RenderError(f"'{output}' exists; use --force to overwrite it")
-        if output.is_dir():
-            raise RenderError(f"'{output}' is a directory")
-        if not output.parent.is_dir():
-            raise RenderError(f"cannot write '{output}': no directory '{output.parent}'")
-        if fmt != "dot" and dot_executable() is None:
-            raise GraphvizNotFound(fmt)
-        passes = selected_passes(args)
-        model = load_model(args, keep_going=True)  # errors outside shape inference still raise
-        if passes and ir.first_error(model.graph) is None:  # a broken model is drawn as written
-            model = Model(optimise(model.graph, passes), model.source)
-        text = to_dot(model, depth=args.depth, rankdir=args.rankdir, highlight=args.highlight, legend=args.legend)
-        data = text.encode("utf-8") if fmt == "dot" else run_dot(text, fmt)
-    except RenderError as error:
-        return _fail(str(error))
-    except GraphvizFailed as error:
-        return _fail(f"{error}\nThis is a bug in cnnlang's diagram; please report it with the model.", EXIT_INTERNAL)
-    try:
-        output.write_bytes(data)
-    except OSError as error:
-        return _fail(f"cannot write '{output}': {error.strerror or error}")
+    fmt = format_for(output)
+    # Usage problems first, before the model is compiled.
+    if output.exists() and not args.force:
+        raise RenderError(f"'{output}' exists; use --force to overwrite it")
+    if output.is_dir():
+        raise RenderError(f"'{output}' is a directory")
+    if not output.parent.is_dir():
+        raise RenderError(f"cannot write '{output}': no directory '{output.parent}'")
+    if fmt != "dot" and dot_executable() is None:
+        raise GraphvizNotFound(fmt)
+    passes = selected_passes(args)
+    model = load_model(args, keep_going=True)  # errors outside shape inference still raise
+    if passes and ir.first_error(model.graph) is None:  # a broken model is drawn as written
+        model = Model(optimise(model.graph, passes), model.source)
+    text = to_dot(model, depth=args.depth, rankdir=args.rankdir, highlight=args.highlight, legend=args.legend)
+    data = text.encode("utf-8") if fmt == "dot" else run_dot(text, fmt)
+    write_bytes_atomically(output, data)
     error = ir.first_error(model.graph)
     if error is not None:
         emit_error(error)
-        print(f"cnnlang render: wrote '{output}', drawn up to the error", file=sys.stderr)
+        print(f"cnnlang: wrote '{output}', drawn up to the error", file=sys.stderr)
         return EXIT_MODEL_ERROR
     return 0

@@ -8,9 +8,11 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import UsageError
 from ..layers import format_shape
 from ..report import human, peak_memory_line, rows, to_json
 from .common import add_model_argument, load_model
+from .totals import add_totals_options, compare, print_by_op
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -22,12 +24,15 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--depth", type=int, metavar="N", help="fold blocks nested deeper than N into one row (1: top-level blocks)")
     parser.add_argument("--explain", action="store_true", help="show the output-size arithmetic of each layer")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_totals_options(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 1:
-        raise SystemExit("cnnlang summary: error: --depth must be at least 1")
+        raise UsageError("--depth must be at least 1")
+    if args.others:
+        return compare(args)
     model = load_model(args)
     if args.json:
         print(json.dumps(to_json(model), indent=2))
@@ -75,4 +80,6 @@ def run(args: argparse.Namespace) -> int:
         f"activations per example: {totals['activations']:,} values = {human(totals['activation_bytes'], 'B')} in float32\n"
         + peak_memory_line(model.optimise().graph.graph["memory"])
     )
+    if args.by_op:
+        print_by_op(model, console)
     return 0

@@ -74,7 +74,14 @@ def _read_members(archive: Path, wanted: set[str]) -> dict[str, bytes]:
     """The regular-file members of ``archive`` whose base names are wanted, read into memory."""
     found: dict[str, bytes] = {}
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        tar = tarfile.open(archive, "r:*")
+    except tarfile.ReadError:
+        # Its own message lists every compression it tried, one line each.
+        raise DataError(f"{archive.name}: not a tar archive (plain, gzip, bzip2 or xz); download it again") from None
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise DataError(f"{archive.name}: cannot read the tar archive ({error}); download it again") from None
+    try:
+        with tar:
             for member in tar:
                 base = PurePosixPath(member.name).name
                 if member.isfile() and base in wanted and base not in found:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..images import SUFFIXES, UnreadableImage, fit_size, open_image
+from ..images import SUFFIXES, UnreadableImage, fit_size, open_header, open_image
 from .errors import DataError
 
 IMAGE_SUFFIXES = set(SUFFIXES)
@@ -84,11 +84,11 @@ def _choose_mode(paths: list[Path], channels: int | None) -> str:
         return "L" if channels == 1 else "RGB"
     for path in paths:
         try:
-            with Image.open(path) as image:  # lazy: reads the header only
+            with open_header(path) as image:  # the header only
                 if image.mode not in GREY_MODES:
                     return "RGB"
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-            raise DataError(f"{path}: not a readable image ({error})") from None
+        except UnreadableImage as error:
+            raise DataError(str(error)) from None
     return "L"
 
 

@@ -7,11 +7,14 @@ dimension, then the values in row-major order (big-endian for multi-byte types).
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ..files import write_bytes_atomically
 from .errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -28,22 +31,51 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _CODES = {dtype.newbyteorder("=") if dtype.itemsize > 1 else dtype: code for code, dtype in IDX_DTYPES.items()}
 
 
+# The largest IDX content read (decompressed), far above MNIST's 47 MB and EMNIST's 550 MB: a
+# gzip bomb posing as IDX is refused by its header's sizes before it is inflated.
+MAX_IDX_BYTES = 1 << 30
+
+
 def read_bytes(path: Path) -> tuple[bytes, bool]:
     """The file's content, decompressed when it is a gzip stream (detected by its magic bytes);
-    the flag says whether it was compressed."""
+    the flag says whether it was compressed. Never more than the IDX header declares, nor more
+    than MAX_IDX_BYTES."""
     try:
+        if path.stat().st_size > MAX_IDX_BYTES:
+            raise DataError(f"{path.name}: {path.stat().st_size:,} bytes, more than the {MAX_IDX_BYTES:,} an IDX file may have")
         raw = path.read_bytes()
     except OSError as error:
         raise DataError(f"{path}: cannot read: {error.strerror or error}") from None
     if not raw.startswith(GZIP_MAGIC):
         return raw, False
     try:
-        return gzip.decompress(raw), True
+        return _inflate(raw, path.name), True
     except EOFError:
         raise DataError(f"{path.name}: truncated gzip stream: the compressed data ends early "
                         f"({len(raw):,} bytes); download the file again") from None
     except (OSError, zlib.error) as error:
         raise DataError(f"{path.name}: corrupt gzip stream ({error}); download the file again") from None
+
+
+def _inflate(raw: bytes, name: str) -> bytes:
+    """Decompress no further than the sizes in the IDX header (read first) say the data ends."""
+    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+        data = stream.read(4)
+        if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in IDX_DTYPES:
+            return data  # not IDX: parse_idx says what is wrong with these bytes
+        data += stream.read(4 * data[3])
+        if len(data) < 4 + 4 * data[3]:
+            return data
+        dims = np.frombuffer(data, dtype=">u4", count=data[3], offset=4)
+        expected = len(data) + math.prod(int(d) for d in dims) * IDX_DTYPES[data[2]].itemsize
+        if expected > MAX_IDX_BYTES:
+            raise DataError(f"{name}: the IDX header declares {_shape_text(tuple(int(d) for d in dims))} values "
+                            f"({expected:,} bytes), more than the {MAX_IDX_BYTES:,} an IDX file may hold")
+        data += stream.read(expected - len(data))
+        if len(data) == expected and stream.read(1):
+            raise DataError(f"{name}: the gzip stream holds more than the {expected:,} bytes its IDX header "
+                            "declares; the file is damaged or not what its name says")
+        return data
 
 
 def _shape_text(dims: tuple[int, ...]) -> str:
@@ -103,4 +135,4 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None)
     data = header + np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
     if compress if compress is not None else path.suffix == ".gz":
         data = gzip.compress(data)
-    path.write_bytes(data)
+    write_bytes_atomically(path, data)

@@ -18,6 +18,8 @@ from typing import Iterable, TYPE_CHECKING
 import graphviz
 
 from .. import ir
+from ..errors import UsageError
+from ..files import write_bytes_atomically
 from . import dot as _dot
 from .view import View, build
 
@@ -33,7 +35,7 @@ INSTALL_HINT = (
 )
 
 
-class RenderError(Exception):
+class RenderError(UsageError):
     """A usage problem (unknown format, existing file, unknown layer name, no Graphviz)."""
 
 
@@ -163,7 +165,7 @@ def render(
         raise GraphvizNotFound(fmt)
     text = to_dot(model, **options)
     data = text.encode("utf-8") if fmt == "dot" else run_dot(text, fmt)
-    path.write_bytes(data)
+    write_bytes_atomically(path, data)
     return path
 
 

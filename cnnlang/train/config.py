@@ -99,6 +99,8 @@ class TrainConfig:
             problems.append("--crop must be 0 or more pixels")
         if self.limit is not None and self.limit < 1:
             problems.append("--limit must be at least 1")
+        if self.log_every < 1:
+            problems.append("--log-every must be at least 1 step")
         if problems:
             from cnnlang.errors import UsageError
 

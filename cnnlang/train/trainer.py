@@ -9,7 +9,9 @@ run stopped anywhere and resumed computes the same numbers as one that never sto
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +20,11 @@ from typing import Callable
 import numpy as np
 
 import cnnlang
-from cnnlang.data import Augment, Batches, Dataset, Normalizer, load_dataset, split_validation
+from cnnlang.data import Augment, Batches, DataError, Dataset, Normalizer, load_dataset, split_validation
 from cnnlang.errors import UsageError
-from cnnlang.files import write_text_atomically
+from cnnlang.files import file_system_problem, remove_temporaries, write_text_atomically
 
-from .checkpoint import Checkpoint, check_source, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, check_fields, check_source, load_checkpoint, save_checkpoint
 from .config import BEST, CHECKPOINT, CONFIG, LAST, METRICS, TrainConfig
 from .evaluate import Evaluation, evaluate
 from .losses import softmax_cross_entropy
@@ -101,7 +103,18 @@ def prepare_data(config: TrainConfig, input_shape: tuple[int, ...], classes: int
         val = load_dataset(config.data, "test", data_dir=config.data_dir, download=config.download)
         val = val.fitted(input_shape)
         val_name = "test"
+    _check_examples(train, "training", classes)
+    _check_examples(val, val_name, classes)
     return Data(train, val, val_name, normalizer or Normalizer.from_images(train.images))
+
+
+def _check_examples(dataset: Dataset, role: str, classes: int) -> None:
+    """Each split a run uses holds examples, all labelled with one of the model's classes."""
+    if len(dataset) == 0:
+        raise DataError(f"{dataset.name}: the {role} split holds no examples")
+    if dataset.labels.max() >= classes:
+        raise DataError(f"{dataset.name}: the {role} split has label {dataset.labels.max()}, but the model "
+                        f"outputs {classes} scores (labels 0-{classes - 1})")
 
 
 class Trainer:
@@ -113,6 +126,8 @@ class Trainer:
         self.hooks = hooks or Hooks()
         checkpoint_path = self.out / CHECKPOINT
         checkpoint = None
+        if self.out.is_dir():  # what a run killed while writing left behind
+            remove_temporaries(self.out, (CHECKPOINT, BEST, LAST, CONFIG, METRICS))
         if resume:
             if not checkpoint_path.is_file():
                 raise TrainingError(f"{checkpoint_path}: no checkpoint to resume from")
@@ -121,6 +136,7 @@ class Trainer:
             raise TrainingError(f"{self.out} already holds a run; resume it with --resume, or pass --force to start over there")
         self.model = cnnlang.load(config.model, input_shape=config.input)
         self._check_output()
+        self._check_batchnorm_batches()
         # Training runs the graph as written; validation (eval mode) runs the optimised one.
         self.network = self.model.build(seed=config.seed, dtype=config.dtype, passes="all")
         normalizer = Normalizer.from_state(checkpoint.state["normalizer"]) if checkpoint else None
@@ -139,9 +155,10 @@ class Trainer:
         if checkpoint is not None:
             self._restore(checkpoint, checkpoint_path)
         else:
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_text_atomically(self.out / CONFIG, json.dumps(self.config.to_json(), indent=2) + "\n")
-            write_text_atomically(self.out / METRICS, "")
+            with self._writing(self.out):
+                self.out.mkdir(parents=True, exist_ok=True)
+                write_text_atomically(self.out / CONFIG, json.dumps(self.config.to_json(), indent=2) + "\n")
+                write_text_atomically(self.out / METRICS, "")
 
     # -- checks
     def _check_output(self) -> None:
@@ -149,12 +166,30 @@ class Trainer:
         if len(shape) != 1:
             raise TrainingError(f"model '{self.model.name}' outputs {'x'.join(map(str, shape))}; classification needs one score per class (end with fc)")
 
+    def _check_batchnorm_batches(self) -> None:
+        """A batchnorm that sees one value per channel per example (after fc, or on a 1x1 map)
+        normalises over the batch alone, which needs two examples or more in every batch."""
+        graph = self.model.graph
+        self.single_value_batchnorms = [
+            node for node in graph if graph.nodes[node]["op"] == "batchnorm"
+            and math.prod(graph.nodes[graph.nodes[node]["inputs"][0]]["shape"][1:]) == 1
+        ]
+        if self.single_value_batchnorms and self.config.batch_size < 2:
+            node = self.single_value_batchnorms[0]
+            shape = "x".join(map(str, graph.nodes[graph.nodes[node]["inputs"][0]]["shape"]))
+            raise TrainingError(
+                f"batchnorm '{node}' (line {graph.nodes[node]['span'].line}) gets one value per channel from each "
+                f"example (its input is {shape}), so in training it normalises over the batch and needs --batch 2 or more"
+            )
+
     # -- the loop
     def batches(self, epoch: int, start: int = 0) -> Batches:
         c = self.config
+        # With such a batchnorm, a last batch of a single example is dropped (PyTorch's drop_last).
+        drop_last = bool(self.single_value_batchnorms) and len(self.data.train) % c.batch_size == 1
         return Batches(
             self.data.train, c.batch_size, shuffle=True, seed=c.seed, epoch=epoch, normalizer=self.data.normalizer,
-            augment=Augment(c.crop, c.flip), dtype=self.network.dtype, start_batch=start,
+            augment=Augment(c.crop, c.flip), dtype=self.network.dtype, start_batch=start, drop_last=drop_last,
         )
 
     def run(self) -> dict | None:
@@ -238,8 +273,18 @@ class Trainer:
             net.train()
 
     # -- files
+    @contextlib.contextmanager
+    def _writing(self, path: Path):
+        """A full disk, a read-only folder or a permission problem stops training with one
+        line; files are written atomically, so the last good checkpoint stays as it was."""
+        try:
+            yield
+        except OSError as error:
+            raise TrainingError(f"cannot write {file_system_problem(error, path)}. Training stopped; "
+                                f"the last good checkpoint is {self._last_good()}") from None
+
     def _log(self, record: dict) -> None:
-        with open(self.out / METRICS, "a", encoding="utf-8") as handle:
+        with self._writing(self.out / METRICS), open(self.out / METRICS, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def _state(self) -> dict:
@@ -252,11 +297,13 @@ class Trainer:
         }
 
     def _save_checkpoint(self) -> None:
-        save_checkpoint(self.out / CHECKPOINT, self.network, self.optimizer.state_arrays(), self._state())
+        with self._writing(self.out / CHECKPOINT):
+            save_checkpoint(self.out / CHECKPOINT, self.network, self.optimizer.state_arrays(), self._state())
 
     def _save_weights(self, name: str) -> None:
         """A plain weight file for `run`/`eval`, with the normalisation training used."""
-        self.network.save(self.out / name, overwrite=True, metadata={"normalizer": json.dumps(self.data.normalizer.state())})
+        with self._writing(self.out / name):
+            self.network.save(self.out / name, overwrite=True, metadata={"normalizer": json.dumps(self.data.normalizer.state())})
 
     def _last_good(self) -> str:
         path = self.out / CHECKPOINT
@@ -274,6 +321,7 @@ class Trainer:
             self.schedule.load_state(state["schedule"])
         except ValueError as error:
             raise TrainingError(f"{path}: {error}") from None
+        check_fields(state["progress"], Progress, "progress", path)
         self.progress = Progress(**state["progress"])
         _truncate_log(self.out / METRICS, self.progress.step)
 

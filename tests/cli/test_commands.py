@@ -58,7 +58,7 @@ def test_check_missing_file_is_a_usage_error(files, capsys):
 def test_binary_file_is_a_clear_error(files, capsys):
     (files / "weights.cnn").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
     assert main(["check", "weights.cnn"]) == 1
-    assert "not a text file" in capsys.readouterr().err
+    assert "weights.cnn:1:1: error: byte 0x89 is not UTF-8 text" in capsys.readouterr().err
 
 
 def test_bad_input_size_is_a_usage_error(files, capsys):

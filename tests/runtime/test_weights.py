@@ -68,3 +68,60 @@ def test_unknown_suffix_and_missing_file(tmp_path):
         load_weights(tmp_path / "w.pt")
     with pytest.raises(WeightsError, match="no such weight file"):
         load_weights(tmp_path / "w.npz")
+
+
+# ---- hostile weight files (issue 17) --------------------------------------------------------
+
+
+def _lenet_state(dtype):
+    import cnnlang
+
+    network = cnnlang.load("lenet5").build(dtype=dtype)
+    return network, {k: v.copy() for k, v in network.state().items()}
+
+
+@pytest.mark.parametrize("bad", [np.int64, np.uint8, np.bool_])
+def test_a_non_float_weight_is_refused(tmp_path, bad):
+    from safetensors.numpy import save_file
+
+    network, state = _lenet_state("float32")
+    name = next(iter(state))
+    state[name] = state[name].astype(bad)
+    save_file(state, str(tmp_path / "w.safetensors"))
+    with pytest.raises(WeightsError, match=f"{name} is {np.dtype(bad)} in the file; parameters and buffers must be floats"):
+        network.load(tmp_path / "w.safetensors")
+
+
+def test_castable_floats_are_converted_with_a_note(tmp_path):
+    from safetensors.numpy import save_file
+
+    network, state = _lenet_state("float32")
+    save_file({k: v.astype(np.float16) for k, v in state.items()}, str(tmp_path / "w.safetensors"))
+    network.load(tmp_path / "w.safetensors")
+    assert network.load_notes == [f"{tmp_path / 'w.safetensors'}: {len(state)} array(s) of float16 converted to float32"]
+    name = next(iter(state))
+    np.testing.assert_array_equal(network.state()[name], state[name].astype(np.float16).astype(np.float32))
+
+
+def test_an_npz_member_that_is_a_raw_pickle_is_refused(tmp_path):
+    import pickle
+    import zipfile
+
+    network, state = _lenet_state("float32")
+    path = tmp_path / "w.npz"
+    np.savez(path, **state)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("payload", pickle.dumps({"a": 1}))
+    with pytest.raises(WeightsError, match="member 'payload' is not a .npy array"):
+        network.load(path)
+
+
+def test_run_prints_the_conversion_note(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    from cnnlang.cli import main
+
+    _, state = _lenet_state("float32")
+    save_file({k: v.astype(np.float64) for k, v in state.items()}, str(tmp_path / "w.safetensors"))
+    assert main(["run", "lenet5", "--weights", str(tmp_path / "w.safetensors"), "--repeat", "0"]) == 0
+    assert "note: " in capsys.readouterr().err

@@ -1,0 +1,40 @@
+"""The hostile-input invariant for check, summary and render: every saved crasher replays clean,
+and a fixed-budget fuzzing run (CNNLANG_FUZZ_SECONDS, default 100) finds nothing new."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fuzz.harness import CORPUS, Worker, check_input, fuzz, violations
+
+
+@pytest.fixture(scope="module")
+def worker():
+    worker = Worker()
+    yield worker
+    worker.close()
+
+
+@pytest.mark.parametrize("crasher", sorted(CORPUS.glob("*.cnn")), ids=lambda path: path.stem)
+def test_every_saved_crasher_now_meets_the_invariant(crasher: Path, worker, tmp_path):
+    assert check_input(worker, crasher.read_bytes(), tmp_path) == {}
+
+
+def test_the_invariant_catches_what_it_should():
+    assert violations(3, "cnnlang: internal error: RecursionError", 0.1, 1000)
+    assert violations(1, "f.cnn:1:1: error: x\n\x1b[0m stray\n", 0.1, 1000)
+    assert violations(0, "", 6.0, 1000)
+    assert violations(0, "", 0.1, 2 * 1024 * 1024)
+    assert violations(1, "", 0.1, 1000)
+    located = "f.cnn:2:3: error: expected a name\n    2 |  conv(\n      |  ^~~~\nerror: f.cnn: empty\n"
+    assert violations(1, located, 0.1, 1000) == []
+    assert violations(2, "cnnlang: error: no file or zoo model named 'x'\n", 0.1, 1000) == []
+
+
+def test_fuzzing_for_a_fixed_budget_finds_nothing():
+    stats = fuzz(float(os.environ.get("CNNLANG_FUZZ_SECONDS", "100")), report=lambda line: None)
+    assert stats["inputs"] > 0
+    assert stats["crashers"] == [], f"saved in {CORPUS}: {stats['crashers']}"
