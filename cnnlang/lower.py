@@ -91,12 +91,17 @@ class _Lowering:
         self.active: list[str] = []  # blocks being instantiated, to catch recursion
         self.shapes: dict[str, tuple[int, ...] | None] = {}
         self.explicit_outputs: list[str] | None = None
+        # Errors of statements that failed; lowering goes on with the next statement, as a
+        # compiler does, so one mistake does not hide the next.
+        self.errors: list[CnnError] = []
 
     # -- entry
     def run(self) -> nx.DiGraph:
         network = self.program.module.network
         scope = _Scope((), {}, {}, self.program.blocks, (), set(_labels(network.body)))
         current = self.body(network.body, scope, None, network=True)
+        if self.errors:
+            return self.graph
         if self.graph.graph["input"] is None:
             raise CnnError(f"network '{network.name}' declares no input; start it with e.g. 'input 3x224x224'", network.span)
         if self.explicit_outputs is not None:
@@ -110,13 +115,37 @@ class _Lowering:
     # -- statements
     def body(self, stmts: list[s.Stmt], scope: _Scope, current: str | None, network: bool = False) -> str | None:
         for position, stmt in enumerate(stmts):
-            if isinstance(stmt, s.InputStmt):
-                current = self.input(stmt, scope, network, position)
-            elif isinstance(stmt, s.OutputStmt):
-                self.outputs(stmt, scope, network)
-            else:
-                current = self.chain(stmt, scope, current)
+            try:
+                if isinstance(stmt, s.InputStmt):
+                    current = self.input(stmt, scope, network, position)
+                elif isinstance(stmt, s.OutputStmt):
+                    self.outputs(stmt, scope, network)
+                else:
+                    current = self.chain(stmt, scope, current)
+            except CnnError as error:
+                current = self.failed(stmt, scope, current, error)
         return current
+
+    def failed(self, stmt: s.Stmt, scope: _Scope, current: str | None, error: CnnError) -> str:
+        """Record the error of a statement and stand a placeholder for what it would have made:
+        the placeholder has no shape, so nothing computed from it is checked (and no error
+        follows from the first one), while independent statements still are."""
+        for call, block in reversed(list(zip(scope.call_stack, self.block_names(scope.path)))):
+            error.with_note(call, f"in block '{block}' used here")
+        if not any(e.span == error.span and e.message == error.message for e in self.errors):
+            self.errors.append(error)  # once, though a broken block may be used many times
+        inputs = [current] if current is not None else []
+        placeholder = ir.add_layer(self.graph, scope.node_id(f"error!{len(self.graph)}"), "error", None,
+                                   inputs, stmt.span, scope.call_stack, scope.path)
+        for label in _labels([stmt]):
+            scope.names.setdefault(label, placeholder)
+        return placeholder
+
+    def block_names(self, path: tuple[str, ...]) -> list[str]:
+        """The block instantiated at each level of ``path`` (labelled groups are not blocks)."""
+        scopes = self.graph.graph["scopes"]
+        names = [scopes[path[:end]].block for end in range(1, len(path) + 1)]
+        return [name for name in names if name is not None]
 
     def input(self, stmt: s.InputStmt, scope: _Scope, network: bool, position: int) -> str:
         if not network:
@@ -296,8 +325,6 @@ class _Lowering:
         self.active.append(definition.name)
         try:
             output = self.body(definition.body, inner, inputs[0])
-        except CnnError as error:
-            raise error.with_note(call.span, f"in block '{definition.name}' used here") from None
         finally:
             self.active.pop()
         if label is not None:
@@ -408,7 +435,7 @@ class _Lowering:
                 continue
             stack.pop()
             if data["layer"] is None:
-                result = data["shape"]
+                result = data.get("shape")  # none for a failed statement's placeholder
             else:
                 inputs = [self.shapes[i] for i in data["inputs"]]
                 try:
@@ -432,7 +459,9 @@ def _signature(definition: s.BlockDef, env: dict[str, Any]) -> str:
 
 def check_blocks(program: Program) -> None:
     """Check what can be checked of blocks without instantiating them: every layer or block they
-    call exists. (Shapes need arguments and an input, so a network that uses them is needed.)"""
+    call exists. (Shapes need arguments and an input, so a network that uses them is needed.)
+    Every unknown name is reported, the first raised with the others in ``others``."""
+    errors = []
     for bound in program.blocks.values():
         if bound.definition.span.file != program.module.file:
             continue
@@ -440,10 +469,21 @@ def check_blocks(program: Program) -> None:
             if isinstance(call, s.Call) and call.name not in REGISTRY and call.name not in bound.namespace:
                 known = sorted(set(REGISTRY) | set(bound.namespace))
                 hint = difflib.get_close_matches(call.name, known, n=1)
-                raise CnnError(
+                errors.append(CnnError(
                     f"unknown layer or block '{call.name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""),
                     call.span,
-                )
+                ))
+    if errors:
+        errors[0].others = errors[1:]
+        raise errors[0]
+
+
+def _use_site(error: CnnError) -> tuple[int, int]:
+    """Where the network meets this error: the outermost block call, or the error itself (for
+    reporting in file order)."""
+    calls = [note.span for note in error.notes if note.message.startswith("in block ") and note.span]
+    span = calls[-1] if calls else error.span
+    return (span.line, span.column) if span else (0, 0)
 
 
 def lower(program: Program, input_shape: tuple[int, ...] | None = None) -> nx.DiGraph:
@@ -453,4 +493,15 @@ def lower(program: Program, input_shape: tuple[int, ...] | None = None) -> nx.Di
             "this file defines no network (only blocks); add 'network NAME { input ... }'",
             Span(program.module.file, 1, 1),
         )
-    return _Lowering(program, input_shape).run()
+    lowering = _Lowering(program, input_shape)
+    graph = lowering.run()
+    if lowering.errors:
+        # The shape errors of what did lower are independent of these (the placeholders have
+        # no shape): report them too, after the structural ones.
+        from .passes.shapes import infer_shapes
+
+        errors = [*lowering.errors, *infer_shapes(graph).graph["errors"]]
+        first, *others = sorted(errors, key=_use_site)
+        first.others = others
+        raise first
+    return graph

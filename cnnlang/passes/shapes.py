@@ -54,8 +54,8 @@ def infer_shapes(graph: nx.DiGraph) -> nx.DiGraph:
         data.pop("error", None)
         data.pop("shape", None)
         inputs = [graph.nodes[i].get("shape") for i in data["inputs"]]
-        if any(shape is None for shape in inputs):
-            continue
+        if data["layer"] is None or any(shape is None for shape in inputs):
+            continue  # a layer after a failure, or lowering's placeholder for a failed statement
         try:
             data["shape"] = data["layer"].output_shape(inputs)
         except ShapeError as failure:

@@ -277,6 +277,57 @@ CASES = {
               | ^~~~~~~~~~~~~~~~~~~~
         """,
     ),
+    "every independent error, in file order, and none that follows from another": (
+        """
+        block stem(c) {
+            conv(c, 3x3, pad = 1) -> rleu
+        }
+        network n {
+            input 3x32x32
+            a: stem(8)
+            b: conv(8, 3x3, strid = 1)
+            from a -> fc(10) -> c: relu
+            from input -> conv(4, 64x64)
+            from input -> maxpool(2x2) -> fc(1, 2)
+            from nothing -> relu
+            output b, c
+        }
+        """,
+        """
+        model.cnn:2:30: error: unknown layer or block 'rleu'; did you mean 'relu'?
+            2 |     conv(c, 3x3, pad = 1) -> rleu
+              |                              ^~~~
+        model.cnn:6:8: note: in block 'stem' used here
+            6 |     a: stem(8)
+              |        ^~~~~~~
+        model.cnn:7:21: error: conv has no argument 'strid'; did you mean 'stride'?
+            7 |     b: conv(8, 3x3, strid = 1)
+              |                     ^~~~~~~~~
+        model.cnn:9:19: error: conv 'conv1': output height would be (32 - 64 + 2*0)/1 + 1 = -31: the 64-wide window does not fit the 32-wide padded input (input 3x32x32)
+            9 |     from input -> conv(4, 64x64)
+              |                   ^~~~~~~~~~~~~~
+        model.cnn:10:41: error: fc takes 1 positional argument(s) (units), got 2
+           10 |     from input -> maxpool(2x2) -> fc(1, 2)
+              |                                         ^
+        model.cnn:11:10: error: no tensor named 'nothing' here; label a layer with 'name: layer' to refer to it
+           11 |     from nothing -> relu
+              |          ^~~~~~~
+        """,
+    ),
+    "every unknown name in a file of blocks": (
+        """
+        block a(c) { conv(c, 3x3) -> rleu }
+        block b(c) { conv(c, 1x1) -> batchnrom }
+        """,
+        """
+        model.cnn:1:30: error: unknown layer or block 'rleu'; did you mean 'relu'?
+            1 | block a(c) { conv(c, 3x3) -> rleu }
+              |                              ^~~~
+        model.cnn:2:30: error: unknown layer or block 'batchnrom'; did you mean 'batchnorm'?
+            2 | block b(c) { conv(c, 1x1) -> batchnrom }
+              |                              ^~~~~~~~~
+        """,
+    ),
 }
 
 
