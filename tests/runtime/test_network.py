@@ -221,3 +221,11 @@ def test_forward_writes_into_out_when_asked():
     np.testing.assert_array_equal(out, net.forward(x))
     with pytest.raises(InputError, match=r"out must be a float64 array of 2x3x6x6, got float64 2x3x6x5"):
         net.forward(x, out=np.empty((2, 3, 6, 5)))
+
+
+def test_batchnorm_momentum_one_keeps_the_last_batch_statistics():
+    net = cnnlang.load("network b { input 3x4x4\n batchnorm(momentum = 1) }").build(dtype="float64").train()
+    x = np.random.default_rng(0).standard_normal((5, 3, 4, 4))
+    net.forward(x)
+    np.testing.assert_allclose(net.buffers["batchnorm1.running_mean"], x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(net.buffers["batchnorm1.running_var"], x.var(axis=(0, 2, 3), ddof=1), rtol=1e-12)
