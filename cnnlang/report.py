@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ir
+from .layers import format_shape
 from .model import Model
 
 
@@ -110,6 +111,15 @@ def to_json(model: Model) -> dict[str, Any]:
         "layers": layers,
         "blocks": blocks,
     }
+
+
+def outputs_text(model: Model) -> str:
+    """``output 1000``, or with several outputs each by name: ``outputs seg 2x8x8, cls 3``."""
+    graph = model.graph
+    names = graph.graph["outputs"]
+    if len(names) == 1:
+        return f"output {format_shape(graph.nodes[names[0]]['shape'])}"
+    return "outputs " + ", ".join(f"{name} {format_shape(graph.nodes[name]['shape'])}" for name in names)
 
 
 def human(number: float, unit: str = "") -> str:

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..layers import format_shape
 from ..passes.optimise import optimise
-from ..report import human, peak_memory_line, rows, to_json
+from ..report import human, outputs_text, peak_memory_line, rows, to_json
 from .common import add_model_argument, load_model
 
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     totals = model.totals
     frozen = totals["params"] - totals["trainable"]
     console.print(
-        f"input {format_shape(model.input_shape)} -> output {format_shape(model.output_shape)}\n"
+        f"input {format_shape(model.input_shape)} -> {outputs_text(model)}\n"
         f"params: {totals['params']:,} ({human(totals['params'])}); trainable {totals['trainable']:,}, "
         f"frozen {frozen:,}; buffers (batchnorm running statistics) {totals['buffers']:,}\n"
         f"MACs per example: {totals['macs']:,} ({human(totals['macs'])}; conv + fully connected, bias adds excluded)\n"

@@ -160,3 +160,29 @@ def test_bench_reports_conv_scratch(workdir, capsys):
     assert main(["bench", "tiny.cnn", "--batch", "2", "--repeat", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["workspace_bytes"] > 0 and result["optimised"]["workspace_bytes"] > 0
+
+
+TWO_OUTPUTS = """
+network two {
+    input 1x8x8
+    edge: conv(1, 3x3, pad = 1, weights = [[0, -1, 0], [-1, 4, -1], [0, -1, 0]])
+    seg: conv(2, 1x1)
+    from edge -> flatten -> cls: fc(3)
+    output seg, cls
+}
+"""
+
+
+def test_run_and_summary_show_every_output_and_which_weights_are_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "two.cnn").write_text(TWO_OUTPUTS)
+    assert main(["run", "two.cnn", "--repeat", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "weights written in the model: edge; random (He/Xavier, seed 0): seg, cls\n" in out
+    assert "output  1 x 2x8x8 ('seg')\n  values: mean" in out
+    assert "output  1 x 3 ('cls')\n  example 0: top-3 class" in out
+    assert main(["summary", "two.cnn"]) == 0
+    assert "input 1x8x8 -> outputs seg 2x8x8, cls 3\n" in capsys.readouterr().out
+    (tmp_path / "fixed.cnn").write_text("network f { input 1x8x8\n conv(1, 3x3, weights = [[1, 2, 1], [2, 4, 2], [1, 2, 1]]) }")
+    assert main(["run", "fixed.cnn", "--repeat", "0"]) == 0
+    assert "weights written in the model: conv1; none random\n" in capsys.readouterr().out

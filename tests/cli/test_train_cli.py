@@ -45,6 +45,7 @@ def test_train_eval_plot(tmp_path, setup, capsys):
     accuracy = float(text.split("accuracy ")[1].split("%")[0])
     assert accuracy > 90  # four classes: chance is 25%
     assert "128 examples" in text and "top-5 100.00%" in text
+    assert text.index("accuracy ") < text.index("top-5 ")  # the headline figure first
     assert "[" in text  # the confusion matrix marks its diagonal
 
     # A checkpoint is a weight file too.
