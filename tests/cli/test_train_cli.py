@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -127,3 +128,39 @@ def test_lenet5_learns_real_mnist(tmp_path, capsys):
                  "--epochs", "1", "--limit", "3000", "--val-split", "500"]) == 0
     epoch = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
     assert epoch["kind"] == "epoch" and epoch["validation_accuracy"] > 0.8  # chance: 0.1
+
+
+def test_resume_elsewhere_uses_absolute_paths_honours_no_download_and_extends(tmp_path, monkeypatch, capsys):
+    """A run started with relative paths resumes from another folder, --no-download holds on
+    resume, and --epochs extends a finished run (its schedule continued, or refused at lr 0)."""
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    write_digits(tmp_path / "data" / "mnist")  # four classes in MNIST's files: the model needs fc(10)
+    (tmp_path / "tiny.cnn").write_text(MODEL.replace("fc(4)", "fc(10)"))
+    monkeypatch.setenv("CNNLANG_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("CNNLANG_DATA_MIRROR", (tmp_path / "no-mirror").as_uri())  # a download fails at once
+    monkeypatch.delenv("CNNLANG_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    common = ["--data", "mnist", "--data-dir", "data", "--epochs", "1", "--batch", "64", "--val-split", "0"]
+    assert main(["train", "tiny.cnn", *common, "--out", "constant", "--schedule", "constant"]) == 0
+    assert main(["train", "tiny.cnn", *common, "--out", "cosine"]) == 0
+    config = json.loads((tmp_path / "constant" / "config.json").read_text())
+    assert config["model"] == str(tmp_path / "tiny.cnn") and config["data_dir"] == str(tmp_path / "data")
+    assert "batch 64, 1 epoch\n" in capsys.readouterr().out  # not "1 epochs"
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["train", "--resume", "--out", "../constant", "--no-download"]) == 0
+    assert "has trained all its 1 epoch; nothing to do" in capsys.readouterr().err
+    assert main(["train", "--resume", "--out", "../constant", "--epochs", "2", "--no-download"]) == 0
+    out, err = capsys.readouterr()
+    assert "the run now ends after epoch 2 (it was 1); the learning rate follows the schedule as it was laid out (constant" in err
+    assert "resuming at epoch 2" in out
+    epochs = [json.loads(line) for line in (tmp_path / "constant" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs if e["kind"] == "epoch"] == [1, 2]
+
+    assert main(["train", "--resume", "--out", "../cosine", "--epochs", "2"]) == 2
+    assert "ends at lr 0 after epoch 1, so more epochs would not change the weights" in capsys.readouterr().err
+
+    shutil.rmtree(tmp_path / "data")
+    assert main(["train", "--resume", "--out", "../constant", "--epochs", "3", "--no-download"]) == 2
+    assert "downloading is off" in capsys.readouterr().err
