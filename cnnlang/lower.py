@@ -457,10 +457,18 @@ def _signature(definition: s.BlockDef, env: dict[str, Any]) -> str:
     return f"{definition.name}({', '.join(parts)})"
 
 
+def _nothing_defined(program: Program) -> CnnError:
+    return CnnError("this file defines no network and no blocks; start a model with 'network NAME { input ... }'",
+                    Span(program.module.file, 1, 1))
+
+
 def check_blocks(program: Program) -> None:
     """Check what can be checked of blocks without instantiating them: every layer or block they
     call exists. (Shapes need arguments and an input, so a network that uses them is needed.)
-    Every unknown name is reported, the first raised with the others in ``others``."""
+    Every unknown name is reported, the first raised with the others in ``others``. A file with
+    neither a network nor blocks is an error: it is empty, or holds only comments or imports."""
+    if not program.module.blocks:
+        raise _nothing_defined(program)
     errors = []
     for bound in program.blocks.values():
         if bound.definition.span.file != program.module.file:
@@ -489,10 +497,10 @@ def _use_site(error: CnnError) -> tuple[int, int]:
 def lower(program: Program, input_shape: tuple[int, ...] | None = None) -> nx.DiGraph:
     """Build the IR of the program's network; raises :class:`CnnError` for structural errors."""
     if program.module.network is None:
-        raise CnnError(
-            "this file defines no network (only blocks); add 'network NAME { input ... }'",
-            Span(program.module.file, 1, 1),
-        )
+        if not program.module.blocks:
+            raise _nothing_defined(program)
+        raise CnnError("this file defines no network (only blocks); add 'network NAME { input ... }'",
+                       Span(program.module.file, 1, 1))
     lowering = _Lowering(program, input_shape)
     graph = lowering.run()
     if lowering.errors:

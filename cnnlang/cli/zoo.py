@@ -17,10 +17,17 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def _citation(path) -> str:
+    """The paper a zoo file cites: its first comment line, continued while the title's quotes are
+    open (a title may wrap), up to the description that may follow a colon."""
+    text = ""
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
+        if not line.startswith("#"):
+            break
+        text = f"{text} {line.lstrip('# ').strip()}".strip()
+        if text.count('"') % 2 == 0:
+            break
+    head, quote, tail = text.rpartition('"')
+    return head + quote + tail.split(": ", 1)[0]
 
 
 def run(args: argparse.Namespace) -> int:

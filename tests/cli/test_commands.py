@@ -122,3 +122,25 @@ def test_zoo_lists_models(capsys):
     out = capsys.readouterr().out
     assert "resnet50" in out and "25,557,032" in out
     assert "lenet5" in out and "61,706" in out
+
+
+def test_a_file_that_defines_nothing_is_an_error(files, capsys):
+    (files / "empty.cnn").write_text("")
+    (files / "comment.cnn").write_text("# a model, some day\n")
+    assert main(["check", "empty.cnn", "comment.cnn"]) == 1
+    err = capsys.readouterr().err
+    message = "error: this file defines no network and no blocks; start a model with 'network NAME { input ... }'"
+    assert f"empty.cnn:1:1: {message}" in err and f"comment.cnn:1:1: {message}" in err
+    assert main(["summary", "empty.cnn"]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_zoo_citations_are_whole():
+    from cnnlang.cli.zoo import _citation
+    from cnnlang.model import resolve, zoo_names
+
+    assert _citation(resolve("resnet20")) == (
+        'ResNet-20 for CIFAR-10 — K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Recognition", '
+        "CVPR 2016, Section 4.2")
+    for name in zoo_names():
+        assert _citation(resolve(name)).count('"') == 2, name  # no title cut off
