@@ -130,7 +130,7 @@ class _Lowering:
         """Record the error of a statement and stand a placeholder for what it would have made:
         the placeholder has no shape, so nothing computed from it is checked (and no error
         follows from the first one), while independent statements still are."""
-        for call, block in reversed(list(zip(scope.call_stack, self.block_names(scope.path)))):
+        for call, block in ir.enclosing_calls(self.graph, scope.path, scope.call_stack):
             error.with_note(call, f"in block '{block}' used here")
         if not any(e.span == error.span and e.message == error.message for e in self.errors):
             self.errors.append(error)  # once, though a broken block may be used many times
@@ -140,12 +140,6 @@ class _Lowering:
         for label in _labels([stmt]):
             scope.names.setdefault(label, placeholder)
         return placeholder
-
-    def block_names(self, path: tuple[str, ...]) -> list[str]:
-        """The block instantiated at each level of ``path`` (labelled groups are not blocks)."""
-        scopes = self.graph.graph["scopes"]
-        names = [scopes[path[:end]].block for end in range(1, len(path) + 1)]
-        return [name for name in names if name is not None]
 
     def input(self, stmt: s.InputStmt, scope: _Scope, network: bool, position: int) -> str:
         if not network:
@@ -199,6 +193,12 @@ class _Lowering:
             inputs = [current]
         for item in chain.items:
             inputs = [self.item(item, scope, inputs)]
+            if item is chain.items[0] and item.label is not None:
+                head = inputs[0]
+        if len(chain.items) > 1 and chain.items[0].label is not None:
+            # For the unused-tensor warning: a label names the first layer of its chain, and a
+            # reader who took it for the chain's end left the rest unused.
+            self.graph.graph.setdefault("labelled_heads", {})[inputs[0]] = (chain.items[0].label, head)
         return inputs[0]
 
     # -- items

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..layers import format_shape
 from ..passes.optimise import optimise
 from ..report import human, outputs_text, peak_memory_line, rows, to_json
-from .common import add_model_argument, load_model
+from .common import add_model_argument, emit_error, load_model
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 1:
         raise SystemExit("cnnlang summary: error: --depth must be at least 1")
     model = load_model(args)
+    for warning in model.warnings:
+        emit_error(warning)
     if args.json:
         print(json.dumps(to_json(model), indent=2))
         return 0

@@ -38,11 +38,7 @@ def _error(graph: nx.DiGraph, node: str, failure: ShapeError) -> CnnError:
         )
         for source, shape in zip((first, second), shapes):
             error.with_note(graph.nodes[source]["span"], f"{_display(graph, source)} ({format_shape(shape)}) comes from here")
-    # Each call on the stack made one block scope on the path (labelled groups make the others).
-    scopes = graph.graph["scopes"]
-    blocks = [scopes[data["path"][:end]].block for end in range(1, len(data["path"]) + 1)]
-    blocks = [b for b in blocks if b is not None]
-    for call, block in reversed(list(zip(data["call_stack"], blocks))):
+    for call, block in ir.enclosing_calls(graph, data["path"], data["call_stack"]):
         error.with_note(call, f"in block '{block}' used here")
     return error
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -333,6 +334,69 @@ CASES = {
 
 def _dedent(text: str) -> str:
     return textwrap.dedent(text).strip("\n")
+
+
+WARNINGS = {
+    "a label names the first layer of its chain: the rest is unused, and 'from' reads the first layer": (
+        """
+        network n {
+            input 3x16x16
+            mid: conv(8, 3x3, pad = 1) -> relu
+            from mid -> globalavgpool -> out: fc(10)
+            output out
+        }
+        """,
+        """
+        model.cnn:3:35: warning: 'relu1' (relu) is computed but never used and is not an output, so it is dropped
+            3 |     mid: conv(8, 3x3, pad = 1) -> relu
+              |                                   ^~~~
+        model.cnn:3:10: note: 'mid' names the first layer of this chain, not its end; to name the end, put the label on the last layer
+            3 |     mid: conv(8, 3x3, pad = 1) -> relu
+              |          ^~~~~~~~~~~~~~~~~~~~~
+        model.cnn:4:17: warning: 'mid' names the conv 3x3, 8 that starts its chain, not the chain's end ('relu1'); to read the end, put the label on the last layer (to read the conv, end the chain after it)
+            4 |     from mid -> globalavgpool -> out: fc(10)
+              |                 ^~~~~~~~~~~~~
+        model.cnn:3:10: note: 'mid' labels this layer
+            3 |     mid: conv(8, 3x3, pad = 1) -> relu
+              |          ^~~~~~~~~~~~~~~~~~~~~
+        """,
+    ),
+    "an output named by the label at the start of a chain": (
+        """
+        network n {
+            input 3x16x16
+            a: conv(8, 3x3) -> relu
+            b: conv(4, 3x3)
+            output a, b
+        }
+        """,
+        """
+        model.cnn:3:8: warning: the output 'a' is the conv 3x3, 8 that starts its chain, not the chain's end ('relu1'); to output the end, put the label on the last layer
+            3 |     a: conv(8, 3x3) -> relu
+              |        ^~~~~~~~~~~~
+        """,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WARNINGS))
+def test_golden_warning(case, tmp_path, monkeypatch, capsys):
+    source, expected = WARNINGS[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.cnn").write_text(_dedent(source) + "\n")
+    assert main(["check", "model.cnn"]) == 0  # warnings stop nothing
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.rstrip("\n") == _dedent(expected)
+
+
+def test_the_documented_aux_head_example_has_no_warning(tmp_path, monkeypatch, capsys):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text()
+    example = text[text.index("network with_aux_head"):].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aux.cnn").write_text(example)
+    assert main(["check", "aux.cnn"]) == 0
+    assert capsys.readouterr() == ("", "")
 
 
 @pytest.mark.parametrize("case", list(CASES))
