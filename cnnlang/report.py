@@ -22,6 +22,7 @@ class Row:
     rf: tuple[int, ...] | None = None
     explain: str = ""
     line: int | None = None
+    node: str = ""  # the full name with its block path (``basic2/conv1``); a block row's path
 
 
 def _scope_totals(model: Model) -> dict[tuple[str, ...], dict[str, Any]]:
@@ -56,7 +57,8 @@ def rows(model: Model, depth: int | None = None, explain: bool = False) -> list[
             opened.add(prefix)
             last = graph.nodes[totals[prefix]["last"]]
             out.append(Row(prefix[-1], scopes[prefix].signature, last.get("shape"), totals[prefix]["params"],
-                           totals[prefix]["macs"], end - 1, True, last.get("rf"), line=scopes[prefix].span.line))
+                           totals[prefix]["macs"], end - 1, True, last.get("rf"), line=scopes[prefix].span.line,
+                           node="/".join(prefix)))
         if depth is not None and len(path) >= depth:
             continue  # drawn as part of its block's row
         layer = data["layer"]
@@ -65,7 +67,7 @@ def rows(model: Model, depth: int | None = None, explain: bool = False) -> list[
             how = layer.explain([graph.nodes[i]["shape"] for i in data["inputs"]], data["shape"])
         out.append(Row(node.rsplit("/", 1)[-1], layer.label() if layer else "input", data.get("shape"),
                        data.get("params", 0), data.get("macs", 0), len(path), False, data.get("rf"), how,
-                       data["span"].line))
+                       data["span"].line, node))
     return out
 
 

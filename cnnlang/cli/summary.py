@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             "x".join(map(str, row.rf)) if row.rf else "",
         ]
         if row.explain and row.explain != "same shape as the input":
-            explanations.append((row.name, row.explain))
+            explanations.append((row.node, row.explain))  # the block path: conv1 alone is ambiguous
         table.add_row(*cells)
     console.print(table)
     if explanations:

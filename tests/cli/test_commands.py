@@ -111,6 +111,12 @@ def test_summary_explain_shows_arithmetic(capsys):
     assert "H = W = (227 - 11 + 2*0)/4 + 1 = 55" in capsys.readouterr().out
 
 
+def test_summary_explain_names_layers_in_blocks_by_their_path(capsys):
+    assert main(["summary", "resnet18", "--explain"]) == 0
+    out = capsys.readouterr().out.split("Output sizes:")[1]
+    assert "  basic8/conv2 " in out and "\n  conv2 " not in out
+
+
 def test_summary_of_a_broken_model_fails_cleanly(files, capsys):
     assert main(["summary", "bad.cnn"]) == 1
     captured = capsys.readouterr()
