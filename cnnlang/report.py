@@ -71,27 +71,40 @@ def rows(model: Model, depth: int | None = None, explain: bool = False) -> list[
     return out
 
 
-def to_json(model: Model) -> dict[str, Any]:
+def _layer_entry(graph, node: str) -> dict[str, Any]:
+    data = graph.nodes[node]
+    return {
+        "name": node,
+        "op": data["op"],
+        "label": data["layer"].label() if data["layer"] else "input",
+        "inputs": data["inputs"],
+        "output_shape": list(data.get("shape") or []),
+        "params": data.get("params", 0),
+        "trainable_params": data.get("trainable", 0),
+        "buffers": data.get("buffers", 0),
+        "macs": data.get("macs", 0),
+        "receptive_field": list(data.get("rf") or []),
+        "block": "/".join(data["path"]),
+        "file": data["span"].file,
+        "line": data["span"].line,
+    }
+
+
+def _row_entry(row: Row) -> dict[str, Any]:
+    return {"name": row.node, "kind": "block" if row.is_block else "layer", "label": row.op,
+            "output_shape": list(row.shape or []), "params": row.params, "macs": row.macs,
+            "receptive_field": list(row.rf or []), "depth": row.depth, "line": row.line}
+
+
+def to_json(model: Model, depth: int | None = None) -> dict[str, Any]:
+    """The summary as JSON data. ``layers`` has every layer; with ``depth``, the table's rows
+    instead: blocks nested deeper than ``depth`` fold into their block's row (``kind`` "block")."""
     graph = model.graph
     totals = model.totals
-    layers = []
-    for node in ir.ordered(graph):
-        data = graph.nodes[node]
-        layers.append({
-            "name": node,
-            "op": data["op"],
-            "label": data["layer"].label() if data["layer"] else "input",
-            "inputs": data["inputs"],
-            "output_shape": list(data.get("shape") or []),
-            "params": data.get("params", 0),
-            "trainable_params": data.get("trainable", 0),
-            "buffers": data.get("buffers", 0),
-            "macs": data.get("macs", 0),
-            "receptive_field": list(data.get("rf") or []),
-            "block": "/".join(data["path"]),
-            "file": data["span"].file,
-            "line": data["span"].line,
-        })
+    if depth is None:
+        layers = [_layer_entry(graph, node) for node in ir.ordered(graph)]
+    else:
+        layers = [_row_entry(row) for row in rows(model, depth)]
     scope_totals = _scope_totals(model)
     blocks = [
         {"path": "/".join(path), "block": scope.block, "call": scope.signature, "line": scope.span.line,

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in model.warnings:
         emit_error(warning)
     if args.json:
-        print(json.dumps(to_json(model), indent=2))
+        print(json.dumps(to_json(model, args.depth), indent=2))
         return 0
     console = Console(highlight=False)
     if not console.is_terminal:

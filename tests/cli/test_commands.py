@@ -90,6 +90,16 @@ def test_summary_json_fields(files, capsys):
     assert stem["line"] == 5 and stem["output_shape"] == [16, 32, 32] and stem["macs"] == 16 * 32 * 32 * 27
 
 
+def test_summary_json_honours_depth(files, capsys):
+    assert main(["summary", "good.cnn", "--json", "--depth", "1"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    assert [(layer["name"], layer["kind"]) for layer in layers] == [
+        ("input", "layer"), ("stem", "layer"), ("relu1", "layer"), ("basic1", "block"), ("basic2", "block"),
+        ("basic3", "block"), ("globalavgpool1", "layer"), ("fc1", "layer"),
+    ]
+    assert layers[5]["params"] == 14528 and layers[5]["label"] == "basic(32, stride=2)"
+
+
 def test_summary_input_override(files, capsys):
     assert main(["summary", "good.cnn", "--json", "--input", "3x64x64"]) == 0
     report = json.loads(capsys.readouterr().out)
