@@ -160,3 +160,13 @@ def test_zoo_citations_are_whole():
         "CVPR 2016, Section 4.2")
     for name in zoo_names():
         assert _citation(resolve(name)).count('"') == 2, name  # no title cut off
+
+
+def test_error_paths_are_relative_to_the_working_directory(files, capsys):
+    (files / "models").mkdir()
+    (files / "models" / "blocks.cnn").write_text("block b(c) { conv(c, 3x3) -> rleu }\n")
+    (files / "models" / "net.cnn").write_text('import "blocks.cnn"\nnetwork n { input 3x8x8\n b(4) }\n')
+    assert main(["check", str(files / "models" / "net.cnn")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("models/blocks.cnn:1:30: error: unknown layer or block 'rleu'")
+    assert "models/net.cnn:3:2: note: in block 'b' used here" in err

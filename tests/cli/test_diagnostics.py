@@ -315,6 +315,29 @@ CASES = {
               |          ^~~~~~~
         """,
     ),
+    "an error inside a zoo file names it zoo:NAME": (
+        """
+        from "resnet_blocks.cnn" import basic
+        network n {
+            input 3x8x8
+            basic(0)
+        }
+        """,
+        """
+        zoo:resnet_blocks.cnn:9:14: error: argument 'filters' of conv: expected a positive whole number, got 0
+            9 |         conv(c, 3x3, stride = stride, pad = 1, bias = false) -> batchnorm -> relu
+              |              ^
+        model.cnn:4:5: note: in block 'basic' used here
+            4 |     basic(0)
+              |     ^~~~~~~~
+        zoo:resnet_blocks.cnn:10:14: error: argument 'filters' of conv: expected a positive whole number, got 0
+           10 |         conv(c, 3x3, pad = 1, bias = false) -> batchnorm
+              |              ^
+        model.cnn:4:5: note: in block 'basic' used here
+            4 |     basic(0)
+              |     ^~~~~~~~
+        """,
+    ),
     "every unknown name in a file of blocks": (
         """
         block a(c) { conv(c, 3x3) -> rleu }
