@@ -21,7 +21,7 @@ from rich.table import Table
 
 from ..model import Model
 from ..passes.optimise import PASS_NAMES
-from .common import add_model_argument, add_pass_options, load_model, selected_passes
+from .common import add_model_argument, add_pass_options, load_model, selected_passes, table_console
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -160,9 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 160
+    console = table_console()
     batch = args.batch
     console.print(f"{model.name} ({model.source}), batch {batch}, {args.dtype}, median of {args.repeat}")
     rows = [("no passes", result)]

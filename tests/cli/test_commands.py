@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from cnnlang import zoo_names
 from cnnlang.cli import main
 
 GOOD = """
@@ -170,3 +171,18 @@ def test_error_paths_are_relative_to_the_working_directory(files, capsys):
     err = capsys.readouterr().err
     assert err.startswith("models/blocks.cnn:1:30: error: unknown layer or block 'rleu'")
     assert "models/net.cnn:3:2: note: in block 'b' used here" in err
+
+
+def test_tables_fit_an_80_column_terminal_without_breaking_tokens(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["summary", "googlenet", "--depth", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = [line for line in lines if "│" in line]
+    assert all(len(line.rstrip()) <= 80 for line in lines)
+    assert len(table) == 20  # one line per row: nothing wrapped
+    assert "64x112x112" in table[1] and "118,013,952" in table[1]  # shapes and numbers whole
+    cut = [line.split("│")[1].strip() for line in table if "…" in line]
+    assert cut and all(cell.endswith("…") for cell in cut)  # an op is cut at the end, with an ellipsis
+    assert main(["zoo"]) == 0
+    zoo = capsys.readouterr().out.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in zoo) and len(zoo) == 2 + len(zoo_names())  # a line per model
