@@ -164,3 +164,17 @@ def test_resume_elsewhere_uses_absolute_paths_honours_no_download_and_extends(tm
     shutil.rmtree(tmp_path / "data")
     assert main(["train", "--resume", "--out", "../constant", "--epochs", "3", "--no-download"]) == 2
     assert "downloading is off" in capsys.readouterr().err
+
+
+def test_plot_of_a_one_epoch_run_spans_the_epoch_with_per_step_accuracy():
+    from cnnlang.cli.plot import curves
+
+    steps = [{"kind": "step", "epoch": 1, "step": i, "batch": i, "batches": 4, "loss": 2.0 / i,
+              "train_accuracy": 0.2 * i} for i in range(1, 5)]
+    epochs = [{"kind": "epoch", "epoch": 1, "step": 4, "train_loss": 1.0, "train_accuracy": 0.5,
+               "validation_loss": 0.9, "validation_accuracy": 0.6}]
+    loss_axes, accuracy_axes = curves(steps, epochs, "run").axes
+    per_step = next(line for line in accuracy_axes.get_lines() if line.get_label() == "train (running, per step)")
+    assert list(per_step.get_ydata()) == pytest.approx([20, 40, 60, 80])
+    assert accuracy_axes.get_xlim() == (0, 1) and loss_axes.get_xlim() == (0, 1)
+    assert accuracy_axes.get_ylim() == (15, 100.5)
