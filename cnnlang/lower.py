@@ -191,14 +191,14 @@ class _Lowering:
             if current is None:
                 raise CnnError("this layer has no input: start the network with e.g. 'input 3x224x224'", chain.span)
             inputs = [current]
+        made = []
         for item in chain.items:
             inputs = [self.item(item, scope, inputs)]
-            if item is chain.items[0] and item.label is not None:
-                head = inputs[0]
-        if len(chain.items) > 1 and chain.items[0].label is not None:
-            # For the unused-tensor warning: a label names the first layer of its chain, and a
-            # reader who took it for the chain's end left the rest unused.
-            self.graph.graph.setdefault("labelled_heads", {})[inputs[0]] = (chain.items[0].label, head)
+            made.append(inputs[0])
+        if len(made) > 1 and chain.items[0].label is not None:
+            # For the warnings of passes/lint.py: a label names the first layer of its chain,
+            # which a reader may take for the chain's end.
+            self.graph.graph.setdefault("labelled_heads", {})[made[-1]] = (chain.items[0].label, made[0])
         return inputs[0]
 
     # -- items
@@ -505,7 +505,7 @@ def lower(program: Program, input_shape: tuple[int, ...] | None = None) -> nx.Di
     graph = lowering.run()
     if lowering.errors:
         # The shape errors of what did lower are independent of these (the placeholders have
-        # no shape): report them too, after the structural ones.
+        # no shape): report them too, all in the order of the network's lines.
         from .passes.shapes import infer_shapes
 
         errors = [*lowering.errors, *infer_shapes(graph).graph["errors"]]

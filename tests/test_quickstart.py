@@ -49,7 +49,10 @@ def test_readme_quick_start_then_editable_install_leaves_a_working_cnnlang(tmp_p
     user_cache = tmp_path / "user-cache"
     env = {key: value for key, value in os.environ.items()
            if key not in {"CNNLANG_CACHE", "NUMBA_CACHE_DIR", "VIRTUAL_ENV", "PYTHONPATH"}}
-    env["XDG_CACHE_HOME"] = str(user_cache)  # where platformdirs puts the user's cache on Linux
+    # pip's cache stays where it was (the wheels CI has just downloaded), though the user's cache
+    # folder, where platformdirs puts cnnlang's on Linux, moves to a fresh one.
+    env.setdefault("PIP_CACHE_DIR", str(Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pip"))
+    env["XDG_CACHE_HOME"] = str(user_cache)
 
     run_shell(first, source, env)
     # The second command without its last step (the test suite itself), then the CLI again.

@@ -65,7 +65,8 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         raise UsageError("cnnlang train needs MODEL and --data (or --resume to continue a run)")
     return TrainConfig(
         model=args.model, data=args.data, input=args.input, data_dir=args.data_dir, download=not args.no_download,
-        epochs=DEFAULTS.epochs if args.epochs is None else args.epochs, batch_size=args.batch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        epochs=DEFAULTS.epochs if args.epochs is None else args.epochs, batch_size=args.batch,
+        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
         label_smoothing=args.label_smoothing, val_split=args.val_split, crop=args.crop, flip=args.flip,
         limit=args.limit, seed=args.seed, dtype=args.dtype, log_every=args.log_every,
