@@ -178,3 +178,15 @@ def test_plot_of_a_one_epoch_run_spans_the_epoch_with_per_step_accuracy():
     assert list(per_step.get_ydata()) == pytest.approx([20, 40, 60, 80])
     assert accuracy_axes.get_xlim() == (0, 1) and loss_axes.get_xlim() == (0, 1)
     assert accuracy_axes.get_ylim() == (15, 100.5)
+
+
+def test_eval_of_a_model_with_several_outputs_says_which_it_evaluates(tmp_path, setup, capsys):
+    import cnnlang
+
+    _, data = setup
+    source = ("network two { input 1x12x12\n flatten -> cls: fc(4)\n from input -> flatten -> aux: fc(2)\n"
+              " output cls, aux }")
+    (tmp_path / "two.cnn").write_text(source)
+    cnnlang.load(source).build().save(tmp_path / "two.safetensors")
+    assert main(["eval", str(tmp_path / "two.cnn"), "--weights", str(tmp_path / "two.safetensors"), "--data", str(data)]) == 0
+    assert "output  'cls' (the first of the outputs cls, aux) is the one evaluated\n" in capsys.readouterr().out
