@@ -145,29 +145,33 @@ class Network:
             )
         return x.astype(self.dtype, copy=False)
 
-    def forward(self, x: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
-        """The primary output for the batch ``x`` (N x C x H x W); :meth:`outputs` has all of them."""
+    def forward(
+        self, x: np.ndarray, timings: dict[str, float] | None = None, *, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The primary output for the batch ``x`` (N x C x H x W), as a new array the caller owns
+        (the next forward does not change it); with ``out``, written into that array instead (no
+        allocation) and returned. :meth:`outputs` has all of the outputs."""
         x = self.check_input(x)
         if self.training or self.inference_plan is None:
             self.context.train = self.training
             self._stale = self._stale or self.training
             self._last_plan = self.plan
             values = self.plan.forward(to_internal(x), self.context, timings)
-            return to_user(values[self.plan.outputs[0]])
+            return _to_caller(values[self.plan.outputs[0]], out)
         if self._stale:
             self.refresh()
         plan = self.inference_plan
         self._last_plan = plan
         values = plan.forward(to_internal(x), self.context, timings)
-        return to_user(values[plan.resolve(self.plan.outputs[0])])
+        return _to_caller(values[plan.resolve(self.plan.outputs[0])], out)
 
     def outputs(self) -> dict[str, np.ndarray]:
         """Every declared output of the last forward pass, by name (the original graph's names,
-        also after an optimised forward)."""
+        also after an optimised forward), as new arrays the caller owns."""
         if self._last_plan is self.inference_plan and self.inference_plan is not None:
             plan = self.inference_plan
-            return {name: to_user(plan.values[plan.resolve(name)]) for name in self.plan.outputs}
-        return {name: to_user(self.plan.values[name]) for name in self.plan.outputs}
+            return {name: _to_caller(plan.values[plan.resolve(name)]) for name in self.plan.outputs}
+        return {name: _to_caller(self.plan.values[name]) for name in self.plan.outputs}
 
     def backward(
         self, dy: np.ndarray | dict[str, np.ndarray], timings: dict[str, float] | None = None
@@ -266,3 +270,19 @@ class Network:
         self.load_notes = [f"{source}: {count} array(s) of {dtype} converted to {self.dtype}"
                            for dtype, count in sorted(converted.items())]
         self._stale = True
+
+
+def _to_caller(value: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A plan's (channels-last) value in the caller's layout, never sharing memory with the plan:
+    the plan overwrites its buffers on the next forward, and a result that changed under the
+    caller misled users. ``out`` (shape- and dtype-checked) avoids the allocation."""
+    user = np.moveaxis(value, -1, 1) if value.ndim > 2 else value
+    if out is None:
+        return np.array(user, order="C")
+    if out.shape != user.shape or out.dtype != user.dtype:
+        raise InputError(
+            f"out must be a {user.dtype} array of {format_shape(user.shape)}, "
+            f"got {out.dtype} {format_shape(out.shape)}"
+        )
+    out[...] = user
+    return out

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..errors import UsageError
+from ..text import plural
 from ..train.config import CHECKPOINT, TrainConfig
 from ..train.display import Display
 from .common import input_size
@@ -35,7 +36,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (or runs/MODEL) from its checkpoint")
     parser.add_argument("--force", action="store_true", help="start a new run in a folder that holds one")
     d = DEFAULTS
-    parser.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help=f"(default {d.epochs})")
+    parser.add_argument("--epochs", type=int, metavar="N",
+                        help=f"(default {d.epochs}); with --resume, extends (or shortens) the run, its schedule continuing as laid out")
     parser.add_argument("--batch", type=int, default=d.batch_size, metavar="N", help=f"mini-batch size (default {d.batch_size})")
     parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=d.optimizer)
     parser.add_argument("--lr", type=float, default=d.lr, help=f"base learning rate (default {d.lr})")
@@ -63,11 +65,12 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         raise UsageError("cnnlang train needs MODEL and --data (or --resume to continue a run)")
     return TrainConfig(
         model=args.model, data=args.data, input=args.input, data_dir=args.data_dir, download=not args.no_download,
-        epochs=args.epochs, batch_size=args.batch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        epochs=DEFAULTS.epochs if args.epochs is None else args.epochs, batch_size=args.batch,
+        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
         label_smoothing=args.label_smoothing, val_split=args.val_split, crop=args.crop, flip=args.flip,
         limit=args.limit, seed=args.seed, dtype=args.dtype, log_every=args.log_every,
-    )
+    ).with_absolute_paths()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,9 +84,21 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--resume needs --out DIR (or MODEL, for runs/MODEL)")
         if not (out / CHECKPOINT).is_file():
             raise TrainingError(f"{out / CHECKPOINT}: no checkpoint to resume from")
-        config = TrainConfig.from_json(checkpoint_state(out / CHECKPOINT)["config"])
+        state = checkpoint_state(out / CHECKPOINT)
+        config = TrainConfig.from_json(state["config"])
         if args.data_dir:
             config.data_dir = args.data_dir  # the data may have moved; it does not change the run
+        if args.no_download:
+            config.download = False
+        config = config.with_absolute_paths()
+        done = state["progress"]["epoch"]
+        if args.epochs is not None and args.epochs != config.epochs:
+            config, note = config.extended(args.epochs, done)
+            print(f"note: {note}", file=sys.stderr)
+        elif done >= config.epochs:
+            print(f"{out}: the run has trained all its {plural(config.epochs, 'epoch')}; nothing to do "
+                  "(--resume --epochs N trains on to epoch N)", file=sys.stderr)
+            return 0
     else:
         config = config_from(args)
     display = Display(sys.stdout)

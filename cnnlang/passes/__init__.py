@@ -10,10 +10,11 @@ from .. import ir
 from .costs import count_costs
 from .receptive import receptive_field
 from .shapes import infer_shapes
+from .lint import lint
 
 Pass = Callable[[nx.DiGraph], nx.DiGraph]
 
-ANALYSES: tuple[Pass, ...] = (infer_shapes, count_costs, receptive_field)
+ANALYSES: tuple[Pass, ...] = (infer_shapes, count_costs, receptive_field, lint)
 
 
 def run_pipeline(graph: nx.DiGraph, passes: Sequence[Pass] = ANALYSES) -> nx.DiGraph:
@@ -24,4 +25,4 @@ def run_pipeline(graph: nx.DiGraph, passes: Sequence[Pass] = ANALYSES) -> nx.DiG
     return graph
 
 
-__all__ = ["ANALYSES", "Pass", "count_costs", "infer_shapes", "receptive_field", "run_pipeline"]
+__all__ = ["ANALYSES", "Pass", "count_costs", "infer_shapes", "lint", "receptive_field", "run_pipeline"]

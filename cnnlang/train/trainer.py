@@ -148,7 +148,7 @@ class Trainer:
                 config.optimizer, net.params, net.grads, net.trainable, lr=config.lr, momentum=config.momentum,
                 weight_decay=config.weight_decay, nesterov=config.nesterov, no_decay=no_decay,
             )
-            self.schedule = parse_schedule(config.schedule, config.lr, config.epochs, config.warmup)
+            self.schedule = parse_schedule(config.schedule, config.lr, config.schedule_span, config.warmup)
         except ValueError as error:
             raise TrainingError(str(error)) from None
         self.progress = Progress()
