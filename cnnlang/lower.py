@@ -139,7 +139,10 @@ class _Lowering:
                     self.outputs(stmt, scope, network)
                 else:
                     current = self.chain(stmt, scope, current)
-            except ExpansionLimit:
+            except ExpansionLimit as error:
+                if not error.placed:  # the innermost statement names the block calls around it
+                    self.note_calls(error, scope)
+                    error.placed = True
                 raise  # going on would expand the runaway model the limit stopped
             except CnnError as error:
                 current = self.failed(stmt, scope, current, error)
@@ -149,8 +152,7 @@ class _Lowering:
         """Record the error of a statement and stand a placeholder for what it would have made:
         the placeholder has no shape, so nothing computed from it is checked (and no error
         follows from the first one), while independent statements still are."""
-        for call, block in ir.enclosing_calls(self.graph, scope.path, scope.call_stack):
-            error.with_note(call, f"in block '{block}' used here")
+        self.note_calls(error, scope)
         if not any(e.span == error.span and e.message == error.message for e in self.errors):
             self.errors.append(error)  # once, though a broken block may be used many times
         inputs = [current] if current is not None else []
@@ -159,6 +161,10 @@ class _Lowering:
         for label in _labels([stmt]):
             scope.names.setdefault(label, placeholder)
         return placeholder
+
+    def note_calls(self, error: CnnError, scope: _Scope) -> None:
+        for call, block in ir.enclosing_calls(self.graph, scope.path, scope.call_stack):
+            error.with_note(call, f"in block '{block}' used here")
 
     def input(self, stmt: s.InputStmt, scope: _Scope, network: bool, position: int) -> str:
         if not network:
@@ -471,6 +477,8 @@ class _Lowering:
 class ExpansionLimit(CnnError):
     """A limit on what a model expands to was passed: lowering stops at once instead of going on
     with the next statement, as it does after other errors."""
+
+    placed = False  # whether the block calls around it are noted yet
 
 
 class _Expansion:
