@@ -38,6 +38,9 @@ class TrainConfig:
     dtype: str = "float32"
     log_every: int = 50
     eval_batch: int = 256
+    # Data parallelism: ``batch_size`` is per rank, so a step sees ranks * batch_size examples.
+    ranks: int = 1
+    sync_bn: bool = False
 
     def to_json(self) -> dict:
         data = asdict(self)

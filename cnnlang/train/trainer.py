@@ -24,7 +24,8 @@ from cnnlang.files import write_text_atomically
 
 from .checkpoint import Checkpoint, check_source, load_checkpoint, save_checkpoint
 from .config import BEST, CHECKPOINT, CONFIG, LAST, METRICS, TrainConfig
-from .evaluate import Evaluation, evaluate
+from .distributed import Team
+from .evaluate import Evaluation
 from .losses import softmax_cross_entropy
 from .nonfinite import first_nonfinite
 from .optim import make_optimizer
@@ -106,18 +107,20 @@ def prepare_data(config: TrainConfig, input_shape: tuple[int, ...], classes: int
 
 class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False,
-                 hooks: Hooks | None = None):
+                 hooks: Hooks | None = None, team: Team | None = None):
         config.validate()
         self.config = config
         self.out = Path(out)
         self.hooks = hooks or Hooks()
+        self.team = team or Team()  # the ranks of data-parallel training (one process by default)
+        self.stopping = False
         checkpoint_path = self.out / CHECKPOINT
         checkpoint = None
         if resume:
             if not checkpoint_path.is_file():
                 raise TrainingError(f"{checkpoint_path}: no checkpoint to resume from")
             checkpoint = load_checkpoint(checkpoint_path)
-        elif self.out.exists() and any(self.out.iterdir()) and not force:
+        elif self.team.writes and self.out.exists() and any(self.out.iterdir()) and not force:
             raise TrainingError(f"{self.out} already holds a run; resume it with --resume, or pass --force to start over there")
         self.model = cnnlang.load(config.model, input_shape=config.input)
         self._check_output()
@@ -138,7 +141,7 @@ class Trainer:
         self.progress = Progress()
         if checkpoint is not None:
             self._restore(checkpoint, checkpoint_path)
-        else:
+        elif self.team.writes:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text_atomically(self.out / CONFIG, json.dumps(self.config.to_json(), indent=2) + "\n")
             write_text_atomically(self.out / METRICS, "")
@@ -152,9 +155,11 @@ class Trainer:
     # -- the loop
     def batches(self, epoch: int, start: int = 0) -> Batches:
         c = self.config
+        team = self.team
         return Batches(
-            self.data.train, c.batch_size, shuffle=True, seed=c.seed, epoch=epoch, normalizer=self.data.normalizer,
-            augment=Augment(c.crop, c.flip), dtype=self.network.dtype, start_batch=start,
+            self.data.train, c.batch_size * team.size, shuffle=True, seed=c.seed, epoch=epoch,
+            normalizer=self.data.normalizer, augment=Augment(c.crop, c.flip), dtype=self.network.dtype,
+            start_batch=start, shard=(team.rank, team.size),
         )
 
     def run(self) -> dict | None:
@@ -170,7 +175,7 @@ class Trainer:
             net.train()
             for x, y in batches:
                 self._step(x, y, count)
-                if self.hooks.stop_requested():
+                if self.stopping:
                     p.seconds += time.perf_counter() - started
                     self._save_checkpoint()
                     raise Interrupted(self.out / CHECKPOINT, p.step)
@@ -182,26 +187,35 @@ class Trainer:
         c, p, net = self.config, self.progress, self.network
         lr = self.schedule.lr(p.epoch + p.batch / count)
         self.optimizer.lr = lr
-        net.context.rng = np.random.default_rng([c.seed, 2, p.step])
-        logits = net.forward(x)
-        loss, dlogits = softmax_cross_entropy(logits, y, c.label_smoothing)
-        if not np.isfinite(loss):
-            where = first_nonfinite(net) or "every layer's output is finite, so the loss itself overflowed"
-            raise TrainingError(
-                f"the loss became {loss} at step {p.step + 1} (epoch {p.epoch + 1}, batch {p.batch + 1}): {where}. "
-                f"Training stopped; the last good checkpoint is {self._last_good()}. Try a lower --lr."
-            )
-        net.backward(dlogits)
+        net.context.rng = np.random.default_rng([c.seed, 2, p.step, *self.team.dropout_key()])
+        failure, sums = None, np.zeros(3)
+        try:
+            logits = net.forward(x)
+            loss, dlogits = softmax_cross_entropy(logits, y, c.label_smoothing)
+            if not np.isfinite(loss):
+                where = first_nonfinite(net) or "every layer's output is finite, so the loss itself overflowed"
+                failure = TrainingError(
+                    f"the loss became {loss} at step {p.step + 1} (epoch {p.epoch + 1}, batch {p.batch + 1}): {where}. "
+                    f"Training stopped; the last good checkpoint is {self._last_good()}. Try a lower --lr."
+                )
+            if self.team.size > 1:
+                # This shard's share of the global batch: the ranks' summed gradients are its mean.
+                dlogits *= len(y) / self._global_batch(p.batch)
+            # Even after a failure: the other ranks' backward (sync batchnorm) waits on this one's.
+            self.team.backward(net, dlogits)
+            sums[:] = loss * len(y), int((logits.argmax(axis=1) == y).sum()), len(y)
+        except Exception as error:  # noqa: BLE001 - handed to finish_step, which raises it on every rank
+            failure = error
+        sums, self.stopping = self.team.finish_step(failure, sums, self.hooks.stop_requested())
         self.optimizer.step()
-        n = len(y)
-        p.loss_sum += loss * n
-        p.correct += int((logits.argmax(axis=1) == y).sum())
-        p.seen += n
+        p.loss_sum += float(sums[0])
+        p.correct += int(sums[1])
+        p.seen += int(sums[2])
         p.step += 1
         p.batch += 1
-        record = {"kind": "step", "epoch": p.epoch + 1, "step": p.step, "lr": lr, "loss": loss,
+        record = {"kind": "step", "epoch": p.epoch + 1, "step": p.step, "lr": lr, "loss": float(sums[0] / sums[2]),
                   "train_loss": p.loss_sum / p.seen, "train_accuracy": p.correct / p.seen, "batches": count,
-                  "batch": p.batch}
+                  "batch": p.batch, **self.team.describe(c.batch_size)}
         if p.step % c.log_every == 0:
             self._log(record)
         self.hooks.on_step(record)
@@ -215,7 +229,7 @@ class Trainer:
             "train_loss": p.loss_sum / max(p.seen, 1), "train_accuracy": p.correct / max(p.seen, 1),
             f"{self.data.val_name}_loss": evaluation.loss, f"{self.data.val_name}_accuracy": evaluation.accuracy,
             f"{self.data.val_name}_top5": evaluation.top5, "seconds": p.seconds,
-            "images_per_s": p.seen / p.seconds if p.seconds > 0 else None,
+            "images_per_s": p.seen / p.seconds if p.seconds > 0 else None, **self.team.describe(self.config.batch_size),
         }
         self._log(record)
         improved = evaluation.accuracy > p.best_accuracy
@@ -233,12 +247,14 @@ class Trainer:
         net = self.network
         net.eval()
         try:
-            return evaluate(net, self.data.val, self.data.normalizer, self.config.eval_batch)
+            return self.team.evaluate(net, self.data.val, self.data.normalizer, self.config.eval_batch)
         finally:
             net.train()
 
     # -- files
     def _log(self, record: dict) -> None:
+        if not self.team.writes:
+            return
         with open(self.out / METRICS, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -252,11 +268,18 @@ class Trainer:
         }
 
     def _save_checkpoint(self) -> None:
-        save_checkpoint(self.out / CHECKPOINT, self.network, self.optimizer.state_arrays(), self._state())
+        if self.team.writes:
+            save_checkpoint(self.out / CHECKPOINT, self.network, self.optimizer.state_arrays(), self._state())
 
     def _save_weights(self, name: str) -> None:
         """A plain weight file for `run`/`eval`, with the normalisation training used."""
-        self.network.save(self.out / name, overwrite=True, metadata={"normalizer": json.dumps(self.data.normalizer.state())})
+        if self.team.writes:
+            self.network.save(self.out / name, overwrite=True, metadata={"normalizer": json.dumps(self.data.normalizer.state())})
+
+    def _global_batch(self, index: int) -> int:
+        """How many examples global batch ``index`` holds over all ranks (the last may be short)."""
+        size = self.config.batch_size * self.team.size
+        return min(size, len(self.data.train) - index * size)
 
     def _last_good(self) -> str:
         path = self.out / CHECKPOINT
@@ -275,7 +298,8 @@ class Trainer:
         except ValueError as error:
             raise TrainingError(f"{path}: {error}") from None
         self.progress = Progress(**state["progress"])
-        _truncate_log(self.out / METRICS, self.progress.step)
+        if self.team.writes:
+            _truncate_log(self.out / METRICS, self.progress.step)
 
 
 def _difference(saved: TrainConfig, now: TrainConfig) -> str:
