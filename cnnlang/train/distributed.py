@@ -22,6 +22,8 @@ what one process computes with batch N*B.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import sys
 import time
@@ -133,7 +135,7 @@ class MPITeam(Team):
 
     def attach(self, trainer) -> None:
         network, config = trainer.network, trainer.config
-        self.agree(self._layout_problem(trainer))
+        self.agree(self._layout_problem(trainer) or self._settings_problem(config))
         if config.sync_bn:
             for step in network.plan.steps:
                 if type(step.op) is BatchNormOp:
@@ -158,6 +160,15 @@ class MPITeam(Team):
                 f"the epoch's last batch holds {last} example(s), fewer than the {self.size} ranks; change --batch or "
                 f"--limit so that {len(trainer.data.train):,} training examples leave 0 or at least {self.size}"
             )
+        return None
+
+    def _settings_problem(self, config) -> UsageError | None:
+        """Every rank must run rank 0's settings (a launcher could start them with different ones)."""
+        digest = np.frombuffer(hashlib.sha256(json.dumps(config.outcome(), sort_keys=True).encode()).digest(), np.uint8).copy()
+        ours = digest.copy()
+        self._broadcast([digest], "comparing settings")
+        if not np.array_equal(digest, ours):
+            return UsageError("this rank was started with other training settings than rank 0; start every rank with the same options")
         return None
 
     def _make_buckets(self, network) -> None:
@@ -308,7 +319,10 @@ class MPITeam(Team):
         except BaseException as error:  # noqa: BLE001 - any error here must end every rank
             text = str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
             prefix = "" if text.startswith(f"rank {self.rank}:") else f"rank {self.rank}: "
-            print(f"cnnlang: error: {prefix}{text}; stopping every rank", file=sys.stderr, flush=True)
+            # sys.__stderr__: a live progress bar may be holding sys.stderr's output back.
+            print(f"cnnlang: error: {prefix}{text}; stopping every rank", file=sys.__stderr__, flush=True)
+            # mpiexec forwards output asynchronously, and Abort kills at once: give it a moment.
+            time.sleep(0.5)
             self.comm.Abort(1)
 
 

@@ -31,15 +31,16 @@ def find_mpiexec() -> str:
     return found
 
 
-def mpiexec_command(mpiexec: str, ranks: int, arguments: list[str]) -> list[str]:
-    command = [mpiexec, "-n", str(ranks)]
+def mpiexec_options(mpiexec: str) -> list[str]:
+    """Open MPI refuses more ranks than cores, and to run as root (CI does), unless told."""
     version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
-    if "Open MPI" in version or "OpenRTE" in version:
-        # More ranks than cores is allowed (each rank runs its own thread count), and CI runs as root.
-        command.append("--oversubscribe")
-        if os.geteuid() == 0:
-            command.append("--allow-run-as-root")
-    return [*command, sys.executable, "-m", "cnnlang", *arguments]
+    if "Open MPI" not in version and "OpenRTE" not in version:
+        return []
+    return ["--oversubscribe", *(["--allow-run-as-root"] if os.geteuid() == 0 else [])]
+
+
+def mpiexec_command(mpiexec: str, ranks: int, arguments: list[str]) -> list[str]:
+    return [mpiexec, *mpiexec_options(mpiexec), "-n", str(ranks), sys.executable, "-m", "cnnlang", *arguments]
 
 
 def without_ranks(argv: list[str]) -> list[str]:
