@@ -122,10 +122,10 @@ class MPITeam(Team):
         self._next = 0  # the next bucket to send: buckets go out in the same order on every rank
         self._buffers: np.ndarray | None = None
         self.sync_buffers = False
-        # Per step, for the overlap measurement: seconds in backward (sends included) and seconds
-        # waiting for the sends after backward.
-        self.backward_seconds = 0.0
-        self.wait_seconds = 0.0
+        # Per step, for the overlap measurement (perf_counter times): backward's end, the sums'
+        # arrival, and the seconds in backward (sends included) and waiting after it.
+        self.backward_done_at = self.summed_at = 0.0
+        self.backward_seconds = self.wait_seconds = 0.0
         self._backward_started = 0.0
 
     # -- setup
@@ -215,7 +215,9 @@ class MPITeam(Team):
         while self._next < len(self.buckets):  # a failed rank sends what it has, so no one waits on it
             self._send(self.buckets[self._next])
         self._wait([b.request for b in self.buckets], "summing gradients")
-        self.wait_seconds = time.perf_counter() - backward_done
+        self.summed_at = time.perf_counter()
+        self.backward_done_at = backward_done
+        self.wait_seconds = self.summed_at - backward_done
         self.backward_seconds = backward_done - self._backward_started
         totals = self._exchange(failure, np.append(sums, float(stop)), "exchanging the step's status")
         self._next = 0

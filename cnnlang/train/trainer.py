@@ -206,13 +206,13 @@ class Trainer:
             sums[:] = loss * len(y), int((logits.argmax(axis=1) == y).sum()), len(y)
         except Exception as error:  # noqa: BLE001 - handed to finish_step, which raises it on every rank
             failure = error
+        p.step += 1
+        p.batch += 1
         sums, self.stopping = self.team.finish_step(failure, sums, self.hooks.stop_requested())
         self.optimizer.step()
         p.loss_sum += float(sums[0])
         p.correct += int(sums[1])
         p.seen += int(sums[2])
-        p.step += 1
-        p.batch += 1
         record = {"kind": "step", "epoch": p.epoch + 1, "step": p.step, "lr": lr, "loss": float(sums[0] / sums[2]),
                   "train_loss": p.loss_sum / p.seen, "train_accuracy": p.correct / p.seen, "batches": count,
                   "batch": p.batch, **self.team.describe(c.batch_size)}
