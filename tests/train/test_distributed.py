@@ -84,15 +84,15 @@ def test_two_ranks_of_b_equal_one_rank_of_2b(folder, model, extra):
 
 def test_per_rank_batchnorm_is_close_but_not_equal(folder):
     """Without --sync-bn each rank normalises its 8 examples by their own statistics, so the
-    gradients differ from the 16-example batch's: not equal, but the losses stay within a few
-    percent over five steps (measured: about 1%)."""
+    gradients differ from the 16-example batch's: not equal, but close (measured on these five
+    steps: 0.15% to 0.56% apart; the test allows 2%)."""
     one = train(folder, "nodrop", "one-bn", 1, 16, "--dtype", "float64", "--epochs", "1")
     two = train(folder, "nodrop", "two-bn", 2, 8, "--dtype", "float64", "--epochs", "1")
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
     a = np.array([r["loss"] for r in records(folder / "one-bn") if r["kind"] == "step"])
     b = np.array([r["loss"] for r in records(folder / "two-bn") if r["kind"] == "step"])
     assert b[0] != a[0]  # the first step's loss already comes from other statistics
-    np.testing.assert_allclose(b, a, rtol=0.05)
+    np.testing.assert_allclose(b, a, rtol=0.02)
 
 
 def test_resume_needs_the_same_number_of_ranks(folder):
