@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ranks is not None and not launched_by_mpi():
         return launch(args.ranks, args.argv)
     team = connect(args.comm_timeout)
+    if args.ranks is not None and args.ranks != team.size:
+        raise UsageError(f"--ranks {args.ranks}, but mpiexec started {team.size} rank(s); give one or the other")
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.model or "").stem
     # Rank 0 alone reports; the other ranks' display writes nowhere.
