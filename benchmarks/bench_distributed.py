@@ -9,13 +9,13 @@ float32), softmax cross-entropy, backward with the bucketed non-blocking Allredu
 backward, waiting for the sums and the step's status exchange, and SGD. images/s counts all ranks'
 images over ``--steps`` steps after 5 warm-up steps.
 
-Overlap: "exposed" is the time from the moment the *last* rank's backward returns to the moment
-this rank has its sums (the ranks share one host, so one monotonic clock; waiting for a slower
-rank is skew, not communication, and is left out); "comm" is the same buckets' Allreduce run
-alone (blocking, after a barrier; median of 20). The hidden fraction is 1 - exposed / comm (0
-when all of it came after backward, 1 when the sums were done by the time backward finished).
-Timing the extra MAX-Allreduce of the end times happens outside the measured window of the next
-step's backward but inside the step time, so images/s for 2 ranks is slightly pessimistic.
+Overlap: "hidden" is the share of the gradient bytes whose Allreduce had completed when this
+rank's backward returned (each bucket's request is tested between layers and once more at the
+end of backward), averaged over the steps. "exposed" is the time from the moment the *last*
+rank's backward returned to the moment this rank had its sums (one host, one monotonic clock, so
+waiting for a slower rank is left out); "comm" is the same buckets' Allreduce run alone
+(blocking, after a barrier; median of 20). The extra Allreduce that collects the end times is
+inside the step time, so images/s for 2 ranks is slightly pessimistic.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def worker(model_name: str, batch: int, steps: int) -> None:
     rng = np.random.default_rng(team.rank)
     x = rng.standard_normal((batch, *model.input_shape)).astype(np.float32)
     y = rng.integers(0, model.output_shape[0], batch)
-    exposed, backward = [], []
+    exposed, backward, hidden = [], [], []
     for step in range(WARMUP + steps):
         if step == WARMUP:
             started = time.perf_counter()
@@ -71,6 +71,7 @@ def worker(model_name: str, batch: int, steps: int) -> None:
             team.comm.Allreduce(team.MPI.IN_PLACE, last, op=team.MPI.MAX)
             exposed.append(max(0.0, team.summed_at - last[0]))
             backward.append(team.backward_seconds)
+            hidden.append(team.hidden_fraction)
     seconds = time.perf_counter() - started
     result = {"model": model_name, "ranks": team.size, "batch": batch,
               "images_per_s": steps * batch * team.size / seconds, "step_ms": 1e3 * seconds / steps}
@@ -87,7 +88,7 @@ def worker(model_name: str, batch: int, steps: int) -> None:
         mean_exposed = statistics.mean(exposed)
         result.update(buckets=len(flats), bytes=int(sum(f.nbytes for f in flats)), comm_ms=1e3 * comm,
                       exposed_ms=1e3 * mean_exposed, backward_ms=1e3 * statistics.mean(backward),
-                      hidden=min(1.0, max(0.0, 1 - mean_exposed / comm)))
+                      hidden=statistics.mean(hidden))
     else:
         assert isinstance(team, Team)
     if team.rank == 0:

@@ -125,7 +125,7 @@ class MPITeam(Team):
         # Per step, for the overlap measurement (perf_counter times): backward's end, the sums'
         # arrival, and the seconds in backward (sends included) and waiting after it.
         self.backward_done_at = self.summed_at = 0.0
-        self.backward_seconds = self.wait_seconds = 0.0
+        self.backward_seconds = self.wait_seconds = self.hidden_fraction = 0.0
         self._backward_started = 0.0
 
     # -- setup
@@ -202,9 +202,12 @@ class MPITeam(Team):
             self._send(self.buckets[self._next])
         # Open MPI moves non-blocking collectives on only inside MPI calls: test them here, between
         # layers, so they progress during backward rather than all at the end.
-        pending = [b.request for b in self.buckets[:self._next] if b.request is not None]
-        if pending:
-            self.MPI.Request.Testall(pending)
+        self._test_sent()
+
+    def _test_sent(self) -> None:
+        for bucket in self.buckets[:self._next]:
+            if not bucket.done and bucket.request.Test():
+                bucket.done = True
 
     def _send(self, bucket: "_Bucket") -> None:
         bucket.request = self.comm.Iallreduce(self.MPI.IN_PLACE, bucket.flat, op=self.MPI.SUM)
@@ -212,6 +215,9 @@ class MPITeam(Team):
 
     def finish_step(self, failure, sums, stop):
         backward_done = time.perf_counter()
+        self._test_sent()
+        # The overlap achieved: the share of the gradient bytes summed before backward ended.
+        self.hidden_fraction = sum(b.flat.nbytes for b in self.buckets if b.done) / max(1, sum(b.flat.nbytes for b in self.buckets))
         while self._next < len(self.buckets):  # a failed rank sends what it has, so no one waits on it
             self._send(self.buckets[self._next])
         self._wait([b.request for b in self.buckets], "summing gradients")
@@ -337,6 +343,7 @@ class _Bucket:
         self.nbytes = 0
         self.flat: np.ndarray | None = None
         self.request = None
+        self.done = False
         self.waiting: set[str] = set()
 
     def add(self, step, name: str, key: str, grad: np.ndarray) -> None:
@@ -357,6 +364,7 @@ class _Bucket:
 
     def reset(self) -> None:
         self.request = None
+        self.done = False
         self.waiting = set(self.nodes)
 
 

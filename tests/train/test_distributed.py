@@ -219,3 +219,13 @@ def test_ctrl_c_stops_every_rank_and_resume_finishes_like_an_uninterrupted_run(f
     assert stopped_at < 60 * 5
     for name in a:
         np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+
+
+def test_bad_rank_counts_are_one_line_errors(folder):
+    zero = train(folder, "nobn", "zero", 0, 8)
+    assert zero.returncode == 2 and zero.stderr.strip() == "cnnlang: error: --ranks must be at least 1"
+    # 80 examples in global batches of 3 x 26 leave 2 for the last, so one rank would get none.
+    empty = train(folder, "nobn", "empty", 3, 26, "--epochs", "1")
+    assert empty.returncode != 0
+    errors = [line for line in empty.stderr.splitlines() if line.startswith("cnnlang: error")]
+    assert len(errors) == 1 and "the epoch's last batch holds 2 example(s), fewer than the 3 ranks" in errors[0], empty.stderr
