@@ -222,7 +222,7 @@ def test_ctrl_c_stops_every_rank_and_resume_finishes_like_an_uninterrupted_run(f
 
 
 def test_bad_rank_counts_are_one_line_errors(folder):
-    zero = train(folder, "nobn", "zero", 0, 8)
+    zero = cnnlang("train", "nobn.cnn", "--data", "data", "--out", "zero", "--ranks", "0", cwd=folder)
     assert zero.returncode == 2 and zero.stderr.strip() == "cnnlang: error: --ranks must be at least 1"
     # 80 examples in global batches of 3 x 26 leave 2 for the last, so one rank would get none.
     empty = train(folder, "nobn", "empty", 3, 26, "--epochs", "1")
