@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -174,11 +174,13 @@ class Network:
         return {name: _to_caller(self.plan.values[name]) for name in self.plan.outputs}
 
     def backward(
-        self, dy: np.ndarray | dict[str, np.ndarray], timings: dict[str, float] | None = None
+        self, dy: np.ndarray | dict[str, np.ndarray], timings: dict[str, float] | None = None,
+        on_grads: Callable[[str], None] | None = None,
     ) -> np.ndarray | None:
         """Back-propagate dL/d(output) (an array for the primary output, or a dict by output name)
         from the last forward pass; fills :attr:`grads`. Returns dL/d(input) when the network was
-        built with ``input_grad=True``."""
+        built with ``input_grad=True``. ``on_grads(node)`` is called when a node's parameter
+        gradients are final."""
         if self._last_plan is not None and self._last_plan is self.inference_plan:
             raise RuntimeError(
                 "backward after an optimised (eval-mode) forward: call network.train() before forward, "
@@ -198,7 +200,7 @@ class Network:
             if grad.shape != expected:
                 raise InputError(f"gradient for '{name}' must be {format_shape(expected)}, got {format_shape(grad.shape)}")
             internal[name] = to_internal(grad)
-        dx = self.plan.backward(internal, timings)
+        dx = self.plan.backward(internal, timings, on_grads)
         return None if dx is None else to_user(dx)
 
     # -- parameters

@@ -41,6 +41,7 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `train --ranks`, which reruns it under mpiexec
     try:
         return args.run(args)
     except CnnError as error:

@@ -41,6 +41,9 @@ class TrainConfig:
     dtype: str = "float32"
     log_every: int = 50
     eval_batch: int = 256
+    # Data parallelism: ``batch_size`` is per rank, so a step sees ranks * batch_size examples.
+    ranks: int = 1
+    sync_bn: bool = False
     # The epochs the learning-rate schedule was laid out over, when a resumed run was extended
     # past them (None: ``epochs``).
     schedule_epochs: int | None = None

@@ -26,11 +26,12 @@ class Display:
         c, data = trainer.config, trainer.data
         self.val_name = data.val_name
         self.epochs = c.epochs
-        self.batch_size = c.batch_size
+        self.batch_size = c.batch_size * c.ranks  # images per step, over all ranks
         resumed = f", resuming at epoch {trainer.progress.epoch + 1} batch {trainer.progress.batch + 1}" if trainer.progress.step else ""
+        ranks = f" on each of {c.ranks} ranks" if c.ranks > 1 else ""
         self.console.print(
             f"training {trainer.model.name} on {c.data}: {len(data.train):,} examples, {data.val_name} {len(data.val):,}; "
-            f"{c.optimizer} lr {c.lr:g} ({trainer.schedule.describe()}), batch {c.batch_size}, {plural(c.epochs, 'epoch')}{resumed}"
+            f"{c.optimizer} lr {c.lr:g} ({trainer.schedule.describe()}), batch {c.batch_size}{ranks}, {plural(c.epochs, 'epoch')}{resumed}"
         )
         self.console.print(f"run folder: {trainer.out}")
 
