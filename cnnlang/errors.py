@@ -41,6 +41,9 @@ class CnnError(Exception):
     # Further independent errors found in the same model (two bad branches, say): the CLI
     # reports them all so one mistake does not hide the next.
     others: list["CnnError"] = field(default_factory=list)
+    # "warning" for a diagnostic that does not stop anything (a tensor nothing uses): rendered
+    # the same way, kept in ``graph.graph["warnings"]``, never raised.
+    severity: str = "error"
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -116,7 +119,7 @@ def _located(span: Span | None, kind: str, message: str) -> list[str]:
 
 def render(error: CnnError) -> str:
     """The diagnostic text of this error alone (not its ``others``), without a trailing newline."""
-    lines = _located(error.span, "error", error.message)
+    lines = _located(error.span, error.severity, error.message)
     for note in error.notes:
         lines += _located(note.span, "note", note.message)
     return "\n".join(lines)

@@ -21,6 +21,13 @@ MAX_EXPANSION_STEPS = 100_000
 MAX_EXPANSION_DEPTH = 50
 
 
+class ExpansionLimit(CnnError):
+    """A limit on what a model expands to was passed: lowering stops at once instead of going on
+    with the next statement, as it does after other errors."""
+
+    placed = False  # whether the block calls around it are noted yet
+
+
 class Expansion:
     """Counts what lowering expands (layers, steps, nesting) and stops it, with the arithmetic,
     as soon as a limit is certain to be passed."""
@@ -37,7 +44,7 @@ class Expansion:
     @contextlib.contextmanager
     def nested(self, span: Span | None):
         if self.depth >= MAX_EXPANSION_DEPTH:
-            raise CnnError(
+            raise ExpansionLimit(
                 f"blocks, branches, residuals and repeats nest more than {MAX_EXPANSION_DEPTH} levels deep "
                 "once blocks are expanded", span or self.last_span,
             )
@@ -63,7 +70,7 @@ class Expansion:
         self.steps += 1
         self.last_span = span
         if self.steps > MAX_EXPANSION_STEPS:
-            raise CnnError(
+            raise ExpansionLimit(
                 f"expanding this model takes more than {MAX_EXPANSION_STEPS:,} steps (statements, block calls "
                 f"and passes of repeats){self._arithmetic()}; a model this large is almost certainly a mistake", span,
             )
@@ -78,7 +85,7 @@ class Expansion:
             inner *= times
         if self.layers + still_to_come > MAX_LAYERS:
             total = f"{self.layers + still_to_come:,}"
-            raise CnnError(
+            raise ExpansionLimit(
                 f"this model expands to at least {total} layers{self._arithmetic()}; "
                 f"a model may have at most {MAX_LAYERS:,}", span,
             )

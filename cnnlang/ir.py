@@ -98,6 +98,15 @@ def set_inputs(graph: nx.DiGraph, node: str, inputs: list[str]) -> None:
             graph.add_edge(source, node, index=[index])
 
 
+def enclosing_calls(graph: nx.DiGraph, path: tuple[str, ...], call_stack: tuple[Span, ...]) -> list[tuple[Span, str]]:
+    """(where it was called, block name) for each block instance around ``path``, innermost
+    first: the "in block ... used here" notes of a diagnostic. Each call on the stack made one
+    block scope on the path (labelled groups make the others)."""
+    scopes = graph.graph["scopes"]
+    blocks = [scopes[path[:end]].block for end in range(1, len(path) + 1)]
+    return list(reversed(list(zip(call_stack, [b for b in blocks if b is not None]))))
+
+
 def ordered(graph: nx.DiGraph) -> list[str]:
     """Nodes in creation order, which is a topological order."""
     return sorted(graph.nodes, key=lambda n: graph.nodes[n]["order"])

@@ -120,7 +120,7 @@ class _Loader:
             self.loading.append(path)
             try:
                 # Importing a whole model is fine: only its blocks are taken.
-                module = parse(read_source(path, imp.span), str(path))
+                module = parse(read_source(path, imp.span), source_name(path))
                 self.namespaces[path] = self.namespace(module, path.parent)
             finally:
                 self.loading.pop()
@@ -128,9 +128,22 @@ class _Loader:
         return self.namespaces[path]
 
 
+def source_name(path: Path) -> str:
+    """How diagnostics name a file: a zoo file as ``zoo:NAME.cnn``; another as the user wrote it,
+    or relative to the working directory when it lies inside it (else absolute)."""
+    absolute = path.resolve()
+    zoo = zoo_dir().resolve()
+    if absolute.is_relative_to(zoo):
+        return f"zoo:{absolute.relative_to(zoo).as_posix()}"
+    if not path.is_absolute():
+        return str(path)
+    cwd = Path.cwd().resolve()
+    return str(absolute.relative_to(cwd)) if absolute.is_relative_to(cwd) else str(path)
+
+
 def load_program(path: Path) -> Program:
     """Parse a .cnn file and everything it imports."""
-    return _Loader().program(read_source(path), str(path), path.parent)
+    return _Loader().program(read_source(path), source_name(path), path.parent)
 
 
 def load_program_text(text: str, file: str = "<string>", directory: Path | None = None) -> Program:

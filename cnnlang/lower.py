@@ -2,7 +2,8 @@
 
 Naming scopes are in scopes.py, the expansion limits in expansion.py, call-argument binding
 (layers and blocks alike) in call_arguments.py; what remains is one recursive walk over
-statements, chains, blocks and residuals (~340 lines: it reads best as one class).
+statements, chains, blocks and residuals, with its recovery after an error (~410 lines: it reads
+best as one class).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .layers.conv import Conv, Conv1d
 from .layers.norm import BatchNorm
 from .expansion import MAX_EXPANSION_DEPTH, MAX_LAYERS, MAX_REPEAT  # noqa: F401  (the limits, named here too)
 from .expansion import Expansion as _Expansion
+from .expansion import ExpansionLimit
 from .loader import BoundBlock, Program
 from .scopes import NameScope as _Scope
 from .scopes import items as _items
@@ -39,12 +41,17 @@ class _Lowering:
         self.shapes: dict[str, tuple[int, ...] | None] = {}
         self.explicit_outputs: list[str] | None = None
         self.expansion = _Expansion()
+        # Errors of statements that failed; lowering goes on with the next statement, as a
+        # compiler does, so one mistake does not hide the next.
+        self.errors: list[CnnError] = []
 
     # -- entry
     def run(self) -> nx.DiGraph:
         network = self.program.module.network
         scope = _Scope((), {}, {}, self.program.blocks, (), set(_labels(network.body)))
         current = self.body(network.body, scope, None, network=True)
+        if self.errors:
+            return self.graph
         if self.graph.graph["input"] is None:
             raise CnnError(f"network '{network.name}' declares no input; start it with e.g. 'input 3x224x224'", network.span)
         if self.explicit_outputs is not None:
@@ -63,13 +70,39 @@ class _Lowering:
     def _body(self, stmts: list[s.Stmt], scope: _Scope, current: str | None, network: bool) -> str | None:
         for position, stmt in enumerate(stmts):
             self.expansion.step(stmt.span)
-            if isinstance(stmt, s.InputStmt):
-                current = self.input(stmt, scope, network, position)
-            elif isinstance(stmt, s.OutputStmt):
-                self.outputs(stmt, scope, network)
-            else:
-                current = self.chain(stmt, scope, current)
+            try:
+                if isinstance(stmt, s.InputStmt):
+                    current = self.input(stmt, scope, network, position)
+                elif isinstance(stmt, s.OutputStmt):
+                    self.outputs(stmt, scope, network)
+                else:
+                    current = self.chain(stmt, scope, current)
+            except ExpansionLimit as error:
+                if not error.placed:  # the innermost statement names the block calls around it
+                    self.note_calls(error, scope)
+                    error.placed = True
+                raise  # going on would expand the runaway model the limit stopped
+            except CnnError as error:
+                current = self.failed(stmt, scope, current, error)
         return current
+
+    def failed(self, stmt: s.Stmt, scope: _Scope, current: str | None, error: CnnError) -> str:
+        """Record the error of a statement and stand a placeholder for what it would have made:
+        the placeholder has no shape, so nothing computed from it is checked (and no error
+        follows from the first one), while independent statements still are."""
+        self.note_calls(error, scope)
+        if not any(e.span == error.span and e.message == error.message for e in self.errors):
+            self.errors.append(error)  # once, though a broken block may be used many times
+        inputs = [current] if current is not None else []
+        placeholder = ir.add_layer(self.graph, scope.node_id(f"error!{len(self.graph)}"), "error", None,
+                                   inputs, stmt.span, scope.call_stack, scope.path)
+        for label in _labels([stmt]):
+            scope.names.setdefault(label, placeholder)
+        return placeholder
+
+    def note_calls(self, error: CnnError, scope: _Scope) -> None:
+        for call, block in ir.enclosing_calls(self.graph, scope.path, scope.call_stack):
+            error.with_note(call, f"in block '{block}' used here")
 
     def input(self, stmt: s.InputStmt, scope: _Scope, network: bool, position: int) -> str:
         if not network:
@@ -121,8 +154,14 @@ class _Lowering:
             if current is None:
                 raise CnnError("this layer has no input: start the network with e.g. 'input 3x224x224'", chain.span)
             inputs = [current]
+        made = []
         for item in chain.items:
             inputs = [self.item(item, scope, inputs)]
+            made.append(inputs[0])
+        if len(made) > 1 and chain.items[0].label is not None:
+            # For the warnings of passes/lint.py: a label names the first layer of its chain,
+            # which a reader may take for the chain's end.
+            self.graph.graph.setdefault("labelled_heads", {})[made[-1]] = (chain.items[0].label, made[0])
         return inputs[0]
 
     # -- items
@@ -234,8 +273,6 @@ class _Lowering:
         self.active.append(definition.name)
         try:
             output = self.body(definition.body, inner, inputs[0])
-        except CnnError as error:
-            raise error.with_note(call.span, f"in block '{definition.name}' used here") from None
         finally:
             self.active.pop()
         if label is not None:
@@ -306,7 +343,7 @@ class _Lowering:
                 continue
             stack.pop()
             if data["layer"] is None:
-                result = data["shape"]
+                result = data.get("shape")  # none for a failed statement's placeholder
             else:
                 inputs = [self.shapes[i] for i in data["inputs"]]
                 try:
@@ -317,9 +354,19 @@ class _Lowering:
         return self.shapes[node]
 
 
+def _nothing_defined(program: Program) -> CnnError:
+    return CnnError("this file defines no network and no blocks; start a model with 'network NAME { input ... }'",
+                    Span(program.module.file, 1, 1))
+
+
 def check_blocks(program: Program) -> None:
     """Check what can be checked of blocks without instantiating them: every layer or block they
-    call exists. (Shapes need arguments and an input, so a network that uses them is needed.)"""
+    call exists. (Shapes need arguments and an input, so a network that uses them is needed.)
+    Every unknown name is reported, the first raised with the others in ``others``. A file with
+    neither a network nor blocks is an error: it is empty, or holds only comments or imports."""
+    if not program.module.blocks:
+        raise _nothing_defined(program)
+    errors = []
     for bound in program.blocks.values():
         if bound.definition.span.file != program.module.file:
             continue
@@ -327,17 +374,39 @@ def check_blocks(program: Program) -> None:
             if isinstance(call, s.Call) and call.name not in REGISTRY and call.name not in bound.namespace:
                 known = sorted(set(REGISTRY) | set(bound.namespace))
                 hint = difflib.get_close_matches(call.name, known, n=1)
-                raise CnnError(
+                errors.append(CnnError(
                     f"unknown layer or block '{call.name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""),
                     call.span,
-                )
+                ))
+    if errors:
+        errors[0].others = errors[1:]
+        raise errors[0]
+
+
+def _use_site(error: CnnError) -> tuple[int, int]:
+    """Where the network meets this error: the outermost block call, or the error itself (for
+    reporting in file order)."""
+    calls = [note.span for note in error.notes if note.message.startswith("in block ") and note.span]
+    span = calls[-1] if calls else error.span
+    return (span.line, span.column) if span else (0, 0)
 
 
 def lower(program: Program, input_shape: tuple[int, ...] | None = None) -> nx.DiGraph:
     """Build the IR of the program's network; raises :class:`CnnError` for structural errors."""
     if program.module.network is None:
-        raise CnnError(
-            "this file defines no network (only blocks); add 'network NAME { input ... }'",
-            Span(program.module.file, 1, 1),
-        )
-    return _Lowering(program, input_shape).run()
+        if not program.module.blocks:
+            raise _nothing_defined(program)
+        raise CnnError("this file defines no network (only blocks); add 'network NAME { input ... }'",
+                       Span(program.module.file, 1, 1))
+    lowering = _Lowering(program, input_shape)
+    graph = lowering.run()
+    if lowering.errors:
+        # The shape errors of what did lower are independent of these (the placeholders have
+        # no shape): report them too, all in the order of the network's lines.
+        from .passes.shapes import infer_shapes
+
+        errors = [*lowering.errors, *infer_shapes(graph).graph["errors"]]
+        first, *others = sorted(errors, key=_use_site)
+        first.others = others
+        raise first
+    return graph

@@ -62,6 +62,11 @@ class Model:
             return self
         return Model(optimise(self.graph, names), self.source)
 
+    @property
+    def warnings(self) -> list[CnnError]:
+        """Diagnostics that stop nothing (``severity`` "warning"), e.g. a tensor nothing uses."""
+        return self.graph.graph.get("warnings", [])
+
     def build(
         self,
         *,
@@ -123,18 +128,19 @@ def resolve(model: str | Path) -> Path:
     )
 
 
-def check(model: str | Path) -> None:
+def check(model: str | Path) -> list[CnnError]:
     """Verify a model file, or a file of blocks only (its calls must name known layers and
-    blocks); raises :class:`CnnError`."""
+    blocks); raises :class:`CnnError`, else returns the warnings."""
     path = resolve(model)
     program = load_program(path)
     if program.module.network is None:
         check_blocks(program)
-        return
+        return []
     graph = run_pipeline(lower(program))
     error = ir.first_error(graph)
     if error is not None:
         raise error
+    return graph.graph["warnings"]
 
 
 def load(

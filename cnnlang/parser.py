@@ -92,7 +92,7 @@ class _ToSyntax(Transformer):
         return s.Literal(value, self._sp(meta))
 
     def dims(self, meta, children):
-        return s.Literal(tuple(self._int(p, meta) for p in str(children[0]).split("x")), self._sp(meta))
+        return s.Literal(tuple(self._int(p, meta) for p in str(children[0]).replace("×", "x").split("x")), self._sp(meta))
 
     def string(self, meta, children):
         return s.Literal(str(children[0])[1:-1], self._sp(meta))

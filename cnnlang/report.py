@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, TYPE_CHECKING
 
 from . import ir
+from .layers import format_shape
 
 if TYPE_CHECKING:  # type hints only, so that this module stays below cnnlang.model
     from .model import Model
@@ -23,6 +24,7 @@ class Row:
     rf: tuple[int, ...] | None = None
     explain: str = ""
     line: int | None = None
+    node: str = ""  # the full name with its block path (``basic2/conv1``); a block row's path
 
 
 def _scope_totals(model: Model) -> dict[tuple[str, ...], dict[str, Any]]:
@@ -57,7 +59,8 @@ def rows(model: Model, depth: int | None = None, explain: bool = False) -> list[
             opened.add(prefix)
             last = graph.nodes[totals[prefix]["last"]]
             out.append(Row(prefix[-1], scopes[prefix].signature, last.get("shape"), totals[prefix]["params"],
-                           totals[prefix]["macs"], end - 1, True, last.get("rf"), line=scopes[prefix].span.line))
+                           totals[prefix]["macs"], end - 1, True, last.get("rf"), line=scopes[prefix].span.line,
+                           node="/".join(prefix)))
         if depth is not None and len(path) >= depth:
             continue  # drawn as part of its block's row
         layer = data["layer"]
@@ -66,31 +69,44 @@ def rows(model: Model, depth: int | None = None, explain: bool = False) -> list[
             how = layer.explain([graph.nodes[i]["shape"] for i in data["inputs"]], data["shape"])
         out.append(Row(node.rsplit("/", 1)[-1], layer.label() if layer else "input", data.get("shape"),
                        data.get("params", 0), data.get("macs", 0), len(path), False, data.get("rf"), how,
-                       data["span"].line))
+                       data["span"].line, node))
     return out
 
 
-def to_json(model: Model) -> dict[str, Any]:
+def _layer_entry(graph, node: str) -> dict[str, Any]:
+    data = graph.nodes[node]
+    return {
+        "name": node,
+        "op": data["op"],
+        "label": data["layer"].label() if data["layer"] else "input",
+        "inputs": data["inputs"],
+        "output_shape": list(data.get("shape") or []),
+        "params": data.get("params", 0),
+        "trainable_params": data.get("trainable", 0),
+        "buffers": data.get("buffers", 0),
+        "macs": data.get("macs", 0),
+        "receptive_field": list(data.get("rf") or []),
+        "block": "/".join(data["path"]),
+        "file": data["span"].file,
+        "line": data["span"].line,
+    }
+
+
+def _row_entry(row: Row) -> dict[str, Any]:
+    return {"name": row.node, "kind": "block" if row.is_block else "layer", "label": row.op,
+            "output_shape": list(row.shape or []), "params": row.params, "macs": row.macs,
+            "receptive_field": list(row.rf or []), "depth": row.depth, "line": row.line}
+
+
+def to_json(model: Model, depth: int | None = None) -> dict[str, Any]:
+    """The summary as JSON data. ``layers`` has every layer; with ``depth``, the table's rows
+    instead: blocks nested deeper than ``depth`` fold into their block's row (``kind`` "block")."""
     graph = model.graph
     totals = model.totals
-    layers = []
-    for node in ir.ordered(graph):
-        data = graph.nodes[node]
-        layers.append({
-            "name": node,
-            "op": data["op"],
-            "label": data["layer"].label() if data["layer"] else "input",
-            "inputs": data["inputs"],
-            "output_shape": list(data.get("shape") or []),
-            "params": data.get("params", 0),
-            "trainable_params": data.get("trainable", 0),
-            "buffers": data.get("buffers", 0),
-            "macs": data.get("macs", 0),
-            "receptive_field": list(data.get("rf") or []),
-            "block": "/".join(data["path"]),
-            "file": data["span"].file,
-            "line": data["span"].line,
-        })
+    if depth is None:
+        layers = [_layer_entry(graph, node) for node in ir.ordered(graph)]
+    else:
+        layers = [_row_entry(row) for row in rows(model, depth)]
     scope_totals = _scope_totals(model)
     blocks = [
         {"path": "/".join(path), "block": scope.block, "call": scope.signature, "line": scope.span.line,
@@ -112,6 +128,15 @@ def to_json(model: Model) -> dict[str, Any]:
         "layers": layers,
         "blocks": blocks,
     }
+
+
+def outputs_text(model: Model) -> str:
+    """``output 1000``, or with several outputs each by name: ``outputs seg 2x8x8, cls 3``."""
+    graph = model.graph
+    names = graph.graph["outputs"]
+    if len(names) == 1:
+        return f"output {format_shape(graph.nodes[names[0]]['shape'])}"
+    return "outputs " + ", ".join(f"{name} {format_shape(graph.nodes[name]['shape'])}" for name in names)
 
 
 def human(number: float, unit: str = "") -> str:

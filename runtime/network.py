@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -166,40 +167,42 @@ class Network:
         """A user-layout host array as the plan takes it: channels last, on the backend."""
         return self.backend.to_device(to_internal(array))
 
-    def _to_user(self, array: np.ndarray) -> np.ndarray:
-        """A plan's channels-last backend array as a user-layout host array."""
-        return to_user(self.backend.to_host(array))
-
-    def forward(self, x: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
-        """The primary output for the batch ``x`` (N x C x H x W); :meth:`outputs` has all of them."""
+    def forward(
+        self, x: np.ndarray, timings: dict[str, float] | None = None, *, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The primary output for the batch ``x`` (N x C x H x W), as a new array the caller owns
+        (the next forward does not change it); with ``out``, written into that array instead (no
+        allocation) and returned. :meth:`outputs` has all of the outputs."""
         x = self.check_input(x)
         if self.training or self.inference_plan is None:
             self.context.train = self.training
             self._stale = self._stale or self.training
             self._last_plan = self.plan
             values = self.plan.forward(self._to_backend(x), self.context, timings)
-            return self._to_user(values[self.plan.outputs[0]])
+            return _to_caller(self.backend.to_host(values[self.plan.outputs[0]]), out)
         if self._stale:
             self.refresh()
         plan = self.inference_plan
         self._last_plan = plan
         values = plan.forward(self._to_backend(x), self.context, timings)
-        return self._to_user(values[plan.resolve(self.plan.outputs[0])])
+        return _to_caller(self.backend.to_host(values[plan.resolve(self.plan.outputs[0])]), out)
 
     def outputs(self) -> dict[str, np.ndarray]:
         """Every declared output of the last forward pass, by name (the original graph's names,
-        also after an optimised forward)."""
+        also after an optimised forward), as new arrays the caller owns."""
         if self._last_plan is self.inference_plan and self.inference_plan is not None:
             plan = self.inference_plan
-            return {name: self._to_user(plan.values[plan.resolve(name)]) for name in self.plan.outputs}
-        return {name: self._to_user(self.plan.values[name]) for name in self.plan.outputs}
+            return {name: _to_caller(self.backend.to_host(plan.values[plan.resolve(name)])) for name in self.plan.outputs}
+        return {name: _to_caller(self.backend.to_host(self.plan.values[name])) for name in self.plan.outputs}
 
     def backward(
-        self, dy: np.ndarray | dict[str, np.ndarray], timings: dict[str, float] | None = None
+        self, dy: np.ndarray | dict[str, np.ndarray], timings: dict[str, float] | None = None,
+        on_grads: Callable[[str], None] | None = None,
     ) -> np.ndarray | None:
         """Back-propagate dL/d(output) (an array for the primary output, or a dict by output name)
         from the last forward pass; fills :attr:`grads`. Returns dL/d(input) when the network was
-        built with ``input_grad=True``."""
+        built with ``input_grad=True``. ``on_grads(node)`` is called when a node's parameter
+        gradients are final."""
         if self._last_plan is not None and self._last_plan is self.inference_plan:
             raise RuntimeError(
                 "backward after an optimised (eval-mode) forward: call network.train() before forward, "
@@ -219,8 +222,8 @@ class Network:
             if grad.shape != expected:
                 raise InputError(f"gradient for '{name}' must be {format_shape(expected)}, got {format_shape(grad.shape)}")
             internal[name] = self._to_backend(grad)
-        dx = self.plan.backward(internal, timings)
-        return None if dx is None else self._to_user(dx)
+        dx = self.plan.backward(internal, timings, on_grads)
+        return None if dx is None else to_user(self.backend.to_host(dx))
 
     # -- parameters
     def set_param(self, name: str, value: np.ndarray) -> None:
@@ -291,3 +294,19 @@ class Network:
         self.load_notes = [f"{source}: {count} array(s) of {dtype} converted to {self.dtype}"
                            for dtype, count in sorted(converted.items())]
         self._stale = True
+
+
+def _to_caller(value: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A plan's (channels-last) value in the caller's layout, never sharing memory with the plan:
+    the plan overwrites its buffers on the next forward, and a result that changed under the
+    caller misled users. ``out`` (shape- and dtype-checked) avoids the allocation."""
+    user = np.moveaxis(value, -1, 1) if value.ndim > 2 else value
+    if out is None:
+        return np.array(user, order="C")
+    if out.shape != user.shape or out.dtype != user.dtype:
+        raise InputError(
+            f"out must be a {user.dtype} array of {format_shape(user.shape)}, "
+            f"got {out.dtype} {format_shape(out.shape)}"
+        )
+    out[...] = user
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import networkx as nx
 import numpy as np
@@ -78,10 +79,13 @@ class Plan:
         return values
 
     def backward(
-        self, output_grads: dict[str, np.ndarray], timings: dict[str, float] | None = None
+        self, output_grads: dict[str, np.ndarray], timings: dict[str, float] | None = None,
+        on_grads: Callable[[str], None] | None = None,
     ) -> np.ndarray | None:
         """Reverse-mode from dL/d(output) for the given outputs; fills every op's ``grads`` and
-        returns dL/d(input) when the plan was built with ``input_grad``."""
+        returns dL/d(input) when the plan was built with ``input_grad``. ``on_grads(node)`` is
+        called as soon as a node's parameter gradients are final (data-parallel training starts
+        sending them while the rest of backward runs)."""
         grads: dict[str, np.ndarray] = {}
         owned: set[str] = set()
 
@@ -103,11 +107,15 @@ class Plan:
                 # Nothing downstream asked for a gradient: this node's parameters get zero.
                 for array in step.op.grads.values():
                     array.fill(0)
+                if on_grads is not None:
+                    on_grads(step.node)
                 continue
             start = clock()
             input_grads = step.op.backward(g)
             if timings is not None:
                 timings[step.node] = timings.get(step.node, 0.0) + clock() - start
+            if on_grads is not None:
+                on_grads(step.node)
             for source, dx in zip(step.inputs, input_grads):
                 if dx is not None:
                     accumulate(source, dx)

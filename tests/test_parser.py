@@ -93,3 +93,11 @@ def test_syntax_errors(source, message):
     with pytest.raises(CnnError) as info:
         parse(source)
     assert message in str(info.value)
+
+
+def test_the_multiplication_sign_works_as_x_in_sizes_and_repeats():
+    import cnnlang
+
+    written = cnnlang.load("block b(c) { conv(c, 3×3, pad = 1) -> relu }\nnetwork n { input 3×16×16\n b(8) × 2 }")
+    plain = cnnlang.load("block b(c) { conv(c, 3x3, pad = 1) -> relu }\nnetwork n { input 3x16x16\n b(8) * 2 }")
+    assert written.dump() == plain.dump()

@@ -225,9 +225,10 @@ def check_diagnostic(error: cnnlang.CnnError, text: str) -> None:
     if match["file"] == "<string>":
         assert line <= len(text.splitlines()) + 1, rendered
         return
-    # An error inside a block imported from the zoo is located in that file, and a note then
-    # points back at the call in the text.
-    assert match["file"].endswith(".cnn") and os.path.isfile(match["file"]), rendered
+    # An error inside a block imported from the zoo is located in that file (named zoo:NAME.cnn),
+    # and a note then points back at the call in the text.
+    file = match["file"]
+    assert file.startswith("zoo:") and file.endswith(".cnn") and (zoo_dir() / file[4:]).is_file(), rendered
     assert re.search(r"^<string>:\d+:\d+: note: ", rendered, re.M), rendered
 
 

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_threads()  # before anything loads NumPy or Numba's OpenMP pool (cnnlang/environment.py)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `train --ranks`, which reruns it under mpiexec
     try:
         return args.run(args)
     except CnnError as error:

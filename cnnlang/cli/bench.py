@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -21,7 +22,7 @@ from rich.table import Table
 from ..errors import UsageError
 from ..model import Model
 from ..passes.optimise import PASS_NAMES
-from .common import add_model_argument, add_pass_options, load_model, selected_passes
+from .common import add_model_argument, add_pass_options, load_model, selected_passes, table_console
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -49,8 +50,15 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
     result: dict = {"model": model.name, "batch": batch, "dtype": dtype, "passes": list(network.passes)}
 
     start = time.perf_counter()
-    network.eval().forward(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = network.eval().forward(x)
     result["first_forward_s"] = time.perf_counter() - start
+    if not np.isfinite(y).all():
+        # Timings of arithmetic on infinities say nothing about the model's speed.
+        from ..train.nonfinite import first_nonfinite
+
+        result["nonfinite"] = (first_nonfinite(network) if network.inference_plan is None else None) or "its output"
+        return result
     result["inference_s"] = median_seconds(lambda: network.forward(x), repeat)
     forward_layers = _per_layer(lambda t: network.forward(x, timings=t), repeat)
     result["activation_bytes"] = network.activation_bytes(batch)
@@ -59,17 +67,28 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
     backward_layers: dict[str, float] = {}
     if train:
         network.train()
-        dy = np.ones((batch, *model.output_shape), network.dtype) / batch
+        losses: list[float] = []
+        labels = np.random.default_rng(seed).integers(model.output_shape[0], size=batch)
 
         def step(timings=None):
-            network.forward(x)
-            network.backward(dy, timings)
-            for name in network.trainable:
-                network.params[name] -= 1e-4 * network.grads[name]
+            # Overflow is checked after the steps and reported in words, not as NumPy warnings.
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, dy = _loss_and_gradient(network.forward(x), labels)
+                network.backward(dy, timings)
+                for name in network.trainable:
+                    network.params[name] -= TRAIN_LR * network.grads[name]
+            losses.append(loss)
 
         step()
-        result["train_step_s"] = median_seconds(step, repeat)
+        seconds = median_seconds(step, repeat)
         backward_layers = _per_layer(step, repeat)
+        result["train_losses"] = losses
+        problem = _nonfinite_training(network, losses)
+        if problem:
+            result["train_nonfinite"] = problem
+            backward_layers = {}
+        else:
+            result["train_step_s"] = seconds
 
     graph = model.graph if network.inference_plan is None else network.inference_plan.graph
     layers = []
@@ -78,13 +97,40 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
         fused = [f["name"] for f in graph.nodes[node].get("fused", [])]
         row = {"layer": node, "op": graph.nodes[node]["op"], "fused": fused, "macs": macs, "forward_s": seconds,
                "forward_gflops": 2 * macs / seconds / 1e9 if macs and seconds > 0 else None}
-        if train:
+        if backward_layers:
             back = backward_layers.get(node, 0.0)
             row["backward_s"] = back
             row["backward_gflops"] = 4 * macs / back / 1e9 if macs and back > 0 else None
         layers.append(row)
     result["layers"] = layers
     return result
+
+
+# The timed training step is a real one, so its values must stay sane: cross-entropy against
+# fixed random labels (a loss bounded below, unlike the sum of the outputs, which a step then
+# drives to overflow) with plain SGD at a small learning rate.
+TRAIN_LR = 0.01
+
+
+def _loss_and_gradient(output: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Cross-entropy for a vector of scores; half the mean square (towards zero) otherwise."""
+    from ..train.losses import softmax_cross_entropy
+
+    if output.ndim == 2:
+        return softmax_cross_entropy(output, labels)
+    return float(np.mean(np.square(output, dtype=np.float64)) / 2), output / output.size
+
+
+def _nonfinite_training(network, losses: list[float]) -> str | None:
+    """A sentence on what went non-finite in the timed training steps; None when nothing did."""
+    from ..train.nonfinite import first_nonfinite
+
+    bad = next((i for i, loss in enumerate(losses) if not np.isfinite(loss)), None)
+    where = first_nonfinite(network)
+    if bad is None and where is None:
+        return None
+    return (f"the loss became {losses[bad]} at step {bad + 1} of {len(losses)}" if bad is not None
+            else "the values went non-finite") + (f": {where}" if where else "")
 
 
 def _per_layer(run_once, repeat: int) -> dict[str, float]:
@@ -104,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     passes = selected_passes(args)
     model = load_model(args)
     result = measure(model, args.batch, args.train, args.repeat, args.seed, args.dtype)
+    if "nonfinite" in result:
+        print(f"cnnlang bench: {model.name}: not timed: the forward pass gives non-finite values "
+              f"({result['nonfinite']}) on random input with seed {args.seed}", file=sys.stderr)
+        return 1
     if passes:
         optimised = measure(model, args.batch, False, args.repeat, args.seed, args.dtype, passes)
         result["optimised"] = {k: v for k, v in optimised.items() if k not in ("model", "batch", "dtype")}
@@ -111,9 +161,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 160
+    console = table_console()
     batch = args.batch
     console.print(f"{model.name} ({model.source}), batch {batch}, {args.dtype}, median of {args.repeat}")
     rows = [("no passes", result)]
@@ -130,7 +178,9 @@ def run(args: argparse.Namespace) -> int:
         saved = 1 - result["optimised"]["activation_bytes"] / result["activation_bytes"]
         console.print(f"speed-up {result['speedup']:.2f}x, activation memory {saved:.0%} less (allocated node outputs: "
                       "one buffer per layer without passes, the planned buffers with them)")
-    if args.train:
+    if args.train and "train_nonfinite" in result:
+        console.print(f"training step  not timed: non-finite values ({result['train_nonfinite']})")
+    elif args.train:
         console.print(f"training step  {batch / result['train_step_s']:10.1f} images/s  ({result['train_step_s'] * 1000:.2f} ms per batch: "
                       "forward, backward, SGD update; no passes)")
     if passes and not args.train:
@@ -138,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         _layer_table(console, result["optimised"]["layers"], False)
     else:
         console.print("per layer, no passes:")
-        _layer_table(console, result["layers"], args.train)
+        _layer_table(console, result["layers"], "train_step_s" in result)
     return 0
 
 

@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     for file in args.files:
         try:
-            check(file)
+            for warning in check(file):
+                emit_error(warning)
         except CnnError as error:
             emit_error(error)
             status = max(status, 1)

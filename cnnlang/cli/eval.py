@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
                           "top5": result.top5, "confusion": result.confusion.to_json()}, indent=2))
         return 0
     print(f"{model.name} on {args.data} ({args.split}, {result.count:,} examples)")
-    print(f"top-5 {result.top5:.2%}   loss {result.loss:.4f}")
-    print(result.confusion.to_text(dataset.classes))
+    outputs = network.output_names
+    if len(outputs) > 1:
+        print(f"output  '{outputs[0]}' (the first of the outputs {', '.join(outputs)}) is the one evaluated")
+    print(f"accuracy {result.accuracy:.2%}   top-5 {result.top5:.2%}   loss {result.loss:.4f}")
+    print(result.confusion.body_text(dataset.classes))
     return 0

@@ -59,6 +59,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def draw(steps: list[dict], epochs: list[dict], output: Path, title: str) -> None:
+    figure = curves(steps, epochs, title)
+    import matplotlib.pyplot as plt
+
+    try:
+        write_atomically(output, lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
+    finally:
+        plt.close(figure)
+
+
+def curves(steps: list[dict], epochs: list[dict], title: str):
+    """The figure: loss and accuracy per logged step and per epoch, on axes from epoch 0 to the
+    last record (a one-epoch run is a curve across the epoch, not one point on a 0.96-1.04 axis)."""
     try:
         import matplotlib
 
@@ -70,26 +82,29 @@ def draw(steps: list[dict], epochs: list[dict], output: Path, title: str) -> Non
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
     x_steps = [r["epoch"] - 1 + r["batch"] / r["batches"] for r in steps]
     x_epochs = [r["epoch"] for r in epochs]
+    accuracies = []
     if steps:
         loss_axes.plot(x_steps, [r["loss"] for r in steps], lw=0.8, alpha=0.6, label="train (batch)")
+        accuracies += [100 * r["train_accuracy"] for r in steps]
+        accuracy_axes.plot(x_steps, accuracies, lw=0.8, alpha=0.6, label="train (running, per step)")
     if epochs:
         loss_axes.plot(x_epochs, [r["train_loss"] for r in epochs], "o-", label="train (epoch mean)")
-        accuracy_axes.plot(x_epochs, [100 * r["train_accuracy"] for r in epochs], "o-", label="train")
+        accuracy_axes.plot(x_epochs, [100 * r["train_accuracy"] for r in epochs], "o-", label="train (epoch)")
+        accuracies += [100 * r["train_accuracy"] for r in epochs]
         if held:
             loss_axes.plot(x_epochs, [r[f"{held}_loss"] for r in epochs], "s-", label=held)
             accuracy_axes.plot(x_epochs, [100 * r[f"{held}_accuracy"] for r in epochs], "s-", label=held)
-    elif steps:
-        accuracy_axes.plot(x_steps, [100 * r["train_accuracy"] for r in steps], label="train (running)")
+            accuracies += [100 * r[f"{held}_accuracy"] for r in epochs]
     loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     loss_axes.set_yscale("log")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    # Accuracy from a little below its lowest value up to 100%, so a short run's few points
+    # are not blown up into a range of a few hundredths.
+    accuracy_axes.set_ylim(max(0.0, min(accuracies) - 5), 100.5)
     for axes in (loss_axes, accuracy_axes):
+        axes.set_xlim(0, max(x_steps + x_epochs))
         axes.grid(alpha=0.3)
         axes.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    try:
-        write_atomically(output, lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
-    finally:
-        plt.close(figure)
-
+    return figure

@@ -80,6 +80,33 @@ def split_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
         return text, None
 
 
+def _initial_weights(model, seed: int) -> str:
+    """Which layers' weights are written in the model (fixed) and which are drawn at random."""
+    graph, written, drawn = model.graph, [], []
+    for node, data in graph.nodes(data=True):
+        layer = data["layer"]
+        if layer is None or "weight" not in layer.param_shapes([graph.nodes[i]["shape"] for i in data["inputs"]]):
+            continue
+        (written if getattr(layer, "weights", None) is not None else drawn).append(node)
+    randomly = f"random (He/Xavier, seed {seed})"
+    if not written:
+        return randomly
+    return f"written in the model: {', '.join(written)}; " + (f"{randomly}: {', '.join(drawn)}" if drawn else "none random")
+
+
+def _print_output(model, name: str, y: np.ndarray, top: int) -> None:
+    print(f"output  {y.shape[0]} x {format_shape(y.shape[1:])} ('{name}')")
+    if y.ndim == 2:
+        probabilities = y if model.graph.nodes[name]["op"] == "softmax" else np.exp(log_softmax(y.astype(np.float64)))
+        k = min(top, y.shape[1])
+        for index, row in enumerate(probabilities):
+            best = np.argsort(-row, kind="stable")[:k]
+            ranked = "  ".join(f"{c}: {row[c]:.3f}" for c in best)
+            print(f"  example {index}: top-{k} class: probability  {ranked}")
+    else:
+        print(f"  values: mean {y.mean():.4g}, std {y.std():.4g}, min {y.min():.4g}, max {y.max():.4g}")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.top < 1 or args.repeat < 0:
         raise UsageError("--batch and --top must be at least 1, --repeat at least 0")
@@ -96,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         source = f"random normal, seed {args.seed}"
     check_output_options(args, model.output_shape, x.shape[0])
     network = model.build(seed=args.seed, dtype=args.dtype, passes=passes)
-    weights = args.weights or f"random (He/Xavier, seed {args.seed})"
+    weights = args.weights or _initial_weights(model, args.seed)
     if args.weights:
         normalizer = Normalizer.from_metadata(network.load(args.weights))
         for note in network.load_notes:
@@ -119,17 +146,8 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         network.forward(x)
         times.append(time.perf_counter() - start)
-    print(f"output  {y.shape[0]} x {format_shape(y.shape[1:])} ('{network.output_names[0]}')")
-    if y.ndim == 2:
-        last_op = model.graph.nodes[network.output_names[0]]["op"]
-        probabilities = y if last_op == "softmax" else np.exp(log_softmax(y.astype(np.float64)))
-        k = min(args.top, y.shape[1])
-        for index, row in enumerate(probabilities):
-            best = np.argsort(-row, kind="stable")[:k]
-            ranked = "  ".join(f"{c}: {row[c]:.3f}" for c in best)
-            print(f"  example {index}: top-{k} class: probability  {ranked}")
-    else:
-        print(f"  values: mean {y.mean():.4g}, std {y.std():.4g}, min {y.min():.4g}, max {y.max():.4g}")
+    for name, value in network.outputs().items():
+        _print_output(model, name, value, args.top)
     show_output(args, y)
     batch = x.shape[0]
     print(f"start   {ready:.2f} s to load, compile and initialise; first pass {first * 1000:.1f} ms (loads or compiles kernels)")

@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
-from rich.table import Table
-
 from ..errors import UsageError
 from ..layers import format_shape
-from ..report import human, peak_memory_line, rows, to_json
-from .common import add_model_argument, load_model
+from ..report import human, outputs_text, peak_memory_line, rows, to_json
+from .common import add_model_argument, emit_error, fitted_table, load_model, table_console
 from .totals import add_totals_options, compare, print_by_op
 
 
@@ -34,36 +31,33 @@ def run(args: argparse.Namespace) -> int:
     if args.others:
         return compare(args)
     model = load_model(args)
+    for warning in model.warnings:
+        emit_error(warning)
     if args.json:
-        print(json.dumps(to_json(model), indent=2))
+        print(json.dumps(to_json(model, args.depth), indent=2))
         return 0
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 160  # pipes and files get whole rows, not an 80-column wrap
-    table = Table(title=f"{model.name}  ({model.source})", title_justify="left", show_edge=False, pad_edge=False)
+    console = table_console()
     listed = rows(model, args.depth, args.explain)
-    # Numbers are never cut: on a narrow terminal the name and op columns wrap instead.
+    # Numbers and shapes are never cut; on a narrow terminal the name and op columns end in an
+    # ellipsis (wrapping broke block calls mid-token), and then the RF column is left out.
     widest = max(len(f"{max(r.macs, r.params):,}") for r in listed)
-    table.add_column("Layer", overflow="fold")
-    table.add_column("Op", overflow="fold")
-    table.add_column("Output", justify="right", no_wrap=True)
-    table.add_column("Params", justify="right", no_wrap=True, min_width=min(widest, 11))
-    table.add_column("MACs", justify="right", no_wrap=True, min_width=widest)
-    table.add_column("RF", justify="right", no_wrap=True)
-    explanations = []
+    columns = [("Layer", "left", None), ("Op", "left", None), ("Output", "right", 0),
+               ("Params", "right", min(widest, 11)), ("MACs", "right", widest), ("RF", "right", 0)]
+    cells, explanations = [], []
     for row in listed:
         name = "  " * row.depth + row.name
-        cells = [
+        cells.append([
             f"[bold]{name}[/bold]" if row.is_block else name,
             row.op,
             format_shape(row.shape),
             f"{row.params:,}" if row.params else "",
             f"{row.macs:,}" if row.macs else "",
             "x".join(map(str, row.rf)) if row.rf else "",
-        ]
+        ])
         if row.explain and row.explain != "same shape as the input":
-            explanations.append((row.name, row.explain))
-        table.add_row(*cells)
+            explanations.append((row.node, row.explain))  # the block path: conv1 alone is ambiguous
+    table = fitted_table(console, columns, cells, droppable=("RF",),
+                         title=f"{model.name}  ({model.source})", title_justify="left")
     console.print(table)
     if explanations:
         width = max(len(name) for name, _ in explanations)
@@ -73,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     totals = model.totals
     frozen = totals["params"] - totals["trainable"]
     console.print(
-        f"input {format_shape(model.input_shape)} -> output {format_shape(model.output_shape)}\n"
+        f"input {format_shape(model.input_shape)} -> {outputs_text(model)}\n"
         f"params: {totals['params']:,} ({human(totals['params'])}); trainable {totals['trainable']:,}, "
         f"frozen {frozen:,}; buffers (batchnorm running statistics) {totals['buffers']:,}\n"
         f"MACs per example: {totals['macs']:,} ({human(totals['macs'])}; conv + fully connected, bias adds excluded)\n"

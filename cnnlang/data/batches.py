@@ -42,7 +42,7 @@ class Batches:
 
     def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0,
                  normalizer: Normalizer | None = None, augment: Augment | None = None, drop_last: bool = False,
-                 dtype: Any = np.float32, start_batch: int = 0) -> None:
+                 dtype: Any = np.float32, start_batch: int = 0, shard: tuple[int, int] = (0, 1)) -> None:
         _check_seed(seed)
         if batch_size < 1:
             raise DataError(f"the batch size must be at least 1, got {batch_size}")
@@ -54,6 +54,8 @@ class Batches:
         if not 0 <= start_batch <= len(self):
             raise DataError(f"start batch {start_batch} is outside the epoch's {len(self)} batches")
         self.start_batch = int(start_batch)
+        # (rank, ranks): yield only this rank's part of each batch (data-parallel training).
+        self.shard = shard
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -70,12 +72,18 @@ class Batches:
         """Batch ``index`` of the epoch, computed on its own."""
         order = self.order() if order is None else order
         chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
+        part = shard_slice(len(chosen), *self.shard)
+        augmented = self.augment.crop_padding or self.augment.flip
+        if not augmented:
+            chosen = chosen[part]
         images, labels = self.dataset.images[chosen], self.dataset.labels[chosen]
-        if self.augment.crop_padding or self.augment.flip:
+        if augmented:
+            # The whole batch draws its augmentation, so a shard sees what one process would.
             rng = np.random.default_rng([self.seed, self.epoch, index, _AUGMENT_TAG])
             images = random_crop(images, self.augment.crop_padding, rng)
             if self.augment.flip:
                 images = random_flip(images, rng)
+            images, labels = images[part], labels[part]
         if self.normalizer is not None:
             return self.normalizer(images, self.dtype), labels
         scaled = images.astype(self.dtype)
@@ -86,6 +94,12 @@ class Batches:
         order = self.order()
         for index in range(self.start_batch, len(self)):
             yield self.batch(index, order)
+
+
+def shard_slice(count: int, rank: int, ranks: int) -> slice:
+    """Rank ``rank``'s contiguous part of ``count`` items split over ``ranks``: sizes differ by
+    at most one, and the parts in rank order are the whole."""
+    return slice(rank * count // ranks, (rank + 1) * count // ranks)
 
 
 def split_validation(dataset: Dataset, size: float | int, seed: int = 0,

@@ -2,8 +2,8 @@
 
 Fetching is pooch's job (a well-kept library for exactly this: it downloads to a temporary file,
 checks the known hash, retries, and only then moves the file into place, so the cache never holds
-a partial or corrupt file); the cache location is platformdirs' per-user cache directory
-(``~/.cache/cnnlang`` on Linux), or ``CNNLANG_CACHE``. ``CNNLANG_DATA_MIRROR`` (or ``mirror=``)
+a partial or corrupt file). Files go to cnnlang's cache (cnnlang/cache.py: ``CNNLANG_CACHE``, else
+platformdirs' per-user cache directory, ``~/.cache/cnnlang`` on Linux). ``CNNLANG_DATA_MIRROR`` (or ``mirror=``)
 replaces the publishers' URLs with ``{mirror}/{dataset}/{file}``, the same layout as the cache.
 Nothing here prints: pass ``progress(file_name, bytes_done, bytes_total_or_None)`` to show
 progress.
@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import platformdirs
-
+from ..cache import user_cache_dir
 from .errors import DataError
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -121,8 +120,8 @@ def known_dataset(name: str) -> KnownDataset:
 
 
 def cache_dir() -> Path:
-    """Where downloads go: ``$CNNLANG_CACHE``, else the user's cache directory (platformdirs)."""
-    return Path(os.environ.get("CNNLANG_CACHE") or platformdirs.user_cache_dir("cnnlang"))
+    """Where downloads go: cnnlang's cache (``$CNNLANG_CACHE``, else the user's cache directory)."""
+    return user_cache_dir()
 
 
 def source_urls(dataset: KnownDataset, remote: RemoteFile, mirror: str | None = None) -> tuple[str, ...]:

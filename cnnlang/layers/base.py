@@ -138,6 +138,15 @@ def probability(value: Any) -> float:
     return number
 
 
+def fraction(value: Any) -> float:
+    """A number in [0, 1], both ends allowed (batchnorm's momentum = 1: the running statistics
+    are the last batch's, as PyTorch allows)."""
+    number = real(value)
+    if not 0 <= number <= 1:
+        raise ValueError(f"expected a number in [0, 1], got {number:g}")
+    return number
+
+
 def array_values(value: Any) -> tuple:
     """A rectangular nested list of numbers, e.g. ``[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]``."""
     if not isinstance(value, list):

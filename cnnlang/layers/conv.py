@@ -21,6 +21,7 @@ from .base import (
     padding,
     size,
 )
+from ..text import plural
 from .window import (
     as_image_batch,
     as_image_geometry,
@@ -114,7 +115,7 @@ class Conv(LayerType):
     def explain(self, inputs: list[Shape], output: Shape) -> str:
         kernels, strides, pads, dilations = self.geometry(inputs[0])
         _, formulas = window_output(self.op, inputs[0], self.filters, kernels, strides, pads, dilations)
-        return "; ".join(formulas + [f"C = {self.filters} filters"])
+        return "; ".join(formulas + [f"C = {plural(self.filters, 'filter')}"])
 
     def padding_of(self, shape: Shape) -> tuple[tuple[int, int], ...]:
         return self.geometry(shape)[2]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import LayerType, Shape, arg, count, flag, positive_real, probability, real
+from .base import LayerType, Shape, arg, count, flag, fraction, positive_real, probability, real
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class BatchNorm(LayerType):
     torch_names = {"gamma": "weight", "beta": "bias"}
 
     eps: float = arg(positive_real, 1e-5)
-    momentum: float = arg(probability, 0.1, doc="weight of the new batch in the running averages")
+    momentum: float = arg(fraction, 0.1, doc="weight of the new batch in the running averages")
     affine: bool = arg(flag, True, doc="learn gamma and beta")
 
     def param_shapes(self, inputs: list[Shape]) -> dict[str, Shape]:

@@ -13,6 +13,7 @@ from .. import ir
 from .costs import count_costs
 from .receptive import receptive_field
 from .shapes import infer_shapes
+from .lint import lint
 
 Pass = Callable[[nx.DiGraph], nx.DiGraph]
 
@@ -31,6 +32,7 @@ ANALYSES: tuple[PassSpec, ...] = (
     PassSpec("infer-shapes", infer_shapes, annotates=True),
     PassSpec("count-costs", count_costs, annotates=True),
     PassSpec("receptive-field", receptive_field, annotates=True),
+    PassSpec("lint", lint, annotates=True),
 )
 
 
@@ -46,4 +48,4 @@ def run_pipeline(graph: nx.DiGraph, passes: Sequence[PassSpec] = ANALYSES, log: 
     return graph
 
 
-__all__ = ["ANALYSES", "Pass", "PassSpec", "count_costs", "infer_shapes", "receptive_field", "run_pipeline"]
+__all__ = ["ANALYSES", "Pass", "PassSpec", "count_costs", "infer_shapes", "lint", "receptive_field", "run_pipeline"]

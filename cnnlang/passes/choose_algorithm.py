@@ -54,6 +54,7 @@ def _why_not_faster(graph: nx.DiGraph, node: str) -> str:
     data = graph.nodes[node]
     inputs, outputs = graph.nodes[data["inputs"][0]]["shape"][0], data["shape"][0]
     if min(inputs, outputs) < MIN_CHANNELS:
-        return (f"{inputs} -> {outputs} channels, fewer than {MIN_CHANNELS}, where Winograd measured "
-                "no faster (benchmarks/bench_winograd.py)")
+        side = "input" if inputs < MIN_CHANNELS else "output"
+        return (f"{inputs} -> {outputs} channels: {min(inputs, outputs)} {side} channels, fewer than {MIN_CHANNELS}, "
+                "where Winograd measured no faster (benchmarks/bench_winograd.py)")
     return ""

@@ -38,11 +38,7 @@ def _error(graph: nx.DiGraph, node: str, failure: ShapeError) -> CnnError:
         )
         for source, shape in zip((first, second), shapes):
             error.with_note(graph.nodes[source]["span"], f"{_display(graph, source)} ({format_shape(shape)}) comes from here")
-    # Each call on the stack made one block scope on the path (labelled groups make the others).
-    scopes = graph.graph["scopes"]
-    blocks = [scopes[data["path"][:end]].block for end in range(1, len(data["path"]) + 1)]
-    blocks = [b for b in blocks if b is not None]
-    for call, block in reversed(list(zip(data["call_stack"], blocks))):
+    for call, block in ir.enclosing_calls(graph, data["path"], data["call_stack"]):
         error.with_note(call, f"in block '{block}' used here")
     return error
 
@@ -54,8 +50,8 @@ def infer_shapes(graph: nx.DiGraph) -> nx.DiGraph:
         data.pop("error", None)
         data.pop("shape", None)
         inputs = [graph.nodes[i].get("shape") for i in data["inputs"]]
-        if any(shape is None for shape in inputs):
-            continue
+        if data["layer"] is None or any(shape is None for shape in inputs):
+            continue  # a layer after a failure, or lowering's placeholder for a failed statement
         try:
             data["shape"] = data["layer"].output_shape(inputs)
         except ShapeError as failure:

@@ -8,8 +8,11 @@ them, so a setting is written once.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
+
+from ..text import plural
 
 # The files of a run folder.
 CHECKPOINT = "checkpoint.safetensors"
@@ -41,7 +44,8 @@ class TrainConfig:
                                   "the cache, a download)", metavar="DIR")
     download: bool = option(True, "fail instead of downloading a missing dataset", flag="--no-download",
                             action="store_false")
-    epochs: int = option(10, metavar="N")
+    epochs: int = option(10, "with --resume, extends (or shortens) the run, its schedule continuing as laid out",
+                         metavar="N", unset=True)
     batch_size: int = option(64, "mini-batch size", flag="--batch", metavar="N")
     optimizer: str = option("sgd", choices=("sgd", "adam", "adamw"))
     lr: float = option(0.05, "base learning rate")
@@ -61,6 +65,17 @@ class TrainConfig:
     dtype: str = option("float32", choices=("float32", "float64"))
     log_every: int = option(50, "steps between metrics-log lines", metavar="STEPS")
     eval_batch: int = 256
+    # Data parallelism: ``batch_size`` is per rank, so a step sees ranks * batch_size examples.
+    ranks: int = 1
+    sync_bn: bool = option(False, "with several ranks, batchnorm uses the whole global batch's statistics "
+                           "(exactly one process's numbers)", action="store_true")
+    # The epochs the learning-rate schedule was laid out over, when a resumed run was extended
+    # past them (None: ``epochs``).
+    schedule_epochs: int | None = None
+
+    @property
+    def schedule_span(self) -> int:
+        return self.schedule_epochs or self.epochs
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -68,12 +83,47 @@ class TrainConfig:
         return data
 
     def outcome(self) -> dict:
-        """The settings that change the numbers a run computes (not where the data lives, or
-        how often it logs): a run resumes only with these unchanged."""
+        """The settings that change the numbers a run computes (not where the data lives, how
+        often it logs, or how many epochs it runs: the schedule's span stands for those): a run
+        resumes only with these unchanged."""
         data = self.to_json()
-        for key in ("data_dir", "download", "log_every", "eval_batch"):
+        for key in ("data_dir", "download", "log_every", "eval_batch", "epochs", "schedule_epochs"):
             data.pop(key)
+        data["schedule_span"] = self.schedule_span
         return data
+
+    def with_absolute_paths(self) -> "TrainConfig":
+        """Model, data and data folder as absolute paths where they name files, so a run can
+        be resumed from any working directory (zoo and dataset names stay names)."""
+        def absolute(text: str | None) -> str | None:
+            return str(Path(text).resolve()) if text and Path(text).exists() else text
+
+        return replace(self, model=absolute(self.model), data=absolute(self.data),
+                       data_dir=str(Path(self.data_dir).resolve()) if self.data_dir else None)
+
+    def extended(self, epochs: int, done: int) -> tuple["TrainConfig", str]:
+        """This run set to ``epochs`` epochs after ``done`` have been trained, and a sentence on
+        the learning rate of the epochs added. The schedule continues as it was laid out: every
+        schedule's lr is defined past its span (cosine holds its final value), and a schedule that
+        ends at lr 0 is refused, since epochs trained at lr 0 would not change the weights."""
+        from cnnlang.errors import UsageError
+
+        from .schedules import parse_schedule
+
+        if epochs < max(done, 1):
+            raise UsageError(f"this run has trained {plural(done, 'epoch')}; --epochs must be at least {max(done, 1)}")
+        span = self.schedule_span
+        schedule = parse_schedule(self.schedule, self.lr, span, self.warmup)
+        if epochs > span and not schedule.lr(span) > 0:
+            raise UsageError(
+                f"this run's schedule ({schedule.describe()}) ends at lr 0 after epoch {span}, so more epochs "
+                f"would not change the weights; start a new run with --epochs {epochs}, or give the schedule a "
+                "floor above 0 when you do (e.g. --schedule cosine:1e-4)"
+            )
+        note = (f"the run now ends after epoch {epochs} (it was {self.epochs}); the learning rate follows the "
+                f"schedule as it was laid out ({schedule.describe()})"
+                + (f", continued past epoch {span}" if epochs > span else ""))
+        return replace(self, epochs=epochs, schedule_epochs=span), note
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":

@@ -9,6 +9,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..text import plural
+
 
 class Display:
     def __init__(self, stream: TextIO):
@@ -24,11 +26,12 @@ class Display:
         c, data = trainer.config, trainer.data
         self.val_name = data.val_name
         self.epochs = c.epochs
-        self.batch_size = c.batch_size
+        self.batch_size = c.batch_size * c.ranks  # images per step, over all ranks
         resumed = f", resuming at epoch {trainer.progress.epoch + 1} batch {trainer.progress.batch + 1}" if trainer.progress.step else ""
+        ranks = f" on each of {c.ranks} ranks" if c.ranks > 1 else ""
         self.console.print(
             f"training {trainer.model.name} on {c.data}: {len(data.train):,} examples, {data.val_name} {len(data.val):,}; "
-            f"{c.optimizer} lr {c.lr:g} ({trainer.schedule.describe()}), batch {c.batch_size}, {c.epochs} epochs{resumed}"
+            f"{c.optimizer} lr {c.lr:g} ({trainer.schedule.describe()}), batch {c.batch_size}{ranks}, {plural(c.epochs, 'epoch')}{resumed}"
         )
         self.console.print(f"run folder: {trainer.out}")
 

@@ -94,14 +94,18 @@ class ConfusionMatrix:
     def to_text(self, class_names: list[str] | None = None) -> str:
         """An aligned table with the diagonal in brackets and each class's recall; above
         MAX_TABLE_CLASSES classes, the most-confused pairs instead."""
+        head = f"accuracy {self.accuracy:.2%} over {self.total:,} examples"
+        return "\n".join([head, self.body_text(class_names)])
+
+    def body_text(self, class_names: list[str] | None = None) -> str:
+        """:meth:`to_text` without its accuracy line (for reports that state it themselves)."""
         c = self.num_classes
         names = [str(i) for i in range(c)] if class_names is None else [str(n) for n in class_names]
         if len(names) != c:
             raise ValueError(f"{len(names)} class names given for a {c}-class confusion matrix")
-        head = f"accuracy {self.accuracy:.2%} over {self.total:,} examples"
         if c > MAX_TABLE_CLASSES:
-            return "\n".join([head, *self._pairs_text(names)])
-        return "\n".join([head, *self._table_text(names, labelled=class_names is not None)])
+            return "\n".join(self._pairs_text(names))
+        return "\n".join(self._table_text(names, labelled=class_names is not None))
 
     def _table_text(self, names: list[str], labelled: bool) -> list[str]:
         c = self.num_classes

@@ -26,7 +26,8 @@ from cnnlang.files import file_system_problem, remove_temporaries, write_text_at
 
 from .checkpoint import Checkpoint, check_fields, check_source, load_checkpoint, save_checkpoint
 from .config import BEST, CHECKPOINT, CONFIG, LAST, METRICS, TrainConfig
-from .evaluate import Evaluation, evaluate
+from .distributed import Team
+from .evaluate import Evaluation
 from .losses import softmax_cross_entropy
 from .nonfinite import first_nonfinite
 from .optim import make_optimizer
@@ -119,11 +120,13 @@ def _check_examples(dataset: Dataset, role: str, classes: int) -> None:
 
 class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False,
-                 hooks: Hooks | None = None):
+                 hooks: Hooks | None = None, team: Team | None = None):
         config.validate()
         self.config = config
         self.out = Path(out)
         self.hooks = hooks or Hooks()
+        self.team = team or Team()  # the ranks of data-parallel training (one process by default)
+        self.stopping = False
         checkpoint_path = self.out / CHECKPOINT
         checkpoint = None
         if self.out.is_dir():  # what a run killed while writing left behind
@@ -132,7 +135,7 @@ class Trainer:
             if not checkpoint_path.is_file():
                 raise TrainingError(f"{checkpoint_path}: no checkpoint to resume from")
             checkpoint = load_checkpoint(checkpoint_path)
-        elif self.out.exists() and any(self.out.iterdir()) and not force:
+        elif self.team.writes and self.out.exists() and any(self.out.iterdir()) and not force:
             raise TrainingError(f"{self.out} already holds a run; resume it with --resume, or pass --force to start over there")
         self.model = cnnlang.load(config.model, input_shape=config.input)
         self._check_output()
@@ -148,13 +151,13 @@ class Trainer:
                 config.optimizer, net.params, net.grads, net.trainable, lr=config.lr, momentum=config.momentum,
                 weight_decay=config.weight_decay, nesterov=config.nesterov, no_decay=no_decay, backend=net.backend,
             )
-            self.schedule = parse_schedule(config.schedule, config.lr, config.epochs, config.warmup)
+            self.schedule = parse_schedule(config.schedule, config.lr, config.schedule_span, config.warmup)
         except ValueError as error:
             raise TrainingError(str(error)) from None
         self.progress = Progress()
         if checkpoint is not None:
             self._restore(checkpoint, checkpoint_path)
-        else:
+        elif self.team.writes:
             with self._writing(self.out):
                 self.out.mkdir(parents=True, exist_ok=True)
                 write_text_atomically(self.out / CONFIG, json.dumps(self.config.to_json(), indent=2) + "\n")
@@ -185,11 +188,13 @@ class Trainer:
     # -- the loop
     def batches(self, epoch: int, start: int = 0) -> Batches:
         c = self.config
-        # With such a batchnorm, a last batch of a single example is dropped (PyTorch's drop_last).
-        drop_last = bool(self.single_value_batchnorms) and len(self.data.train) % c.batch_size == 1
+        team = self.team
+        # With such a batchnorm, a last global batch of a single example is dropped (PyTorch's drop_last).
+        drop_last = bool(self.single_value_batchnorms) and len(self.data.train) % (c.batch_size * team.size) == 1
         return Batches(
-            self.data.train, c.batch_size, shuffle=True, seed=c.seed, epoch=epoch, normalizer=self.data.normalizer,
-            augment=Augment(c.crop, c.flip), dtype=self.network.dtype, start_batch=start, drop_last=drop_last,
+            self.data.train, c.batch_size * team.size, shuffle=True, seed=c.seed, epoch=epoch,
+            normalizer=self.data.normalizer, augment=Augment(c.crop, c.flip), dtype=self.network.dtype,
+            start_batch=start, shard=(team.rank, team.size), drop_last=drop_last,
         )
 
     def run(self) -> dict | None:
@@ -205,7 +210,7 @@ class Trainer:
             net.train()
             for x, y in batches:
                 self._step(x, y, count)
-                if self.hooks.stop_requested():
+                if self.stopping:
                     p.seconds += time.perf_counter() - started
                     self._save_checkpoint()
                     raise Interrupted(self.out / CHECKPOINT, p.step)
@@ -217,26 +222,35 @@ class Trainer:
         c, p, net = self.config, self.progress, self.network
         lr = self.schedule.lr(p.epoch + p.batch / count)
         self.optimizer.lr = lr
-        net.context.rng = np.random.default_rng([c.seed, 2, p.step])
-        logits = net.forward(x)
-        loss, dlogits = softmax_cross_entropy(logits, y, c.label_smoothing)
-        if not np.isfinite(loss):
-            where = first_nonfinite(net) or "every layer's output is finite, so the loss itself overflowed"
-            raise TrainingError(
-                f"the loss became {loss} at step {p.step + 1} (epoch {p.epoch + 1}, batch {p.batch + 1}): {where}. "
-                f"Training stopped; the last good checkpoint is {self._last_good()}. Try a lower --lr."
-            )
-        net.backward(dlogits)
-        self.optimizer.step()
-        n = len(y)
-        p.loss_sum += loss * n
-        p.correct += int((logits.argmax(axis=1) == y).sum())
-        p.seen += n
+        net.context.rng = np.random.default_rng([c.seed, 2, p.step, *self.team.dropout_key()])
+        failure, sums = None, np.zeros(3)
+        try:
+            logits = net.forward(x)
+            loss, dlogits = softmax_cross_entropy(logits, y, c.label_smoothing)
+            if not np.isfinite(loss):
+                where = first_nonfinite(net) or "every layer's output is finite, so the loss itself overflowed"
+                failure = TrainingError(
+                    f"the loss became {loss} at step {p.step + 1} (epoch {p.epoch + 1}, batch {p.batch + 1}): {where}. "
+                    f"Training stopped; the last good checkpoint is {self._last_good()}. Try a lower --lr."
+                )
+            if self.team.size > 1:
+                # This shard's share of the global batch: the ranks' summed gradients are its mean.
+                dlogits *= len(y) / self._global_batch(p.batch)
+            # Even after a failure: the other ranks' backward (sync batchnorm) waits on this one's.
+            self.team.backward(net, dlogits)
+            sums[:] = loss * len(y), int((logits.argmax(axis=1) == y).sum()), len(y)
+        except Exception as error:  # noqa: BLE001 - handed to finish_step, which raises it on every rank
+            failure = error
         p.step += 1
         p.batch += 1
-        record = {"kind": "step", "epoch": p.epoch + 1, "step": p.step, "lr": lr, "loss": loss,
+        sums, self.stopping = self.team.finish_step(failure, sums, self.hooks.stop_requested())
+        self.optimizer.step()
+        p.loss_sum += float(sums[0])
+        p.correct += int(sums[1])
+        p.seen += int(sums[2])
+        record = {"kind": "step", "epoch": p.epoch + 1, "step": p.step, "lr": lr, "loss": float(sums[0] / sums[2]),
                   "train_loss": p.loss_sum / p.seen, "train_accuracy": p.correct / p.seen, "batches": count,
-                  "batch": p.batch}
+                  "batch": p.batch, **self.team.describe(c.batch_size)}
         if p.step % c.log_every == 0:
             self._log(record)
         self.hooks.on_step(record)
@@ -250,7 +264,7 @@ class Trainer:
             "train_loss": p.loss_sum / max(p.seen, 1), "train_accuracy": p.correct / max(p.seen, 1),
             f"{self.data.val_name}_loss": evaluation.loss, f"{self.data.val_name}_accuracy": evaluation.accuracy,
             f"{self.data.val_name}_top5": evaluation.top5, "seconds": p.seconds,
-            "images_per_s": p.seen / p.seconds if p.seconds > 0 else None,
+            "images_per_s": p.seen / p.seconds if p.seconds > 0 else None, **self.team.describe(self.config.batch_size),
         }
         self._log(record)
         improved = evaluation.accuracy > p.best_accuracy
@@ -268,7 +282,7 @@ class Trainer:
         net = self.network
         net.eval()
         try:
-            return evaluate(net, self.data.val, self.data.normalizer, self.config.eval_batch)
+            return self.team.evaluate(net, self.data.val, self.data.normalizer, self.config.eval_batch)
         finally:
             net.train()
 
@@ -284,6 +298,8 @@ class Trainer:
                                 f"the last good checkpoint is {self._last_good()}") from None
 
     def _log(self, record: dict) -> None:
+        if not self.team.writes:
+            return
         with self._writing(self.out / METRICS), open(self.out / METRICS, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -297,13 +313,20 @@ class Trainer:
         }
 
     def _save_checkpoint(self) -> None:
-        with self._writing(self.out / CHECKPOINT):
-            save_checkpoint(self.out / CHECKPOINT, self.network, self.optimizer.state_arrays(), self._state())
+        if self.team.writes:
+            with self._writing(self.out / CHECKPOINT):
+                save_checkpoint(self.out / CHECKPOINT, self.network, self.optimizer.state_arrays(), self._state())
 
     def _save_weights(self, name: str) -> None:
         """A plain weight file for `run`/`eval`, with the normalisation training used."""
-        with self._writing(self.out / name):
-            self.network.save(self.out / name, overwrite=True, metadata={"normalizer": json.dumps(self.data.normalizer.state())})
+        if self.team.writes:
+            with self._writing(self.out / name):
+                self.network.save(self.out / name, overwrite=True, metadata={"normalizer": json.dumps(self.data.normalizer.state())})
+
+    def _global_batch(self, index: int) -> int:
+        """How many examples global batch ``index`` holds over all ranks (the last may be short)."""
+        size = self.config.batch_size * self.team.size
+        return min(size, len(self.data.train) - index * size)
 
     def _last_good(self) -> str:
         path = self.out / CHECKPOINT
@@ -323,7 +346,8 @@ class Trainer:
             raise TrainingError(f"{path}: {error}") from None
         check_fields(state["progress"], Progress, "progress", path)
         self.progress = Progress(**state["progress"])
-        _truncate_log(self.out / METRICS, self.progress.step)
+        if self.team.writes:
+            _truncate_log(self.out / METRICS, self.progress.step)
 
 
 def _difference(saved: TrainConfig, now: TrainConfig) -> str:

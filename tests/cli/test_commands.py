@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from cnnlang import zoo_names
 from cnnlang.cli import main
 
 GOOD = """
@@ -90,6 +91,16 @@ def test_summary_json_fields(files, capsys):
     assert stem["line"] == 5 and stem["output_shape"] == [16, 32, 32] and stem["macs"] == 16 * 32 * 32 * 27
 
 
+def test_summary_json_honours_depth(files, capsys):
+    assert main(["summary", "good.cnn", "--json", "--depth", "1"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    assert [(layer["name"], layer["kind"]) for layer in layers] == [
+        ("input", "layer"), ("stem", "layer"), ("relu1", "layer"), ("basic1", "block"), ("basic2", "block"),
+        ("basic3", "block"), ("globalavgpool1", "layer"), ("fc1", "layer"),
+    ]
+    assert layers[5]["params"] == 14528 and layers[5]["label"] == "basic(32, stride=2)"
+
+
 def test_summary_input_override(files, capsys):
     assert main(["summary", "good.cnn", "--json", "--input", "3x64x64"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -111,6 +122,12 @@ def test_summary_explain_shows_arithmetic(capsys):
     assert "H = W = (227 - 11 + 2*0)/4 + 1 = 55" in capsys.readouterr().out
 
 
+def test_summary_explain_names_layers_in_blocks_by_their_path(capsys):
+    assert main(["summary", "resnet18", "--explain"]) == 0
+    out = capsys.readouterr().out.split("Output sizes:")[1]
+    assert "  basic8/conv2 " in out and "\n  conv2 " not in out
+
+
 def test_summary_of_a_broken_model_fails_cleanly(files, capsys):
     assert main(["summary", "bad.cnn"]) == 1
     captured = capsys.readouterr()
@@ -122,3 +139,50 @@ def test_zoo_lists_models(capsys):
     out = capsys.readouterr().out
     assert "resnet50" in out and "25,557,032" in out
     assert "lenet5" in out and "61,706" in out
+
+
+def test_a_file_that_defines_nothing_is_an_error(files, capsys):
+    (files / "empty.cnn").write_text("")
+    (files / "comment.cnn").write_text("# a model, some day\n")
+    assert main(["check", "empty.cnn", "comment.cnn"]) == 1
+    err = capsys.readouterr().err
+    message = "error: this file defines no network and no blocks; start a model with 'network NAME { input ... }'"
+    assert f"empty.cnn:1:1: {message}" in err and f"comment.cnn:1:1: {message}" in err
+    assert main(["summary", "empty.cnn"]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_zoo_citations_are_whole():
+    from cnnlang.cli.zoo import _citation
+    from cnnlang.model import resolve, zoo_names
+
+    assert _citation(resolve("resnet20")) == (
+        'ResNet-20 for CIFAR-10 — K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Recognition", '
+        "CVPR 2016, Section 4.2")
+    for name in zoo_names():
+        assert _citation(resolve(name)).count('"') == 2, name  # no title cut off
+
+
+def test_error_paths_are_relative_to_the_working_directory(files, capsys):
+    (files / "models").mkdir()
+    (files / "models" / "blocks.cnn").write_text("block b(c) { conv(c, 3x3) -> rleu }\n")
+    (files / "models" / "net.cnn").write_text('import "blocks.cnn"\nnetwork n { input 3x8x8\n b(4) }\n')
+    assert main(["check", str(files / "models" / "net.cnn")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("models/blocks.cnn:1:30: error: unknown layer or block 'rleu'")
+    assert "models/net.cnn:3:2: note: in block 'b' used here" in err
+
+
+def test_tables_fit_an_80_column_terminal_without_breaking_tokens(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["summary", "googlenet", "--depth", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = [line for line in lines if "│" in line]
+    assert all(len(line.rstrip()) <= 80 for line in lines)
+    assert len(table) == 20  # one line per row: nothing wrapped
+    assert "64x112x112" in table[1] and "118,013,952" in table[1]  # shapes and numbers whole
+    cut = [line.split("│")[1].strip() for line in table if "…" in line]
+    assert cut and all(cell.endswith("…") for cell in cut)  # an op is cut at the end, with an ellipsis
+    assert main(["zoo"]) == 0
+    zoo = capsys.readouterr().out.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in zoo) and len(zoo) == 2 + len(zoo_names())  # a line per model

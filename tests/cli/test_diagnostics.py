@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -277,11 +278,148 @@ CASES = {
               | ^~~~~~~~~~~~~~~~~~~~
         """,
     ),
+    "every independent error, in file order, and none that follows from another": (
+        """
+        block stem(c) {
+            conv(c, 3x3, pad = 1) -> rleu
+        }
+        network n {
+            input 3x32x32
+            a: stem(8)
+            b: conv(8, 3x3, strid = 1)
+            from a -> fc(10) -> c: relu
+            from input -> conv(4, 64x64)
+            from input -> maxpool(2x2) -> fc(1, 2)
+            from nothing -> relu
+            output b, c
+        }
+        """,
+        """
+        model.cnn:2:30: error: unknown layer or block 'rleu'; did you mean 'relu'?
+            2 |     conv(c, 3x3, pad = 1) -> rleu
+              |                              ^~~~
+        model.cnn:6:8: note: in block 'stem' used here
+            6 |     a: stem(8)
+              |        ^~~~~~~
+        model.cnn:7:21: error: conv has no argument 'strid'; did you mean 'stride'?
+            7 |     b: conv(8, 3x3, strid = 1)
+              |                     ^~~~~~~~~
+        model.cnn:9:19: error: conv 'conv1': output height would be (32 - 64 + 2*0)/1 + 1 = -31: the 64-wide window does not fit the 32-wide padded input (input 3x32x32)
+            9 |     from input -> conv(4, 64x64)
+              |                   ^~~~~~~~~~~~~~
+        model.cnn:10:41: error: fc takes 1 positional argument(s) (units), got 2
+           10 |     from input -> maxpool(2x2) -> fc(1, 2)
+              |                                         ^
+        model.cnn:11:10: error: no tensor named 'nothing' here; label a layer with 'name: layer' to refer to it
+           11 |     from nothing -> relu
+              |          ^~~~~~~
+        """,
+    ),
+    "an error inside a zoo file names it zoo:NAME": (
+        """
+        from "resnet_blocks.cnn" import basic
+        network n {
+            input 3x8x8
+            basic(0)
+        }
+        """,
+        """
+        zoo:resnet_blocks.cnn:9:14: error: argument 'filters' of conv: expected a positive whole number, got 0
+            9 |         conv(c, 3x3, stride = stride, pad = 1, bias = false) -> batchnorm -> relu
+              |              ^
+        model.cnn:4:5: note: in block 'basic' used here
+            4 |     basic(0)
+              |     ^~~~~~~~
+        zoo:resnet_blocks.cnn:10:14: error: argument 'filters' of conv: expected a positive whole number, got 0
+           10 |         conv(c, 3x3, pad = 1, bias = false) -> batchnorm
+              |              ^
+        model.cnn:4:5: note: in block 'basic' used here
+            4 |     basic(0)
+              |     ^~~~~~~~
+        """,
+    ),
+    "every unknown name in a file of blocks": (
+        """
+        block a(c) { conv(c, 3x3) -> rleu }
+        block b(c) { conv(c, 1x1) -> batchnrom }
+        """,
+        """
+        model.cnn:1:30: error: unknown layer or block 'rleu'; did you mean 'relu'?
+            1 | block a(c) { conv(c, 3x3) -> rleu }
+              |                              ^~~~
+        model.cnn:2:30: error: unknown layer or block 'batchnrom'; did you mean 'batchnorm'?
+            2 | block b(c) { conv(c, 1x1) -> batchnrom }
+              |                              ^~~~~~~~~
+        """,
+    ),
 }
 
 
 def _dedent(text: str) -> str:
     return textwrap.dedent(text).strip("\n")
+
+
+WARNINGS = {
+    "a label names the first layer of its chain: the rest is unused, and 'from' reads the first layer": (
+        """
+        network n {
+            input 3x16x16
+            mid: conv(8, 3x3, pad = 1) -> relu
+            from mid -> globalavgpool -> out: fc(10)
+            output out
+        }
+        """,
+        """
+        model.cnn:3:35: warning: 'relu1' (relu) is computed but never used and is not an output, so it is dropped
+            3 |     mid: conv(8, 3x3, pad = 1) -> relu
+              |                                   ^~~~
+        model.cnn:3:10: note: 'mid' names the first layer of this chain, not its end; to name the end, put the label on the last layer
+            3 |     mid: conv(8, 3x3, pad = 1) -> relu
+              |          ^~~~~~~~~~~~~~~~~~~~~
+        model.cnn:4:17: warning: 'mid' names the conv 3x3, 8 that starts its chain, not the chain's end ('relu1'); to read the end, put the label on the last layer (to read the conv, end the chain after it)
+            4 |     from mid -> globalavgpool -> out: fc(10)
+              |                 ^~~~~~~~~~~~~
+        model.cnn:3:10: note: 'mid' labels this layer
+            3 |     mid: conv(8, 3x3, pad = 1) -> relu
+              |          ^~~~~~~~~~~~~~~~~~~~~
+        """,
+    ),
+    "an output named by the label at the start of a chain": (
+        """
+        network n {
+            input 3x16x16
+            a: conv(8, 3x3) -> relu
+            b: conv(4, 3x3)
+            output a, b
+        }
+        """,
+        """
+        model.cnn:3:8: warning: the output 'a' is the conv 3x3, 8 that starts its chain, not the chain's end ('relu1'); to output the end, put the label on the last layer
+            3 |     a: conv(8, 3x3) -> relu
+              |        ^~~~~~~~~~~~
+        """,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WARNINGS))
+def test_golden_warning(case, tmp_path, monkeypatch, capsys):
+    source, expected = WARNINGS[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.cnn").write_text(_dedent(source) + "\n")
+    assert main(["check", "model.cnn"]) == 0  # warnings stop nothing
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.rstrip("\n") == _dedent(expected)
+
+
+def test_the_documented_aux_head_example_has_no_warning(tmp_path, monkeypatch, capsys):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text()
+    example = text[text.index("network with_aux_head"):].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aux.cnn").write_text(example)
+    assert main(["check", "aux.cnn"]) == 0
+    assert capsys.readouterr() == ("", "")
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -160,3 +161,68 @@ def test_bench_reports_conv_scratch(workdir, capsys):
     assert main(["bench", "tiny.cnn", "--batch", "2", "--repeat", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["workspace_bytes"] > 0 and result["optimised"]["workspace_bytes"] > 0
+
+
+TWO_OUTPUTS = """
+network two {
+    input 1x8x8
+    edge: conv(1, 3x3, pad = 1, weights = [[0, -1, 0], [-1, 4, -1], [0, -1, 0]])
+    seg: conv(2, 1x1)
+    from edge -> flatten -> cls: fc(3)
+    output seg, cls
+}
+"""
+
+
+def test_run_and_summary_show_every_output_and_which_weights_are_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "two.cnn").write_text(TWO_OUTPUTS)
+    assert main(["run", "two.cnn", "--repeat", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "weights written in the model: edge; random (He/Xavier, seed 0): seg, cls\n" in out
+    assert "output  1 x 2x8x8 ('seg')\n  values: mean" in out
+    assert "output  1 x 3 ('cls')\n  example 0: top-3 class" in out
+    assert main(["summary", "two.cnn"]) == 0
+    assert "input 1x8x8 -> outputs seg 2x8x8, cls 3\n" in capsys.readouterr().out
+    (tmp_path / "fixed.cnn").write_text("network f { input 1x8x8\n conv(1, 3x3, weights = [[1, 2, 1], [2, 4, 2], [1, 2, 1]]) }")
+    assert main(["run", "fixed.cnn", "--repeat", "0"]) == 0
+    assert "weights written in the model: conv1; none random\n" in capsys.readouterr().out
+
+
+def test_bench_training_step_stays_finite_and_reports_overflow_in_words(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dag.cnn").write_text(
+        "network dag { input 2x6x6\n a: conv(4, 3x3, pad = 1) -> relu\n b: conv(4, 3x3, pad = 1)\n"
+        " from a, b -> add -> flatten -> fc(3) }"
+    )
+    assert main(["bench", "dag.cnn", "--batch", "2", "--train", "--repeat", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    losses = result["train_losses"]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]  # a sane step: the loss falls
+    assert result["train_step_s"] > 0
+
+    # Weights written so large that float32 overflows: said in words, and no timing.
+    (tmp_path / "huge.cnn").write_text(
+        "network huge { input 1x4x4\n conv(1, 1x1, weights = [[1e30]]) -> conv(1, 1x1, weights = [[1e30]])\n"
+        " flatten\n fc(2) }"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy overflow warnings either
+        assert main(["bench", "huge.cnn", "--batch", "2", "--train", "--repeat", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == ("cnnlang bench: huge: not timed: the forward pass gives non-finite values (layer 'conv2' "
+                   "(conv 1x1, 1 at line 2) produced 32 non-finite values) on random input with seed 0\n")
+
+
+def test_a_training_step_gone_non_finite_is_named_not_timed():
+    import cnnlang
+    from cnnlang.cli.bench import _nonfinite_training
+
+    net = cnnlang.load("network n { input 3\n fc(2) }").build(dtype="float64")
+    net.forward(np.ones((1, 3)))
+    assert _nonfinite_training(net, [1.0, 0.5]) is None
+    net.params["fc1.weight"][0, 0] = np.inf
+    net.forward(np.ones((1, 3)))
+    assert _nonfinite_training(net, [1.0, np.inf]) == (
+        "the loss became inf at step 2 of 2: layer 'fc1' (fc 2 at line 2) has non-finite parameters: fc1.weight")

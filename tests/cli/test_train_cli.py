@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -45,6 +46,7 @@ def test_train_eval_plot(tmp_path, setup, capsys):
     accuracy = float(text.split("accuracy ")[1].split("%")[0])
     assert accuracy > 90  # four classes: chance is 25%
     assert "128 examples" in text and "top-5 100.00%" in text
+    assert text.index("accuracy ") < text.index("top-5 ")  # the headline figure first
     assert "[" in text  # the confusion matrix marks its diagonal
 
     # A checkpoint is a weight file too.
@@ -126,3 +128,65 @@ def test_lenet5_learns_real_mnist(tmp_path, capsys):
                  "--epochs", "1", "--limit", "3000", "--val-split", "500"]) == 0
     epoch = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
     assert epoch["kind"] == "epoch" and epoch["validation_accuracy"] > 0.8  # chance: 0.1
+
+
+def test_resume_elsewhere_uses_absolute_paths_honours_no_download_and_extends(tmp_path, monkeypatch, capsys):
+    """A run started with relative paths resumes from another folder, --no-download holds on
+    resume, and --epochs extends a finished run (its schedule continued, or refused at lr 0)."""
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    write_digits(tmp_path / "data" / "mnist")  # four classes in MNIST's files: the model needs fc(10)
+    (tmp_path / "tiny.cnn").write_text(MODEL.replace("fc(4)", "fc(10)"))
+    monkeypatch.setenv("CNNLANG_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("CNNLANG_DATA_MIRROR", (tmp_path / "no-mirror").as_uri())  # a download fails at once
+    monkeypatch.delenv("CNNLANG_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    common = ["--data", "mnist", "--data-dir", "data", "--epochs", "1", "--batch", "64", "--val-split", "0"]
+    assert main(["train", "tiny.cnn", *common, "--out", "constant", "--schedule", "constant"]) == 0
+    assert main(["train", "tiny.cnn", *common, "--out", "cosine"]) == 0
+    config = json.loads((tmp_path / "constant" / "config.json").read_text())
+    assert config["model"] == str(tmp_path / "tiny.cnn") and config["data_dir"] == str(tmp_path / "data")
+    assert "batch 64, 1 epoch\n" in capsys.readouterr().out  # not "1 epochs"
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["train", "--resume", "--out", "../constant", "--no-download"]) == 0
+    assert "has trained all its 1 epoch; nothing to do" in capsys.readouterr().err
+    assert main(["train", "--resume", "--out", "../constant", "--epochs", "2", "--no-download"]) == 0
+    out, err = capsys.readouterr()
+    assert "the run now ends after epoch 2 (it was 1); the learning rate follows the schedule as it was laid out (constant" in err
+    assert "resuming at epoch 2" in out
+    epochs = [json.loads(line) for line in (tmp_path / "constant" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs if e["kind"] == "epoch"] == [1, 2]
+
+    assert main(["train", "--resume", "--out", "../cosine", "--epochs", "2"]) == 2
+    assert "ends at lr 0 after epoch 1, so more epochs would not change the weights" in capsys.readouterr().err
+
+    shutil.rmtree(tmp_path / "data")
+    assert main(["train", "--resume", "--out", "../constant", "--epochs", "3", "--no-download"]) == 2
+    assert "downloading is off" in capsys.readouterr().err
+
+
+def test_plot_of_a_one_epoch_run_spans_the_epoch_with_per_step_accuracy():
+    from cnnlang.cli.plot import curves
+
+    steps = [{"kind": "step", "epoch": 1, "step": i, "batch": i, "batches": 4, "loss": 2.0 / i,
+              "train_accuracy": 0.2 * i} for i in range(1, 5)]
+    epochs = [{"kind": "epoch", "epoch": 1, "step": 4, "train_loss": 1.0, "train_accuracy": 0.5,
+               "validation_loss": 0.9, "validation_accuracy": 0.6}]
+    loss_axes, accuracy_axes = curves(steps, epochs, "run").axes
+    per_step = next(line for line in accuracy_axes.get_lines() if line.get_label() == "train (running, per step)")
+    assert list(per_step.get_ydata()) == pytest.approx([20, 40, 60, 80])
+    assert accuracy_axes.get_xlim() == (0, 1) and loss_axes.get_xlim() == (0, 1)
+    assert accuracy_axes.get_ylim() == (15, 100.5)
+
+
+def test_eval_of_a_model_with_several_outputs_says_which_it_evaluates(tmp_path, setup, capsys):
+    import cnnlang
+
+    _, data = setup
+    source = ("network two { input 1x12x12\n flatten -> cls: fc(4)\n from input -> flatten -> aux: fc(2)\n"
+              " output cls, aux }")
+    (tmp_path / "two.cnn").write_text(source)
+    cnnlang.load(source).build().save(tmp_path / "two.safetensors")
+    assert main(["eval", str(tmp_path / "two.cnn"), "--weights", str(tmp_path / "two.safetensors"), "--data", str(data)]) == 0
+    assert "output  'cls' (the first of the outputs cls, aux) is the one evaluated\n" in capsys.readouterr().out

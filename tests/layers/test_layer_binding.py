@@ -237,7 +237,7 @@ def test_too_many_sizes_for_the_rank(op, positional, keywords):
         ("dropout", {"p": 1}, "expected a probability in [0, 1), got 1"),
         ("dropout", {"p": -0.1}, "expected a probability in [0, 1), got -0.1"),
         ("batchnorm", {"eps": 0}, "expected a number > 0, got 0"),
-        ("batchnorm", {"momentum": 1.5}, "expected a probability in [0, 1), got 1.5"),
+        ("batchnorm", {"momentum": 1.5}, "expected a number in [0, 1], got 1.5"),
         ("batchnorm", {"affine": 0}, "expected true or false, got 0"),
         ("lrn", {"size": 0}, "expected a positive whole number, got 0"),
         ("lrn", {"alpha": True}, "expected a number, got true"),

@@ -359,3 +359,10 @@ def test_pointwise_layers_have_no_window(op):
 @pytest.mark.parametrize("shape", [(10,), (3, 17), (5, 2, 9)])
 def test_shape_preserving_layers(op, shape):
     assert REGISTRY[op].bind([], {}).output_shape([shape]) == shape
+
+
+def test_explain_counts_one_filter_in_the_singular():
+    from cnnlang.layers import REGISTRY
+
+    layer = REGISTRY["conv"].bind([1, (3,)], {})
+    assert layer.explain([(1, 5, 5)], (1, 3, 3)).endswith("; C = 1 filter")

@@ -49,8 +49,8 @@ def test_marks_3x3_stride_1_convs_and_says_why_not_the_others():
         "conv at line 6 keeps im2col: dilation 2x2, not 1",
         "conv at line 7 keeps im2col: 2 groups, not 1",
         "conv at line 8 keeps im2col: kernel 5x5, not 3x3",
-        f"conv at line 10 keeps im2col: 64 -> 32 channels, {too_few}",
-        f"conv at line 11 keeps im2col: 32 -> 64 channels, {too_few}",
+        f"conv at line 10 keeps im2col: 64 -> 32 channels: 32 output channels, {too_few}",
+        f"conv at line 11 keeps im2col: 32 -> 64 channels: 32 input channels, {too_few}",
     ]
 
 

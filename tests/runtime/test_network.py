@@ -191,3 +191,41 @@ def test_parameters_are_addressable_by_layer_name():
         net.set_param("fc1.bias", np.zeros(3))
     with pytest.raises(KeyError, match="no parameter"):
         net.set_param("fc9.bias", np.zeros(3))
+
+
+@pytest.mark.parametrize("passes", [None, "all"])
+@pytest.mark.parametrize("source", [
+    "network flat { input 4\n fc(3) }",                          # N x F output
+    "network maps { input 2x6x6\n conv(1, 3x3, pad = 1) }",     # one channel: channels-last is already channels-first
+    "network many { input 2x6x6\n conv(3, 3x3, pad = 1) }",
+])
+def test_forward_returns_arrays_the_caller_owns(source, passes):
+    net = cnnlang.load(source).build(passes=passes).eval()
+    rng = np.random.default_rng(0)
+    x1, x2 = (rng.standard_normal((2, *net.input_shape)) for _ in range(2))
+    first = net.forward(x1)
+    kept = first.copy()
+    second = net.forward(x2)
+    np.testing.assert_array_equal(first, kept)  # the second call left the first result alone
+    assert not np.shares_memory(first, second)
+    outputs = net.outputs()
+    net.forward(x1)
+    np.testing.assert_array_equal(outputs[net.output_names[0]], second)
+
+
+def test_forward_writes_into_out_when_asked():
+    net = cnnlang.load("network maps { input 2x6x6\n conv(3, 3x3, pad = 1) }").build(dtype="float64")
+    x = np.random.default_rng(0).standard_normal((2, 2, 6, 6))
+    out = np.empty((2, 3, 6, 6))
+    assert net.forward(x, out=out) is out
+    np.testing.assert_array_equal(out, net.forward(x))
+    with pytest.raises(InputError, match=r"out must be a float64 array of 2x3x6x6, got float64 2x3x6x5"):
+        net.forward(x, out=np.empty((2, 3, 6, 5)))
+
+
+def test_batchnorm_momentum_one_keeps_the_last_batch_statistics():
+    net = cnnlang.load("network b { input 3x4x4\n batchnorm(momentum = 1) }").build(dtype="float64").train()
+    x = np.random.default_rng(0).standard_normal((5, 3, 4, 4))
+    net.forward(x)
+    np.testing.assert_allclose(net.buffers["batchnorm1.running_mean"], x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(net.buffers["batchnorm1.running_var"], x.var(axis=(0, 2, 3), ddof=1), rtol=1e-12)
