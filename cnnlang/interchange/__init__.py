@@ -11,6 +11,10 @@ class InterchangeError(UsageError):
     """A file that cannot be converted; the message says what was found and why."""
 
 
+class UnsupportedModel(InterchangeError):
+    """A well-formed ONNX model with operators cnnlang cannot express (all of them listed)."""
+
+
 def require_onnx():
     """The ``onnx`` package, or a usage error that says how to install it."""
     try:

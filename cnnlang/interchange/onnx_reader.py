@@ -15,7 +15,7 @@ import numpy as np
 
 from ..layers import REGISTRY, ArgumentError, LayerType
 from ..layers.window import resolve_padding
-from . import InterchangeError, require_onnx
+from . import InterchangeError, UnsupportedModel, require_onnx
 
 
 @dataclass
@@ -56,6 +56,8 @@ def read_onnx(path: str | Path) -> ImportedGraph:
     if not model.HasField("graph") or not model.graph.node or not model.opset_import:
         raise InterchangeError(f"{path}: not an ONNX model file (no graph, nodes or opset)")
     if model.functions:
+        import onnx.inliner
+
         model = onnx.inliner.inline_local_functions(model)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
@@ -100,7 +102,7 @@ class _Reader:
                 self._unsupported(node, str(why))
         _drop_flatten_before_fc(self.layers)
         if self.problems:
-            raise InterchangeError(
+            raise UnsupportedModel(
                 f"{self.path}: {len(self.problems)} node(s) cannot be imported:\n  " + "\n  ".join(self.problems)
             )
         outputs = [self.producer[o.name] for o in graph.output]
