@@ -44,6 +44,8 @@ def recover_blocks(items: list) -> tuple[list, list[Block]]:
     """(network body, blocks in definition order) with repeated windows made into blocks."""
     blocks: list[Block] = []
     _repeat_runs(items)
+    for chain in _chains(items, []):
+        _single_runs(chain)
     while True:
         chains = list(_chains(items, blocks))
         best = _best_window(chains)
@@ -52,6 +54,8 @@ def recover_blocks(items: list) -> tuple[list, list[Block]]:
         blocks.append(_extract(best, chains, blocks))
         for chain in _chains(items, blocks):
             _call_runs(chain)
+    for chain in _chains(items, blocks):
+        _unwrap_single_runs(chain)
     return items, _definition_order(blocks)
 
 
@@ -149,6 +153,11 @@ def _is_call(item) -> bool:
     return isinstance(item, Call) or isinstance(item, Repeat) and any(isinstance(i, Call) for i in item.body)
 
 
+def _periodic(key: tuple) -> bool:
+    """Whether the window is copies of a shorter one (that one is the block, called ``* n``)."""
+    return any(len(key) % d == 0 and key == key[:d] * (len(key) // d) for d in range(1, len(key)))
+
+
 def _best_window(chains: list[list]):
     occurrences: dict[tuple, list[tuple[int, int, int]]] = defaultdict(list)
     for c, chain in enumerate(chains):
@@ -157,8 +166,9 @@ def _best_window(chains: list[list]):
                 window = chain[start:start + length]
                 if not _starts_block(window[0]) or any(map(_is_call, window)):
                     continue
-                if sum(map(size, window)) >= 2:
-                    occurrences[_signatures(window)].append((c, start, length))
+                key = _signatures(window)
+                if sum(map(size, window)) >= 2 and not _periodic(key):
+                    occurrences[key].append((c, start, length))
     best, best_score = None, None
     for key, found in occurrences.items():
         chosen, last = [], {}
@@ -172,7 +182,7 @@ def _best_window(chains: list[list]):
         body = covered / len(chosen)
         if covered < MIN_GAIN * (len(chosen) + body):
             continue
-        score = (covered - len(chosen) - body, -chosen[0][2])
+        score = (round(covered - len(chosen) - body, 6), -chosen[0][2])
         if best_score is None or score > best_score:
             best, best_score = chosen, score
     return best
@@ -202,7 +212,7 @@ def _extract(chosen: list, chains: list[list], blocks: list[Block]) -> Block:
         values_of[name] = column
         body_values.append(Param(name))
     defaults = {}
-    for name in params:
+    for name in params[1:]:  # the first parameter is the block's main argument: always written
         value, uses = Counter(map(_key, values_of[name])).most_common(1)[0]
         if uses >= DEFAULT_SHARE * len(windows) and not isinstance(value, Param):
             defaults[name] = next(v for v in values_of[name] if _key(v) == value)
@@ -301,6 +311,31 @@ def _repeat_runs(items: list) -> None:
             body = [_rebuild(i, iter(slots(i))) for i in concrete[0]]
             chain[start:start + count * length] = [Repeat(count, body, concrete)]
             start += 1
+
+
+def _single_runs(chain: list) -> None:
+    """A window shaped like a ``repeat``'s body, and followed by what follows that repeat, becomes
+    ``repeat 1`` for now, so that VGG's one-convolution stages match its longer ones."""
+    shapes = {(_signatures(item.body), signature(chain[i + 1])) for i, item in enumerate(chain[:-1])
+              if isinstance(item, Repeat)}
+    for body, after in shapes:
+        start = 0
+        while start + len(body) < len(chain):
+            window = chain[start:start + len(body)]
+            if all(isinstance(i, LayerItem) for i in window) and _signatures(window) == body \
+                    and signature(chain[start + len(body)]) == after:
+                chain[start:start + len(body)] = [Repeat(1, [_rebuild(i, iter(slots(i))) for i in window], [window])]
+            start += 1
+
+
+def _unwrap_single_runs(chain: list) -> None:
+    """``repeat 1`` left outside any block is written as its layers again."""
+    index = 0
+    while index < len(chain):
+        item = chain[index]
+        if isinstance(item, Repeat) and item.n == 1:
+            chain[index:index + 1] = item.concrete[0] if item.concrete else item.body
+        index += 1
 
 
 def _same(a: list, b: list) -> bool:

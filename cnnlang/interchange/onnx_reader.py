@@ -60,21 +60,43 @@ def read_onnx(path: str | Path) -> ImportedGraph:
 
         model = onnx.inliner.inline_local_functions(model)
     try:
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception as error:  # noqa: BLE001 - shapes are then taken from what the file declares
+        shapes = _infer_shapes(onnx, model)
+    except Exception as error:  # noqa: BLE001 - the library raises several kinds
         raise InterchangeError(f"{path}: ONNX shape inference failed: {error}") from None
-    return _Reader(onnx, model, path).read()
+    return _Reader(onnx, model, shapes, path).read()
+
+
+def _infer_shapes(onnx, model) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape (-1 for an unknown size). Inference runs on a copy whose large
+    initializers are declared inputs instead (a reshape's small shape tensors keep their values):
+    serialising ResNet-152's weights for it took most of an import."""
+    helper, graph = onnx.helper, model.graph
+    listed = {i.name for i in graph.input}  # older files list initializers among the inputs too
+    small = [t for t in graph.initializer if _numel(t.dims) <= 64]
+    declared = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in graph.initializer
+                if _numel(t.dims) > 64 and t.name not in listed]
+    light = helper.make_model(
+        helper.make_graph(list(graph.node), graph.name, [*graph.input, *declared], list(graph.output), small),
+        opset_imports=list(model.opset_import),
+    )
+    light.ir_version = model.ir_version
+    inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False).graph
+    shapes = {}
+    for info in [*inferred.input, *inferred.value_info, *inferred.output]:
+        dims = info.type.tensor_type.shape.dim
+        shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+    return shapes
+
+
+def _numel(dims) -> int:
+    return int(np.prod(list(dims), dtype=np.int64))
 
 
 class _Reader:
-    def __init__(self, onnx, model, path: Path):
-        self.onnx, self.model, self.path = onnx, model, path
+    def __init__(self, onnx, model, shapes: dict[str, tuple[int, ...]], path: Path):
+        self.onnx, self.model, self.shapes, self.path = onnx, model, shapes, path
         graph = model.graph
         self.constants = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-        self.shapes: dict[str, tuple[int, ...] | None] = {}
-        for info in [*graph.input, *graph.value_info, *graph.output]:
-            dims = info.type.tensor_type.shape.dim
-            self.shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
         self.producer: dict[str, str] = {}  # tensor → layer id (or the input), after pass-throughs
         self.layers: list[Layer] = []
         self.problems: list[str] = []
