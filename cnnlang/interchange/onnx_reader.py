@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layers import REGISTRY, ArgumentError, LayerType
+from ..layers import REGISTRY, ArgumentError, LayerType, Symbol
 from ..layers.window import resolve_padding
 from . import InterchangeError, UnsupportedModel, require_onnx
 
@@ -226,7 +226,7 @@ def _pads(reader: _Reader, node, kernels, strides, dilations, allow_same: bool):
     if all(before == after for before, after in pads):
         return tuple(before for before, _ in pads)
     if allow_same and pads == resolve_padding("same", sizes, effective, strides):
-        return "same"
+        return Symbol("same")
     raise _Unsupported(f"padding {[list(p) for p in pads]} (before, after per axis) is uneven, and cnnlang pads "
                        "both sides alike (or 'same' on a convolution, which puts the extra pixel after)")
 
