@@ -100,6 +100,7 @@ class _Reader:
         self.producer: dict[str, str] = {}  # tensor → layer id (or the input), after pass-throughs
         self.layers: list[Layer] = []
         self.problems: list[str] = []
+        self.failed: set[str] = set()  # outputs of nodes that could not be read
 
     def read(self) -> ImportedGraph:
         graph = self.model.graph
@@ -122,6 +123,8 @@ class _Reader:
                 reader(self, node)
             except _Unsupported as why:
                 self._unsupported(node, str(why))
+            except _AfterFailure:
+                self.failed.update(node.output)
         _drop_flatten_before_fc(self.layers)
         if self.problems:
             raise UnsupportedModel(
@@ -133,6 +136,7 @@ class _Reader:
 
     # -- helpers
     def _unsupported(self, node, why: str) -> None:
+        self.failed.update(node.output)  # what reads it is not reported again
         self.problems.append(f"{node.op_type} '{node.name or node.output[0]}': {why}")
 
     def constant_node(self, node) -> None:
@@ -146,6 +150,8 @@ class _Reader:
 
     def source(self, node, index: int = 0) -> str:
         name = node.input[index]
+        if name in self.failed:
+            raise _AfterFailure
         if name not in self.producer:
             raise _Unsupported(f"input '{name}' is a constant or unknown tensor, not a layer's output")
         return self.producer[name]
@@ -177,6 +183,9 @@ class _Reader:
         return entry
 
     def pass_through(self, node) -> None:
+        if node.input[0] in self.constants:  # torch shares parameters through Identity nodes
+            self.constants[node.output[0]] = self.constants[node.input[0]]
+            return
         self.producer[node.output[0]] = self.source(node)
 
 
@@ -201,6 +210,10 @@ def _real(value: float) -> float:
 
 class _Unsupported(Exception):
     """Why one node cannot become a cnnlang layer."""
+
+
+class _AfterFailure(Exception):
+    """A node reads the output of a node already reported: one report per cause is enough."""
 
 
 # ---- window geometry shared by Conv and the pools

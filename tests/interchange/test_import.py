@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TOLERANCE, onnx, random_input, relative_error, run_onnx
+
+onnx = pytest.importorskip("onnx", reason="the ONNX tests need the onnx extra: pip install 'cnnlang[onnx]'")
+pytest.importorskip("onnxruntime", reason="the ONNX tests need onnxruntime (in the onnx extra)")
+from interchange_compare import TOLERANCE, random_input, relative_error, run_onnx
 
 from cnnlang.cli import main
 from cnnlang.interchange import InterchangeError, UnsupportedModel
