@@ -196,3 +196,63 @@ def test_torch_onnx_export_imports_as_the_zoo_reads(tmp_path):
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
     assert relative_error(network.forward(x), expected) < TOLERANCE
+
+
+# ---- torchvision's names for the other zoo models the issue names (no download: the names and
+# shapes are written here from torchvision's module layout, the values are one constant per tensor)
+
+
+def _sequential_names(graph, nodes) -> dict[str, str]:
+    """AlexNet and VGG: ``features.i`` / ``classifier.i``, i counting every module in order."""
+    names, prefix, index, seen_head = {}, "features", 0, False
+    for node in nodes:
+        op = graph.nodes[node]["op"]
+        if not seen_head and op in ("fc", "dropout"):
+            prefix, index, seen_head = "classifier", 0, True
+        names[node] = f"{prefix}.{index}"
+        index += 1
+    return names
+
+
+def _googlenet_names(graph, nodes) -> dict[str, str]:
+    branches = {1: "branch1", 2: "branch2.0", 3: "branch2.1", 4: "branch3.0", 5: "branch3.1", 6: "branch4.1"}
+    names = {}
+    for node in nodes:
+        parts = node.split("/")
+        leaf = {"conv1": "conv", "batchnorm1": "bn"}.get(parts[-1], parts[-1])
+        if parts[0].startswith("inception") and parts[1].startswith("basic_conv"):
+            names[node] = f"{parts[0]}.{branches[int(parts[1].removeprefix('basic_conv'))]}.{leaf}"
+        elif parts[0] == "fc1":
+            names[node] = "fc"
+        else:
+            names[node] = f"{parts[0]}.{leaf}"
+    return names
+
+
+@pytest.mark.parametrize("name, naming, skip", [
+    ("alexnet", _sequential_names, []),
+    ("vgg16_bn", _sequential_names, []),
+    ("googlenet", _googlenet_names, ["aux1", "aux2"]),
+])
+def test_torchvision_layouts_of_alexnet_vgg_and_googlenet(name, naming, skip):
+    from cnnlang import ir
+
+    model = reduced(name)
+    graph = model.graph
+    modules = naming(graph, [n for n in ir.layer_nodes(graph) if graph.nodes[n]["op"] != "concat"])
+    state, expected = {}, {}
+    for number, node in enumerate(ir.layer_nodes(graph)):
+        data = graph.nodes[node]
+        inputs = [graph.nodes[i]["shape"] for i in data["inputs"]]
+        shapes = {**data["layer"].param_shapes(inputs), **data["layer"].buffer_shapes(inputs)}
+        for slot, (leaf, shape) in enumerate(shapes.items()):
+            value = np.full(shape, number * 10 + slot, np.float32)
+            state[f"{modules[node]}.{TORCH_LEAVES.get(leaf, leaf)}"] = value
+            expected[f"{node}.{leaf}"] = value
+    for head in skip:  # GoogLeNet's auxiliary classifiers, which the zoo model leaves out
+        state[f"{head}.conv.conv.weight"] = np.zeros((128, 512, 1, 1), np.float32)
+        state[f"{head}.fc1.weight"] = np.zeros((1024, 2048), np.float32)
+    _, weights = map_state_dict(model, state, skip)
+    assert weights.keys() == expected.keys()
+    for key, value in expected.items():
+        assert weights[key][(0,) * value.ndim] == value[(0,) * value.ndim], key
