@@ -134,21 +134,22 @@ def _assemble(onnx, model, graph, emitter: _Emitter, opset: int, dynamic_batch: 
     if functions:
         from .functions import group_into_functions
 
-        nodes, local_functions = group_into_functions(onnx, nodes, set(initializers), graph.graph["scopes"], DOMAIN, opset)
+        nodes, local_functions = group_into_functions(
+            onnx, nodes, set(initializers), [o.name for o in outputs], graph.graph["scopes"], DOMAIN, opset
+        )
     body = helper.make_graph([n.proto for n in nodes], model.name, inputs, outputs, list(initializers.values()))
     opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(DOMAIN, 1)] if local_functions else [])
     proto = helper.make_model(body, opset_imports=opsets, functions=local_functions, producer_name="cnnlang")
-    proto.ir_version = min(proto.ir_version, _ir_version_for(onnx, opset))
+    proto.ir_version = _ir_version_for(onnx, opset, local_functions)
     proto.doc_string = f"exported by cnnlang from {model.source}"
     return proto
 
 
-def _ir_version_for(onnx, opset: int) -> int:
-    """The IR version of the ONNX release that introduced ``opset``, so older runtimes read the file."""
-    for ir_version, _, version in [(v[1], v[0], v[2]) for v in onnx.helper.VERSION_TABLE]:
-        if version == opset:
-            return ir_version
-    return onnx.IR_VERSION
+def _ir_version_for(onnx, opset: int, functions: list) -> int:
+    """The IR version of the ONNX release that introduced ``opset``, so older runtimes read the
+    file; local functions need IR 8."""
+    released = min((row[1] for row in onnx.helper.VERSION_TABLE if row[2] == opset), default=onnx.IR_VERSION)
+    return max(released, 8) if functions else released
 
 
 def save_onnx(proto, path: str | Path, overwrite: bool = False) -> None:

@@ -14,12 +14,16 @@ from __future__ import annotations
 from collections import defaultdict
 
 
-def group_into_functions(onnx, nodes: list, initializers: set[str], scopes: dict, domain: str, opset: int):
-    """(main-graph nodes, FunctionProtos) for ``nodes`` (ExportedNode: proto and block path)."""
+def group_into_functions(onnx, nodes: list, initializers: set[str], outputs: list[str], scopes: dict,
+                         domain: str, opset: int):
+    """(main-graph nodes, FunctionProtos) for ``nodes`` (ExportedNode: proto and block path);
+    ``outputs``: the graph's outputs, which leave every function that computes them."""
     readers = defaultdict(int)
     for node in nodes:
         for name in node.proto.input:
             readers[name] += 1
+    for name in outputs:
+        readers[name] += 1
     grouper = _Grouper(onnx, initializers, scopes, domain, opset, readers)
     top = grouper.level(nodes, ())
     return top, grouper.functions
@@ -67,8 +71,8 @@ class _Grouper:
         external = list(dict.fromkeys(i for m in members for i in m.proto.input if i not in produced))
         data = [name for name in external if name not in self.initializers]
         weights = [name for name in external if name in self.initializers]
-        # A result leaves the function when something outside reads it, or it is a graph output.
-        results = [o for o in produced if self.readers[o] > used_inside[o] or self.readers[o] == 0]
+        # A result leaves the function when something outside reads it (graph outputs count as readers).
+        results = [o for o in produced if self.readers[o] > used_inside[o]]
         prefix = "/".join(path) + "/"
         formal = {name: ("input" if len(data) == 1 else f"input{i}") for i, name in enumerate(data)}
 

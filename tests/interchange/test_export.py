@@ -47,6 +47,38 @@ def test_resnet_functions_share_bodies():
     assert [n.op_type for n in proto.graph.node if n.domain == "cnnlang"] == ["basic"] * 2 + ["basic_2", "basic"] * 3
 
 
+AUX_INSIDE_BLOCK = """
+block head(c) {
+    t: conv(c, 3x3, pad = 1) -> relu
+    from t -> globalavgpool -> fc(3)
+    aux: softmax
+    from t -> conv(c, 1x1)
+}
+network n {
+    input 3x8x8
+    head(4)
+    conv(2, 1x1)
+}
+"""
+
+
+def test_outputs_computed_inside_a_block_leave_its_function():
+    model = cnnlang.load(AUX_INSIDE_BLOCK)
+    proto = export_model(model, functions=True)
+    onnx.checker.check_model(proto, full_check=True)
+    x = random_input(model.input_shape, batch=1)
+    network = model.build()
+    network.eval()
+    network.forward(x)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    results = session.run(None, {"input": x})
+    assert [o.name for o in proto.graph.output] == model.graph.graph["outputs"]
+    for output, value in zip(proto.graph.output, results):
+        assert relative_error(value, network.outputs()[output.name]) < TOLERANCE
+
+
 def test_names_keep_cnnlang_names_with_the_block_path():
     model = reduced("resnet18")
     proto = export_model(model)
@@ -138,6 +170,6 @@ def test_cli_writes_a_checked_file_and_never_overwrites(tmp_path, capsys):
 def test_save_checks_before_writing(tmp_path):
     proto = export_model(reduced("lenet5"))
     proto.graph.node[0].op_type = "NoSuchOp"
-    with pytest.raises(Exception):
+    with pytest.raises(onnx.checker.ValidationError):
         save_onnx(proto, tmp_path / "bad.onnx")
     assert not (tmp_path / "bad.onnx").exists()
