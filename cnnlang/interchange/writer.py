@@ -14,7 +14,7 @@ from typing import Any
 from ..layers import REGISTRY
 from .blocks import Block, Param
 from .onnx_reader import ImportedGraph, Layer
-from .structure import Call, Concat, LayerItem, Repeat, Residual
+from .structure import Call, Concat, LayerItem, Residual
 
 INDENT = "    "
 
