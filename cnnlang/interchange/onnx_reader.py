@@ -55,6 +55,14 @@ def read_onnx(path: str | Path) -> ImportedGraph:
         raise InterchangeError(f"{path}: not an ONNX model file (it does not parse: {type(error).__name__})") from None
     if not model.HasField("graph") or not model.graph.node or not model.opset_import:
         raise InterchangeError(f"{path}: not an ONNX model file (no graph, nodes or opset)")
+    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        # The file names other files to read its weights from; a model file must not make
+        # cnnlang read arbitrary paths, so such weights are refused rather than followed.
+        raise InterchangeError(
+            f"{path}: {len(external)} weight(s) are stored in other files (ONNX external data, e.g. '{external[0]}'); "
+            "save the model with its weights inside (onnx.save_model(model, path, save_as_external_data=False))"
+        )
     if model.functions:
         import onnx.inliner
 

@@ -168,6 +168,16 @@ def test_truncated_file(tmp_path, capsys):
     assert "not an ONNX model file" in err and err.count("\n") == 1
 
 
+def test_weights_in_external_files_are_refused_not_followed(tmp_path):
+    node, inits = conv("c", "x", weight(4, 3, 3, 3))
+    path = build(tmp_path, [node], inits, (3, 8, 8))
+    model = onnx.load(str(path))
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    with pytest.raises(InterchangeError, match="stored in other files"):
+        import_onnx(path)
+
+
 def test_cli_writes_model_and_weights_that_run_and_check(tmp_path, capsys):
     node, inits = conv("c", "x", weight(4, 3, 3, 3), pads=[1, 1, 1, 1])
     path = build(tmp_path, [node, helper.make_node("Relu", ["c"], ["y"])], inits, (3, 8, 8))
