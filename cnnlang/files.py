@@ -23,13 +23,23 @@ def write_atomically(path: str | Path, write: Callable[[str], None]) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     prefix, suffix = _temporary_affixes(path)
     fd, temporary = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
-    os.close(fd)
+    try:
+        # mkstemp makes the file private (0600); the user's file gets the mode a plain open() would.
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
     try:
         write(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def remove_temporaries(folder: str | Path, names: Iterable[str]) -> list[Path]:

@@ -12,7 +12,10 @@ from ..errors import CnnError, UsageError
 from ..files import file_system_problem
 from .common import emit_error, emit_usage_error
 
-SUBCOMMANDS = ("check", "summary", "render", "passes", "zoo", "run", "bench", "train", "eval", "plot")
+SUBCOMMANDS = ("check", "summary", "render", "passes", "zoo", "run", "bench", "train", "eval", "plot",
+               "export", "import", "weights")
+# Commands whose name is a Python keyword live in a module of another name.
+_MODULES = {"import": "import_onnx"}
 
 EXIT_MODEL_ERROR = 1
 EXIT_USAGE = 2
@@ -27,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f"{__name__}.{name}")
+        module = importlib.import_module(f"{__name__}.{_MODULES.get(name, name)}")
         sub = module.add_parser(commands)
         sub.set_defaults(run=module.run)
     return parser

@@ -7,24 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from synthetic import MODEL, write_digits
+from synthetic import MODEL
 
 from cnnlang.data import DataError
 from cnnlang.train.checkpoint import CheckpointError, load_checkpoint
 from cnnlang.train.config import TrainConfig
 from cnnlang.train.trainer import CHECKPOINT, METRICS, Hooks, Interrupted, Trainer, TrainingError
-
-@pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory):
-    return write_digits(tmp_path_factory.mktemp("digits"))
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.cnn"
-    path.write_text(MODEL)
-    return path
-
 
 def config(model_file, dataset_dir, **changes) -> TrainConfig:
     values = dict(model=str(model_file), data=str(dataset_dir), epochs=2, batch_size=32, lr=0.05, log_every=4,

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from synthetic import MODEL, synthetic_digits, write_digits
+from synthetic import synthetic_digits
 
 from cnnlang.cli import main
 from cnnlang.data import DataError, write_idx
@@ -27,18 +27,6 @@ network bnfc {
     fc(4)
 }
 """
-
-
-@pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory):
-    return write_digits(tmp_path_factory.mktemp("digits"))
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.cnn"
-    path.write_text(MODEL)
-    return path
 
 
 def config(model_file, data, **changes) -> TrainConfig:
