@@ -23,13 +23,12 @@ def write_atomically(path: str | Path, write: Callable[[str], None]) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     prefix, suffix = _temporary_affixes(path)
     fd, temporary = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
-    try:
-        # mkstemp makes the file private (0600); the user's file gets the mode a plain open() would.
-        os.fchmod(fd, 0o666 & ~_umask())
-    finally:
-        os.close(fd)
+    os.close(fd)
     try:
         write(temporary)
+        # mkstemp makes the file private (0600), and some writers replace it with their own: the
+        # user's file gets the mode a plain open() would give.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

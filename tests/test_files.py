@@ -34,3 +34,16 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.safetensors"]
     assert remove_temporaries(tmp_path, ["weights.safetensors"]) == []
+
+
+def test_weights_written_by_safetensors_get_the_usual_mode_too(tmp_path):
+    import numpy as np
+
+    from cnnlang.runtime.weights import save_weights
+
+    mask = os.umask(0o022)
+    try:
+        save_weights(tmp_path / "w.safetensors", {"fc1.weight": np.ones((2, 3), np.float32)}, {})
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == 0o644

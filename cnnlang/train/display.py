@@ -3,6 +3,7 @@ ETA) on a terminal, one plain line per epoch otherwise (logs, CI)."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TextIO
 
@@ -12,9 +13,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..text import plural
 
 
+TERMINAL_VARIABLE = "CNNLANG_TERMINAL"
+
+
 class Display:
     def __init__(self, stream: TextIO):
-        self.console = Console(file=stream, highlight=False, soft_wrap=True)
+        # Under `--ranks`, mpiexec hands rank 0 a pseudo-terminal even when the user's output goes
+        # to a file or pipe; the launcher says what the user's really is.
+        terminal = {"1": True, "0": False}.get(os.environ.get(TERMINAL_VARIABLE, ""))
+        self.console = Console(file=stream, highlight=False, soft_wrap=True, force_terminal=terminal)
         self.live = self.console.is_terminal
         self.bar: Progress | None = None
         self.task = None

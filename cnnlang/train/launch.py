@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from cnnlang.errors import UsageError
+from cnnlang.train.display import TERMINAL_VARIABLE
 
 STOP_SIGNAL = signal.SIGUSR2
 
@@ -62,6 +63,7 @@ def launch(ranks: int, argv: list[str]) -> int:
     env = dict(os.environ)
     # Split the cores between the ranks unless the user chose a thread count.
     env.setdefault("NUMBA_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ranks)))
+    env[TERMINAL_VARIABLE] = "1" if sys.stdout.isatty() else "0"
     process = subprocess.Popen(command, env=env, start_new_session=True)
     interrupts = 0
 

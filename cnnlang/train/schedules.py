@@ -72,7 +72,7 @@ class Step(Schedule):
         return self.base_lr * self.gamma ** math.floor(max(epoch, 0.0) / self.step_size)
 
     def describe(self) -> str:
-        return f"step: {self.base_lr:g}, times {self.gamma:g} every {self.step_size:g} epochs"
+        return f"step: {self.base_lr:g}, times {self.gamma:g} every {_epochs(self.step_size)}"
 
 
 class MultiStep(Schedule):
@@ -113,7 +113,7 @@ class Cosine(Schedule):
         return self.min_lr + (self.base_lr - self.min_lr) * (1.0 + math.cos(math.pi * progress)) / 2.0
 
     def describe(self) -> str:
-        return f"cosine from {self.base_lr:g} to {self.min_lr:g} over {self.total_epochs:g} epochs"
+        return f"cosine from {self.base_lr:g} to {self.min_lr:g} over {_epochs(self.total_epochs)}"
 
 
 class Plateau(Schedule):
@@ -172,7 +172,7 @@ class Plateau(Schedule):
         return metric > self.best * (1.0 + self.threshold)
 
     def describe(self) -> str:
-        return (f"plateau: {self.base_lr:g}, times {self.factor:g} after {self.patience} epochs without "
+        return (f"plateau: {self.base_lr:g}, times {self.factor:g} after {_epochs(self.patience)} without "
                 f"{'decrease' if self.mode == 'min' else 'increase'} (now {self.current_lr:g})")
 
 
@@ -201,7 +201,7 @@ class Warmup(Schedule):
         self.inner.observe(metric, epoch)
 
     def describe(self) -> str:
-        return f"linear warm-up over {self.warmup_epochs:g} epochs from {self.start_factor:g}x, then {self.inner.describe()}"
+        return f"linear warm-up over {_epochs(self.warmup_epochs)} from {self.start_factor:g}x, then {self.inner.describe()}"
 
     def state(self) -> dict:
         return {**super().state(), "inner": self.inner.state()}
@@ -215,6 +215,10 @@ class Warmup(Schedule):
 
 FORMS = ("constant, step:SIZE[:GAMMA], multistep:EPOCH,EPOCH,...[:GAMMA], cosine[:MIN_LR], "
          "plateau[:PATIENCE[:FACTOR]]")
+
+
+def _epochs(count: float) -> str:
+    return f"{count:g} epoch" + ("" if count == 1 else "s")
 
 
 def parse_schedule(text: str, base_lr: float, epochs: int, warmup: float = 0.0) -> Schedule:

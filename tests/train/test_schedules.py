@@ -165,3 +165,9 @@ def test_parse_errors_show_the_accepted_forms(text, reason):
         parse_schedule(text, 0.1, 10)
     assert "the forms are: constant, step:SIZE[:GAMMA], multistep:" in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_descriptions_count_epochs_in_the_right_number():
+    assert parse_schedule("cosine", 0.1, 1).describe().endswith("over 1 epoch")
+    assert parse_schedule("cosine", 0.1, 12).describe().endswith("over 12 epochs")
+    assert "every 1 epoch" in parse_schedule("step:1:0.5", 0.1, 4).describe()
