@@ -36,9 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-# runtime/kernels/conv.py sets this too, but torch must see it first: torch loads its own libgomp
-# into the global symbol scope, and numba's OpenMP pool then binds to that copy, which reads the
-# setting when torch is imported. (Torch's own speed does not depend on it.)
+# Before torch: torch loads its own libgomp into the global symbol scope, and numba's OpenMP pool
+# then binds to that copy, which reads GOMP_SPINCOUNT when torch is imported (cnnlang/environment.py).
 os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 try:
@@ -49,7 +48,7 @@ try:
 except ImportError:  # torch is optional
     torch = None
 
-from cnnlang.runtime.kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward  # noqa: E402
+from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward  # noqa: E402
 
 try:
     from scipy.linalg import blas as scipy_blas

@@ -36,6 +36,9 @@ WARMUP = 5
 
 
 def worker(model_name: str, batch: int, steps: int) -> None:
+    from cnnlang.environment import tune_threads
+
+    tune_threads()  # as the command line does, before NumPy loads (cnnlang/environment.py)
     import numpy as np
 
     import cnnlang

@@ -83,7 +83,10 @@ def warmup_seconds(quick: bool) -> float:
 
 
 def cnnlang_inference(model_name: str, batch: int, quick: bool) -> dict:
-    import cnnlang  # first: it sets OpenBLAS/OpenMP options that apply only before numpy loads
+    from cnnlang.environment import tune_threads
+
+    tune_threads()  # first: OpenBLAS/OpenMP options that apply only before numpy loads
+    import cnnlang
     import numpy as np
 
     model = cnnlang.load(model_name)
@@ -156,7 +159,10 @@ def softmax_xent_grad(logits, labels):
 
 
 def cnnlang_train(model_name: str, batch: int, quick: bool, lr: float = 0.01) -> dict:
-    import cnnlang  # first: it sets OpenBLAS/OpenMP options that apply only before numpy loads
+    from cnnlang.environment import tune_threads
+
+    tune_threads()  # first: OpenBLAS/OpenMP options that apply only before numpy loads
+    import cnnlang
     import numpy as np
 
     model = cnnlang.load(model_name)

@@ -101,9 +101,11 @@ def worker_torch(name: str, input_shape, batch: int, steps: int, channels_last: 
 
 
 def run_worker(kind: str, args) -> float:
+    from cnnlang.environment import SETTINGS
+
     command = [sys.executable, __file__, "--worker", kind, "--model", args.model, "--batch", str(args.batch),
                "--steps", str(args.steps)] + (["--input", args.input] if args.input else [])
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    env = {**SETTINGS, **os.environ, "PYTHONPATH": str(HERE)}  # cnnlang's thread settings, as the CLI's
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{kind} worker failed:\n{done.stderr}")

@@ -20,9 +20,9 @@ import time
 import cnnlang  # noqa: F401  first: it sets OpenBLAS options that apply only before NumPy loads
 import numpy as np
 
-from cnnlang.runtime.kernels.conv import ConvWorkspace, conv2d_forward
-from cnnlang.runtime.kernels.epilogue import RELU
-from cnnlang.runtime.kernels.winograd import transform_weight, winograd_forward
+from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_forward
+from cnnlang.runtime.kernels.cpu.epilogue import RELU
+from cnnlang.runtime.kernels.cpu.winograd import transform_weight, winograd_forward
 
 #: (in channels, out channels, side) of ResNet-50's stride-1 3x3 convolutions (3, 3, 5 and 2 of
 #: them; the first of stages 2-4 has stride 2).

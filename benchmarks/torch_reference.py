@@ -8,24 +8,14 @@
 
 :class:`GraphModule` is a small graph interpreter: one torch layer per IR node, run in the IR's
 topological order, so it handles every graph cnnlang can express (branches, ``add`` of any number
-of inputs, ``concat``, several outputs). Layer by layer:
-
-- ``conv``/``conv1d``: ``nn.Conv2d``/``nn.Conv1d`` with the padding from ``layer.padding_of``;
-  asymmetric padding (``pad = same`` with an odd total) runs ``F.pad`` before an unpadded conv;
-- ``maxpool``/``avgpool``: ``nn.MaxPool{1,2}d``/``nn.AvgPool{1,2}d`` (``ceil`` = ``ceil_mode``,
-  ``count_pad`` = ``count_include_pad``), 1-D or 2-D following the input's rank;
-- ``globalavgpool``: the mean over the spatial axes (keeping them as size 1);
-- ``fc``: flatten (C, H, W order) then ``nn.Linear``; ``flatten``: ``torch.flatten(x, 1)``;
-- ``softmax``: over dim 1 (channels); ``relu``, ``tanh``, ``sigmoid``;
-- ``batchnorm``: ``nn.BatchNorm{1,2}d`` with the same eps, momentum and affine;
-- ``lrn``: ``nn.LocalResponseNorm`` (flat inputs get a dummy spatial axis);
-- ``dropout``: :class:`ReplayDropout` -- PyTorch's own dropout by default, or (for comparisons)
-  off, or replaying a given keep mask so that both frameworks drop the same units;
-- ``add``: the sum of all inputs; ``concat``: ``torch.cat`` on dim 1.
+of inputs, ``concat``, several outputs). Each layer type gives its own twin
+(``LayerType.torch_module``, helpers in ``cnnlang/layers/torch_twins.py``); ``dropout`` becomes
+:class:`ReplayDropout` -- PyTorch's own dropout by default, or (for comparisons) off, or
+replaying a given keep mask so that both frameworks drop the same units.
 
 Parameter names are cnnlang's (``"<node>.<param>"``): :meth:`GraphModule.cnn_parameters`,
 :meth:`GraphModule.cnn_buffers` and :meth:`GraphModule.cnn_grads` map them onto the torch tensors
-(batchnorm ``gamma``/``beta`` are torch's ``weight``/``bias``).
+through each layer's ``torch_names`` (batchnorm ``gamma``/``beta`` are torch's ``weight``/``bias``).
 
 Only benchmarks and tests import this module; cnnlang itself never needs torch.
 """
@@ -36,194 +26,25 @@ from typing import Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnlang import ir
+from cnnlang.layers.torch_twins import ReplayDropout
 
 __all__ = ["GraphModule", "ReplayDropout", "to_torch", "copy_state", "dropout_masks"]
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
-# ---- layers that PyTorch lacks as modules --------------------------------------------------
-
-
-class PaddedConv(nn.Module):
-    """A convolution with per-side padding: ``F.pad`` (zeros) and then an unpadded conv."""
-
-    def __init__(self, conv: nn.Module, pads: tuple[tuple[int, int], ...]):
-        super().__init__()
-        self.conv = conv
-        # F.pad lists the last axis first: (left, right, top, bottom).
-        self.pad = tuple(p for pair in reversed(pads) for p in pair)
-
-    @property
-    def weight(self):
-        return self.conv.weight
-
-    @property
-    def bias(self):
-        return self.conv.bias
-
-    def forward(self, x):
-        return self.conv(F.pad(x, self.pad))
-
-
-class GlobalAvgPool(nn.Module):
-    def forward(self, x):
-        return x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
-
-
-class Flatten(nn.Module):
-    def forward(self, x):
-        return torch.flatten(x, 1)
-
-
-class FullyConnected(nn.Module):
-    """cnnlang's ``fc``: any input, read as flat features in C, H, W order."""
-
-    def __init__(self, features: int, units: int, bias: bool):
-        super().__init__()
-        self.linear = nn.Linear(features, units, bias=bias)
-
-    @property
-    def weight(self):
-        return self.linear.weight
-
-    @property
-    def bias(self):
-        return self.linear.bias
-
-    def forward(self, x):
-        return self.linear(torch.flatten(x, 1))
-
-
-class LRN(nn.Module):
-    """``nn.LocalResponseNorm``, also for flat N x C inputs (which it rejects as they are)."""
-
-    def __init__(self, size: int, alpha: float, beta: float, k: float):
-        super().__init__()
-        self.lrn = nn.LocalResponseNorm(size, alpha=alpha, beta=beta, k=k)
-
-    def forward(self, x):
-        if x.dim() == 2:
-            return self.lrn(x.unsqueeze(-1)).squeeze(-1)
-        return self.lrn(x)
-
-
-class ReplayDropout(nn.Module):
-    """Dropout with inverted scaling 1/(1-p) while training, identity in eval mode.
-
-    ``mode``: ``"torch"`` (PyTorch's own random mask), ``"off"`` (identity even while training)
-    or ``"replay"`` (multiply by ``self.mask`` -- a 0/1 keep mask of the input's shape -- and
-    scale, so that another framework's draw can be reproduced exactly).
-    """
-
-    def __init__(self, p: float, mode: str = "torch"):
-        super().__init__()
-        self.p = p
-        self.mode = mode
-        self.mask: torch.Tensor | None = None
-
-    def forward(self, x):
-        if not self.training or self.p == 0 or self.mode == "off":
-            return x
-        if self.mode == "replay":
-            if self.mask is None or self.mask.shape != x.shape:
-                raise RuntimeError("ReplayDropout in replay mode needs a mask of the input's shape")
-            return x * (self.mask.to(x.dtype) * (1.0 / (1.0 - self.p)))
-        return F.dropout(x, self.p, training=True)
-
-
-class Add(nn.Module):
-    def forward(self, *xs):
-        out = xs[0] + xs[1]
-        for x in xs[2:]:
-            out = out + x
-        return out
-
-
-class Concat(nn.Module):
-    def forward(self, *xs):
-        return torch.cat(xs, dim=1)
-
-
 # ---- one torch layer per IR node -------------------------------------------------------------
 
 
-def _rank(shape: tuple[int, ...]) -> int:
-    """Spatial rank of a per-example shape (C x H x W: 2, C x L: 1, flat: 0)."""
-    return len(shape) - 1
-
-
 def make_layer(op: str, layer, in_shapes: list[tuple[int, ...]], dropout: str = "torch") -> nn.Module:
-    """The torch module that computes IR op ``op`` (bound ``layer``) on inputs of ``in_shapes``."""
-    shape = in_shapes[0] if in_shapes else ()
-    if op in ("conv", "conv1d"):
-        rank = 1 if op == "conv1d" else 2
-        cls = nn.Conv1d if rank == 1 else nn.Conv2d
-        kernel = tuple(layer.kernel) * rank if len(layer.kernel) == 1 else tuple(layer.kernel)
-        stride = tuple(layer.stride) * rank if len(layer.stride) == 1 else tuple(layer.stride)
-        dilation = tuple(layer.dilation) * rank if len(layer.dilation) == 1 else tuple(layer.dilation)
-        pads = layer.padding_of(shape)
-        symmetric = all(a == b for a, b in pads)
-        conv = cls(
-            shape[0], layer.filters, kernel, stride=stride, padding=tuple(a for a, _ in pads) if symmetric else 0,
-            dilation=dilation, groups=layer.groups, bias=layer.bias,
-        )
-        return conv if symmetric else PaddedConv(conv, pads)
-    if op in ("maxpool", "avgpool"):
-        rank = _rank(shape)
-        if rank not in (1, 2):
-            raise ValueError(f"{op} on a {len(shape)}-D input")
-
-        def axes(value):
-            value = tuple(value)
-            return value * rank if len(value) == 1 else value
-
-        kernel = axes(layer.kernel)
-        stride = axes(layer.stride or layer.kernel)
-        pads = tuple(a for a, _ in layer.padding_of(shape))
-        if op == "maxpool":
-            cls = nn.MaxPool1d if rank == 1 else nn.MaxPool2d
-            return cls(kernel, stride, pads, dilation=axes(layer.dilation), ceil_mode=layer.ceil)
-        cls = nn.AvgPool1d if rank == 1 else nn.AvgPool2d
-        return cls(kernel, stride, pads, ceil_mode=layer.ceil, count_include_pad=layer.count_pad)
-    if op == "globalavgpool":
-        return GlobalAvgPool()
-    if op == "fc":
-        return FullyConnected(int(np.prod(shape)), layer.units, layer.bias)
-    if op == "flatten":
-        return Flatten()
-    if op == "relu":
-        return nn.ReLU()
-    if op == "tanh":
-        return nn.Tanh()
-    if op == "sigmoid":
-        return nn.Sigmoid()
-    if op == "softmax":
-        return nn.Softmax(dim=1)
-    if op == "batchnorm":
-        cls = nn.BatchNorm2d if _rank(shape) == 2 else nn.BatchNorm1d
-        return cls(shape[0], eps=layer.eps, momentum=layer.momentum, affine=layer.affine)
+    """The torch module that computes IR op ``op`` (bound ``layer``) on inputs of ``in_shapes``:
+    the layer's own twin (``LayerType.torch_module``), dropout in the requested mode."""
     if op == "dropout":
         return ReplayDropout(layer.p, dropout)
-    if op == "lrn":
-        return LRN(layer.size, layer.alpha, layer.beta, layer.k)
-    if op == "add":
-        return Add()
-    if op == "concat":
-        return Concat()
-    raise NotImplementedError(f"no PyTorch translation for op '{op}'")
-
-
-# Per op: cnnlang parameter name -> attribute of the node's torch module.
-_LAYER_PARAMS = {"weight": "weight", "bias": "bias"}
-_PARAM_ATTRS = {
-    "conv": _LAYER_PARAMS, "conv1d": _LAYER_PARAMS, "fc": _LAYER_PARAMS,
-    "batchnorm": {"gamma": "weight", "beta": "bias"},
-}
+    return layer.torch_module(in_shapes)
 
 
 class GraphModule(nn.Module):
@@ -243,6 +64,7 @@ class GraphModule(nn.Module):
         self.index: dict[str, int] = {}
         self.layers = nn.ModuleList()
         self.trainable: dict[str, bool] = {}
+        self.layer_types = {}
         for node in ir.layer_nodes(graph):
             data = graph.nodes[node]
             in_shapes = [tuple(graph.nodes[i]["shape"]) for i in data["inputs"]]
@@ -250,6 +72,7 @@ class GraphModule(nn.Module):
             self.index[node] = len(self.layers)
             self.layers.append(module)
             self.steps.append((node, data["op"], list(data["inputs"])))
+            self.layer_types[node] = (data["layer"], in_shapes)
             for name, _ in data["layer"].param_shapes(in_shapes).items():
                 self.trainable[f"{node}.{name}"] = bool(data["layer"].trainable)
         self.values: dict[str, torch.Tensor] = {}
@@ -278,21 +101,21 @@ class GraphModule(nn.Module):
     # -- cnnlang names
     def cnn_parameters(self) -> dict[str, nn.Parameter]:
         out = {}
-        for node, op, _ in self.steps:
+        for node, _, _ in self.steps:
             module = self.module_of(node)
-            for cnn_name, attr in _PARAM_ATTRS.get(op, {}).items():
-                value = getattr(module, attr, None)
+            layer, in_shapes = self.layer_types[node]
+            for cnn_name in layer.param_shapes(in_shapes):
+                value = getattr(module, layer.torch_names.get(cnn_name, cnn_name), None)
                 if isinstance(value, nn.Parameter):
                     out[f"{node}.{cnn_name}"] = value
         return out
 
     def cnn_buffers(self) -> dict[str, torch.Tensor]:
         out = {}
-        for node, op, _ in self.steps:
-            if op == "batchnorm":
-                module = self.module_of(node)
-                out[f"{node}.running_mean"] = module.running_mean
-                out[f"{node}.running_var"] = module.running_var
+        for node, _, _ in self.steps:
+            layer, in_shapes = self.layer_types[node]
+            for name in layer.buffer_shapes(in_shapes):
+                out[f"{node}.{name}"] = getattr(self.module_of(node), name)
         return out
 
     def cnn_grads(self) -> dict[str, np.ndarray | None]:

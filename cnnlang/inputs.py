@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
+from .images import SUFFIXES as IMAGE_SUFFIXES
+from .images import UnreadableImage, read_image
 from .layers import format_shape
 from .resources import zoo_dir
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
 class InputFileError(UsageError):
@@ -24,7 +24,8 @@ def read_input(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
     """An N x input_shape float array from ``path``.
 
     ``.npy``: an array of input_shape (one example) or N x input_shape, loaded without pickle.
-    Images: converted to grey (1 channel) or RGB (3 channels), resized to H x W, scaled to [0, 1].
+    Images: converted to grey (1 channel) or RGB (3 channels), fitted to H x W as training on a
+    folder of images does (scaled to cover, centre-cropped: cnnlang/images.py), scaled to [0, 1].
     ``zoo:NAME`` names a file shipped in the zoo (``zoo:lecture/sample.png``); a comma-separated
     list of numbers (``1.0,1.1,1.2``) is the input itself, filled in row-major order.
     """
@@ -56,8 +57,6 @@ def read_input(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     if len(input_shape) != 3 or input_shape[0] not in (1, 3):
         raise InputFileError(
             f"{path}: an image can feed a 1 x H x W (grey) or 3 x H x W (RGB) input, "
@@ -65,14 +64,9 @@ def _read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
         )
     channels, height, width = input_shape
     try:
-        with Image.open(path) as image:
-            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
-                raise InputFileError(f"{path}: the image declares {image.width} x {image.height} pixels, more than "
-                                     f"the {Image.MAX_IMAGE_PIXELS:,} cnnlang decodes")
-            image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
-        raise InputFileError(f"{path}: not a readable image ({error})") from None
+        pixels = read_image(path, "L" if channels == 1 else "RGB", (height, width)).astype(np.float32) / 255.0
+    except UnreadableImage as error:
+        raise InputFileError(str(error)) from None
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 

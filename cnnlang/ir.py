@@ -45,7 +45,7 @@ from typing import Any, Iterable
 import networkx as nx
 
 from .errors import CnnError, Span
-from .layers import LayerType, format_shape
+from .layers import EPILOGUE_ACTIVATIONS, LayerType, format_shape
 from .layers.base import numel
 
 
@@ -219,7 +219,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-_ACTIVATIONS = ("relu", "tanh", "sigmoid")
+_ACTIVATIONS = EPILOGUE_ACTIVATIONS
 
 
 def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
@@ -271,17 +271,14 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
 
 
 def _algorithm_problems(graph: nx.DiGraph, node: str) -> list[str]:
-    # The rule is the winograd pass's own (imported here: the passes import this module).
-    from .passes.choose_algorithm import ALGORITHM, why_not_winograd
-
     data = graph.nodes[node]
-    if data["algorithm"] != ALGORITHM:
+    if data["algorithm"] != "winograd":
         return [f"{node}: unknown algorithm {data['algorithm']!r}"]
     if data["op"] != "conv":
         return [f"{node}: algorithm {data['algorithm']} on a {data['op']}"]
     if graph.nodes[data["inputs"][0]].get("shape") is None:
         return []
-    reason = why_not_winograd(graph, node)
+    reason = data["layer"].why_not_winograd(graph.nodes[data["inputs"][0]]["shape"])
     if reason:
         return [f"{node}: algorithm {data['algorithm']} on a conv that is not 3x3, stride 1, undilated, one group ({reason})"]
     return []

@@ -1,96 +1,34 @@
-"""Lowering: a parsed program → the graph IR, instantiating blocks with their arguments."""
+"""Lowering: a parsed program → the graph IR, instantiating blocks with their arguments.
+
+Naming scopes are in scopes.py, the expansion limits in expansion.py, call-argument binding
+(layers and blocks alike) in call_arguments.py; what remains is one recursive walk over
+statements, chains, blocks and residuals, with its recovery after an error (~410 lines: it reads
+best as one class).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import math
 from collections import ChainMap
-from dataclasses import dataclass, field
-from typing import Any, Iterator, MutableMapping
 
 import networkx as nx
 
 from . import ir
 from . import syntax as s
+from .call_arguments import bind_block, block_signature, layer_arguments
 from .errors import CnnError, Span
 from .evaluate import evaluate, unknown_name
 from .layers import REGISTRY, ArgumentError, LayerType, ShapeError, Symbol, format_shape
 from .layers.base import count, describe, natural
 from .layers.conv import Conv, Conv1d
 from .layers.norm import BatchNorm
+from .expansion import MAX_EXPANSION_DEPTH, MAX_LAYERS, MAX_REPEAT  # noqa: F401  (the limits, named here too)
+from .expansion import Expansion as _Expansion
+from .expansion import ExpansionLimit
 from .loader import BoundBlock, Program
-
-
-# A guard against runaway counts (`* 99999999`), far above any real network's depth.
-MAX_REPEAT = 10_000
-# Limits on what a model may expand to, checked while expanding so that a runaway model
-# (`repeat 1000 { repeat 1000 { ... } }`, blocks that call blocks ten times over) stops at once
-# with the arithmetic, instead of filling memory. ResNet-1001 has about 3,000 layers.
-MAX_LAYERS = 10_000
-# Statements, calls and repetitions expanded: bounds the work of blocks that add no layers.
-MAX_EXPANSION_STEPS = 100_000
-# Blocks, branches, residuals and repeats nested inside each other once blocks are expanded
-# (each level is a few frames of recursion in lowering).
-MAX_EXPANSION_DEPTH = 50
-
-
-@dataclass
-class _Scope:
-    """A naming scope: the network body, a block instance or a labelled repetition."""
-
-    path: tuple[str, ...]
-    env: dict[str, Any]  # block parameters
-    names: MutableMapping[str, str]  # labels usable in `from` → node id
-    blocks: dict[str, BoundBlock]
-    call_stack: tuple[Span, ...]
-    reserved: set[str]  # labels written in this scope, kept free of automatic names
-    taken: set[str] = field(default_factory=set)
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def local_name(self, base: str, label: str | None, span: Span) -> str:
-        if label is not None:
-            if label in self.taken:
-                raise CnnError(f"the name '{label}' is used twice in this scope", span)
-            self.taken.add(label)
-            return label
-        number = self.counters.get(base, 0)
-        while True:
-            number += 1
-            candidate = f"{base}{number}"
-            if candidate not in self.taken and candidate not in self.reserved:
-                break
-        self.counters[base] = number
-        self.taken.add(candidate)
-        return candidate
-
-    def node_id(self, local: str) -> str:
-        return "/".join(self.path + (local,))
-
-
-def _items(stmts: list[s.Stmt], into_groups: bool = True) -> Iterator[s.Item]:
-    """Every item written in a statement list, nested branches, bodies and shortcuts included.
-
-    With ``into_groups`` false, the inside of a labelled repetition (a naming scope of its own)
-    is skipped, though the repetition itself is yielded.
-    """
-    for stmt in stmts:
-        for item in stmt.items if isinstance(stmt, s.Chain) else []:
-            yield item
-            if isinstance(item, s.Concat):
-                for branch in item.branches:
-                    yield from _items(branch, into_groups)
-            elif isinstance(item, s.Residual):
-                yield from _items(item.body, into_groups)
-                if isinstance(item.shortcut, list):
-                    yield from _items(item.shortcut, into_groups)
-            elif isinstance(item, s.Repeat) and (into_groups or item.label is None):
-                yield from _items(item.body, into_groups)
-
-
-def _labels(stmts: list[s.Stmt]) -> Iterator[str]:
-    """Labels written in one naming scope."""
-    return (item.label for item in _items(stmts, into_groups=False) if item.label is not None)
+from .scopes import NameScope as _Scope
+from .scopes import items as _items
+from .scopes import labels as _labels
 
 
 class _Lowering:
@@ -288,7 +226,7 @@ class _Lowering:
                 f"unknown layer or block '{call.name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""), call.span
             )
         layer_type = REGISTRY[call.name]
-        positional, keywords, spans, values = self.arguments(call, scope)
+        positional, keywords, spans, values = layer_arguments(call, scope.env)
         try:
             layer = layer_type.bind(positional, keywords)
         except ArgumentError as error:
@@ -300,24 +238,6 @@ class _Lowering:
                     message = unknown_name(value.name, scope.env)
             raise CnnError(message, span) from None
         return self.layer_node(layer, layer_type.op, label, call.span, scope, inputs)
-
-    def arguments(self, call: s.Call, scope: _Scope):
-        positional, keywords, spans, values = [], {}, [], []
-        ordered_args = [a for a in call.args if a.keyword is None] + [a for a in call.args if a.keyword is not None]
-        for position, argument in enumerate(call.args):
-            if argument.keyword is None and any(a.keyword is not None for a in call.args[:position]):
-                raise CnnError("a positional argument cannot follow a keyword argument", argument.span)
-        for argument in ordered_args:
-            value = evaluate(argument.value, scope.env)
-            if argument.keyword is None:
-                positional.append(value)
-            else:
-                if argument.keyword in keywords:
-                    raise CnnError(f"argument '{argument.keyword}' is given twice", argument.span)
-                keywords[argument.keyword] = value
-            spans.append(argument.span)
-            values.append(value)
-        return positional, keywords, spans, values
 
     def layer_node(self, layer: LayerType, base: str, label: str | None, span: Span, scope: _Scope, inputs: list[str]) -> str:
         count_ = len(inputs)
@@ -342,13 +262,13 @@ class _Lowering:
             raise CnnError(f"block '{definition.name}' takes one input, but 'from' gives {len(inputs)}", call.span)
         if definition.name in self.active:
             raise CnnError(f"block '{definition.name}' uses itself (through {' -> '.join(self.active)})", call.span)
-        env = self.bind_block(call, definition, scope)
+        env = bind_block(call, definition, scope.env)
         local = scope.local_name(definition.name, label, call.span)
         inner = _Scope(scope.path + (local,), env, {"input": inputs[0]}, bound.namespace,
                        scope.call_stack + (call.span,), set(_labels(definition.body)) | {"input"})
         inner.taken.add("input")
         self.graph.graph["scopes"][inner.path] = ir.Scope(
-            inner.path, definition.name, _signature(definition, env), call.span, dict(env)
+            inner.path, definition.name, block_signature(definition, env), call.span, dict(env)
         )
         self.active.append(definition.name)
         try:
@@ -358,46 +278,6 @@ class _Lowering:
         if label is not None:
             scope.names[label] = output
         return output
-
-    def bind_block(self, call: s.Call, definition: s.BlockDef, scope: _Scope) -> dict[str, Any]:
-        params = {p.name: p for p in definition.params}
-        given: dict[str, Any] = {}
-        for position, argument in enumerate(call.args):
-            # As for layers: `b(s = 2, 8)` is rejected rather than read as `b(8, s = 2)`.
-            if argument.keyword is None and any(a.keyword is not None for a in call.args[:position]):
-                raise CnnError("a positional argument cannot follow a keyword argument", argument.span)
-        positional = [a for a in call.args if a.keyword is None]
-        if len(positional) > len(definition.params):
-            raise CnnError(
-                f"block '{definition.name}' takes {len(definition.params)} argument(s), got {len(positional)}",
-                positional[len(definition.params)].span,
-            ).with_note(definition.span, f"'{definition.name}' is defined here")
-        for param, argument in zip(definition.params, positional):
-            given[param.name] = evaluate(argument.value, scope.env)
-        for argument in call.args:
-            if argument.keyword is None:
-                continue
-            if argument.keyword not in params:
-                hint = difflib.get_close_matches(argument.keyword, list(params), n=1)
-                raise CnnError(
-                    f"block '{definition.name}' has no parameter '{argument.keyword}'"
-                    + (f"; did you mean '{hint[0]}'?" if hint else ""),
-                    argument.span,
-                ).with_note(definition.span, f"'{definition.name}' is defined here")
-            if argument.keyword in given:
-                raise CnnError(f"parameter '{argument.keyword}' is given twice", argument.span)
-            given[argument.keyword] = evaluate(argument.value, scope.env)
-        env: dict[str, Any] = {}
-        for param in definition.params:
-            if param.name in given:
-                env[param.name] = given[param.name]
-            elif param.default is not None:
-                env[param.name] = evaluate(param.default, env)
-            else:
-                raise CnnError(f"block '{definition.name}' needs the parameter '{param.name}'", call.span).with_note(
-                    param.span, "declared here"
-                )
-        return env
 
     # -- residuals
     def residual(self, item: s.Residual, scope: _Scope, source: str) -> str:
@@ -472,94 +352,6 @@ class _Lowering:
                     result = None
             self.shapes[current] = result
         return self.shapes[node]
-
-
-class ExpansionLimit(CnnError):
-    """A limit on what a model expands to was passed: lowering stops at once instead of going on
-    with the next statement, as it does after other errors."""
-
-    placed = False  # whether the block calls around it are noted yet
-
-
-class _Expansion:
-    """Counts what lowering expands (layers, steps, nesting) and stops it, with the arithmetic,
-    as soon as a limit is certain to be passed."""
-
-    def __init__(self) -> None:
-        self.layers = 0
-        self.steps = 0
-        self.depth = 0
-        # Repetitions being expanded: [times, pass (0-based), span, what].
-        self.repeats: list[list] = []
-        self.last_span: Span | None = None  # where an empty body's errors point
-
-
-    @contextlib.contextmanager
-    def nested(self, span: Span | None):
-        if self.depth >= MAX_EXPANSION_DEPTH:
-            raise ExpansionLimit(
-                f"blocks, branches, residuals and repeats nest more than {MAX_EXPANSION_DEPTH} levels deep "
-                "once blocks are expanded", span or self.last_span,
-            )
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-
-    @contextlib.contextmanager
-    def repeating(self, times: int, span: Span, what: str):
-        self.repeats.append([times, -1, span, what])
-        try:
-            yield
-        finally:
-            self.repeats.pop()
-
-    def next_pass(self, span: Span) -> None:
-        self.repeats[-1][1] += 1
-        self.step(span)
-
-    def step(self, span: Span) -> None:
-        self.steps += 1
-        self.last_span = span
-        if self.steps > MAX_EXPANSION_STEPS:
-            raise ExpansionLimit(
-                f"expanding this model takes more than {MAX_EXPANSION_STEPS:,} steps (statements, block calls "
-                f"and passes of repeats){self._arithmetic()}; a model this large is almost certainly a mistake", span,
-            )
-
-    def add_layer(self, span: Span) -> None:
-        """Count one layer; fail now when the repetitions around it will certainly repeat it past
-        the limit (every remaining pass of a repetition expands its body again, this layer included)."""
-        self.layers += 1
-        still_to_come, inner = 0, 1
-        for times, done, _, _ in reversed(self.repeats):
-            still_to_come += (times - done - 1) * inner
-            inner *= times
-        if self.layers + still_to_come > MAX_LAYERS:
-            total = f"{self.layers + still_to_come:,}"
-            raise ExpansionLimit(
-                f"this model expands to at least {total} layers{self._arithmetic()}; "
-                f"a model may have at most {MAX_LAYERS:,}", span,
-            )
-
-    def _arithmetic(self) -> str:
-        if not self.repeats:
-            return f" ({self.layers:,} layers so far, through blocks that call blocks)"
-        product = " × ".join(f"{what} {times:,} (line {span.line})" for times, _, span, what in self.repeats)
-        copies = math.prod(times for times, _, _, _ in self.repeats)
-        return f": {product} = {copies:,} copies of the layer here"
-
-
-def _signature(definition: s.BlockDef, env: dict[str, Any]) -> str:
-    parts = []
-    for param in definition.params:
-        value = describe(env[param.name])
-        if param.default is None:
-            parts.append(value)
-        elif env[param.name] != evaluate(param.default, env):
-            parts.append(f"{param.name}={value}")
-    return f"{definition.name}({', '.join(parts)})"
 
 
 def _nothing_defined(program: Program) -> CnnError:

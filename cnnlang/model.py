@@ -48,6 +48,21 @@ class Model:
         return self.graph.graph["errors"]
 
     @property
+    def passes(self) -> list[str]:
+        """The optimisation passes this model's graph went through (empty: as written)."""
+        return list(self.graph.graph.get("optimised", []))
+
+    def optimise(self, passes: str | Iterable[str] | None = "all") -> "Model":
+        """This model rewritten for inference by ``passes`` (None, "none" or []: unchanged; "all";
+        or names, see ``cnnlang.passes.optimise.PASS_NAMES``). ValueError names an unknown pass."""
+        from .passes.optimise import optimise, pass_names
+
+        names = pass_names(passes)
+        if not names:
+            return self
+        return Model(optimise(self.graph, names), self.source)
+
+    @property
     def warnings(self) -> list[CnnError]:
         """Diagnostics that stop nothing (``severity`` "warning"), e.g. a tensor nothing uses."""
         return self.graph.graph.get("warnings", [])
@@ -59,15 +74,21 @@ class Model:
         dtype: str = "float32",
         input_grad: bool = False,
         passes: str | Iterable[str] | None = None,
+        backend=None,
     ):
         """A runnable :class:`~cnnlang.runtime.network.Network` with seeded initial weights.
 
         ``passes``: None, "none" or [] runs the graph as written; "all" or a list of pass names
         (``cnnlang.passes.optimise.PASS_NAMES``) makes eval-mode forward run the optimised graph
-        (training always runs the original one). ValueError names an unknown pass."""
+        (training always runs the original one). ValueError names an unknown pass. ``backend``:
+        a name or :class:`~cnnlang.runtime.backend.Backend` (default: the CPU)."""
         from .runtime.network import Network
 
-        return Network(self, seed=seed, dtype=dtype, input_grad=input_grad, passes=passes)
+        optimised = self.optimise(passes)
+        return Network(
+            self, seed=seed, dtype=dtype, input_grad=input_grad, optimised=None if optimised is self else optimised,
+            backend=backend,
+        )
 
     def dump(self) -> str:
         return ir.dump(self.graph)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from . import ir
 from .layers import format_shape
-from .model import Model
+
+if TYPE_CHECKING:  # type hints only, so that this module stays below cnnlang.model
+    from .model import Model
 
 
 @dataclass

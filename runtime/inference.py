@@ -10,7 +10,7 @@ It reads the node attributes the passes leave (see docs/runtime.md, "Optimised i
   the concat (``eliminated``) copies only the inputs that were not written in place;
 - ``in_place``: an element-wise node writes over its input's buffer;
 - ``algorithm`` (conv): ``"winograd"`` runs the layer as Winograd F(2x2, 3x3)
-  (runtime/kernels/winograd.py); its transformed weight is derived in :meth:`refresh`, after
+  (runtime/kernels/cpu/winograd.py); its transformed weight is derived in :meth:`refresh`, after
   folding, like the folded parameters;
 - graph ``memory``: storage-owning nodes get views of shared slots (one flat array per slot).
 
@@ -32,8 +32,9 @@ import numpy as np
 
 from cnnlang import ir
 
+from .backend import CPU, Backend
 from .fold import BatchNormStatistics, fold_batchnorm
-from .kernels.conv import ConvWorkspace
+from .kernels.cpu.workspace import ConvWorkspace
 from .ops import Context, Op, internal_shape, make_op
 
 @dataclass
@@ -49,9 +50,10 @@ class InferencePlan:
     """Built from the optimised graph and the original plan's ops (whose parameter arrays the
     unchanged nodes share). Call :meth:`refresh` after the original parameters change."""
 
-    def __init__(self, graph: nx.DiGraph, dtype: np.dtype, source_ops: dict[str, Op]):
+    def __init__(self, graph: nx.DiGraph, dtype: np.dtype, source_ops: dict[str, Op], backend: Backend = CPU):
         self.graph = graph
         self.dtype = np.dtype(dtype)
+        self.backend = backend
         self.input = graph.graph["input"]
         self.outputs: list[str] = list(graph.graph["outputs"])
         self.aliases: dict[str, str] = dict(graph.graph.get("aliases", {}))
@@ -78,7 +80,7 @@ class InferencePlan:
         data = self.graph.nodes[node]
         if node not in self._source_ops:
             raise ValueError(f"optimised graph has node '{node}', which the original network lacks")
-        op = make_op(self.graph, node, self.shapes, self.dtype)
+        op = make_op(self.graph, node, self.shapes, self.dtype, self.backend)
         cls = type(op)
         source = self._source_ops[node]
         op.params, op.buffers = dict(source.params), dict(source.buffers)
@@ -123,20 +125,20 @@ class InferencePlan:
             ))  # fmt: skip
         bias = source.get("bias") if data.get("original_bias", "bias" in source) else None
         weight, bias = fold_batchnorm(source["weight"], bias, statistics, self.dtype)
-        step.op.params = {"weight": weight, "bias": bias}
+        step.op.params = {"weight": self.backend.to_device(weight), "bias": self.backend.to_device(bias)}
 
     # -- storage
     def _allocate(self, batch: int) -> None:
         if batch == self.batch:
             return
-        self._slots = [np.empty(size * batch, self.dtype) for size in (self.memory or {}).get("slots", [])]
+        self._slots = [self.backend.empty(size * batch, self.dtype) for size in (self.memory or {}).get("slots", [])]
         self._private = {}
         storage: dict[str, np.ndarray] = {}
         for step in self.steps:
             step.out = self._storage(step.node, batch, storage)
             step.scratch = None
             if not step.out.flags.c_contiguous and not step.op.strided_out:
-                step.scratch = np.empty(step.out.shape, self.dtype)
+                step.scratch = self.backend.empty(step.out.shape, self.dtype)
         self.batch = batch
 
     def _storage(self, node: str, batch: int, storage: dict[str, np.ndarray]) -> np.ndarray:
@@ -166,7 +168,7 @@ class InferencePlan:
             if slot.size < size:
                 raise ValueError(f"{node}: memory slot {assign[node]} holds {slot.size} values, the node needs {size}")
             return slot[:size].reshape(shape)
-        self._private[node] = np.empty(shape, self.dtype)
+        self._private[node] = self.backend.empty(shape, self.dtype)
         return self._private[node]
 
     def activation_bytes(self, batch: int) -> int:
@@ -189,7 +191,7 @@ class InferencePlan:
             target = step.out if step.scratch is None else step.scratch
             step.op.forward([values[i] for i in step.inputs], target, ctx)
             if step.scratch is not None:
-                np.copyto(step.out, step.scratch)
+                self.backend.xp.copyto(step.out, step.scratch)
             if timings is not None:
                 timings[step.node] = timings.get(step.node, 0.0) + clock() - start
             values[step.node] = step.out

@@ -1,9 +1,11 @@
-"""Initialisation as in the papers: He (Kaiming) normal before ReLU, Xavier (Glorot) uniform before
-tanh, sigmoid or no nonlinearity at all; zero biases; batchnorm gamma = 1, beta = 0 with running
-mean 0 and variance 1. Weights written in the .cnn file are used as written.
+"""Initialisation as in the papers, by each layer type's own rule (``LayerType.initial_value``,
+``weight_init_before``): a conv or fc weight is He (Kaiming) normal when its output meets a ReLU
+(or PReLU, with its negative slope) first, Xavier (Glorot) uniform before tanh, sigmoid or no
+nonlinearity at all; biases start at zero; batchnorm gamma = 1, beta = 0 with running mean 0 and
+variance 1. Weights written in the .cnn file are used as written.
 
 Which nonlinearity a conv or fc layer feeds is found by walking down its first consumer through
-layers that do not change the choice (batchnorm, pooling, dropout, add, concat, ...).
+layers that leave the choice to the next one (batchnorm, pooling, dropout, add, concat, ...).
 """
 
 from __future__ import annotations
@@ -14,24 +16,27 @@ import networkx as nx
 import numpy as np
 
 from cnnlang import ir
-
-# Layers between a conv/fc and its nonlinearity that do not change which initialisation fits.
-_TRANSPARENT = {"batchnorm", "dropout", "maxpool", "avgpool", "globalavgpool", "flatten", "add", "concat", "lrn"}
+from cnnlang.layers import LayerType
 
 
 def nonlinearity_after(graph: nx.DiGraph, node: str) -> str | None:
-    """The activation a layer's output meets first ("relu", "tanh", "sigmoid"), or None."""
+    """The op of the layer that decides a node's initialisation (see :func:`deciding_layer`)."""
+    layer = deciding_layer(graph, node)
+    return None if layer is None else layer.op
+
+
+def deciding_layer(graph: nx.DiGraph, node: str) -> LayerType | None:
+    """The first layer a node's output meets whose ``weight_init_before`` is not
+    "look-through", or None when there is none."""
     current = node
     while True:
         following = ir.consumers(graph, current)
         if not following:
             return None
         current = following[0]
-        op = graph.nodes[current]["op"]
-        if op in ("relu", "tanh", "sigmoid"):
-            return op
-        if op not in _TRANSPARENT:
-            return None
+        layer = graph.nodes[current]["layer"]
+        if layer.weight_init_before != "look-through":
+            return layer
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -40,10 +45,12 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
-def initial_weight(shape: tuple[int, ...], nonlinearity: str | None, rng: np.random.Generator) -> np.ndarray:
+def initial_weight(shape: tuple[int, ...], before: LayerType | None, rng: np.random.Generator) -> np.ndarray:
+    """He normal for a layer type whose rule is "he" (gain sqrt(2 / (1 + slope^2))), else Xavier
+    uniform."""
     fan_in, fan_out = fans(shape)
-    if nonlinearity == "relu":
-        return rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
+    if before is not None and before.weight_init_before == "he":
+        return rng.normal(0.0, math.sqrt(2.0 / ((1 + before.negative_slope**2) * fan_in)), size=shape)
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-bound, bound, size=shape)
 
@@ -58,13 +65,11 @@ def initialise(
         data = graph.nodes[node]
         layer, inputs = data["layer"], [graph.nodes[i]["shape"] for i in data["inputs"]]
         for name, array in params.get(node, {}).items():
-            if name == "weight":
-                fixed = layer.fixed_weight(inputs[0]) if hasattr(layer, "fixed_weight") else None
-                value = fixed if fixed is not None else initial_weight(array.shape, nonlinearity_after(graph, node), rng)
-            elif name == "gamma":
-                value = np.ones(array.shape)
-            else:  # bias, beta
-                value = np.zeros(array.shape)
-            array[...] = value
+            constant = layer.initial_value(name)
+            if constant is not None:
+                array[...] = constant
+                continue
+            fixed = layer.fixed_weight(inputs[0]) if hasattr(layer, "fixed_weight") else None
+            array[...] = fixed if fixed is not None else initial_weight(array.shape, deciding_layer(graph, node), rng)
         for name, array in buffers.get(node, {}).items():
-            array[...] = 1.0 if name == "running_var" else 0.0
+            array[...] = layer.initial_value(name)

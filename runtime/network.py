@@ -12,25 +12,28 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
 from cnnlang.errors import UsageError
 from cnnlang.layers import format_shape
 
+from .backend import Backend, get_backend
 from .inference import InferencePlan
 from .init import initialise
 from .ops import Context, to_internal, to_user
 from .plan import Plan
-from .weights import WeightsError, load_weights, save_weights
+from .weights import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_OPTIMIZER_PREFIX,
+    WEIGHTS_FORMAT,
+    WeightsError,
+    load_weights,
+    save_weights,
+)
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
-# File formats; cnnlang.train.checkpoint writes checkpoints, stated here so the runtime can read
-# them without importing training code.
-WEIGHTS_FORMAT = "cnnlang-weights-1"
-CHECKPOINT_FORMAT = "cnnlang-checkpoint-1"
-CHECKPOINT_OPTIMIZER_PREFIX = "optimizer/"
 
 
 class InputError(UsageError, ValueError):
@@ -40,7 +43,8 @@ class InputError(UsageError, ValueError):
 class Network:
     """Build with :meth:`cnnlang.Model.build`. ``training`` selects batch statistics and dropout.
 
-    With ``passes``, eval-mode forward runs the optimised graph (``inference_plan``). Its
+    With ``optimised`` (``model.optimise(passes)``: the same model rewritten by optimisation
+    passes), eval-mode forward runs its graph (``inference_plan``). Its
     derived parameters (folded batchnorm) are recomputed after ``load``, ``set_param``, a mode
     switch or any training-mode pass; code that edits ``params`` or ``buffers`` in place while
     in eval mode must call :meth:`refresh` before the next forward."""
@@ -52,17 +56,22 @@ class Network:
         seed: int = 0,
         dtype: str | np.dtype = "float32",
         input_grad: bool = False,
-        passes: str | Iterable[str] | None = None,
+        optimised=None,
+        backend: str | Backend | None = None,
     ):
         self.model = model
+        self.backend = get_backend(backend)
         self.dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, not {self.dtype}")
         graph = model.graph
-        self.plan = Plan(graph, self.dtype, input_grad=input_grad)
+        self.plan = Plan(graph, self.dtype, input_grad=input_grad, backend=self.backend)
+        # Host master copies (NumPy): what save, load and set_param see. The ops hold the
+        # backend's arrays (the same arrays on the CPU); refresh uploads after host changes.
         self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}  # the backend's arrays
+        self._device: dict[str, np.ndarray] = {}  # name -> the backend's copy of params/buffers
         self.trainable: list[str] = []
         by_node_params, by_node_buffers = {}, {}
         for step in self.plan.steps:
@@ -71,31 +80,40 @@ class Network:
             op = step.op
             for name, shape in data["layer"].param_shapes(shapes).items():
                 key = f"{step.node}.{name}"
-                op.params[name] = self.params[key] = np.zeros(shape, self.dtype)
-                op.grads[name] = self.grads[key] = np.zeros(shape, self.dtype)
+                self.params[key] = by_node_params.setdefault(step.node, {})[name] = np.zeros(shape, self.dtype)
+                op.grads[name] = self.grads[key] = self.backend.zeros(shape, self.dtype)
                 if data["layer"].trainable:
                     self.trainable.append(key)
             for name, shape in data["layer"].buffer_shapes(shapes).items():
-                op.buffers[name] = self.buffers[f"{step.node}.{name}"] = np.zeros(shape, self.dtype)
-            by_node_params[step.node], by_node_buffers[step.node] = op.params, op.buffers
+                key = f"{step.node}.{name}"
+                self.buffers[key] = by_node_buffers.setdefault(step.node, {})[name] = np.zeros(shape, self.dtype)
         initialise(graph, by_node_params, by_node_buffers, seed)
-        self.context = Context(train=False, rng=np.random.default_rng([seed, 1]))
+        for step in self.plan.steps:
+            for name, host in by_node_params.get(step.node, {}).items():
+                step.op.params[name] = self._device[f"{step.node}.{name}"] = self.backend.to_device(host)
+            for name, host in by_node_buffers.get(step.node, {}).items():
+                step.op.buffers[name] = self._device[f"{step.node}.{name}"] = self.backend.to_device(host)
+        self.context = Context(train=False, rng=self.backend.rng([seed, 1]))
         self.training = False
-        from cnnlang.passes.optimise import optimise, pass_names
-
-        self.passes = pass_names(passes)
+        #: the passes eval-mode forward runs with (the optimised model's)
+        self.passes = optimised.passes if optimised is not None else []
         self.inference_plan: InferencePlan | None = None
-        if self.passes:
-            optimised = optimise(graph, self.passes)
-            self.inference_plan = InferencePlan(optimised, self.dtype, {s.node: s.op for s in self.plan.steps})
+        if optimised is not None:
+            self.inference_plan = InferencePlan(
+                optimised.graph, self.dtype, {s.node: s.op for s in self.plan.steps}, self.backend
+            )
         self._source_hash: str | None = None
         self.load_notes: list[str] = []  # what the last load converted (float16 to float32, say)
         self._stale = False
         self._last_plan: Plan | InferencePlan | None = None
 
     def refresh(self) -> None:
-        """Recompute the inference plan's derived parameters (folded batchnorm) from
-        :attr:`params` and :attr:`buffers`; needed only after editing them in place in eval mode."""
+        """Upload :attr:`params` and :attr:`buffers` (the host copies) to the backend where it
+        does not share host memory, and recompute the inference plan's derived parameters (folded
+        batchnorm); needed only after editing them in place in eval mode."""
+        if not self.backend.shares_host_memory:
+            for name, host in self.state().items():
+                self.backend.upload(host, self._device[name])
         if self.inference_plan is not None:
             self.inference_plan.refresh()
         self._stale = False
@@ -145,6 +163,10 @@ class Network:
             )
         return x.astype(self.dtype, copy=False)
 
+    def _to_backend(self, array: np.ndarray) -> np.ndarray:
+        """A user-layout host array as the plan takes it: channels last, on the backend."""
+        return self.backend.to_device(to_internal(array))
+
     def forward(
         self, x: np.ndarray, timings: dict[str, float] | None = None, *, out: np.ndarray | None = None
     ) -> np.ndarray:
@@ -156,22 +178,22 @@ class Network:
             self.context.train = self.training
             self._stale = self._stale or self.training
             self._last_plan = self.plan
-            values = self.plan.forward(to_internal(x), self.context, timings)
-            return _to_caller(values[self.plan.outputs[0]], out)
+            values = self.plan.forward(self._to_backend(x), self.context, timings)
+            return _to_caller(self.backend.to_host(values[self.plan.outputs[0]]), out)
         if self._stale:
             self.refresh()
         plan = self.inference_plan
         self._last_plan = plan
-        values = plan.forward(to_internal(x), self.context, timings)
-        return _to_caller(values[plan.resolve(self.plan.outputs[0])], out)
+        values = plan.forward(self._to_backend(x), self.context, timings)
+        return _to_caller(self.backend.to_host(values[plan.resolve(self.plan.outputs[0])]), out)
 
     def outputs(self) -> dict[str, np.ndarray]:
         """Every declared output of the last forward pass, by name (the original graph's names,
         also after an optimised forward), as new arrays the caller owns."""
         if self._last_plan is self.inference_plan and self.inference_plan is not None:
             plan = self.inference_plan
-            return {name: _to_caller(plan.values[plan.resolve(name)]) for name in self.plan.outputs}
-        return {name: _to_caller(self.plan.values[name]) for name in self.plan.outputs}
+            return {name: _to_caller(self.backend.to_host(plan.values[plan.resolve(name)])) for name in self.plan.outputs}
+        return {name: _to_caller(self.backend.to_host(self.plan.values[name])) for name in self.plan.outputs}
 
     def backward(
         self, dy: np.ndarray | dict[str, np.ndarray], timings: dict[str, float] | None = None,
@@ -199,9 +221,9 @@ class Network:
             grad = np.asarray(grad, dtype=self.dtype)
             if grad.shape != expected:
                 raise InputError(f"gradient for '{name}' must be {format_shape(expected)}, got {format_shape(grad.shape)}")
-            internal[name] = to_internal(grad)
+            internal[name] = self._to_backend(grad)
         dx = self.plan.backward(internal, timings, on_grads)
-        return None if dx is None else to_user(dx)
+        return None if dx is None else to_user(self.backend.to_host(dx))
 
     # -- parameters
     def set_param(self, name: str, value: np.ndarray) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from cnnlang import ir
 
+from .backend import CPU, Backend
 from .ops import Context, Op, internal_shape, make_op
 
 
@@ -28,16 +29,17 @@ class Step:
 
 
 class Plan:
-    def __init__(self, graph: nx.DiGraph, dtype: np.dtype, input_grad: bool = False):
+    def __init__(self, graph: nx.DiGraph, dtype: np.dtype, input_grad: bool = False, backend: Backend = CPU):
         self.graph = graph
         self.dtype = np.dtype(dtype)
+        self.backend = backend
         self.input = graph.graph["input"]
         self.outputs: list[str] = list(graph.graph["outputs"])
         self.shapes = {n: internal_shape(graph.nodes[n]["shape"]) for n in graph.nodes}
         self.steps: list[Step] = []
         for node in ir.layer_nodes(graph):
             inputs = list(graph.nodes[node]["inputs"])
-            op = make_op(graph, node, self.shapes, self.dtype)
+            op = make_op(graph, node, self.shapes, self.dtype, backend)
             op.need_input_grad = [i != self.input or input_grad for i in inputs]
             self.steps.append(Step(node, op, inputs))
         self.batch = 0
@@ -47,7 +49,8 @@ class Plan:
     def _allocate(self, batch: int) -> None:
         if batch == self.batch:
             return
-        self.buffers = {s.node: np.empty((batch, *self.shapes[s.node]), self.dtype) for s in self.steps}
+        empty = self.backend.empty
+        self.buffers = {s.node: empty((batch, *self.shapes[s.node]), self.dtype) for s in self.steps}
         self.batch = batch
 
     def activation_bytes(self, batch: int) -> int:

@@ -12,6 +12,12 @@ from cnnlang.errors import UsageError
 from cnnlang.files import write_atomically
 
 FORMATS = (".safetensors", ".npz")
+# What a file's "format" metadata says it holds: a network's weights (Network.save) or a training
+# checkpoint (cnnlang.train.checkpoint writes it; the runtime reads its weights, skipping the
+# optimiser's slots, which are named with the prefix).
+WEIGHTS_FORMAT = "cnnlang-weights-1"
+CHECKPOINT_FORMAT = "cnnlang-checkpoint-1"
+CHECKPOINT_OPTIMIZER_PREFIX = "optimizer/"
 
 
 class WeightsError(UsageError):

@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 
+from ..environment import tune_threads
 from ..errors import CnnError, UsageError
 from ..files import file_system_problem
 from .common import emit_error, emit_usage_error
@@ -42,6 +43,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_threads()  # before anything loads NumPy or Numba's OpenMP pool (cnnlang/environment.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for `train --ranks`, which reruns it under mpiexec

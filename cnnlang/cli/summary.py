@@ -7,7 +7,6 @@ import json
 
 from ..errors import UsageError
 from ..layers import format_shape
-from ..passes.optimise import optimise
 from ..report import human, outputs_text, peak_memory_line, rows, to_json
 from .common import add_model_argument, emit_error, fitted_table, load_model, table_console
 from .totals import add_totals_options, compare, print_by_op
@@ -73,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         f"frozen {frozen:,}; buffers (batchnorm running statistics) {totals['buffers']:,}\n"
         f"MACs per example: {totals['macs']:,} ({human(totals['macs'])}; conv + fully connected, bias adds excluded)\n"
         f"activations per example: {totals['activations']:,} values = {human(totals['activation_bytes'], 'B')} in float32\n"
-        + peak_memory_line(optimise(model.graph).graph["memory"])
+        + peak_memory_line(model.optimise().graph.graph["memory"])
     )
     if args.by_op:
         print_by_op(model, console)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from dataclasses import MISSING
 import signal
 import sys
 import time
@@ -13,12 +14,13 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..text import plural
-from ..train.config import CHECKPOINT, TrainConfig
+from ..train.config import CHECKPOINT, TrainConfig, options
 from ..train.distributed import DEFAULT_TIMEOUT
 from ..train.display import Display
 from .common import input_size
 
-DEFAULTS = TrainConfig(model="", data="")
+#: Options whose values are not read by the type of their default.
+TYPES = {"input": input_size, "data": str, "data_dir": str, "limit": int}
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -30,56 +32,34 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "--resume continues exactly where the run stopped.",
     )
     parser.add_argument("model", metavar="MODEL", nargs="?", help="a .cnn file or zoo model (optional with --resume)")
-    parser.add_argument("--data", metavar="SPEC", help="mnist, fashion-mnist, cifar10, or a folder (IDX files, CIFAR-10 binaries, or one subfolder of images per class)")
-    parser.add_argument("--data-dir", metavar="DIR", help="where named datasets are looked for first (then $CNNLANG_DATA, the cache, a download)")
-    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
-    parser.add_argument("--input", type=input_size, metavar="CxHxW", help="train at this input size instead of the declared one")
     parser.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (or runs/MODEL) from its checkpoint")
     parser.add_argument("--force", action="store_true", help="start a new run in a folder that holds one")
-    d = DEFAULTS
-    parser.add_argument("--epochs", type=int, metavar="N",
-                        help=f"(default {d.epochs}); with --resume, extends (or shortens) the run, its schedule continuing as laid out")
-    parser.add_argument("--batch", type=int, default=d.batch_size, metavar="N", help=f"mini-batch size (default {d.batch_size})")
-    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=d.optimizer)
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"base learning rate (default {d.lr})")
-    parser.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
-    parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"on weights, not biases or batchnorm (default {d.weight_decay})")
-    parser.add_argument("--schedule", default=d.schedule, metavar="SPEC",
-                        help="constant, step:EPOCHS[:GAMMA], multistep:E1,E2[:GAMMA], cosine[:MIN_LR], plateau[:PATIENCE[:FACTOR]] (default cosine)")
-    parser.add_argument("--warmup", type=float, default=d.warmup, metavar="EPOCHS", help="linear warm-up (default 0)")
-    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="S")
-    parser.add_argument("--val-split", type=float, default=d.val_split, metavar="F",
-                        help="hold out this fraction (or, if ≥ 1, this many) training examples for validation; "
-                        "0 validates on the test split (default 0.1)")
-    parser.add_argument("--crop", type=int, default=d.crop, metavar="PIXELS", help="random crop after padding by this many pixels (default 0: off)")
-    parser.add_argument("--flip", action="store_true", help="random horizontal flips (not for digits)")
-    parser.add_argument("--limit", type=int, metavar="N", help="train on the first N training examples only")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype)
+    for f in options():
+        settings = dict(f.metadata["option"])
+        flag = settings.pop("flag") or "--" + f.name.replace("_", "-")
+        if "action" not in settings:
+            settings["type"] = TYPES.get(f.name, type(f.default) if f.default not in (None, MISSING) else int)
+            # unset: the option's absence is seen (None) and the field's default applies later
+            settings["default"] = None if f.default is MISSING or settings.pop("unset", False) else f.default
+            if f.default not in (None, MISSING):
+                settings["help"] = f"{settings['help']} (default {f.default})".lstrip()
+        parser.add_argument(flag, dest=f.name, **settings)
     parser.add_argument("--ranks", type=int, metavar="N",
                         help="data-parallel training on N processes: starts mpiexec for you (the same as mpiexec -n N cnnlang train ...; "
                         "needs cnnlang[mpi]); --batch is per rank, so a step sees N x --batch examples")
-    parser.add_argument("--sync-bn", action="store_true",
-                        help="with several ranks, batchnorm uses the whole global batch's statistics (exactly one process's numbers)")
     parser.add_argument("--comm-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"with several ranks, stop every rank when the others do not answer for this long (default {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--log-every", type=int, default=d.log_every, metavar="STEPS", help=f"steps between metrics-log lines (default {d.log_every})")
     return parser
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:
     if not args.model or not args.data:
         raise UsageError("cnnlang train needs MODEL and --data (or --resume to continue a run)")
-    return TrainConfig(
-        model=args.model, data=args.data, input=args.input, data_dir=args.data_dir, download=not args.no_download,
-        epochs=DEFAULTS.epochs if args.epochs is None else args.epochs, batch_size=args.batch,
-        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
-        label_smoothing=args.label_smoothing, val_split=args.val_split, crop=args.crop, flip=args.flip,
-        limit=args.limit, seed=args.seed, dtype=args.dtype, log_every=args.log_every, sync_bn=args.sync_bn,
-    ).with_absolute_paths()
+    values = {f.name: getattr(args, f.name) for f in options()}
+    defaults = {f.name: f.default for f in options() if f.default is not MISSING}
+    values = {name: defaults.get(name) if value is None else value for name, value in values.items()}
+    return TrainConfig(model=args.model, **values).with_absolute_paths()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,7 +149,7 @@ def _config(args: argparse.Namespace, out: Path, team) -> TrainConfig:
     config = TrainConfig.from_json(state["config"])
     if args.data_dir:
         config.data_dir = args.data_dir  # the data may have moved; it does not change the run
-    if args.no_download:
+    if not args.download:
         config.download = False
     config = config.with_absolute_paths()
     if config.ranks != ranks:

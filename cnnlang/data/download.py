@@ -1,30 +1,30 @@
 """Known datasets and their files, downloaded into a cache with checksums checked.
 
-A file is fetched to a temporary file in the cache folder, its digests are checked against the
-published ones, and only then is it renamed into place (``os.replace``, atomic), so the cache
-never holds a partial or corrupt file. ``CNNLANG_CACHE`` sets the cache (else
-``~/.cache/cnnlang``); ``CNNLANG_DATA_MIRROR`` (or ``mirror=``) replaces the publishers' URLs with
-``{mirror}/{dataset}/{file}``, the same layout as the cache. Nothing here prints: pass
-``progress(file_name, bytes_done, bytes_total_or_None)`` to show progress.
+Fetching is pooch's job (a well-kept library for exactly this: it downloads to a temporary file,
+checks the known hash, retries, and only then moves the file into place, so the cache never holds
+a partial or corrupt file). Files go to cnnlang's cache (cnnlang/cache.py: ``CNNLANG_CACHE``, else
+platformdirs' per-user cache directory, ``~/.cache/cnnlang`` on Linux). ``CNNLANG_DATA_MIRROR`` (or ``mirror=``)
+replaces the publishers' URLs with ``{mirror}/{dataset}/{file}``, the same layout as the cache.
+Nothing here prints: pass ``progress(file_name, bytes_done, bytes_total_or_None)`` to show
+progress.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
+import logging
 import os
-import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..cache import user_cache_dir
 from .errors import DataError
 
 Progress = Callable[[str, int, "int | None"], None]
 CHUNK = 1 << 20
 TIMEOUT_S = 60
+RETRIES = 2  # per URL, after the first try (pooch waits 1 s, then 2 s)
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ def known_dataset(name: str) -> KnownDataset:
 
 
 def cache_dir() -> Path:
-    """Where downloads go: ``$CNNLANG_CACHE``, else ``~/.cache/cnnlang``."""
-    return Path(os.environ.get("CNNLANG_CACHE") or Path.home() / ".cache" / "cnnlang")
+    """Where downloads go: cnnlang's cache (``$CNNLANG_CACHE``, else the user's cache directory)."""
+    return user_cache_dir()
 
 
 def source_urls(dataset: KnownDataset, remote: RemoteFile, mirror: str | None = None) -> tuple[str, ...]:
@@ -133,66 +133,56 @@ def source_urls(dataset: KnownDataset, remote: RemoteFile, mirror: str | None = 
     return remote.urls
 
 
-def _fetch(url: str, out, name: str, progress: Progress | None) -> tuple[str, str]:
-    """Stream ``url`` into ``out``; the MD5 and SHA-256 of what was written."""
-    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    request = urllib.request.Request(url, headers={"User-Agent": "cnnlang"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        done = 0
-        if progress:
-            progress(name, 0, total)
-        while chunk := response.read(CHUNK):
-            out.write(chunk)
-            md5.update(chunk)
-            sha256.update(chunk)
-            done += len(chunk)
-            if progress:
-                progress(name, done, total)
-        if total is not None and done != total:
-            raise http.client.IncompleteRead(b"", total - done)
-    return md5.hexdigest(), sha256.hexdigest()
+class _ProgressBar:
+    """The progress-bar object pooch's HTTP downloader drives, reporting to a ``Progress``."""
+
+    def __init__(self, name: str, progress: Progress):
+        self.name, self.progress = name, progress
+        self.total: int | None = None
+        self.done = 0
+
+    def update(self, count: int) -> None:
+        # pooch counts whole chunks; the last one may be short
+        self.done = min(self.done + count, self.total) if self.total else self.done + count
+        self.progress(self.name, self.done, self.total or None)
+
+    def reset(self) -> None:
+        self.done = 0
+        self.progress(self.name, 0, self.total or None)
+
+    def close(self) -> None:
+        pass
 
 
 def _describe(error: Exception) -> str:
-    if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code} {error.reason}"
-    if isinstance(error, urllib.error.URLError):
-        return str(error.reason)
-    if isinstance(error, http.client.IncompleteRead):
-        return "the connection closed before the whole file arrived"
+    response = getattr(error, "response", None)
+    if response is not None:
+        return f"HTTP {response.status_code} {response.reason}"
+    if isinstance(error, ValueError):  # pooch's hash check
+        return f"checksum mismatch: {error}"
     return str(error) or type(error).__name__
-
-
-def _check(remote: RemoteFile, url: str, md5: str, sha256: str) -> None:
-    for kind, expected, actual in (("MD5", remote.md5, md5), ("SHA-256", remote.sha256, sha256)):
-        if expected is not None and expected != actual:
-            raise DataError(f"{remote.name} from {url}: checksum mismatch: expected {kind} {expected}, "
-                            f"got {actual}; the download was discarded")
 
 
 def download_file(dataset: KnownDataset, remote: RemoteFile, folder: Path, mirror: str | None = None,
                   progress: Progress | None = None) -> Path:
-    """Fetch one file into ``folder`` (trying each URL in turn), verified, renamed into place."""
+    """Fetch one file into ``folder`` (trying each URL in turn), verified against the strongest
+    known hash, moved into place only when it matches."""
+    import pooch
+    import requests
+
+    pooch.get_logger().setLevel(logging.WARNING)  # it logs every download and retry at INFO
+    known_hash = f"sha256:{remote.sha256}" if remote.sha256 else f"md5:{remote.md5}"
     target = folder / remote.name
     failures: list[str] = []
     for url in source_urls(dataset, remote, mirror):
+        fetcher = pooch.create(path=folder, base_url="", registry={remote.name: known_hash},
+                               urls={remote.name: url}, retry_if_failed=RETRIES)
+        bar = _ProgressBar(remote.name, progress) if progress else False
+        downloader = pooch.HTTPDownloader(progressbar=bar, timeout=TIMEOUT_S, headers={"User-Agent": "cnnlang"})
         try:
-            handle = tempfile.NamedTemporaryFile(dir=folder, prefix=f".{remote.name}.", suffix=".part", delete=False)
-        except OSError as error:
-            raise DataError(f"{folder}: cannot write the download there: {error.strerror or error}") from None
-        try:
-            with handle:
-                md5, sha256 = _fetch(url, handle, remote.name, progress)
-            _check(remote, url, md5, sha256)
-            os.replace(handle.name, target)
-            return target
-        except (OSError, http.client.HTTPException, ValueError) as error:
+            return Path(fetcher.fetch(remote.name, downloader=downloader))
+        except (OSError, ValueError, requests.exceptions.RequestException) as error:
             failures.append(f"{url}: {_describe(error)}")
-        finally:
-            if os.path.exists(handle.name):
-                os.remove(handle.name)
     raise DataError(f"could not download {dataset.name}/{remote.name} ({'; '.join(failures)}); download it by "
                     f"hand and place it at {target}, or under {dataset.name}/ in a folder given by --data-dir or CNNLANG_DATA")
 

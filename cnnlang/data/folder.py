@@ -2,22 +2,22 @@
 
 Layout: ``root/<class>/<image>``, or ``root/train/<class>/...`` and ``root/test/<class>/...``
 (``val/`` may stand for ``test/``). Class names are the subfolder names, sorted; a label is the
-index of its class. Images are read as grey ("L") or colour ("RGB"); without a target size they
-must all be the same size. With one, each image is resized so its shorter side fits the target
-(bilinear), then centre-cropped to it.
+index of its class. Images are read as grey ("L") or colour ("RGB") by cnnlang/images.py, the
+reader ``cnnlang run IMAGE`` uses too; without a target size they must all be the same size. With
+one, each image is resized so that it covers the target (bilinear), then centre-cropped to it.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ..images import SUFFIXES, UnreadableImage, fit_size, open_header, open_image
 from .errors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+IMAGE_SUFFIXES = set(SUFFIXES)
 SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
@@ -70,44 +70,11 @@ def list_images(folder: Path) -> tuple[list[Path], np.ndarray, list[str]]:
     return paths, np.asarray(labels, dtype=np.int64), [c.name for c in classes]
 
 
-# Pillow's decompression-bomb threshold (about 89 M pixels), checked from the header before
-# any pixel is decoded, so an image declaring 400 M pixels is one clear error.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS
-_UNREADABLE = (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError)
-
-
-def _open_header(path: Path) -> Image.Image:
-    """The image with only its header read, refused when it declares more than MAX_PIXELS."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in words
-        image = Image.open(path)
-    if image.width * image.height > MAX_PIXELS:
-        image.close()
-        raise DataError(f"{path}: the image declares {image.width} x {image.height} = {image.width * image.height:,} "
-                        f"pixels, more than the {MAX_PIXELS:,} cnnlang decodes; a training image is far smaller")
-    return image
-
-
 def _open(path: Path) -> Image.Image:
     try:
-        image = _open_header(path)
-        image.load()
-        return image
-    except _UNREADABLE as error:
-        raise DataError(f"{path}: cannot read the image ({error})") from None
-
-
-def fit_size(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Resize so the image covers ``size`` (H, W) with its aspect ratio kept, then centre-crop."""
-    height, width = size
-    if (image.height, image.width) == (height, width):
-        return image
-    scale = max(height / image.height, width / image.width)
-    new_w = max(width, round(image.width * scale))
-    new_h = max(height, round(image.height * scale))
-    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left, top = (new_w - width) // 2, (new_h - height) // 2
-    return image.crop((left, top, left + width, top + height))
+        return open_image(path)
+    except UnreadableImage as error:
+        raise DataError(str(error)) from None
 
 
 def _choose_mode(paths: list[Path], channels: int | None) -> str:
@@ -117,11 +84,11 @@ def _choose_mode(paths: list[Path], channels: int | None) -> str:
         return "L" if channels == 1 else "RGB"
     for path in paths:
         try:
-            with _open_header(path) as image:
+            with open_header(path) as image:  # the header only
                 if image.mode not in GREY_MODES:
                     return "RGB"
-        except _UNREADABLE as error:
-            raise DataError(f"{path}: cannot read the image ({error})") from None
+        except UnreadableImage as error:
+            raise DataError(str(error)) from None
     return "L"
 
 

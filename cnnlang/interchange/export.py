@@ -17,19 +17,12 @@ from typing import Callable
 import numpy as np
 
 from . import InterchangeError, require_onnx
+from .functions import ExportedNode
 
 DEFAULT_OPSET = 17
 # Softmax over one axis (not the flattened trailing axes) needs opset 13.
 MIN_OPSET = 13
 DOMAIN = "cnnlang"
-
-
-@dataclass
-class ExportedNode:
-    """One ONNX node and the cnnlang block instance it sits in (for --functions)."""
-
-    proto: object
-    path: tuple[str, ...]
 
 
 @dataclass

@@ -12,6 +12,15 @@ instance's path (``bottleneck3``).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
+
+
+@dataclass
+class ExportedNode:
+    """One ONNX node and the cnnlang block instance it sits in (for --functions)."""
+
+    proto: object
+    path: tuple[str, ...]
 
 
 def group_into_functions(onnx, nodes: list, initializers: set[str], outputs: list[str], scopes: dict,
@@ -60,8 +69,6 @@ class _Grouper:
         return out
 
     def call(self, path: tuple[str, ...], scope, members: list):
-        from .export import ExportedNode
-
         helper = self.onnx.helper
         produced = [o for m in members for o in m.proto.output]
         used_inside = defaultdict(int)

@@ -8,7 +8,7 @@ element-wise layers after it (``conv(64, 3x3, pad = 1) -> batchnorm -> relu``), 
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any
 
 from ..layers import REGISTRY
@@ -35,7 +35,7 @@ def layer_text(op: str, values: dict[str, Any]) -> str:
     positional, keywords = [], []
     for f in fields(REGISTRY[op]):
         value = values[f.name]
-        if f.metadata.get("positional"):
+        if f.metadata.get("positional") and f.default is MISSING:  # required: by position
             positional.append(value_text(value))
         elif isinstance(value, Param) or value != f.default:
             keywords.append(f"{f.name} = {value_text(value)}")

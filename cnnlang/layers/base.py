@@ -3,8 +3,15 @@
 A layer type is a frozen dataclass: its fields are the DSL arguments (in positional order),
 declared with :func:`arg` so that binding can check and convert each value and point at the
 offending argument. The class also gives the shape rule, the parameter and buffer shapes (counts
-are derived from them, never written twice), the multiply-accumulate count and the window used
-for receptive fields.
+are derived from them, never written twice), the multiply-accumulate count, the window used for
+receptive fields, its initialisation rule, its fusion category, a plain-NumPy reference forward
+and backward (the oracle every backend's kernels are tested against), its PyTorch twin for the
+differential tests, and its row in docs/language.md. A concrete subclass (one that sets ``op``)
+registers itself: adding a layer is one class.
+
+NumPy and torch are imported inside the methods that need them, so ``cnnlang check`` loads
+neither. (Longer than most modules, ~370 lines, because it is the whole contract a layer type
+fulfils, argument kinds included: a contributor adding a layer reads this one file.)
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, ClassVar, Sequence
 
 Shape = tuple[int, ...]
+#: Every concrete layer type, in definition order (see ``LayerType.__init_subclass__``).
+DEFINED: list[type["LayerType"]] = []
 
 
 class ShapeError(Exception):
@@ -185,9 +194,11 @@ def describe(value: Any) -> str:
     return str(value)
 
 
-def arg(kind: Callable[[Any], Any], default: Any = MISSING, *, positional: bool = False, doc: str = "") -> Any:
-    """Declare a DSL argument of a layer type."""
-    return field(default=default, metadata={"kind": kind, "positional": positional, "doc": doc})
+def arg(
+    kind: Callable[[Any], Any], default: Any = MISSING, *, positional: bool = False, doc: str = "", shown: str = ""
+) -> Any:
+    """Declare a DSL argument of a layer type (``shown``: the default as the docs write it)."""
+    return field(default=default, metadata={"kind": kind, "positional": positional, "doc": doc, "shown": shown})
 
 
 # ---- the layer type ----------------------------------------------------------------------
@@ -203,6 +214,23 @@ class LayerType:
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
     summary: ClassVar[str] = ""
+    #: Extra text for the layer's row in docs/language.md.
+    notes: ClassVar[str] = ""
+    #: An activation that conv, conv1d and fc (relu: add too) may apply in their epilogue.
+    epilogue_activation: ClassVar[bool] = False
+    #: How a conv or fc whose output meets this layer first is initialised: "he" (ReLU family,
+    #: for fan-in), "xavier" (tanh, sigmoid, or no nonlinearity), or "look-through" (this layer
+    #: does not decide: ask the layer after it).
+    weight_init_before: ClassVar[str] = "xavier"
+    #: The negative slope that He initialisation before this layer assumes (PReLU's start).
+    negative_slope: ClassVar[float] = 0.0
+    #: cnnlang parameter name -> attribute of the PyTorch twin (see :meth:`torch_module`).
+    torch_names: ClassVar[dict[str, str]] = {"weight": "weight", "bias": "bias"}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "op" in cls.__dict__:
+            DEFINED.append(cls)
 
     # -- binding
     @classmethod
@@ -293,6 +321,56 @@ class LayerType:
     def label(self) -> str:
         """A short description such as ``conv 3x3, 64, /2``."""
         return self.op
+
+    # -- the runtime's contract
+    def initial_value(self, name: str) -> float | None:
+        """The constant a parameter or buffer starts at, or None for a weight drawn by fan-in
+        (He or Xavier, chosen by the layer its output meets: ``weight_init_before``)."""
+        if name == "weight":
+            return None
+        return 1.0 if name in ("gamma", "running_var") else 0.0
+
+    def forward_reference(self, inputs: list, params: dict, buffers: dict, train: bool = False):
+        """The output for a batch: plain NumPy on the user's layout (N x C x ...), float64, as
+        readable as a textbook; the oracle the kernels are tested against. Pure: running
+        statistics are not updated."""
+        raise NotImplementedError(f"{self.op} has no reference forward")
+
+    def backward_reference(self, inputs: list, params: dict, buffers: dict, dy, train: bool = False):
+        """(dL/d(each input), {parameter name: dL/d(parameter)}) given dL/d(output) ``dy``."""
+        raise NotImplementedError(f"{self.op} has no reference backward")
+
+    def torch_module(self, inputs: list[Shape]):
+        """The PyTorch module computing this layer on inputs of per-example shapes ``inputs``,
+        for the differential tests and the benchmark's baseline (imports torch)."""
+        raise NotImplementedError(f"{self.op} has no PyTorch twin")
+
+    @classmethod
+    def signature(cls) -> str:
+        """Every argument as docs/language.md shows it: ``name`` when it is required or has no
+        default value to show, else ``name = default``."""
+        parts = []
+        for f in fields(cls):
+            if f.metadata.get("shown"):
+                parts.append(f"{f.name} = {f.metadata['shown']}")
+            elif f.default is MISSING or f.default is None:
+                parts.append(f.name)
+            else:
+                parts.append(f"{f.name} = {_doc_value(f.default)}")
+        return ", ".join(parts)
+
+    @classmethod
+    def positional_names(cls) -> list[str]:
+        """The arguments that may be given by position, in order."""
+        return [f.name for f in fields(cls) if f.metadata.get("positional")]
+
+
+def _doc_value(value: Any) -> str:
+    if isinstance(value, tuple) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, float):
+        return f"{value:g}".replace("e-0", "e-")
+    return describe(value)
 
 
 def numel(shape: Shape) -> int:

@@ -22,7 +22,15 @@ from .base import (
     size,
 )
 from ..text import plural
-from .window import per_axis, resolve_padding, window_output
+from .window import (
+    as_image_batch,
+    as_image_geometry,
+    gather_windows,
+    per_axis,
+    resolve_padding,
+    scatter_windows,
+    window_output,
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,10 @@ class Conv(LayerType):
     frozen: bool = arg(flag, False, doc="fixed weights that training does not change")
     weights: tuple | None = arg(
         array_values, None, doc="the kernel's values, written out; such a layer is fixed (frozen)"
+    )
+    notes = (
+        "`pad` is a size, `same` (keeps ⌈W/S⌉) or `valid`; `weights = [[0, -1, 0], [-1, 5, -1], [0, -1, 0]]` "
+        "writes a fixed kernel (see [runtime.md](runtime.md))"
     )
 
     def validate(self) -> None:
@@ -108,6 +120,24 @@ class Conv(LayerType):
     def padding_of(self, shape: Shape) -> tuple[tuple[int, int], ...]:
         return self.geometry(shape)[2]
 
+    #: The one algorithm besides im2col + GEMM (node attribute ``algorithm``).
+    WINOGRAD = "winograd"
+
+    def why_not_winograd(self, shape: Shape) -> str:
+        """Why this conv cannot run as Winograd F(2x2, 3x3) on inputs of ``shape`` ("" when it
+        can): it needs a 2-D 3x3 kernel, stride 1, dilation 1 and one group (any padding)."""
+        if self.rank != 2:
+            return f"Winograd is implemented for 2-D convolutions only, not {self.op}"
+        kernels, strides, _, dilations = self.geometry(shape)
+        for name, values, wanted in (("kernel", kernels, (3, 3)), ("stride", strides, (1, 1)),
+                                     ("dilation", dilations, (1, 1))):  # fmt: skip
+            if tuple(values) != wanted:
+                shown = "3x3" if name == "kernel" else "1"
+                return f"{name} {'x'.join(map(str, values))}, not {shown}"
+        if self.groups != 1:
+            return f"{self.groups} groups, not 1"
+        return ""
+
     # -- costs
     def _fan_in(self, shape: Shape) -> int:
         return shape[0] // self.groups * numel(per_axis("kernel", self.kernel, self.rank))
@@ -130,6 +160,50 @@ class Conv(LayerType):
         kernels, strides, _, dilations = self.geometry(inputs[0])
         return tuple(d * (k - 1) + 1 for k, d in zip(kernels, dilations)), strides
 
+    # -- reference: y[n, o] = sum over the group's channels c and taps of x[n, c, window] * w[o, c]
+    def _windows(self, x):
+        """x's windows as N x G x C/G x Ho x Wo x KH x KW, and the 2-D geometry."""
+        geometry = as_image_geometry(self.geometry(x.shape[1:]))
+        image = as_image_batch(x)
+        outs = self.output_shape([x.shape[1:]])[1:]
+        windows = gather_windows(image, geometry, (1, *outs) if len(outs) == 1 else outs)
+        n, c = image.shape[:2]
+        return windows.reshape(n, self.groups, c // self.groups, *windows.shape[2:]), geometry, image.shape
+
+    def _grouped_weight(self, weight):
+        o, cg = weight.shape[:2]
+        return weight.reshape(self.groups, o // self.groups, cg, *([1] if self.rank == 1 else []), *weight.shape[2:])
+
+    def forward_reference(self, inputs, params, buffers, train=False):
+        import numpy as np
+
+        windows, _, _ = self._windows(inputs[0])
+        y = np.einsum("ngchwab,gocab->ngohw", windows, self._grouped_weight(params["weight"]))
+        y = y.reshape(y.shape[0], self.filters, *y.shape[3:])
+        if "bias" in params:
+            y = y + params["bias"][None, :, None, None]
+        return y.reshape(y.shape[0], self.filters, *self.output_shape([inputs[0].shape[1:]])[1:])
+
+    def backward_reference(self, inputs, params, buffers, dy, train=False):
+        import numpy as np
+
+        x = inputs[0]
+        windows, geometry, image_shape = self._windows(x)
+        n, g = x.shape[0], self.groups
+        dy = as_image_batch(dy).reshape(n, g, self.filters // g, *windows.shape[3:5])
+        weight = self._grouped_weight(params["weight"])
+        dwindows = np.einsum("ngohw,gocab->ngchwab", dy, weight).reshape(n, x.shape[1], *windows.shape[3:])
+        dx = scatter_windows(dwindows, image_shape, geometry).reshape(x.shape)
+        grads = {"weight": np.einsum("ngohw,ngchwab->gocab", dy, windows).reshape(params["weight"].shape)}
+        if "bias" in params:
+            grads["bias"] = dy.sum(axis=(0, 3, 4)).reshape(-1)
+        return [dx], grads
+
+    def torch_module(self, inputs):
+        from . import torch_twins
+
+        return torch_twins.conv(self, inputs[0])
+
     def label(self) -> str:
         text = f"{self.op} {'x'.join(map(str, per_axis('kernel', self.kernel, self.rank)))}, {self.filters}"
         if max(self.stride) > 1:
@@ -146,5 +220,6 @@ class Conv1d(Conv):
     op = "conv1d"
     aliases = ()
     summary = "1-D convolution over a C x L signal"
+    notes = "as `conv`"
     rank = 1
 

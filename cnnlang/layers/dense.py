@@ -48,11 +48,30 @@ class FullyConnected(LayerType):
     def label(self) -> str:
         return f"fc {self.units}"
 
+    # -- reference: y = x W^T + b on the flat features (C, H, W order)
+    def forward_reference(self, inputs, params, buffers, train=False):
+        x = inputs[0].reshape(inputs[0].shape[0], -1)
+        y = x @ params["weight"].T
+        return y + params["bias"] if "bias" in params else y
+
+    def backward_reference(self, inputs, params, buffers, dy, train=False):
+        x = inputs[0].reshape(inputs[0].shape[0], -1)
+        grads = {"weight": dy.T @ x}
+        if "bias" in params:
+            grads["bias"] = dy.sum(axis=0)
+        return [(dy @ params["weight"]).reshape(inputs[0].shape)], grads
+
+    def torch_module(self, inputs):
+        from . import torch_twins
+
+        return torch_twins.FullyConnected(numel(inputs[0]), self.units, self.bias)
+
 
 @dataclass(frozen=True)
 class Flatten(LayerType):
     op = "flatten"
     category = "injective"
+    weight_init_before = "look-through"
     summary = "C x H x W -> C*H*W flat features"
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
@@ -60,3 +79,14 @@ class Flatten(LayerType):
 
     def explain(self, inputs: list[Shape], output: Shape) -> str:
         return f"{format_shape(inputs[0])} = {output[0]} features"
+
+    def forward_reference(self, inputs, params, buffers, train=False):
+        return inputs[0].reshape(inputs[0].shape[0], -1)
+
+    def backward_reference(self, inputs, params, buffers, dy, train=False):
+        return [dy.reshape(inputs[0].shape)], {}
+
+    def torch_module(self, inputs):
+        from . import torch_twins
+
+        return torch_twins.Flatten()

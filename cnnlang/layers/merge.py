@@ -14,6 +14,8 @@ class Add(LayerType):
     min_inputs = 2
     max_inputs = None
     summary = "element-wise sum of inputs of one shape"
+    notes = "join tensors: `from a, b -> add`"
+    weight_init_before = "look-through"
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         for index, shape in enumerate(inputs[1:], start=1):
@@ -27,6 +29,17 @@ class Add(LayerType):
     def explain(self, inputs: list[Shape], output: Shape) -> str:
         return f"sum of {len(inputs)} tensors of {format_shape(output)}"
 
+    def forward_reference(self, inputs, params, buffers, train=False):
+        return sum(inputs[1:], inputs[0])
+
+    def backward_reference(self, inputs, params, buffers, dy, train=False):
+        return [dy.copy() for _ in inputs], {}
+
+    def torch_module(self, inputs):
+        from . import torch_twins
+
+        return torch_twins.Add()
+
 
 @dataclass(frozen=True)
 class Concat(LayerType):
@@ -35,6 +48,7 @@ class Concat(LayerType):
     min_inputs = 1
     max_inputs = None
     summary = "join inputs along the channel axis; other axes must agree"
+    weight_init_before = "look-through"
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         first = inputs[0]
@@ -49,3 +63,19 @@ class Concat(LayerType):
 
     def explain(self, inputs: list[Shape], output: Shape) -> str:
         return f"C = {' + '.join(str(s[0]) for s in inputs)} = {output[0]}"
+
+    def forward_reference(self, inputs, params, buffers, train=False):
+        import numpy as np
+
+        return np.concatenate(inputs, axis=1)
+
+    def backward_reference(self, inputs, params, buffers, dy, train=False):
+        import numpy as np
+
+        edges = np.cumsum([x.shape[1] for x in inputs])[:-1]
+        return [part.copy() for part in np.split(dy, edges, axis=1)], {}
+
+    def torch_module(self, inputs):
+        from . import torch_twins
+
+        return torch_twins.Concat()

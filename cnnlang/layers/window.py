@@ -90,3 +90,63 @@ def window_output(
     if len(formulas) == 2 and formulas[0][4:] == formulas[1][4:]:
         formulas = [f"H = W = {formulas[0][4:]}"]
     return (channels, *results), formulas
+
+
+# ---- the reference implementations' window gather (NumPy, imported on use) ---------------
+
+
+def window_indices(sizes, kernels, strides, pads, dilations, outs):
+    """For each spatial axis, the index of every (output position, kernel tap) into the input
+    padded by ``pads`` (before, after) and, where a ceil-mode window hangs further, by the extra
+    amount returned: ([Ho x KH index array, Wo x KW ...], extra after each axis)."""
+    import numpy as np
+
+    indices, extra = [], []
+    for size, k, s, (before, after), d, out in zip(sizes, kernels, strides, pads, dilations, outs):
+        index = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d
+        indices.append(index)
+        extra.append(max(int(index.max()) + 1 - (size + before + after), 0))
+    return indices, extra
+
+
+def gather_windows(x, geometry, outs, fill_pad=0.0, fill_beyond=0.0):
+    """Every window of ``x`` (N x C x H x W): N x C x Ho x Wo x KH x KW. Padding holds
+    ``fill_pad``; what lies past it (a ceil-mode window hanging over) holds ``fill_beyond``."""
+    import numpy as np
+
+    kernels, strides, pads, dilations = geometry
+    (rows, cols), extra = window_indices(x.shape[2:], kernels, strides, pads, dilations, outs)
+    (pt, pb), (pl, pr) = pads
+    n, c, h, w = x.shape
+    full = np.full((n, c, h + pt + pb + extra[0], w + pl + pr + extra[1]), fill_beyond)
+    full[:, :, : h + pt + pb, : w + pl + pr] = fill_pad
+    full[:, :, pt : pt + h, pl : pl + w] = x
+    return full[:, :, rows[:, None, :, None], cols[None, :, None, :]]
+
+
+def scatter_windows(windows, x_shape, geometry):
+    """The adjoint of :func:`gather_windows`: add every window value back onto its input
+    position (padding dropped); N x C x H x W."""
+    import numpy as np
+
+    kernels, strides, pads, dilations = geometry
+    outs = windows.shape[2:4]
+    (rows, cols), extra = window_indices(x_shape[2:], kernels, strides, pads, dilations, outs)
+    (pt, pb), (pl, pr) = pads
+    n, c, h, w = x_shape
+    full = np.zeros((n, c, h + pt + pb + extra[0], w + pl + pr + extra[1]))
+    np.add.at(full, (slice(None), slice(None), rows[:, None, :, None], cols[None, :, None, :]), windows)
+    return full[:, :, pt : pt + h, pl : pl + w]
+
+
+def as_image_batch(x):
+    """N x C x L as N x C x 1 x L (a view); images unchanged."""
+    return x[:, :, None, :] if x.ndim == 3 else x
+
+
+def as_image_geometry(geometry):
+    """A 1-D window geometry (kernels, strides, pads, dilations) as 2-D with height 1."""
+    kernels, strides, pads, dilations = geometry
+    if len(kernels) == 2:
+        return geometry
+    return (1, *kernels), (1, *strides), ((0, 0), *pads), (1, *dilations)

@@ -1,5 +1,5 @@
 """``winograd``: run eligible 3x3 convolutions as Winograd F(2x2, 3x3) at inference (node
-attribute ``algorithm = "winograd"``; the kernel is runtime/kernels/winograd.py).
+attribute ``algorithm = "winograd"``; the kernel is runtime/kernels/cpu/winograd.py).
 
 Eligible: a 2-D ``conv`` with a 3x3 kernel, stride 1, dilation 1 and one group (any padding).
 Among those, the pass keeps im2col where Winograd measured no faster on this machine
@@ -14,10 +14,11 @@ from __future__ import annotations
 import networkx as nx
 
 from .. import ir
+from ..layers.conv import Conv
 from .rewrite import describe, record
 
 NAME = "winograd"
-ALGORITHM = "winograd"
+ALGORITHM = Conv.WINOGRAD
 
 #: Fewest input and output channels where Winograd F(2x2) clearly beat im2col (bench_winograd.py).
 MIN_CHANNELS = 64
@@ -43,22 +44,10 @@ def choose_winograd(graph: nx.DiGraph) -> nx.DiGraph:
 
 
 def why_not_winograd(graph: nx.DiGraph, node: str) -> str:
-    """Why the conv ``node`` cannot run as Winograd F(2x2, 3x3) at all ("" when it can). Also
-    used by ``ir.verify`` to check the ``algorithm`` attribute."""
+    """Why the conv ``node`` cannot run as Winograd F(2x2, 3x3) at all ("" when it can): the
+    layer's own rule (``Conv.why_not_winograd``), which ``ir.verify`` checks too."""
     data = graph.nodes[node]
-    layer = data["layer"]
-    if data["op"] != "conv":
-        return f"Winograd is implemented for 2-D convolutions only, not {data['op']}"
-    kernels, strides, _, dilations = layer.geometry(graph.nodes[data["inputs"][0]]["shape"])
-    if tuple(kernels) != (3, 3):
-        return f"kernel {'x'.join(map(str, kernels))}, not 3x3"
-    if tuple(strides) != (1, 1):
-        return f"stride {'x'.join(map(str, strides))}, not 1"
-    if tuple(dilations) != (1, 1):
-        return f"dilation {'x'.join(map(str, dilations))}, not 1"
-    if layer.groups != 1:
-        return f"{layer.groups} groups, not 1"
-    return ""
+    return data["layer"].why_not_winograd(graph.nodes[data["inputs"][0]]["shape"])
 
 
 def _why_not_faster(graph: nx.DiGraph, node: str) -> str:

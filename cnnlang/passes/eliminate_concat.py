@@ -10,7 +10,7 @@ from __future__ import annotations
 import networkx as nx
 
 from .. import ir
-from .rewrite import describe, is_output, record
+from .rewrite import describe, record, why_not_private
 
 NAME = "eliminate-concat"
 
@@ -40,13 +40,9 @@ def eliminate_concat(graph: nx.DiGraph) -> nx.DiGraph:
 
 def _why_not(graph: nx.DiGraph, concat: str, producer: str) -> str:
     data = graph.nodes[producer]
-    if producer == graph.graph["input"]:
-        return "it is the network input"
-    if is_output(graph, producer):
-        return "it is a network output"
-    users = graph.out_degree(producer)
-    if users > 1:
-        return f"its output has {users} consumers"
+    reason = why_not_private(graph, producer, "its output")
+    if reason:
+        return reason
     if graph.nodes[concat]["inputs"].count(producer) > 1:
         return "the concat uses it more than once"
     if data.get("eliminated"):

@@ -1,4 +1,5 @@
-"""``fuse-activation``: relu, tanh or sigmoid right after a conv or fully connected layer runs
+"""``fuse-activation``: an epilogue activation (a layer type that declares
+``epilogue_activation``: relu, tanh, sigmoid) right after a conv or fully connected layer runs
 inside that layer's kernel, after the bias (node attribute ``activation``)."""
 
 from __future__ import annotations
@@ -6,10 +7,11 @@ from __future__ import annotations
 import networkx as nx
 
 from .. import ir
+from ..layers import EPILOGUE_ACTIVATIONS
 from .rewrite import absorb, describe, record, why_anchor_cannot_absorb
 
 NAME = "fuse-activation"
-ACTIVATIONS = ("relu", "tanh", "sigmoid")
+ACTIVATIONS = EPILOGUE_ACTIVATIONS
 
 
 def fuse_activation(graph: nx.DiGraph) -> nx.DiGraph:

@@ -12,7 +12,7 @@ from typing import Iterable
 import networkx as nx
 
 from .. import ir
-from . import Pass
+from . import PassSpec, run_pipeline
 from .choose_algorithm import choose_winograd
 from .costs import count_costs
 from .dead_code import eliminate_dead_code
@@ -24,20 +24,17 @@ from .inference import simplify_inference
 from .plan_memory import plan_memory, unplanned_elements
 from .rewrite import copy_graph
 
-OPTIMISATIONS: dict[str, Pass] = {
-    "inference": simplify_inference,
-    "dead-code": eliminate_dead_code,
-    "fold-batchnorm": fold_batchnorm,
-    "fuse-activation": fuse_activation,
-    "fuse-add-relu": fuse_add_relu,
-    "eliminate-concat": eliminate_concat,
-    "winograd": choose_winograd,
-    "plan-memory": plan_memory,
-}
-PASS_NAMES: tuple[str, ...] = tuple(OPTIMISATIONS)
-
-# Passes that only add attributes; the others remove nodes or change parameters, so costs change.
-_ANNOTATING = {"eliminate-concat", "winograd", "plan-memory"}
+OPTIMISATIONS: tuple[PassSpec, ...] = (
+    PassSpec("inference", simplify_inference),
+    PassSpec("dead-code", eliminate_dead_code),
+    PassSpec("fold-batchnorm", fold_batchnorm),
+    PassSpec("fuse-activation", fuse_activation),
+    PassSpec("fuse-add-relu", fuse_add_relu),
+    PassSpec("eliminate-concat", eliminate_concat, annotates=True),
+    PassSpec("winograd", choose_winograd, annotates=True),
+    PassSpec("plan-memory", plan_memory, annotates=True),
+)
+PASS_NAMES: tuple[str, ...] = tuple(spec.name for spec in OPTIMISATIONS)
 
 
 def pass_names(passes: str | Iterable[str] | None) -> list[str]:
@@ -69,13 +66,8 @@ def optimise(graph: nx.DiGraph, names: Iterable[str] | None = None) -> nx.DiGrap
     graph.graph.setdefault("optimised", [])
     if "plan-memory" in chosen:  # its "before": the graph as written, one buffer per layer
         graph.graph.setdefault("unoptimised_elements", unplanned_elements(graph))
-    rewritten = False
-    for name in PASS_NAMES:
-        if name in chosen:
-            graph = OPTIMISATIONS[name](graph)
-            graph.graph["optimised"].append(name)
-            ir.verify(graph)
-            rewritten |= name not in _ANNOTATING
-    if rewritten:
+    chosen_specs = [spec for spec in OPTIMISATIONS if spec.name in chosen]
+    graph = run_pipeline(graph, chosen_specs, log="optimised")
+    if not all(spec.annotates for spec in chosen_specs):
         graph = count_costs(graph)  # shapes of survivors are unchanged; parameters and totals are not
     return graph

@@ -20,7 +20,7 @@ import math
 import networkx as nx
 
 from .. import ir
-from .rewrite import describe, is_output, record
+from .rewrite import describe, is_output, record, why_not_private
 
 NAME = "plan-memory"
 
@@ -108,13 +108,9 @@ def _mark_in_place(graph: nx.DiGraph) -> None:
 
 
 def _why_not_in_place(graph: nx.DiGraph, node: str, source: str) -> str:
-    if source == graph.graph["input"]:
-        return "its input is the network input, which belongs to the caller"
-    if is_output(graph, source):
-        return "its input is a network output"
-    users = graph.out_degree(source)
-    if users > 1:
-        return f"its input has {users} consumers"
+    reason = why_not_private(graph, source, "its input")
+    if reason:
+        return reason
     if "write_into" in graph.nodes[node]:
         return f"it writes into {graph.nodes[node]['write_into'][0]}"
     return ""

@@ -101,15 +101,25 @@ def why_anchor_cannot_absorb(graph: nx.DiGraph, producer: str, after_activation:
 
 def why_cannot_absorb(graph: nx.DiGraph, producer: str, what: str, after_activation: str = "") -> str:
     """Why ``producer`` (described as ``what``) cannot take in its single consumer: it already
-    ends in an activation, its output is read elsewhere too, or it is a network output."""
+    ends in an activation, or its output is not the consumer's alone (:func:`why_not_private`)."""
     data = graph.nodes[producer]
     if data.get("activation"):
         return f"the {what} already applies {data['activation']}{after_activation}"
-    users = graph.out_degree(producer)
+    return why_not_private(graph, producer, f"the {what} output")
+
+
+def why_not_private(graph: nx.DiGraph, tensor: str, subject: str) -> str:
+    """Why node ``tensor``'s value is not its one consumer's to take over -- to fuse into it
+    (fold-batchnorm, fuse-activation, fuse-add-relu), to write into a concat's buffer
+    (eliminate-concat) or to overwrite in place (plan-memory) -- or '' when it is: the guard
+    those passes share. ``subject`` names the value in the reason ("its input")."""
+    if tensor == graph.graph["input"]:
+        return f"{subject} is the network input, which belongs to the caller"
+    users = graph.out_degree(tensor)
     if users > 1:
-        return f"the {what} output has {users} consumers"
-    if is_output(graph, producer):
-        return f"the {what} output is also a network output"
+        return f"{subject} has {users} consumers"
+    if is_output(graph, tensor):
+        return f"{subject} is also a network output"
     return ""
 
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 import difflib
 import shutil
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, TYPE_CHECKING
 
 import graphviz
 
 from .. import ir
 from ..errors import UsageError
 from ..files import write_bytes_atomically
-from ..model import Model
 from . import dot as _dot
 from .view import View, build
+
+if TYPE_CHECKING:  # type hints only, so that this module stays below cnnlang.model
+    from ..model import Model
 
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
 RANKDIRS = ("TB", "LR")

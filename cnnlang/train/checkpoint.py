@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnlang.errors import UsageError
-from cnnlang.runtime.network import CHECKPOINT_FORMAT as FORMAT
-from cnnlang.runtime.network import CHECKPOINT_OPTIMIZER_PREFIX as OPTIMIZER_PREFIX
+from cnnlang.runtime.weights import CHECKPOINT_FORMAT as FORMAT
+from cnnlang.runtime.weights import CHECKPOINT_OPTIMIZER_PREFIX as OPTIMIZER_PREFIX
 from cnnlang.runtime.weights import WeightsError, load_weights, read_metadata, save_weights
 
 from .config import TrainConfig

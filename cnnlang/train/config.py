@@ -1,10 +1,16 @@
 """Everything that defines a training run; stored in the run folder and in every checkpoint so
-``--resume`` continues the same run."""
+``--resume`` continues the same run.
+
+The fields are also ``cnnlang train``'s options: a field declared with :func:`option` carries its
+flag, help and argparse settings, and cnnlang/cli/train.py builds the parser and the config from
+them, so a setting is written once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from ..text import plural
 
@@ -16,34 +22,53 @@ METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 
 
+def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, **argparse_settings: Any) -> Any:
+    """A field that ``cnnlang train`` offers as an option: ``flag`` (default ``--field-name``),
+    ``help`` and any further ``argparse.add_argument`` settings (metavar, choices, action)."""
+    return field(default=default, metadata={"option": {"flag": flag, "help": help, **argparse_settings}})
+
+
+def options() -> list[Field]:
+    """The fields of :class:`TrainConfig` that are command-line options, in order."""
+    return [f for f in fields(TrainConfig) if "option" in f.metadata]
+
+
 @dataclass
 class TrainConfig:
     model: str
-    data: str
-    input: tuple[int, ...] | None = None  # overrides the model's declared input size
-    data_dir: str | None = None
-    download: bool = True
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup: float = 0.0
-    label_smoothing: float = 0.0
-    val_split: float = 0.1  # a fraction (< 1) or a count of training examples held out
-    crop: int = 0  # random-crop padding in pixels (0: none)
-    flip: bool = False
-    limit: int | None = None  # train on the first N training examples only
-    seed: int = 0
-    dtype: str = "float32"
-    log_every: int = 50
+    data: str = option(help="mnist, fashion-mnist, cifar10, or a folder (IDX files, CIFAR-10 binaries, "
+                       "or one subfolder of images per class)", metavar="SPEC")
+    input: tuple[int, ...] | None = option(None, "train at this input size instead of the declared one",
+                                           metavar="CxHxW")
+    data_dir: str | None = option(None, "where named datasets are looked for first (then $CNNLANG_DATA, "
+                                  "the cache, a download)", metavar="DIR")
+    download: bool = option(True, "fail instead of downloading a missing dataset", flag="--no-download",
+                            action="store_false")
+    epochs: int = option(10, "with --resume, extends (or shortens) the run, its schedule continuing as laid out",
+                         metavar="N", unset=True)
+    batch_size: int = option(64, "mini-batch size", flag="--batch", metavar="N")
+    optimizer: str = option("sgd", choices=("sgd", "adam", "adamw"))
+    lr: float = option(0.05, "base learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(False, "Nesterov momentum", action="store_true")
+    weight_decay: float = option(5e-4, "on weights, not biases or batchnorm")
+    schedule: str = option("cosine", "constant, step:EPOCHS[:GAMMA], multistep:E1,E2[:GAMMA], cosine[:MIN_LR], "
+                           "plateau[:PATIENCE[:FACTOR]]", metavar="SPEC")
+    warmup: float = option(0.0, "linear warm-up", metavar="EPOCHS")
+    label_smoothing: float = option(0.0, metavar="S")
+    val_split: float = option(0.1, "hold out this fraction (or, if ≥ 1, this many) training examples for "
+                              "validation; 0 validates on the test split", metavar="F")
+    crop: int = option(0, "random crop after padding by this many pixels (0: off)", metavar="PIXELS")
+    flip: bool = option(False, "random horizontal flips (not for digits)", action="store_true")
+    limit: int | None = option(None, "train on the first N training examples only", metavar="N")
+    seed: int = option(0)
+    dtype: str = option("float32", choices=("float32", "float64"))
+    log_every: int = option(50, "steps between metrics-log lines", metavar="STEPS")
     eval_batch: int = 256
     # Data parallelism: ``batch_size`` is per rank, so a step sees ranks * batch_size examples.
     ranks: int = 1
-    sync_bn: bool = False
+    sync_bn: bool = option(False, "with several ranks, batchnorm uses the whole global batch's statistics "
+                           "(exactly one process's numbers)", action="store_true")
     # The epochs the learning-rate schedule was laid out over, when a resumed run was extended
     # past them (None: ``epochs``).
     schedule_epochs: int | None = None

@@ -4,6 +4,8 @@ An optimiser holds the network's ``params`` and ``grads`` dicts and updates the 
 ``names`` in place: the runtime's ops keep references to the parameter arrays, so a parameter is
 never rebound. Slot arrays (momentum, Adam's moments) are allocated once, with the parameter's
 shape and dtype; a step works through two scratch buffers, so it allocates nothing per parameter.
+Slots and scratch are allocated, and the updates computed, through the parameters' backend
+(runtime/backend.py), so the same code steps parameters that live on another device.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections import Counter
 from collections.abc import Collection, Iterable
 
 import numpy as np
+
+from cnnlang.runtime.backend import Backend, get_backend
 
 Arrays = dict[str, np.ndarray]
 
@@ -25,7 +29,9 @@ class Optimizer:
     hyper_names: tuple[str, ...] = ()
 
     def __init__(self, params: Arrays, grads: Arrays, names: Iterable[str], lr: float,
-                 weight_decay: float, no_decay: Collection[str]) -> None:
+                 weight_decay: float, no_decay: Collection[str], backend: Backend | None = None) -> None:
+        self.backend = get_backend(backend)
+        self.xp = self.backend.xp
         self.params = params
         self.grads = grads
         self.names = _checked_names(params, grads, names)
@@ -34,14 +40,15 @@ class Optimizer:
         self.no_decay = frozenset(no_decay)
         self.steps = 0
         self.slots: dict[str, Arrays] = {
-            slot: {name: np.zeros_like(params[name]) for name in self.names} for slot in self._active_slots()
+            slot: {name: self.backend.zeros(params[name].shape, params[name].dtype) for name in self.names} for slot in self._active_slots()
         }
         # Two flat scratch buffers per dtype, as long as the largest parameter; each step views them.
         largest: dict[np.dtype, int] = {}
         for name in self.names:
             p = params[name]
             largest[p.dtype] = max(largest.get(p.dtype, 0), p.size)
-        self._scratch = {dtype: (np.empty(size, dtype), np.empty(size, dtype)) for dtype, size in largest.items()}
+        empty = self.backend.empty
+        self._scratch = {dtype: (empty(size, dtype), empty(size, dtype)) for dtype, size in largest.items()}
 
     def _active_slots(self) -> tuple[str, ...]:
         return self.slot_names
@@ -64,7 +71,7 @@ class Optimizer:
         """g + weight_decay * p (written to ``out``) when ``name`` decays, else g itself."""
         if not self._decays(name):
             return g
-        np.multiply(p, self.weight_decay, out=out)
+        self.xp.multiply(p, self.weight_decay, out=out)
         out += g
         return out
 
@@ -119,14 +126,15 @@ class SGD(Optimizer):
     hyper_names = ("momentum", "nesterov", "weight_decay")
 
     def __init__(self, params: Arrays, grads: Arrays, names: Iterable[str], lr: float, momentum: float = 0.0,
-                 nesterov: bool = False, weight_decay: float = 0.0, no_decay: Collection[str] = ()) -> None:
+                 nesterov: bool = False, weight_decay: float = 0.0, no_decay: Collection[str] = (),
+                 backend: Backend | None = None) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         if nesterov and momentum == 0.0:
             raise ValueError("Nesterov momentum needs momentum > 0")
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        super().__init__(params, grads, names, lr, weight_decay, no_decay)
+        super().__init__(params, grads, names, lr, weight_decay, no_decay, backend)
 
     def _active_slots(self) -> tuple[str, ...]:
         return self.slot_names if self.momentum else ()
@@ -138,12 +146,12 @@ class SGD(Optimizer):
             buf *= self.momentum
             buf += d
             if self.nesterov:
-                np.multiply(buf, self.momentum, out=b)
+                self.xp.multiply(buf, self.momentum, out=b)
                 b += d
                 d = b
             else:
                 d = buf
-        np.multiply(d, self.lr, out=a)
+        self.xp.multiply(d, self.lr, out=a)
         p -= a
 
 
@@ -158,13 +166,13 @@ class Adam(Optimizer):
 
     def __init__(self, params: Arrays, grads: Arrays, names: Iterable[str], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 no_decay: Collection[str] = ()) -> None:
+                 no_decay: Collection[str] = (), backend: Backend | None = None) -> None:
         betas = tuple(float(beta) for beta in betas)
         if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
         self.betas = betas
         self.eps = _non_negative("eps", eps)
-        super().__init__(params, grads, names, lr, weight_decay, no_decay)
+        super().__init__(params, grads, names, lr, weight_decay, no_decay, backend)
 
     def _update(self, name, p, g, a, b):
         beta1, beta2 = self.betas
@@ -176,18 +184,18 @@ class Adam(Optimizer):
         m = self.slots["exp_avg"][name]
         v = self.slots["exp_avg_sq"][name]
         m *= beta1
-        np.multiply(g, 1.0 - beta1, out=b)
+        self.xp.multiply(g, 1.0 - beta1, out=b)
         m += b
         v *= beta2
-        np.multiply(g, g, out=b)
+        self.xp.multiply(g, g, out=b)
         b *= 1.0 - beta2
         v += b
         # g is dead from here on, so ``a`` (which may hold it) becomes the denominator.
         step_size = self.lr / (1.0 - beta1 ** self.steps)
-        np.sqrt(v, out=a)
+        self.xp.sqrt(v, out=a)
         a /= math.sqrt(1.0 - beta2 ** self.steps)
         a += self.eps
-        np.divide(m, a, out=a)
+        self.xp.divide(m, a, out=a)
         a *= step_size
         p -= a
 
@@ -200,8 +208,8 @@ class AdamW(Adam):
 
     def __init__(self, params: Arrays, grads: Arrays, names: Iterable[str], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
-                 no_decay: Collection[str] = ()) -> None:
-        super().__init__(params, grads, names, lr, betas, eps, weight_decay, no_decay)
+                 no_decay: Collection[str] = (), backend: Backend | None = None) -> None:
+        super().__init__(params, grads, names, lr, betas, eps, weight_decay, no_decay, backend)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
@@ -209,7 +217,7 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": Ada
 
 def make_optimizer(kind: str, params: Arrays, grads: Arrays, names: Iterable[str], lr: float, momentum: float,
                    weight_decay: float | None, nesterov: bool, no_decay: Collection[str],
-                   betas: tuple[float, float] = (0.9, 0.999)) -> Optimizer:
+                   betas: tuple[float, float] = (0.9, 0.999), backend: Backend | None = None) -> Optimizer:
     """The optimiser called ``kind`` ("sgd", "adam" or "adamw"). ``momentum`` applies to SGD only
     (Adam's momentum is ``betas``); ``weight_decay=None`` takes the kind's default (0.01 for
     AdamW, else 0)."""
@@ -217,11 +225,11 @@ def make_optimizer(kind: str, params: Arrays, grads: Arrays, names: Iterable[str
         raise ValueError(f"unknown optimiser {kind!r}; the optimisers are: {', '.join(OPTIMIZERS)}")
     if kind == "sgd":
         return SGD(params, grads, names, lr, momentum=momentum, nesterov=nesterov,
-                   weight_decay=weight_decay or 0.0, no_decay=no_decay)
+                   weight_decay=weight_decay or 0.0, no_decay=no_decay, backend=backend)
     if nesterov:
         raise ValueError(f"Nesterov momentum applies to sgd only, not {kind}")
     decay = {} if weight_decay is None else {"weight_decay": weight_decay}
-    return OPTIMIZERS[kind](params, grads, names, lr, betas=betas, no_decay=no_decay, **decay)
+    return OPTIMIZERS[kind](params, grads, names, lr, betas=betas, no_decay=no_decay, backend=backend, **decay)
 
 
 def _checked_names(params: Arrays, grads: Arrays, names: Iterable[str]) -> list[str]:

@@ -149,7 +149,7 @@ class Trainer:
         try:
             self.optimizer = make_optimizer(
                 config.optimizer, net.params, net.grads, net.trainable, lr=config.lr, momentum=config.momentum,
-                weight_decay=config.weight_decay, nesterov=config.nesterov, no_decay=no_decay,
+                weight_decay=config.weight_decay, nesterov=config.nesterov, no_decay=no_decay, backend=net.backend,
             )
             self.schedule = parse_schedule(config.schedule, config.lr, config.schedule_span, config.warmup)
         except ValueError as error:

@@ -1,34 +1,40 @@
-"""The registry of runtime ops: layer op name → Op class (one module per family of layers)."""
+"""The registry of runtime ops: (layer op name, backend) -> Op class.
+
+Every module of this package binds one family of layers to its kernels and registers its Op
+classes with :func:`~.base.register`; importing the package imports them all, so a new op module
+needs no line here.
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import networkx as nx
 import numpy as np
 
-from .activation import ActivationOp, SoftmaxOp
-from .base import Context, Op, internal_shape, to_internal, to_user
-from .conv import ConvOp
-from .dense import FlattenOp, FullyConnectedOp
-from .merge import AddOp, ConcatOp
-from .norm import BatchNormOp, DropoutOp, LRNOp
-from .pool import AvgPoolOp, GlobalAvgPoolOp, MaxPoolOp
+from ..backend import CPU, Backend
+from .base import REGISTRY, Context, Op, internal_shape, register, to_internal, to_user
 
-OP_CLASSES: tuple[type[Op], ...] = (
-    ConvOp, FullyConnectedOp, FlattenOp, MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp,
-    ActivationOp, SoftmaxOp, BatchNormOp, DropoutOp, LRNOp, AddOp, ConcatOp,
-)
-REGISTRY: dict[str, type[Op]] = {name: cls for cls in OP_CLASSES for name in cls.ops}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
-def op_class(op: str) -> type[Op]:
-    """The Op class that runs layer op ``op``; KeyError if the runtime has none."""
-    return REGISTRY[op]
+def op_class(op: str, backend: str | Backend = CPU) -> type[Op]:
+    """The Op class that runs layer op ``op`` on ``backend``; KeyError if there is none."""
+    name = backend if isinstance(backend, str) else backend.name
+    return REGISTRY[(op, name)]
 
 
-def make_op(graph: nx.DiGraph, node: str, shapes: dict[str, tuple[int, ...]], dtype: np.dtype) -> Op:
+def make_op(
+    graph: nx.DiGraph, node: str, shapes: dict[str, tuple[int, ...]], dtype: np.dtype, backend: Backend = CPU
+) -> Op:
     """The op for IR node ``node``, given every node's internal (channels-last) shape."""
     data = graph.nodes[node]
-    return op_class(data["op"])(data["layer"], [shapes[i] for i in data["inputs"]], shapes[node], dtype)
+    cls = op_class(data["op"], backend)
+    return cls(data["layer"], [shapes[i] for i in data["inputs"]], shapes[node], dtype, backend)
 
 
-__all__ = ["REGISTRY", "Context", "Op", "internal_shape", "make_op", "op_class", "to_internal", "to_user"]
+__all__ = [
+    "REGISTRY", "Context", "Op", "internal_shape", "make_op", "op_class", "register", "to_internal", "to_user",
+]

@@ -16,7 +16,26 @@ import numpy as np
 
 from cnnlang.layers import LayerType
 
+from ..backend import CPU, Backend
+
 Shape = tuple[int, ...]
+
+#: (layer op name, backend name) -> the Op class that runs it there; filled by :func:`register`.
+REGISTRY: dict[tuple[str, str], type["Op"]] = {}
+
+
+def register(*ops: str, backend: str = CPU.name):
+    """Class decorator: the Op runs layer ops ``ops`` on ``backend``."""
+
+    def decorate(cls: type[Op]) -> type[Op]:
+        cls.ops = tuple(ops)
+        for op in ops:
+            if (op, backend) in REGISTRY:
+                raise ValueError(f"two ops for {op!r} on the {backend} backend")
+            REGISTRY[(op, backend)] = cls
+        return cls
+
+    return decorate
 
 
 def internal_shape(shape: Shape) -> Shape:
@@ -34,10 +53,10 @@ def as_image(shape: Shape) -> Shape:
     return shape if len(shape) == 3 else (1, *shape)
 
 
-def scratch(buffer: np.ndarray | None, shape: Shape, dtype) -> np.ndarray:
+def scratch(buffer: np.ndarray | None, shape: Shape, dtype, backend: Backend = CPU) -> np.ndarray:
     """``buffer`` if it already has this shape, else a new one: allocated once per batch size."""
     if buffer is None or buffer.shape != shape:
-        return np.empty(shape, dtype)
+        return backend.empty(shape, dtype)
     return buffer
 
 
@@ -78,10 +97,12 @@ class Context:
 
 
 class Op:
-    """Base class. Subclasses set ``ops`` (the layer op names they implement).
+    """Base class. Subclasses are registered with :func:`register` under the layer op names they
+    implement and their backend.
 
     The executor creates one Op per node with the bound layer, the per-example input shapes and
-    output shape in the internal (channels-last) layout, and the dtype. It then sets ``params``,
+    output shape in the internal (channels-last) layout, the dtype and the backend (whose arrays
+    the op receives, and through which it allocates). It then sets ``params``,
     ``grads`` and ``buffers``: dicts of arrays owned by the network, keyed by the names in the
     layer's ``param_shapes``/``buffer_shapes`` (user layout). Ops read and write them in place and
     never rebind them, so optimisers and ``load`` may update arrays in place at any time.
@@ -100,8 +121,11 @@ class Op:
     #: forward applies ``self.activation`` after its bias (or sum) in the same pass
     fuses_activation: ClassVar[bool] = False
 
-    def __init__(self, layer: LayerType, in_shapes: list[Shape], out_shape: Shape, dtype: np.dtype):
+    def __init__(
+        self, layer: LayerType, in_shapes: list[Shape], out_shape: Shape, dtype: np.dtype, backend: Backend = CPU
+    ):
         self.layer = layer
+        self.backend = backend
         self.in_shapes = in_shapes
         self.out_shape = out_shape
         self.dtype = np.dtype(dtype)
@@ -110,6 +134,10 @@ class Op:
         self.buffers: dict[str, np.ndarray] = {}
         self.need_input_grad: list[bool] = [True] * len(in_shapes)
         self.activation: str | None = None
+
+    def scratch(self, buffer: np.ndarray | None, shape: Shape, dtype=None) -> np.ndarray:
+        """:func:`scratch` on this op's backend, in its dtype unless given."""
+        return scratch(buffer, shape, self.dtype if dtype is None else dtype, self.backend)
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         """Write the output for a batch into ``out`` (N x out_shape). In training mode keep what

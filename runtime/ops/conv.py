@@ -1,6 +1,6 @@
 """Convolution ops: ``conv`` (N x H x W x C) and ``conv1d`` (N x L x C) over the im2col + GEMM
-kernels in runtime/kernels/conv.py, or, in optimised inference for the layers the ``winograd``
-pass marked (``algorithm``), Winograd's in runtime/kernels/winograd.py.
+kernels in runtime/kernels/cpu/conv.py, or, in optimised inference for the layers the ``winograd``
+pass marked (``algorithm``), Winograd's in runtime/kernels/cpu/winograd.py.
 
 The geometry (kernel, stride, dilation, and the possibly asymmetric ``same`` padding) comes from
 the layer type itself, so the runtime and the compiler's shape rule cannot disagree. A 1-D signal
@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward, pack_weight
-from ..kernels.epilogue import activation_kind
-from ..kernels.winograd import transform_weight, winograd_forward
-from .base import Context, Op, as_image, scratch, window_geometry
+from ..backend import CPU
+from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, pack_weight
+from ..kernels.cpu.epilogue import activation_kind
+from ..kernels.cpu.winograd import transform_weight, winograd_forward
+from .base import Context, Op, as_image, register, window_geometry
 
 
+@register("conv", "conv1d")
 class ConvOp(Op):
-    ops = ("conv", "conv1d")
     strided_out = True
     fuses_activation = True
 
-    def __init__(self, layer, in_shapes, out_shape, dtype):
-        super().__init__(layer, in_shapes, out_shape, dtype)
+    def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
+        super().__init__(layer, in_shapes, out_shape, dtype, backend)
         kernels, strides, pads, dilations = window_geometry(layer, in_shapes[0], out_shape)
         self._stride = tuple(int(s) for s in strides)
         self._pads = tuple((int(a), int(b)) for a, b in pads)
@@ -98,7 +99,7 @@ class ConvOp(Op):
         n = x.shape[0]
         dx = None
         if self.need_input_grad[0]:
-            dx = self._dx = scratch(self._dx, x.shape, self.dtype)
+            dx = self._dx = self.scratch(self._dx, x.shape)
         # Layers with fixed weights (frozen, or written out) get no parameter gradients.
         trainable = self.layer.trainable
         dweight = self._weight(self.grads["weight"]) if trainable and "weight" in self.grads else None

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.epilogue import activation_kind, bias_activation
-from .base import Context, Op
+from ..kernels.cpu.epilogue import activation_kind, bias_activation
+from .base import Context, Op, register
 
 
 def flatten_user_order(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -37,8 +37,8 @@ def unflatten_user_order(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
     return np.ascontiguousarray(np.moveaxis(channels_first, 1, -1))
 
 
+@register("flatten")
 class FlattenOp(Op):
-    ops = ("flatten",)
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         flatten_user_order(inputs[0], out)
@@ -49,14 +49,14 @@ class FlattenOp(Op):
         return [unflatten_user_order(dy, self.in_shapes[0])]
 
 
+@register("fc")
 class FullyConnectedOp(Op):
-    ops = ("fc",)
     strided_out = True
     fuses_activation = True
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = flatten_user_order(inputs[0])
-        np.matmul(x, self.params["weight"].T, out=out)
+        self.backend.matmul(x, self.params["weight"].T, out=out)
         if self.activation is not None:
             bias_activation(out, self.params.get("bias"), activation_kind(self.activation))
         elif "bias" in self.params:
@@ -66,10 +66,10 @@ class FullyConnectedOp(Op):
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         x = self._x
         if "weight" in self.grads:
-            np.matmul(dy.T, x, out=self.grads["weight"])
+            self.backend.matmul(dy.T, x, out=self.grads["weight"])
         if "bias" in self.grads:
             np.sum(dy, axis=0, out=self.grads["bias"])
         if not self.need_input_grad[0]:
             return [None]
-        dx = dy @ self.params["weight"]
+        dx = self.backend.matmul(dy, self.params["weight"])
         return [unflatten_user_order(dx, self.in_shapes[0])]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.epilogue import activation_kind, add_activation
-from .base import Context, Op
+from ..kernels.cpu.epilogue import activation_kind, add_activation
+from .base import Context, Op, register
 
 
+@register("add")
 class AddOp(Op):
-    ops = ("add",)
     strided_out = True
     fuses_activation = True
 
@@ -21,11 +21,11 @@ class AddOp(Op):
         return [dy if need else None for need in self.need_input_grad]
 
 
+@register("concat")
 class ConcatOp(Op):
     """Copies each input into its channels of ``out``, except those listed in ``written``
     (indices of inputs whose producers already wrote into their slice: an eliminated concat)."""
 
-    ops = ("concat",)
     strided_out = True
 
     def __init__(self, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""Normalisation ops: ``batchnorm``, ``dropout`` and ``lrn`` (kernels in runtime/kernels/norm.py).
+"""Normalisation ops: ``batchnorm``, ``dropout`` and ``lrn`` (kernels in runtime/kernels/cpu/norm.py).
 
 All three see the input as rows x C, the channel axis last (for a flat N x F input the F
 features are the channels, as in PyTorch's BatchNorm1d)."""
@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.norm import batchnorm_backward, batchnorm_forward, dropout_apply, lrn_backward, lrn_forward
-from .base import Context, Op, scratch
+from ..backend import CPU
+from ..kernels.cpu.norm import batchnorm_backward, batchnorm_forward, dropout_apply, lrn_backward, lrn_forward
+from .base import Context, Op, register
 
 
+@register("batchnorm")
 class BatchNormOp(Op):
     """``batchnorm``: params gamma, beta (when affine), buffers running_mean, running_var.
 
@@ -20,21 +22,19 @@ class BatchNormOp(Op):
     per-channel affine map after an eval forward.
     """
 
-    ops = ("batchnorm",)
-
-    def __init__(self, layer, in_shapes, out_shape, dtype):
-        super().__init__(layer, in_shapes, out_shape, dtype)
+    def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
+        super().__init__(layer, in_shapes, out_shape, dtype, backend)
         channels = in_shapes[0][-1]
         self._channels = channels
         self._eps, self._momentum = float(layer.eps), float(layer.momentum)
         self._affine = bool(layer.affine)
         # Without affine: gamma = 1 and beta = 0, and their gradients go to scratch.
-        self._ones = np.ones(channels, self.dtype)
-        self._zeros = np.zeros(channels, self.dtype)
-        self._dgamma = np.empty(channels, self.dtype)
-        self._dbeta = np.empty(channels, self.dtype)
-        self._mean = np.empty(channels, self.dtype)
-        self._invstd = np.empty(channels, self.dtype)
+        self._ones = self.backend.ones(channels, self.dtype)
+        self._zeros = self.backend.zeros(channels, self.dtype)
+        self._dgamma = self.backend.empty(channels, self.dtype)
+        self._dbeta = self.backend.empty(channels, self.dtype)
+        self._mean = self.backend.empty(channels, self.dtype)
+        self._invstd = self.backend.empty(channels, self.dtype)
         self._x: np.ndarray | None = None
         self._train = False
         self._dx: np.ndarray | None = None
@@ -59,21 +59,20 @@ class BatchNormOp(Op):
         gamma = self.params["gamma"] if self._affine else self._ones
         dgamma = self.grads.get("gamma", self._dgamma)
         dbeta = self.grads.get("beta", self._dbeta)
-        self._dx = scratch(self._dx, dy.shape, self.dtype)
+        self._dx = self.scratch(self._dx, dy.shape)
         dx = self._dx.reshape(-1, c)
         batchnorm_backward(self._x, dy.reshape(-1, c), gamma, self._mean, self._invstd, self._train, dx, dgamma, dbeta)
         return [self._dx if self.need_input_grad[0] else None]
 
 
+@register("dropout")
 class DropoutOp(Op):
     """``dropout(p)``: inverted dropout. While training, each value is kept with probability
     1 - p and scaled by 1/(1 - p); the mask is drawn from ``ctx.rng`` (float64 uniforms, kept
     if >= p, so one seed gives the same mask in float32 and float64). Identity in eval mode."""
 
-    ops = ("dropout",)
-
-    def __init__(self, layer, in_shapes, out_shape, dtype):
-        super().__init__(layer, in_shapes, out_shape, dtype)
+    def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
+        super().__init__(layer, in_shapes, out_shape, dtype, backend)
         self._p = float(layer.p)
         self._scale = 1.0 / (1.0 - self._p)
         self._uniform: np.ndarray | None = None
@@ -86,14 +85,14 @@ class DropoutOp(Op):
         if not self._masked:
             np.copyto(out, x)
             return
-        self._uniform = scratch(self._uniform, (x.size,), np.float64)
+        self._uniform = self.scratch(self._uniform, (x.size,), np.float64)
         ctx.rng.random(out=self._uniform)
         dropout_apply(x.reshape(-1), self._uniform, self._p, self._scale, out.reshape(-1))
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:
             return [None]
-        self._dx = scratch(self._dx, dy.shape, self.dtype)
+        self._dx = self.scratch(self._dx, dy.shape)
         if self._masked:
             dropout_apply(dy.reshape(-1), self._uniform, self._p, self._scale, self._dx.reshape(-1))
         else:
@@ -101,14 +100,13 @@ class DropoutOp(Op):
         return [self._dx]
 
 
+@register("lrn")
 class LRNOp(Op):
     """``lrn(size, alpha, beta, k)``, PyTorch's LocalResponseNorm across channels:
     b_c = a_c / (k + alpha/size * sum of a_c'^2 for c' in c - size//2 .. c + (size-1)//2)^beta."""
 
-    ops = ("lrn",)
-
-    def __init__(self, layer, in_shapes, out_shape, dtype):
-        super().__init__(layer, in_shapes, out_shape, dtype)
+    def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
+        super().__init__(layer, in_shapes, out_shape, dtype, backend)
         self._channels = in_shapes[0][-1]
         self._size = int(layer.size)
         self._alpha, self._beta, self._k = float(layer.alpha), float(layer.beta), float(layer.k)
@@ -119,7 +117,7 @@ class LRNOp(Op):
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         c = self._channels
         x = inputs[0].reshape(-1, c)
-        self._denom = scratch(self._denom, x.shape, self.dtype)
+        self._denom = self.scratch(self._denom, x.shape)
         lrn_forward(x, out.reshape(-1, c), self._denom, self._size, self._alpha, self._beta, self._k)
         self._x = x
 
@@ -127,7 +125,7 @@ class LRNOp(Op):
         if not self.need_input_grad[0]:
             return [None]
         c = self._channels
-        self._dx = scratch(self._dx, dy.shape, self.dtype)
+        self._dx = self.scratch(self._dx, dy.shape)
         dx = self._dx.reshape(-1, c)
         lrn_backward(self._x, dy.reshape(-1, c), self._denom, dx, self._size, self._alpha, self._beta)
         return [self._dx]

@@ -1,5 +1,5 @@
 """Pooling ops: ``maxpool``, ``avgpool`` and ``globalavgpool`` over the kernels in
-runtime/kernels/pool.py. The window geometry comes from the layer type itself (``geometry``), so
+runtime/kernels/cpu/pool.py. The window geometry comes from the layer type itself (``geometry``), so
 the runtime and the compiler's shape rule cannot disagree. A 1-D signal N x L x C runs as the
 image N x 1 x L x C (a view, no copy)."""
 
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.pool import (
+from ..backend import CPU
+from ..kernels.cpu.pool import (
     avgpool_backward,
     avgpool_forward,
     global_avgpool_backward,
@@ -15,14 +16,14 @@ from ..kernels.pool import (
     maxpool_backward,
     maxpool_forward,
 )
-from .base import Context, Op, as_image, scratch, window_geometry
+from .base import Context, Op, as_image, register, window_geometry
 
 
 class _WindowPool(Op):
     """What max and average pooling share: geometry from the layer, 4-D views, dx scratch."""
 
-    def __init__(self, layer, in_shapes, out_shape, dtype):
-        super().__init__(layer, in_shapes, out_shape, dtype)
+    def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
+        super().__init__(layer, in_shapes, out_shape, dtype, backend)
         kernels, strides, pads, dilations = window_geometry(layer, in_shapes[0], out_shape)
         pads = tuple(before for before, _ in pads)  # pooling pads both sides alike
         self._kernel, self._stride, self._pad, self._dilation = kernels, strides, pads, dilations
@@ -31,25 +32,24 @@ class _WindowPool(Op):
         self._dx: np.ndarray | None = None
 
     def _input_grad(self, n: int) -> np.ndarray:
-        self._dx = scratch(self._dx, (n, *self.in_shapes[0]), self.dtype)
+        self._dx = self.scratch(self._dx, (n, *self.in_shapes[0]))
         return self._dx
 
 
+@register("maxpool")
 class MaxPoolOp(_WindowPool):
     """``maxpool``: the forward pass records each output's arg-max (int32, per image) so that
     backward routes its gradient to exactly that input element."""
 
-    ops = ("maxpool",)
-
-    def __init__(self, layer, in_shapes, out_shape, dtype):
-        super().__init__(layer, in_shapes, out_shape, dtype)
+    def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
+        super().__init__(layer, in_shapes, out_shape, dtype, backend)
         self._args = (*self._kernel, *self._stride, *self._pad, *self._dilation)
         self._argmax: np.ndarray | None = None
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0]
         n = x.shape[0]
-        self._argmax = scratch(self._argmax, (n, *self._out_image), np.int32)
+        self._argmax = self.scratch(self._argmax, (n, *self._out_image), np.int32)
         maxpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image), self._argmax, *self._args)
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
@@ -61,13 +61,13 @@ class MaxPoolOp(_WindowPool):
         return [dx]
 
 
+@register("avgpool")
 class AvgPoolOp(_WindowPool):
     """``avgpool``: PyTorch's divisor, ``count_pad`` being its count_include_pad."""
 
-    ops = ("avgpool",)
 
-    def __init__(self, layer, in_shapes, out_shape, dtype):
-        super().__init__(layer, in_shapes, out_shape, dtype)
+    def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
+        super().__init__(layer, in_shapes, out_shape, dtype, backend)
         self._args = (*self._kernel, *self._stride, *self._pad, bool(layer.count_pad))
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
@@ -84,13 +84,12 @@ class AvgPoolOp(_WindowPool):
         return [dx]
 
 
+@register("globalavgpool")
 class GlobalAvgPoolOp(Op):
     """``globalavgpool``: the mean of each channel over all positions (H x W x C → 1 x 1 x C)."""
 
-    ops = ("globalavgpool",)
-
-    def __init__(self, layer, in_shapes, out_shape, dtype):
-        super().__init__(layer, in_shapes, out_shape, dtype)
+    def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
+        super().__init__(layer, in_shapes, out_shape, dtype, backend)
         self._in_image = as_image(tuple(in_shapes[0]))
         self._out_image = (1, 1, in_shapes[0][-1])
         self._dx: np.ndarray | None = None
@@ -104,6 +103,6 @@ class GlobalAvgPoolOp(Op):
         if not self.need_input_grad[0]:
             return [None]
         n = dy.shape[0]
-        self._dx = scratch(self._dx, (n, *self.in_shapes[0]), self.dtype)
+        self._dx = self.scratch(self._dx, (n, *self.in_shapes[0]))
         global_avgpool_backward(dy.reshape(n, *self._out_image), self._dx.reshape(n, *self._in_image))
         return [self._dx]

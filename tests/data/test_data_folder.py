@@ -82,7 +82,7 @@ def test_resize_shorter_side_then_centre_crop():
 def test_unreadable_image_names_the_file(tmp_path):
     _save(tmp_path / "a" / "1.png", _grey(1))
     (tmp_path / "a" / "2.png").write_bytes(b"not a png at all")
-    with pytest.raises(DataError, match=r"a/2\.png: cannot read the image"):
+    with pytest.raises(DataError, match=r"a/2\.png: not a readable image"):
         read_image_folder(tmp_path)
 
 

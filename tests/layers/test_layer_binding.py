@@ -11,47 +11,16 @@ from dataclasses import MISSING, fields
 import pytest
 
 from cnnlang.layers import LAYER_TYPES, REGISTRY, ArgumentError, Symbol
+from layer_cases import CASES
 
 OPS = [cls.op for cls in LAYER_TYPES]
 
-# Required arguments of each op, with a valid value for each (ops not listed take none).
-REQUIRED: dict[str, dict[str, object]] = {
-    "conv": {"filters": 8, "kernel": (3, 3)},
-    "conv1d": {"filters": 8, "kernel": (3,)},
-    "maxpool": {"kernel": (2, 2)},
-    "avgpool": {"kernel": (2, 2)},
-    "fc": {"units": 10},
-}
-
-# Arguments that may be given by position, in order.
-POSITIONAL: dict[str, list[str]] = {
-    "conv": ["filters", "kernel"],
-    "conv1d": ["filters", "kernel"],
-    "maxpool": ["kernel"],
-    "avgpool": ["kernel"],
-    "fc": ["units"],
-    "dropout": ["p"],
-}
-
-# Every argument name of each op, from the language description.
-ARGUMENTS: dict[str, set[str]] = {
-    "conv": {"filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "frozen", "weights"},
-    "conv1d": {"filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "frozen", "weights"},
-    "maxpool": {"kernel", "stride", "pad", "dilation", "ceil"},
-    "avgpool": {"kernel", "stride", "pad", "ceil", "count_pad"},  # PyTorch's AvgPool2d has no dilation
-    "globalavgpool": set(),
-    "fc": {"units", "bias", "frozen"},
-    "flatten": set(),
-    "relu": set(),
-    "tanh": set(),
-    "sigmoid": set(),
-    "softmax": set(),
-    "batchnorm": {"eps", "momentum", "affine"},
-    "dropout": {"p"},
-    "lrn": {"size", "alpha", "beta", "k"},
-    "add": set(),
-    "concat": set(),
-}
+# From the language description, one entry per layer type in tests/layer_cases.py.
+REQUIRED: dict[str, dict[str, object]] = {op: case.required for op, case in CASES.items() if case.required}
+POSITIONAL: dict[str, list[str]] = {op: case.positional for op, case in CASES.items() if case.positional}
+ARGUMENTS: dict[str, set[str]] = {op: case.arguments for op, case in CASES.items()}
+# Valid values for the optional arguments some layers take by position.
+OPTIONAL_VALUES = {"p": 0.5, "size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
 
 
 def _cls(op: str):
@@ -63,7 +32,7 @@ def _names(cls) -> list[str]:
 
 
 def test_every_layer_type_is_described_here():
-    assert set(OPS) == set(ARGUMENTS), "a layer type was added or removed: describe its arguments above"
+    assert set(OPS) == set(ARGUMENTS), "a layer type was added or removed: describe it in tests/layer_cases.py"
     assert len(OPS) == len(set(OPS))
 
 
@@ -130,7 +99,7 @@ def test_missing_required_argument(op):
 @pytest.mark.parametrize("op", OPS)
 def test_too_many_positional_arguments(op):
     names = POSITIONAL.get(op, [])
-    valid = {**REQUIRED.get(op, {}), "p": 0.5}
+    valid = {**REQUIRED.get(op, {}), **OPTIONAL_VALUES}
     positional = [valid[n] for n in names] + [1]
     with pytest.raises(ArgumentError) as caught:
         _cls(op).bind(positional, {})
@@ -191,7 +160,7 @@ def test_argument_given_twice(op):
     names = POSITIONAL.get(op, [])
     if not names:
         pytest.skip("no positional arguments")
-    valid = {**REQUIRED.get(op, {}), "p": 0.5}
+    valid = {**REQUIRED.get(op, {}), **OPTIONAL_VALUES}
     positional = [valid[n] for n in names]
     with pytest.raises(ArgumentError) as caught:
         _cls(op).bind(positional, {names[0]: positional[0]})

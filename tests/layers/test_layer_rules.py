@@ -15,6 +15,7 @@ import math
 import pytest
 
 from cnnlang.layers import LAYER_TYPES, REGISTRY, ShapeError, Symbol
+from layer_cases import CASES, X
 
 
 def conv_out(w: int, k: int, s: int, p: int, d: int = 1) -> int:
@@ -329,26 +330,8 @@ def test_concat():
 
 # ---- every layer type: one table --------------------------------------------------------
 
-X = (4, 6, 6)
-# op → (positional args, inputs, output shape, params, buffers, macs), all by hand.
-TABLE = {
-    "conv": ([8, 3], [X], (8, 4, 4), 8 * 4 * 9 + 8, 0, 8 * 4 * 4 * 4 * 9),
-    "conv1d": ([8, 3], [(4, 6)], (8, 4), 8 * 4 * 3 + 8, 0, 8 * 4 * 4 * 3),
-    "maxpool": ([2], [X], (4, 3, 3), 0, 0, 0),
-    "avgpool": ([3], [X], (4, 2, 2), 0, 0, 0),
-    "globalavgpool": ([], [X], (4, 1, 1), 0, 0, 0),
-    "fc": ([10], [X], (10,), 144 * 10 + 10, 0, 1440),
-    "flatten": ([], [X], (144,), 0, 0, 0),
-    "relu": ([], [X], X, 0, 0, 0),
-    "tanh": ([], [X], X, 0, 0, 0),
-    "sigmoid": ([], [X], X, 0, 0, 0),
-    "softmax": ([], [X], X, 0, 0, 0),
-    "batchnorm": ([], [X], X, 8, 8, 0),
-    "dropout": ([], [X], X, 0, 0, 0),
-    "lrn": ([], [X], X, 0, 0, 0),
-    "add": ([], [X, X], X, 0, 0, 0),
-    "concat": ([], [X, (2, 6, 6)], (6, 6, 6), 0, 0, 0),
-}
+# op -> (positional args, inputs, output shape, params, buffers, macs), all by hand (tests/layer_cases.py).
+TABLE = {op: case.rules for op, case in CASES.items()}
 
 
 def test_table_covers_every_layer_type():

@@ -105,7 +105,7 @@ MISC = """
 network misc {
     input 2x12x11
     conv(1, 3x3, pad = 1, weights = [[0, -1, 0], [-1, 5, -1], [0, -1, 0]])   # fixed: no gradient
-    conv(6, 1x7, pad = (0, 3)) -> relu
+    conv(6, 1x7, pad = (0, 3)) -> prelu
     conv(6, 2x2, stride = 2, pad = valid, frozen = true) -> batchnorm(eps = 0.1) -> relu
     conv(5, 5x5, stride = 3, pad = same)                              # stride 3: pads H (1, 1), W (1, 2)
     maxpool(2x2, stride = 1, pad = 1)

@@ -39,6 +39,14 @@ def test_initialisation_follows_the_nonlinearity():
     np.testing.assert_array_equal(net.buffers["batchnorm1.running_var"], 1)
 
 
+def test_prelu_gets_he_for_its_initial_slope_and_starts_at_a_quarter():
+    model = cnnlang.load("network n {\n input 16x20x20\n conv(64, 3x3) -> batchnorm -> prelu\n}")
+    net = model.build(seed=0, dtype="float64")
+    he_leaky = math.sqrt(2 / ((1 + 0.25**2) * 16 * 9))
+    assert np.std(net.params["conv1.weight"]) == pytest.approx(he_leaky, rel=0.03)
+    np.testing.assert_array_equal(net.params["prelu1.weight"], np.full(64, 0.25))
+
+
 def test_residual_body_end_gets_he_through_the_add():
     model = cnnlang.load("resnet18", input_shape=(3, 32, 32))
     assert nonlinearity_after(model.graph, "basic1/conv2") == "relu"

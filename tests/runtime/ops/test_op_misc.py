@@ -1,11 +1,12 @@
 """The pooling, activation and normalisation ops (runtime/ops/pool.py, activation.py, norm.py)
 driven as the executor drives them: bound layers, channels-last arrays, preallocated outputs.
 
-Each case runs through the op and is compared, in the user's channels-first layout, with a NumPy
-reference written here (pooling by gathering every window with index arrays, the rest by array
-formulas over the channel axis 1). Every case's backward is checked by float64 central
-differences through the op itself, and the Op protocol's promises are checked: grads are
-overwritten, ``need_input_grad`` is honoured, buffers move in place, dropout follows the seed.
+Each case runs through the op and is compared, in the user's channels-first layout, with the
+layer type's own NumPy reference (``forward_reference``, in cnnlang/layers/; itself checked against
+finite differences and PyTorch in tests/layers/test_layer_reference.py), in float32 and float64.
+Every case's backward is checked by float64 central differences through the op itself, and the
+Op protocol's promises are checked: grads are overwritten, ``need_input_grad`` is honoured,
+buffers move in place, dropout follows the seed.
 """
 
 from __future__ import annotations
@@ -89,73 +90,14 @@ def sample(op, shape, batch, seed, dtype=np.float64):
     return x.astype(dtype)
 
 
-# ---- references in the user's layout (N x C x ...) -----------------------------------------
-
-
-def gather_windows(layer, x, fill_pad, fill_beyond):
-    """Every window's values: N x C x OH x OW x KH x KW (1-D inputs as height 1). The input is
-    padded by `pad` on each side with fill_pad, and past that (where a ceil-mode window hangs
-    over) with fill_beyond."""
-    geometry = [tuple(g) for g in layer.geometry(x.shape[1:])]
-    kernel, stride, dilation = geometry[0], geometry[1], geometry[3]
-    pad = tuple(p for p, _ in geometry[2])
-    out = layer.output_shape([x.shape[1:]])[1:]
-    if x.ndim == 3:
-        x, kernel, stride, pad, dilation, out = x[:, :, None], (1, *kernel), (1, *stride), (0, *pad), (1, *dilation), (1, *out)
-    n, c, h, w = x.shape
-    rows = np.arange(out[0])[:, None] * stride[0] + np.arange(kernel[0])[None] * dilation[0]
-    cols = np.arange(out[1])[:, None] * stride[1] + np.arange(kernel[1])[None] * dilation[1]
-    extra = (max(rows.max() + 1 - h - 2 * pad[0], 0), max(cols.max() + 1 - w - 2 * pad[1], 0))
-    full = np.full((n, c, h + 2 * pad[0] + extra[0], w + 2 * pad[1] + extra[1]), fill_beyond, float)
-    full[:, :, : h + 2 * pad[0], : w + 2 * pad[1]] = fill_pad
-    full[:, :, pad[0] : pad[0] + h, pad[1] : pad[1] + w] = x
-    return full[:, :, rows[:, None, :, None], cols[None, :, None, :]]
+# ---- the reference: each layer's own oracle ---------------------------------------------------
 
 
 def reference(layer, node, x, train):
-    op = layer.op
-    spatial = tuple(range(2, x.ndim))
-    if op == "maxpool":
-        out = gather_windows(layer, x, -np.inf, -np.inf).max(axis=(-2, -1))
-    elif op == "avgpool":
-        total = gather_windows(layer, x, 0.0, 0.0).sum(axis=(-2, -1))
-        ones = np.ones_like(x)
-        count = gather_windows(layer, ones, 1.0 if layer.count_pad else 0.0, 0.0).sum(axis=(-2, -1))
-        out = total / count
-    elif op == "globalavgpool":
-        return x.mean(axis=spatial, keepdims=True)
-    elif op == "relu":
-        return np.maximum(x, 0)
-    elif op == "tanh":
-        return np.tanh(x)
-    elif op == "sigmoid":
-        return 1 / (1 + np.exp(-x))
-    elif op == "softmax":
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    elif op == "batchnorm":
-        axes = (0, *spatial)
-        shape = (1, -1) + (1,) * len(spatial)
-        if train:
-            mean, var = x.mean(axis=axes), x.var(axis=axes)
-        else:
-            mean, var = node.buffers["running_mean"].astype(float), node.buffers["running_var"].astype(float)
-        y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + layer.eps)
-        if layer.affine:
-            y = y * node.params["gamma"].reshape(shape) + node.params["beta"].reshape(shape)
-        return y
-    elif op == "lrn":
-        channels = x.shape[1]
-        sums = np.stack(
-            [(x[:, max(c - layer.size // 2, 0) : c + (layer.size - 1) // 2 + 1] ** 2).sum(axis=1) for c in range(channels)],
-            axis=1,
-        )
-        return x / (layer.k + layer.alpha / layer.size * sums) ** layer.beta
-    elif op == "dropout":
-        return x  # eval mode
-    if x.ndim == 3:
-        out = out[:, :, 0]
-    return out
+    """``LayerType.forward_reference`` (plain NumPy, channels first) on float64 copies of the op's
+    parameters and buffers."""
+    as64 = lambda arrays: {name: np.asarray(a, np.float64) for name, a in arrays.items()}  # noqa: E731
+    return layer.forward_reference([x.astype(np.float64)], as64(node.params), as64(node.buffers), train)
 
 
 # ---- the cases ------------------------------------------------------------------------------

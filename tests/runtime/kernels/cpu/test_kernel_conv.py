@@ -1,4 +1,4 @@
-"""Convolution kernels (runtime/kernels/conv.py) against a plain NumPy reference in N x C x H x W.
+"""Convolution kernels (runtime/kernels/cpu/conv.py) against a plain NumPy reference in N x C x H x W.
 
 The reference is written from the definition, not from the kernels: zero-pad the input
 explicitly (before/after per axis), then for every kernel tap (kh, kw) take the strided slice of
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cnnlang.runtime.kernels.conv import ConvWorkspace, conv2d_backward, conv2d_forward, output_size
+from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, output_size
 from gradcheck import central_difference
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

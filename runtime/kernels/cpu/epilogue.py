@@ -8,7 +8,7 @@ applies relu in one pass over flat arrays.
 
 relu runs inside the Numba loop. tanh and sigmoid run as NumPy ufuncs after the bias loop:
 without Intel's SVML, Numba calls scalar libm per element (60x slower than np.tanh, measured in
-runtime/kernels/activation.py), so a second vectorised pass beats fusing them.
+runtime/kernels/cpu/activation.py), so a second vectorised pass beats fusing them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pooling kernels (runtime/kernels/pool.py) against plain NumPy loops in N x C x H x W.
+"""Pooling kernels (runtime/kernels/cpu/pool.py) against plain NumPy loops in N x C x H x W.
 
 The references below are written from the definitions, not from the kernels: the output size
 from the floor/ceil formula (PyTorch's ceil rule: drop a last window that starts at or past
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cnnlang.runtime.kernels.pool import (
+from cnnlang.runtime.kernels.cpu.pool import (
     avgpool_backward,
     avgpool_forward,
     global_avgpool_backward,

@@ -1,4 +1,4 @@
-"""Activation and softmax kernels (runtime/kernels/activation.py) against NumPy formulas, and
+"""Activation and softmax kernels (runtime/kernels/cpu/activation.py) against NumPy formulas, and
 their backward passes by float64 central differences (one kernel call for all perturbations:
 element-wise and row-wise kernels treat the stacked copies independently)."""
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnlang.runtime.kernels.activation import (
+from cnnlang.runtime.kernels.cpu.activation import (
     KINDS,
     activation_backward,
     activation_forward,

@@ -1,4 +1,4 @@
-"""Batchnorm, dropout and LRN kernels (runtime/kernels/norm.py) against NumPy, running-stat
+"""Batchnorm, dropout and LRN kernels (runtime/kernels/cpu/norm.py) against NumPy, running-stat
 updates against hand-computed numbers, and every backward by float64 central differences
 (batchnorm in training mode through the batch statistics)."""
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnlang.runtime.kernels.norm import batchnorm_backward, batchnorm_forward, dropout_apply, lrn_backward, lrn_forward
+from cnnlang.runtime.kernels.cpu.norm import batchnorm_backward, batchnorm_forward, dropout_apply, lrn_backward, lrn_forward
 from gradcheck import central_difference, stacked_central_difference
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

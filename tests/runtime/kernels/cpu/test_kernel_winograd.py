@@ -1,4 +1,4 @@
-"""Winograd convolution (runtime/kernels/winograd.py) against a plain NumPy direct convolution.
+"""Winograd convolution (runtime/kernels/cpu/winograd.py) against a plain NumPy direct convolution.
 
 The reference is the definition in channels last: zero-pad explicitly, then sum the nine taps'
 shifted slices times the tap's weights, in float64. float64 Winograd must agree to rounding
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnlang.runtime.kernels.conv import ConvWorkspace, conv2d_forward
-from cnnlang.runtime.kernels.epilogue import NONE, RELU, SIGMOID, TANH
-from cnnlang.runtime.kernels.winograd import matrices, transform_weight, winograd_forward
+from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_forward
+from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, SIGMOID, TANH
+from cnnlang.runtime.kernels.cpu.winograd import matrices, transform_weight, winograd_forward
 
 ACTIVATIONS = {NONE: lambda y: y, RELU: lambda y: np.maximum(y, 0), TANH: np.tanh, SIGMOID: lambda y: 1 / (1 + np.exp(-y))}
 
@@ -83,7 +83,7 @@ def test_float64_matches_direct_convolution(case, kind):
 
 def test_chunks_and_tile_rows_across_images(monkeypatch):
     """Chunks of a few tile rows, which split images and end mid-image, give the same result."""
-    import cnnlang.runtime.kernels.winograd as winograd
+    import cnnlang.runtime.kernels.cpu.winograd as winograd
 
     monkeypatch.setattr(winograd, "MIN_CHUNK_TILES", 1)
     rng = np.random.default_rng(1)

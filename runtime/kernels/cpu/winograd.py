@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv import COL_BUDGET, DEFAULT_WORKSPACE, ConvWorkspace
+from .workspace import COL_BUDGET, DEFAULT_WORKSPACE, ConvWorkspace
 from .epilogue import NONE, RELU, bias_activation, channel_rows, row_span
 
 #: ... but a chunk has at least this many tiles: each stacked GEMM repacks all of U.

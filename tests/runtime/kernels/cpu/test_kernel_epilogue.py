@@ -1,4 +1,4 @@
-"""Fused epilogues (runtime/kernels/epilogue.py) and the conv kernel's fused, strided-output
+"""Fused epilogues (runtime/kernels/cpu/epilogue.py) and the conv kernel's fused, strided-output
 forward, against plain NumPy references in float32 and float64.
 
 Tolerances: the epilogue does the same float operations as the reference (one add, one
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnlang.runtime.kernels.conv import ConvWorkspace, conv2d_forward
-from cnnlang.runtime.kernels.epilogue import NONE, RELU, SIGMOID, TANH, activation_kind, add_activation, bias_activation
+from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_forward
+from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, SIGMOID, TANH, activation_kind, add_activation, bias_activation
 
 DTYPES = [np.float32, np.float64]
 ACTIVATIONS = {

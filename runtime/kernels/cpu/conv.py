@@ -1,0 +1,233 @@
+"""Convolution kernels on channels-last arrays: im2col + BLAS GEMM, forward and backward.
+
+Layout (see ``runtime/ops/base.py``): x is N x H x W x C, the output N x Ho x Wo x Cout, the
+weight keeps the user layout Cout x Cin/g x KH x KW. A 1-D convolution is the H = 1 case.
+
+Algorithm (chosen by measurement, see ``benchmarks/bench_conv.py``):
+
+* 1x1, stride 1, no padding: the convolution *is* a GEMM on the (N*H*W, C) view of x; per group
+  the operands are strided column blocks of those views, so nothing is copied at all.
+* Everything else: im2col in NHWC. A "column" row holds one output pixel's receptive field in
+  (group, kh, kw, c) order; with channels last each (kh, group) run of KW*Cg inputs is one
+  contiguous copy (for dilation 1). The weight is repacked once per call into the matching
+  (Cout, KH, KW, Cg) order, so per group ``out = col_g @ W_g^T`` is one sgemm (numpy matmul with
+  ``out=``; BLAS handles the transposed operand). The column buffer is bounded: output rows
+  (n, oh) are processed in chunks of at most ``COL_BUDGET`` bytes of columns, reused between
+  chunks and calls through a :class:`ConvWorkspace`.
+* Backward: dW_g = dy_g^T @ col_g (per chunk, summed over chunks), dcol_g = dy_g @ W_g, and a
+  parallel *gather* col2im that adds each input pixel's contributions. It runs over input rows,
+  so no two threads ever write the same element (no races, no atomics); rows whose first
+  contributor lies in the current chunk are overwritten, later chunks add. No dx work at all
+  when dx is None.
+
+* Small calls (< SERIAL_BELOW column elements) run the numba kernels on one thread, and a
+  per-workspace cached plan keeps the Python overhead of a tiny call near 14 us.
+
+The kernels are in im2col.py, the plans and scratch buffers in workspace.py; this module is the
+public API.
+
+Only numpy's BLAS is used (never scipy's, which is a second OpenBLAS with its own thread pool:
+alternating the two costs milliseconds per switch on a 2-core machine). Numba kernels take flat
+arrays plus one int64 geometry vector, so each has exactly two specialisations (float32,
+float64); all are ``cache=True`` and none uses fastmath. The tried alternatives and their
+numbers (unchunked im2col, NumPy im2col, the "extended row" shifted-GEMM trick) are in
+benchmarks/bench_conv.py.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .epilogue import NONE, bias_activation, channel_rows
+from .im2col import add_rows, col2im, im2col, swap_last2
+from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
+    COL_BUDGET,
+    DEFAULT_WORKSPACE,
+    ConvPlan,
+    ConvWorkspace,
+    output_size,
+    serial_threads,
+)
+
+
+def _check_arrays(inputs, outputs):
+    """One float dtype throughout; outputs must be C-contiguous (they are written through flat
+    views), inputs are made so (a no-op when they already are)."""
+    dtype = inputs[0].dtype
+    if dtype != np.float32 and dtype != np.float64:
+        raise TypeError(f"conv: float32 or float64 arrays expected, got {dtype}")
+    for a in inputs:
+        if a is not None and a.dtype != dtype:
+            raise TypeError(f"conv: mixed dtypes {dtype} and {a.dtype}")
+    for a in outputs:
+        if a is not None and (a.dtype != dtype or not a.flags.c_contiguous):
+            raise ValueError(f"conv: outputs must be C-contiguous {dtype} arrays")
+    return [a if a is None or a.flags.c_contiguous else np.ascontiguousarray(a) for a in inputs]
+
+
+def pack_weight(weight: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(O, Cg, KH, KW) → (O, KH*KW*Cg) in (kh, kw, c) order, the column order of the GEMMs."""
+    o, cg, kh, kw = weight.shape
+    if kh * kw == 1:
+        return weight.reshape(o, cg)
+    packed = np.empty(weight.size, weight.dtype) if out is None else out
+    swap_last2(np.ascontiguousarray(weight).reshape(-1), packed, o, cg, kh * kw)
+    return packed.reshape(o, kh * kw * cg)
+
+
+def _packed_weight(weight, plan: ConvPlan, ws: ConvWorkspace, packed=None):
+    """The column-order weight: ``packed`` when the caller keeps one, else packed now."""
+    if packed is not None:
+        return packed
+    return pack_weight(weight, ws.get("w", weight.size, weight.dtype))
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspace=None, activation=NONE, packed=None):
+    """out (N, Ho, Wo, Cout) = f(conv(x (N, H, W, Cin), weight (Cout, Cin/g, KH, KW)) + bias).
+
+    Cross-correlation as in every CNN framework. ``stride`` and ``dilation`` are (h, w) pairs,
+    ``pads`` is ((top, bottom), (left, right)), ``bias`` may be None, ``activation`` f is an
+    epilogue code from runtime/kernels/cpu/epilogue.py (NONE, RELU, TANH, SIGMOID) applied with the
+    bias per chunk, while the chunk is in cache. ``out`` is overwritten; it may be a channel slice
+    of a larger channels-last array (a concat buffer): the GEMMs write straight into it. One
+    float dtype throughout; ``workspace`` (a :class:`ConvWorkspace`) keeps scratch buffers and
+    the call's plan between calls; ``packed`` is :func:`pack_weight` of ``weight``, for callers
+    whose weight stays constant over many calls (inference)."""
+    ws = DEFAULT_WORKSPACE if workspace is None else workspace
+    plan = ws.plan(x, weight, stride, pads, dilation, groups, out)
+    x, weight, bias = _check_arrays([x, weight, bias], [])
+    if out.dtype != x.dtype:
+        raise ValueError(f"conv: out must be a {x.dtype} array, got {out.dtype}")
+    y2 = channel_rows(out, plan.O, "conv")
+    if plan.N == 0:
+        return out
+    previous = serial_threads(plan)
+    try:
+        _forward(x, weight, bias, plan, y2, ws, activation, packed)
+    finally:
+        if previous:
+            numba.set_num_threads(previous)
+    return out
+
+
+def _forward(x, weight, bias, plan, y2, ws, activation, packed):
+    O, G, Og = plan.O, plan.G, plan.Og
+    epilogue = bias is not None or activation != NONE
+    Wo, chunk, rows = plan.Wo, plan.chunk, plan.rows
+    if plan.pointwise:
+        # One GEMM, then one epilogue pass: GEMMs on row chunks (so that the epilogue finds its
+        # data in cache) measured no faster (1x1 layers of ResNet-50, one thread).
+        x2 = x.reshape(-1, plan.C)
+        w2 = weight.reshape(O, plan.Cg)
+        if G == 1:
+            np.matmul(x2, w2.T, out=y2)
+        else:
+            Cg = plan.Cg
+            for g in range(G):
+                np.matmul(x2[:, g * Cg : (g + 1) * Cg], w2[g * Og : (g + 1) * Og].T, out=y2[:, g * Og : (g + 1) * Og])
+        if epilogue:
+            bias_activation(y2, bias, activation)
+        return
+    wr = _packed_weight(weight, plan, ws, packed)
+    Kg, K = plan.Kg, plan.K
+    col = ws.get("col", chunk * Wo * K, x.dtype)
+    xf = x.reshape(-1)
+    for r0 in range(0, rows, chunk):
+        nr = min(chunk, rows - r0)
+        m = nr * Wo
+        c1 = col[: m * K]
+        im2col(xf, c1, plan.geo, r0, nr)
+        c2 = c1.reshape(m, K)
+        yc = y2[r0 * Wo : r0 * Wo + m]
+        if G == 1:
+            np.matmul(c2, wr.T, out=yc)
+        else:
+            for g in range(G):
+                np.matmul(c2[:, g * Kg : (g + 1) * Kg], wr[g * Og : (g + 1) * Og].T, out=yc[:, g * Og : (g + 1) * Og])
+        if epilogue:
+            bias_activation(yc, bias, activation)
+
+
+def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, dbias, workspace=None):
+    """Gradients of :func:`conv2d_forward` given dy (N, Ho, Wo, Cout): writes (overwrites, never
+    accumulates) dx (N, H, W, Cin), dweight (like weight) and dbias (Cout,). Any of the three
+    may be None to skip that gradient; with dx None no input-gradient work is done at all."""
+    ws = DEFAULT_WORKSPACE if workspace is None else workspace
+    plan = ws.plan(x, weight, stride, pads, dilation, groups, dy)
+    x, weight, dy = _check_arrays([x, weight, dy], [dx, dweight, dbias])
+    if dx is not None and dx.shape != x.shape:
+        raise ValueError(f"conv: dx has shape {dx.shape}, expected {x.shape}")
+    if dweight is not None and dweight.shape != weight.shape:
+        raise ValueError(f"conv: dweight has shape {dweight.shape}, expected {weight.shape}")
+    if dbias is not None and dbias.shape != (plan.O,):
+        raise ValueError(f"conv: dbias has shape {dbias.shape}, expected {(plan.O,)}")
+    O = plan.O
+    if plan.N == 0:
+        for a in (dx, dweight, dbias):
+            if a is not None:
+                a[...] = 0
+        return dx, dweight, dbias
+    dy2 = dy.reshape(-1, O)
+    if dbias is not None:
+        np.matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
+    if dx is not None or dweight is not None:
+        previous = serial_threads(plan)
+        try:
+            _backward(x, weight, dy, plan, dx, dweight, ws)
+        finally:
+            if previous:
+                numba.set_num_threads(previous)
+    return dx, dweight, dbias
+
+
+def _backward(x, weight, dy, plan, dx, dweight, ws):
+    O, G, Og, Cg, C = plan.O, plan.G, plan.Og, plan.Cg, plan.C
+    dy2 = dy.reshape(-1, O)
+    if plan.pointwise:
+        x2 = x.reshape(-1, C)
+        w2 = weight.reshape(O, Cg)
+        for g in range(G):
+            go, gc = slice(g * Og, (g + 1) * Og), slice(g * Cg, (g + 1) * Cg)
+            if dweight is not None:
+                np.matmul(dy2[:, go].T, x2[:, gc], out=dweight.reshape(O, Cg)[go])
+            if dx is not None:
+                np.matmul(dy2[:, go], w2[go], out=dx.reshape(-1, C)[:, gc])
+        return
+    T, Kg, K, Wo, chunk, rows, geo = plan.T, plan.Kg, plan.K, plan.Wo, plan.chunk, plan.rows, plan.geo
+    wr = _packed_weight(weight, plan, ws) if dx is not None else None
+    col = ws.get("col", chunk * Wo * K, x.dtype)
+    if dweight is not None:
+        # dW in column order (O, KH*KW*Cg); the partial sums of later chunks go through `part`
+        dwr = ws.get("dw", O * Kg, x.dtype).reshape(O, Kg) if T > 1 else dweight.reshape(O, Kg)
+        part = ws.get("dwpart", O * Kg, x.dtype).reshape(O, Kg) if rows > chunk else None
+    xf = x.reshape(-1)
+    dxf = dx.reshape(-1) if dx is not None else None
+    for r0 in range(0, rows, chunk):
+        nr = min(chunk, rows - r0)
+        m = nr * Wo
+        c1 = col[: m * K]
+        c2 = c1.reshape(m, K)
+        dyc = dy2[r0 * Wo : r0 * Wo + m]
+        if dweight is not None:
+            im2col(xf, c1, geo, r0, nr)
+            target = dwr if r0 == 0 else part
+            if G == 1:
+                np.matmul(dyc.T, c2, out=target)
+            else:
+                for g in range(G):
+                    np.matmul(dyc[:, g * Og : (g + 1) * Og].T, c2[:, g * Kg : (g + 1) * Kg], out=target[g * Og : (g + 1) * Og])
+            if r0:
+                add_rows(dwr.reshape(-1), part.reshape(-1), Kg)
+        if dx is not None:
+            # dcol = dy @ W per group, into the same buffer, then gathered into dx
+            if G == 1:
+                np.matmul(dyc, wr, out=c2)
+            else:
+                for g in range(G):
+                    np.matmul(dyc[:, g * Og : (g + 1) * Og], wr[g * Og : (g + 1) * Og], out=c2[:, g * Kg : (g + 1) * Kg])
+            col2im(c1, dxf, geo, r0, nr)
+    if dweight is not None and T > 1:
+        swap_last2(dwr.reshape(-1), dweight.reshape(-1), O, T, Cg)

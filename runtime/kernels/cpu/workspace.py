@@ -1,0 +1,108 @@
+"""What a convolution call keeps between calls: the plan of each call shape (geometry vector,
+path, chunking) and the scratch buffers (column buffer, repacked weights, dW partials), which
+Winograd's kernels share (runtime/kernels/cpu/winograd.py)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+#: Target size, in bytes, of the im2col column buffer (forward and backward): small enough to
+#: stay in the last-level cache between the im2col and the GEMM that consumes it.
+COL_BUDGET = 8 << 20
+#: ... but a chunk has at least this many GEMM rows (output pixels), whatever its width: every
+#: GEMM call repacks the whole weight matrix, so short chunks would pay for that again and again.
+#: The buffer is thus bounded by max(COL_BUDGET, MIN_CHUNK_PIXELS * K * itemsize), independent of
+#: the batch size and the image size.
+MIN_CHUNK_PIXELS = 2048
+#: Calls that copy fewer column elements than this run their numba kernels on one thread: waking
+#: the second thread costs more than it saves (and far more when another process holds a core).
+SERIAL_BELOW = 1 << 16
+
+
+def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
+    return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class ConvPlan:
+    """Everything about one call shape that does not depend on the data: the geometry vector
+    for the kernels, the path, the chunking. Cached per workspace, so a repeated call skips it."""
+
+    __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial")
+
+    def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
+        N, H, W, C = x_shape
+        O, Cg, KH, KW = w_shape
+        sh, sw = (int(v) for v in stride)
+        (pt, pb), (pl, pr) = ((int(a), int(b)) for a, b in pads)
+        dh, dw = (int(v) for v in dilation)
+        G = int(groups)
+        if min(sh, sw, dh, dw) < 1 or min(pt, pb, pl, pr) < 0:
+            raise ValueError("conv: stride and dilation must be >= 1 and padding >= 0")
+        Ho = output_size(H, KH, sh, (pt, pb), dh)
+        Wo = output_size(W, KW, sw, (pl, pr), dw)
+        if G < 1 or C != Cg * G or O % G:
+            raise ValueError(f"conv: {C} input channels, weight {tuple(w_shape)}, {G} groups do not match")
+        if Ho < 1 or Wo < 1 or tuple(y_shape) != (N, Ho, Wo, O):
+            raise ValueError(f"conv: output has shape {tuple(y_shape)}, expected {(N, Ho, Wo, O)}")
+        self.N, self.C, self.O, self.G, self.Cg, self.Og, self.Wo = N, C, O, G, Cg, O // G, Wo
+        self.T = KH * KW
+        self.Kg = self.T * Cg
+        self.K = G * self.Kg
+        self.pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == pb == pl == pr == 0
+        self.rows = N * Ho
+        # a column buffer of about ws.budget bytes, but at least ws.min_pixels output pixels
+        per_row = Wo * self.K * itemsize
+        self.chunk = min(self.rows, max(ws.budget // max(per_row, 1), -(-ws.min_pixels // Wo), 1))
+        self.serial = self.rows * Wo * self.K < SERIAL_BELOW
+        # in the order of the indices at the top of im2col.py
+        self.geo = np.array([N, H, W, C, Ho, Wo, KH, KW, sh, sw, pt, pl, dh, dw, G], np.int64)
+
+
+class ConvWorkspace:
+    """Scratch buffers reused between calls (column buffer, repacked weights, dW partials) and
+    the plans of the call shapes seen. One per op, or one shared by ops that run one after
+    another (optimised inference); not thread-safe. Buffers grow to the largest request and are
+    then reused."""
+
+    def __init__(self, budget: int | None = None, min_pixels: int | None = None):
+        self.budget = COL_BUDGET if budget is None else budget
+        self.min_pixels = MIN_CHUNK_PIXELS if min_pixels is None else min_pixels
+        self._bufs: dict[tuple[str, str], np.ndarray] = {}
+        self._plans: dict[tuple, ConvPlan] = {}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in scratch buffers."""
+        return sum(buf.nbytes for buf in self._bufs.values())
+
+    def get(self, name: str, size: int, dtype: np.dtype) -> np.ndarray:
+        key = (name, dtype.char)
+        buf = self._bufs.get(key)
+        if buf is None or buf.size < size:
+            buf = np.ones(max(size, 1), dtype) if name == "ones" else np.empty(max(size, 1), dtype)
+            self._bufs[key] = buf
+        return buf[:size]
+
+    def plan(self, x, weight, stride, pads, dilation, groups, y) -> ConvPlan:
+        key = (x.shape, weight.shape, stride, pads, dilation, groups, y.shape, x.dtype.char)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = ConvPlan(x.shape, weight.shape, stride, pads, dilation, groups, y.shape, x.itemsize, self)
+        return plan
+
+
+DEFAULT_WORKSPACE = ConvWorkspace()
+
+
+def serial_threads(plan: ConvPlan) -> int:
+    """For small work, run numba's kernels on this thread only (returns the setting to restore;
+    0 when nothing was changed). Waking the second thread costs more than it saves there, and
+    far more when another process holds a core. (Not inside the kernels: a jitted
+    set_num_threads makes a function uncacheable.)"""
+    if not plan.serial:
+        return 0
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    return previous

@@ -1,0 +1,60 @@
+"""The backend seam (runtime/backend.py): the CPU backend shares host memory, and a backend that
+keeps its own copies (as a GPU one will) computes the same and sees host edits after refresh."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnlang
+from cnnlang.runtime.backend import CPU, CPUBackend, get_backend
+
+SOURCE = """
+network tiny {
+    input 2x6x6
+    conv(4, 3x3, pad = 1) -> batchnorm -> relu
+    maxpool(2)
+    fc(3)
+}
+"""
+
+
+class CopyingBackend(CPUBackend):
+    """The CPU's kernels on arrays that are copies of the host's: what a device backend does."""
+
+    shares_host_memory = False
+
+    def to_device(self, host):
+        return np.array(host, copy=True)
+
+    def to_host(self, array):
+        return np.array(array, copy=True)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("backend") / "tiny.cnn"
+    path.write_text(SOURCE)
+    return cnnlang.load(str(path))
+
+
+def test_cpu_backend_shares_host_arrays(model):
+    net = model.build(seed=0)
+    assert net.backend is CPU and get_backend("cpu") is CPU and get_backend(None) is CPU
+    op = next(s.op for s in net.plan.steps if s.node == "conv1")
+    assert op.params["weight"] is net.params["conv1.weight"]
+    with pytest.raises(ValueError, match="unknown backend 'tpu'"):
+        get_backend("tpu")
+
+
+def test_a_copying_backend_computes_the_same_and_uploads_on_refresh(model):
+    x = np.random.default_rng(1).standard_normal((2, 2, 6, 6))
+    host = model.build(seed=0, dtype="float64", passes="all")
+    device = model.build(seed=0, dtype="float64", passes="all", backend=CopyingBackend())
+    op = next(s.op for s in device.plan.steps if s.node == "conv1")
+    assert op.params["weight"] is not device.params["conv1.weight"]
+    np.testing.assert_array_equal(device.forward(x), host.forward(x))
+    for net in (host, device):
+        net.set_param("conv1.weight", net.params["conv1.weight"] * 2)
+    np.testing.assert_array_equal(device.forward(x), host.forward(x))
+    np.testing.assert_array_equal(op.params["weight"], device.params["conv1.weight"])
