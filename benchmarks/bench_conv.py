@@ -34,11 +34,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+from cnnlang.environment import tune_threads  # noqa: E402
 
-# Before torch: torch loads its own libgomp into the global symbol scope, and numba's OpenMP pool
-# then binds to that copy, which reads GOMP_SPINCOUNT when torch is imported (cnnlang/environment.py).
-os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+# Before NumPy (OpenBLAS reads its options when it loads) and before torch: torch loads its own
+# libgomp into the global symbol scope, and numba's OpenMP pool then binds to that copy, which reads
+# GOMP_SPINCOUNT when torch is imported (cnnlang/environment.py).
+tune_threads()
+
+import numpy as np  # noqa: E402
 
 try:
     import torch

@@ -17,8 +17,11 @@ import argparse
 import statistics
 import time
 
-import cnnlang  # noqa: F401  first: it sets OpenBLAS options that apply only before NumPy loads
-import numpy as np
+from cnnlang.environment import tune_threads
+
+tune_threads()  # first: OpenBLAS/OpenMP options that apply only before NumPy loads
+
+import numpy as np  # noqa: E402
 
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_forward
 from cnnlang.runtime.kernels.cpu.epilogue import RELU
