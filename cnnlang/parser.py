@@ -1,4 +1,8 @@
-"""Text → :class:`~cnnlang.syntax.Module`, with syntax errors reported in words."""
+"""Text → :class:`~cnnlang.syntax.Module`, with syntax errors reported in words.
+
+(~350 lines: the Lark transformer to syntax objects and the wording of syntax errors belong
+together, since each message names the grammar's own constructs.)
+"""
 
 from __future__ import annotations
 

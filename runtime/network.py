@@ -6,6 +6,9 @@ Arrays use the user's layout (channels first: N x C x H x W in, PyTorch's weight
 Built with optimisation passes, a network also holds an inference plan for the optimised graph
 (runtime/inference.py): eval-mode forward runs it, training mode always runs the original plan
 (``plan``), whose parameters stay the only ones there are; folded weights are derived from them.
+
+(~310 lines: the public API of a built network, parameters, modes, forward/backward, weights and
+the backend copies, which users read in one place.)
 """
 
 from __future__ import annotations

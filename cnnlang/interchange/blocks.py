@@ -7,6 +7,9 @@ expression of it (``c * 4``). Like grammar compression (Re-Pair), the window tha
 lines is replaced first, everywhere it occurs (block bodies included, so blocks nest), until no
 window pays for itself: a block must at least halve the lines its uses stand for. Runs of
 identical consecutive calls become ``block(...) * n``, runs of identical layers ``repeat n { }``.
+
+(~375 lines: signatures, parameter inference and the greedy replacement loop are one algorithm
+over one data structure; split, each part would need the others' internals.)
 """
 
 from __future__ import annotations

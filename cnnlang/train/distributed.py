@@ -17,6 +17,9 @@ what one process computes with batch N*B.
 - Batchnorm uses each rank's own batch statistics (as PyTorch's DDP does) and rank 0's running
   statistics; with ``sync_bn`` the statistics are the global batch's, which makes N ranks exactly
   equivalent to one.
+
+(~440 lines: the team, its buckets and its fault protocol share the same requests and deadlines;
+the launcher and the data sharding already live elsewhere, launch.py and data/batches.py.)
 """
 
 from __future__ import annotations

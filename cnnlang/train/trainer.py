@@ -5,6 +5,9 @@ Exactness: the data order of epoch e depends only on (seed, e), each batch's aug
 (seed, e, batch), and dropout's random numbers only on (seed, step); the checkpoint holds the
 parameters, buffers, optimiser slots, schedule state and the partial epoch's running sums. So a
 run stopped anywhere and resumed computes the same numbers as one that never stopped.
+
+(~360 lines: the loop, its checkpoint state and its refusals of bad data and files are one
+object's life cycle; losses, optimisers, schedules, checkpoints and display are modules of their own.)
 """
 
 from __future__ import annotations
