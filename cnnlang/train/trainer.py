@@ -123,7 +123,7 @@ def _check_examples(dataset: Dataset, role: str, classes: int) -> None:
 
 class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False,
-                 hooks: Hooks | None = None, team: Team | None = None):
+                 hooks: Hooks | None = None, team: Team | None = None, backend=None):
         config.validate()
         self.config = config
         self.out = Path(out)
@@ -144,14 +144,15 @@ class Trainer:
         self._check_output()
         self._check_batchnorm_batches()
         # Training runs the graph as written; validation (eval mode) runs the optimised one.
-        self.network = self.model.build(seed=config.seed, dtype=config.dtype, passes="all")
+        # On a GPU (``backend``) the optimiser steps the device's copies of the parameters.
+        self.network = self.model.build(seed=config.seed, dtype=config.dtype, passes="all", backend=backend)
         normalizer = Normalizer.from_state(checkpoint.state["normalizer"]) if checkpoint else None
         self.data = prepare_data(config, self.model.input_shape, self.model.output_shape[0], normalizer)
         net = self.network
         no_decay = [name for name in net.trainable if net.params[name].ndim == 1]  # biases, batchnorm
         try:
             self.optimizer = make_optimizer(
-                config.optimizer, net.params, net.grads, net.trainable, lr=config.lr, momentum=config.momentum,
+                config.optimizer, net.device_params, net.grads, net.trainable, lr=config.lr, momentum=config.momentum,
                 weight_decay=config.weight_decay, nesterov=config.nesterov, no_decay=no_decay, backend=net.backend,
             )
             self.schedule = parse_schedule(config.schedule, config.lr, config.schedule_span, config.warmup)
