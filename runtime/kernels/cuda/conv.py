@@ -139,7 +139,8 @@ def conv_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, db
         if dx is not None:
             direct.input_grad_kernel(x.dtype.char)[launch(dx.size)](dy, weight, dx, geo)
         if dweight is not None:
-            direct.weight_grad_kernel(x.dtype.char)[dweight.size, direct.REDUCE_THREADS](x, dy, dweight, geo)
+            threads = direct.reduce_threads(plan.rows * plan.Wo)
+            direct.weight_grad_kernel(x.dtype.char, threads)[dweight.size, threads](x, dy, dweight, geo)
         return
     G, Og, Cg, O = plan.G, plan.Og, plan.Cg, plan.O
     if plan.pointwise:

@@ -21,8 +21,17 @@ from numba.np import numpy_support
 
 from .epilogue import activation_function
 
-#: Threads per block of the weight-gradient reduction (a power of two).
+#: Most threads per block of the weight-gradient reduction (a power of two).
 REDUCE_THREADS = 128
+
+
+def reduce_threads(pixels: int) -> int:
+    """Threads per weight element for ``pixels`` output pixels: a power of two from one warp to
+    :data:`REDUCE_THREADS`, about 8 pixels each (more threads would only add to the tree)."""
+    threads = 32
+    while threads < REDUCE_THREADS and threads * 8 < pixels:
+        threads *= 2
+    return threads
 
 
 @functools.cache
@@ -105,9 +114,9 @@ def input_grad_kernel(dtype: str):
 
 
 @functools.cache
-def weight_grad_kernel(dtype: str):
+def weight_grad_kernel(dtype: str, threads: int):
     """kernel(x, dy, dweight, geo): dweight (O, Cg, KH, KW), overwritten; one block of
-    :data:`REDUCE_THREADS` per weight element, reducing over every output pixel."""
+    ``threads`` (:func:`reduce_threads`) per weight element, reducing over every output pixel."""
     zero = np.dtype(dtype).type(0)
     nbtype = numpy_support.from_dtype(np.dtype(dtype))
 
@@ -122,10 +131,10 @@ def weight_grad_kernel(dtype: str):
         cc = (e // (KW * KH)) % Cg
         o = e // (KW * KH * Cg)
         c = (o // (O // G)) * Cg + cc
-        partial = cuda.shared.array(REDUCE_THREADS, nbtype)
+        partial = cuda.shared.array(threads, nbtype)
         tid = cuda.threadIdx.x
         total = zero
-        for pix in range(tid, N * Ho * Wo, REDUCE_THREADS):
+        for pix in range(tid, N * Ho * Wo, threads):
             ow = pix % Wo
             oh = (pix // Wo) % Ho
             n = pix // (Wo * Ho)
@@ -135,7 +144,7 @@ def weight_grad_kernel(dtype: str):
                 total += dy[n, oh, ow, o] * x[n, ih, iw, c]
         partial[tid] = total
         cuda.syncthreads()
-        step = REDUCE_THREADS // 2
+        step = threads // 2
         while step > 0:
             if tid < step:
                 partial[tid] += partial[tid + step]

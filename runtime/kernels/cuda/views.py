@@ -17,11 +17,13 @@ def channel_rows(array, channels: int):
     if array.is_c_contiguous():
         return array.reshape(-1, channels)
     shape, strides, item = tuple(array.shape), tuple(array.strides), array.dtype.itemsize
-    rows = math.prod(shape[:-1])
-    nested = all(strides[i] == strides[i + 1] * shape[i + 1] for i in range(len(shape) - 2) if shape[i] > 1)
+    # the leading axes must merge into one (axes of length 1 have no say)
+    outer = [(size, stride) for size, stride in zip(shape[:-1], strides[:-1]) if size > 1]
+    nested = all(outer[i][1] == outer[i + 1][1] * outer[i + 1][0] for i in range(len(outer) - 1))
     if shape[-1] != channels or (channels > 1 and strides[-1] != item) or not nested:
         raise ValueError("out must be C-contiguous, or a channel slice of a C-contiguous array")
-    row_stride = strides[-2] if len(shape) > 1 else channels * item
+    rows = math.prod(shape[:-1])
+    row_stride = outer[-1][1] if outer else channels * item
     return as_strided(array, (rows, channels), (row_stride, item))
 
 
@@ -29,7 +31,7 @@ def with_unit_axis(array, axis: int):
     """``array`` with a new axis of length 1 at ``axis`` (a view, whatever its strides)."""
     shape, strides = list(array.shape), list(array.strides)
     shape.insert(axis, 1)
-    strides.insert(axis, strides[axis] if axis < len(strides) else array.dtype.itemsize)
+    strides.insert(axis, strides[axis] * shape[axis + 1] if axis < len(strides) else array.dtype.itemsize)
     return as_strided(array, tuple(shape), tuple(strides))
 
 
