@@ -36,12 +36,12 @@ def _to_channels_last(flat, x):  # pragma: no cover - compiled
 
 def flatten_user_order(x, out) -> None:
     """out (N, C*S) = x (N, ..., C) in channels-first order; ``out`` may have strided rows."""
-    n, channels = x.shape[0], x.shape[-1]
+    n, channels = x.shape[0], tuple(x.shape)[-1]  # (the simulator refuses negative indices)
     x3 = x.reshape(n, -1, channels)
     _to_channels_first[launch(x.size)](x3, out)
 
 
 def unflatten_user_order(flat, out) -> None:
     """The inverse: out (N, ..., C), contiguous, from flat (N, C*S)."""
-    n, channels = out.shape[0], out.shape[-1]
+    n, channels = out.shape[0], tuple(out.shape)[-1]
     _to_channels_last[launch(out.size)](flat, out.reshape(n, -1, channels))
