@@ -33,7 +33,8 @@ class CudaConvOp(Op):
         self._out_image = as_image(tuple(out_shape))
         cin = self._in_image[-1]
         self._weight_image = (int(layer.filters), cin // self._groups, *kernels)
-        #: "im2col" or "direct" (runtime/kernels/cuda/conv.py); CNNLANG_CUDA_CONV overrides "auto"
+        #: "im2col", "implicit" or "direct" (runtime/kernels/cuda/conv.py); CNNLANG_CUDA_CONV
+        #: overrides "auto"
         self.method = conv_method(self._groups, cin // self._groups, int(layer.filters) // self._groups)
         #: scratch shared by every conv on the device (kernels run in stream order)
         self.workspace = DEVICE_WORKSPACE
@@ -59,7 +60,7 @@ class CudaConvOp(Op):
         if self.algorithm not in (None, "winograd"):
             raise ValueError(f"{self.layer.op}: unknown algorithm {self.algorithm!r}")
         self.prepared_weight = None
-        if self.method == "im2col" and self._weight_image[2:] != (1, 1):
+        if self.method != "direct" and self._weight_image[2:] != (1, 1):
             weight = self._weight(self.params["weight"])
             self.prepared_weight = pack(weight, out=self.backend.empty((weight.shape[0], weight[0].size), self.dtype))
 

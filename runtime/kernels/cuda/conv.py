@@ -7,8 +7,10 @@ years of tuning a numba.cuda implicit-GEMM kernel could not match -- and because
 buffer is bounded (chunks of output rows, at most ``budget`` bytes, shared by all convs), so
 its cost is one extra write and read of KH*KW times the input per chunk, at the GPU's memory
 bandwidth. No GPU was lent while this was written, so this is reasoning, not a measurement:
-``CNNLANG_CUDA_CONV`` (or :func:`conv_method`'s ``method``) switches between the paths, so
-benchmarks/ on a GPU can measure them against each other.
+``CNNLANG_CUDA_CONV`` (or :func:`conv_method`'s ``method``) switches between the paths, and the
+forward also exists as an implicit GEMM (``implicit``: the tiled GEMM kernel gathering its A
+tiles from x, no column buffer; backward then runs im2col), so benchmarks/ on a GPU can measure
+them against each other and against cuBLAS.
 
 * ``pointwise`` (1x1, stride 1, no padding): the convolution *is* a GEMM on the (N*H*W, C) view of
   x; nothing is copied.
@@ -38,12 +40,12 @@ from cnnlang.errors import UsageError
 from ..cpu.workspace import ConvPlan
 from . import direct
 from .epilogue import NONE, placeholder
-from .gemm import gemm
+from .gemm import conv_gemm, gemm
 from .im2col import col2im, col2im_threads, im2col, launch, pack_weight, unpack_weight
 from .reduce import column_sums
 from .views import DEVICE_WORKSPACE, DeviceWorkspace, channel_rows
 
-METHODS = ("auto", "im2col", "direct")
+METHODS = ("auto", "im2col", "implicit", "direct")
 #: Groups with fewer output channels than this run ``direct`` under "auto": a 64-wide GEMM tile
 #: would be mostly empty. A reasoned threshold, not a measured one (no GPU was lent).
 DIRECT_BELOW = 16
@@ -86,8 +88,8 @@ def pack(weight, ws: DeviceWorkspace = DEVICE_WORKSPACE, out=None):
 def conv_forward(x, weight, bias, stride, pads, dilation, groups, out, activation: int = NONE,
                  method: str = "im2col", packed=None, workspace: DeviceWorkspace | None = None):  # fmt: skip
     """out (N, Ho, Wo, O) = f(conv(x (N, H, W, C), weight (O, C/g, KH, KW)) + bias); ``f`` an
-    epilogue code, ``method`` "im2col" or "direct" (see :func:`conv_method`), ``packed`` the
-    weight in column order when the caller keeps one."""
+    epilogue code, ``method`` "im2col", "implicit" or "direct" (see :func:`conv_method`),
+    ``packed`` the weight in column order when the caller keeps one."""
     ws = DEVICE_WORKSPACE if workspace is None else workspace
     plan = _plan(x, weight, stride, pads, dilation, groups, out, ws)
     if plan.N == 0:
@@ -113,6 +115,11 @@ def conv_forward(x, weight, bias, stride, pads, dilation, groups, out, activatio
         return out
     wr = pack(weight, ws) if packed is None else packed
     geo, Wo, K = _geometry(plan), plan.Wo, plan.K
+    if method == "implicit":
+        for g in range(G):
+            go = slice(g * Og, (g + 1) * Og)
+            conv_gemm(x, (*geo, g), wr[go], y2[:, go], bias[go] if has_bias else None, activation)
+        return out
     col = ws.get("col", plan.chunk * Wo * K, x.dtype)
     for r0 in range(0, plan.rows, plan.chunk):
         nr = min(plan.chunk, plan.rows - r0)
@@ -126,7 +133,8 @@ def conv_forward(x, weight, bias, stride, pads, dilation, groups, out, activatio
 def conv_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, dbias,
                   method: str = "im2col", workspace: DeviceWorkspace | None = None):  # fmt: skip
     """Gradients of :func:`conv_forward` given dy (N, Ho, Wo, O): overwrites dx (like x),
-    dweight (like weight) and dbias (O,); any may be None to skip it (no dx work at all then)."""
+    dweight (like weight) and dbias (O,); any may be None to skip it (no dx work at all then).
+    ``method`` "direct" runs the direct kernels, any other im2col."""
     ws = DEVICE_WORKSPACE if workspace is None else workspace
     plan = _plan(x, weight, stride, pads, dilation, groups, dy, ws)
     dy2 = dy.reshape(-1, plan.O)

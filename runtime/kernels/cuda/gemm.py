@@ -41,12 +41,14 @@ from .epilogue import NONE, activation_function, bias_activation, placeholder
 TILE = (64, 64, 16, 4, 4)
 POLICIES = ("auto", "numba", "cublas")
 
+#: GEMM calls per implementation: "cublas", "numba" (the tiled kernel), "numba-implicit" (the
+#: tiled kernel reading a convolution's columns straight from its input)
 _record: Counter = Counter()
 _policy = os.environ.get("CNNLANG_GEMM", "auto")
 
 
 def gemm_record() -> dict[str, int]:
-    """How many GEMM calls each implementation ("cublas", "numba") ran since the last reset."""
+    """How many GEMM calls each implementation ran since the last reset (see ``_record``)."""
     return dict(_record)
 
 
@@ -124,15 +126,33 @@ def gemm(
         _record["cublas"] += 1
         return out
     # (k == 0 needs no case of its own: the kernel's K loop is empty, the epilogue runs on zeros)
+    source = "columns" if trans_a else "rows"
+    _launch(source, a, (0,), b, out, m, n, k, trans_b, accumulate, bias, activation, tile)
+    _record["numba"] += 1
+    return out
+
+
+def conv_gemm(x, geometry: tuple[int, ...], weight, out, bias=None, activation: int = NONE, tile=None) -> None:
+    """Implicit-GEMM convolution of one group: out (N*Ho*Wo, Og) = f(cols(x) @ weight^T + bias)
+    where cols(x) is im2col's (runtime/kernels/cuda/im2col.py) matrix of group ``geometry[15]``,
+    read from x (N, H, W, C) while loading the tiles instead of being written out. ``weight`` is
+    the group's column-order weight (Og, KH*KW*Cg); ``geometry`` im2col's tuple plus the group."""
+    n_, h, w, c, ho, wo, kh, kw = geometry[:8]
+    m, k = n_ * ho * wo, kh * kw * (c // geometry[14])
+    if tuple(weight.shape)[1] != k or tuple(out.shape) != (m, weight.shape[0]):
+        raise ValueError(f"conv_gemm: weight {tuple(weight.shape)} and out {tuple(out.shape)} do not fit the geometry")
+    _launch("image", x, geometry, weight, out, m, weight.shape[0], k, True, False, bias, activation, tile)
+    _record["numba-implicit"] += 1
+
+
+def _launch(source, a, geometry, b, out, m, n, k, trans_b, accumulate, bias, activation, tile) -> None:
     bm, bn, bk, tm, tn = TILE if tile is None else tile
-    kernel = _tiled_kernel(dtype.char, bool(trans_a), bool(trans_b), bm, bn, bk, tm, tn)
+    kernel = _tiled_kernel(out.dtype.char, source, bool(trans_b), bm, bn, bk, tm, tn)
     blocks = ((m + bm - 1) // bm, (n + bn - 1) // bn)
     has_bias = bias is not None
     kernel[blocks, (bn // tn, bm // tm)](
-        a, b, out, m, n, k, accumulate, bias if has_bias else placeholder(dtype), has_bias, activation
+        a, geometry, b, out, m, n, k, accumulate, bias if has_bias else placeholder(out.dtype), has_bias, activation
     )
-    _record["numba"] += 1
-    return out
 
 
 def _cublas(a, b, out, trans_a, trans_b, accumulate, bias, activation) -> None:
@@ -148,23 +168,62 @@ def _cublas(a, b, out, trans_a, trans_b, accumulate, bias, activation) -> None:
     # cuBLAS writes contiguous results only, and cannot add its result into ours: a temporary from
     # CuPy's memory pool, then one pass that adds, biases and activates into out.
     product = cp.matmul(left, right)
-    bias_activation(out, bias, activation, src=cuda.as_cuda_array(product), accumulate=accumulate)
+    # (no sync: CuPy and Numba share the legacy default stream)
+    bias_activation(out, bias, activation, src=cuda.as_cuda_array(product, sync=False), accumulate=accumulate)
+
+
+@cuda.jit(device=True)
+def _from_rows(a, geometry, r, kk):  # pragma: no cover - compiled
+    return a[r, kk]
+
+
+@cuda.jit(device=True)
+def _from_columns(a, geometry, r, kk):  # pragma: no cover - compiled
+    return a[kk, r]
 
 
 @functools.cache
-def _tiled_kernel(dtype: str, trans_a: bool, trans_b: bool, bm: int, bn: int, bk: int, tm: int, tn: int):
-    """The tiled kernel for one dtype, transpose pair and tile (compiled on first launch).
-    Launch with blocks (ceil(M/bm), ceil(N/bn)) and threads (bn/tn, bm/tm)."""
+def _from_image(dtype: str):
+    """A's element (r, kk) for the implicit GEMM: im2col's column kk of output pixel r, in group
+    ``geometry[15]``, read from x (N, H, W, C); 0 in the padding."""
+    zero = np.dtype(dtype).type(0)
+
+    @cuda.jit(device=True)
+    def load(x, geometry, r, kk):  # pragma: no cover - compiled
+        N, H, W, C, Ho, Wo, KH, KW, sh, sw, pt, pl, dh, dw, G, g = geometry
+        Cg = C // G
+        kh = kk // (KW * Cg)
+        rest = kk - kh * (KW * Cg)
+        kw = rest // Cg
+        ow = r % Wo
+        oh = (r // Wo) % Ho
+        ih = oh * sh - pt + kh * dh
+        iw = ow * sw - pl + kw * dw
+        if ih < 0 or ih >= H or iw < 0 or iw >= W:
+            return zero
+        return x[r // (Wo * Ho), ih, iw, g * Cg + rest - kw * Cg]
+
+    return load
+
+
+@functools.cache
+def _tiled_kernel(dtype: str, source: str, trans_b: bool, bm: int, bn: int, bk: int, tm: int, tn: int):
+    """The tiled kernel for one dtype, A source, B transpose and tile (compiled on first launch).
+    A comes from "rows" (an M x K array), "columns" (K x M: A transposed) or "image" (implicit
+    GEMM: :func:`_from_image`). Launch with blocks (ceil(M/bm), ceil(N/bn)), threads
+    (bn/tn, bm/tm)."""
     if bm % tm or bn % tn:
         raise ValueError(f"gemm: tile {bm}x{bn} does not split into {tm}x{tn} per thread")
     nbtype = numpy_support.from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
     activate = activation_function(dtype)
+    load_a = {"rows": _from_rows, "columns": _from_columns}.get(source) or _from_image(dtype)
+    trans_a = source == "columns"
     tx_count, ty_count = bn // tn, bm // tm
     threads = tx_count * ty_count
 
     @cuda.jit
-    def kernel(a, b, c, m, n, k, accumulate, bias, has_bias, code):  # pragma: no cover - compiled
+    def kernel(a, geometry, b, c, m, n, k, accumulate, bias, has_bias, code):  # pragma: no cover - compiled
         a_tile = cuda.shared.array((bk, bm), nbtype)  # [kk, row]
         b_tile = cuda.shared.array((bk, bn), nbtype)  # [kk, column]
         acc = cuda.local.array((tm, tn), nbtype)
@@ -179,7 +238,8 @@ def _tiled_kernel(dtype: str, trans_a: bool, trans_b: bool, bm: int, bn: int, bk
             for j in range(tn):
                 acc[i, j] = zero
         for k0 in range(0, k, bk):
-            # Consecutive threads take consecutive addresses of the operand as stored.
+            # Consecutive threads take consecutive addresses of the operand as stored (for an
+            # image: consecutive channels).
             for e in range(tid, bm * bk, threads):
                 if trans_a:  # a is K x M
                     r = e % bm
@@ -189,7 +249,7 @@ def _tiled_kernel(dtype: str, trans_a: bool, trans_b: bool, bm: int, bn: int, bk
                     r = e // bk
                 v = zero
                 if row0 + r < m and k0 + kk < k:
-                    v = a[k0 + kk, row0 + r] if trans_a else a[row0 + r, k0 + kk]
+                    v = load_a(a, geometry, row0 + r, k0 + kk)
                 a_tile[kk, r] = v
             for e in range(tid, bn * bk, threads):
                 if trans_b:  # b is N x K

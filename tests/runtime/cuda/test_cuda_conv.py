@@ -1,6 +1,6 @@
-"""Convolution on the GPU: the im2col / col2im kernels against the CPU's and against each other
-(col2im is im2col's adjoint), and the conv ops (runtime/cuda/ops/conv.py) on both paths (im2col +
-GEMM, direct) against the layer's own reference forward and backward (float64), a float64
+"""Convolution on the GPU: the im2col / col2im kernels against index arithmetic and against each
+other (col2im is im2col's adjoint), and the conv ops (runtime/cuda/ops/conv.py) on every path
+(im2col + GEMM, implicit GEMM forward, direct) against the layer's own reference forward and backward (float64), a float64
 finite-difference check along random directions, float32 against the same reference, output
 into a channel slice with a fused activation, chunked column buffers, and the Op protocol.
 
@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from numba import cuda
 
+from cnnlang.errors import UsageError
 from cnnlang.layers import REGISTRY
 from cnnlang.layers.base import Symbol
+from cnnlang.runtime.kernels.cuda.conv import conv_method
 from cnnlang.runtime.kernels.cuda.im2col import col2im, col2im_threads, im2col, launch
 from cnnlang.runtime.kernels.cuda.views import DeviceWorkspace
 from cnnlang.runtime.ops import Context, internal_shape, op_class, to_internal, to_user
@@ -24,6 +26,7 @@ CASES = [
     ("conv", [4, (3, 2)], {"pad": 1, "dilation": (2, 1), "groups": 2, "bias": False}, (4, 5, 4), "im2col"),
     ("conv", [2, (3, 2)], {"pad": 1, "dilation": (2, 1), "groups": 2, "bias": False}, (4, 5, 4), "direct"),
     ("conv", [2, (2, 3)], {"stride": (1, 2), "pad": (1, 0), "groups": 2}, (2, 4, 5), "direct"),  # depthwise
+    ("conv", [4, (3, 2)], {"stride": (2, 1), "pad": "same", "dilation": (1, 2), "groups": 2}, (2, 5, 4), "implicit"),
     ("conv", [3, 1], {}, (2, 3, 3), "im2col"),  # pointwise: a plain GEMM
     ("conv", [2, 1], {"stride": 2, "groups": 2}, (2, 3, 3), "im2col"),  # strided 1x1, grouped
     ("conv1d", [2, 3], {"stride": 2, "pad": "same", "dilation": 2}, (2, 7), "im2col"),
@@ -124,7 +127,7 @@ def test_float32_forward_and_backward(cuda_backend, case):
     np.testing.assert_allclose(cuda_backend.to_host(node.grads["weight"]), grads_ref["weight"], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", [0, 3, 6], ids=[IDS[0], IDS[3], IDS[6]])
+@pytest.mark.parametrize("case", [0, 3, 4, 7], ids=[IDS[0], IDS[3], IDS[4], IDS[7]])
 def test_output_into_a_channel_slice_with_bias_and_relu(cuda_backend, case):
     """Optimised inference hands a channel slice of a concat buffer; the op writes only there,
     with the bias and the fused relu (and its column-order weight prepared once)."""
@@ -209,3 +212,15 @@ def test_im2col_against_index_arithmetic_and_col2im_is_its_adjoint():
     dx = cuda.to_device(np.zeros_like(x))
     col2im("d")[launch(col2im_threads(geo, r0, rows))](cuda.to_device(values), dx, geo, r0, rows)
     assert np.sum(expected * values) == pytest.approx(np.sum(x * dx.copy_to_host()), rel=1e-12)
+
+
+def test_the_method_is_chosen_by_group_width_or_by_the_environment(monkeypatch):
+    monkeypatch.delenv("CNNLANG_CUDA_CONV", raising=False)
+    assert conv_method(32, 1, 1) == "direct"  # depthwise
+    assert conv_method(2, 48, 64) == "im2col"  # AlexNet's groups: wide enough for GEMM tiles
+    assert conv_method(1, 3, 8) == "im2col"
+    monkeypatch.setenv("CNNLANG_CUDA_CONV", "implicit")
+    assert conv_method(32, 1, 1) == "implicit"
+    monkeypatch.setenv("CNNLANG_CUDA_CONV", "fastest")
+    with pytest.raises(UsageError, match="CNNLANG_CUDA_CONV='fastest' is not one of auto, im2col, implicit, direct"):
+        conv_method(1, 3, 8)
