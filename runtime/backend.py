@@ -1,17 +1,22 @@
 """The seam between the runtime and a device: where arrays live and who computes on them.
 
 Plans, ops, the network and the optimisers allocate and compute through a :class:`Backend`
-instead of calling NumPy directly, so a second device (numba.cuda, later) is one more backend
-plus its kernels under ``runtime/kernels/<name>/``, not a rewrite of every op.
+instead of calling NumPy directly, so a second device (numba.cuda: ``runtime/cuda``) is one more
+backend plus its kernels under ``runtime/kernels/<name>/``, not a rewrite of every op. Code that
+runs on any backend uses only the methods here (``fill``, ``copy``, ``add_into``, ...), never
+NumPy's operators on the arrays: a device array has no ``+=``.
 
 The network's parameters have a host master copy (NumPy arrays: what ``save``, ``load`` and
 ``set_param`` see); :meth:`Backend.to_device` gives the array the ops use. On the CPU that is
 the host array itself, so nothing is ever copied; a device backend returns its own copy, which
-``Network.refresh`` uploads again (:meth:`Backend.upload`) after the host copy changed.
+``Network.refresh`` uploads again (:meth:`Backend.upload`) after the host copy changed. While
+training on such a device the device copy is the authoritative one (the optimisers step it);
+``Network.pull`` copies it back to the host copies, and saving, ``state`` and checkpoints do so.
 """
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 from typing import Any
 
@@ -52,14 +57,36 @@ class Backend:
         """Copy ``host`` into the existing device array ``device`` (nothing to do if shared)."""
         raise NotImplementedError
 
-    # -- computing
-    def rng(self, seed: Any) -> Any:
-        """A seeded random generator with NumPy's ``Generator`` interface (``random(out=...)``)."""
+    # -- memory
+    def fill(self, array: Any, value: float) -> None:
+        """Every element of ``array`` (any strides) set to ``value``."""
         raise NotImplementedError
 
-    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
-        """a @ b (into ``out`` when given): the GEMM every conv and fc ends in."""
-        return self.xp.matmul(a, b, out=out)
+    def copy(self, dst: Any, src: Any) -> None:
+        """``dst[...] = src`` (same shape; ``dst`` may be strided: a channel slice)."""
+        raise NotImplementedError
+
+    def add_into(self, dst: Any, src: Any) -> None:
+        """``dst += src`` (same shape)."""
+        raise NotImplementedError
+
+    def is_contiguous(self, array: Any) -> bool:
+        """Whether ``array`` is C-contiguous (a channel slice is not)."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait until the device has finished the work queued so far (timings need it)."""
+
+    # -- computing
+    def rng(self, seed: Any) -> Any:
+        """A seeded random source for the backend's dropout: NumPy's ``Generator`` on the CPU;
+        on a device an object whose ``next_key()`` gives a 64-bit key for counter-based kernels."""
+        raise NotImplementedError
+
+    def matmul(self, a: Any, b: Any, out: Any = None, trans_a: bool = False, trans_b: bool = False) -> Any:
+        """op(a) @ op(b), op a transpose where asked (into ``out`` when given): the GEMM every
+        conv and fc ends in."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<{self.name} backend>"
@@ -82,21 +109,45 @@ class CPUBackend(Backend):
         if device is not host:
             np.copyto(device, host)
 
+    def fill(self, array: np.ndarray, value: float) -> None:
+        array.fill(value)
+
+    def copy(self, dst: np.ndarray, src: np.ndarray) -> None:
+        np.copyto(dst, src)
+
+    def add_into(self, dst: np.ndarray, src: np.ndarray) -> None:
+        np.add(dst, src, out=dst)
+
+    def is_contiguous(self, array: np.ndarray) -> bool:
+        return bool(array.flags.c_contiguous)
+
     def rng(self, seed: Any) -> np.random.Generator:
         return np.random.default_rng(seed)
+
+    def matmul(
+        self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, trans_a: bool = False, trans_b: bool = False
+    ) -> np.ndarray:
+        return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
 
 
 CPU = CPUBackend()
 BACKENDS: dict[str, Backend] = {CPU.name: CPU}
+#: backends created on first use, by "module:class" (the device backends depend on this module,
+#: never the other way round; importing them loads their driver libraries)
+LOADED_ON_DEMAND = {"cuda": "cnnlang.runtime.cuda.backend:CUDABackend"}
 
 
 def get_backend(backend: str | Backend | None = None) -> Backend:
-    """The backend named ``backend`` (default: the CPU); a Backend is returned as it is."""
+    """The backend named ``backend`` (default: the CPU); a Backend is returned as it is. "cuda"
+    imports numba.cuda on first use, never before."""
     if backend is None:
         return CPU
     if isinstance(backend, Backend):
         return backend
+    if backend not in BACKENDS and backend in LOADED_ON_DEMAND:
+        module, name = LOADED_ON_DEMAND[backend].split(":")
+        BACKENDS[backend] = getattr(importlib.import_module(module), name)()
     try:
         return BACKENDS[backend]
     except KeyError:
-        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}") from None
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join([*BACKENDS, *LOADED_ON_DEMAND])}") from None

@@ -6,15 +6,25 @@ be set before NumPy and Numba load: cnnlang/environment.py).
 With ``CNNLANG_REQUIRE_TORCH=1`` (CI sets it, see .ci/run) a test skipped because torch is
 missing fails instead: the PyTorch comparisons are the strongest tests there are, and a skip
 must never hide them silently.
+
+The CUDA tests (tests/runtime/cuda) run under Numba's CUDA simulator unless
+``CNNLANG_CUDA_REAL=1`` (benchmarks/gpu_check.sh on a machine with a GPU). The simulator is chosen
+here, before anything imports Numba: Numba reads ``NUMBA_ENABLE_CUDASIM`` once, when it is first
+imported, and the CPU tests collected before tests/runtime/cuda import it. It changes numba.cuda
+only (the CPU kernels are the same); subprocesses inherit it, so a test that needs the real driver
+removes it from the child's environment.
 """
 
 from __future__ import annotations
 
 import os
 
-import pytest
+if os.environ.get("CNNLANG_CUDA_REAL") != "1":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
-from cnnlang.environment import tune_threads
+import pytest  # noqa: E402 - after the simulator setting
+
+from cnnlang.environment import tune_threads  # noqa: E402
 
 tune_threads()
 

@@ -58,3 +58,18 @@ def test_a_copying_backend_computes_the_same_and_uploads_on_refresh(model):
         net.set_param("conv1.weight", net.params["conv1.weight"] * 2)
     np.testing.assert_array_equal(device.forward(x), host.forward(x))
     np.testing.assert_array_equal(op.params["weight"], device.params["conv1.weight"])
+
+
+def test_cpu_runs_never_load_numba_cuda(tmp_path):
+    """numba.cuda (and its driver lookup) is imported by get_backend("cuda") only."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np, cnnlang\n"
+        f"net = cnnlang.load({str(tmp_path / 'tiny.cnn')!r}).build(passes='all')\n"
+        "net.forward(np.zeros((1, 2, 6, 6)))\n"
+        "assert 'numba.cuda' not in sys.modules, 'numba.cuda was imported'\n"
+    )
+    (tmp_path / "tiny.cnn").write_text(SOURCE)
+    subprocess.run([sys.executable, "-c", script], check=True)
