@@ -1,5 +1,6 @@
-"""The GPU softmax cross-entropy against the NumPy one (cnnlang/train/losses.py) and the metrics'
-top-k rule: loss, gradient, argmax hits and top-k hits, with and without label smoothing."""
+"""The GPU softmax cross-entropy (CrossEntropy on the cuda backend: runtime/kernels/cuda/loss.py)
+against the NumPy one (cnnlang/train/losses.py) and the metrics' top-k rule: loss, gradient,
+argmax hits, top-k hits and predictions, with and without label smoothing."""
 
 from __future__ import annotations
 
@@ -9,27 +10,27 @@ import pytest
 from cnnlang.train.losses import softmax_cross_entropy
 from cnnlang.train.metrics import topk_correct
 
-cuda = pytest.importorskip("numba.cuda")
-from cnnlang.runtime.kernels.cuda import loss as kernels  # noqa: E402 - after the skip
+from cnnlang.runtime.kernels.cuda.loss import THREADS
+from cnnlang.train.losses import CrossEntropy
 
 TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-15), np.float32: dict(rtol=2e-6, atol=1e-7)}
 
 
-def on_device(logits: np.ndarray, labels: np.ndarray, smoothing: float, k: int = 1, want_grad: bool = True):
-    """(loss sum, argmax hits, top-k hits, grad or None, predictions) from the kernels."""
-    n, c = logits.shape
-    grad = cuda.device_array((n, c), logits.dtype) if want_grad else None
-    rows = cuda.device_array(n, np.float64), cuda.device_array(n, np.int32), cuda.device_array(n, np.int32)
-    totals = cuda.device_array(3, np.float64)
-    kernels.cross_entropy(cuda.to_device(logits), cuda.to_device(labels.astype(np.int32)), smoothing, 1.0 / n,
-                          grad, *rows, k, totals)
-    loss_sum, correct, top_k = totals.copy_to_host()
-    return loss_sum, correct, top_k, None if grad is None else grad.copy_to_host(), rows[1].copy_to_host()
+@pytest.fixture
+def on_device(cuda_backend):
+    def compute(logits: np.ndarray, labels: np.ndarray, smoothing: float, k: int = 1, want_grad: bool = True):
+        """(loss sum, argmax hits, top-k hits, grad or None, predictions) from the kernels."""
+        loss = CrossEntropy(cuda_backend, smoothing)
+        result = loss(cuda_backend.to_device(logits), labels, k=k, gradient=want_grad)
+        grad = None if result.grad is None else cuda_backend.to_host(result.grad)
+        return result.loss_sum, result.correct, result.top_k, grad, loss.predictions()
+
+    return compute
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_loss_gradient_and_hits_match_numpy(dtype, smoothing):
+def test_loss_gradient_and_hits_match_numpy(on_device, dtype, smoothing):
     rng = np.random.default_rng(3)
     logits = (rng.standard_normal((5, 7)) * 3).astype(dtype)
     labels = rng.integers(0, 7, 5)
@@ -43,12 +44,12 @@ def test_loss_gradient_and_hits_match_numpy(dtype, smoothing):
     assert top_k == topk_correct(logits, labels, 3)
 
 
-def test_more_classes_than_threads_and_ties():
+def test_more_classes_than_threads_and_ties(on_device):
     # 130 classes: each thread of the 128 handles two columns; ties test the first-maximum rule
     # (argmax) and the tie-against-the-label rule (top-k).
     rng = np.random.default_rng(4)
-    logits = rng.integers(-2, 3, (2, kernels.THREADS + 2)).astype(np.float64)
-    labels = np.array([int(logits[0].argmax()), kernels.THREADS + 1])
+    logits = rng.integers(-2, 3, (2, THREADS + 2)).astype(np.float64)
+    labels = np.array([int(logits[0].argmax()), THREADS + 1])
     expected_loss, expected_grad = softmax_cross_entropy(logits, labels, 0.2)
     loss_sum, correct, top_k, grad, predictions = on_device(logits, labels, 0.2, k=5)
     assert loss_sum / 2 == pytest.approx(expected_loss, rel=1e-12)
@@ -58,7 +59,7 @@ def test_more_classes_than_threads_and_ties():
     assert top_k == topk_correct(logits, labels, 5)
 
 
-def test_without_gradient_and_with_extreme_logits():
+def test_without_gradient_and_with_extreme_logits(on_device):
     # exp(1000) overflows unless the row maximum is subtracted first.
     logits = np.array([[1000.0, 0.0, -1000.0], [0.0, 0.0, 0.0]])
     labels = np.array([0, 2])
@@ -68,10 +69,23 @@ def test_without_gradient_and_with_extreme_logits():
     assert (correct, top_k) == (1, 1)  # the all-equal row: argmax is class 0, and ties count against label 2
 
 
-def test_a_nan_logit_gives_a_nan_loss_and_no_hit():
+def test_a_nan_logit_gives_a_nan_loss_and_no_hit(on_device):
     logits = np.array([[0.0, np.nan, 1.0], [2.0, 0.0, 1.0]])
     labels = np.array([1, 0])
     loss_sum, correct, top_k, _, predictions = on_device(logits, labels, 0.0, k=2)
     assert np.isnan(loss_sum)
     np.testing.assert_array_equal(predictions, logits.argmax(axis=1))  # NumPy takes the first NaN
     assert (correct, top_k) == (2, topk_correct(logits, labels, 2))
+
+
+def test_a_data_parallel_share_scales_the_gradient_as_on_the_cpu(cuda_backend):
+    logits = np.random.default_rng(5).standard_normal((3, 4))
+    labels = np.array([0, 3, 1])
+    expected = CrossEntropy("cpu")(logits, labels, grad_factor=0.375).grad
+    got = CrossEntropy(cuda_backend)(cuda_backend.to_device(logits), labels, grad_factor=0.375).grad
+    np.testing.assert_allclose(cuda_backend.to_host(got), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_bad_labels_are_refused_before_any_kernel_runs(cuda_backend):
+    with pytest.raises(ValueError, match="label 4 .* out of range for 4 classes"):
+        CrossEntropy(cuda_backend)(cuda_backend.zeros((2, 4), np.float32), np.array([0, 4]))
