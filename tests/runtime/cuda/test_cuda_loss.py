@@ -7,11 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnlang.train.losses import softmax_cross_entropy
-from cnnlang.train.metrics import topk_correct
-
 from cnnlang.runtime.kernels.cuda.loss import THREADS
-from cnnlang.train.losses import CrossEntropy
+from cnnlang.train.losses import CrossEntropy, softmax_cross_entropy
+from cnnlang.train.metrics import topk_correct
 
 TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-15), np.float32: dict(rtol=2e-6, atol=1e-7)}
 
