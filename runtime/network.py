@@ -7,7 +7,7 @@ Built with optimisation passes, a network also holds an inference plan for the o
 (runtime/inference.py): eval-mode forward runs it, training mode always runs the original plan
 (``plan``), whose parameters stay the only ones there are; folded weights are derived from them.
 
-(~310 lines: the public API of a built network, parameters, modes, forward/backward, weights and
+(~370 lines: the public API of a built network, parameters, modes, forward/backward, weights and
 the backend copies, which users read in one place.)
 """
 
@@ -50,7 +50,13 @@ class Network:
     passes), eval-mode forward runs its graph (``inference_plan``). Its
     derived parameters (folded batchnorm) are recomputed after ``load``, ``set_param``, a mode
     switch or any training-mode pass; code that edits ``params`` or ``buffers`` in place while
-    in eval mode must call :meth:`refresh` before the next forward."""
+    in eval mode must call :meth:`refresh` before the next forward.
+
+    On a backend with its own memory (``backend="cuda"``) the ops and optimisers work on device
+    copies (:attr:`device_params`; :attr:`grads` are device arrays). Training changes the device
+    copies only: :meth:`pull` copies them to :attr:`params` and :attr:`buffers`, and
+    :meth:`state`, :meth:`save`, checkpoints, ``set_param`` and ``load`` do it first where
+    training ran since the last pull. On the CPU both are the same arrays."""
 
     def __init__(
         self,
@@ -103,23 +109,56 @@ class Network:
         self.inference_plan: InferencePlan | None = None
         if optimised is not None:
             self.inference_plan = InferencePlan(
-                optimised.graph, self.dtype, {s.node: s.op for s in self.plan.steps}, self.backend
+                optimised.graph, self.dtype, {s.node: s.op for s in self.plan.steps}, self.backend,
+                host={**self.params, **self.buffers},
             )
         self._source_hash: str | None = None
         self.load_notes: list[str] = []  # what the last load converted (float16 to float32, say)
-        self._stale = False
+        self._stale = False  # the inference plan's derived parameters need recomputing
+        self._device_ahead = False  # training changed the device copies since the last pull
         self._last_plan: Plan | InferencePlan | None = None
 
     def refresh(self) -> None:
         """Upload :attr:`params` and :attr:`buffers` (the host copies) to the backend where it
         does not share host memory, and recompute the inference plan's derived parameters (folded
-        batchnorm); needed only after editing them in place in eval mode."""
+        batchnorm); needed only after editing them in place in eval mode. (The host copies win:
+        on a device, :meth:`pull` first to keep what training changed.)"""
         if not self.backend.shares_host_memory:
-            for name, host in self.state().items():
+            for name, host in {**self.params, **self.buffers}.items():
                 self.backend.upload(host, self._device[name])
+        self._device_ahead = False
+        self._rederive()
+
+    def _rederive(self) -> None:
+        """The inference plan's folded parameters from the current values (pulled from the
+        device where training changed them: folding runs on the host copies)."""
+        self._pull_if_ahead()
         if self.inference_plan is not None:
             self.inference_plan.refresh()
         self._stale = False
+
+    def pull(self) -> None:
+        """Copy the device's parameters and buffers into :attr:`params` and :attr:`buffers` (the
+        host copies). Nothing to do on the CPU, where they are the same arrays."""
+        if not self.backend.shares_host_memory:
+            for name, host in {**self.params, **self.buffers}.items():
+                host[...] = self.backend.to_host(self._device[name])
+        self._device_ahead = False
+
+    def _pull_if_ahead(self) -> None:
+        if self._device_ahead:
+            self.pull()
+
+    @property
+    def device_params(self) -> dict[str, np.ndarray]:
+        """The parameters the ops use, by name: device arrays on a device backend (what the
+        optimisers step), the host arrays themselves on the CPU."""
+        return {name: self._device[name] for name in self.params}
+
+    @property
+    def device_buffers(self) -> dict[str, np.ndarray]:
+        """The buffers (batchnorm running statistics) the ops use, by name; see :attr:`device_params`."""
+        return {name: self._device[name] for name in self.buffers}
 
     def activation_bytes(self, batch: int, optimised: bool | None = None) -> int:
         """Bytes of activation storage the forward pass allocates for ``batch``: the inference
@@ -180,11 +219,12 @@ class Network:
         if self.training or self.inference_plan is None:
             self.context.train = self.training
             self._stale = self._stale or self.training
+            self._device_ahead = self._device_ahead or (self.training and not self.backend.shares_host_memory)
             self._last_plan = self.plan
             values = self.plan.forward(self._to_backend(x), self.context, timings)
             return _to_caller(self.backend.to_host(values[self.plan.outputs[0]]), out)
         if self._stale:
-            self.refresh()
+            self._rederive()
         plan = self.inference_plan
         self._last_plan = plan
         values = plan.forward(self._to_backend(x), self.context, timings)
@@ -214,6 +254,7 @@ class Network:
         if not self.plan.values:
             raise RuntimeError("backward needs a forward pass first")
         self._stale = True
+        self._device_ahead = not self.backend.shares_host_memory  # an optimiser steps the device copies next
         given = dy if isinstance(dy, dict) else {self.plan.outputs[0]: dy}
         batch = self.plan.batch
         internal = {}
@@ -237,11 +278,15 @@ class Network:
         value = np.asarray(value)
         if value.shape != target.shape:
             raise ValueError(f"{name} is {format_shape(target.shape)}, got {format_shape(value.shape)}")
+        self._pull_if_ahead()
         target[...] = value
+        self.backend.upload(target, self._device[name])
         self._stale = True
 
     def state(self) -> dict[str, np.ndarray]:
-        """Parameters and buffers together, by name (the arrays themselves, not copies)."""
+        """Parameters and buffers together, by name: the host copies themselves, pulled from
+        the device first where training changed it."""
+        self._pull_if_ahead()
         return {**self.params, **self.buffers}
 
     def source_hash(self) -> str:
@@ -294,6 +339,7 @@ class Network:
             raise WeightsError(f"{source} does not fit model '{self.model.name}': " + "; ".join(problems))
         for name, value in arrays.items():
             state[name][...] = value
+            self.backend.upload(state[name], self._device[name])
         self.load_notes = [f"{source}: {count} array(s) of {dtype} converted to {self.dtype}"
                            for dtype, count in sorted(converted.items())]
         self._stale = True
