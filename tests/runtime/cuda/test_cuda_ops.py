@@ -215,3 +215,68 @@ def test_softmax_of_large_values_does_not_overflow(cuda_backend):
     out = forward(cuda_backend, node, [np.array([[1000.0, 1001.0, 999.0, -1000.0]])])
     e = np.exp([0.0, 1.0, -1.0])
     np.testing.assert_allclose(out[0], [*(e / e.sum()), 0.0], rtol=1e-12)
+
+
+# ---- the ops together, as the plans drive them --------------------------------------------------
+
+# Only this engineer's ops (no conv or fc): a residual sum the passes fuse with its relu, a concat
+# they eliminate (its producers write into their channel slices), fan-out (x feeds three layers).
+MIXED = """
+network mixed {
+    input 4x3x3
+    relu
+    residual {
+        batchnorm -> prelu
+        lrn(3)
+    } shortcut auto
+    relu
+    concat {
+        branch { maxpool(2x2, stride = 1, pad = 1) -> avgpool(2x2, stride = 1) }
+        branch { avgpool(3x3, stride = 1, pad = 1) -> tanh }
+        branch { sigmoid }
+    }
+    globalavgpool
+    softmax
+}
+"""
+
+
+def test_optimised_inference_on_cuda_equals_the_cpu():
+    import cnnlang
+    from cnnlang.passes.optimise import PASS_NAMES
+
+    model = cnnlang.load(MIXED)
+    passes = [name for name in PASS_NAMES if name != "plan-memory"]
+    x = np.random.default_rng(9).standard_normal((2, 4, 3, 3))
+    outputs = {}
+    for backend in ("cpu", "cuda"):
+        net = model.build(seed=1, dtype="float64", passes=passes, backend=backend).eval()
+        graph = net.inference_plan.graph
+        assert any(data.get("eliminated") for _, data in graph.nodes(data=True))
+        assert any(data["op"] == "add" and data.get("activation") == "relu" for _, data in graph.nodes(data=True))
+        outputs[backend] = net.forward(x)
+    np.testing.assert_allclose(outputs["cuda"], outputs["cpu"], rtol=1e-12, atol=1e-15)
+
+
+def test_training_step_on_cuda_equals_the_cpu():
+    import cnnlang
+
+    model = cnnlang.load(MIXED)
+    x = np.random.default_rng(10).standard_normal((2, 4, 3, 3))
+    dy = np.random.default_rng(11).standard_normal((2, 12, 1, 1))
+    results = {}
+    for backend in ("cpu", "cuda"):
+        net = model.build(seed=1, dtype="float64", input_grad=True, backend=backend).train()
+        out = net.forward(x)
+        dx = net.backward(dy)
+        net.pull()
+        grads = {name: net.backend.to_host(g) for name, g in net.grads.items()}
+        results[backend] = out, dx, grads, {name: b.copy() for name, b in net.buffers.items()}
+    (out, dx, grads, buffers), (c_out, c_dx, c_grads, c_buffers) = results["cuda"], results["cpu"]
+    np.testing.assert_allclose(out, c_out, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(dx, c_dx, rtol=1e-10, atol=1e-13)
+    assert set(grads) == set(c_grads) and grads
+    for name in c_grads:
+        np.testing.assert_allclose(grads[name], c_grads[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    for name in c_buffers:  # running statistics moved on the device, pulled to the host copies
+        np.testing.assert_allclose(buffers[name], c_buffers[name], rtol=1e-12, err_msg=name)
