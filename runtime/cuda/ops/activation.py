@@ -1,10 +1,8 @@
 """Activations on the GPU: ``relu``, ``tanh``, ``sigmoid``, ``prelu`` and ``softmax``, the CPU
 ops (runtime/ops/activation.py) running the kernels of runtime/kernels/cuda/activation.py.
-PReLU's slope gradient is a deterministic column sum (runtime/kernels/cuda/reduce.py)."""
+PReLU's slope gradient is a column sum without atomics (runtime/kernels/cuda/reduce.py)."""
 
 from __future__ import annotations
-
-import numpy as np
 
 from ...kernels.cuda.activation import (
     activation_backward,
@@ -15,7 +13,7 @@ from ...kernels.cuda.activation import (
     softmax_backward,
     softmax_forward,
 )
-from ...kernels.cuda.reduce import chunks, column_sums
+from ...kernels.cuda.reduce import column_sums
 from ...ops import activation as cpu
 from ...ops.base import Context, register
 
@@ -57,8 +55,6 @@ class SoftmaxOp(cpu.SoftmaxOp):
 class PReLUOp(cpu.PReLUOp):
     """``prelu``: slope per channel (the last axis) or one shared."""
 
-    _partial = None
-
     def forward(self, inputs: list, out, ctx: Context) -> None:
         x = inputs[0]
         prelu_forward(x.reshape(-1), self.params["weight"], out.reshape(-1))
@@ -69,9 +65,7 @@ class PReLUOp(cpu.PReLUOp):
         slopes = self.params["weight"].size  # 1 (shared) or the channels, the last axis
         self._where = self.scratch(self._where, (dy.size,))
         prelu_slope_terms(x, dy.reshape(-1), self._where)
-        rows = dy.size // slopes
-        self._partial = self.scratch(self._partial, (chunks(rows), slopes), np.float64)
-        column_sums(self._where.reshape(rows, slopes), self.grads["weight"].reshape(-1), self._partial)
+        column_sums(self._where.reshape(dy.size // slopes, slopes), self.grads["weight"].reshape(-1))
         if not self.need_input_grad[0]:
             return [None]
         self._dx = self.scratch(self._dx, dy.shape)

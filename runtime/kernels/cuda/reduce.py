@@ -1,20 +1,77 @@
-"""Deterministic reductions in shared memory, for the kernels that sum (batchnorm's statistics and
-gradients, softmax rows, PReLU's slope gradient).
+"""Reductions on the GPU without atomics: column sums (the bias gradient: dy summed over every
+output pixel; PReLU's slope gradient), and the shared-memory trees of the kernels that reduce
+within a block.
 
-No float atomics anywhere: a block reduces its threads' partial sums by a fixed tree, and sums
-over many rows go in two steps: each block sums one chunk of rows for a tile of channels (threads
-x over channels, so a warp reads consecutive addresses; threads y over rows), then one thread
-per channel combines the chunks in order. The chunking depends only on the row count, so a
-result is the same on every run and every GPU.
+Two passes, no atomics: blocks of 32 columns x :data:`ROW_THREADS` threads sum row bands into a
+(bands x columns) partial array, then one more pass sums the bands. With many rows and few
+columns (dy of an early conv: 10^5 pixels, 64 channels) one pass over columns alone would keep
+only a handful of blocks busy.
 """
 
 from __future__ import annotations
 
-from numba import cuda, float64
+import functools
+
+import numpy as np
+from numba import cuda
+from numba.np import numpy_support
 
 from .launch import MAX_THREADS, WARP, reduction_threads, threads_for
 
-#: rows one block sums (a chunk); the number of chunks grows with the rows
+COLUMNS = 32
+ROW_THREADS = 8
+#: At most this many row bands in the first pass.
+MAX_BANDS = 128
+
+
+@functools.cache
+def _band_kernel(dtype: str):
+    zero = np.dtype(dtype).type(0)
+    nbtype = numpy_support.from_dtype(np.dtype(dtype))
+
+    @cuda.jit
+    def kernel(a, out, band_rows):  # pragma: no cover - compiled
+        """out[band, j] = sum of a[r, j] over the band's rows."""
+        partial = cuda.shared.array((ROW_THREADS, COLUMNS), nbtype)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        j = cuda.blockIdx.x * COLUMNS + tx
+        band = cuda.blockIdx.y
+        total = zero
+        if j < a.shape[1]:
+            stop = min((band + 1) * band_rows, a.shape[0])
+            for r in range(band * band_rows + ty, stop, ROW_THREADS):
+                total += a[r, j]
+        partial[ty, tx] = total
+        cuda.syncthreads()
+        if ty == 0 and j < a.shape[1]:
+            for i in range(1, ROW_THREADS):
+                total += partial[i, tx]
+            out[band, j] = total
+
+    return kernel
+
+
+def column_sums(a, out) -> None:
+    """out (columns,) = a (rows x columns, any strides).sum(axis=0), on the device."""
+    rows, cols = a.shape
+    kernel = _band_kernel(a.dtype.char)
+    bands = max(1, min(MAX_BANDS, rows // (4 * ROW_THREADS)))
+    band_rows = -(-rows // bands) if rows else 1
+    blocks = (-(-cols // COLUMNS), bands)
+    if bands == 1:
+        kernel[blocks, (COLUMNS, ROW_THREADS)](a, out.reshape(1, cols), band_rows)
+        return
+    partial = cuda.device_array((bands, cols), a.dtype)
+    kernel[blocks, (COLUMNS, ROW_THREADS)](a, partial, band_rows)
+    kernel[(blocks[0], 1), (COLUMNS, ROW_THREADS)](partial, out.reshape(1, cols), bands)
+
+
+# -- shared-memory trees for the kernels that reduce inside one block (softmax rows, batchnorm's
+# chunked statistics: runtime/kernels/cuda/norm.py). Fixed trees, so every run adds in the same
+# order; float64 shared memory, whatever the data's type.
+
+#: rows one block of a chunked column reduction sums; the number of chunks grows with the rows
 CHUNK_ROWS = 1024
 
 
@@ -54,48 +111,14 @@ def column_tree(shared, value):  # pragma: no cover - device code
 
 
 def chunks(rows: int, chunk_rows: int = CHUNK_ROWS) -> int:
-    """How many row chunks a column reduction over ``rows`` rows uses (at least one)."""
+    """How many row chunks a chunked column reduction over ``rows`` rows uses (at least one)."""
     return max(1, -(-rows // chunk_rows))
 
 
 def chunk_blocks(rows: int, channels: int, chunk_rows: int = CHUNK_ROWS) -> tuple[tuple[int, int], tuple[int, int]]:
     """(grid, block) for a chunked column kernel: grid (channel tiles, chunks), block (tile
-    channels, row threads) with tile * row threads <= MAX_THREADS, both powers of two."""
+    channels, row threads) with tile * row threads <= MAX_THREADS, both powers of two; threads
+    x run over channels, so a warp reads consecutive addresses."""
     tile = threads_for(channels, WARP, least=1)
     row_threads = reduction_threads(min(rows, chunk_rows), MAX_THREADS // tile)
     return (-(-channels // tile), chunks(rows, chunk_rows)), (tile, row_threads)
-
-
-@cuda.jit
-def _column_partials(a, partial, chunk_rows):  # pragma: no cover - device code
-    shared = cuda.shared.array(MAX_THREADS, float64)
-    rows, channels = a.shape
-    c = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    lo = cuda.blockIdx.y * chunk_rows
-    hi = min(lo + chunk_rows, rows)
-    total = 0.0
-    if c < channels:
-        for r in range(lo + cuda.threadIdx.y, hi, cuda.blockDim.y):
-            total += a[r, c]
-    total = column_tree(shared, total)
-    if cuda.threadIdx.y == 0 and c < channels:
-        partial[cuda.blockIdx.y, c] = total
-
-
-@cuda.jit
-def _combine_chunks(partial, out):  # pragma: no cover - device code
-    c = cuda.grid(1)
-    if c < out.size:
-        total = 0.0
-        for t in range(partial.shape[0]):
-            total += partial[t, c]
-        out[c] = total
-
-
-def column_sums(a, out, partial, chunk_rows: int = CHUNK_ROWS) -> None:
-    """out[c] = sum over rows of a[r, c] (rows x C device array); ``partial`` is float64
-    scratch of shape (chunks(rows, chunk_rows), C)."""
-    rows, channels = a.shape
-    grid, block = chunk_blocks(rows, channels, chunk_rows)
-    _column_partials[grid, block](a, partial, chunk_rows)
-    _combine_chunks[-(-channels // threads_for(channels)), threads_for(channels)](partial, out)

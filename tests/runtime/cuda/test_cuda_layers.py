@@ -6,9 +6,6 @@ batches as tests/layers/test_layer_reference.py), in float64:
 - the same op on the CPU gives the same values, and the same buffers after it (batchnorm's
   running statistics);
 - every op registered on the CPU has a CUDA op.
-
-Ops still to come from another branch are listed in PENDING: their cases are expected to fail,
-strictly, so the day they pass the list must shrink.
 """
 
 from __future__ import annotations
@@ -20,24 +17,18 @@ from cnnlang.runtime.backend import CPU
 from cnnlang.runtime.ops import REGISTRY, Context, internal_shape, op_class, to_internal, to_user
 from layer_cases import BATCH, CASES, layer_example
 
-#: layer ops whose CUDA ops engineer 13-conv writes (branch i13-conv), not merged here yet
-PENDING = {"conv", "conv1d", "fc", "flatten"}
-
 EXAMPLES = [
-    pytest.param(
-        op, index, train, id=f"{op}-{index}{'-train' if train else ''}",
-        marks=[pytest.mark.xfail(raises=KeyError, strict=True, reason="CUDA op not merged yet")] if op in PENDING else [],
-    )
+    pytest.param(op, index, train, id=f"{op}-{index}{'-train' if train else ''}")
     for op, case in CASES.items()
     for index in range(len(case.examples))
     for train in ((False, True) if op == "batchnorm" else (False,))
-]  # fmt: skip
+]
 
 
 def test_every_cpu_op_has_a_cuda_op(cuda_backend):
     cpu_ops = {op for op, backend in REGISTRY if backend == CPU.name}
     missing = sorted(op for op in cpu_ops if (op, cuda_backend.name) not in REGISTRY)
-    assert missing == sorted(PENDING), "PENDING must list exactly the ops without a CUDA op"
+    assert missing == []
 
 
 def run_op(backend, op, index, train):

@@ -1,5 +1,5 @@
 """What the generic layer test (test_cuda_layers.py) does not reach: dropout's training mask,
-batchnorm and column sums over several row chunks, add's fused activation and concat's
+batchnorm over several row chunks, add's fused activation and concat's
 eliminated inputs on channel slices, and float32 against the CPU op. Shapes are tiny: the
 simulator runs every thread as Python."""
 
@@ -119,14 +119,6 @@ def test_batchnorm_over_several_chunks_equals_the_cpu_kernel(cuda_backend, train
     norm.batchnorm_backward(args[0], b.to_device(dy), args[1], d_mean, d_invstd, train, d_dx, d_dgamma, d_dbeta, partial, chunk)
     for device, expected in ((d_dx, dx), (d_dgamma, dgamma), (d_dbeta, dbeta)):
         np.testing.assert_allclose(b.to_host(device), expected, rtol=1e-10, atol=1e-12)
-
-
-def test_column_sums_over_several_chunks(cuda_backend):
-    b = cuda_backend
-    a = np.random.default_rng(5).standard_normal((9, 2))
-    out = b.empty((2,), np.float64)
-    reduce.column_sums(b.to_device(a), out, b.empty((reduce.chunks(9, 2), 2), np.float64), 2)
-    np.testing.assert_allclose(b.to_host(out), a.sum(axis=0), rtol=1e-12)
 
 
 # ---- add and concat on channel slices ---------------------------------------------------------
