@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..text import plural
-from ..train.config import CHECKPOINT, TrainConfig, options
+from ..train.config import CHECKPOINT, RANKS_ON_CPU, TrainConfig, options
 from ..train.distributed import DEFAULT_TIMEOUT
 from ..train.display import Display
 from .common import input_size
@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.ranks is not None and args.ranks < 1:
         raise UsageError("--ranks must be at least 1")
+    if args.ranks is not None and args.ranks > 1 and args.device == "cuda":
+        raise UsageError(RANKS_ON_CPU)
     if args.ranks is not None and not launched_by_mpi():
         return launch(args.ranks, args.argv)
     team = connect(args.comm_timeout)
@@ -149,6 +151,8 @@ def _config(args: argparse.Namespace, out: Path, team) -> TrainConfig:
     config = TrainConfig.from_json(state["config"])
     if args.data_dir:
         config.data_dir = args.data_dir  # the data may have moved; it does not change the run
+    if args.device:
+        config.device = args.device  # rounding aside, every device computes the same run
     if not args.download:
         config.download = False
     config = config.with_absolute_paths()
