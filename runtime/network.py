@@ -22,7 +22,7 @@ import numpy as np
 from cnnlang.errors import UsageError
 from cnnlang.layers import format_shape
 
-from .backend import Backend, get_backend
+from .backend import Backend, OutOfDeviceMemory, get_backend
 from .inference import InferencePlan
 from .init import initialise
 from .ops import Context, internal_shape, to_internal, to_user
@@ -37,6 +37,12 @@ from .weights import (
 )
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+#: Device memory per example while training, in units of the forward pass's node outputs: the
+#: outputs, the gradients flowing back (about as large) and what ops keep for backward. Only
+#: for the batch size an out-of-memory error suggests, which it calls an estimate.
+TRAINING_MEMORY_FACTOR = 3
+#: Of the free memory, what that suggestion lets the batch's tensors take (the rest: workspaces).
+USABLE_FRACTION = 0.8
 
 
 class InputError(UsageError, ValueError):
@@ -219,6 +225,13 @@ class Network:
         the output stays where it was computed (a device array on a GPU, so the loss runs there):
         the plan's own array, channels-last, which the next forward overwrites."""
         x = self.check_input(x)
+        try:
+            return self._forward(x, timings, out, on_backend)
+        except OutOfDeviceMemory as error:
+            raise self._explain(error, x.shape[0]) from None
+
+    def _forward(self, x: np.ndarray, timings: dict[str, float] | None, out: np.ndarray | None,
+                 on_backend: bool) -> np.ndarray:
         if self.training or self.inference_plan is None:
             self.context.train = self.training
             self._stale = self._stale or self.training
@@ -278,8 +291,24 @@ class Network:
             if grad.shape != expected:
                 raise InputError(f"gradient for '{name}' must be {format_shape(expected)}, got {format_shape(grad.shape)}")
             internal[name] = self._to_backend(grad)
-        dx = self.plan.backward(internal, timings, on_grads)
+        try:
+            dx = self.plan.backward(internal, timings, on_grads)
+        except OutOfDeviceMemory as error:
+            raise self._explain(error, batch) from None
         return None if dx is None else to_user(self.backend.to_host(dx))
+
+    def _explain(self, error: OutOfDeviceMemory, batch: int) -> OutOfDeviceMemory:
+        """``error`` with the batch size that should fit: the batch's storage is freed, then the
+        free memory is divided by an estimate of what one example needs."""
+        for plan in (self.plan, self.inference_plan):
+            if plan is not None:
+                plan.release()
+        info = self.backend.memory_info()
+        if info is None:
+            return error.explain(batch, None, None)
+        per_example = self.plan.activation_bytes(1) * (TRAINING_MEMORY_FACTOR if self.training else 1)
+        fits = min(batch - 1, int(info[0] * USABLE_FRACTION) // max(per_example, 1))
+        return error.explain(batch, fits, info[0])
 
     # -- parameters
     def set_param(self, name: str, value: np.ndarray) -> None:

@@ -21,8 +21,6 @@ LAST = "last.safetensors"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 
-RANKS_ON_CPU = "data-parallel training (--ranks) runs on the CPU only; drop --device cuda or --ranks"
-
 
 def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, **argparse_settings: Any) -> Any:
     """A field that ``cnnlang train`` offers as an option: ``flag`` (default ``--field-name``),
@@ -65,8 +63,6 @@ class TrainConfig:
     limit: int | None = option(None, "train on the first N training examples only", metavar="N")
     seed: int = option(0)
     dtype: str = option("float32", choices=("float32", "float64"))
-    device: str = option("cpu", "where training runs: cpu, cuda (a GPU; needs cnnlang[cuda]) or auto (the GPU when "
-                         "one is usable); a run resumes on any device", choices=("cpu", "cuda", "auto"), unset=True)
     log_every: int = option(50, "steps between metrics-log lines", metavar="STEPS")
     eval_batch: int = 256
     # Data parallelism: ``batch_size`` is per rank, so a step sees ranks * batch_size examples.
@@ -91,7 +87,7 @@ class TrainConfig:
         often it logs, or how many epochs it runs: the schedule's span stands for those): a run
         resumes only with these unchanged."""
         data = self.to_json()
-        for key in ("data_dir", "download", "device", "log_every", "eval_batch", "epochs", "schedule_epochs"):
+        for key in ("data_dir", "download", "log_every", "eval_batch", "epochs", "schedule_epochs"):
             data.pop(key)
         data["schedule_span"] = self.schedule_span
         return data
@@ -155,8 +151,6 @@ class TrainConfig:
             problems.append("--limit must be at least 1")
         if self.log_every < 1:
             problems.append("--log-every must be at least 1 step")
-        if self.ranks > 1 and self.device == "cuda":
-            problems.append(RANKS_ON_CPU)
         if problems:
             from cnnlang.errors import UsageError
 

@@ -123,7 +123,7 @@ def _check_examples(dataset: Dataset, role: str, classes: int) -> None:
 
 class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False,
-                 hooks: Hooks | None = None, team: Team | None = None):
+                 hooks: Hooks | None = None, team: Team | None = None, backend=None):
         config.validate()
         self.config = config
         self.out = Path(out)
@@ -144,9 +144,8 @@ class Trainer:
         self._check_output()
         self._check_batchnorm_batches()
         # Training runs the graph as written; validation (eval mode) runs the optimised one.
-        # Data-parallel training runs on the CPU, so "auto" means the CPU there.
-        device = "cpu" if self.team.size > 1 and config.device == "auto" else config.device
-        self.network = self.model.build(seed=config.seed, dtype=config.dtype, passes="all", backend=device)
+        # On a GPU (``backend``) the optimiser steps the device's copies of the parameters.
+        self.network = self.model.build(seed=config.seed, dtype=config.dtype, passes="all", backend=backend)
         self.loss = CrossEntropy(self.network.backend, config.label_smoothing)
         normalizer = Normalizer.from_state(checkpoint.state["normalizer"]) if checkpoint else None
         self.data = prepare_data(config, self.model.input_shape, self.model.output_shape[0], normalizer)

@@ -1,0 +1,111 @@
+"""Convolution ops on the GPU: ``conv`` (N x H x W x C) and ``conv1d`` (N x L x C, run as height
+1) over runtime/kernels/cuda/conv.py (im2col + GEMM, or direct kernels for thin groups: see
+there for which and why).
+
+Everything the CPU op supports: stride, asymmetric padding, dilation, groups (depthwise
+included), bias with a fused activation (optimised inference), and output straight into a
+channel slice of a concat buffer. The inference plan's ``algorithm = "winograd"`` runs as im2col
+here (there are no Winograd kernels on the GPU); its weight is prepared in column order once
+per weight change all the same.
+"""
+
+from __future__ import annotations
+
+from ...kernels.cuda.conv import conv_backward, conv_forward, conv_method, pack
+from ...kernels.cuda.epilogue import activation_code
+from ...kernels.cuda.views import DEVICE_WORKSPACE, with_unit_axis
+from ...ops.base import Context, Op, as_image, register, window_geometry
+
+
+@register("conv", "conv1d", backend="cuda")
+class CudaConvOp(Op):
+    strided_out = True
+    fuses_activation = True
+
+    def __init__(self, layer, in_shapes, out_shape, dtype, backend):
+        super().__init__(layer, in_shapes, out_shape, dtype, backend)
+        kernels, strides, pads, dilations = window_geometry(layer, in_shapes[0], out_shape)
+        self._stride = tuple(int(s) for s in strides)
+        self._pads = tuple((int(a), int(b)) for a, b in pads)
+        self._dilation = tuple(int(d) for d in dilations)
+        self._groups = int(layer.groups)
+        self._in_image = as_image(tuple(in_shapes[0]))
+        self._out_image = as_image(tuple(out_shape))
+        cin = self._in_image[-1]
+        self._weight_image = (int(layer.filters), cin // self._groups, *kernels)
+        #: "im2col", "implicit" or "direct" (runtime/kernels/cuda/conv.py); CNNLANG_CUDA_CONV
+        #: overrides "auto"
+        self.method = conv_method(self._groups, cin // self._groups, int(layer.filters) // self._groups)
+        #: scratch shared by every conv on the device (kernels run in stream order)
+        self.workspace = DEVICE_WORKSPACE
+        #: None or "winograd" (set by the inference plan, which then calls prepare_weights after
+        #: every weight change); both run im2col here
+        self.algorithm: str | None = None
+        self.prepared_weight = None
+        self._x = None
+        self._dx = None
+
+    def _weight(self, array):
+        return array.reshape(self._weight_image)
+
+    def _image(self, out):
+        """out as N x Ho x Wo x O; a strided 1-D ``out`` (a channel slice) gets its unit axis as a
+        view, since device arrays reshape only when contiguous."""
+        if out.ndim == 4:
+            return out
+        return out.reshape(out.shape[0], *self._out_image) if out.is_c_contiguous() else with_unit_axis(out, 1)
+
+    def prepare_weights(self) -> None:
+        """The column-order weight, kept while the weights stay (inference)."""
+        if self.algorithm not in (None, "winograd"):
+            raise ValueError(f"{self.layer.op}: unknown algorithm {self.algorithm!r}")
+        self.prepared_weight = None
+        if self.method != "direct" and self._weight_image[2:] != (1, 1):
+            weight = self._weight(self.params["weight"])
+            self.prepared_weight = pack(weight, out=self.backend.empty((weight.shape[0], weight[0].size), self.dtype))
+
+    def forward(self, inputs, out, ctx: Context) -> None:
+        x = inputs[0]
+        n = x.shape[0]
+        conv_forward(
+            x.reshape(n, *self._in_image),
+            self._weight(self.params["weight"]),
+            self.params.get("bias"),
+            self._stride,
+            self._pads,
+            self._dilation,
+            self._groups,
+            self._image(out),
+            activation_code(self.activation),
+            self.method,
+            packed=None if ctx.train else self.prepared_weight,
+            workspace=self.workspace,
+        )
+        self._x = x
+
+    def backward(self, dy):
+        x = self._x
+        if x is None:
+            raise RuntimeError(f"{self.layer.op}: backward before forward")
+        n = x.shape[0]
+        dx = None
+        if self.need_input_grad[0]:
+            dx = self._dx = self.scratch(self._dx, tuple(x.shape))
+        trainable = self.layer.trainable
+        dweight = self._weight(self.grads["weight"]) if trainable and "weight" in self.grads else None
+        dbias = self.grads["bias"] if trainable and "bias" in self.grads else None
+        conv_backward(
+            x.reshape(n, *self._in_image),
+            self._weight(self.params["weight"]),
+            dy.reshape(n, *self._out_image),
+            self._stride,
+            self._pads,
+            self._dilation,
+            self._groups,
+            None if dx is None else dx.reshape(n, *self._in_image),
+            dweight,
+            dbias,
+            self.method,
+            workspace=self.workspace,
+        )
+        return [dx]
