@@ -37,7 +37,7 @@ class CUDABackend(Backend):
     def empty(self, shape: Shape, dtype: Any) -> Any:
         dtype = np.dtype(dtype)
         try:
-            return cuda.device_array(tuple(shape), dtype)
+            return cuda.device_array((shape,) if isinstance(shape, int) else tuple(shape), dtype)
         except Exception as error:
             if is_out_of_memory(error):
                 raise OutOfDeviceMemory(int(np.prod(shape)) * dtype.itemsize) from None
