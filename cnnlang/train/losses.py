@@ -40,13 +40,8 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, smoothing: flo
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
     n, c = logits.shape
     log_p = log_softmax(logits)
+    loss = _mean_loss(log_p, labels, smoothing)
     rows = np.arange(n)
-    picked = log_p[rows, labels]
-    if smoothing:
-        per_row = -(1.0 - smoothing) * picked - (smoothing / c) * log_p.sum(axis=1)
-    else:
-        per_row = -picked
-    loss = float(per_row.mean())
 
     grad = np.exp(log_p)  # softmax, already computed stably
     if smoothing:
@@ -56,6 +51,16 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, smoothing: flo
         grad[rows, labels] -= 1.0
     grad /= n
     return loss, grad.astype(logits.dtype, copy=False)
+
+
+def _mean_loss(log_p: np.ndarray, labels: np.ndarray, smoothing: float) -> float:
+    """The batch's mean loss from its log-probabilities (N x C)."""
+    picked = log_p[np.arange(len(labels)), labels]
+    if smoothing:
+        per_row = -(1.0 - smoothing) * picked - (smoothing / log_p.shape[1]) * log_p.sum(axis=1)
+    else:
+        per_row = -picked
+    return float(per_row.mean())
 
 
 def _check_labels(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -116,9 +121,12 @@ class CrossEntropy:
 
     def _on_host(self, logits: np.ndarray, labels: np.ndarray, k: int, gradient: bool, factor: float) -> BatchLoss:
         n = len(logits)
-        loss, grad = softmax_cross_entropy(logits, labels, self.smoothing)
-        if gradient and factor != 1.0:
-            grad *= factor
+        if gradient:
+            loss, grad = softmax_cross_entropy(logits, labels, self.smoothing)
+            if factor != 1.0:
+                grad *= factor
+        else:
+            loss = _mean_loss(log_softmax(logits), labels, self.smoothing)
         self._predictions = logits.argmax(axis=1)
         return BatchLoss(loss * n, int((self._predictions == labels).sum()), topk_correct(logits, labels, k),
                          grad if gradient else None)
