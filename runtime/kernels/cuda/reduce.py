@@ -1,5 +1,7 @@
 """Column sums on the GPU (the bias gradient: dy summed over every output pixel).
 
+The partial sums live in the shared device workspace (runtime/kernels/cuda/views.py).
+
 Two passes, no atomics: blocks of 32 columns x :data:`ROW_THREADS` threads sum row bands into a
 (bands x columns) partial array, then one more pass sums the bands. With many rows and few
 columns (dy of an early conv: 10^5 pixels, 64 channels) one pass over columns alone would keep
@@ -13,6 +15,8 @@ import functools
 import numpy as np
 from numba import cuda
 from numba.np import numpy_support
+
+from .views import DEVICE_WORKSPACE
 
 COLUMNS = 32
 ROW_THREADS = 8
@@ -58,6 +62,6 @@ def column_sums(a, out) -> None:
     if bands == 1:
         kernel[blocks, (COLUMNS, ROW_THREADS)](a, out.reshape(1, cols), band_rows)
         return
-    partial = cuda.device_array((bands, cols), a.dtype)
+    partial = DEVICE_WORKSPACE.get("column sums", bands * cols, a.dtype).reshape(bands, cols)
     kernel[blocks, (COLUMNS, ROW_THREADS)](a, partial, band_rows)
     kernel[(blocks[0], 1), (COLUMNS, ROW_THREADS)](partial, out.reshape(1, cols), bands)
