@@ -224,3 +224,15 @@ def test_the_method_is_chosen_by_group_width_or_by_the_environment(monkeypatch):
     monkeypatch.setenv("CNNLANG_CUDA_CONV", "fastest")
     with pytest.raises(UsageError, match="CNNLANG_CUDA_CONV='fastest' is not one of auto, im2col, implicit, direct"):
         conv_method(1, 3, 8)
+
+
+def test_an_empty_batch_gives_zero_gradients(cuda_backend):
+    op, positional, keywords, shape, method = CASES[0]
+    layer = bind(op, positional, keywords, shape)
+    _, params = example(layer, shape)
+    node, _ = build(cuda_backend, layer, shape, params, method)
+    x = np.zeros((0, *shape))
+    assert forward(cuda_backend, node, x).shape[0] == 0
+    assert backward(cuda_backend, node, np.zeros((0, *layer.output_shape([shape])))).shape == x.shape
+    for name in params:
+        np.testing.assert_array_equal(cuda_backend.to_host(node.grads[name]), 0)
