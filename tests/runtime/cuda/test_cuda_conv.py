@@ -141,7 +141,8 @@ def test_output_into_a_channel_slice_with_bias_and_relu(cuda_backend, case):
     channels = out_internal[-1]
     parent = np.random.default_rng(7).standard_normal((BATCH, *out_internal[:-1], channels + 3))
     device = cuda_backend.to_device(parent)
-    node.forward([cuda_backend.to_device(to_internal(x))], device[..., 1 : 1 + channels], Context(train=False))
+    part = device[(slice(None),) * (device.ndim - 1) + (slice(1, 1 + channels),)]  # (device arrays take no ...)
+    node.forward([cuda_backend.to_device(to_internal(x))], part, Context(train=False))
     got = cuda_backend.to_host(device)
     expected = np.maximum(to_internal(layer.forward_reference([x], params, {})), 0)
     np.testing.assert_allclose(got[..., 1 : 1 + channels], expected, rtol=1e-12, atol=1e-12)
