@@ -15,8 +15,11 @@ It reads the node attributes the passes leave (see docs/runtime.md, "Optimised i
 - graph ``memory``: storage-owning nodes get views of shared slots (one flat array per slot).
 
 The conv layers also share one scratch workspace (their column buffers, and Winograd's
-transformed input and GEMM output), since they run one after another: ResNet-50 at batch 8
-holds 24 MB of it instead of 237 MB (without Winograd).
+transformed input and GEMM output; one per workspace type, i.e. per backend's conv op), since they
+run one after another: ResNet-50 at batch 8 holds 24 MB of it instead of 237 MB (without Winograd).
+
+On any backend: arrays are touched only through the backend's methods, and folding reads the
+host copies of the original parameters (the ``host`` dict: the network keeps them current).
 
 Values of nodes whose storage was reused are overwritten later in the pass: only the outputs
 hold their values after ``forward``.
@@ -32,9 +35,8 @@ import numpy as np
 
 from cnnlang import ir
 
-from .backend import CPU, Backend
+from .backend import CPU, Backend, OutOfDeviceMemory
 from .fold import BatchNormStatistics, fold_batchnorm
-from .kernels.cpu.workspace import ConvWorkspace
 from .ops import Context, Op, internal_shape, make_op
 
 @dataclass
@@ -48,9 +50,15 @@ class InferenceStep:
 
 class InferencePlan:
     """Built from the optimised graph and the original plan's ops (whose parameter arrays the
-    unchanged nodes share). Call :meth:`refresh` after the original parameters change."""
+    unchanged nodes share). Folded parameters are derived from ``host``: the original parameters
+    and buffers by name (``<node>.<name>``), as host (NumPy) arrays; default: the source ops' own
+    arrays, which are host arrays on the CPU. Call :meth:`refresh` after the original parameters
+    change."""
 
-    def __init__(self, graph: nx.DiGraph, dtype: np.dtype, source_ops: dict[str, Op], backend: Backend = CPU):
+    def __init__(
+        self, graph: nx.DiGraph, dtype: np.dtype, source_ops: dict[str, Op], backend: Backend = CPU,
+        host: dict[str, np.ndarray] | None = None,
+    ):
         self.graph = graph
         self.dtype = np.dtype(dtype)
         self.backend = backend
@@ -60,7 +68,10 @@ class InferencePlan:
         self.memory: dict | None = graph.graph.get("memory")
         self.shapes = {n: internal_shape(graph.nodes[n]["shape"]) for n in graph.nodes}
         self._source_ops = source_ops
-        self.workspace = ConvWorkspace()
+        if host is None:
+            host = {f"{node}.{name}": array for node, op in source_ops.items() for name, array in {**op.params, **op.buffers}.items()}
+        self._host = host
+        self.workspaces: dict[type, object] = {}  # one shared conv workspace per workspace type
         self.steps = [self._bind(node) for node in ir.layer_nodes(graph)]
         self.batch = 0
         self.values: dict[str, np.ndarray] = {}
@@ -74,7 +85,7 @@ class InferencePlan:
         arrays the original network does not have)."""
         prepared = sum(s.op.prepared_weight.nbytes for s in self.steps
                        if getattr(s.op, "prepared_weight", None) is not None)  # fmt: skip
-        return self.workspace.nbytes + prepared
+        return sum(w.nbytes for w in self.workspaces.values()) + prepared
 
     def _bind(self, node: str) -> InferenceStep:
         data = self.graph.nodes[node]
@@ -85,7 +96,7 @@ class InferencePlan:
         source = self._source_ops[node]
         op.params, op.buffers = dict(source.params), dict(source.buffers)
         if hasattr(op, "workspace"):
-            op.workspace = self.workspace
+            op.workspace = self.workspaces.setdefault(type(op.workspace), op.workspace)
         if data.get("algorithm") is not None:
             if not hasattr(op, "prepare_weights"):
                 raise ValueError(f"{node}: {data['op']} has no algorithm {data['algorithm']!r}")
@@ -114,32 +125,40 @@ class InferencePlan:
 
     def _fold(self, step: InferenceStep, data: dict) -> None:
         """The conv / fc weight and bias with the batchnorms after it folded in."""
-        source = self._source_ops[step.node].params
+        host, node = self._host, step.node
         statistics = []
         for bn, layer in zip(data["folded"], data["folded_layers"]):
-            bn_op = self._source_ops[bn]
             affine = bool(layer.affine)
             statistics.append(BatchNormStatistics(
-                bn_op.buffers["running_mean"], bn_op.buffers["running_var"], float(layer.eps),
-                bn_op.params["gamma"] if affine else None, bn_op.params["beta"] if affine else None,
+                host[f"{bn}.running_mean"], host[f"{bn}.running_var"], float(layer.eps),
+                host[f"{bn}.gamma"] if affine else None, host[f"{bn}.beta"] if affine else None,
             ))  # fmt: skip
-        bias = source.get("bias") if data.get("original_bias", "bias" in source) else None
-        weight, bias = fold_batchnorm(source["weight"], bias, statistics, self.dtype)
+        has_bias = f"{node}.bias" in host
+        bias = host.get(f"{node}.bias") if data.get("original_bias", has_bias) else None
+        weight, bias = fold_batchnorm(host[f"{node}.weight"], bias, statistics, self.dtype)
         step.op.params = {"weight": self.backend.to_device(weight), "bias": self.backend.to_device(bias)}
 
     # -- storage
     def _allocate(self, batch: int) -> None:
         if batch == self.batch:
             return
+        self.release()
         self._slots = [self.backend.empty(size * batch, self.dtype) for size in (self.memory or {}).get("slots", [])]
-        self._private = {}
         storage: dict[str, np.ndarray] = {}
         for step in self.steps:
-            step.out = self._storage(step.node, batch, storage)
-            step.scratch = None
-            if not step.out.flags.c_contiguous and not step.op.strided_out:
-                step.scratch = self.backend.empty(step.out.shape, self.dtype)
+            try:
+                step.out = self._storage(step.node, batch, storage)
+                if not self.backend.is_contiguous(step.out) and not step.op.strided_out:
+                    step.scratch = self.backend.empty(step.out.shape, self.dtype)
+            except OutOfDeviceMemory as error:
+                raise error.at(step.node) from None
         self.batch = batch
+
+    def release(self) -> None:
+        """Drop the batch's storage (the next forward allocates it again)."""
+        self._slots, self._private, self.values, self.batch = [], {}, {}, 0
+        for step in self.steps:
+            step.out = step.scratch = None
 
     def _storage(self, node: str, batch: int, storage: dict[str, np.ndarray]) -> np.ndarray:
         if node in storage:
@@ -189,10 +208,14 @@ class InferencePlan:
         for step in self.steps:
             start = clock()
             target = step.out if step.scratch is None else step.scratch
-            step.op.forward([values[i] for i in step.inputs], target, ctx)
+            try:
+                step.op.forward([values[i] for i in step.inputs], target, ctx)
+            except OutOfDeviceMemory as error:
+                raise error.at(step.node) from None
             if step.scratch is not None:
-                self.backend.xp.copyto(step.out, step.scratch)
+                self.backend.copy(step.out, step.scratch)
             if timings is not None:
+                self.backend.synchronize()  # a device runs asynchronously: time the work, not the launch
                 timings[step.node] = timings.get(step.node, 0.0) + clock() - start
             values[step.node] = step.out
         self.values = values

@@ -7,7 +7,7 @@ Built with optimisation passes, a network also holds an inference plan for the o
 (runtime/inference.py): eval-mode forward runs it, training mode always runs the original plan
 (``plan``), whose parameters stay the only ones there are; folded weights are derived from them.
 
-(~310 lines: the public API of a built network, parameters, modes, forward/backward, weights and
+(~370 lines: the public API of a built network, parameters, modes, forward/backward, weights and
 the backend copies, which users read in one place.)
 """
 
@@ -22,10 +22,10 @@ import numpy as np
 from cnnlang.errors import UsageError
 from cnnlang.layers import format_shape
 
-from .backend import Backend, get_backend
+from .backend import Backend, OutOfDeviceMemory, get_backend
 from .inference import InferencePlan
 from .init import initialise
-from .ops import Context, to_internal, to_user
+from .ops import Context, internal_shape, to_internal, to_user
 from .plan import Plan
 from .weights import (
     CHECKPOINT_FORMAT,
@@ -37,6 +37,12 @@ from .weights import (
 )
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+#: Device memory per example while training, in units of the forward pass's node outputs: the
+#: outputs, the gradients flowing back (about as large) and what ops keep for backward. Only
+#: for the batch size an out-of-memory error suggests, which it calls an estimate.
+TRAINING_MEMORY_FACTOR = 3
+#: Of the free memory, what that suggestion lets the batch's tensors take (the rest: workspaces).
+USABLE_FRACTION = 0.8
 
 
 class InputError(UsageError, ValueError):
@@ -50,7 +56,13 @@ class Network:
     passes), eval-mode forward runs its graph (``inference_plan``). Its
     derived parameters (folded batchnorm) are recomputed after ``load``, ``set_param``, a mode
     switch or any training-mode pass; code that edits ``params`` or ``buffers`` in place while
-    in eval mode must call :meth:`refresh` before the next forward."""
+    in eval mode must call :meth:`refresh` before the next forward.
+
+    On a backend with its own memory (``backend="cuda"``) the ops and optimisers work on device
+    copies (:attr:`device_params`; :attr:`grads` are device arrays). Training changes the device
+    copies only: :meth:`pull` copies them to :attr:`params` and :attr:`buffers`, and
+    :meth:`state`, :meth:`save`, checkpoints, ``set_param`` and ``load`` do it first where
+    training ran since the last pull. On the CPU both are the same arrays."""
 
     def __init__(
         self,
@@ -103,23 +115,56 @@ class Network:
         self.inference_plan: InferencePlan | None = None
         if optimised is not None:
             self.inference_plan = InferencePlan(
-                optimised.graph, self.dtype, {s.node: s.op for s in self.plan.steps}, self.backend
+                optimised.graph, self.dtype, {s.node: s.op for s in self.plan.steps}, self.backend,
+                host={**self.params, **self.buffers},
             )
         self._source_hash: str | None = None
         self.load_notes: list[str] = []  # what the last load converted (float16 to float32, say)
-        self._stale = False
+        self._stale = False  # the inference plan's derived parameters need recomputing
+        self._device_ahead = False  # training changed the device copies since the last pull
         self._last_plan: Plan | InferencePlan | None = None
 
     def refresh(self) -> None:
         """Upload :attr:`params` and :attr:`buffers` (the host copies) to the backend where it
         does not share host memory, and recompute the inference plan's derived parameters (folded
-        batchnorm); needed only after editing them in place in eval mode."""
+        batchnorm); needed only after editing them in place in eval mode. (The host copies win:
+        on a device, :meth:`pull` first to keep what training changed.)"""
         if not self.backend.shares_host_memory:
-            for name, host in self.state().items():
+            for name, host in {**self.params, **self.buffers}.items():
                 self.backend.upload(host, self._device[name])
+        self._device_ahead = False
+        self._rederive()
+
+    def _rederive(self) -> None:
+        """The inference plan's folded parameters from the current values (pulled from the
+        device where training changed them: folding runs on the host copies)."""
+        self._pull_if_ahead()
         if self.inference_plan is not None:
             self.inference_plan.refresh()
         self._stale = False
+
+    def pull(self) -> None:
+        """Copy the device's parameters and buffers into :attr:`params` and :attr:`buffers` (the
+        host copies). Nothing to do on the CPU, where they are the same arrays."""
+        if not self.backend.shares_host_memory:
+            for name, host in {**self.params, **self.buffers}.items():
+                host[...] = self.backend.to_host(self._device[name])
+        self._device_ahead = False
+
+    def _pull_if_ahead(self) -> None:
+        if self._device_ahead:
+            self.pull()
+
+    @property
+    def device_params(self) -> dict[str, np.ndarray]:
+        """The parameters the ops use, by name: device arrays on a device backend (what the
+        optimisers step), the host arrays themselves on the CPU."""
+        return {name: self._device[name] for name in self.params}
+
+    @property
+    def device_buffers(self) -> dict[str, np.ndarray]:
+        """The buffers (batchnorm running statistics) the ops use, by name; see :attr:`device_params`."""
+        return {name: self._device[name] for name in self.buffers}
 
     def activation_bytes(self, batch: int, optimised: bool | None = None) -> int:
         """Bytes of activation storage the forward pass allocates for ``batch``: the inference
@@ -171,24 +216,37 @@ class Network:
         return self.backend.to_device(to_internal(array))
 
     def forward(
-        self, x: np.ndarray, timings: dict[str, float] | None = None, *, out: np.ndarray | None = None
+        self, x: np.ndarray, timings: dict[str, float] | None = None, *, out: np.ndarray | None = None,
+        on_backend: bool = False,
     ) -> np.ndarray:
         """The primary output for the batch ``x`` (N x C x H x W), as a new array the caller owns
         (the next forward does not change it); with ``out``, written into that array instead (no
-        allocation) and returned. :meth:`outputs` has all of the outputs."""
+        allocation) and returned. :meth:`outputs` has all of the outputs. With ``on_backend``
+        the output stays where it was computed (a device array on a GPU, so the loss runs there):
+        the plan's own array, channels-last, which the next forward overwrites."""
         x = self.check_input(x)
+        try:
+            return self._forward(x, timings, out, on_backend)
+        except OutOfDeviceMemory as error:
+            raise self._explain(error, x.shape[0]) from None
+
+    def _forward(self, x: np.ndarray, timings: dict[str, float] | None, out: np.ndarray | None,
+                 on_backend: bool) -> np.ndarray:
         if self.training or self.inference_plan is None:
             self.context.train = self.training
             self._stale = self._stale or self.training
+            self._device_ahead = self._device_ahead or (self.training and not self.backend.shares_host_memory)
             self._last_plan = self.plan
             values = self.plan.forward(self._to_backend(x), self.context, timings)
-            return _to_caller(self.backend.to_host(values[self.plan.outputs[0]]), out)
+            primary = values[self.plan.outputs[0]]
+            return primary if on_backend else _to_caller(self.backend.to_host(primary), out)
         if self._stale:
-            self.refresh()
+            self._rederive()
         plan = self.inference_plan
         self._last_plan = plan
         values = plan.forward(self._to_backend(x), self.context, timings)
-        return _to_caller(self.backend.to_host(values[plan.resolve(self.plan.outputs[0])]), out)
+        primary = values[plan.resolve(self.plan.outputs[0])]
+        return primary if on_backend else _to_caller(self.backend.to_host(primary), out)
 
     def outputs(self) -> dict[str, np.ndarray]:
         """Every declared output of the last forward pass, by name (the original graph's names,
@@ -205,7 +263,8 @@ class Network:
         """Back-propagate dL/d(output) (an array for the primary output, or a dict by output name)
         from the last forward pass; fills :attr:`grads`. Returns dL/d(input) when the network was
         built with ``input_grad=True``. ``on_grads(node)`` is called when a node's parameter
-        gradients are final."""
+        gradients are final. A gradient may be the backend's own array (a device array, in the
+        plan's channels-last layout, as ``forward(on_backend=True)`` gives the output)."""
         if self._last_plan is not None and self._last_plan is self.inference_plan:
             raise RuntimeError(
                 "backward after an optimised (eval-mode) forward: call network.train() before forward, "
@@ -214,6 +273,7 @@ class Network:
         if not self.plan.values:
             raise RuntimeError("backward needs a forward pass first")
         self._stale = True
+        self._device_ahead = not self.backend.shares_host_memory  # an optimiser steps the device copies next
         given = dy if isinstance(dy, dict) else {self.plan.outputs[0]: dy}
         batch = self.plan.batch
         internal = {}
@@ -221,12 +281,34 @@ class Network:
             if name not in self.plan.outputs:
                 raise InputError(f"'{name}' is not an output; the outputs are {', '.join(self.plan.outputs)}")
             expected = (batch, *self.model.graph.nodes[name]["shape"])
+            if not isinstance(grad, np.ndarray) and not self.backend.shares_host_memory:
+                if (tuple(grad.shape), grad.dtype) != ((batch, *internal_shape(expected[1:])), self.dtype):
+                    raise InputError(f"gradient for '{name}' must be {self.dtype} {format_shape(expected)}, "
+                                     f"got {grad.dtype} {format_shape(grad.shape)}")
+                internal[name] = grad
+                continue
             grad = np.asarray(grad, dtype=self.dtype)
             if grad.shape != expected:
                 raise InputError(f"gradient for '{name}' must be {format_shape(expected)}, got {format_shape(grad.shape)}")
             internal[name] = self._to_backend(grad)
-        dx = self.plan.backward(internal, timings, on_grads)
+        try:
+            dx = self.plan.backward(internal, timings, on_grads)
+        except OutOfDeviceMemory as error:
+            raise self._explain(error, batch) from None
         return None if dx is None else to_user(self.backend.to_host(dx))
+
+    def _explain(self, error: OutOfDeviceMemory, batch: int) -> OutOfDeviceMemory:
+        """``error`` with the batch size that should fit: the batch's storage is freed, then the
+        free memory is divided by an estimate of what one example needs."""
+        for plan in (self.plan, self.inference_plan):
+            if plan is not None:
+                plan.release()
+        info = self.backend.memory_info()
+        if info is None:
+            return error.explain(batch, None, None)
+        per_example = self.plan.activation_bytes(1) * (TRAINING_MEMORY_FACTOR if self.training else 1)
+        fits = min(batch - 1, int(info[0] * USABLE_FRACTION) // max(per_example, 1))
+        return error.explain(batch, fits, info[0])
 
     # -- parameters
     def set_param(self, name: str, value: np.ndarray) -> None:
@@ -237,11 +319,15 @@ class Network:
         value = np.asarray(value)
         if value.shape != target.shape:
             raise ValueError(f"{name} is {format_shape(target.shape)}, got {format_shape(value.shape)}")
+        self._pull_if_ahead()
         target[...] = value
+        self.backend.upload(target, self._device[name])
         self._stale = True
 
     def state(self) -> dict[str, np.ndarray]:
-        """Parameters and buffers together, by name (the arrays themselves, not copies)."""
+        """Parameters and buffers together, by name: the host copies themselves, pulled from
+        the device first where training changed it."""
+        self._pull_if_ahead()
         return {**self.params, **self.buffers}
 
     def source_hash(self) -> str:
@@ -294,6 +380,7 @@ class Network:
             raise WeightsError(f"{source} does not fit model '{self.model.name}': " + "; ".join(problems))
         for name, value in arrays.items():
             state[name][...] = value
+            self.backend.upload(state[name], self._device[name])
         self.load_notes = [f"{source}: {count} array(s) of {dtype} converted to {self.dtype}"
                            for dtype, count in sorted(converted.items())]
         self._stale = True

@@ -4,6 +4,8 @@ preallocated output buffer per node for the current batch size.
 Backward is reverse-mode over the same order. A tensor that fans out collects the gradients of
 all its consumers; ``add`` hands the same gradient to each input and ``concat`` splits it, so the
 plan copies a gradient it does not own before accumulating into it.
+
+Arrays are the backend's (runtime/backend.py): the plan touches them only through its methods.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from cnnlang import ir
 
-from .backend import CPU, Backend
+from .backend import CPU, Backend, OutOfDeviceMemory
 from .ops import Context, Op, internal_shape, make_op
 
 
@@ -49,9 +51,19 @@ class Plan:
     def _allocate(self, batch: int) -> None:
         if batch == self.batch:
             return
-        empty = self.backend.empty
-        self.buffers = {s.node: empty((batch, *self.shapes[s.node]), self.dtype) for s in self.steps}
+        self.release()
+        buffers = {}
+        for step in self.steps:
+            try:
+                buffers[step.node] = self.backend.empty((batch, *self.shapes[step.node]), self.dtype)
+            except OutOfDeviceMemory as error:
+                raise error.at(step.node) from None
+        self.buffers = buffers
         self.batch = batch
+
+    def release(self) -> None:
+        """Drop the batch's buffers and the values kept for backward (the next forward allocates)."""
+        self.buffers, self.values, self.batch = {}, {}, 0
 
     def activation_bytes(self, batch: int) -> int:
         """Bytes of the node output buffers for ``batch`` (one per node; not the input, not op
@@ -71,8 +83,12 @@ class Plan:
         for step in self.steps:
             out = self.buffers[step.node]
             start = clock()
-            step.op.forward([values[i] for i in step.inputs], out, ctx)
+            try:
+                step.op.forward([values[i] for i in step.inputs], out, ctx)
+            except OutOfDeviceMemory as error:
+                raise error.at(step.node) from None
             if timings is not None:
+                self.backend.synchronize()  # a device runs asynchronously: time the work, not the launch
                 timings[step.node] = timings.get(step.node, 0.0) + clock() - start
             values[step.node] = out
         self.values = values
@@ -89,14 +105,18 @@ class Plan:
         grads: dict[str, np.ndarray] = {}
         owned: set[str] = set()
 
+        backend = self.backend
+
         def accumulate(node: str, g: np.ndarray) -> None:
             if node not in grads:
                 grads[node] = g
-            elif node in owned:
-                grads[node] += g
-            else:
-                grads[node] = grads[node] + g
+                return
+            if node not in owned:
+                total = backend.empty(g.shape, g.dtype)
+                backend.copy(total, grads[node])
+                grads[node] = total
                 owned.add(node)
+            backend.add_into(grads[node], g)
 
         for node, g in output_grads.items():
             accumulate(node, g)
@@ -106,13 +126,17 @@ class Plan:
             if g is None:
                 # Nothing downstream asked for a gradient: this node's parameters get zero.
                 for array in step.op.grads.values():
-                    array.fill(0)
+                    backend.fill(array, 0)
                 if on_grads is not None:
                     on_grads(step.node)
                 continue
             start = clock()
-            input_grads = step.op.backward(g)
+            try:
+                input_grads = step.op.backward(g)
+            except OutOfDeviceMemory as error:
+                raise error.at(step.node) from None
             if timings is not None:
+                backend.synchronize()
                 timings[step.node] = timings.get(step.node, 0.0) + clock() - start
             if on_grads is not None:
                 on_grads(step.node)
