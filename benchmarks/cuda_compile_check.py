@@ -8,8 +8,9 @@ compute capability 9.0. It needs NVVM and NVRTC, which come as wheels without a 
     pip install nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12
     python benchmarks/cuda_compile_check.py
 
-It prints one line per kernel and exits 1 if any fails. Not part of the test suite, which runs
-under the simulator for the whole session (Numba reads that switch once).
+It prints one line per kernel and exits 1 if any fails (2 if the compiler libraries are missing).
+tests/runtime/cuda/test_cuda_conv_kernels_compile.py runs it in a subprocess (the test session
+itself runs the simulator) and skips where the libraries are missing.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def checks():
                     g = types.UniTuple(i64, 16 if source == "image" else 1)
                     kernel = gemm._tiled_kernel(name, source, trans_b, *gemm.TILE)
                     yield f"gemm {name} {layout_} {source} trans_b={trans_b}", kernel, (a, g, a2, a2, i64, i64, i64, flag, a1, flag, i64)
+            if layout_ == "C":
+                continue  # the other kernels type the same for either layout
             yield f"epilogue {name} {layout_}", epilogue.epilogue_kernel(name), (a2, a2, flag, a1, flag, i64)
             yield f"col2im {name} {layout_}", im2col.col2im(name), (a2, a4, geo, i64, i64)
             yield f"im2col {name} {layout_}", im2col.im2col, (a4, a2, geo, i64, i64)
@@ -69,7 +72,10 @@ def main() -> int:
         try:
             cuda.compile_ptx(kernel.py_func, signature, cc=CC)
             print(f"ok    {label}")
-        except Exception:
+        except Exception as error:
+            if any(name in str(error).lower() for name in ("nvrtc", "nvvm")):
+                print(f"missing the CUDA compiler libraries: {str(error).splitlines()[0]}")
+                return 2
             failed += 1
             print(f"FAIL  {label}\n{traceback.format_exc(limit=2)}")
     print(f"{failed} failed" if failed else "every kernel compiles")
