@@ -12,9 +12,10 @@
   TM x TN register tile. Thread (tx, ty) owns rows ty + i*(BM/TM) and columns tx + j*(BN/TN):
   interleaved, so a warp reads consecutive shared-memory words (no bank conflicts) and stores
   consecutive columns of C. The epilogue (accumulate, bias, activation) runs on the registers.
-  Default tile 64 x 64 x 16 with 4 x 4 per thread (256 threads, 32 KiB of shared memory in
-  float64): enough reuse to be compute-bound on large GEMMs, small enough for good occupancy;
-  :data:`TILE` can be changed per call, so the GPU benchmark can measure alternatives. Edges are
+  Default tile 64 x 64 x 16 with 4 x 4 per thread: 256 threads, every value read from shared
+  memory feeds 4 multiply-adds, and 8 KiB (float32) or 16 KiB (float64) of shared memory per
+  block leaves room for several blocks per multiprocessor. Unmeasured (no GPU was lent):
+  :data:`TILE` can be changed per call, so benchmarks/bench_cuda_conv.py measures alternatives. Edges are
   handled by bounds checks on load and store: any shape is correct.
 
 :func:`conv_gemm` runs the same tiled kernel as an implicit-GEMM convolution: its A tiles are
