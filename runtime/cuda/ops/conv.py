@@ -4,9 +4,9 @@ there for which and why).
 
 Everything the CPU op supports: stride, asymmetric padding, dilation, groups (depthwise
 included), bias with a fused activation (optimised inference), and output straight into a
-channel slice of a concat buffer. The inference plan's ``algorithm = "winograd"`` runs as im2col
-here (there are no Winograd kernels on the GPU); its weight is prepared in column order once
-per weight change all the same.
+channel slice of a concat buffer. The inference plan's ``algorithm = "winograd"`` (which it sets
+after construction, then calling ``prepare_weights``) runs as im2col here: there are no Winograd
+kernels on the GPU; the weight is prepared in column order once per weight change all the same.
 """
 
 from __future__ import annotations
@@ -14,39 +14,22 @@ from __future__ import annotations
 from ...kernels.cuda.conv import conv_backward, conv_forward, conv_method, pack
 from ...kernels.cuda.epilogue import activation_code
 from ...kernels.cuda.views import DEVICE_WORKSPACE, with_unit_axis
-from ...ops.base import Context, Op, as_image, register, window_geometry
+from ...ops.base import Context, register
+from ...ops.conv import ConvOp
 
 
 @register("conv", "conv1d", backend="cuda")
-class CudaConvOp(Op):
-    strided_out = True
-    fuses_activation = True
+class CudaConvOp(ConvOp):
+    """The CPU op's geometry and weight views (runtime/ops/conv.py), the GPU's kernels."""
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
-        kernels, strides, pads, dilations = window_geometry(layer, in_shapes[0], out_shape)
-        self._stride = tuple(int(s) for s in strides)
-        self._pads = tuple((int(a), int(b)) for a, b in pads)
-        self._dilation = tuple(int(d) for d in dilations)
-        self._groups = int(layer.groups)
-        self._in_image = as_image(tuple(in_shapes[0]))
-        self._out_image = as_image(tuple(out_shape))
         cin = self._in_image[-1]
-        self._weight_image = (int(layer.filters), cin // self._groups, *kernels)
         #: "im2col", "implicit" or "direct" (runtime/kernels/cuda/conv.py); CNNLANG_CUDA_CONV
         #: overrides "auto"
         self.method = conv_method(self._groups, cin // self._groups, int(layer.filters) // self._groups)
         #: scratch shared by every conv on the device (kernels run in stream order)
         self.workspace = DEVICE_WORKSPACE
-        #: None or "winograd" (set by the inference plan, which then calls prepare_weights after
-        #: every weight change); both run im2col here
-        self.algorithm: str | None = None
-        self.prepared_weight = None
-        self._x = None
-        self._dx = None
-
-    def _weight(self, array):
-        return array.reshape(self._weight_image)
 
     def _image(self, out):
         """out as N x Ho x Wo x O; a strided 1-D ``out`` (a channel slice) gets its unit axis as a

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from cnnlang.errors import UsageError
 
 from ..cpu.workspace import ConvPlan
@@ -42,6 +40,7 @@ from . import direct
 from .epilogue import NONE, placeholder
 from .gemm import conv_gemm, gemm
 from .im2col import col2im, col2im_threads, im2col, launch, pack_weight, unpack_weight
+from .memory import fill
 from .reduce import column_sums
 from .views import DEVICE_WORKSPACE, DeviceWorkspace, channel_rows
 
@@ -140,6 +139,11 @@ def conv_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, db
     dy2 = dy.reshape(-1, plan.O)
     if dbias is not None:
         column_sums(dy2, dbias)
+    if plan.N == 0:  # an empty batch: zero gradients, as on the CPU
+        for grad in (dx, dweight):
+            if grad is not None:
+                fill(grad, 0)
+        return
     if dx is None and dweight is None:
         return
     geo = _geometry(plan)

@@ -51,21 +51,33 @@ def activation_function(dtype: str):
 
 
 @functools.cache
+def store_function(dtype: str):
+    """A device function store(out, m, n, v, accumulate, bias, has_bias, code): out[m, n] =
+    f(v (+ out[m, n]) (+ bias[n])), the last step of every GEMM here."""
+    activate = activation_function(dtype)
+
+    @cuda.jit(device=True)
+    def store(out, m, n, v, accumulate, bias, has_bias, code):  # pragma: no cover - compiled
+        if accumulate:
+            v += out[m, n]
+        if has_bias:
+            v += bias[n]
+        out[m, n] = activate(v, code)
+
+    return store
+
+
+@functools.cache
 def epilogue_kernel(dtype: str):
     """out[m, n] = f(src[m, n] + (out[m, n] if accumulate) + bias[n]) over 2-D arrays of any
     strides; ``src`` may be ``out`` itself (then without accumulate)."""
-    activate = activation_function(dtype)
+    store = store_function(dtype)
 
     @cuda.jit
     def kernel(out, src, accumulate, bias, has_bias, code):  # pragma: no cover - compiled
         n, m = cuda.grid(2)
         if m < out.shape[0] and n < out.shape[1]:
-            v = src[m, n]
-            if accumulate:
-                v += out[m, n]
-            if has_bias:
-                v += bias[n]
-            out[m, n] = activate(v, code)
+            store(out, m, n, src[m, n], accumulate, bias, has_bias, code)
 
     return kernel
 

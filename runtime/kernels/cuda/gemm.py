@@ -12,10 +12,14 @@
   TM x TN register tile. Thread (tx, ty) owns rows ty + i*(BM/TM) and columns tx + j*(BN/TN):
   interleaved, so a warp reads consecutive shared-memory words (no bank conflicts) and stores
   consecutive columns of C. The epilogue (accumulate, bias, activation) runs on the registers.
-  Default tile 64 x 64 x 16 with 4 x 4 per thread (256 threads, 32 KiB of shared memory in
-  float64): enough reuse to be compute-bound on large GEMMs, small enough for good occupancy;
-  :data:`TILE` can be changed per call, so the GPU benchmark can measure alternatives. Edges are
+  Default tile 64 x 64 x 16 with 4 x 4 per thread: 256 threads, every value read from shared
+  memory feeds 4 multiply-adds, and 8 KiB (float32) or 16 KiB (float64) of shared memory per
+  block leaves room for several blocks per multiprocessor. Unmeasured (no GPU was lent):
+  :data:`TILE` can be changed per call, so benchmarks/bench_cuda_conv.py measures alternatives. Edges are
   handled by bounds checks on load and store: any shape is correct.
+
+:func:`conv_gemm` runs the same tiled kernel as an implicit-GEMM convolution: its A tiles are
+gathered from the input image (im2col's columns, never written out).
 
 Which one runs is decided per call by :func:`gemm_policy` ("auto": cuBLAS when usable; "numba";
 "cublas"), from ``CNNLANG_GEMM`` or :func:`set_gemm_policy`, and counted in :func:`gemm_record`
@@ -35,7 +39,7 @@ from numba import cuda
 from numba.np import numpy_support
 
 from cnnlang.errors import UsageError
-from .epilogue import NONE, activation_function, bias_activation, placeholder
+from .epilogue import NONE, bias_activation, placeholder, store_function
 
 #: (BM, BN, BK, TM, TN): block tile rows x columns, K slice, per-thread register tile.
 TILE = (64, 64, 16, 4, 4)
@@ -216,7 +220,7 @@ def _tiled_kernel(dtype: str, source: str, trans_b: bool, bm: int, bn: int, bk: 
         raise ValueError(f"gemm: tile {bm}x{bn} does not split into {tm}x{tn} per thread")
     nbtype = numpy_support.from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
-    activate = activation_function(dtype)
+    store = store_function(dtype)
     load_a = {"rows": _from_rows, "columns": _from_columns}.get(source) or _from_image(dtype)
     trans_a = source == "columns"
     tx_count, ty_count = bn // tn, bm // tm
@@ -278,11 +282,6 @@ def _tiled_kernel(dtype: str, source: str, trans_b: bool, bm: int, bn: int, bk: 
                 for j in range(tn):
                     s = col0 + tx + j * tx_count
                     if s < n:
-                        v = acc[i, j]
-                        if accumulate:
-                            v += c[r, s]
-                        if has_bias:
-                            v += bias[s]
-                        c[r, s] = activate(v, code)
+                        store(c, r, s, acc[i, j], accumulate, bias, has_bias, code)
 
     return kernel

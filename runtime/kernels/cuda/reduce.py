@@ -2,10 +2,11 @@
 output pixel; PReLU's slope gradient), and the shared-memory trees of the kernels that reduce
 within a block.
 
-Two passes, no atomics: blocks of 32 columns x :data:`ROW_THREADS` threads sum row bands into a
+Column sums take two passes: blocks of 32 columns x :data:`ROW_THREADS` threads sum row bands into a
 (bands x columns) partial array, then one more pass sums the bands. With many rows and few
 columns (dy of an early conv: 10^5 pixels, 64 channels) one pass over columns alone would keep
-only a handful of blocks busy.
+only a handful of blocks busy. The partials live in the shared device workspace
+(runtime/kernels/cuda/views.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from numba import cuda
 from numba.np import numpy_support
 
 from .launch import MAX_THREADS, WARP, reduction_threads, threads_for
+from .views import DEVICE_WORKSPACE
 
 COLUMNS = 32
 ROW_THREADS = 8
@@ -62,7 +64,7 @@ def column_sums(a, out) -> None:
     if bands == 1:
         kernel[blocks, (COLUMNS, ROW_THREADS)](a, out.reshape(1, cols), band_rows)
         return
-    partial = cuda.device_array((bands, cols), a.dtype)
+    partial = DEVICE_WORKSPACE.get("column sums", bands * cols, a.dtype).reshape(bands, cols)
     kernel[blocks, (COLUMNS, ROW_THREADS)](a, partial, band_rows)
     kernel[(blocks[0], 1), (COLUMNS, ROW_THREADS)](partial, out.reshape(1, cols), bands)
 

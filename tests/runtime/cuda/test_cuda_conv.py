@@ -141,7 +141,8 @@ def test_output_into_a_channel_slice_with_bias_and_relu(cuda_backend, case):
     channels = out_internal[-1]
     parent = np.random.default_rng(7).standard_normal((BATCH, *out_internal[:-1], channels + 3))
     device = cuda_backend.to_device(parent)
-    node.forward([cuda_backend.to_device(to_internal(x))], device[..., 1 : 1 + channels], Context(train=False))
+    part = device[(slice(None),) * (device.ndim - 1) + (slice(1, 1 + channels),)]  # (device arrays take no ...)
+    node.forward([cuda_backend.to_device(to_internal(x))], part, Context(train=False))
     got = cuda_backend.to_host(device)
     expected = np.maximum(to_internal(layer.forward_reference([x], params, {})), 0)
     np.testing.assert_allclose(got[..., 1 : 1 + channels], expected, rtol=1e-12, atol=1e-12)
@@ -224,3 +225,15 @@ def test_the_method_is_chosen_by_group_width_or_by_the_environment(monkeypatch):
     monkeypatch.setenv("CNNLANG_CUDA_CONV", "fastest")
     with pytest.raises(UsageError, match="CNNLANG_CUDA_CONV='fastest' is not one of auto, im2col, implicit, direct"):
         conv_method(1, 3, 8)
+
+
+def test_an_empty_batch_gives_zero_gradients(cuda_backend):
+    op, positional, keywords, shape, method = CASES[0]
+    layer = bind(op, positional, keywords, shape)
+    _, params = example(layer, shape)
+    node, _ = build(cuda_backend, layer, shape, params, method)
+    x = np.zeros((0, *shape))
+    assert forward(cuda_backend, node, x).shape[0] == 0
+    assert backward(cuda_backend, node, np.zeros((0, *layer.output_shape([shape])))).shape == x.shape
+    for name in params:
+        np.testing.assert_array_equal(cuda_backend.to_host(node.grads[name]), 0)

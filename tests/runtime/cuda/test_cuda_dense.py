@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import cuda
 
 from cnnlang.layers import REGISTRY
+from cnnlang.runtime.kernels.cuda.reduce import column_sums
 from cnnlang.runtime.ops import Context, internal_shape, op_class, to_internal, to_user
 
 BATCH = 3
@@ -94,3 +96,11 @@ def test_no_input_gradient_where_none_is_wanted(cuda_backend):
     forward(cuda_backend, node, x)
     assert backward(cuda_backend, node, dy) is None
     np.testing.assert_allclose(cuda_backend.to_host(node.grads["bias"]), dy.sum(axis=0))
+
+
+def test_column_sums_over_several_row_bands():
+    """The bias gradient's reduction: 200 rows make 6 bands summed in a second pass."""
+    a = np.random.default_rng(8).standard_normal((200, 3))
+    out = cuda.to_device(np.full(3, np.nan))
+    column_sums(cuda.to_device(a), out)
+    np.testing.assert_allclose(out.copy_to_host(), a.sum(axis=0), rtol=1e-12, atol=1e-12)
