@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cnnlang.layers import Symbol
+import numpy as np
+
+from cnnlang.layers import REGISTRY, Symbol
 
 X = (4, 6, 6)
+#: examples per batch in the generic tests
+BATCH = 2
 
 
 @dataclass
@@ -92,3 +96,28 @@ CASES: dict[str, LayerCase] = {
         rules=([], [X, (2, 6, 6)], (6, 6, 6), 0, 0, 0), examples=[([], {}, [(2, 3, 3), (3, 3, 3)]), ([], {}, [(4,), (2,)])]
     ),
 }
+
+
+def layer_example(op: str, index: int, seed: int = 0):
+    """(bound layer, per-example input shapes, inputs, params, buffers) for example ``index`` of
+    layer ``op``: a batch of BATCH in the user's layout, float64, away from kinks and ties."""
+    positional, keywords, shapes = CASES[op].examples[index]
+    layer = REGISTRY[op].bind(list(positional), dict(keywords))
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for shape in shapes:
+        if op == "maxpool":  # distinct values: no ties, so the max is differentiable
+            x = rng.permutation(BATCH * int(np.prod(shape))).reshape(BATCH, *shape) * 0.1
+        else:
+            x = rng.standard_normal((BATCH, *shape))
+            x[np.abs(x) < 1e-2] = 0.5  # away from the kinks of relu and prelu
+        inputs.append(x)
+    params = {
+        name: rng.standard_normal(shape) * 0.5 + (1.0 if name == "gamma" else 0.0)
+        for name, shape in layer.param_shapes(shapes).items()
+    }
+    buffers = {
+        name: rng.standard_normal(shape) * 0.1 + (1.5 if name == "running_var" else 0.0)
+        for name, shape in layer.buffer_shapes(shapes).items()
+    }
+    return layer, shapes, inputs, params, buffers

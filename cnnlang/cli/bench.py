@@ -51,7 +51,9 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
     on ``backend`` (default: the CPU)."""
     network = model.build(seed=seed, dtype=dtype, passes=passes, backend=backend)
     x = np.random.default_rng(seed).standard_normal((batch, *model.input_shape)).astype(network.dtype)
-    result: dict = {"model": model.name, "batch": batch, "dtype": dtype, "passes": list(network.passes)}
+    result: dict = {"model": model.name, "batch": batch, "dtype": dtype, "passes": list(network.passes),
+                    "device": network.backend.name}
+    gemms = _gemm_record(network.backend)
 
     start = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):
@@ -108,7 +110,19 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
             row["backward_gflops"] = 4 * macs / back / 1e9 if macs and back > 0 else None
         layers.append(row)
     result["layers"] = layers
+    if gemms is not None:
+        result["gemm_calls"] = gemms()  # which GEMM ran (cuBLAS or the numba kernel), by calls
     return result
+
+
+def _gemm_record(backend):
+    """On a GPU: a function giving the GEMM calls by implementation since now; None on the CPU."""
+    if backend.shares_host_memory:
+        return None
+    from ..runtime.kernels.cuda.gemm import gemm_record, reset_gemm_record
+
+    reset_gemm_record()
+    return gemm_record
 
 
 # The timed training step is a real one, so its values must stay sane: cross-entropy against
@@ -169,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     console = table_console()
     batch = args.batch
-    console.print(f"{model.name} ({model.source}), batch {batch}, {args.dtype}, median of {args.repeat}")
+    console.print(f"{model.name} ({model.source}), batch {batch}, {args.dtype}, median of {args.repeat}"
+                  + ("" if result["device"] == "cpu" else f", on {result['device']}"))
     rows = [("no passes", result)]
     if passes:
         every = len(passes) == len(PASS_NAMES)
@@ -189,6 +204,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.train:
         console.print(f"training step  {batch / result['train_step_s']:10.1f} images/s  ({result['train_step_s'] * 1000:.2f} ms per batch: "
                       "forward, backward, SGD update; no passes)")
+    for label, measured in [("no passes", result), *([("with passes", result["optimised"])] if passes else [])]:
+        if "gemm_calls" in measured:
+            calls = ", ".join(f"{name} {count:,}" for name, count in sorted(measured["gemm_calls"].items())) or "none"
+            console.print(f"GEMM calls {label}: {calls}")
     if passes and not args.train:
         console.print(f"per layer, with {rows[0][0]} (a layer's time includes the layers fused into it):")
         _layer_table(console, result["optimised"]["layers"], False)

@@ -36,8 +36,9 @@ class CUDABackend(Backend):
     # -- allocation
     def empty(self, shape: Shape, dtype: Any) -> Any:
         dtype = np.dtype(dtype)
+        shape = (int(shape),) if np.isscalar(shape) else tuple(shape)
         try:
-            return cuda.device_array((shape,) if isinstance(shape, int) else tuple(shape), dtype)
+            return cuda.device_array(shape, dtype)
         except Exception as error:
             if is_out_of_memory(error):
                 raise OutOfDeviceMemory(int(np.prod(shape)) * dtype.itemsize) from None

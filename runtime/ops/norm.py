@@ -29,12 +29,12 @@ class BatchNormOp(Op):
         self._eps, self._momentum = float(layer.eps), float(layer.momentum)
         self._affine = bool(layer.affine)
         # Without affine: gamma = 1 and beta = 0, and their gradients go to scratch.
-        self._ones = self.backend.ones(channels, self.dtype)
-        self._zeros = self.backend.zeros(channels, self.dtype)
-        self._dgamma = self.backend.empty(channels, self.dtype)
-        self._dbeta = self.backend.empty(channels, self.dtype)
-        self._mean = self.backend.empty(channels, self.dtype)
-        self._invstd = self.backend.empty(channels, self.dtype)
+        self._ones = self.backend.ones((channels,), self.dtype)
+        self._zeros = self.backend.zeros((channels,), self.dtype)
+        self._dgamma = self.backend.empty((channels,), self.dtype)
+        self._dbeta = self.backend.empty((channels,), self.dtype)
+        self._mean = self.backend.empty((channels,), self.dtype)
+        self._invstd = self.backend.empty((channels,), self.dtype)
         self._x: np.ndarray | None = None
         self._train = False
         self._dx: np.ndarray | None = None

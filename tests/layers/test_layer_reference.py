@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnlang.layers import LAYER_TYPES, REGISTRY
+from cnnlang.layers import LAYER_TYPES
 from cnnlang.runtime.ops import Context, internal_shape, op_class, to_internal, to_user
-from layer_cases import CASES
+from layer_cases import BATCH, CASES
+from layer_cases import layer_example as setup
 
-BATCH = 2
 EXAMPLES = [
     pytest.param(op, index, train, id=f"{op}-{index}{'-train' if train else ''}")
     for op, case in CASES.items()
@@ -31,29 +31,6 @@ EXAMPLES = [
 
 def test_every_layer_type_has_examples():
     assert sorted(cls.op for cls in LAYER_TYPES if not CASES.get(cls.op, None) or not CASES[cls.op].examples) == []
-
-
-def setup(op, index, seed=0):
-    positional, keywords, shapes = CASES[op].examples[index]
-    layer = REGISTRY[op].bind(list(positional), dict(keywords))
-    rng = np.random.default_rng(seed)
-    inputs = []
-    for shape in shapes:
-        if op == "maxpool":  # distinct values: no ties, so the max is differentiable
-            x = rng.permutation(BATCH * int(np.prod(shape))).reshape(BATCH, *shape) * 0.1
-        else:
-            x = rng.standard_normal((BATCH, *shape))
-            x[np.abs(x) < 1e-2] = 0.5  # away from the kinks of relu and prelu
-        inputs.append(x)
-    params = {
-        name: rng.standard_normal(shape) * 0.5 + (1.0 if name == "gamma" else 0.0)
-        for name, shape in layer.param_shapes(shapes).items()
-    }
-    buffers = {
-        name: rng.standard_normal(shape) * 0.1 + (1.5 if name == "running_var" else 0.0)
-        for name, shape in layer.buffer_shapes(shapes).items()
-    }
-    return layer, shapes, inputs, params, buffers
 
 
 def close(actual, expected, what):
