@@ -109,7 +109,7 @@ def worker_cnnlang(names: list[str], device: str, args) -> dict:
     if device == "cuda":
         from numba import cuda
 
-        name = cuda.get_current_device().name
+        name = getattr(cuda.get_current_device(), "name", "Numba's CUDA simulator")
         results["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
     for name in names:
         case = (TINY_CASES if args.tiny else CASES)[name]
@@ -320,7 +320,9 @@ def main() -> None:
                 lines += layer_table(f"{name} (gemm {policy}; GEMM calls {measured.get('gemm_calls')})", measured)
     print("\n".join(lines + summary))  # the ratios again, last, where a log's tail shows them
     if args.tiny:
-        print("PASS bench: the dry run went through every step (a micro model: no targets)")
+        failed = [kind for kind, result in results.items() if isinstance(result, dict) and "error" in result]
+        print(f"FAIL bench: {', '.join(failed)} failed" if failed else
+              "PASS bench: the dry run went through every step (a micro model: no targets)")
     else:
         print(f"{'FAIL' if missed else 'PASS'} bench (gemm {args.gemm[0]}): " + ("; ".join(missed) if missed else "every target met"))
     if args.json:

@@ -6,8 +6,8 @@
 #
 # Steps (each under a time limit, all within GPU_CHECK_BUDGET seconds, default 450, so the script
 # always ends in time and always writes its summary):
-#   0. install: if `import cnnlang` fails, the project (--no-deps, no index) and, where missing,
-#      lark and graphviz from wheels in .whl/ (see the device machine's recipe), into $SITE
+#   0. install: if cnnlang is not installed, the project (editable, --no-deps, no index) and, where
+#      missing, lark, graphviz and platformdirs from wheels in .whl/ (the device machine's recipe)
 #   1. tests/runtime/cuda with CNNLANG_CUDA_REAL=1 (the simulator's tests on the real GPU)
 #   2. every zoo model's forward on cuda vs the CPU (benchmarks/gpu_check.py zoo)
 #   3. LeNet-5 on MNIST, the same epochs on the CPU and on cuda (run side by side): test accuracy
@@ -52,20 +52,21 @@ step() {
     note "$verdict  [$name, $((SECONDS - started)) s]"
 }
 
-# -- 0. install
-if ! "$PY" -c "import cnnlang" 2>/dev/null; then
-    SITE=${SITE:-/tmp/site}
+# -- 0. install. Run from the repository root, `import cnnlang` finds the source folder even when
+# nothing is installed, so ask for cnnlang.runtime (mapped from runtime/ by an install). An
+# editable install into $PY's environment: a --target copy would be shadowed by the source folder.
+if ! "$PY" -c "import cnnlang.runtime, cnnlang.cache, cnnlang.parser" 2>/dev/null; then
     wheels=()
-    for module in lark graphviz; do
+    for module in lark graphviz platformdirs; do
         if ! "$PY" -c "import $module" 2>/dev/null; then
             found=$(ls .whl/"$module"-*.whl 2>/dev/null | head -1)
             [ -n "$found" ] || { note "FAIL install: $module is missing and there is no .whl/$module-*.whl to install"; exit 1; }
             wheels+=("$found")
         fi
     done
-    "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" . "${wheels[@]}" \
-        >"$RESULTS/install.log" 2>&1 || { note "FAIL install (see install.log)"; exit 1; }
-    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+    "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . "${wheels[@]}" >"$RESULTS/install.log" 2>&1 \
+        || { note "FAIL install (see $RESULTS/install.log)"; exit 1; }
+    note "installed cnnlang (editable, --no-deps)${wheels[*]:+ and ${wheels[*]}}"
 fi
 "$PY" - <<'EOF' 2>&1 | tee "$RESULTS/environment.txt"
 import platform, numpy, numba
