@@ -50,7 +50,7 @@ class OutOfDeviceMemory(DeviceError):
         """Add the batch that failed and an estimate of one that fits (``fits``; None: unknown)."""
         parts = [f"batch {batch} does not fit"]
         if free is not None:
-            parts.append(f"{_megabytes(free)} free")
+            parts.append(f"{_size(free)} free")
         if fits is not None:
             parts.append(f"batch {fits} should" if fits > 0 else "not even batch 1 fits")
         self.detail = "; ".join(parts)
@@ -58,11 +58,14 @@ class OutOfDeviceMemory(DeviceError):
 
     def __str__(self) -> str:
         where = f" in layer '{self.layer}'" if self.layer else ""
-        return f"out of GPU memory{where}: {_megabytes(self.nbytes)} asked for" + (f" ({self.detail})" if self.detail else "")
+        return f"out of GPU memory{where}: {_size(self.nbytes)} asked for" + (f" ({self.detail})" if self.detail else "")
 
 
-def _megabytes(nbytes: int) -> str:
-    return f"{nbytes / 2**20:,.1f} MiB"
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes / 1024:,.1f} KiB"
 
 
 class Backend:

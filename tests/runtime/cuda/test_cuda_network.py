@@ -10,22 +10,41 @@ import pytest
 import cnnlang
 from cnnlang.runtime.backend import OutOfDeviceMemory
 
+# What the zoo's networks are made of, at toy size: conv + batchnorm (folded by the passes) +
+# relu, a residual block (its add fused with the relu), pooling, an inception-style concat whose
+# conv branches write into their channel slices, global pooling and fc.
 SOURCE = """
-network tiny {
-    input 2x6x6
-    conv(4, 3x3, pad = 1)
-    conv(3, 1x1)
+network mini {
+    input 2x4x4
+    conv(4, 3x3, pad = 1) -> batchnorm -> relu
+    residual {
+        conv(4, 3x3, pad = 1) -> batchnorm -> relu
+        conv(4, 3x3, pad = 1) -> batchnorm
+    } shortcut auto
+    relu
+    maxpool(2)
+    concat {
+        branch { conv(2, 1x1) -> relu }
+        branch { conv(3, 3x3, pad = 1) -> relu }
+        branch { avgpool(3x3, stride = 1, pad = 1) }
+    }
+    globalavgpool
     fc(3)
 }
 """
+# The host-copy tests need parameters, not layer variety (the simulator is slow).
+TINY = "network tiny { input 2x6x6\n conv(4, 3x3, pad = 1)\n fc(3) }"
 TOLERANCE = dict(rtol=1e-10, atol=1e-12)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cuda_network") / "tiny.cnn"
-    path.write_text(SOURCE)
-    return cnnlang.load(str(path))
+def model():
+    return cnnlang.load(SOURCE)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return cnnlang.load(TINY)
 
 
 def pair(model, cuda_backend, **options):
@@ -55,42 +74,41 @@ def test_training_forward_backward_equals_the_cpu(model, cuda_backend):
         np.testing.assert_allclose(cuda_backend.to_host(gpu.grads[name]), cpu.grads[name], **TOLERANCE, err_msg=name)
 
 
-def test_device_changes_reach_the_host_copies_and_weight_files(model, cuda_backend, tmp_path):
-    """What an optimiser does on the device (here: a parameter overwritten there after a training
-    step) shows in state() and in the saved file, which a CPU network then runs the same."""
-    _, gpu = pair(model, cuda_backend)
-    x = batch(model)
-    gpu.train().forward(x)
-    gpu.backward(np.ones((2, 3)))
+def test_device_changes_reach_the_host_copies_and_weight_files(tiny, cuda_backend, tmp_path):
+    """What an optimiser does on the device (here: a parameter overwritten there in training mode)
+    shows in state() and in the saved file, which a CPU network then runs the same."""
+    _, gpu = pair(tiny, cuda_backend)
+    x = batch(tiny)
+    gpu.train().forward(x)  # training: the device copies are now the ones that count
     weight = gpu.device_params["fc1.weight"]
     cuda_backend.fill(weight, 0.25)
     assert not np.all(gpu.params["fc1.weight"] == 0.25)  # the host copy waits for pull
     assert np.all(gpu.state()["fc1.weight"] == 0.25)
     gpu.save(tmp_path / "w.safetensors")
-    cpu = model.build(dtype="float64")
+    cpu = tiny.build(dtype="float64")
     cpu.load(tmp_path / "w.safetensors")
     np.testing.assert_allclose(gpu.eval().forward(x), cpu.eval().forward(x), **TOLERANCE)
 
 
-def test_set_param_and_load_upload_at_once(model, cuda_backend, tmp_path):
-    cpu, gpu = pair(model, cuda_backend, passes="all")
-    x = batch(model)
+def test_set_param_and_load_upload_at_once(tiny, cuda_backend, tmp_path):
+    cpu, gpu = pair(tiny, cuda_backend, passes="all")
+    x = batch(tiny)
     for net in (cpu, gpu):
         net.set_param("conv1.bias", np.arange(4.0))
     np.testing.assert_allclose(cuda_backend.to_host(gpu.device_params["conv1.bias"]), np.arange(4.0))
     np.testing.assert_allclose(gpu.forward(x), cpu.forward(x), **TOLERANCE)
-    other = model.build(seed=5, dtype="float64")
+    other = tiny.build(seed=5, dtype="float64")
     other.save(tmp_path / "other.safetensors")
     for net in (cpu, gpu):
         net.load(tmp_path / "other.safetensors")
     np.testing.assert_allclose(gpu.forward(x), other.eval().forward(x), **TOLERANCE)
 
 
-def test_out_of_memory_names_the_layer_the_bytes_and_a_batch_that_fits(model, cuda_backend, monkeypatch):
-    """A device that refuses allocations over 5,000 values and then reports 100 kB free (the
+def test_out_of_memory_names_the_layer_the_bytes_and_a_batch_that_fits(tiny, cuda_backend, monkeypatch):
+    """A device that refuses allocations over 5,000 values and then reports 50 kB free (the
     simulator has no limit of its own, so one is imposed on the backend's allocator). The batch
     suggested is what 80% of the free memory holds of the plan's per-example node outputs."""
-    net = model.build(backend=cuda_backend, dtype="float64")
+    net = tiny.build(backend=cuda_backend, dtype="float64")
     allocate = cuda_backend.empty
 
     def limited(shape, dtype):
@@ -100,13 +118,12 @@ def test_out_of_memory_names_the_layer_the_bytes_and_a_batch_that_fits(model, cu
         return allocate(shape, dtype)
 
     monkeypatch.setattr(cuda_backend, "empty", limited)
-    monkeypatch.setattr(cuda_backend, "memory_info", lambda: (100_000, 2**30))
+    monkeypatch.setattr(cuda_backend, "memory_info", lambda: (50_000, 2**30))
     with pytest.raises(OutOfDeviceMemory) as caught:
-        net.forward(batch(model, n=64))
+        net.forward(batch(tiny, n=64))
     message = str(caught.value)
     per_example = net.plan.activation_bytes(1)
-    assert message.startswith("out of GPU memory in layer 'conv1': 0.1 MiB asked for"), message  # 64 x 6x6x4 x 8 bytes
-    assert "batch 64 does not fit" in message and "0.1 MiB free" in message
-    assert per_example == (6 * 6 * 4 + 6 * 6 * 3 + 3) * 8
-    assert f"batch {80_000 // per_example} should" in message
+    assert message.startswith("out of GPU memory in layer 'conv1': 72.0 KiB asked for"), message  # 64 x 6x6x4 x 8 bytes
+    assert "batch 64 does not fit" in message and "48.8 KiB free" in message
+    assert f"batch {40_000 // per_example} should" in message
     assert "\n" not in message
