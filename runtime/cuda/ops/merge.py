@@ -4,7 +4,7 @@ their slice). Both take and give channel slices of larger arrays (strided ``out`
 
 from __future__ import annotations
 
-from ...kernels.cuda.activation import activation_kind
+from ...kernels.cpu.epilogue import activation_kind
 from ...kernels.cuda.merge import add_activation
 from ...ops import merge as cpu
 from ...ops.base import Context, register

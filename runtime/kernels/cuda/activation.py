@@ -14,18 +14,16 @@ import math
 
 from numba import cuda, float64
 
-from ..cpu.activation import KINDS, RELU, SIGMOID, TANH
-from ..cpu.epilogue import NONE, activation_kind
+from ..cpu.activation import RELU, SIGMOID, TANH
+from ..cpu.epilogue import NONE
 from .launch import MAX_THREADS, elementwise, reduction_threads
 from .reduce import tree
-
-__all__ = ["KINDS", "NONE", "RELU", "SIGMOID", "TANH", "activation_kind"]
 
 
 @cuda.jit(device=True, inline=True)
 def activate(v, kind, zero, one):  # pragma: no cover - device code
-    """f(v) for kind RELU, TANH, SIGMOID or NONE; ``zero``/``one`` in v's type keep the result
-    in it (float32 stays float32). relu keeps NaN, as the CPU's."""
+    """f(v) for kind RELU, TANH, SIGMOID or NONE (the CPU kernels' codes); ``zero`` and ``one``
+    in v's type keep the result in it (float32 stays float32). relu keeps NaN, as the CPU's."""
     if kind == RELU:
         return v if (v > zero or v != v) else zero
     if kind == TANH:
@@ -88,7 +86,7 @@ def _prelu_input_grad(x, dy, slope, dx):  # pragma: no cover - device code
 def _prelu_slope_terms(x, dy, terms):  # pragma: no cover - device code
     i = cuda.grid(1)
     if i < x.size:
-        terms[i] = 0 if x[i] > 0 else dy[i] * x[i]
+        terms[i] = x.dtype.type(0) if x[i] > 0 else dy[i] * x[i]
 
 
 def prelu_forward(x, slope, out) -> None:
