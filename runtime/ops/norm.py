@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import CPU
-from ..kernels.cpu.norm import batchnorm_backward, batchnorm_forward, dropout_apply, lrn_backward, lrn_forward
+from ..kernels.cpu import norm as cpu_kernels
+from ..kernels.cpu.norm import batchnorm_backward, batchnorm_forward, dropout_apply
 from .base import Context, Op, register
 
 
@@ -105,6 +106,9 @@ class LRNOp(Op):
     """``lrn(size, alpha, beta, k)``, PyTorch's LocalResponseNorm across channels:
     b_c = a_c / (k + alpha/size * sum of a_c'^2 for c' in c - size//2 .. c + (size-1)//2)^beta."""
 
+    #: the module whose kernels the op runs (a device backend's op subclasses with its own)
+    kernels = cpu_kernels
+
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
         self._channels = in_shapes[0][-1]
@@ -118,7 +122,7 @@ class LRNOp(Op):
         c = self._channels
         x = inputs[0].reshape(-1, c)
         self._denom = self.scratch(self._denom, x.shape)
-        lrn_forward(x, out.reshape(-1, c), self._denom, self._size, self._alpha, self._beta, self._k)
+        self.kernels.lrn_forward(x, out.reshape(-1, c), self._denom, self._size, self._alpha, self._beta, self._k)
         self._x = x
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
@@ -127,5 +131,5 @@ class LRNOp(Op):
         c = self._channels
         self._dx = self.scratch(self._dx, dy.shape)
         dx = self._dx.reshape(-1, c)
-        lrn_backward(self._x, dy.reshape(-1, c), self._denom, dx, self._size, self._alpha, self._beta)
+        self.kernels.lrn_backward(self._x, dy.reshape(-1, c), self._denom, dx, self._size, self._alpha, self._beta)
         return [self._dx]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...kernels.cuda.norm import batchnorm_backward, batchnorm_forward, dropout_apply, lrn_backward, lrn_forward
+from ...kernels.cuda import norm as cuda_kernels
+from ...kernels.cuda.norm import batchnorm_backward, batchnorm_forward, dropout_apply
 from ...kernels.cuda.reduce import chunks
 from ...ops import norm as cpu
 from ...ops.base import Context, register
@@ -83,19 +84,4 @@ class DropoutOp(cpu.DropoutOp):
 
 @register("lrn", backend="cuda")
 class LRNOp(cpu.LRNOp):
-    """``lrn``: PyTorch's LocalResponseNorm across channels."""
-
-    def forward(self, inputs: list, out, ctx: Context) -> None:
-        c = self._channels
-        x = inputs[0].reshape(-1, c)
-        self._denom = self.scratch(self._denom, x.shape)
-        lrn_forward(x, out.reshape(-1, c), self._denom, self._size, self._alpha, self._beta, self._k)
-        self._x = x
-
-    def backward(self, dy) -> list:
-        if not self.need_input_grad[0]:
-            return [None]
-        c = self._channels
-        self._dx = self.scratch(self._dx, dy.shape)
-        lrn_backward(self._x, dy.reshape(-1, c), self._denom, self._dx.reshape(-1, c), self._size, self._alpha, self._beta)
-        return [self._dx]
+    kernels = cuda_kernels
