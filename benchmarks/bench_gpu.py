@@ -96,107 +96,124 @@ def random_batch(model, batch: int):
 # ---- workers: each runs in its own process and prints one JSON line ---------------------------
 
 
-def worker_cnnlang(names: list[str], device: str, args) -> dict:
-    import cnnlang
-    from cnnlang.cli.bench import measure
-    from cnnlang.passes.optimise import PASS_NAMES
+def report(result: dict) -> None:
+    """A worker's result, one JSON line as soon as it is known: a worker stopped at the
+    --budget still gives what it measured."""
+    print(json.dumps(result), flush=True)
+
+
+def worker_cnnlang(names: list[str], device: str, args) -> None:
     from cnnlang.runtime.backend import get_backend
-    from cnnlang.train.losses import CrossEntropy
-    from cnnlang.train.optim import make_optimizer
 
     backend = get_backend(device)
-    results = {}
     if device == "cuda":
         from numba import cuda
 
         name = getattr(cuda.get_current_device(), "name", "Numba's CUDA simulator")
-        results["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
+        report({"gpu": name.decode() if isinstance(name, bytes) else str(name)})
     for name in names:
-        case = (TINY_CASES if args.tiny else CASES)[name]
-        batch = case.batch if device != "cpu" else (case.cpu_batch or case.batch)
-        model = cnnlang.load(model_source(case, args.tiny))
-        x, y = random_batch(model, batch)
-        if case.train:
-            net = model.build(seed=0, backend=backend).train()
-            loss = CrossEntropy(backend)
-            no_decay = [n for n in net.trainable if net.params[n].ndim == 1]
-            sgd = make_optimizer("sgd", net.device_params, net.grads, net.trainable, lr=LR, momentum=MOMENTUM,
-                                 weight_decay=DECAY, nesterov=False, no_decay=no_decay, backend=backend)
-
-            def step():
-                net.backward(loss(net.forward(x, on_backend=True), y).grad)
-                sgd.step()
-        else:
-            net = model.build(seed=0, passes="all", backend=backend).eval()
-
-            def step():
-                net.forward(x)
-
-        cpu = device == "cpu"
-        result = images_per_second(step, backend.synchronize, batch, 1 if cpu else args.steps,
-                                   2 if cpu else args.rounds, 1 if cpu else args.warmup)
-        result["batch"] = batch
-        if not cpu:
-            from cnnlang.runtime.kernels.cuda.gemm import gemm_record, reset_gemm_record
-
-            reset_gemm_record()
-            measured = measure(model, batch, case.train, args.layer_repeats, 0, "float32",
-                               None if case.train else list(PASS_NAMES), backend)
-            result["layers"] = measured.get("layers", [])
-            result["gemm_calls"] = gemm_record()  # of the per-layer measurement
-        results[name] = result
-    return results
+        try:
+            report({name: measure_cnnlang((TINY_CASES if args.tiny else CASES)[name], backend, args)})
+        except Exception as error:  # noqa: BLE001 - one case's failure is reported, the others still run
+            report({name: {"error": f"{type(error).__name__}: {error}"}})
 
 
-def worker_torch(names: list[str], args) -> dict:
+def measure_cnnlang(case: Case, backend, args) -> dict:
+    import cnnlang
+    from cnnlang.cli.bench import measure
+    from cnnlang.passes.optimise import PASS_NAMES
+    from cnnlang.train.losses import CrossEntropy
+    from cnnlang.train.optim import make_optimizer
+
+    cpu = backend.name == "cpu"
+    batch = (case.cpu_batch or case.batch) if cpu else case.batch
+    model = cnnlang.load(model_source(case, args.tiny))
+    x, y = random_batch(model, batch)
+    if case.train:
+        net = model.build(seed=0, backend=backend).train()
+        loss = CrossEntropy(backend)
+        no_decay = [n for n in net.trainable if net.params[n].ndim == 1]
+        sgd = make_optimizer("sgd", net.device_params, net.grads, net.trainable, lr=LR, momentum=MOMENTUM,
+                             weight_decay=DECAY, nesterov=False, no_decay=no_decay, backend=backend)
+
+        def step():
+            net.backward(loss(net.forward(x, on_backend=True), y).grad)
+            sgd.step()
+    else:
+        net = model.build(seed=0, passes="all", backend=backend).eval()
+
+        def step():
+            net.forward(x)
+
+    # The CPU is only the 20x reference: a few slow steps do.
+    result = images_per_second(step, backend.synchronize, batch, 1 if cpu else args.steps, 2 if cpu else args.rounds,
+                               1 if cpu else args.warmup)
+    result["batch"] = batch
+    if not cpu:
+        from cnnlang.runtime.kernels.cuda.gemm import gemm_record, reset_gemm_record
+
+        reset_gemm_record()
+        measured = measure(model, batch, case.train, args.layer_repeats, 0, "float32",
+                           None if case.train else list(PASS_NAMES), backend)
+        result["layers"] = measured.get("layers", [])
+        result["gemm_calls"] = gemm_record()  # of the per-layer measurement
+    return result
+
+
+def worker_torch(names: list[str], args) -> None:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: the dry run only
+    report({"device": device, "torch": torch.__version__})
+    defaults = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    for setting, (cudnn_tf32, matmul_tf32) in (("tf32-off", (False, False)), ("default", defaults)):
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        for name in names:
+            try:
+                result = measure_torch((TINY_CASES if args.tiny else CASES)[name], device, args)
+            except Exception as error:  # noqa: BLE001 - as in worker_cnnlang
+                result = {"error": f"{type(error).__name__}: {error}"}
+            report({setting: {name: result}})
+
+
+def measure_torch(case: Case, device: str, args) -> dict:
     import torch
     import torch.nn.functional as F
 
     import cnnlang
     from torch_reference import to_torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: the dry run only
+    model = cnnlang.load(model_source(case, args.tiny))
+    twin = to_torch(model, model.build(seed=0), dtype=torch.float32).to(device)
+    x, y = (torch.from_numpy(a) for a in random_batch(model, case.batch))
+    if case.train:
+        twin.train()
+        decay = [p for p in twin.parameters() if p.ndim > 1]
+        rest = [p for p in twin.parameters() if p.ndim <= 1]
+        sgd = torch.optim.SGD([{"params": decay, "weight_decay": DECAY}, {"params": rest, "weight_decay": 0.0}],
+                              lr=LR, momentum=MOMENTUM)
+
+        def step():
+            loss = F.cross_entropy(twin(x.to(device)), y.to(device))
+            sgd.zero_grad(set_to_none=True)
+            loss.backward()
+            sgd.step()
+            loss.item()  # the scalar comes back, as cnnlang's step brings back its sums
+    else:
+        twin.eval()
+
+        def step():
+            with torch.inference_mode():
+                twin(x.to(device)).cpu()
+
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    results = {"device": device, "torch": torch.__version__}
-    for setting in ("tf32-off", "default"):
-        if setting == "tf32-off":
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cuda.matmul.allow_tf32 = False
-        else:  # what PyTorch does when nobody sets anything
-            torch.backends.cudnn.allow_tf32 = True
-            torch.backends.cuda.matmul.allow_tf32 = False
-        for name in names:
-            case = (TINY_CASES if args.tiny else CASES)[name]
-            model = cnnlang.load(model_source(case, args.tiny))
-            twin = to_torch(model, model.build(seed=0), dtype=torch.float32).to(device)
-            x, y = random_batch(model, case.batch)
-            x, y = torch.from_numpy(x), torch.from_numpy(y)
-            if case.train:
-                twin.train()
-                decay = [p for p in twin.parameters() if p.ndim > 1]
-                rest = [p for p in twin.parameters() if p.ndim <= 1]
-                sgd = torch.optim.SGD([{"params": decay, "weight_decay": DECAY}, {"params": rest, "weight_decay": 0.0}],
-                                      lr=LR, momentum=MOMENTUM)
-
-                def step():
-                    loss = F.cross_entropy(twin(x.to(device)), y.to(device))
-                    sgd.zero_grad(set_to_none=True)
-                    loss.backward()
-                    sgd.step()
-                    loss.item()  # the scalar comes back, as cnnlang's step brings back its sums
-            else:
-                twin.eval()
-
-                def step():
-                    with torch.inference_mode():
-                        twin(x.to(device)).cpu()
-
-            results.setdefault(setting, {})[name] = images_per_second(step, sync, case.batch, args.steps, args.rounds,
-                                                                       args.warmup)
-    return results
+    return images_per_second(step, sync, case.batch, args.steps, args.rounds, args.warmup)
 
 
-def run_worker(kind: str, args, env_changes: dict[str, str] | None = None) -> dict:
+def run_worker(kind: str, args, env_changes: dict[str, str] | None = None, share: float = 1.0) -> dict:
+    """What the worker reported, merged; with {"error": ...} where it failed or ran past its
+    ``share`` of what is left of --budget."""
     from cnnlang.environment import SETTINGS
 
     command = [sys.executable, __file__, "--worker", kind, "--cases", ",".join(args.case_names),
@@ -204,11 +221,27 @@ def run_worker(kind: str, args, env_changes: dict[str, str] | None = None) -> di
                "--layer-repeats", str(args.layer_repeats)] + (["--tiny"] if args.tiny else [])
     env = {**SETTINGS, **os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
            **(env_changes or {})}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[-1],
-                "stderr": done.stderr[-4000:]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    left = None if args.deadline is None else (args.deadline - time.monotonic()) * share
+    if left is not None and left < 5:
+        return {"error": "not run: the --budget was spent"}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=left)
+        output, error = done.stdout, (None if done.returncode == 0 else
+                                      (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1])
+    except subprocess.TimeoutExpired as stopped:
+        output = stopped.stdout.decode() if isinstance(stopped.stdout, bytes) else stopped.stdout or ""
+        error = f"stopped after {left:.0f} s, its share of the --budget"
+    results: dict = {}
+    for line in output.splitlines():
+        if line.startswith("{"):
+            for key, value in json.loads(line).items():
+                results[key] = {**results[key], **value} if isinstance(value, dict) and key in results else value
+    for name in args.case_names:  # a case the worker never reached
+        if error and kind != "torch" and name not in results:
+            results[name] = {"error": error}
+    if error and (kind == "torch" or not any(name in results for name in args.case_names)):
+        results["error"] = error
+    return results
 
 
 def cpu_environment() -> dict[str, str]:
@@ -236,10 +269,16 @@ def summarise(results: dict, args) -> tuple[list[str], list[str]]:
         for name, case in cases.items():
             if name not in ours:
                 continue
+            if "error" in ours[name]:
+                lines.append(f"{name:>15} gemm {policy:<6} failed: {ours[name]['error']}")
+                missed += [f"{name} failed"] if first else []
+                continue
             speed = ours[name]["images_per_s"]
             off = torch.get("tf32-off", {}).get(name, {}).get("images_per_s")
             default = torch.get("default", {}).get(name, {}).get("images_per_s")
             slow = cpu.get(name, {}).get("images_per_s")
+            missed += [f"{name}: no PyTorch number"] if first and not off else []
+            missed += [f"{name}: no CPU number"] if first and not slow and not args.no_cpu else []
             ratio = speed / off if off else None
             line = f"{name:>15} gemm {policy:<6} cnnlang {speed:10,.1f} img/s"
             if off:
@@ -256,6 +295,14 @@ def summarise(results: dict, args) -> tuple[list[str], list[str]]:
             lines.append(f"{kind} failed: {results[kind]['error']}")
             missed.append(f"{kind} failed")
     return lines, missed
+
+
+def failures(results: dict, where: str = "") -> list[str]:
+    """Every error a worker or a case reported, named by where it happened."""
+    if "error" in results:
+        return [f"{where}: {results['error']}"]
+    return [failure for key, value in results.items() if isinstance(value, dict)
+            for failure in failures(value, f"{where} {key}".strip())]
 
 
 def layer_table(name: str, measured: dict, top: int = 12) -> list[str]:
@@ -280,10 +327,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--layer-repeats", type=int, default=3)
     parser.add_argument("--no-cpu", action="store_true", help="skip cnnlang's CPU measurement")
+    parser.add_argument("--budget", type=float, metavar="SECONDS", help="stop measuring after this long (what ran is reported)")
     parser.add_argument("--tiny", action="store_true", help="a micro model at batch 2: check the script, not the speed")
     parser.add_argument("--json", metavar="FILE", help="also write every number to FILE")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.deadline = None
     cases = TINY_CASES if args.tiny else CASES
     args.case_names = args.cases.split(",") if args.cases else list(cases)
     unknown = [name for name in args.case_names if name not in cases]
@@ -295,23 +344,26 @@ def main() -> None:
 
     if args.worker:
         if args.worker == "torch":
-            result = worker_torch(args.case_names, args)
+            worker_torch(args.case_names, args)
         else:
             if args.worker == "cnnlang-cpu" and hasattr(os, "sched_setaffinity"):
                 os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:CPU_THREADS])
-            result = worker_cnnlang(args.case_names, "cpu" if args.worker == "cnnlang-cpu" else "cuda", args)
-        print(json.dumps(result))
+            worker_cnnlang(args.case_names, "cpu" if args.worker == "cnnlang-cpu" else "cuda", args)
         return
 
     results: dict = {"cases": {name: cases[name].__dict__ for name in args.case_names}}
-    for policy in args.gemm:
-        print(f"cnnlang on cuda, CNNLANG_GEMM={policy} ...", flush=True)
-        results[f"cnnlang-cuda-{policy}"] = run_worker("cnnlang-cuda", args, {"CNNLANG_GEMM": policy})
+    args.deadline = None if args.budget is None else time.monotonic() + args.budget
+    # The most important first: what a --budget cuts is the second GEMM policy.
+    print(f"cnnlang on cuda, CNNLANG_GEMM={args.gemm[0]} ...", flush=True)
+    results[f"cnnlang-cuda-{args.gemm[0]}"] = run_worker("cnnlang-cuda", args, {"CNNLANG_GEMM": args.gemm[0]}, 0.45)
     print("PyTorch (TF32 off, then default) ...", flush=True)
-    results["torch"] = run_worker("torch", args)
+    results["torch"] = run_worker("torch", args, share=0.4)
     if not args.no_cpu:
         print(f"cnnlang on the CPU, {CPU_THREADS} threads ...", flush=True)
-        results["cnnlang-cpu"] = run_worker("cnnlang-cpu", args, cpu_environment())
+        results["cnnlang-cpu"] = run_worker("cnnlang-cpu", args, cpu_environment(), 0.6)
+    for policy in args.gemm[1:]:
+        print(f"cnnlang on cuda, CNNLANG_GEMM={policy} ...", flush=True)
+        results[f"cnnlang-cuda-{policy}"] = run_worker("cnnlang-cuda", args, {"CNNLANG_GEMM": policy})
     summary, missed = summarise(results, args)
     lines = list(summary)
     for policy in args.gemm:
@@ -320,8 +372,8 @@ def main() -> None:
                 lines += layer_table(f"{name} (gemm {policy}; GEMM calls {measured.get('gemm_calls')})", measured)
     print("\n".join(lines + summary))  # the ratios again, last, where a log's tail shows them
     if args.tiny:
-        failed = [kind for kind, result in results.items() if isinstance(result, dict) and "error" in result]
-        print(f"FAIL bench: {', '.join(failed)} failed" if failed else
+        failed = failures(results)
+        print(f"FAIL bench: {'; '.join(failed)}" if failed else
               "PASS bench: the dry run went through every step (a micro model: no targets)")
     else:
         print(f"{'FAIL' if missed else 'PASS'} bench (gemm {args.gemm[0]}): " + ("; ".join(missed) if missed else "every target met"))
