@@ -1,7 +1,7 @@
 """cnnlang on the GPU against PyTorch on the same GPU, and against cnnlang's own CPU (issue 13).
 
-    python benchmarks/bench_gpu.py [--cases CASE,...] [--gemm auto,numba] [--json FILE]
-    python benchmarks/bench_gpu.py --tiny        # dry run of every code path (simulator: NUMBA_ENABLE_CUDASIM=1)
+    python benchmarks/bench_gpu.py [--cases CASE,...] [--gemm auto,numba] [--budget SECONDS] [--json FILE]
+    NUMBA_ENABLE_CUDASIM=1 python benchmarks/bench_gpu.py --tiny    # a dry run of every code path
 
 Cases, float32, random inputs and labels, the batch uploaded from the host every step (as
 training does) and the output or the step's sums brought back:
@@ -13,7 +13,8 @@ training does) and the output or the step's sums brought back:
   batchnorm) -- the calls ``cnnlang train`` makes; target >= 0.4x PyTorch with TF32 off.
 - ``lenet5-train``: LeNet-5 (1x32x32), batch 256, the same step; target >= 1x PyTorch.
 - every case >= 20x cnnlang on the CPU with 2 threads pinned to 2 cores (the issue's 2-core
-  machine), at batch ``--cpu-batch`` for the 224x224 cases (images/s barely depends on it).
+  machine): the median of 2 steps after 1, at batch 8 for the 224x224 cases (images/s barely
+  depends on the batch there).
 
 PyTorch runs the same architectures with the same initial weights (``torch_reference.to_torch``),
 twice: with TF32 off (``torch.backends.cudnn.allow_tf32 = False``,
@@ -22,7 +23,9 @@ PyTorch's defaults (cuDNN may use TF32). cnnlang runs once per ``--gemm`` policy
 ``auto`` takes cuBLAS through CuPy where it can, ``numba`` the tiled numba.cuda GEMM), and reports
 per-layer times from ``cnnlang bench``'s ``measure`` (synchronised per layer) beside MACs and
 TFLOP/s. Images/s is the median over ``--rounds`` rounds of ``--steps`` steps after warm-up,
-wall time with the device synchronised. Each framework and policy runs in its own subprocess.
+wall time with the device synchronised. Each framework and policy runs in its own subprocess;
+``--budget`` shares the time among them and reports what finished in time. The last line says
+PASS or FAIL: every target met or not.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def random_batch(model, batch: int):
     return x, rng.integers(0, model.output_shape[0], batch)
 
 
-# ---- workers: each runs in its own process and prints one JSON line ---------------------------
+# ---- workers: each runs in its own process and prints JSON lines ---------------------------------
 
 
 def report(result: dict) -> None:
