@@ -70,7 +70,8 @@ def _size(nbytes: int) -> str:
 
 class Backend:
     """What a device offers the runtime. Subclasses set ``name`` and ``xp`` (the NumPy-compatible
-    array module: numpy on the CPU, cupy-like on a GPU) and override what differs."""
+    array module: numpy on the CPU; None on CUDA, whose arrays only the methods below touch) and
+    override what differs."""
 
     name: str = ""
     xp: ModuleType = np
