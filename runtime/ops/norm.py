@@ -9,7 +9,7 @@ import numpy as np
 
 from ..backend import CPU
 from ..kernels.cpu import norm as cpu_kernels
-from ..kernels.cpu.norm import batchnorm_backward, batchnorm_forward, dropout_apply
+from ..kernels.cpu.norm import dropout_apply
 from .base import Context, Op, register
 
 
@@ -22,6 +22,9 @@ class BatchNormOp(Op):
     Backward goes through the batch statistics after a training forward, and is the plain
     per-channel affine map after an eval forward.
     """
+
+    #: the module whose kernels the op runs (a device backend's op subclasses with its own)
+    kernels = cpu_kernels
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
@@ -49,11 +52,15 @@ class BatchNormOp(Op):
             )
         gamma = self.params["gamma"] if self._affine else self._ones
         beta = self.params["beta"] if self._affine else self._zeros
-        batchnorm_forward(
+        self.kernels.batchnorm_forward(
             x, gamma, beta, self.buffers["running_mean"], self.buffers["running_var"], self._eps, self._momentum,
-            train, out.reshape(-1, self._channels), self._mean, self._invstd,
+            train, out.reshape(-1, self._channels), self._mean, self._invstd, *self._kernel_scratch(x.shape[0]),
         )  # fmt: skip
         self._x, self._train = x, train
+
+    def _kernel_scratch(self, rows: int) -> tuple:
+        """Scratch arrays the kernels take last: none on the CPU."""
+        return ()
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         c = self._channels
@@ -62,7 +69,10 @@ class BatchNormOp(Op):
         dbeta = self.grads.get("beta", self._dbeta)
         self._dx = self.scratch(self._dx, dy.shape)
         dx = self._dx.reshape(-1, c)
-        batchnorm_backward(self._x, dy.reshape(-1, c), gamma, self._mean, self._invstd, self._train, dx, dgamma, dbeta)
+        self.kernels.batchnorm_backward(
+            self._x, dy.reshape(-1, c), gamma, self._mean, self._invstd, self._train, dx, dgamma, dbeta,
+            *self._kernel_scratch(self._x.shape[0]),
+        )  # fmt: skip
         return [self._dx if self.need_input_grad[0] else None]
 
 
