@@ -75,15 +75,23 @@ class Model:
         input_grad: bool = False,
         passes: str | Iterable[str] | None = None,
         backend=None,
+        device: str | None = None,
     ):
         """A runnable :class:`~cnnlang.runtime.network.Network` with seeded initial weights.
 
         ``passes``: None, "none" or [] runs the graph as written; "all" or a list of pass names
         (``cnnlang.passes.optimise.PASS_NAMES``) makes eval-mode forward run the optimised graph
         (training always runs the original one). ValueError names an unknown pass. ``backend``:
-        a name or :class:`~cnnlang.runtime.backend.Backend` (default: the CPU)."""
+        a name or :class:`~cnnlang.runtime.backend.Backend` (default: the CPU). ``device``: "cpu",
+        "cuda" or "auto" (the GPU when one is usable), instead of ``backend``; a GPU that cannot
+        be used raises :class:`~cnnlang.runtime.backend.DeviceError` saying why, in one line."""
+        from .runtime.backend import device_backend
         from .runtime.network import Network
 
+        if device is not None:
+            if backend is not None:
+                raise ValueError("give device or backend, not both")
+            backend = device_backend(device)
         optimised = self.optimise(passes)
         return Network(
             self, seed=seed, dtype=dtype, input_grad=input_grad, optimised=None if optimised is self else optimised,

@@ -22,7 +22,50 @@ from typing import Any
 
 import numpy as np
 
+from cnnlang.errors import UsageError
+
 Shape = tuple[int, ...]
+
+
+class DeviceError(UsageError):
+    """A device that cannot be used (no GPU, driver too old, package missing): one line, exit 2."""
+
+
+class OutOfDeviceMemory(DeviceError):
+    """An allocation the device could not satisfy. The plan names the layer that asked; the
+    network completes the sentence with the batch size that should fit (:meth:`explain`)."""
+
+    def __init__(self, nbytes: int, layer: str | None = None):
+        self.nbytes, self.layer = nbytes, layer
+        self.detail = ""
+        super().__init__()
+
+    def at(self, layer: str) -> "OutOfDeviceMemory":
+        """This error, naming ``layer`` unless a deeper frame named one already."""
+        if self.layer is None:
+            self.layer = layer
+        return self
+
+    def explain(self, batch: int, fits: int | None, free: int | None) -> "OutOfDeviceMemory":
+        """Add the batch that failed and an estimate of one that fits (``fits``; None: unknown)."""
+        parts = [f"batch {batch} does not fit"]
+        if free is not None:
+            parts.append(f"{_size(free)} free")
+        if fits is not None:
+            parts.append(f"batch {fits} should" if fits > 0 else "not even batch 1 fits")
+        self.detail = "; ".join(parts)
+        return self
+
+    def __str__(self) -> str:
+        where = f" in layer '{self.layer}'" if self.layer else ""
+        return f"out of GPU memory{where}: {_size(self.nbytes)} asked for" + (f" ({self.detail})" if self.detail else "")
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes / 1024:,.1f} KiB"
 
 
 class Backend:
@@ -76,6 +119,10 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait until the device has finished the work queued so far (timings need it)."""
+
+    def memory_info(self) -> tuple[int, int] | None:
+        """(free, total) bytes of device memory; None where the backend uses host memory."""
+        return None
 
     # -- computing
     def rng(self, seed: Any) -> Any:
@@ -132,9 +179,9 @@ class CPUBackend(Backend):
 
 CPU = CPUBackend()
 BACKENDS: dict[str, Backend] = {CPU.name: CPU}
-#: backends created on first use, by "module:class" (the device backends depend on this module,
+#: backends created on first use, by "module:factory" (the device backends depend on this module,
 #: never the other way round; importing them loads their driver libraries)
-LOADED_ON_DEMAND = {"cuda": "cnnlang.runtime.cuda.backend:CUDABackend"}
+LOADED_ON_DEMAND = {"cuda": "cnnlang.runtime.cuda:create_backend"}
 
 
 def get_backend(backend: str | Backend | None = None) -> Backend:
@@ -151,3 +198,19 @@ def get_backend(backend: str | Backend | None = None) -> Backend:
         return BACKENDS[backend]
     except KeyError:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join([*BACKENDS, *LOADED_ON_DEMAND])}") from None
+
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def device_backend(device: str) -> Backend:
+    """The backend for a ``--device``: "cpu", "cuda" (DeviceError, one line, if it cannot run
+    here) or "auto" (the GPU when it can, else the CPU)."""
+    if device == "auto":
+        try:
+            return get_backend("cuda")
+        except DeviceError:
+            return CPU
+    if device not in DEVICES:
+        raise UsageError(f"unknown device '{device}'; choose one of {', '.join(DEVICES)}")
+    return get_backend(device)

@@ -35,7 +35,7 @@ import numpy as np
 
 from cnnlang import ir
 
-from .backend import CPU, Backend
+from .backend import CPU, Backend, OutOfDeviceMemory
 from .fold import BatchNormStatistics, fold_batchnorm
 from .ops import Context, Op, internal_shape, make_op
 
@@ -142,15 +142,23 @@ class InferencePlan:
     def _allocate(self, batch: int) -> None:
         if batch == self.batch:
             return
+        self.release()
         self._slots = [self.backend.empty(size * batch, self.dtype) for size in (self.memory or {}).get("slots", [])]
-        self._private = {}
         storage: dict[str, np.ndarray] = {}
         for step in self.steps:
-            step.out = self._storage(step.node, batch, storage)
-            step.scratch = None
-            if not self.backend.is_contiguous(step.out) and not step.op.strided_out:
-                step.scratch = self.backend.empty(step.out.shape, self.dtype)
+            try:
+                step.out = self._storage(step.node, batch, storage)
+                if not self.backend.is_contiguous(step.out) and not step.op.strided_out:
+                    step.scratch = self.backend.empty(step.out.shape, self.dtype)
+            except OutOfDeviceMemory as error:
+                raise error.at(step.node) from None
         self.batch = batch
+
+    def release(self) -> None:
+        """Drop the batch's storage (the next forward allocates it again)."""
+        self._slots, self._private, self.values, self.batch = [], {}, {}, 0
+        for step in self.steps:
+            step.out = step.scratch = None
 
     def _storage(self, node: str, batch: int, storage: dict[str, np.ndarray]) -> np.ndarray:
         if node in storage:
@@ -200,7 +208,10 @@ class InferencePlan:
         for step in self.steps:
             start = clock()
             target = step.out if step.scratch is None else step.scratch
-            step.op.forward([values[i] for i in step.inputs], target, ctx)
+            try:
+                step.op.forward([values[i] for i in step.inputs], target, ctx)
+            except OutOfDeviceMemory as error:
+                raise error.at(step.node) from None
             if step.scratch is not None:
                 self.backend.copy(step.out, step.scratch)
             if timings is not None:

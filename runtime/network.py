@@ -22,10 +22,10 @@ import numpy as np
 from cnnlang.errors import UsageError
 from cnnlang.layers import format_shape
 
-from .backend import Backend, get_backend
+from .backend import Backend, OutOfDeviceMemory, get_backend
 from .inference import InferencePlan
 from .init import initialise
-from .ops import Context, to_internal, to_user
+from .ops import Context, internal_shape, to_internal, to_user
 from .plan import Plan
 from .weights import (
     CHECKPOINT_FORMAT,
@@ -37,6 +37,12 @@ from .weights import (
 )
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+#: Device memory per example while training, in units of the forward pass's node outputs: the
+#: outputs, the gradients flowing back (about as large) and what ops keep for backward. Only
+#: for the batch size an out-of-memory error suggests, which it calls an estimate.
+TRAINING_MEMORY_FACTOR = 3
+#: Of the free memory, what that suggestion lets the batch's tensors take (the rest: workspaces).
+USABLE_FRACTION = 0.8
 
 
 class InputError(UsageError, ValueError):
@@ -210,25 +216,37 @@ class Network:
         return self.backend.to_device(to_internal(array))
 
     def forward(
-        self, x: np.ndarray, timings: dict[str, float] | None = None, *, out: np.ndarray | None = None
+        self, x: np.ndarray, timings: dict[str, float] | None = None, *, out: np.ndarray | None = None,
+        on_backend: bool = False,
     ) -> np.ndarray:
         """The primary output for the batch ``x`` (N x C x H x W), as a new array the caller owns
         (the next forward does not change it); with ``out``, written into that array instead (no
-        allocation) and returned. :meth:`outputs` has all of the outputs."""
+        allocation) and returned. :meth:`outputs` has all of the outputs. With ``on_backend``
+        the output stays where it was computed (a device array on a GPU, so the loss runs there):
+        the plan's own array, channels-last, which the next forward overwrites."""
         x = self.check_input(x)
+        try:
+            return self._forward(x, timings, out, on_backend)
+        except OutOfDeviceMemory as error:
+            raise self._explain(error, x.shape[0]) from None
+
+    def _forward(self, x: np.ndarray, timings: dict[str, float] | None, out: np.ndarray | None,
+                 on_backend: bool) -> np.ndarray:
         if self.training or self.inference_plan is None:
             self.context.train = self.training
             self._stale = self._stale or self.training
             self._device_ahead = self._device_ahead or (self.training and not self.backend.shares_host_memory)
             self._last_plan = self.plan
             values = self.plan.forward(self._to_backend(x), self.context, timings)
-            return _to_caller(self.backend.to_host(values[self.plan.outputs[0]]), out)
+            primary = values[self.plan.outputs[0]]
+            return primary if on_backend else _to_caller(self.backend.to_host(primary), out)
         if self._stale:
             self._rederive()
         plan = self.inference_plan
         self._last_plan = plan
         values = plan.forward(self._to_backend(x), self.context, timings)
-        return _to_caller(self.backend.to_host(values[plan.resolve(self.plan.outputs[0])]), out)
+        primary = values[plan.resolve(self.plan.outputs[0])]
+        return primary if on_backend else _to_caller(self.backend.to_host(primary), out)
 
     def outputs(self) -> dict[str, np.ndarray]:
         """Every declared output of the last forward pass, by name (the original graph's names,
@@ -245,7 +263,8 @@ class Network:
         """Back-propagate dL/d(output) (an array for the primary output, or a dict by output name)
         from the last forward pass; fills :attr:`grads`. Returns dL/d(input) when the network was
         built with ``input_grad=True``. ``on_grads(node)`` is called when a node's parameter
-        gradients are final."""
+        gradients are final. A gradient may be the backend's own array (a device array, in the
+        plan's channels-last layout, as ``forward(on_backend=True)`` gives the output)."""
         if self._last_plan is not None and self._last_plan is self.inference_plan:
             raise RuntimeError(
                 "backward after an optimised (eval-mode) forward: call network.train() before forward, "
@@ -262,12 +281,34 @@ class Network:
             if name not in self.plan.outputs:
                 raise InputError(f"'{name}' is not an output; the outputs are {', '.join(self.plan.outputs)}")
             expected = (batch, *self.model.graph.nodes[name]["shape"])
+            if not isinstance(grad, np.ndarray) and not self.backend.shares_host_memory:
+                if (tuple(grad.shape), grad.dtype) != ((batch, *internal_shape(expected[1:])), self.dtype):
+                    raise InputError(f"gradient for '{name}' must be {self.dtype} {format_shape(expected)}, "
+                                     f"got {grad.dtype} {format_shape(grad.shape)}")
+                internal[name] = grad
+                continue
             grad = np.asarray(grad, dtype=self.dtype)
             if grad.shape != expected:
                 raise InputError(f"gradient for '{name}' must be {format_shape(expected)}, got {format_shape(grad.shape)}")
             internal[name] = self._to_backend(grad)
-        dx = self.plan.backward(internal, timings, on_grads)
+        try:
+            dx = self.plan.backward(internal, timings, on_grads)
+        except OutOfDeviceMemory as error:
+            raise self._explain(error, batch) from None
         return None if dx is None else to_user(self.backend.to_host(dx))
+
+    def _explain(self, error: OutOfDeviceMemory, batch: int) -> OutOfDeviceMemory:
+        """``error`` with the batch size that should fit: the batch's storage is freed, then the
+        free memory is divided by an estimate of what one example needs."""
+        for plan in (self.plan, self.inference_plan):
+            if plan is not None:
+                plan.release()
+        info = self.backend.memory_info()
+        if info is None:
+            return error.explain(batch, None, None)
+        per_example = self.plan.activation_bytes(1) * (TRAINING_MEMORY_FACTOR if self.training else 1)
+        fits = min(batch - 1, int(info[0] * USABLE_FRACTION) // max(per_example, 1))
+        return error.explain(batch, fits, info[0])
 
     # -- parameters
     def set_param(self, name: str, value: np.ndarray) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from cnnlang import ir
 
-from .backend import CPU, Backend
+from .backend import CPU, Backend, OutOfDeviceMemory
 from .ops import Context, Op, internal_shape, make_op
 
 
@@ -51,9 +51,19 @@ class Plan:
     def _allocate(self, batch: int) -> None:
         if batch == self.batch:
             return
-        empty = self.backend.empty
-        self.buffers = {s.node: empty((batch, *self.shapes[s.node]), self.dtype) for s in self.steps}
+        self.release()
+        buffers = {}
+        for step in self.steps:
+            try:
+                buffers[step.node] = self.backend.empty((batch, *self.shapes[step.node]), self.dtype)
+            except OutOfDeviceMemory as error:
+                raise error.at(step.node) from None
+        self.buffers = buffers
         self.batch = batch
+
+    def release(self) -> None:
+        """Drop the batch's buffers and the values kept for backward (the next forward allocates)."""
+        self.buffers, self.values, self.batch = {}, {}, 0
 
     def activation_bytes(self, batch: int) -> int:
         """Bytes of the node output buffers for ``batch`` (one per node; not the input, not op
@@ -73,7 +83,10 @@ class Plan:
         for step in self.steps:
             out = self.buffers[step.node]
             start = clock()
-            step.op.forward([values[i] for i in step.inputs], out, ctx)
+            try:
+                step.op.forward([values[i] for i in step.inputs], out, ctx)
+            except OutOfDeviceMemory as error:
+                raise error.at(step.node) from None
             if timings is not None:
                 self.backend.synchronize()  # a device runs asynchronously: time the work, not the launch
                 timings[step.node] = timings.get(step.node, 0.0) + clock() - start
@@ -118,7 +131,10 @@ class Plan:
                     on_grads(step.node)
                 continue
             start = clock()
-            input_grads = step.op.backward(g)
+            try:
+                input_grads = step.op.backward(g)
+            except OutOfDeviceMemory as error:
+                raise error.at(step.node) from None
             if timings is not None:
                 backend.synchronize()
                 timings[step.node] = timings.get(step.node, 0.0) + clock() - start

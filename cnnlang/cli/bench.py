@@ -22,7 +22,8 @@ from rich.table import Table
 from ..errors import UsageError
 from ..model import Model
 from ..passes.optimise import PASS_NAMES
-from .common import add_model_argument, add_pass_options, load_model, selected_passes, table_console
+from ..train.optim import make_optimizer
+from .common import add_device_option, add_model_argument, add_pass_options, device_backend, load_model, selected_passes, table_console
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -38,16 +39,21 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, metavar="S")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    add_device_option(parser)
     add_pass_options(parser, default="all")
     return parser
 
 
-def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype: str, passes: list[str] | None = None) -> dict:
+def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype: str, passes: list[str] | None = None,
+            backend=None) -> dict:
     """Median timings of whole passes and per-layer sums over ``repeat`` runs (after one warm-up),
-    inference with ``passes`` (none by default) and the bytes of activation storage allocated."""
-    network = model.build(seed=seed, dtype=dtype, passes=passes)
+    inference with ``passes`` (none by default) and the bytes of activation storage allocated,
+    on ``backend`` (default: the CPU)."""
+    network = model.build(seed=seed, dtype=dtype, passes=passes, backend=backend)
     x = np.random.default_rng(seed).standard_normal((batch, *model.input_shape)).astype(network.dtype)
-    result: dict = {"model": model.name, "batch": batch, "dtype": dtype, "passes": list(network.passes)}
+    result: dict = {"model": model.name, "batch": batch, "dtype": dtype, "passes": list(network.passes),
+                    "device": network.backend.name}
+    gemms = _gemm_record(network.backend)
 
     start = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):
@@ -69,14 +75,15 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
         network.train()
         losses: list[float] = []
         labels = np.random.default_rng(seed).integers(model.output_shape[0], size=batch)
+        sgd = make_optimizer("sgd", network.device_params, network.grads, network.trainable, lr=TRAIN_LR, momentum=0.0,
+                             weight_decay=0.0, nesterov=False, no_decay=(), backend=network.backend)
 
         def step(timings=None):
             # Overflow is checked after the steps and reported in words, not as NumPy warnings.
             with np.errstate(over="ignore", invalid="ignore"):
                 loss, dy = _loss_and_gradient(network.forward(x), labels)
                 network.backward(dy, timings)
-                for name in network.trainable:
-                    network.params[name] -= TRAIN_LR * network.grads[name]
+                sgd.step()
             losses.append(loss)
 
         step()
@@ -103,7 +110,19 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
             row["backward_gflops"] = 4 * macs / back / 1e9 if macs and back > 0 else None
         layers.append(row)
     result["layers"] = layers
+    if gemms is not None:
+        result["gemm_calls"] = gemms()  # which GEMM ran (cuBLAS or the numba kernel), by calls
     return result
+
+
+def _gemm_record(backend):
+    """On a GPU: a function giving the GEMM calls by implementation since now; None on the CPU."""
+    if backend.shares_host_memory:
+        return None
+    from ..runtime.kernels.cuda.gemm import gemm_record, reset_gemm_record
+
+    reset_gemm_record()
+    return gemm_record
 
 
 # The timed training step is a real one, so its values must stay sane: cross-entropy against
@@ -148,14 +167,15 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.repeat < 1:
         raise UsageError("--batch and --repeat must be at least 1")
     passes = selected_passes(args)
+    backend = device_backend(args)
     model = load_model(args)
-    result = measure(model, args.batch, args.train, args.repeat, args.seed, args.dtype)
+    result = measure(model, args.batch, args.train, args.repeat, args.seed, args.dtype, backend=backend)
     if "nonfinite" in result:
         print(f"cnnlang bench: {model.name}: not timed: the forward pass gives non-finite values "
               f"({result['nonfinite']}) on random input with seed {args.seed}", file=sys.stderr)
         return 1
     if passes:
-        optimised = measure(model, args.batch, False, args.repeat, args.seed, args.dtype, passes)
+        optimised = measure(model, args.batch, False, args.repeat, args.seed, args.dtype, passes, backend)
         result["optimised"] = {k: v for k, v in optimised.items() if k not in ("model", "batch", "dtype")}
         result["speedup"] = result["inference_s"] / optimised["inference_s"]
     if args.json:
@@ -163,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     console = table_console()
     batch = args.batch
-    console.print(f"{model.name} ({model.source}), batch {batch}, {args.dtype}, median of {args.repeat}")
+    console.print(f"{model.name} ({model.source}), batch {batch}, {args.dtype}, median of {args.repeat}"
+                  + ("" if result["device"] == "cpu" else f", on {result['device']}"))
     rows = [("no passes", result)]
     if passes:
         every = len(passes) == len(PASS_NAMES)
@@ -183,6 +204,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.train:
         console.print(f"training step  {batch / result['train_step_s']:10.1f} images/s  ({result['train_step_s'] * 1000:.2f} ms per batch: "
                       "forward, backward, SGD update; no passes)")
+    for label, measured in [("no passes", result), *([("with passes", result["optimised"])] if passes else [])]:
+        if "gemm_calls" in measured:
+            calls = ", ".join(f"{name} {count:,}" for name, count in sorted(measured["gemm_calls"].items())) or "none"
+            console.print(f"GEMM calls {label}: {calls}")
     if passes and not args.train:
         console.print(f"per layer, with {rows[0][0]} (a layer's time includes the layers fused into it):")
         _layer_table(console, result["optimised"]["layers"], False)

@@ -86,6 +86,21 @@ def load_model(args: argparse.Namespace, keep_going: bool = False) -> Model:
     return load(args.model, input_shape=args.input, keep_going=keep_going)
 
 
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda", "auto"), default="cpu",
+        help="where to run: cpu (default), cuda (an NVIDIA GPU, needs cnnlang[cuda]) or auto (the GPU when one is usable)",
+    )
+
+
+def device_backend(args: argparse.Namespace):
+    """The runtime backend for ``--device``: checked before anything slow (data, compiling), so a
+    GPU that cannot be used is one line at once (DeviceError, exit 2)."""
+    from ..runtime.backend import device_backend as resolve
+
+    return resolve(args.device)
+
+
 def add_pass_options(parser: argparse.ArgumentParser, default: str) -> None:
     """``--passes LIST`` and ``--no-pass NAME`` (run, bench and render share them)."""
     parser.add_argument(

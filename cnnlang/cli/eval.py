@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .common import add_model_argument, load_model
+from .common import add_device_option, add_model_argument, device_backend, load_model
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
     parser.add_argument("--batch", type=int, default=256, metavar="N")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_device_option(parser)
     return parser
 
 
@@ -32,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.weights import WeightsError
     from ..train.evaluate import evaluate
 
+    backend = device_backend(args)
     model = load_model(args)
-    network = model.build()
+    network = model.build(backend=backend)
     metadata = network.load(args.weights)
     for note in network.load_notes:
         print(f"note: {note}", file=sys.stderr)

@@ -18,7 +18,7 @@ from ..memory import check_fits
 from ..train.losses import log_softmax
 from ..layers import format_shape
 from ..model import load
-from .common import add_pass_options, input_size, selected_passes
+from .common import add_device_option, add_pass_options, device_backend, input_size, selected_passes
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -41,6 +41,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, default=5, metavar="K", help="how many classes to show (default 5)")
     parser.add_argument("--repeat", type=int, default=3, metavar="R", help="timed passes after the first (default 3)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    add_device_option(parser)
     add_pass_options(parser, default="all")
     add_output_options(parser)
     return parser
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.top < 1 or args.repeat < 0:
         raise UsageError("--batch and --top must be at least 1, --repeat at least 0")
     passes = selected_passes(args)
+    backend = device_backend(args)
     started = time.perf_counter()
     input_file, size = split_input(args.input)
     model = load(args.model, input_shape=size)
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         x = np.random.default_rng(args.seed).standard_normal((args.batch, *model.input_shape), dtype=args.dtype)
         source = f"random normal, seed {args.seed}"
     check_output_options(args, model.output_shape, x.shape[0])
-    network = model.build(seed=args.seed, dtype=args.dtype, passes=passes)
+    network = model.build(seed=args.seed, dtype=args.dtype, passes=passes, backend=backend)
     weights = args.weights or _initial_weights(model, args.seed)
     if args.weights:
         normalizer = Normalizer.from_metadata(network.load(args.weights))
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             x = normalizer(x * 255.0, np.float64)
             source += ", normalised as in training"
     ready = time.perf_counter() - started
-    print(f"{model.name} ({model.source}), {args.dtype}")
+    print(f"{model.name} ({model.source}), {args.dtype}" + ("" if backend.name == "cpu" else f", on {backend.name}"))
     print(f"input   {x.shape[0]} x {format_shape(model.input_shape)} ({source})")
     print(f"weights {weights}")
     print(f"passes  {', '.join(passes) if passes else 'none'}")

@@ -17,7 +17,7 @@ from ..text import plural
 from ..train.config import CHECKPOINT, TrainConfig, options
 from ..train.distributed import DEFAULT_TIMEOUT
 from ..train.display import Display
-from .common import input_size
+from .common import add_device_option, device_backend, input_size
 
 #: Options whose values are not read by the type of their default.
 TYPES = {"input": input_size, "data": str, "data_dir": str, "limit": int}
@@ -50,6 +50,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         "needs cnnlang[mpi]); --batch is per rank, so a step sees N x --batch examples")
     parser.add_argument("--comm-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"with several ranks, stop every rank when the others do not answer for this long (default {DEFAULT_TIMEOUT:g})")
+    add_device_option(parser)
     return parser
 
 
@@ -70,11 +71,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.ranks is not None and args.ranks < 1:
         raise UsageError("--ranks must be at least 1")
+    backend = device_backend(args)  # a GPU that cannot run: one line now, before data or ranks
+    if backend.name != "cpu" and (args.ranks or 1) > 1:
+        raise UsageError(f"--device {args.device} trains on one process; data-parallel --ranks runs on the CPU only")
     if args.ranks is not None and not launched_by_mpi():
         return launch(args.ranks, args.argv)
     team = connect(args.comm_timeout)
     if args.ranks is not None and args.ranks != team.size:
         raise UsageError(f"--ranks {args.ranks}, but mpiexec started {team.size} rank(s); give one or the other")
+    if backend.name != "cpu" and team.size > 1:
+        raise UsageError(f"--device {args.device} trains on one process; data-parallel training runs on the CPU only")
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.model or "").stem
     if args.resume and _finished(args, out):
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         trainer, failure = None, None
         try:
             config = _config(args, out, team)
-            trainer = Trainer(config, out, resume=args.resume, force=args.force, hooks=hooks, team=team)
+            trainer = Trainer(config, out, resume=args.resume, force=args.force, hooks=hooks, team=team, backend=backend)
         except Exception as error:  # noqa: BLE001 - every rank learns of it in agree()
             failure = error
         try:

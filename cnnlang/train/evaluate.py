@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from cnnlang.data import Batches, Dataset, Normalizer
 
-from .losses import log_softmax
-from .metrics import ConfusionMatrix, RunningMean, topk_correct
+from .losses import CrossEntropy
+from .metrics import ConfusionMatrix
 
 
 @dataclass
@@ -22,15 +20,17 @@ class Evaluation:
 
 
 def evaluate(network, dataset: Dataset, normalizer: Normalizer, batch_size: int = 256) -> Evaluation:
-    """Run ``network`` in its current mode over ``dataset`` in order, without augmentation."""
+    """Run ``network`` in its current mode over ``dataset`` in order, without augmentation. The
+    loss runs where the network does; per batch, its sums and the predicted classes come back."""
     classes = network.model.output_shape[0]
     confusion = ConfusionMatrix(classes)
-    loss, top5 = RunningMean(), 0
+    cross_entropy = CrossEntropy(network.backend)
+    loss_sum, top5, count = 0.0, 0, 0
     k = min(5, classes)
     for x, y in Batches(dataset, batch_size, shuffle=False, seed=0, epoch=0, normalizer=normalizer, dtype=network.dtype):
-        logits = network.forward(x)
-        # The loss alone: no gradient is needed here.
-        loss.add(-float(log_softmax(logits)[np.arange(len(y)), y].mean()), len(y))
-        top5 += topk_correct(logits, y, k)
-        confusion.update(logits.argmax(axis=1), y)
-    return Evaluation(loss.mean, confusion.accuracy, top5 / loss.count, confusion, loss.count)
+        batch = cross_entropy(network.forward(x, on_backend=True), y, k=k, gradient=False)
+        loss_sum += batch.loss_sum
+        top5 += batch.top_k
+        count += len(y)
+        confusion.update(cross_entropy.predictions(), y)
+    return Evaluation(loss_sum / count if count else 0.0, confusion.accuracy, top5 / count, confusion, count)

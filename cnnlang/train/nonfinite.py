@@ -9,9 +9,11 @@ from cnnlang import ir
 
 def first_nonfinite(network) -> str | None:
     """A sentence naming the first node (in execution order) whose output of the last forward
-    pass holds NaN or infinity, or whose parameters do; None when all are finite."""
+    pass holds NaN or infinity, or whose parameters do; None when all are finite. (On a device
+    the values are copied to the host to look: this runs once, after a failure.)"""
     graph = network.model.graph
     values = network.plan.values
+    network.pull()
     for node in ir.ordered(graph):
         data = graph.nodes[node]
         bad_params = [
@@ -22,6 +24,7 @@ def first_nonfinite(network) -> str | None:
         if bad_params:
             return f"{where} has non-finite parameters: {', '.join(bad_params)}"
         value = values.get(node)
+        value = None if value is None else network.backend.to_host(value)
         if value is not None and not np.isfinite(value).all():
             if data["op"] == "input":
                 return "the input batch holds NaN or infinity"

@@ -4,8 +4,9 @@ An optimiser holds the network's ``params`` and ``grads`` dicts and updates the 
 ``names`` in place: the runtime's ops keep references to the parameter arrays, so a parameter is
 never rebound. Slot arrays (momentum, Adam's moments) are allocated once, with the parameter's
 shape and dtype; a step works through two scratch buffers, so it allocates nothing per parameter.
-Slots and scratch are allocated, and the updates computed, through the parameters' backend
-(runtime/backend.py), so the same code steps parameters that live on another device.
+Slots and scratch are allocated through the parameters' backend (runtime/backend.py). On the CPU
+the updates are NumPy expressions; on a GPU each parameter's update is one fused kernel
+(runtime/kernels/cuda/optim.py, the same formulas in the same order), which needs no scratch.
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ class Optimizer:
         self.slots: dict[str, Arrays] = {
             slot: {name: self.backend.zeros(params[name].shape, params[name].dtype) for name in self.names} for slot in self._active_slots()
         }
+        self._kernels = _device_kernels(self.backend)
         # Two flat scratch buffers per dtype, as long as the largest parameter; each step views them.
         largest: dict[np.dtype, int] = {}
         for name in self.names:
             p = params[name]
             largest[p.dtype] = max(largest.get(p.dtype, 0), p.size)
         empty = self.backend.empty
-        self._scratch = {dtype: (empty(size, dtype), empty(size, dtype)) for dtype, size in largest.items()}
+        self._scratch = {} if self._kernels else {dtype: (empty(size, dtype), empty(size, dtype)) for dtype, size in largest.items()}
 
     def _active_slots(self) -> tuple[str, ...]:
         return self.slot_names
@@ -58,10 +60,18 @@ class Optimizer:
         self.steps += 1
         for name in self.names:
             p = self.params[name]
+            if self._kernels:
+                flat = {slot: arrays[name].reshape(p.size) for slot, arrays in self.slots.items()}
+                self._update_on_device(name, p.reshape(p.size), self.grads[name].reshape(p.size), flat)
+                continue
             a, b = (buffer[: p.size].reshape(p.shape) for buffer in self._scratch[p.dtype])
             self._update(name, p, self.grads[name], a, b)
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _update_on_device(self, name: str, p, g, slots: dict) -> None:
+        """The same update as :meth:`_update`, by the backend's kernels, on flat arrays."""
         raise NotImplementedError
 
     def _decays(self, name: str) -> bool:
@@ -78,8 +88,12 @@ class Optimizer:
     # -- state ------------------------------------------------------------------------------
 
     def state_arrays(self) -> Arrays:
-        """Copies of the slot arrays, keyed ``"<slot>/<parameter name>"``."""
-        return {f"{slot}/{name}": array.copy() for slot, arrays in self.slots.items() for name, array in arrays.items()}
+        """Host copies of the slot arrays, keyed ``"<slot>/<parameter name>"``."""
+        return {f"{slot}/{name}": self._host_copy(array) for slot, arrays in self.slots.items() for name, array in arrays.items()}
+
+    def _host_copy(self, array) -> np.ndarray:
+        host = self.backend.to_host(array)
+        return host.copy() if self.backend.shares_host_memory else host
 
     def state_scalars(self) -> dict:
         """The kind, step count, lr and hyper-parameters, as plain JSON data."""
@@ -107,7 +121,7 @@ class Optimizer:
         if problems:
             raise ValueError(f"{self.kind} optimiser state does not fit: " + "; ".join(problems))
         for key, array in expected.items():
-            np.copyto(array, arrays[key])
+            self.backend.upload(np.asarray(arrays[key], dtype=array.dtype), array)
         self.steps = int(scalars["steps"])
         self.lr = float(scalars["lr"])
         for key in self.hyper_names:
@@ -154,6 +168,11 @@ class SGD(Optimizer):
         self.xp.multiply(d, self.lr, out=a)
         p -= a
 
+    def _update_on_device(self, name, p, g, slots):
+        momentum = slots.get("momentum", p)  # p stands in when there is no slot: it is not read
+        weight_decay = self.weight_decay if self._decays(name) else 0.0
+        self._kernels.sgd_step(p, g, momentum, self.lr, self.momentum, weight_decay, self.nesterov)
+
 
 class Adam(Optimizer):
     """torch.optim.Adam (amsgrad off): g = grad + wd*p; m = b1*m + (1-b1)*g;
@@ -199,6 +218,11 @@ class Adam(Optimizer):
         a *= step_size
         p -= a
 
+    def _update_on_device(self, name, p, g, slots):
+        weight_decay = self.weight_decay if self._decays(name) else 0.0
+        self._kernels.adam_step(p, g, slots["exp_avg"], slots["exp_avg_sq"], self.steps, self.lr, self.betas, self.eps,
+                                weight_decay, self.decoupled)
+
 
 class AdamW(Adam):
     """torch.optim.AdamW: decoupled weight decay, p *= 1 - lr*wd, then Adam without the L2 term."""
@@ -230,6 +254,15 @@ def make_optimizer(kind: str, params: Arrays, grads: Arrays, names: Iterable[str
         raise ValueError(f"Nesterov momentum applies to sgd only, not {kind}")
     decay = {} if weight_decay is None else {"weight_decay": weight_decay}
     return OPTIMIZERS[kind](params, grads, names, lr, betas=betas, no_decay=no_decay, backend=backend, **decay)
+
+
+def _device_kernels(backend: Backend):
+    """The update kernels of a backend that has its own (None: NumPy expressions)."""
+    if backend.name == "cuda":
+        from cnnlang.runtime.kernels.cuda import optim
+
+        return optim
+    return None
 
 
 def _checked_names(params: Arrays, grads: Arrays, names: Iterable[str]) -> list[str]:

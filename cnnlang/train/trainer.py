@@ -31,7 +31,7 @@ from .checkpoint import Checkpoint, check_fields, check_source, load_checkpoint,
 from .config import BEST, CHECKPOINT, CONFIG, LAST, METRICS, TrainConfig
 from .distributed import Team
 from .evaluate import Evaluation
-from .losses import softmax_cross_entropy
+from .losses import CrossEntropy
 from .nonfinite import first_nonfinite
 from .optim import make_optimizer
 from .schedules import parse_schedule
@@ -123,7 +123,7 @@ def _check_examples(dataset: Dataset, role: str, classes: int) -> None:
 
 class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False,
-                 hooks: Hooks | None = None, team: Team | None = None):
+                 hooks: Hooks | None = None, team: Team | None = None, backend=None):
         config.validate()
         self.config = config
         self.out = Path(out)
@@ -144,14 +144,16 @@ class Trainer:
         self._check_output()
         self._check_batchnorm_batches()
         # Training runs the graph as written; validation (eval mode) runs the optimised one.
-        self.network = self.model.build(seed=config.seed, dtype=config.dtype, passes="all")
+        # On a GPU (``backend``) the optimiser steps the device's copies of the parameters.
+        self.network = self.model.build(seed=config.seed, dtype=config.dtype, passes="all", backend=backend)
+        self.loss = CrossEntropy(self.network.backend, config.label_smoothing)
         normalizer = Normalizer.from_state(checkpoint.state["normalizer"]) if checkpoint else None
         self.data = prepare_data(config, self.model.input_shape, self.model.output_shape[0], normalizer)
         net = self.network
         no_decay = [name for name in net.trainable if net.params[name].ndim == 1]  # biases, batchnorm
         try:
             self.optimizer = make_optimizer(
-                config.optimizer, net.params, net.grads, net.trainable, lr=config.lr, momentum=config.momentum,
+                config.optimizer, net.device_params, net.grads, net.trainable, lr=config.lr, momentum=config.momentum,
                 weight_decay=config.weight_decay, nesterov=config.nesterov, no_decay=no_decay, backend=net.backend,
             )
             self.schedule = parse_schedule(config.schedule, config.lr, config.schedule_span, config.warmup)
@@ -225,23 +227,25 @@ class Trainer:
         c, p, net = self.config, self.progress, self.network
         lr = self.schedule.lr(p.epoch + p.batch / count)
         self.optimizer.lr = lr
-        net.context.rng = np.random.default_rng([c.seed, 2, p.step, *self.team.dropout_key()])
+        net.context.rng = net.backend.rng([c.seed, 2, p.step, *self.team.dropout_key()])
         failure, sums = None, np.zeros(3)
         try:
-            logits = net.forward(x)
-            loss, dlogits = softmax_cross_entropy(logits, y, c.label_smoothing)
+            # On a GPU the logits, the loss and its gradient stay there: only the sums come back.
+            logits = net.forward(x, on_backend=True)
+            # With several ranks, this shard's share of the global batch: the ranks' summed
+            # gradients are then its mean.
+            share = len(y) / self._global_batch(p.batch) if self.team.size > 1 else 1.0
+            batch = self.loss(logits, y, grad_factor=share)
+            loss = batch.loss_sum / len(y)
             if not np.isfinite(loss):
                 where = first_nonfinite(net) or "every layer's output is finite, so the loss itself overflowed"
                 failure = TrainingError(
                     f"the loss became {loss} at step {p.step + 1} (epoch {p.epoch + 1}, batch {p.batch + 1}): {where}. "
                     f"Training stopped; the last good checkpoint is {self._last_good()}. Try a lower --lr."
                 )
-            if self.team.size > 1:
-                # This shard's share of the global batch: the ranks' summed gradients are its mean.
-                dlogits *= len(y) / self._global_batch(p.batch)
             # Even after a failure: the other ranks' backward (sync batchnorm) waits on this one's.
-            self.team.backward(net, dlogits)
-            sums[:] = loss * len(y), int((logits.argmax(axis=1) == y).sum()), len(y)
+            self.team.backward(net, batch.grad)
+            sums[:] = batch.loss_sum, batch.correct, len(y)
         except Exception as error:  # noqa: BLE001 - handed to finish_step, which raises it on every rank
             failure = error
         p.step += 1

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from ..backend import Backend, Shape
+from ..backend import Backend, OutOfDeviceMemory, Shape
 from ..kernels.cuda import gemm, memory
+from .device import is_out_of_memory
 
 
 class KeyStream:
@@ -34,7 +35,14 @@ class CUDABackend(Backend):
 
     # -- allocation
     def empty(self, shape: Shape, dtype: Any) -> Any:
-        return cuda.device_array(tuple(shape), np.dtype(dtype))
+        dtype = np.dtype(dtype)
+        shape = (int(shape),) if np.isscalar(shape) else tuple(shape)
+        try:
+            return cuda.device_array(shape, dtype)
+        except Exception as error:
+            if is_out_of_memory(error):
+                raise OutOfDeviceMemory(int(np.prod(shape)) * dtype.itemsize) from None
+            raise
 
     def zeros(self, shape: Shape, dtype: Any) -> Any:
         array = self.empty(shape, dtype)
@@ -48,7 +56,10 @@ class CUDABackend(Backend):
 
     # -- host <-> device
     def to_device(self, host: np.ndarray) -> Any:
-        return cuda.to_device(np.ascontiguousarray(host))
+        host = np.ascontiguousarray(host)
+        device = self.empty(host.shape, host.dtype)
+        device.copy_to_device(host)
+        return device
 
     def to_host(self, array: Any) -> np.ndarray:
         return np.ascontiguousarray(array.copy_to_host())
@@ -75,6 +86,15 @@ class CUDABackend(Backend):
 
     def synchronize(self) -> None:
         cuda.synchronize()
+
+    def memory_info(self) -> tuple[int, int] | None:
+        context = cuda.current_context()
+        if hasattr(context, "deallocations"):  # Numba frees in batches: count what was dropped
+            context.deallocations.clear()
+        free, total = context.get_memory_info()
+        if not np.isfinite([free, total]).all():  # the simulator has no memory of its own
+            return None
+        return int(free), int(total)
 
     # -- computing
     def rng(self, seed: Any) -> KeyStream:
