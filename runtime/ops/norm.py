@@ -80,7 +80,10 @@ class BatchNormOp(Op):
 class DropoutOp(Op):
     """``dropout(p)``: inverted dropout. While training, each value is kept with probability
     1 - p and scaled by 1/(1 - p); the mask is drawn from ``ctx.rng`` (float64 uniforms, kept
-    if >= p, so one seed gives the same mask in float32 and float64). Identity in eval mode."""
+    if >= p, so one seed gives the same mask in float32 and float64). Identity in eval mode.
+
+    How the mask is drawn and applied is :meth:`_draw` and :meth:`_apply` (a device backend
+    draws differently)."""
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
@@ -94,21 +97,30 @@ class DropoutOp(Op):
         x = inputs[0]
         self._masked = bool(ctx.train) and self._p > 0
         if not self._masked:
-            np.copyto(out, x)
+            if out is not x:
+                self.backend.copy(out, x)
             return
-        self._uniform = self.scratch(self._uniform, (x.size,), np.float64)
-        ctx.rng.random(out=self._uniform)
-        dropout_apply(x.reshape(-1), self._uniform, self._p, self._scale, out.reshape(-1))
+        self._draw(ctx.rng, x.size)
+        self._apply(x, out)
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:
             return [None]
         self._dx = self.scratch(self._dx, dy.shape)
         if self._masked:
-            dropout_apply(dy.reshape(-1), self._uniform, self._p, self._scale, self._dx.reshape(-1))
+            self._apply(dy, self._dx)
         else:
-            np.copyto(self._dx, dy)
+            self.backend.copy(self._dx, dy)
         return [self._dx]
+
+    def _draw(self, rng, size: int) -> None:
+        """A new mask for ``size`` values: here their uniforms."""
+        self._uniform = self.scratch(self._uniform, (size,), np.float64)
+        rng.random(out=self._uniform)
+
+    def _apply(self, a: np.ndarray, out: np.ndarray) -> None:
+        """out = a masked and scaled by the last mask drawn (forward and backward alike)."""
+        dropout_apply(a.reshape(-1), self._uniform, self._p, self._scale, out.reshape(-1))
 
 
 @register("lrn")

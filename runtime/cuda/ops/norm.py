@@ -12,7 +12,7 @@ from ...kernels.cuda import norm as cuda_kernels
 from ...kernels.cuda.norm import dropout_apply
 from ...kernels.cuda.reduce import chunks
 from ...ops import norm as cpu
-from ...ops.base import Context, register
+from ...ops.base import register
 
 
 @register("batchnorm", backend="cuda")
@@ -30,30 +30,15 @@ class BatchNormOp(cpu.BatchNormOp):
 
 @register("dropout", backend="cuda")
 class DropoutOp(cpu.DropoutOp):
-    """``dropout(p)``: inverted dropout, value i kept where the counter-based uniform of
-    (key, i) is >= p; the identity in eval mode."""
+    """``dropout(p)``: value i kept where the counter-based uniform of (key, i) is >= p."""
 
     _key = 0
 
-    def forward(self, inputs: list, out, ctx: Context) -> None:
-        x = inputs[0]
-        self._masked = bool(ctx.train) and self._p > 0
-        if not self._masked:
-            if out is not x:
-                self.backend.copy(out, x)
-            return
-        self._key = ctx.rng.next_key()
-        dropout_apply(x.reshape(-1), self._key, self._p, self._scale, out.reshape(-1))
+    def _draw(self, rng, size: int) -> None:
+        self._key = rng.next_key()
 
-    def backward(self, dy) -> list:
-        if not self.need_input_grad[0]:
-            return [None]
-        self._dx = self.scratch(self._dx, dy.shape)
-        if self._masked:
-            dropout_apply(dy.reshape(-1), self._key, self._p, self._scale, self._dx.reshape(-1))
-        else:
-            self.backend.copy(self._dx, dy)
-        return [self._dx]
+    def _apply(self, a, out) -> None:
+        dropout_apply(a.reshape(-1), self._key, self._p, self._scale, out.reshape(-1))
 
 
 @register("lrn", backend="cuda")

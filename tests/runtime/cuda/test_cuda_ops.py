@@ -13,6 +13,7 @@ from cnnlang.runtime.backend import CPU
 from cnnlang.runtime.kernels.cpu import norm as cpu_norm
 from cnnlang.runtime.kernels.cuda import norm, reduce
 from cnnlang.runtime.ops import Context, internal_shape, op_class, to_internal, to_user
+from cnnlang.runtime.ops.base import channel_slice
 
 
 def make_op(backend, op, args, keywords, shapes, dtype=np.float64, seed=0):
@@ -124,10 +125,6 @@ def test_batchnorm_over_several_chunks_equals_the_cpu_kernel(cuda_backend, train
 # ---- add and concat on channel slices ---------------------------------------------------------
 
 
-def channel_slice(array, lo, hi):
-    return array[(slice(None),) * (array.ndim - 1) + (slice(lo, hi),)]
-
-
 @pytest.mark.parametrize("activation", [None, "relu", "tanh", "sigmoid"])
 def test_add_fuses_its_activation_into_a_channel_slice(cuda_backend, activation):
     b = cuda_backend
@@ -142,6 +139,30 @@ def test_add_fuses_its_activation_into_a_channel_slice(cuda_backend, activation)
     result = b.to_host(parent)
     np.testing.assert_allclose(result[..., 1:3], f[activation](total), rtol=1e-12)
     np.testing.assert_array_equal(np.delete(result, [1, 2], axis=-1), 7.0)  # the rest untouched
+
+
+def test_channel_slices_index_as_real_device_arrays_do():
+    """Real device arrays (not the simulator's, which wrap NumPy) index through Numba's
+    dummyarray: it takes no Ellipsis, and a channel slice must reshape to rows x C without a
+    copy (add's kernel and the inference plan rely on both). The simulator hides that module,
+    so it is loaded from its file (plain Python and NumPy)."""
+    import importlib.util
+    from pathlib import Path
+
+    import numba_cuda
+
+    path = Path(numba_cuda.__file__).parent / "numba" / "cuda" / "cudadrv" / "dummyarray.py"
+    spec = importlib.util.spec_from_file_location("real_dummyarray", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    Array = module.Array
+    parent = Array.from_desc(0, (2, 3, 4, 5), (480, 160, 40, 8), 8)
+    with pytest.raises(TypeError):
+        parent[..., 1:3]
+    part = channel_slice(parent, 1, 3)
+    assert part.shape == (2, 3, 4, 2) and part.strides == (480, 160, 40, 8)
+    rows, _ = part.reshape(-1, 2)
+    assert rows.shape == (24, 2) and rows.strides == (40, 8)
 
 
 def test_concat_skips_written_inputs_and_writes_into_a_slice(cuda_backend):
