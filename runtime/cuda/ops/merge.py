@@ -7,12 +7,7 @@ from __future__ import annotations
 from ...kernels.cuda.epilogue import activation_code
 from ...kernels.cuda.merge import add_activation
 from ...ops import merge as cpu
-from ...ops.base import Context, register
-
-
-def channel_slice(array, lo: int, hi: int):
-    """``array[..., lo:hi]`` (device arrays take no Ellipsis)."""
-    return array[(slice(None),) * (array.ndim - 1) + (slice(lo, hi),)]
+from ...ops.base import Context, channel_slice, register
 
 
 def as_rows(array):

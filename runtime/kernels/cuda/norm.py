@@ -50,7 +50,9 @@ def _batch_partials(x, partial, chunk_rows):  # pragma: no cover - device code
 
 
 @cuda.jit
-def _batch_statistics(partial, rows, chunk_rows, eps, momentum, running_mean, running_var, mean, invstd):  # pragma: no cover
+def _batch_statistics(
+    partial, rows, chunk_rows, eps, momentum, running_mean, running_var, mean, invstd
+):  # pragma: no cover - device code
     c = cuda.grid(1)
     if c >= mean.size:
         return
@@ -99,7 +101,9 @@ def batchnorm_forward(
     if train:
         grid, block = chunk_blocks(rows, channels, chunk_rows)
         _batch_partials[grid, block](x, partial, chunk_rows)
-        _batch_statistics[blocks, threads](partial, rows, chunk_rows, eps, momentum, running_mean, running_var, mean, invstd)
+        _batch_statistics[blocks, threads](
+            partial, rows, chunk_rows, eps, momentum, running_mean, running_var, mean, invstd
+        )
     else:
         _running_statistics[blocks, threads](running_mean, running_var, eps, mean, invstd)
     blocks, threads = elementwise(x.size)
