@@ -38,6 +38,7 @@ from cnnlang import ir
 from .backend import CPU, Backend, OutOfDeviceMemory
 from .fold import BatchNormStatistics, fold_batchnorm
 from .ops import Context, Op, internal_shape, make_op
+from .ops.base import channel_slice
 
 @dataclass
 class InferenceStep:
@@ -168,7 +169,7 @@ class InferencePlan:
         if data.get("write_into"):
             concat, offset = data["write_into"]
             base = self._storage(concat, batch, storage)
-            view = base[..., offset : offset + shape[-1]]
+            view = channel_slice(base, offset, offset + shape[-1])
         elif data.get("in_place") and data["layer"].category == "elementwise" and data["inputs"][0] != self.input:
             # (Never over the network input: that is the caller's array.)
             view = self._storage(data["inputs"][0], batch, storage)

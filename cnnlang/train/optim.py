@@ -44,6 +44,7 @@ class Optimizer:
             slot: {name: self.backend.zeros(params[name].shape, params[name].dtype) for name in self.names} for slot in self._active_slots()
         }
         self._kernels = _device_kernels(self.backend)
+        self._flat: dict[str, tuple] | None = None
         # Two flat scratch buffers per dtype, as long as the largest parameter; each step views them.
         largest: dict[np.dtype, int] = {}
         for name in self.names:
@@ -58,14 +59,25 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter in ``names`` from its current gradient."""
         self.steps += 1
+        if self._kernels:
+            for name, (p, g, slots) in self._flat_views().items():
+                self._update_on_device(name, p, g, slots)
+            return
         for name in self.names:
             p = self.params[name]
-            if self._kernels:
-                flat = {slot: arrays[name].reshape(p.size) for slot, arrays in self.slots.items()}
-                self._update_on_device(name, p.reshape(p.size), self.grads[name].reshape(p.size), flat)
-                continue
             a, b = (buffer[: p.size].reshape(p.shape) for buffer in self._scratch[p.dtype])
             self._update(name, p, self.grads[name], a, b)
+
+    def _flat_views(self) -> dict[str, tuple]:
+        """(parameter, gradient, {slot: array}) as flat views, by name, made once: a kernel
+        walks one index, and a view costs a Python object per array per step otherwise."""
+        if self._flat is None:
+            def flat(array):
+                return array.reshape(array.size)
+
+            self._flat = {name: (flat(self.params[name]), flat(self.grads[name]),
+                                 {slot: flat(arrays[name]) for slot, arrays in self.slots.items()}) for name in self.names}
+        return self._flat
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
         raise NotImplementedError

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import CPU
-from ..kernels.cpu.activation import KINDS, activation_backward, activation_forward, softmax_backward, softmax_forward
+from ..kernels.cpu import activation as cpu_kernels
 from .base import Context, Op, register
 
 
@@ -18,28 +18,32 @@ from .base import Context, Op, register
 class ActivationOp(Op):
     """``relu``, ``tanh``, ``sigmoid`` on flat views of the arrays."""
 
+    #: the module whose kernels the op runs (a device backend's op subclasses with its own)
+    kernels = cpu_kernels
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
-        self._kind = KINDS[layer.op]
+        self._kind = self.kernels.KINDS[layer.op]
         self._y: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
-        activation_forward(inputs[0].reshape(-1), out.reshape(-1), self._kind)
+        self.kernels.activation_forward(inputs[0].reshape(-1), out.reshape(-1), self._kind)
         self._y = out
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:
             return [None]
         self._dx = self.scratch(self._dx, dy.shape)
-        activation_backward(self._y.reshape(-1), dy.reshape(-1), self._dx.reshape(-1), self._kind)
+        self.kernels.activation_backward(self._y.reshape(-1), dy.reshape(-1), self._dx.reshape(-1), self._kind)
         return [self._dx]
 
 
 @register("softmax")
 class SoftmaxOp(Op):
     """``softmax`` over the last (channel) axis, row by row."""
+
+    kernels = cpu_kernels
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
@@ -48,7 +52,7 @@ class SoftmaxOp(Op):
         self._dx: np.ndarray | None = None
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
-        softmax_forward(inputs[0].reshape(-1, self._channels), out.reshape(-1, self._channels))
+        self.kernels.softmax_forward(inputs[0].reshape(-1, self._channels), out.reshape(-1, self._channels))
         self._y = out
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
@@ -56,7 +60,7 @@ class SoftmaxOp(Op):
             return [None]
         c = self._channels
         self._dx = self.scratch(self._dx, dy.shape)
-        softmax_backward(self._y.reshape(-1, c), dy.reshape(-1, c), self._dx.reshape(-1, c))
+        self.kernels.softmax_backward(self._y.reshape(-1, c), dy.reshape(-1, c), self._dx.reshape(-1, c))
         return [self._dx]
 
 

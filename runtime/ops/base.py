@@ -60,6 +60,12 @@ def scratch(buffer: np.ndarray | None, shape: Shape, dtype, backend: Backend = C
     return buffer
 
 
+def channel_slice(array, lo: int, hi: int):
+    """``array[..., lo:hi]``, channels lo to hi of a channels-last array, spelt so that numba.cuda
+    device arrays take it too (they accept no Ellipsis)."""
+    return array[(slice(None),) * (array.ndim - 1) + (slice(lo, hi),)]
+
+
 def window_geometry(layer: LayerType, in_shape: Shape, out_shape: Shape):
     """(kernels, strides, (before, after) pads, dilations) of a conv or pooling layer as 2-D (a
     1-D window becomes height 1), after checking that the layer's own shape rule gives

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import CPU
-from ..kernels.cpu.norm import batchnorm_backward, batchnorm_forward, dropout_apply, lrn_backward, lrn_forward
+from ..kernels.cpu import norm as cpu_kernels
+from ..kernels.cpu.norm import dropout_apply
 from .base import Context, Op, register
 
 
@@ -21,6 +22,9 @@ class BatchNormOp(Op):
     Backward goes through the batch statistics after a training forward, and is the plain
     per-channel affine map after an eval forward.
     """
+
+    #: the module whose kernels the op runs (a device backend's op subclasses with its own)
+    kernels = cpu_kernels
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
@@ -48,11 +52,15 @@ class BatchNormOp(Op):
             )
         gamma = self.params["gamma"] if self._affine else self._ones
         beta = self.params["beta"] if self._affine else self._zeros
-        batchnorm_forward(
+        self.kernels.batchnorm_forward(
             x, gamma, beta, self.buffers["running_mean"], self.buffers["running_var"], self._eps, self._momentum,
-            train, out.reshape(-1, self._channels), self._mean, self._invstd,
+            train, out.reshape(-1, self._channels), self._mean, self._invstd, *self._kernel_scratch(x.shape[0]),
         )  # fmt: skip
         self._x, self._train = x, train
+
+    def _kernel_scratch(self, rows: int) -> tuple:
+        """Scratch arrays the kernels take last: none on the CPU."""
+        return ()
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         c = self._channels
@@ -61,7 +69,10 @@ class BatchNormOp(Op):
         dbeta = self.grads.get("beta", self._dbeta)
         self._dx = self.scratch(self._dx, dy.shape)
         dx = self._dx.reshape(-1, c)
-        batchnorm_backward(self._x, dy.reshape(-1, c), gamma, self._mean, self._invstd, self._train, dx, dgamma, dbeta)
+        self.kernels.batchnorm_backward(
+            self._x, dy.reshape(-1, c), gamma, self._mean, self._invstd, self._train, dx, dgamma, dbeta,
+            *self._kernel_scratch(self._x.shape[0]),
+        )  # fmt: skip
         return [self._dx if self.need_input_grad[0] else None]
 
 
@@ -69,7 +80,10 @@ class BatchNormOp(Op):
 class DropoutOp(Op):
     """``dropout(p)``: inverted dropout. While training, each value is kept with probability
     1 - p and scaled by 1/(1 - p); the mask is drawn from ``ctx.rng`` (float64 uniforms, kept
-    if >= p, so one seed gives the same mask in float32 and float64). Identity in eval mode."""
+    if >= p, so one seed gives the same mask in float32 and float64). Identity in eval mode.
+
+    How the mask is drawn and applied is :meth:`_draw` and :meth:`_apply` (a device backend
+    draws differently)."""
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
@@ -83,27 +97,39 @@ class DropoutOp(Op):
         x = inputs[0]
         self._masked = bool(ctx.train) and self._p > 0
         if not self._masked:
-            np.copyto(out, x)
+            if out is not x:
+                self.backend.copy(out, x)
             return
-        self._uniform = self.scratch(self._uniform, (x.size,), np.float64)
-        ctx.rng.random(out=self._uniform)
-        dropout_apply(x.reshape(-1), self._uniform, self._p, self._scale, out.reshape(-1))
+        self._draw(ctx.rng, x.size)
+        self._apply(x, out)
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:
             return [None]
         self._dx = self.scratch(self._dx, dy.shape)
         if self._masked:
-            dropout_apply(dy.reshape(-1), self._uniform, self._p, self._scale, self._dx.reshape(-1))
+            self._apply(dy, self._dx)
         else:
-            np.copyto(self._dx, dy)
+            self.backend.copy(self._dx, dy)
         return [self._dx]
+
+    def _draw(self, rng, size: int) -> None:
+        """A new mask for ``size`` values: here their uniforms."""
+        self._uniform = self.scratch(self._uniform, (size,), np.float64)
+        rng.random(out=self._uniform)
+
+    def _apply(self, a: np.ndarray, out: np.ndarray) -> None:
+        """out = a masked and scaled by the last mask drawn (forward and backward alike)."""
+        dropout_apply(a.reshape(-1), self._uniform, self._p, self._scale, out.reshape(-1))
 
 
 @register("lrn")
 class LRNOp(Op):
     """``lrn(size, alpha, beta, k)``, PyTorch's LocalResponseNorm across channels:
     b_c = a_c / (k + alpha/size * sum of a_c'^2 for c' in c - size//2 .. c + (size-1)//2)^beta."""
+
+    #: the module whose kernels the op runs (a device backend's op subclasses with its own)
+    kernels = cpu_kernels
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
@@ -118,7 +144,7 @@ class LRNOp(Op):
         c = self._channels
         x = inputs[0].reshape(-1, c)
         self._denom = self.scratch(self._denom, x.shape)
-        lrn_forward(x, out.reshape(-1, c), self._denom, self._size, self._alpha, self._beta, self._k)
+        self.kernels.lrn_forward(x, out.reshape(-1, c), self._denom, self._size, self._alpha, self._beta, self._k)
         self._x = x
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
@@ -127,5 +153,5 @@ class LRNOp(Op):
         c = self._channels
         self._dx = self.scratch(self._dx, dy.shape)
         dx = self._dx.reshape(-1, c)
-        lrn_backward(self._x, dy.reshape(-1, c), self._denom, dx, self._size, self._alpha, self._beta)
+        self.kernels.lrn_backward(self._x, dy.reshape(-1, c), self._denom, dx, self._size, self._alpha, self._beta)
         return [self._dx]

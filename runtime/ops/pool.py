@@ -8,19 +8,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import CPU
-from ..kernels.cpu.pool import (
-    avgpool_backward,
-    avgpool_forward,
-    global_avgpool_backward,
-    global_avgpool_forward,
-    maxpool_backward,
-    maxpool_forward,
-)
+from ..kernels.cpu import pool as cpu_kernels
 from .base import Context, Op, as_image, register, window_geometry
 
 
 class _WindowPool(Op):
     """What max and average pooling share: geometry from the layer, 4-D views, dx scratch."""
+
+    #: the module whose kernels the op runs (a device backend's op subclasses with its own)
+    kernels = cpu_kernels
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
@@ -50,14 +46,15 @@ class MaxPoolOp(_WindowPool):
         x = inputs[0]
         n = x.shape[0]
         self._argmax = self.scratch(self._argmax, (n, *self._out_image), np.int32)
-        maxpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image), self._argmax, *self._args)
+        x4, out4 = x.reshape(n, *self._in_image), out.reshape(n, *self._out_image)
+        self.kernels.maxpool_forward(x4, out4, self._argmax, *self._args)
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:
             return [None]
         n = dy.shape[0]
         dx = self._input_grad(n)
-        maxpool_backward(dy.reshape(n, *self._out_image), self._argmax, dx.reshape(n, *self._in_image))
+        self.kernels.maxpool_backward(dy.reshape(n, *self._out_image), self._argmax, dx.reshape(n, *self._in_image))
         return [dx]
 
 
@@ -73,20 +70,22 @@ class AvgPoolOp(_WindowPool):
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0]
         n = x.shape[0]
-        avgpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image), *self._args)
+        self.kernels.avgpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image), *self._args)
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:
             return [None]
         n = dy.shape[0]
         dx = self._input_grad(n)
-        avgpool_backward(dy.reshape(n, *self._out_image), dx.reshape(n, *self._in_image), *self._args)
+        self.kernels.avgpool_backward(dy.reshape(n, *self._out_image), dx.reshape(n, *self._in_image), *self._args)
         return [dx]
 
 
 @register("globalavgpool")
 class GlobalAvgPoolOp(Op):
     """``globalavgpool``: the mean of each channel over all positions (H x W x C → 1 x 1 x C)."""
+
+    kernels = cpu_kernels
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
@@ -97,12 +96,12 @@ class GlobalAvgPoolOp(Op):
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0]
         n = x.shape[0]
-        global_avgpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image))
+        self.kernels.global_avgpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image))
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:
             return [None]
         n = dy.shape[0]
         self._dx = self.scratch(self._dx, (n, *self.in_shapes[0]))
-        global_avgpool_backward(dy.reshape(n, *self._out_image), self._dx.reshape(n, *self._in_image))
+        self.kernels.global_avgpool_backward(dy.reshape(n, *self._out_image), self._dx.reshape(n, *self._in_image))
         return [self._dx]

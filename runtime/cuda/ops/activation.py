@@ -4,15 +4,8 @@ PReLU's slope gradient is a column sum without atomics (runtime/kernels/cuda/red
 
 from __future__ import annotations
 
-from ...kernels.cuda.activation import (
-    activation_backward,
-    activation_forward,
-    prelu_forward,
-    prelu_input_grad,
-    prelu_slope_terms,
-    softmax_backward,
-    softmax_forward,
-)
+from ...kernels.cuda import activation as cuda_kernels
+from ...kernels.cuda.activation import prelu_forward, prelu_input_grad, prelu_slope_terms
 from ...kernels.cuda.reduce import column_sums
 from ...ops import activation as cpu
 from ...ops.base import Context, register
@@ -20,40 +13,19 @@ from ...ops.base import Context, register
 
 @register("relu", "tanh", "sigmoid", backend="cuda")
 class ActivationOp(cpu.ActivationOp):
-    """``relu``, ``tanh``, ``sigmoid`` on flat views; backward through the saved output."""
-
-    def forward(self, inputs: list, out, ctx: Context) -> None:
-        activation_forward(inputs[0].reshape(-1), out.reshape(-1), self._kind)
-        self._y = out
-
-    def backward(self, dy) -> list:
-        if not self.need_input_grad[0]:
-            return [None]
-        self._dx = self.scratch(self._dx, dy.shape)
-        activation_backward(self._y.reshape(-1), dy.reshape(-1), self._dx.reshape(-1), self._kind)
-        return [self._dx]
+    kernels = cuda_kernels
 
 
 @register("softmax", backend="cuda")
 class SoftmaxOp(cpu.SoftmaxOp):
     """``softmax`` over the channel axis, one block per row."""
 
-    def forward(self, inputs: list, out, ctx: Context) -> None:
-        softmax_forward(inputs[0].reshape(-1, self._channels), out.reshape(-1, self._channels))
-        self._y = out
-
-    def backward(self, dy) -> list:
-        if not self.need_input_grad[0]:
-            return [None]
-        c = self._channels
-        self._dx = self.scratch(self._dx, dy.shape)
-        softmax_backward(self._y.reshape(-1, c), dy.reshape(-1, c), self._dx.reshape(-1, c))
-        return [self._dx]
+    kernels = cuda_kernels
 
 
 @register("prelu", backend="cuda")
 class PReLUOp(cpu.PReLUOp):
-    """``prelu``: slope per channel (the last axis) or one shared."""
+    """``prelu``: slope per channel (the last axis) or one shared (the CPU op is NumPy ufuncs)."""
 
     def forward(self, inputs: list, out, ctx: Context) -> None:
         x = inputs[0]

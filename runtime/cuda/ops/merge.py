@@ -4,15 +4,10 @@ their slice). Both take and give channel slices of larger arrays (strided ``out`
 
 from __future__ import annotations
 
-from ...kernels.cuda.activation import activation_kind
+from ...kernels.cuda.epilogue import activation_code
 from ...kernels.cuda.merge import add_activation
 from ...ops import merge as cpu
-from ...ops.base import Context, register
-
-
-def channel_slice(array, lo: int, hi: int):
-    """``array[..., lo:hi]`` (device arrays take no Ellipsis)."""
-    return array[(slice(None),) * (array.ndim - 1) + (slice(lo, hi),)]
+from ...ops.base import Context, channel_slice, register
 
 
 def as_rows(array):
@@ -23,7 +18,7 @@ def as_rows(array):
 @register("add", backend="cuda")
 class AddOp(cpu.AddOp):
     def forward(self, inputs: list, out, ctx: Context) -> None:
-        add_activation([as_rows(x) for x in inputs], as_rows(out), activation_kind(self.activation))
+        add_activation([as_rows(x) for x in inputs], as_rows(out), activation_code(self.activation))
 
 
 @register("concat", backend="cuda")

@@ -4,69 +4,65 @@ softmax (one block per row, the channel axis shared out among its threads and re
 memory: no atomics, so every run sums in the same order).
 
 Backward passes use the forward output (relu' = [y > 0], tanh' = 1 - y^2, sigmoid' = y (1 - y));
-PReLU's uses its input. ``activate`` is a device function, so other kernels (add's epilogue)
-apply the same activation in their own pass.
+PReLU's uses its input. The activation itself is the GEMM epilogue's device function
+(runtime/kernels/cuda/epilogue.py), built per dtype, as add's kernel uses it too.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 from numba import cuda, float64
 
-from ..cpu.activation import KINDS, RELU, SIGMOID, TANH
-from ..cpu.epilogue import NONE, activation_kind
+from .epilogue import RELU, SIGMOID, TANH, activation_function
 from .launch import MAX_THREADS, elementwise, reduction_threads
 from .reduce import tree
 
-__all__ = ["KINDS", "NONE", "RELU", "SIGMOID", "TANH", "activation_kind"]
+#: the element-wise activations' kernel codes (the GEMM epilogue's), by layer op
+KINDS = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
 
 
-@cuda.jit(device=True, inline=True)
-def activate(v, kind, zero, one):  # pragma: no cover - device code
-    """f(v) for kind RELU, TANH, SIGMOID or NONE; ``zero``/``one`` in v's type keep the result
-    in it (float32 stays float32). relu keeps NaN, as the CPU's."""
-    if kind == RELU:
-        return v if (v > zero or v != v) else zero
-    if kind == TANH:
-        return math.tanh(v)
-    if kind == SIGMOID:
-        return one / (one + math.exp(-v))
-    return v
+@functools.cache
+def _activation_kernels(dtype: str):
+    """(forward, backward) kernels for ``dtype`` ("f" or "d"), with the GEMM epilogue's device
+    function: one activation definition for every kernel that applies one."""
+    activate = activation_function(dtype)
+    one = np.dtype(dtype).type(1)
+    zero = np.dtype(dtype).type(0)
+
+    @cuda.jit
+    def forward(x, out, code):  # pragma: no cover - device code
+        i = cuda.grid(1)
+        if i < x.size:
+            out[i] = activate(x[i], code)
+
+    @cuda.jit
+    def backward(y, dy, dx, code):  # pragma: no cover - device code
+        i = cuda.grid(1)
+        if i < y.size:
+            v = y[i]
+            if code == RELU:
+                dx[i] = dy[i] if v > zero else zero
+            elif code == TANH:
+                dx[i] = dy[i] * (one - v * v)
+            else:
+                dx[i] = dy[i] * v * (one - v)
+
+    return forward, backward
 
 
-@cuda.jit
-def _activation_forward(x, out, kind):  # pragma: no cover - device code
-    i = cuda.grid(1)
-    if i < x.size:
-        zero = x.dtype.type(0)
-        out[i] = activate(x[i], kind, zero, zero + 1)
-
-
-@cuda.jit
-def _activation_backward(y, dy, dx, kind):  # pragma: no cover - device code
-    i = cuda.grid(1)
-    if i < y.size:
-        v = y[i]
-        zero = y.dtype.type(0)
-        if kind == RELU:
-            dx[i] = dy[i] if v > zero else zero
-        elif kind == TANH:
-            dx[i] = dy[i] * (zero + 1 - v * v)
-        else:
-            dx[i] = dy[i] * v * (zero + 1 - v)
-
-
-def activation_forward(x, out, kind: int) -> None:
-    """out = f(x) on flat device arrays (out may be x)."""
+def activation_forward(x, out, code: int) -> None:
+    """out = f(x) on flat device arrays (out may be x); ``code`` from :data:`KINDS`."""
     blocks, threads = elementwise(x.size)
-    _activation_forward[blocks, threads](x, out, kind)
+    _activation_kernels(x.dtype.char)[0][blocks, threads](x, out, code)
 
 
-def activation_backward(y, dy, dx, kind: int) -> None:
+def activation_backward(y, dy, dx, code: int) -> None:
     """dx = dy * f'(x), through the forward output y (flat device arrays)."""
     blocks, threads = elementwise(y.size)
-    _activation_backward[blocks, threads](y, dy, dx, kind)
+    _activation_kernels(y.dtype.char)[1][blocks, threads](y, dy, dx, code)
 
 
 @cuda.jit
@@ -88,7 +84,7 @@ def _prelu_input_grad(x, dy, slope, dx):  # pragma: no cover - device code
 def _prelu_slope_terms(x, dy, terms):  # pragma: no cover - device code
     i = cuda.grid(1)
     if i < x.size:
-        terms[i] = 0 if x[i] > 0 else dy[i] * x[i]
+        terms[i] = x.dtype.type(0) if x[i] > 0 else dy[i] * x[i]
 
 
 def prelu_forward(x, slope, out) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 WARP = 32
 #: threads per block for element-wise work and the reductions' shared-memory arrays
 MAX_THREADS = 256
+#: values each thread of a reducing block sums before the block's tree
+VALUES_PER_THREAD = 4
 
 
 def threads_for(n: int, most: int = MAX_THREADS, least: int = WARP) -> int:
@@ -29,9 +31,5 @@ def elementwise(n: int) -> tuple[int, int]:
 
 
 def reduction_threads(n: int, most: int = MAX_THREADS) -> int:
-    """Threads (a power of two) for a block that reduces n values: about four values each."""
+    """Threads (a power of two) for a block that reduces n values, VALUES_PER_THREAD each."""
     return threads_for(-(-n // VALUES_PER_THREAD), most, least=1)
-
-
-#: values each thread of a reducing block sums before the block's tree
-VALUES_PER_THREAD = 4

@@ -6,7 +6,7 @@ t = (1 - s) * onehot + s / C, a row's loss is -sum(t * log p) = -(1 - s) * log p
 - (s / C) * sum(log p), and its gradient is (p - t) * scale (scale = 1 / N for the batch mean).
 
 One block per row: its threads stride over the classes and combine in shared memory by a fixed
-tree, so every sum is computed in the same order on every run (no atomics); rows are then summed
+tree (reduce.tree), so every sum is computed in the same order on every run (no atomics); rows are then summed
 by a second, single-block kernel in a fixed order too. Sums are accumulated in float64 whatever
 the logits' dtype (the loss is a handful of values per row; precision costs nothing here).
 
@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 
 from numba import cuda, float64, int32
+
+from .reduce import tree
 
 #: Threads per block (a power of two); a launch uses fewer for few classes.
 THREADS = 128
@@ -86,14 +88,9 @@ def softmax_cross_entropy_rows(logits, labels, smoothing, scale, write_grad, gra
             partial_above += 1
     exp_sum[tid], logit_sum[tid], above[tid] = partial_exp, partial_logits, partial_above
     cuda.syncthreads()
-    half = width // 2
-    while half > 0:
-        if tid < half:
-            exp_sum[tid] += exp_sum[tid + half]
-            logit_sum[tid] += logit_sum[tid + half]
-            above[tid] += above[tid + half]
-        cuda.syncthreads()
-        half //= 2
+    tree(exp_sum, tid, width, False)
+    tree(logit_sum, tid, width, False)
+    tree(above, tid, width, False)
 
     log_norm = top + math.log(exp_sum[0])  # log sum exp(z)
     if tid == 0:
@@ -131,14 +128,9 @@ def sum_rows(row_loss, row_pred, row_rank, labels, k, totals):  # pragma: no cov
             partial_top += 1
     loss[tid], hits[tid], top_hits[tid] = partial_loss, partial_hits, partial_top
     cuda.syncthreads()
-    half = width // 2
-    while half > 0:
-        if tid < half:
-            loss[tid] += loss[tid + half]
-            hits[tid] += hits[tid + half]
-            top_hits[tid] += top_hits[tid + half]
-        cuda.syncthreads()
-        half //= 2
+    tree(loss, tid, width, False)
+    tree(hits, tid, width, False)
+    tree(top_hits, tid, width, False)
     if tid == 0:
         totals[LOSS_SUM] = loss[0]
         totals[CORRECT] = hits[0]

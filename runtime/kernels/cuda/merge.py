@@ -5,27 +5,35 @@ as the CPU sums them."""
 
 from __future__ import annotations
 
+import functools
+
 from numba import cuda
 
-from .activation import NONE, activate
+from .epilogue import NONE, activation_function
 from .launch import elementwise
 
 
-@cuda.jit
-def _add_activation(a, b, out, kind):  # pragma: no cover - device code
-    i = cuda.grid(1)
-    if i < out.size:
-        channels = out.shape[1]
-        r, c = i // channels, i % channels
-        zero = out.dtype.type(0)
-        out[r, c] = activate(a[r, c] + b[r, c], kind, zero, zero + 1)
+@functools.cache
+def _add_kernel(dtype: str):
+    activate = activation_function(dtype)
+
+    @cuda.jit
+    def add(a, b, out, code):  # pragma: no cover - device code
+        i = cuda.grid(1)
+        if i < out.size:
+            channels = out.shape[1]
+            r, c = i // channels, i % channels
+            out[r, c] = activate(a[r, c] + b[r, c], code)
+
+    return add
 
 
-def add_activation(inputs: list, out, kind: int) -> None:
+def add_activation(inputs: list, out, code: int) -> None:
     """out = f(inputs[0] + inputs[1] + ...) for rows x C device arrays (``out`` may be one of the
-    inputs, or strided); ``kind`` is an activation code or NONE."""
+    inputs, or strided); ``code`` an activation code of runtime/kernels/cuda/epilogue.py."""
     blocks, threads = elementwise(out.size)
+    add = _add_kernel(out.dtype.char)[blocks, threads]
     last = len(inputs) - 1
-    _add_activation[blocks, threads](inputs[0], inputs[1], out, kind if last == 1 else NONE)
+    add(inputs[0], inputs[1], out, code if last == 1 else NONE)
     for index in range(2, len(inputs)):
-        _add_activation[blocks, threads](out, inputs[index], out, kind if index == last else NONE)
+        add(out, inputs[index], out, code if index == last else NONE)

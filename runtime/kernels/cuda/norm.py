@@ -20,13 +20,8 @@ import math
 import numpy as np
 from numba import cuda, float64, uint64
 
-from .launch import MAX_THREADS, elementwise, threads_for
+from .launch import MAX_THREADS, elementwise
 from .reduce import CHUNK_ROWS, chunk_blocks, column_tree
-
-
-def _channel_threads(channels: int) -> tuple[int, int]:
-    threads = threads_for(channels)
-    return -(-channels // threads), threads
 
 
 @cuda.jit
@@ -55,7 +50,9 @@ def _batch_partials(x, partial, chunk_rows):  # pragma: no cover - device code
 
 
 @cuda.jit
-def _batch_statistics(partial, rows, chunk_rows, eps, momentum, running_mean, running_var, mean, invstd):  # pragma: no cover
+def _batch_statistics(
+    partial, rows, chunk_rows, eps, momentum, running_mean, running_var, mean, invstd
+):  # pragma: no cover - device code
     c = cuda.grid(1)
     if c >= mean.size:
         return
@@ -100,11 +97,13 @@ def batchnorm_forward(
     them (unbiased variance); else the running statistics. ``mean`` and ``invstd`` are written
     for backward. ``partial``: float64 scratch (chunks(rows, chunk_rows), 2, C)."""
     rows, channels = x.shape
-    blocks, threads = _channel_threads(channels)
+    blocks, threads = elementwise(channels)
     if train:
         grid, block = chunk_blocks(rows, channels, chunk_rows)
         _batch_partials[grid, block](x, partial, chunk_rows)
-        _batch_statistics[blocks, threads](partial, rows, chunk_rows, eps, momentum, running_mean, running_var, mean, invstd)
+        _batch_statistics[blocks, threads](
+            partial, rows, chunk_rows, eps, momentum, running_mean, running_var, mean, invstd
+        )
     else:
         _running_statistics[blocks, threads](running_mean, running_var, eps, mean, invstd)
     blocks, threads = elementwise(x.size)
@@ -165,7 +164,7 @@ def batchnorm_backward(x, dy, gamma, mean, invstd, train, dx, dgamma, dbeta, par
     rows, channels = x.shape
     grid, block = chunk_blocks(rows, channels, chunk_rows)
     _gradient_partials[grid, block](x, dy, mean, invstd, partial, chunk_rows)
-    blocks, threads = _channel_threads(channels)
+    blocks, threads = elementwise(channels)
     _parameter_grads[blocks, threads](partial, dgamma, dbeta)
     blocks, threads = elementwise(x.size)
     _batchnorm_input_grad[blocks, threads](

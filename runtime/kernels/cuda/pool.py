@@ -20,17 +20,23 @@ from numba import cuda
 from .launch import elementwise
 
 
+@cuda.jit(device=True, inline=True)
+def _position(i, a):  # pragma: no cover - device code
+    """Flat index i of the channels-last array ``a`` as (n, h, w, c)."""
+    _, height, width, channels = a.shape
+    c = i % channels
+    w = (i // channels) % width
+    h = (i // (channels * width)) % height
+    return i // (channels * width * height), h, w, c
+
+
 @cuda.jit
 def _maxpool_forward(x, out, argmax, kh, kw, sh, sw, ph, pw, dh, dw):  # pragma: no cover - device code
     i = cuda.grid(1)
     if i >= out.size:
         return
-    _, in_h, in_w, channels = x.shape
-    out_h, out_w = out.shape[1], out.shape[2]
-    c = i % channels
-    ow = (i // channels) % out_w
-    oh = (i // (channels * out_w)) % out_h
-    n = i // (channels * out_w * out_h)
+    in_h, in_w = x.shape[1], x.shape[2]
+    n, oh, ow, c = _position(i, out)
     best = x.dtype.type(-math.inf)
     arg = -1
     for a in range(kh):
@@ -65,13 +71,9 @@ def _maxpool_backward(dy, argmax, dx, kh, kw, sh, sw, ph, pw, dh, dw):  # pragma
     i = cuda.grid(1)
     if i >= dx.size:
         return
-    _, in_h, in_w, channels = dx.shape
     out_h, out_w = dy.shape[1], dy.shape[2]
-    c = i % channels
-    w = (i // channels) % in_w
-    h = (i // (channels * in_w)) % in_h
-    n = i // (channels * in_w * in_h)
-    pos = h * in_w + w
+    n, h, w, c = _position(i, dx)
+    pos = h * dx.shape[2] + w
     total = dx.dtype.type(0)
     for oh in range(_first_window(h, sh, ph, (kh - 1) * dh + 1, out_h), out_h):
         if oh * sh - ph > h:
@@ -100,12 +102,8 @@ def _avgpool_forward(x, out, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no c
     i = cuda.grid(1)
     if i >= out.size:
         return
-    _, in_h, in_w, channels = x.shape
-    out_h, out_w = out.shape[1], out.shape[2]
-    c = i % channels
-    ow = (i // channels) % out_w
-    oh = (i // (channels * out_w)) % out_h
-    n = i // (channels * out_w * out_h)
+    in_h, in_w = x.shape[1], x.shape[2]
+    n, oh, ow, c = _position(i, out)
     h_lo, h_hi, h_div = _avg_window(oh, sh, ph, kh, in_h, count_pad)
     w_lo, w_hi, w_div = _avg_window(ow, sw, pw, kw, in_w, count_pad)
     total = x.dtype.type(0)
@@ -123,12 +121,9 @@ def _avgpool_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no 
     i = cuda.grid(1)
     if i >= dx.size:
         return
-    _, in_h, in_w, channels = dx.shape
+    in_h, in_w = dx.shape[1], dx.shape[2]
     out_h, out_w = dy.shape[1], dy.shape[2]
-    c = i % channels
-    w = (i // channels) % in_w
-    h = (i // (channels * in_w)) % in_h
-    n = i // (channels * in_w * in_h)
+    n, h, w, c = _position(i, dx)
     total = dx.dtype.type(0)
     for oh in range(_first_window(h, sh, ph, kh, out_h), out_h):
         h_lo, h_hi, h_div = _avg_window(oh, sh, ph, kh, in_h, count_pad)

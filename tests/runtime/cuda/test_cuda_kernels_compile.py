@@ -17,18 +17,26 @@ import pytest
 
 SCRIPT = r"""
 import sys
+from types import SimpleNamespace
+
 from numba import cuda, types as T
+from numba.cuda import dispatcher
 from cnnlang.runtime.kernels.cuda import activation, merge, norm, pool
+
+# Device functions that are not inlined compile for the current device's compute capability:
+# with no GPU, the one the kernels compile for.
+dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=(9, 0))
 
 I, B, F, U = T.int64, T.boolean, T.float64, T.uint64
 d3, i4 = T.Array(F, 3, "C"), T.Array(T.int32, 4, "C")
 compiled = 0
-for f in (T.float32, T.float64):
+for char, f in (("f", T.float32), ("d", T.float64)):
     a1, a2, a4 = (T.Array(f, n, "C") for n in (1, 2, 4))
     rows = T.Array(f, 2, "A")  # a channel slice
+    forward, backward = activation._activation_kernels(char)
     signatures = {
-        activation._activation_forward: (a1, a1, I),
-        activation._activation_backward: (a1, a1, a1, I),
+        forward: (a1, a1, I),
+        backward: (a1, a1, a1, I),
         activation._prelu_forward: (a1, a1, a1),
         activation._prelu_input_grad: (a1, a1, a1, a1),
         activation._prelu_slope_terms: (a1, a1, a1),
@@ -48,7 +56,7 @@ for f in (T.float32, T.float64):
         norm._lrn_forward: (a2, a2, a2, I, F, F, F),
         norm._lrn_backward: (a2, a2, a2, a2, I, F, F),
         norm._dropout_apply: (a1, U, U, F, F, a1),
-        merge._add_activation: (rows, rows, rows, I),
+        merge._add_kernel(char): (rows, rows, rows, I),
     }
     for kernel, signature in signatures.items():
         try:

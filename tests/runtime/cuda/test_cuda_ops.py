@@ -13,6 +13,7 @@ from cnnlang.runtime.backend import CPU
 from cnnlang.runtime.kernels.cpu import norm as cpu_norm
 from cnnlang.runtime.kernels.cuda import norm, reduce
 from cnnlang.runtime.ops import Context, internal_shape, op_class, to_internal, to_user
+from cnnlang.runtime.ops.base import channel_slice
 
 
 def make_op(backend, op, args, keywords, shapes, dtype=np.float64, seed=0):
@@ -37,7 +38,8 @@ def forward(backend, node, xs, train=False, seed=0):
 
 
 def backward(backend, node, dy):
-    return [None if dx is None else to_user(backend.to_host(dx)) for dx in node.backward(backend.to_device(to_internal(dy)))]
+    dxs = node.backward(backend.to_device(to_internal(dy)))
+    return [None if dx is None else to_user(backend.to_host(dx)) for dx in dxs]
 
 
 # ---- dropout ----------------------------------------------------------------------------------
@@ -106,26 +108,24 @@ def test_batchnorm_over_several_chunks_equals_the_cpu_kernel(cuda_backend, train
     out, mean, invstd = np.empty_like(x), np.empty(channels), np.empty(channels)
     cpu_norm.batchnorm_forward(x, gamma, beta, cpu["rm"], cpu["rv"], 1e-5, 0.1, train, out, mean, invstd)
     dev = {k: b.to_device(v) for k, v in host.items()}
-    d_out, d_mean, d_invstd = b.empty(x.shape, np.float64), b.empty((channels,), np.float64), b.empty((channels,), np.float64)
+    d_out, d_mean, d_invstd = b.empty(x.shape, np.float64), *(b.empty((channels,), np.float64) for _ in range(2))
     partial = b.empty((reduce.chunks(rows, chunk), 2, channels), np.float64)
     args = b.to_device(x), b.to_device(gamma), b.to_device(beta)
     norm.batchnorm_forward(*args, dev["rm"], dev["rv"], 1e-5, 0.1, train, d_out, d_mean, d_invstd, partial, chunk)
-    for device, expected in ((d_out, out), (d_mean, mean), (d_invstd, invstd), (dev["rm"], cpu["rm"]), (dev["rv"], cpu["rv"])):
+    pairs = (d_out, out), (d_mean, mean), (d_invstd, invstd), (dev["rm"], cpu["rm"]), (dev["rv"], cpu["rv"])
+    for device, expected in pairs:
         np.testing.assert_allclose(b.to_host(device), expected, rtol=1e-12)
     dy = rng.standard_normal(x.shape)
     dx, dgamma, dbeta = np.empty_like(x), np.empty(channels), np.empty(channels)
     cpu_norm.batchnorm_backward(x, dy, gamma, mean, invstd, train, dx, dgamma, dbeta)
-    d_dx, d_dgamma, d_dbeta = b.empty(x.shape, np.float64), b.empty((channels,), np.float64), b.empty((channels,), np.float64)
-    norm.batchnorm_backward(args[0], b.to_device(dy), args[1], d_mean, d_invstd, train, d_dx, d_dgamma, d_dbeta, partial, chunk)
+    d_dx, d_dgamma, d_dbeta = b.empty(x.shape, np.float64), *(b.empty((channels,), np.float64) for _ in range(2))
+    d_dy = b.to_device(dy)
+    norm.batchnorm_backward(args[0], d_dy, args[1], d_mean, d_invstd, train, d_dx, d_dgamma, d_dbeta, partial, chunk)
     for device, expected in ((d_dx, dx), (d_dgamma, dgamma), (d_dbeta, dbeta)):
         np.testing.assert_allclose(b.to_host(device), expected, rtol=1e-10, atol=1e-12)
 
 
 # ---- add and concat on channel slices ---------------------------------------------------------
-
-
-def channel_slice(array, lo, hi):
-    return array[(slice(None),) * (array.ndim - 1) + (slice(lo, hi),)]
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "tanh", "sigmoid"])
@@ -138,10 +138,36 @@ def test_add_fuses_its_activation_into_a_channel_slice(cuda_backend, activation)
     parent = b.to_device(np.full((2, 3, 3, 5), 7.0))
     node.forward([b.to_device(x) for x in xs], channel_slice(parent, 1, 3), Context())
     total = xs[0] + xs[1] + xs[2]
-    f = {None: lambda v: v, "relu": lambda v: np.maximum(v, 0), "tanh": np.tanh, "sigmoid": lambda v: 1 / (1 + np.exp(-v))}
+    expected = {
+        None: total, "relu": np.maximum(total, 0), "tanh": np.tanh(total), "sigmoid": 1 / (1 + np.exp(-total))
+    }[activation]
     result = b.to_host(parent)
-    np.testing.assert_allclose(result[..., 1:3], f[activation](total), rtol=1e-12)
+    np.testing.assert_allclose(result[..., 1:3], expected, rtol=1e-12)
     np.testing.assert_array_equal(np.delete(result, [1, 2], axis=-1), 7.0)  # the rest untouched
+
+
+def test_channel_slices_index_as_real_device_arrays_do():
+    """Real device arrays (not the simulator's, which wrap NumPy) index through Numba's
+    dummyarray: it takes no Ellipsis, and a channel slice must reshape to rows x C without a
+    copy (add's kernel and the inference plan rely on both). The simulator hides that module,
+    so it is loaded from its file (plain Python and NumPy)."""
+    import importlib.util
+    from pathlib import Path
+
+    import numba_cuda
+
+    path = Path(numba_cuda.__file__).parent / "numba" / "cuda" / "cudadrv" / "dummyarray.py"
+    spec = importlib.util.spec_from_file_location("real_dummyarray", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    Array = module.Array
+    parent = Array.from_desc(0, (2, 3, 4, 5), (480, 160, 40, 8), 8)
+    with pytest.raises(TypeError):
+        parent[..., 1:3]
+    part = channel_slice(parent, 1, 3)
+    assert part.shape == (2, 3, 4, 2) and part.strides == (480, 160, 40, 8)
+    rows, _ = part.reshape(-1, 2)
+    assert rows.shape == (24, 2) and rows.strides == (40, 8)
 
 
 def test_concat_skips_written_inputs_and_writes_into_a_slice(cuda_backend):
@@ -183,7 +209,10 @@ FLOAT32_CASES = [
 @pytest.mark.parametrize("op, args, keywords, shape, train", FLOAT32_CASES, ids=[c[0] for c in FLOAT32_CASES])
 def test_float32_equals_the_cpu_op(cuda_backend, op, args, keywords, shape, train):
     rng = np.random.default_rng(8)
-    x = rng.permutation(2 * int(np.prod(shape))).reshape(2, *shape) * 0.1 - 1 if op == "maxpool" else rng.standard_normal((2, *shape))
+    if op == "maxpool":  # distinct values: no ties
+        x = rng.permutation(2 * int(np.prod(shape))).reshape(2, *shape) * 0.1 - 1
+    else:
+        x = rng.standard_normal((2, *shape))
     results = {}
     for backend in (CPU, cuda_backend):
         node = make_op(backend, op, args, keywords, [shape], np.float32)

@@ -82,3 +82,13 @@ def test_train_resume_and_eval_on_the_device_equal_the_cpu(tmp_path, files, caps
     # eval runs in float32; the device sums the loss in float64, the CPU in float32
     assert on_cuda["loss"] == pytest.approx(on_cpu["loss"], rel=1e-6)
     assert (on_cuda["accuracy"], on_cuda["top5"], on_cuda["confusion"]) == (on_cpu["accuracy"], on_cpu["top5"], on_cpu["confusion"])
+
+
+def test_data_parallel_training_on_the_device_is_refused_in_one_line(tmp_path, files, capsys):
+    model, data = files
+    status = main(["train", str(model), "--data", str(data), "--out", str(tmp_path / "run"), "--device", "cuda",
+                   "--ranks", "2", *TRAIN])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1, error
+    assert "--ranks" in error and "CPU only" in error
+    assert not (tmp_path / "run").exists()
