@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from .activation import RELU, SIGMOID, TANH, activation_forward
 from .epilogue import NONE, channel_rows, row_span
@@ -63,15 +63,42 @@ def _columns(Wo, W, sw, pl, offset):  # pragma: no cover - jitted
     return lo, max(lo, hi)
 
 
+@njit(cache=True)
+def _taps9(y, xs, w, offsets, n, wstride):  # pragma: no cover - jitted
+    """y[j] += sum over the 9 taps k of xs[offsets[k] + j] * w[k*wstride + j], j < n: a whole
+    3x3 window in one pass, so each output element is loaded and stored once instead of 9 times
+    (measured 1.7-2x faster than 9 passes of _madd). Unsigned indices: Numba then emits no
+    negative-index wraparound, which would stop LLVM from vectorising the loop."""
+    o0, o1, o2 = uint64(offsets[0]), uint64(offsets[1]), uint64(offsets[2])
+    o3, o4, o5 = uint64(offsets[3]), uint64(offsets[4]), uint64(offsets[5])
+    o6, o7, o8 = uint64(offsets[6]), uint64(offsets[7]), uint64(offsets[8])
+    s = uint64(wstride)
+    w1, w2, w3, w4, w5, w6, w7, w8 = s, s * uint64(2), s * uint64(3), s * uint64(4), s * uint64(5), s * uint64(6), s * uint64(7), s * uint64(8)
+    for j in range(uint64(n)):
+        y[j] += (xs[o0 + j] * w[j] + xs[o1 + j] * w[w1 + j] + xs[o2 + j] * w[w2 + j]
+                 + xs[o3 + j] * w[w3 + j] + xs[o4 + j] * w[w4 + j] + xs[o5 + j] * w[w5 + j]
+                 + xs[o6 + j] * w[w6 + j] + xs[o7 + j] * w[w7 + j] + xs[o8 + j] * w[w8 + j])  # fmt: skip
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo):  # pragma: no cover - jitted
-    """out pixel p (at out[p*ostride:]) = bias + sum over taps of x pixel * tap weight. With a
-    ``wide`` weight (see _wide_weight) each tap is one long multiply-add over a row's span."""
+    """out pixel p (at out[p*ostride:]) = bias + sum over taps of x pixel * tap weight.
+
+    A 3x3 kernel (multiplier 1) computes the pixels whose window lies inside the image in one
+    pass of _taps9 per pixel, or per row with a ``wide`` weight (see _wide_weight); the other
+    pixels, and other kernels, add one tap at a time (one long multiply-add over a row's span
+    with a ``wide`` weight)."""
     H, W, C = geo[_H], geo[_W], geo[_C]
     Ho, Wo, KH, KW = geo[_HO], geo[_WO], geo[_KH], geo[_KW]
     sh, sw, pt, pl, dh, dw, M = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW], geo[_M]
     O = C * M
     zero = out.dtype.type(0)
+    fused = KH == 3 and KW == 3 and M == 1
+    inner_lo, _ = _columns(Wo, W, sw, pl, 0)
+    _, inner_hi = _columns(Wo, W, sw, pl, (KW - 1) * dw)
+    offsets = np.empty(9, np.int64)
+    for k in range(9):
+        offsets[k] = (k // 3) * dh * W * C + (k % 3) * dw * C
     for r in prange(geo[_N] * Ho):
         n = r // Ho
         oh = r % Ho
@@ -83,32 +110,53 @@ def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo):  # pragma: n
             else:
                 for o in range(O):
                     y[o] = zero
+        ih0 = oh * sh - pt
+        # columns [a, b) are done by the fused path, the rest tap by tap
+        a, b = Wo, Wo
+        if fused and ih0 >= 0 and ih0 + 2 * dh < H and inner_lo < inner_hi:
+            a, b = inner_lo, inner_hi
+            base = (n * H + ih0) * W * C
+            if wide.size:
+                span = (b - a) * C
+                start = base + (a * sw - pl) * C
+                _taps9(out[(r * Wo + a) * C : (r * Wo + a) * C + span], x[start : start + offsets[8] + span],
+                       wide[a * C :], offsets, span, Wo * C)  # fmt: skip
+            else:
+                for ow in range(a, b):
+                    start = base + (ow * sw - pl) * C
+                    _taps9(out[(r * Wo + ow) * ostride : (r * Wo + ow) * ostride + O],
+                           x[start : start + offsets[8] + C], wt, offsets, C, O)  # fmt: skip
         for kh in range(KH):
-            ih = oh * sh - pt + kh * dh
+            ih = ih0 + kh * dh
             if ih < 0 or ih >= H:
                 continue
             xrow = (n * H + ih) * W * C
             for kw in range(KW):
                 w = wt[(kh * KW + kw) * O : (kh * KW + kw + 1) * O]
-                lo, hi = _columns(Wo, W, sw, pl, kw * dw)
-                if wide.size:
-                    span = (hi - lo) * C
-                    ys = out[(r * Wo + lo) * C : (r * Wo + lo) * C + span]
-                    xs = x[xrow + (lo - pl + kw * dw) * C : xrow + (lo - pl + kw * dw) * C + span]
-                    ws = wide[(kh * KW + kw) * Wo * C : (kh * KW + kw) * Wo * C + span]
-                    _madd(ys, xs, ws)
-                    continue
-                for ow in range(lo, hi):
-                    iw = ow * sw - pl + kw * dw
-                    xv = x[xrow + iw * C : xrow + (iw + 1) * C]
-                    y = out[(r * Wo + ow) * ostride : (r * Wo + ow) * ostride + O]
-                    if M == 1:
-                        _madd(y, xv, w)
-                    else:
-                        for c in range(C):
-                            v = xv[c]
-                            for m in range(M):
-                                y[c * M + m] += v * w[c * M + m]
+                valid_lo, valid_hi = _columns(Wo, W, sw, pl, kw * dw)
+                for part in range(2):  # the columns left and right of [a, b)
+                    lo = valid_lo if part == 0 else max(valid_lo, b)
+                    hi = min(valid_hi, a) if part == 0 else valid_hi
+                    if lo >= hi:
+                        continue
+                    if wide.size:
+                        span = (hi - lo) * C
+                        ys = out[(r * Wo + lo) * C : (r * Wo + lo) * C + span]
+                        xs = x[xrow + (lo - pl + kw * dw) * C : xrow + (lo - pl + kw * dw) * C + span]
+                        ws = wide[(kh * KW + kw) * Wo * C : (kh * KW + kw) * Wo * C + span]
+                        _madd(ys, xs, ws)
+                        continue
+                    for ow in range(lo, hi):
+                        iw = ow * sw - pl + kw * dw
+                        xv = x[xrow + iw * C : xrow + (iw + 1) * C]
+                        y = out[(r * Wo + ow) * ostride : (r * Wo + ow) * ostride + O]
+                        if M == 1:
+                            _madd(y, xv, w)
+                        else:
+                            for c in range(C):
+                                v = xv[c]
+                                for m in range(M):
+                                    y[c * M + m] += v * w[c * M + m]
         if relu:
             for ow in range(Wo):
                 y = out[(r * Wo + ow) * ostride : (r * Wo + ow) * ostride + O]

@@ -88,6 +88,26 @@ def test_float32_on_a_mobilenet_layer_shape():
     assert np.all(np.abs(got - want) <= 1e-6 * scale)
 
 
+@pytest.mark.parametrize("stride, pads, dilation", [
+    ((1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ((2, 2), ((0, 1), (0, 1)), (1, 1)),
+    ((1, 2), ((2, 0), (1, 2)), (2, 1)),
+    ((1, 1), ((0, 0), (0, 0)), (1, 2)),
+])  # fmt: skip
+def test_3x3_windows_inside_the_image_take_one_pass(stride, pads, dilation):
+    # The one-pass path (interior pixels of a 3x3 kernel) beside the tap-by-tap one (the border),
+    # written contiguously (a row at a time when the stride along W is 1) and into a channel slice.
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 5, 9, 10))
+    w = rng.standard_normal((5, 1, 3, 3))
+    b = rng.standard_normal(5)
+    want = ref_conv(x, w, b, stride, pads, dilation, 5)
+    np.testing.assert_allclose(forward(x, w, b, stride, pads, dilation, np.float64), want, rtol=1e-12, atol=1e-12)
+    wider = np.zeros((*nhwc(want).shape[:3], 7))
+    depthwise_forward(nhwc(x), w, b, stride, pads, dilation, wider[..., 1:6])
+    np.testing.assert_allclose(nchw(wider[..., 1:6]), want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kind", [RELU, TANH])
 def test_fused_activation_epilogue(kind):
     rng = np.random.default_rng(3)
