@@ -167,18 +167,40 @@ def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo):  # pragma: n
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _backward_input(dy, wt, wide, dx, geo):  # pragma: no cover - jitted
-    """dx (overwritten) = the adjoint of _forward's taps, one input row per work item."""
+    """dx (overwritten) = the adjoint of _forward's taps, one input row per work item. With
+    stride 1, a 3x3 kernel and multiplier 1, the input pixels that all 9 taps reach take one
+    pass of _taps9 (the forward's window, mirrored), as in _forward."""
     H, W, C = geo[_H], geo[_W], geo[_C]
     Ho, Wo, KH, KW = geo[_HO], geo[_WO], geo[_KH], geo[_KW]
     sh, sw, pt, pl, dh, dw, M = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW], geo[_M]
     O = C * M
     zero = dx.dtype.type(0)
+    fused = KH == 3 and KW == 3 and M == 1 and sh == 1 and sw == 1
+    inner_lo = max(0, 2 * dw - pl)  # input columns whose 3 output columns all exist
+    inner_hi = max(inner_lo, min(W, Wo - pl))
+    offsets = np.empty(9, np.int64)  # tap k's output pixel, from the window's first (2, 2) one
+    for k in range(9):
+        offsets[k] = (2 - k // 3) * dh * Wo * C + (2 - k % 3) * dw * C
     for r in prange(geo[_N] * H):
         n = r // H
         ih = r % H
         row = dx[r * W * C : (r + 1) * W * C]
         for i in range(W * C):
             row[i] = zero
+        # input columns [a, b) are done by the fused path, the rest tap by tap
+        a, b = W, W
+        first = ih + pt - 2 * dh  # the output row of tap row 2
+        if fused and first >= 0 and ih + pt < Ho and inner_lo < inner_hi:
+            a, b = inner_lo, inner_hi
+            base = (n * Ho + first) * Wo * C
+            if wide.size:
+                span = (b - a) * C
+                start = base + (a + pl - 2 * dw) * C
+                _taps9(row[a * C : b * C], dy[start : start + offsets[0] + span], wide, offsets, span, Wo * C)
+            else:
+                for iw in range(a, b):
+                    start = base + (iw + pl - 2 * dw) * C
+                    _taps9(row[iw * C : (iw + 1) * C], dy[start : start + offsets[0] + C], wt, offsets, C, O)
         for kh in range(KH):
             t = ih + pt - kh * dh  # = oh * sh
             if t < 0 or t % sh != 0 or t // sh >= Ho:
@@ -186,26 +208,38 @@ def _backward_input(dy, wt, wide, dx, geo):  # pragma: no cover - jitted
             dyrow = (n * Ho + t // sh) * Wo * O
             for kw in range(KW):
                 w = wt[(kh * KW + kw) * O : (kh * KW + kw + 1) * O]
-                lo, hi = _columns(Wo, W, sw, pl, kw * dw)
-                if wide.size:
-                    span = (hi - lo) * C
-                    ds = row[(lo - pl + kw * dw) * C : (lo - pl + kw * dw) * C + span]
-                    gs = dy[dyrow + lo * C : dyrow + lo * C + span]
-                    ws = wide[(kh * KW + kw) * Wo * C : (kh * KW + kw) * Wo * C + span]
-                    _madd(ds, gs, ws)
-                    continue
-                for ow in range(lo, hi):
-                    iw = ow * sw - pl + kw * dw
-                    g = dy[dyrow + ow * O : dyrow + (ow + 1) * O]
-                    d = row[iw * C : (iw + 1) * C]
-                    if M == 1:
-                        _madd(d, g, w)
-                    else:
-                        for c in range(C):
-                            s = zero
-                            for m in range(M):
-                                s += g[c * M + m] * w[c * M + m]
-                            d[c] += s
+                valid_lo, valid_hi = _columns(Wo, W, sw, pl, kw * dw)
+                for part in range(2):  # the output columns that reach input columns outside [a, b)
+                    shift = pl - kw * dw  # ow = iw + shift where [a, b) is fused (stride 1)
+                    lo = valid_lo if part == 0 else max(valid_lo, b + shift)
+                    hi = min(valid_hi, a + shift) if part == 0 else valid_hi
+                    if lo < hi:
+                        _input_tap(dy, w, wide, row, lo, hi, dyrow, (kh * KW + kw) * Wo * C, kw * dw, sw, pl, C, M)
+
+
+@njit(inline="always")
+def _input_tap(dy, w, wide, row, lo, hi, dyrow, wide_start, offset, sw, pl, C, M):  # pragma: no cover - jitted
+    """One tap's share of a dx row from output columns [lo, hi) of output row ``dyrow``."""
+    O = C * M
+    zero = row.dtype.type(0)
+    if wide.size:
+        span = (hi - lo) * C
+        ds = row[(lo - pl + offset) * C : (lo - pl + offset) * C + span]
+        gs = dy[dyrow + lo * C : dyrow + lo * C + span]
+        _madd(ds, gs, wide[wide_start : wide_start + span])
+        return
+    for ow in range(lo, hi):
+        iw = ow * sw - pl + offset
+        g = dy[dyrow + ow * O : dyrow + (ow + 1) * O]
+        d = row[iw * C : (iw + 1) * C]
+        if M == 1:
+            _madd(d, g, w)
+        else:
+            for c in range(C):
+                s = zero
+                for m in range(M):
+                    s += g[c * M + m] * w[c * M + m]
+                d[c] += s
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

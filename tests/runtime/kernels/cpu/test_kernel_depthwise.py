@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from cnnlang.runtime.kernels.cpu import depthwise
 from cnnlang.runtime.kernels.cpu.activation import RELU, TANH
 from cnnlang.runtime.kernels.cpu.depthwise import depthwise_backward, depthwise_forward, pack_depthwise_weight
 from cnnlang.runtime.kernels.cpu.epilogue import NONE
@@ -94,15 +95,24 @@ def test_float32_on_a_mobilenet_layer_shape():
     ((1, 2), ((2, 0), (1, 2)), (2, 1)),
     ((1, 1), ((0, 0), (0, 0)), (1, 2)),
 ])  # fmt: skip
-def test_3x3_windows_inside_the_image_take_one_pass(stride, pads, dilation):
+@pytest.mark.parametrize("wide", [True, False])
+def test_3x3_windows_inside_the_image_take_one_pass(stride, pads, dilation, wide, monkeypatch):
     # The one-pass path (interior pixels of a 3x3 kernel) beside the tap-by-tap one (the border),
-    # written contiguously (a row at a time when the stride along W is 1) and into a channel slice.
+    # written contiguously (a row at a time when the stride along W is 1, unless the row-wide
+    # weight is turned off) and into a channel slice.
+    if not wide:
+        monkeypatch.setattr(depthwise, "WIDE_BYTES", 0)
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 5, 9, 10))
     w = rng.standard_normal((5, 1, 3, 3))
     b = rng.standard_normal(5)
     want = ref_conv(x, w, b, stride, pads, dilation, 5)
     np.testing.assert_allclose(forward(x, w, b, stride, pads, dilation, np.float64), want, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(want.shape)
+    dx, dw, _ = backward(x, w, dy, stride, pads, dilation, np.float64, bias=False)
+    rdx, rdw, _ = ref_conv_grads(x, w, dy, stride, pads, dilation, 5)
+    np.testing.assert_allclose(dx, rdx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, rdw, rtol=1e-12, atol=1e-12)
     wider = np.zeros((*nhwc(want).shape[:3], 7))
     depthwise_forward(nhwc(x), w, b, stride, pads, dilation, wider[..., 1:6])
     np.testing.assert_allclose(nchw(wider[..., 1:6]), want, rtol=1e-12, atol=1e-12)
@@ -137,6 +147,7 @@ FD_CASES = [
     ((1, 2, 7, 6), 2, (3, 2), (2, 3), ((0, 2), (1, 0)), (1, 1)),
     ((2, 3, 7, 7), 1, (3, 3), (2, 2), ((0, 1), (0, 1)), (2, 1)),  # asymmetric `same`, dilated
     ((1, 2, 6, 6), 3, (2, 2), (3, 3), ((0, 0), (0, 0)), (1, 1)),  # stride > kernel: gaps get 0
+    ((1, 2, 8, 9), 1, (3, 3), (1, 1), ((2, 0), (1, 2)), (2, 1)),  # dx of interior pixels in one pass
 ]
 
 
