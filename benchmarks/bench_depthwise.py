@@ -1,6 +1,6 @@
-"""Depthwise convolution and MobileNet v1 against PyTorch (CPU, float32, 2 threads each).
+"""Depthwise convolution and MobileNet v1 against PyTorch (CPU, float32, 2 threads each by default).
 
-    python benchmarks/bench_depthwise.py [--batch 8] [--rounds 7] [--only CASE ...]
+    python benchmarks/bench_depthwise.py [--batch 8] [--rounds 7] [--reps 5] [--threads 2] [--only CASE ...]
 
 Cases:
 
@@ -12,10 +12,11 @@ Cases:
 - ``mobilenet_train``: one training step: forward in training mode, softmax cross-entropy
   gradient, backward, SGD ``p -= lr * g`` on every parameter.
 
-PyTorch runs in NCHW and channels-last; for MobileNet also with symmetric padding 1 instead of
-the model's TensorFlow-style (0, 1) on its five stride-2 convolutions (same output sizes; the twin
-runs that padding as ``F.pad`` + conv, a copy a PyTorch user would not write). The fastest of
-these variants is the reference, and named.
+``--threads`` sets both frameworks' threads (2 by default). PyTorch runs in NCHW and
+channels-last; for MobileNet also with symmetric padding 1 instead of the model's
+TensorFlow-style (0, 1) on its five stride-2 convolutions (same output sizes; the twin runs that
+padding as ``F.pad`` + conv, a copy a PyTorch user would not write). The fastest of these
+variants is the reference, and named.
 
 Each framework runs in its own worker process (their thread pools never share one), both kept
 alive and asked in turn, case by case, for ``--reps`` timed runs after a warm-up: rounds
@@ -40,7 +41,6 @@ HERE = Path(__file__).resolve().parent
 CASES = ("dw_forward", "dw_train", "mobilenet_infer", "mobilenet_train")
 LAYER = (64, 56, 56)  # channels, height, width of the depthwise layer cases
 LR = 0.01
-THREADS = 2
 
 
 def softmax_xent_grad(logits, labels):
@@ -97,7 +97,7 @@ def cnnlang_cases(batch: int) -> dict:
             "mobilenet_train": mobilenet_train}  # fmt: skip
 
 
-def torch_cases(batch: int) -> dict:
+def torch_cases(batch: int, threads: int) -> dict:
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -106,7 +106,7 @@ def torch_cases(batch: int) -> dict:
     from cnnlang.layers.torch_twins import PaddedConv
     from torch_reference import to_input, to_torch
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     c, h, w = LAYER
     cases = {}
@@ -168,9 +168,13 @@ def symmetric_padding(module, padded_conv) -> None:
             symmetric_padding(child, padded_conv)
 
 
-def worker(framework: str, batch: int, reps: int) -> None:
+def worker(framework: str, batch: int, reps: int, threads: int) -> None:
     """Answer each case name read from stdin with one JSON line: {variant: [seconds] * reps}."""
-    cases = cnnlang_cases(batch) if framework == "cnnlang" else torch_cases(batch)
+    if framework == "cnnlang":
+        import numba
+
+        numba.set_num_threads(threads)
+    cases = cnnlang_cases(batch) if framework == "cnnlang" else torch_cases(batch, threads)
     warm: set[str] = set()
     print(json.dumps(sorted(cases)), flush=True)
     for line in sys.stdin:
@@ -179,7 +183,7 @@ def worker(framework: str, batch: int, reps: int) -> None:
         for name, run in cases.items():
             if name.split("/")[0] != case:
                 continue
-            for _ in range(0 if name in warm else 3):
+            for _ in range(0 if name in warm else 2):
                 run()
             warm.add(name)
             times = []
@@ -200,7 +204,8 @@ def start_worker(framework: str, args) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     if framework == "cnnlang":
         env = {**SETTINGS, **env}  # cnnlang's thread settings, as its CLI sets them
-    command = [sys.executable, __file__, "--worker", framework, "--batch", str(args.batch), "--reps", str(args.reps)]
+    command = [sys.executable, __file__, "--worker", framework, "--batch", str(args.batch), "--reps", str(args.reps),
+               "--threads", str(args.threads)]  # fmt: skip
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     if not process.stdout.readline():
         raise SystemExit(f"the {framework} worker failed to start")
@@ -232,14 +237,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per case")
     parser.add_argument("--reps", type=int, default=5, help="timed runs per round")
+    parser.add_argument("--threads", type=int, default=2, help="threads of each framework")
     parser.add_argument("--only", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--worker", choices=("cnnlang", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.batch, args.reps)
+        worker(args.worker, args.batch, args.reps, args.threads)
         return
     workers = {name: start_worker(name, args) for name in ("cnnlang", "torch")}
-    print(f"{machine()}; float32, {THREADS} threads each, batch {args.batch}; {args.rounds} rounds x {args.reps} runs")
+    print(f"{machine()}; float32, {args.threads} threads each, batch {args.batch}; {args.rounds} rounds x {args.reps} runs")
     print(f"{'case':<18}{'cnnlang ms':>12}{'PyTorch ms':>12}  {'ratio':>6}  PyTorch variant (fastest)")
     try:
         for case in args.only:
