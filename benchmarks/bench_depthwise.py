@@ -203,7 +203,8 @@ def start_worker(framework: str, args) -> subprocess.Popen:
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     if framework == "cnnlang":
-        env = {**SETTINGS, **env}  # cnnlang's thread settings, as its CLI sets them
+        # cnnlang's thread settings, as its CLI sets them, and NumPy's BLAS on --threads threads
+        env = {**SETTINGS, **env, "OPENBLAS_NUM_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads)}
     command = [sys.executable, __file__, "--worker", framework, "--batch", str(args.batch), "--reps", str(args.reps),
                "--threads", str(args.threads)]  # fmt: skip
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
