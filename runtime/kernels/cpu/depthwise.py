@@ -24,6 +24,10 @@ Work split, chosen so that no two threads write one element (no atomics, no race
 
 Geometry travels as one int64 vector (indices below), so each kernel has two specialisations
 (float32, float64); all are ``cache=True`` and none uses fastmath (results do not depend on it).
+
+One module of over 300 lines: the three kernels share the geometry vector, the column ranges
+(_columns), the row-wide weight and the one-pass 3x3 window (_taps9), and the public functions
+are their only callers; split, each part would import most of the others.
 """
 
 from __future__ import annotations
