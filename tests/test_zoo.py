@@ -33,6 +33,10 @@ REFERENCE = [
     # The paper's 269,722 (option A shortcuts) plus the two projections' 512 + 64 and 2,048 + 128;
     # MACs: 442,368 + 3 x 4,718,592 + 3,670,016 + 2 x 4,718,592 + 3,670,016 + 2 x 4,718,592 + 640.
     ("resnet20", (3, 32, 32), 272_474, 40_813_184, (10,)),
+    # Keras's keras.applications.MobileNet() summary: 4,231,976 trainable parameters (its
+    # 21,888 non-trainable ones are the running statistics); MACs: the paper's Table 1 sums to
+    # 568.74 million, printed there as 569 million.
+    ("mobilenet_v1", (3, 224, 224), 4_231_976, 568_740_352, (1000,)),
 ]
 
 
@@ -51,7 +55,7 @@ def test_zoo_model_matches_reference(name, input_shape, params, macs, output_sha
 
 def test_zoo_names_are_exactly_the_reference_models():
     assert sorted(cnnlang.zoo_names()) == sorted(row[0] for row in REFERENCE)
-    assert len(REFERENCE) == 17  # 15 ImageNet models, lenet5 and the CIFAR resnet20
+    assert len(REFERENCE) == 18  # 16 ImageNet models, lenet5 and the CIFAR resnet20
 
 
 def test_batchnorm_buffers():
@@ -62,6 +66,8 @@ def test_batchnorm_buffers():
     assert cnnlang.load("vgg16_bn").totals["buffers"] == 2 * 4_224
     # vgg16_bn - vgg16 params are the batchnorm weights and biases: the same 2 per channel.
     assert cnnlang.load("vgg16_bn").totals["params"] - cnnlang.load("vgg16").totals["params"] == 2 * 4_224
+    # mobilenet_v1: Keras's 21,888 non-trainable parameters.
+    assert cnnlang.load("mobilenet_v1").totals["buffers"] == 21_888
 
 
 def _block_output_shapes(name: str) -> dict[str, tuple[int, ...]]:

@@ -1,6 +1,7 @@
 """Convolution ops: ``conv`` (N x H x W x C) and ``conv1d`` (N x L x C) over the im2col + GEMM
 kernels in runtime/kernels/cpu/conv.py, or, in optimised inference for the layers the ``winograd``
-pass marked (``algorithm``), Winograd's in runtime/kernels/cpu/winograd.py.
+pass marked (``algorithm``), Winograd's in runtime/kernels/cpu/winograd.py. Depthwise layers
+(groups = input channels) run the direct kernels of runtime/kernels/cpu/depthwise.py.
 
 The geometry (kernel, stride, dilation, and the possibly asymmetric ``same`` padding) comes from
 the layer type itself, so the runtime and the compiler's shape rule cannot disagree. A 1-D signal
@@ -13,6 +14,7 @@ import numpy as np
 
 from ..backend import CPU
 from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, pack_weight
+from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
 from ..kernels.cpu.epilogue import activation_kind
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, register, window_geometry
@@ -34,6 +36,7 @@ class ConvOp(Op):
         self._out_image = as_image(tuple(out_shape))
         cin = self._in_image[-1]
         self._weight_image = (int(layer.filters), cin // self._groups, *kernels)
+        self._depthwise = is_depthwise(cin, self._groups)
         self.workspace = ConvWorkspace()
         #: None (im2col) or "winograd" (F(2x2, 3x3)); set by the inference plan, which then calls
         #: prepare_weights after every weight change.
@@ -51,6 +54,9 @@ class ConvOp(Op):
         """Derive the algorithm's weight from ``params["weight"]``; the inference plan calls it
         from ``refresh``, since its weights change only then."""
         weight = self._weight(self.params["weight"])
+        if self.algorithm is None and self._depthwise:
+            self.prepared_weight = pack_depthwise_weight(weight)
+            return
         if self.algorithm is None:
             # A 1x1 weight is already in column order (pack_weight gives a view).
             self.prepared_weight = None if weight.shape[2:] == (1, 1) else pack_weight(weight)
@@ -76,6 +82,12 @@ class ConvOp(Op):
                 self.workspace,
                 activation_kind(self.activation),
             )
+            return
+        if self._depthwise:
+            depthwise_forward(x.reshape(n, *self._in_image), self._weight(self.params["weight"]), bias, self._stride,
+                              self._pads, self._dilation, out.reshape(n, *self._out_image),
+                              activation_kind(self.activation), packed=prepared)  # fmt: skip
+            self._x = x
             return
         conv2d_forward(
             x.reshape(n, *self._in_image),
@@ -104,6 +116,11 @@ class ConvOp(Op):
         trainable = self.layer.trainable
         dweight = self._weight(self.grads["weight"]) if trainable and "weight" in self.grads else None
         dbias = self.grads["bias"] if trainable and "bias" in self.grads else None
+        if self._depthwise:
+            depthwise_backward(x.reshape(n, *self._in_image), self._weight(self.params["weight"]),
+                               dy.reshape(n, *self._out_image), self._stride, self._pads, self._dilation,
+                               None if dx is None else dx.reshape(n, *self._in_image), dweight, dbias)  # fmt: skip
+            return [dx]
         conv2d_backward(
             x.reshape(n, *self._in_image),
             self._weight(self.params["weight"]),

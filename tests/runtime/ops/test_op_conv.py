@@ -28,12 +28,14 @@ CASES = [
     ("conv", [3, 4], {"pad": "same"}, (2, 5, 6)),  # pads (1, 2) on both axes
     ("conv", [4, 3], {"pad": 2, "dilation": 2, "groups": 2, "bias": False}, (4, 6, 6)),
     ("conv", [6, (3, 1)], {"stride": (2, 1), "pad": (1, 0), "groups": 3}, (3, 7, 4)),  # depthwise x2
+    ("conv", [5, 3], {"stride": 2, "pad": "same", "groups": 5, "bias": False}, (5, 6, 6)),  # depthwise, pads (0, 1)
     ("conv", [5, 1], {}, (3, 4, 5)),  # pointwise: a plain GEMM
     ("conv", [4, 1], {"stride": 2}, (3, 5, 5)),  # strided 1x1 (a ResNet shortcut)
     ("conv", [2, (2, 3)], {"stride": (3, 2), "pad": (2, 1), "dilation": (1, 2)}, (2, 7, 8)),
     ("conv1d", [4, 5], {"stride": 2, "pad": "same"}, (3, 9)),  # pads (1, 2)
     ("conv1d", [4, 3], {"pad": 2, "dilation": 2, "groups": 2}, (4, 8)),
     ("conv1d", [3, 1], {"bias": False}, (2, 6)),
+    ("conv1d", [4, 3], {"pad": "same", "groups": 4}, (4, 7)),  # depthwise
 ]
 IDS = [f"{op}-{'x'.join(map(str, shape))}-{i}" for i, (op, _, _, shape) in enumerate(CASES)]
 
