@@ -1,17 +1,21 @@
 """Training throughput on MNIST, cnnlang against PyTorch on the same model, batch and data.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py [--model lenet5] [--batch 64] [--steps 300]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py [--model lenet5] [--batch 64] [--steps 300] [--rounds 3]
 
 One training step, identical in both frameworks: take the next mini-batch of MNIST (cnnlang's
 ``Batches``: seeded order, normalised float32, fitted to the model's input), forward in training
 mode, softmax cross-entropy, backward, and SGD with momentum 0.9 and weight decay 5e-4 (not on
 biases and batchnorm parameters) — what ``cnnlang train`` does per step, without its logging. The
-number is images/s over ``--steps`` steps after 30 warm-up steps, the median of three runs.
+number is images/s over ``--steps`` steps after 30 warm-up steps.
 
 PyTorch runs the same architecture (``torch_reference.to_torch``, same initial weights) with
 ``torch.set_num_threads(2)`` in NCHW and channels-last memory formats; both are reported. Each
 measurement runs in its own subprocess so the frameworks' thread pools never share a process.
-MNIST comes from $CNNLANG_DATA (default ../shared/data).
+The runs are interleaved: each of ``--rounds`` rounds runs cnnlang, then PyTorch NCHW, then
+PyTorch channels-last, so a load change on a shared machine hits all three alike; each round gives
+a ratio (cnnlang / the faster PyTorch of that round), and the reported ratio is the median of the
+rounds'. MNIST comes from $CNNLANG_DATA (default ../shared/data), fitted to the model's input
+(resnet20: 3x32x32, CIFAR's shape).
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ def main() -> None:
     parser.add_argument("--input", help="CxHxW, e.g. 1x32x32 for resnet20 on MNIST")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     shape = tuple(int(p) for p in args.input.split("x")) if args.input else None
@@ -129,14 +133,16 @@ def main() -> None:
             speed = worker_torch(args.model, shape, args.batch, args.steps, args.worker == "torch-channels-last")
         print(json.dumps({"images_per_s": speed}))
         return
-    results = {}
-    for kind in ("cnnlang", "torch-nchw", "torch-channels-last"):
-        runs = [run_worker(kind, args) for _ in range(args.repeats)]
-        results[kind] = statistics.median(runs)
-        print(f"{kind:>20}: {results[kind]:8,.0f} images/s  (runs: {', '.join(f'{r:,.0f}' for r in runs)})", flush=True)
-    best = max(results["torch-nchw"], results["torch-channels-last"])
-    print(f"{args.model} batch {args.batch} training step on MNIST: cnnlang / best PyTorch = {results['cnnlang'] / best:.2f}x")
-
+    runs: dict[str, list[float]] = {"cnnlang": [], "torch-nchw": [], "torch-channels-last": []}
+    ratios = []
+    for _ in range(args.rounds):
+        for kind, speeds in runs.items():
+            speeds.append(run_worker(kind, args))
+        ratios.append(runs["cnnlang"][-1] / max(runs["torch-nchw"][-1], runs["torch-channels-last"][-1]))
+    for kind, speeds in runs.items():
+        print(f"{kind:>20}: {statistics.median(speeds):8,.0f} images/s  (runs: {', '.join(f'{r:,.0f}' for r in speeds)})")
+    print(f"{args.model} batch {args.batch} training step on MNIST: cnnlang / best PyTorch = "
+          f"{statistics.median(ratios):.2f}x (median of {len(ratios)} rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
 
 if __name__ == "__main__":
     main()

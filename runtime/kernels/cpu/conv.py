@@ -38,6 +38,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .direct import direct_forward, direct_weight_grad
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
@@ -106,7 +107,14 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
         return out
     previous = serial_threads(plan)
     try:
-        _forward(x, weight, bias, plan, y2, ws, activation, packed)
+        if plan.direct_forward and out.flags.c_contiguous:
+            has_bias = bias is not None
+            direct_forward(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char], has_bias,
+                           out.reshape(-1), plan.direct_geo)
+            if activation != NONE:
+                bias_activation(y2, None, activation)
+        else:
+            _forward(x, weight, bias, plan, y2, ws, activation, packed)
     finally:
         if previous:
             numba.set_num_threads(previous)
@@ -171,11 +179,15 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 a[...] = 0
         return dx, dweight, dbias
     dy2 = dy.reshape(-1, O)
-    if dbias is not None:
+    direct = plan.direct_weight and dweight is not None
+    if dbias is not None and not direct:
         np.matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
     if dx is not None or dweight is not None:
         previous = serial_threads(plan)
         try:
+            if direct:
+                _direct_weight(x, dy, dweight, dbias, plan, ws)
+                dweight = None
             _backward(x, weight, dy, plan, dx, dweight, ws)
         finally:
             if previous:
@@ -183,7 +195,24 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
     return dx, dweight, dbias
 
 
+def _direct_weight(x, dy, dweight, dbias, plan, ws):
+    """dweight (and dbias, if asked) by the direct kernel: one partial sum per thread, then added."""
+    threads = numba.get_num_threads()
+    size = dweight.size + plan.O
+    parts = ws.get("dwparts", threads * size, x.dtype).reshape(threads, size)
+    direct_weight_grad(x.reshape(-1), dy.reshape(-1), parts.reshape(-1), plan.direct_geo)
+    total = parts[0] if threads == 1 else parts.sum(axis=0)
+    dweight.reshape(-1)[...] = total[: dweight.size]
+    if dbias is not None:
+        dbias[...] = total[dweight.size :]
+
+
+_EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
+
+
 def _backward(x, weight, dy, plan, dx, dweight, ws):
+    if dx is None and dweight is None:
+        return
     O, G, Og, Cg, C = plan.O, plan.G, plan.Og, plan.Cg, plan.C
     dy2 = dy.reshape(-1, O)
     if plan.pointwise:

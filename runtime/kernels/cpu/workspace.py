@@ -19,6 +19,12 @@ MIN_CHUNK_PIXELS = 2048
 #: Calls that copy fewer column elements than this run their numba kernels on one thread: waking
 #: the second thread costs more than it saves (and far more when another process holds a core).
 SERIAL_BELOW = 1 << 16
+#: The direct kernels (direct.py) take stride-1, undilated, ungrouped, non-pointwise convs: the
+#: forward when the input has at most this many channels, ...
+DIRECT_FORWARD_MAX_C = 4
+#: ... the weight gradient when Cin * Cout is at most this (LeNet-5's c1 and c3, resnet20's 16-
+#: and 32-channel 3x3 convs; 64 x 64 on 8x8 maps measured slower than im2col + GEMM).
+DIRECT_WEIGHT_MAX_CO = 1024
 
 
 def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
@@ -29,7 +35,8 @@ class ConvPlan:
     """Everything about one call shape that does not depend on the data: the geometry vector
     for the kernels, the path, the chunking. Cached per workspace, so a repeated call skips it."""
 
-    __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial")
+    __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial",
+                 "direct_forward", "direct_weight", "direct_geo")
 
     def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
         N, H, W, C = x_shape
@@ -58,15 +65,22 @@ class ConvPlan:
         self.serial = self.rows * Wo * self.K < SERIAL_BELOW
         # in the order of the indices at the top of im2col.py
         self.geo = np.array([N, H, W, C, Ho, Wo, KH, KW, sh, sw, pt, pl, dh, dw, G], np.int64)
+        direct = ws.direct is not False and not self.pointwise and max(sh, sw, dh, dw, G) == 1
+        self.direct_forward = direct and (ws.direct or C <= DIRECT_FORWARD_MAX_C)
+        self.direct_weight = direct and (ws.direct or C * O <= DIRECT_WEIGHT_MAX_CO)
+        # in the order of the indices at the top of direct.py
+        self.direct_geo = np.array([N, H, W, C, Ho, Wo, KH, KW, pt, pl, O], np.int64)
 
 
 class ConvWorkspace:
     """Scratch buffers reused between calls (column buffer, repacked weights, dW partials) and
     the plans of the call shapes seen. One per op, or one shared by ops that run one after
     another (optimised inference); not thread-safe. Buffers grow to the largest request and are
-    then reused."""
+    then reused. ``direct`` chooses the direct kernels (direct.py) where they apply: None by the
+    measured rule above, True always, False never (tests run both paths)."""
 
-    def __init__(self, budget: int | None = None, min_pixels: int | None = None):
+    def __init__(self, budget: int | None = None, min_pixels: int | None = None, direct: bool | None = None):
+        self.direct = direct
         self.budget = COL_BUDGET if budget is None else budget
         self.min_pixels = MIN_CHUNK_PIXELS if min_pixels is None else min_pixels
         self._bufs: dict[tuple[str, str], np.ndarray] = {}

@@ -1,0 +1,195 @@
+"""Direct convolution for small channel counts (stride 1, undilated, ungrouped): forward with
+the bias fused, the input gradient as the same kernel on dy, and the weight and bias gradients,
+with no im2col columns and no BLAS call.
+
+Why: for LeNet-5's c1 (1 -> 6 channels, 5x5) the im2col GEMM has N = 6 and K = 25; writing the
+columns costs more than the arithmetic, BLAS runs such thin GEMMs far below its peak, and handing
+work between Numba's and OpenBLAS's thread pools costs as much as the work. Here each image is one
+work item of Numba's pool, so a conv is one parallel region and nothing else.
+
+The "extended row" layout: each image is copied, zero-padded, into planar C x Hp x Wp order
+(Hp = Ho + KH - 1, Wp = Wo + KW - 1). An output plane is then computed over the flat positions
+p = oh * Wp + ow, Ho * Wp of them, of which the Wp - Wo last of each row are unused; for kernel tap
+(c, kh, kw) the input is the plane of c shifted by kh * Wp + kw, so every tap is one long
+contiguous multiply-add, which LLVM vectorises. Four output channels share each load of the
+shifted input.
+
+* forward: acc[o] = bias[o] + sum_{c,kh,kw} w[o, c, kh, kw] * shift(x_c, kh, kw); transposed
+  back to channels-last.
+* input gradient: the full correlation of dy with the flipped, transposed weight, i.e. this
+  forward on dy with padding (KH - 1 - top, KH - 1 - bottom) x (KW - 1 - left, KW - 1 - right).
+* weight gradient: dW[o, c, kh, kw] = sum_n <dy_o, shift(x_c, kh, kw)> over the extended rows with
+  dy zero in the unused columns; images are split into one contiguous range per thread (the
+  GEMM's K split), each thread sums into its own partial dW, and the partials are added at the end.
+  Those dot products are reductions: they are compiled with ``fastmath={"reassoc", "contract"}``
+  (vectorising a sum needs reassociation; NaN and Inf keep their meaning). The sum order thus
+  differs from the im2col path's, within float rounding.
+
+Measured (benchmarks/bench_conv.py --direct, 2 threads, float32, batch 64; the time of this
+kernel / the im2col + GEMM path, same run): see that script's docstring.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# Indices into the geometry vector of the direct kernels.
+_N, _H, _W, _C, _HO, _WO, _KH, _KW, _PT, _PL, _O = range(11)
+
+
+def direct_geometry(x_shape, w_shape, pads, y_shape) -> np.ndarray:
+    """The int64 geometry vector of a stride-1 conv x (N, H, W, C) -> y (N, Ho, Wo, O)."""
+    n, h, w, c = x_shape
+    o, _, kh, kw = w_shape
+    (pt, _), (pl, _) = pads
+    return np.array([n, h, w, c, y_shape[1], y_shape[2], kh, kw, pt, pl, o], np.int64)
+
+
+@njit(cache=True)
+def _pad_planar(x, n, geo, xp):  # pragma: no cover - compiled
+    """Image n of channels-last x into xp, zero-padded planar C x Hp x Wp (plus slack)."""
+    H, W, C = geo[_H], geo[_W], geo[_C]
+    Wp = geo[_WO] + geo[_KW] - 1
+    plane = (geo[_HO] + geo[_KH] - 1) * Wp
+    pt, pl = geo[_PT], geo[_PL]
+    xp[:] = 0
+    for h in range(H):
+        src = x[(n * H + h) * W * C : (n * H + h + 1) * W * C]
+        base = (h + pt) * Wp + pl
+        for c in range(C):
+            dst = xp[c * plane + base : c * plane + base + W]
+            for w in range(W):
+                dst[w] = src[w * C + c]
+
+
+@njit(parallel=True, cache=True)
+def direct_forward(x, weight, bias, has_bias, y, geo):  # pragma: no cover - compiled
+    """y (N, Ho, Wo, O) = conv(x (N, H, W, C), weight (O, C, KH, KW)) + bias, all flat."""
+    N, C, Ho, Wo, KH, KW, O = geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_O]
+    Wp = Wo + KW - 1
+    plane = (Ho + KH - 1) * Wp
+    L = Ho * Wp
+    taps = KH * KW
+    for n in prange(N):
+        xp = np.empty(C * plane + KW, x.dtype)  # KW of slack: the last shifts read past the plane
+        _pad_planar(x, n, geo, xp)
+        acc = np.empty(O * L, x.dtype)
+        for o in range(O):
+            acc[o * L : (o + 1) * L] = bias[o] if has_bias else 0
+        o = 0
+        while o < O:
+            if o + 4 <= O:
+                a0 = acc[o * L : (o + 1) * L]
+                a1 = acc[(o + 1) * L : (o + 2) * L]
+                a2 = acc[(o + 2) * L : (o + 3) * L]
+                a3 = acc[(o + 3) * L : (o + 4) * L]
+                for c in range(C):
+                    for kh in range(KH):
+                        for kw in range(KW):
+                            s = c * plane + kh * Wp + kw
+                            xs = xp[s : s + L]
+                            t = (o * C + c) * taps + kh * KW + kw
+                            step = C * taps
+                            w0, w1, w2, w3 = weight[t], weight[t + step], weight[t + 2 * step], weight[t + 3 * step]
+                            for p in range(L):
+                                v = xs[p]
+                                a0[p] += w0 * v
+                                a1[p] += w1 * v
+                                a2[p] += w2 * v
+                                a3[p] += w3 * v
+                o += 4
+            else:
+                a0 = acc[o * L : (o + 1) * L]
+                for c in range(C):
+                    for kh in range(KH):
+                        for kw in range(KW):
+                            s = c * plane + kh * Wp + kw
+                            xs = xp[s : s + L]
+                            w0 = weight[(o * C + c) * taps + kh * KW + kw]
+                            for p in range(L):
+                                a0[p] += w0 * xs[p]
+                o += 1
+        for oh in range(Ho):
+            for ow in range(Wo):
+                dst = y[((n * Ho + oh) * Wo + ow) * O : ((n * Ho + oh) * Wo + ow + 1) * O]
+                for o in range(O):
+                    dst[o] = acc[o * L + oh * Wp + ow]
+
+
+@njit(fastmath={"reassoc", "contract"}, cache=True)
+def _dot(a, b):  # pragma: no cover - compiled
+    total = a.dtype.type(0)
+    for p in range(a.size):
+        total += a[p] * b[p]
+    return total
+
+
+@njit(fastmath={"reassoc", "contract"}, cache=True)
+def _sum(a):  # pragma: no cover - compiled
+    total = a.dtype.type(0)
+    for p in range(a.size):
+        total += a[p]
+    return total
+
+
+@njit(parallel=True, fastmath={"reassoc", "contract"}, cache=True)
+def direct_weight_grad(x, dy, parts, geo):  # pragma: no cover - compiled
+    """parts (T, O*C*KH*KW + O), flat: thread range t's partial dW (O, C, KH, KW) then dbias."""
+    N, C, Ho, Wo, KH, KW, O = geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_O]
+    Wp = Wo + KW - 1
+    plane = (Ho + KH - 1) * Wp
+    L = Ho * Wp
+    taps = KH * KW
+    nw = O * C * taps
+    T = parts.size // (nw + O)
+    for t in prange(T):
+        part = parts[t * (nw + O) : (t + 1) * (nw + O)]
+        part[:] = 0
+        xp = np.empty(C * plane + KW, x.dtype)
+        dyp = np.zeros(O * L, x.dtype)  # the unused columns stay 0: they add nothing
+        for n in range(t * N // T, (t + 1) * N // T):
+            _pad_planar(x, n, geo, xp)
+            for oh in range(Ho):
+                for ow in range(Wo):
+                    src = dy[((n * Ho + oh) * Wo + ow) * O : ((n * Ho + oh) * Wo + ow + 1) * O]
+                    for o in range(O):
+                        dyp[o * L + oh * Wp + ow] = src[o]
+            o = 0
+            while o < O:
+                # four output channels share each load of the shifted input
+                if o + 4 <= O:
+                    d0 = dyp[o * L : (o + 1) * L]
+                    d1 = dyp[(o + 1) * L : (o + 2) * L]
+                    d2 = dyp[(o + 2) * L : (o + 3) * L]
+                    d3 = dyp[(o + 3) * L : (o + 4) * L]
+                    for c in range(C):
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                s = c * plane + kh * Wp + kw
+                                xs = xp[s : s + L]
+                                s0 = s1 = s2 = s3 = x.dtype.type(0)
+                                for p in range(L):
+                                    v = xs[p]
+                                    s0 += d0[p] * v
+                                    s1 += d1[p] * v
+                                    s2 += d2[p] * v
+                                    s3 += d3[p] * v
+                                t = (o * C + c) * taps + kh * KW + kw
+                                step = C * taps
+                                part[t] += s0
+                                part[t + step] += s1
+                                part[t + 2 * step] += s2
+                                part[t + 3 * step] += s3
+                    for j in range(4):
+                        part[nw + o + j] += _sum(dyp[(o + j) * L : (o + j + 1) * L])
+                    o += 4
+                else:
+                    d = dyp[o * L : (o + 1) * L]
+                    part[nw + o] += _sum(d)
+                    for c in range(C):
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                s = c * plane + kh * Wp + kw
+                                part[(o * C + c) * taps + kh * KW + kw] += _dot(d, xp[s : s + L])
+                    o += 1
