@@ -89,6 +89,7 @@ class ConvOp(Op):
             self.workspace,
             activation_kind(self.activation),
             packed=prepared,
+            keep=ctx.train,
         )
         self._x = x
 
@@ -116,5 +117,6 @@ class ConvOp(Op):
             dweight,
             dbias,
             self.workspace,
+            kept=True,  # x is unchanged since forward: its columns serve if forward kept them
         )
         return [dx]

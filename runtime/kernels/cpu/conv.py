@@ -86,7 +86,8 @@ def _packed_weight(weight, plan: ConvPlan, ws: ConvWorkspace, packed=None):
 # --------------------------------------------------------------------------- public API
 
 
-def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspace=None, activation=NONE, packed=None):
+def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspace=None, activation=NONE, packed=None,
+                   keep=False):
     """out (N, Ho, Wo, Cout) = f(conv(x (N, H, W, Cin), weight (Cout, Cin/g, KH, KW)) + bias).
 
     Cross-correlation as in every CNN framework. ``stride`` and ``dilation`` are (h, w) pairs,
@@ -96,7 +97,9 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
     of a larger channels-last array (a concat buffer): the GEMMs write straight into it. One
     float dtype throughout; ``workspace`` (a :class:`ConvWorkspace`) keeps scratch buffers and
     the call's plan between calls; ``packed`` is :func:`pack_weight` of ``weight``, for callers
-    whose weight stays constant over many calls (inference)."""
+    whose weight stays constant over many calls (inference). ``keep`` (training) keeps the
+    im2col columns in the workspace, when they fit its keep budget, for a
+    ``conv2d_backward(..., kept=True)`` on the same, unchanged x."""
     ws = DEFAULT_WORKSPACE if workspace is None else workspace
     plan = ws.plan(x, weight, stride, pads, dilation, groups, out)
     x, weight, bias = _check_arrays([x, weight, bias], [])
@@ -105,6 +108,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
     y2 = channel_rows(out, plan.O, "conv")
     if plan.N == 0:
         return out
+    ws.kept_for = None
     previous = serial_threads(plan)
     try:
         if plan.direct_forward and out.flags.c_contiguous:
@@ -114,14 +118,18 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
             if activation != NONE:
                 bias_activation(y2, None, activation)
         else:
-            _forward(x, weight, bias, plan, y2, ws, activation, packed)
+            _forward(x, weight, bias, plan, y2, ws, activation, packed, keep)
     finally:
         if previous:
             numba.set_num_threads(previous)
     return out
 
 
-def _forward(x, weight, bias, plan, y2, ws, activation, packed):
+def _kept_key(x, plan):
+    return x.__array_interface__["data"][0], x.shape, plan
+
+
+def _forward(x, weight, bias, plan, y2, ws, activation, packed, keep):
     O, G, Og = plan.O, plan.G, plan.Og
     epilogue = bias is not None or activation != NONE
     Wo, chunk, rows = plan.Wo, plan.chunk, plan.rows
@@ -141,12 +149,19 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed):
         return
     wr = _packed_weight(weight, plan, ws, packed)
     Kg, K = plan.Kg, plan.K
-    col = ws.get("col", chunk * Wo * K, x.dtype)
+    if plan.whole:
+        np.matmul(x.reshape(rows, K), wr.T, out=y2)
+        if epilogue:
+            bias_activation(y2, bias, activation)
+        return
+    keep = keep and plan.keepable and not plan.direct_weight
+    ws.kept_for = _kept_key(x, plan) if keep else None
+    col = ws.get("kept", rows * Wo * K, x.dtype) if keep else ws.get("col", chunk * Wo * K, x.dtype)
     xf = x.reshape(-1)
     for r0 in range(0, rows, chunk):
         nr = min(chunk, rows - r0)
         m = nr * Wo
-        c1 = col[: m * K]
+        c1 = col[r0 * Wo * K : (r0 * Wo + m) * K] if keep else col[: m * K]
         im2col(xf, c1, plan.geo, r0, nr)
         c2 = c1.reshape(m, K)
         yc = y2[r0 * Wo : r0 * Wo + m]
@@ -159,10 +174,12 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed):
             bias_activation(yc, bias, activation)
 
 
-def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, dbias, workspace=None):
+def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, dbias, workspace=None, kept=False):
     """Gradients of :func:`conv2d_forward` given dy (N, Ho, Wo, Cout): writes (overwrites, never
     accumulates) dx (N, H, W, Cin), dweight (like weight) and dbias (Cout,). Any of the three
-    may be None to skip that gradient; with dx None no input-gradient work is done at all."""
+    may be None to skip that gradient; with dx None no input-gradient work is done at all.
+    ``kept``: the last forward on this workspace had ``keep=True`` and x has not changed since;
+    its columns are then used when the workspace holds them for this x."""
     ws = DEFAULT_WORKSPACE if workspace is None else workspace
     plan = ws.plan(x, weight, stride, pads, dilation, groups, dy)
     x, weight, dy = _check_arrays([x, weight, dy], [dx, dweight, dbias])
@@ -188,7 +205,7 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if direct:
                 _direct_weight(x, dy, dweight, dbias, plan, ws)
                 dweight = None
-            _backward(x, weight, dy, plan, dx, dweight, ws)
+            _backward(x, weight, dy, plan, dx, dweight, ws, kept and ws.kept_for == _kept_key(x, plan))
         finally:
             if previous:
                 numba.set_num_threads(previous)
@@ -210,7 +227,7 @@ def _direct_weight(x, dy, dweight, dbias, plan, ws):
 _EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
 
 
-def _backward(x, weight, dy, plan, dx, dweight, ws):
+def _backward(x, weight, dy, plan, dx, dweight, ws, kept):
     if dx is None and dweight is None:
         return
     O, G, Og, Cg, C = plan.O, plan.G, plan.Og, plan.Cg, plan.C
@@ -227,7 +244,19 @@ def _backward(x, weight, dy, plan, dx, dweight, ws):
         return
     T, Kg, K, Wo, chunk, rows, geo = plan.T, plan.Kg, plan.K, plan.Wo, plan.chunk, plan.rows, plan.geo
     wr = _packed_weight(weight, plan, ws) if dx is not None else None
+    if plan.whole:
+        # the column matrix is x's (N, K) view, its adjoint dx's: GEMMs only
+        x2 = x.reshape(rows, K)
+        if dweight is not None:
+            dwr = ws.get("dw", O * K, x.dtype).reshape(O, K) if T > 1 else dweight.reshape(O, K)
+            np.matmul(dy2.T, x2, out=dwr)
+            if T > 1:
+                swap_last2(dwr.reshape(-1), dweight.reshape(-1), O, T, Cg)
+        if dx is not None:
+            np.matmul(dy2, wr, out=dx.reshape(rows, K))
+        return
     col = ws.get("col", chunk * Wo * K, x.dtype)
+    kept_col = ws.get("kept", rows * Wo * K, x.dtype) if kept else None
     if dweight is not None:
         # dW in column order (O, KH*KW*Cg); the partial sums of later chunks go through `part`
         dwr = ws.get("dw", O * Kg, x.dtype).reshape(O, Kg) if T > 1 else dweight.reshape(O, Kg)
@@ -241,13 +270,17 @@ def _backward(x, weight, dy, plan, dx, dweight, ws):
         c2 = c1.reshape(m, K)
         dyc = dy2[r0 * Wo : r0 * Wo + m]
         if dweight is not None:
-            im2col(xf, c1, geo, r0, nr)
+            if kept:
+                xc = kept_col[r0 * Wo * K : (r0 * Wo + m) * K].reshape(m, K)
+            else:
+                im2col(xf, c1, geo, r0, nr)
+                xc = c2
             target = dwr if r0 == 0 else part
             if G == 1:
-                np.matmul(dyc.T, c2, out=target)
+                np.matmul(dyc.T, xc, out=target)
             else:
                 for g in range(G):
-                    np.matmul(dyc[:, g * Og : (g + 1) * Og].T, c2[:, g * Kg : (g + 1) * Kg], out=target[g * Og : (g + 1) * Og])
+                    np.matmul(dyc[:, g * Og : (g + 1) * Og].T, xc[:, g * Kg : (g + 1) * Kg], out=target[g * Og : (g + 1) * Og])
             if r0:
                 add_rows(dwr.reshape(-1), part.reshape(-1), Kg)
         if dx is not None:

@@ -141,6 +141,8 @@ def test_the_rule_takes_small_channel_counts_only():
     ws = ConvWorkspace()
     c1 = direct_plan((64, 1, 32, 32), (6, 1, 5, 5), ((0, 0), (0, 0)), ws)
     assert c1.direct_forward and c1.direct_weight
+    c3 = direct_plan((64, 6, 14, 14), (16, 6, 5, 5), ((0, 0), (0, 0)), ws)
+    assert not c3.direct_forward and not c3.direct_weight
     wide = direct_plan((8, 64, 8, 8), (64, 64, 3, 3), ((1, 1), (1, 1)), ws)
     assert not wide.direct_forward and not wide.direct_weight
     strided = ws.plan(np.empty((1, 8, 8, 1)), np.empty((6, 1, 3, 3)), (2, 2), ((1, 1), (1, 1)), (1, 1), 1,
