@@ -38,7 +38,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .direct import direct_forward, direct_weight_grad
+from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
@@ -114,7 +114,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
         if plan.direct_forward and out.flags.c_contiguous:
             has_bias = bias is not None
             direct_forward(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char], has_bias,
-                           out.reshape(-1), plan.direct_geo)
+                           out.reshape(-1), plan.direct_geo, _direct_scratch(plan, ws, x.dtype))
             if activation != NONE:
                 bias_activation(y2, None, activation)
         else:
@@ -212,12 +212,18 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
     return dx, dweight, dbias
 
 
+def _direct_scratch(plan, ws, dtype):
+    """One row of the direct kernels' scratch per thread."""
+    threads, size = numba.get_num_threads(), scratch_size(plan.direct_geo)
+    return ws.get("direct", threads * size, dtype).reshape(threads, size)
+
+
 def _direct_weight(x, dy, dweight, dbias, plan, ws):
     """dweight (and dbias, if asked) by the direct kernel: one partial sum per thread, then added."""
-    threads = numba.get_num_threads()
-    size = dweight.size + plan.O
+    scratch = _direct_scratch(plan, ws, x.dtype)
+    threads, size = scratch.shape[0], dweight.size + plan.O
     parts = ws.get("dwparts", threads * size, x.dtype).reshape(threads, size)
-    direct_weight_grad(x.reshape(-1), dy.reshape(-1), parts.reshape(-1), plan.direct_geo)
+    direct_weight_grad(x.reshape(-1), dy.reshape(-1), parts.reshape(-1), plan.direct_geo, scratch)
     total = parts[0] if threads == 1 else parts.sum(axis=0)
     dweight.reshape(-1)[...] = total[: dweight.size]
     if dbias is not None:

@@ -63,58 +63,77 @@ def _pad_planar(x, n, geo, xp):  # pragma: no cover - compiled
                 dst[w] = src[w * C + c]
 
 
+def scratch_size(geo: np.ndarray) -> int:
+    """Elements of scratch each thread needs: the padded planar image (with KW of slack: the
+    last shifts read past the plane), then O extended output rows."""
+    Wp = int(geo[_WO] + geo[_KW] - 1)
+    return int(geo[_C]) * (int(geo[_HO] + geo[_KH]) - 1) * Wp + int(geo[_KW]) + int(geo[_O] * geo[_HO]) * Wp
+
+
 @njit(parallel=True, cache=True)
-def direct_forward(x, weight, bias, has_bias, y, geo):  # pragma: no cover - compiled
-    """y (N, Ho, Wo, O) = conv(x (N, H, W, C), weight (O, C, KH, KW)) + bias, all flat."""
+def direct_forward(x, weight, bias, has_bias, y, geo, scratch):  # pragma: no cover - compiled
+    """y (N, Ho, Wo, O) = conv(x (N, H, W, C), weight (O, C, KH, KW)) + bias, all flat;
+    scratch: T x scratch_size(geo), one contiguous range of images per thread t."""
     N, C, Ho, Wo, KH, KW, O = geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_O]
     Wp = Wo + KW - 1
     plane = (Ho + KH - 1) * Wp
     L = Ho * Wp
+    T = scratch.shape[0]
+    for t in prange(T):
+        xp = scratch[t, : C * plane + KW]
+        acc = scratch[t, C * plane + KW : C * plane + KW + O * L]
+        for n in range(t * N // T, (t + 1) * N // T):
+            _forward_image(x, weight, bias, has_bias, y, geo, n, xp, acc)
+
+
+@njit(cache=True)
+def _forward_image(x, weight, bias, has_bias, y, geo, n, xp, acc):  # pragma: no cover - compiled
+    C, Ho, Wo, KH, KW, O = geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_O]
+    Wp = Wo + KW - 1
+    plane = (Ho + KH - 1) * Wp
+    L = Ho * Wp
     taps = KH * KW
-    for n in prange(N):
-        xp = np.empty(C * plane + KW, x.dtype)  # KW of slack: the last shifts read past the plane
-        _pad_planar(x, n, geo, xp)
-        acc = np.empty(O * L, x.dtype)
-        for o in range(O):
-            acc[o * L : (o + 1) * L] = bias[o] if has_bias else 0
-        o = 0
-        while o < O:
-            if o + 4 <= O:
-                a0 = acc[o * L : (o + 1) * L]
-                a1 = acc[(o + 1) * L : (o + 2) * L]
-                a2 = acc[(o + 2) * L : (o + 3) * L]
-                a3 = acc[(o + 3) * L : (o + 4) * L]
-                for c in range(C):
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            s = c * plane + kh * Wp + kw
-                            xs = xp[s : s + L]
-                            t = (o * C + c) * taps + kh * KW + kw
-                            step = C * taps
-                            w0, w1, w2, w3 = weight[t], weight[t + step], weight[t + 2 * step], weight[t + 3 * step]
-                            for p in range(L):
-                                v = xs[p]
-                                a0[p] += w0 * v
-                                a1[p] += w1 * v
-                                a2[p] += w2 * v
-                                a3[p] += w3 * v
-                o += 4
-            else:
-                a0 = acc[o * L : (o + 1) * L]
-                for c in range(C):
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            s = c * plane + kh * Wp + kw
-                            xs = xp[s : s + L]
-                            w0 = weight[(o * C + c) * taps + kh * KW + kw]
-                            for p in range(L):
-                                a0[p] += w0 * xs[p]
-                o += 1
-        for oh in range(Ho):
-            for ow in range(Wo):
-                dst = y[((n * Ho + oh) * Wo + ow) * O : ((n * Ho + oh) * Wo + ow + 1) * O]
-                for o in range(O):
-                    dst[o] = acc[o * L + oh * Wp + ow]
+    _pad_planar(x, n, geo, xp)
+    for o in range(O):
+        acc[o * L : (o + 1) * L] = bias[o] if has_bias else 0
+    o = 0
+    while o < O:
+        if o + 4 <= O:
+            a0 = acc[o * L : (o + 1) * L]
+            a1 = acc[(o + 1) * L : (o + 2) * L]
+            a2 = acc[(o + 2) * L : (o + 3) * L]
+            a3 = acc[(o + 3) * L : (o + 4) * L]
+            for c in range(C):
+                for kh in range(KH):
+                    for kw in range(KW):
+                        s = c * plane + kh * Wp + kw
+                        xs = xp[s : s + L]
+                        t = (o * C + c) * taps + kh * KW + kw
+                        step = C * taps
+                        w0, w1, w2, w3 = weight[t], weight[t + step], weight[t + 2 * step], weight[t + 3 * step]
+                        for p in range(L):
+                            v = xs[p]
+                            a0[p] += w0 * v
+                            a1[p] += w1 * v
+                            a2[p] += w2 * v
+                            a3[p] += w3 * v
+            o += 4
+        else:
+            a0 = acc[o * L : (o + 1) * L]
+            for c in range(C):
+                for kh in range(KH):
+                    for kw in range(KW):
+                        s = c * plane + kh * Wp + kw
+                        xs = xp[s : s + L]
+                        w0 = weight[(o * C + c) * taps + kh * KW + kw]
+                        for p in range(L):
+                            a0[p] += w0 * xs[p]
+            o += 1
+    for oh in range(Ho):
+        for ow in range(Wo):
+            dst = y[((n * Ho + oh) * Wo + ow) * O : ((n * Ho + oh) * Wo + ow + 1) * O]
+            for o in range(O):
+                dst[o] = acc[o * L + oh * Wp + ow]
 
 
 @njit(fastmath={"reassoc", "contract"}, cache=True)
@@ -134,20 +153,22 @@ def _sum(a):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, fastmath={"reassoc", "contract"}, cache=True)
-def direct_weight_grad(x, dy, parts, geo):  # pragma: no cover - compiled
-    """parts (T, O*C*KH*KW + O), flat: thread range t's partial dW (O, C, KH, KW) then dbias."""
+def direct_weight_grad(x, dy, parts, geo, scratch):  # pragma: no cover - compiled
+    """parts (T, O*C*KH*KW + O), flat: thread t's partial dW (O, C, KH, KW) then dbias, summed
+    over its contiguous range of images; scratch: T x scratch_size(geo)."""
     N, C, Ho, Wo, KH, KW, O = geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_O]
     Wp = Wo + KW - 1
     plane = (Ho + KH - 1) * Wp
     L = Ho * Wp
     taps = KH * KW
     nw = O * C * taps
-    T = parts.size // (nw + O)
+    T = scratch.shape[0]
     for t in prange(T):
         part = parts[t * (nw + O) : (t + 1) * (nw + O)]
         part[:] = 0
-        xp = np.empty(C * plane + KW, x.dtype)
-        dyp = np.zeros(O * L, x.dtype)  # the unused columns stay 0: they add nothing
+        xp = scratch[t, : C * plane + KW]
+        dyp = scratch[t, C * plane + KW : C * plane + KW + O * L]
+        dyp[:] = 0  # the unused columns stay 0: they add nothing
         for n in range(t * N // T, (t + 1) * N // T):
             _pad_planar(x, n, geo, xp)
             for oh in range(Ho):
