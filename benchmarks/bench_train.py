@@ -2,6 +2,10 @@
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py [--model lenet5] [--batch 64] [--steps 300] [--rounds 3]
 
+Issue 16's two small-conv targets in one command (LeNet-5 >= 2x, resnet20 >= 1.2x PyTorch):
+
+    python benchmarks/bench_train.py --model lenet5,resnet20 --steps 100 --rounds 5
+
 One training step, identical in both frameworks: take the next mini-batch of MNIST (cnnlang's
 ``Batches``: seeded order, normalised float32, fitted to the model's input), forward in training
 mode, softmax cross-entropy, backward, and SGD with momentum 0.9 and weight decay 5e-4 (not on
@@ -111,10 +115,10 @@ def worker_torch(name: str, input_shape, batch: int, steps: int, channels_last: 
     return images_per_second(step, batch, steps)
 
 
-def run_worker(kind: str, args) -> tuple[float, float]:
+def run_worker(kind: str, model: str, args) -> tuple[float, float]:
     from cnnlang.environment import SETTINGS
 
-    command = [sys.executable, __file__, "--worker", kind, "--model", args.model, "--batch", str(args.batch),
+    command = [sys.executable, __file__, "--worker", kind, "--model", model, "--batch", str(args.batch),
                "--steps", str(args.steps)] + (["--input", args.input] if args.input else [])
     env = {**SETTINGS, **os.environ, "PYTHONPATH": str(HERE)}  # cnnlang's thread settings, as the CLI's
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -126,7 +130,7 @@ def run_worker(kind: str, args) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="lenet5")
+    parser.add_argument("--model", default="lenet5", help="a zoo model, or several, comma-separated")
     parser.add_argument("--input", help="CxHxW, e.g. 1x32x32 for resnet20 on MNIST")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=300)
@@ -141,18 +145,24 @@ def main() -> None:
             speed = worker_torch(args.model, shape, args.batch, args.steps, args.worker == "torch-channels-last")
         print(json.dumps({"images_per_s": speed[0], "best_block_images_per_s": speed[1]}))
         return
+    for model in args.model.split(","):
+        compare(model, args)
+
+
+def compare(model: str, args) -> None:
     runs: dict[str, list[tuple[float, float]]] = {"cnnlang": [], "torch-nchw": [], "torch-channels-last": []}
     for _ in range(args.rounds):
         for kind, speeds in runs.items():
-            speeds.append(run_worker(kind, args))
+            speeds.append(run_worker(kind, model, args))
     for which, label in ((0, "all steps"), (1, f"best {BLOCK}-step block")):
-        print(f"{label}:")
+        print(f"{model}, {label}:")
         for kind, speeds in runs.items():
             values = [s[which] for s in speeds]
             print(f"{kind:>22}: {statistics.median(values):8,.0f} images/s  (runs: {', '.join(f'{v:,.0f}' for v in values)})")
         ratios = [c[which] / max(a[which], b[which]) for c, a, b in zip(*runs.values())]
-        print(f"  {args.model} batch {args.batch} training step: cnnlang / best PyTorch = {statistics.median(ratios):.2f}x "
+        print(f"  {model} batch {args.batch} training step: cnnlang / best PyTorch = {statistics.median(ratios):.2f}x "
               f"(median of {len(ratios)} rounds: {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -23,8 +23,18 @@ Algorithm (chosen by measurement, see ``benchmarks/bench_conv.py``):
 * Small calls (< SERIAL_BELOW column elements) run the numba kernels on one thread, and a
   per-workspace cached plan keeps the Python overhead of a tiny call near 14 us.
 
-The kernels are in im2col.py, the plans and scratch buffers in workspace.py; this module is the
-public API.
+Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the numbers):
+
+* Few channels, stride 1: the direct kernels of direct.py (forward for one input channel, the
+  weight gradient for small Cin * Cout on wide rows), chosen per plan by the rule in workspace.py.
+* ``keep=True`` (training) keeps the forward's columns (up to KEEP_BUDGET per conv) so that the
+  weight gradient is a GEMM on them, without the backward's im2col.
+* A window that covers the whole unpadded image (LeNet-5's c5) is a GEMM on x's (N, H*W*C) view:
+  no im2col, and dx is a GEMM straight into dx's view, no col2im.
+
+The kernels are in im2col.py and direct.py, the plans and scratch buffers in workspace.py; this
+module is the public API. It stays one module (a little over 300 lines) so that each path's forward
+and backward sit side by side: their column orders and chunking must agree.
 
 Only numpy's BLAS is used (never scipy's, which is a second OpenBLAS with its own thread pool:
 alternating the two costs milliseconds per switch on a 2-core machine). Numba kernels take flat
