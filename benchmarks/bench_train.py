@@ -6,6 +6,12 @@ Issue 16's two small-conv targets in one command (LeNet-5 >= 2x, resnet20 >= 1.2
 
     python benchmarks/bench_train.py --model lenet5,resnet20 --steps 100 --rounds 5
 
+Measured 2026-12-03 on a shared 2-core Xeon (AVX-512) at a quiet moment (load ~3), median of 3
+rounds, best 10-step blocks: LeNet-5 b64 cnnlang 13,322 images/s, PyTorch 9,330 (NCHW) / 11,595
+(channels-last): 1.16x (the issue measured 0.75x before the direct kernels, kept columns and the
+whole-image GEMM); resnet20 b64 (steps 30) 273 against 447 / 303 images/s: 0.50x (0.41x before).
+Targets 2x and 1.2x: not met.
+
 One training step, identical in both frameworks: take the next mini-batch of MNIST (cnnlang's
 ``Batches``: seeded order, normalised float32, fitted to the model's input), forward in training
 mode, softmax cross-entropy, backward, and SGD with momentum 0.9 and weight decay 5e-4 (not on
