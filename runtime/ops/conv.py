@@ -101,6 +101,7 @@ class ConvOp(Op):
             self.workspace,
             activation_kind(self.activation),
             packed=prepared,
+            keep=ctx.train,
         )
         self._x = x
 
@@ -133,5 +134,6 @@ class ConvOp(Op):
             dweight,
             dbias,
             self.workspace,
+            kept=True,  # x is unchanged since forward: its columns serve if forward kept them
         )
         return [dx]

@@ -23,8 +23,18 @@ Algorithm (chosen by measurement, see ``benchmarks/bench_conv.py``):
 * Small calls (< SERIAL_BELOW column elements) run the numba kernels on one thread, and a
   per-workspace cached plan keeps the Python overhead of a tiny call near 14 us.
 
-The kernels are in im2col.py, the plans and scratch buffers in workspace.py; this module is the
-public API.
+Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the numbers):
+
+* Few channels, stride 1: the direct kernels of direct.py (forward for one input channel, the
+  weight gradient for small Cin * Cout on wide rows), chosen per plan by the rule in workspace.py.
+* ``keep=True`` (training) keeps the forward's columns (up to KEEP_BUDGET per conv) so that the
+  weight gradient is a GEMM on them, without the backward's im2col.
+* A window that covers the whole unpadded image (LeNet-5's c5) is a GEMM on x's (N, H*W*C) view:
+  no im2col, and dx is a GEMM straight into dx's view, no col2im.
+
+The kernels are in im2col.py and direct.py, the plans and scratch buffers in workspace.py; this
+module is the public API. It stays one module (a little over 300 lines) so that each path's forward
+and backward sit side by side: their column orders and chunking must agree.
 
 Only numpy's BLAS is used (never scipy's, which is a second OpenBLAS with its own thread pool:
 alternating the two costs milliseconds per switch on a 2-core machine). Numba kernels take flat
@@ -38,6 +48,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
@@ -85,7 +96,8 @@ def _packed_weight(weight, plan: ConvPlan, ws: ConvWorkspace, packed=None):
 # --------------------------------------------------------------------------- public API
 
 
-def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspace=None, activation=NONE, packed=None):
+def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspace=None, activation=NONE, packed=None,
+                   keep=False):
     """out (N, Ho, Wo, Cout) = f(conv(x (N, H, W, Cin), weight (Cout, Cin/g, KH, KW)) + bias).
 
     Cross-correlation as in every CNN framework. ``stride`` and ``dilation`` are (h, w) pairs,
@@ -95,7 +107,9 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
     of a larger channels-last array (a concat buffer): the GEMMs write straight into it. One
     float dtype throughout; ``workspace`` (a :class:`ConvWorkspace`) keeps scratch buffers and
     the call's plan between calls; ``packed`` is :func:`pack_weight` of ``weight``, for callers
-    whose weight stays constant over many calls (inference)."""
+    whose weight stays constant over many calls (inference). ``keep`` (training) keeps the
+    im2col columns in the workspace, when they fit its keep budget, for a
+    ``conv2d_backward(..., kept=True)`` on the same, unchanged x."""
     ws = DEFAULT_WORKSPACE if workspace is None else workspace
     plan = ws.plan(x, weight, stride, pads, dilation, groups, out)
     x, weight, bias = _check_arrays([x, weight, bias], [])
@@ -104,16 +118,28 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
     y2 = channel_rows(out, plan.O, "conv")
     if plan.N == 0:
         return out
+    ws.kept_for = None
     previous = serial_threads(plan)
     try:
-        _forward(x, weight, bias, plan, y2, ws, activation, packed)
+        if plan.direct_forward and out.flags.c_contiguous:
+            has_bias = bias is not None
+            direct_forward(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char], has_bias,
+                           out.reshape(-1), plan.direct_geo, _direct_scratch(plan, ws, x.dtype))
+            if activation != NONE:
+                bias_activation(y2, None, activation)
+        else:
+            _forward(x, weight, bias, plan, y2, ws, activation, packed, keep)
     finally:
         if previous:
             numba.set_num_threads(previous)
     return out
 
 
-def _forward(x, weight, bias, plan, y2, ws, activation, packed):
+def _kept_key(x, plan):
+    return x.__array_interface__["data"][0], x.shape, plan
+
+
+def _forward(x, weight, bias, plan, y2, ws, activation, packed, keep):
     O, G, Og = plan.O, plan.G, plan.Og
     epilogue = bias is not None or activation != NONE
     Wo, chunk, rows = plan.Wo, plan.chunk, plan.rows
@@ -133,12 +159,19 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed):
         return
     wr = _packed_weight(weight, plan, ws, packed)
     Kg, K = plan.Kg, plan.K
-    col = ws.get("col", chunk * Wo * K, x.dtype)
+    if plan.whole:
+        np.matmul(x.reshape(rows, K), wr.T, out=y2)
+        if epilogue:
+            bias_activation(y2, bias, activation)
+        return
+    keep = keep and plan.keepable and not plan.direct_weight
+    ws.kept_for = _kept_key(x, plan) if keep else None
+    col = ws.get("kept", rows * Wo * K, x.dtype) if keep else ws.get("col", chunk * Wo * K, x.dtype)
     xf = x.reshape(-1)
     for r0 in range(0, rows, chunk):
         nr = min(chunk, rows - r0)
         m = nr * Wo
-        c1 = col[: m * K]
+        c1 = col[r0 * Wo * K : (r0 * Wo + m) * K] if keep else col[: m * K]
         im2col(xf, c1, plan.geo, r0, nr)
         c2 = c1.reshape(m, K)
         yc = y2[r0 * Wo : r0 * Wo + m]
@@ -151,10 +184,12 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed):
             bias_activation(yc, bias, activation)
 
 
-def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, dbias, workspace=None):
+def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, dbias, workspace=None, kept=False):
     """Gradients of :func:`conv2d_forward` given dy (N, Ho, Wo, Cout): writes (overwrites, never
     accumulates) dx (N, H, W, Cin), dweight (like weight) and dbias (Cout,). Any of the three
-    may be None to skip that gradient; with dx None no input-gradient work is done at all."""
+    may be None to skip that gradient; with dx None no input-gradient work is done at all.
+    ``kept``: the last forward on this workspace had ``keep=True`` and x has not changed since;
+    its columns are then used when the workspace holds them for this x."""
     ws = DEFAULT_WORKSPACE if workspace is None else workspace
     plan = ws.plan(x, weight, stride, pads, dilation, groups, dy)
     x, weight, dy = _check_arrays([x, weight, dy], [dx, dweight, dbias])
@@ -171,19 +206,46 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 a[...] = 0
         return dx, dweight, dbias
     dy2 = dy.reshape(-1, O)
-    if dbias is not None:
+    direct = plan.direct_weight and dweight is not None
+    if dbias is not None and not direct:
         np.matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
     if dx is not None or dweight is not None:
         previous = serial_threads(plan)
         try:
-            _backward(x, weight, dy, plan, dx, dweight, ws)
+            if direct:
+                _direct_weight(x, dy, dweight, dbias, plan, ws)
+                dweight = None
+            _backward(x, weight, dy, plan, dx, dweight, ws, kept and ws.kept_for == _kept_key(x, plan))
         finally:
             if previous:
                 numba.set_num_threads(previous)
     return dx, dweight, dbias
 
 
-def _backward(x, weight, dy, plan, dx, dweight, ws):
+def _direct_scratch(plan, ws, dtype):
+    """One row of the direct kernels' scratch per thread."""
+    threads, size = numba.get_num_threads(), scratch_size(plan.direct_geo)
+    return ws.get("direct", threads * size, dtype).reshape(threads, size)
+
+
+def _direct_weight(x, dy, dweight, dbias, plan, ws):
+    """dweight (and dbias, if asked) by the direct kernel: one partial sum per thread, then added."""
+    scratch = _direct_scratch(plan, ws, x.dtype)
+    threads, size = scratch.shape[0], dweight.size + plan.O
+    parts = ws.get("dwparts", threads * size, x.dtype).reshape(threads, size)
+    direct_weight_grad(x.reshape(-1), dy.reshape(-1), parts.reshape(-1), plan.direct_geo, scratch)
+    total = parts[0] if threads == 1 else parts.sum(axis=0)
+    dweight.reshape(-1)[...] = total[: dweight.size]
+    if dbias is not None:
+        dbias[...] = total[dweight.size :]
+
+
+_EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
+
+
+def _backward(x, weight, dy, plan, dx, dweight, ws, kept):
+    if dx is None and dweight is None:
+        return
     O, G, Og, Cg, C = plan.O, plan.G, plan.Og, plan.Cg, plan.C
     dy2 = dy.reshape(-1, O)
     if plan.pointwise:
@@ -198,7 +260,19 @@ def _backward(x, weight, dy, plan, dx, dweight, ws):
         return
     T, Kg, K, Wo, chunk, rows, geo = plan.T, plan.Kg, plan.K, plan.Wo, plan.chunk, plan.rows, plan.geo
     wr = _packed_weight(weight, plan, ws) if dx is not None else None
+    if plan.whole:
+        # the column matrix is x's (N, K) view, its adjoint dx's: GEMMs only
+        x2 = x.reshape(rows, K)
+        if dweight is not None:
+            dwr = ws.get("dw", O * K, x.dtype).reshape(O, K) if T > 1 else dweight.reshape(O, K)
+            np.matmul(dy2.T, x2, out=dwr)
+            if T > 1:
+                swap_last2(dwr.reshape(-1), dweight.reshape(-1), O, T, Cg)
+        if dx is not None:
+            np.matmul(dy2, wr, out=dx.reshape(rows, K))
+        return
     col = ws.get("col", chunk * Wo * K, x.dtype)
+    kept_col = ws.get("kept", rows * Wo * K, x.dtype) if kept else None
     if dweight is not None:
         # dW in column order (O, KH*KW*Cg); the partial sums of later chunks go through `part`
         dwr = ws.get("dw", O * Kg, x.dtype).reshape(O, Kg) if T > 1 else dweight.reshape(O, Kg)
@@ -212,13 +286,17 @@ def _backward(x, weight, dy, plan, dx, dweight, ws):
         c2 = c1.reshape(m, K)
         dyc = dy2[r0 * Wo : r0 * Wo + m]
         if dweight is not None:
-            im2col(xf, c1, geo, r0, nr)
+            if kept:
+                xc = kept_col[r0 * Wo * K : (r0 * Wo + m) * K].reshape(m, K)
+            else:
+                im2col(xf, c1, geo, r0, nr)
+                xc = c2
             target = dwr if r0 == 0 else part
             if G == 1:
-                np.matmul(dyc.T, c2, out=target)
+                np.matmul(dyc.T, xc, out=target)
             else:
                 for g in range(G):
-                    np.matmul(dyc[:, g * Og : (g + 1) * Og].T, c2[:, g * Kg : (g + 1) * Kg], out=target[g * Og : (g + 1) * Og])
+                    np.matmul(dyc[:, g * Og : (g + 1) * Og].T, xc[:, g * Kg : (g + 1) * Kg], out=target[g * Og : (g + 1) * Og])
             if r0:
                 add_rows(dwr.reshape(-1), part.reshape(-1), Kg)
         if dx is not None:

@@ -19,6 +19,20 @@ MIN_CHUNK_PIXELS = 2048
 #: Calls that copy fewer column elements than this run their numba kernels on one thread: waking
 #: the second thread costs more than it saves (and far more when another process holds a core).
 SERIAL_BELOW = 1 << 16
+#: In training, the forward's im2col columns are kept for the weight gradient (saving the
+#: backward's im2col) when they take at most this many bytes per conv.
+KEEP_BUDGET = 32 << 20
+#: The direct kernels (direct.py) take stride-1, undilated, ungrouped, non-pointwise convs: the
+#: forward when the input has at most this many channels (LeNet-5's c1; 3 channels measured
+#: slower than im2col + GEMM), ...
+DIRECT_FORWARD_MAX_C = 1
+#: ... the weight gradient when Cin * Cout is at most this (LeNet-5's c1, resnet20's 16-channel
+#: 3x3 convs; its 32- and 64-channel ones measured faster with im2col + GEMM) and the output
+#: rows are at least DIRECT_MIN_WIDTH_PER_TAP * (KW - 1) wide, so that at most 1/8 of the
+#: extended rows is unused (LeNet-5's c3, 10 wide for a 5-wide kernel, measured faster with
+#: the GEMM on the forward's kept columns).
+DIRECT_WEIGHT_MAX_CO = 256
+DIRECT_MIN_WIDTH_PER_TAP = 7
 
 
 def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
@@ -29,7 +43,8 @@ class ConvPlan:
     """Everything about one call shape that does not depend on the data: the geometry vector
     for the kernels, the path, the chunking. Cached per workspace, so a repeated call skips it."""
 
-    __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial")
+    __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial",
+                 "direct_forward", "direct_weight", "direct_geo", "whole", "keepable")
 
     def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
         N, H, W, C = x_shape
@@ -52,21 +67,37 @@ class ConvPlan:
         self.K = G * self.Kg
         self.pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == pb == pl == pr == 0
         self.rows = N * Ho
+        # The window covers the whole unpadded image (LeNet-5's c5): x's (N, H*W*C) view already
+        # is the column matrix, in (kh, kw, c) order.
+        self.whole = (not self.pointwise and G == 1 and (KH, KW) == (H, W) and (Ho, Wo) == (1, 1)
+                      and pt == pb == pl == pr == 0 and dh == dw == 1)
         # a column buffer of about ws.budget bytes, but at least ws.min_pixels output pixels
         per_row = Wo * self.K * itemsize
         self.chunk = min(self.rows, max(ws.budget // max(per_row, 1), -(-ws.min_pixels // Wo), 1))
         self.serial = self.rows * Wo * self.K < SERIAL_BELOW
+        self.keepable = self.rows * Wo * self.K * itemsize <= ws.keep_budget
         # in the order of the indices at the top of im2col.py
         self.geo = np.array([N, H, W, C, Ho, Wo, KH, KW, sh, sw, pt, pl, dh, dw, G], np.int64)
+        direct = ws.direct is not False and not self.pointwise and max(sh, sw, dh, dw, G) == 1
+        self.direct_forward = direct and (ws.direct or C <= DIRECT_FORWARD_MAX_C)
+        self.direct_weight = direct and (
+            ws.direct or (C * O <= DIRECT_WEIGHT_MAX_CO and Wo >= DIRECT_MIN_WIDTH_PER_TAP * (KW - 1)))
+        # in the order of the indices at the top of direct.py
+        self.direct_geo = np.array([N, H, W, C, Ho, Wo, KH, KW, pt, pl, O], np.int64)
 
 
 class ConvWorkspace:
     """Scratch buffers reused between calls (column buffer, repacked weights, dW partials) and
     the plans of the call shapes seen. One per op, or one shared by ops that run one after
     another (optimised inference); not thread-safe. Buffers grow to the largest request and are
-    then reused."""
+    then reused. ``direct`` chooses the direct kernels (direct.py) where they apply: None by the
+    measured rule above, True always, False never (tests run both paths)."""
 
-    def __init__(self, budget: int | None = None, min_pixels: int | None = None):
+    def __init__(self, budget: int | None = None, min_pixels: int | None = None, direct: bool | None = None):
+        self.direct = direct
+        self.keep_budget = KEEP_BUDGET
+        #: (address, shape) of the x whose columns the "kept" buffer holds, or None
+        self.kept_for: tuple | None = None
         self.budget = COL_BUDGET if budget is None else budget
         self.min_pixels = MIN_CHUNK_PIXELS if min_pixels is None else min_pixels
         self._bufs: dict[tuple[str, str], np.ndarray] = {}

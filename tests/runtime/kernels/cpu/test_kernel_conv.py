@@ -321,3 +321,61 @@ def test_uncovered_input_gets_zero_gradient():
         dx, _, _ = run_backward(x, w, dy, (3, 3), ((0, 0), (0, 0)), (1, 1), 1, np.float64, ws)
         assert np.all(dx[:, :, [2, 5], :] == 0) and np.all(dx[:, :, :, [2, 5]] == 0)
         assert np.all(dx[:, :, :2, :2] != 0)
+
+
+# ------------------------------------------------------------------ whole-image convs, kept columns
+
+
+@pytest.mark.parametrize("pads", [((0, 0), (0, 0)), ((1, 0), (0, 0))])
+def test_whole_image_window_is_a_gemm_on_the_view(pads):
+    # LeNet-5's c5: a 5x5 window over a 5x5 map. Unpadded it runs as one GEMM on x's (N, H*W*C)
+    # view; padded it is an ordinary im2col conv. Both against the reference and by finite differences.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 4, 5, 5))
+    w = rng.standard_normal((7, 4, 5, 5))
+    b = rng.standard_normal(7)
+    ws = ConvWorkspace()
+    oh, ow = ref_geometry(x.shape, w.shape, (1, 1), pads, (1, 1))
+    plan = ws.plan(nhwc(x), w, (1, 1), pads, (1, 1), 1, np.empty((3, oh, ow, 7)))
+    assert plan.whole == (pads == ((0, 0), (0, 0)))
+    got = run_forward(x, w, b, (1, 1), pads, (1, 1), 1, np.float64, ws)
+    np.testing.assert_allclose(got, ref_conv(x, w, b, (1, 1), pads, (1, 1), 1), rtol=1e-12, atol=1e-12)
+    r = rng.standard_normal(got.shape)
+
+    def loss():
+        return float(np.sum(r * run_forward(x, w, b, (1, 1), pads, (1, 1), 1, np.float64, ws)))
+
+    dx, dw, db = run_backward(x, w, r, (1, 1), pads, (1, 1), 1, np.float64, ws)
+    np.testing.assert_allclose(dx, central_difference(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dw, central_difference(loss, w), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(db, central_difference(loss, b), rtol=1e-6, atol=1e-8)
+
+
+def test_kept_columns_give_the_same_gradients_and_only_for_their_input():
+    rng = np.random.default_rng(10)
+    args = ((2, 1), ((1, 1), (0, 2)), (1, 1), 2)  # strided, grouped: the im2col path
+    x, other = nhwc(rng.standard_normal((3, 4, 7, 6))), nhwc(rng.standard_normal((3, 4, 7, 6)))
+    w = rng.standard_normal((6, 2, 3, 3))
+    y = np.empty((3, 4, 6, 6))
+    dy = rng.standard_normal(y.shape)
+    ws = ConvWorkspace(budget=300, min_pixels=1)  # chunked: kept columns are read chunk by chunk
+
+    def grads(inp, kept):
+        dx, dw = np.empty_like(inp), np.empty_like(w)
+        conv2d_backward(inp, w, dy, *args, dx, dw, None, ws, kept=kept)
+        return dx, dw
+
+    want = grads(x, kept=False)
+    conv2d_forward(x, w, None, *args, y, ws, keep=True)
+    assert ws.kept_for is not None
+    for a, b in zip(grads(x, kept=True), want):
+        np.testing.assert_array_equal(a, b)
+    # columns kept for x are not used for another input (they are recomputed)
+    conv2d_forward(x, w, None, *args, y, ws, keep=True)
+    for a, b in zip(grads(other, kept=True), grads(other, kept=False)):
+        np.testing.assert_array_equal(a, b)
+    # over the keep budget nothing is kept
+    ws.keep_budget = 0
+    ws._plans.clear()
+    conv2d_forward(x, w, None, *args, y, ws, keep=True)
+    assert ws.kept_for is None
