@@ -79,8 +79,10 @@ def test_train_resume_and_eval_on_the_device_equal_the_cpu(tmp_path, files, caps
                      "--no-download", "--json", "--device", device]) == 0
         evaluations.append(json.loads(capsys.readouterr().out))
     on_cpu, on_cuda = evaluations
-    # eval runs in float32; the device sums the loss in float64, the CPU in float32
-    assert on_cuda["loss"] == pytest.approx(on_cpu["loss"], rel=1e-6)
+    # eval runs in float32, and the two sides sum in different orders: the device sums the loss in
+    # float64, the CPU in float32, and the CPU's small convs run the direct kernels (reassociated
+    # sums). Float32's epsilon is 1.2e-7; the forward's rounding over tens of terms reaches ~1e-6.
+    assert on_cuda["loss"] == pytest.approx(on_cpu["loss"], rel=1e-5)
     assert (on_cuda["accuracy"], on_cuda["top5"], on_cuda["confusion"]) == (on_cpu["accuracy"], on_cpu["top5"], on_cpu["confusion"])
 
 
