@@ -22,7 +22,7 @@ def time_in_subprocess(framework: str, model: str, *, input_shape=None, batch: i
     threads, timed by a child process: ``{"seconds": ..., ...}``."""
     request = {"framework": framework, "model": str(model), "input": list(input_shape) if input_shape else None,
                "batch": batch, "train": train, "repeat": repeat, "seed": seed, "threads": threads}
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
+    env = dict(os.environ, **{f"{pool}_NUM_THREADS": str(threads) for pool in ("OMP", "NUMBA", "OPENBLAS")})
     for name, value in SETTINGS.items():
         # cnnlang runs with its thread settings (cnnlang/environment.py: read before NumPy loads,
         # so set here), the other frameworks with their own defaults.
