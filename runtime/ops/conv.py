@@ -13,7 +13,7 @@ import numpy as np
 
 from ..backend import CPU
 from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, pack_weight
-from ..kernels.cpu.epilogue import activation_kind
+from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, register, window_geometry
 
@@ -41,6 +41,9 @@ class ConvOp(Op):
         #: What the algorithm computes from the weight once per weight change instead of every
         #: forward: Winograd's U = G g G^T, or im2col's column-order weight (None: per call).
         self.prepared_weight: np.ndarray | None = None
+        #: Set by the inference plan for a node with ``residual`` (fuse-residual): inputs[1] is
+        #: added after the bias, before the activation, in one epilogue pass.
+        self.residual = False
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
@@ -77,19 +80,24 @@ class ConvOp(Op):
                 activation_kind(self.activation),
             )
             return
+        residual = self.residual and not ctx.train
         conv2d_forward(
             x.reshape(n, *self._in_image),
             self._weight(self.params["weight"]),
-            bias,
+            None if residual else bias,
             self._stride,
             self._pads,
             self._dilation,
             self._groups,
             out.reshape(n, *self._out_image),
             self.workspace,
-            activation_kind(self.activation),
+            NONE if residual else activation_kind(self.activation),
             packed=prepared,
         )
+        if residual:
+            channels = self._out_image[-1]
+            bias_residual_activation(channel_rows(out, channels, "conv"), bias, inputs[1].reshape(-1, channels),
+                                     activation_kind(self.activation))
         self._x = x
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
