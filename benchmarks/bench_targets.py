@@ -16,7 +16,7 @@ process, before and after.
 
 ``resnet18-cifar-train`` uses benchmarks/models/resnet18_cifar.cnn (ResNet-18 with a 3x3 stride-1
 stem); the MobileNet rows use zoo/mobilenet_v1.cnn and are skipped when it is absent. Run it on a
-quiet machine: the script samples the CPUs for 2 s first and says how busy they were.
+quiet machine: the script samples the CPUs for 3 s first and says how busy they were.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench_runtime import cpu_busy  # the script's own folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 CONV_LAYER_TARGET = 0.70
@@ -214,22 +216,6 @@ def machine(threads: int) -> str:
         except Exception:  # noqa: BLE001 - an optional package
             versions.append(f"{package} missing")
     return f"Machine: {cpu}, {isa}, {os.cpu_count()} CPUs; {threads} threads for each framework; {', '.join(versions)}"
-
-
-def cpu_busy(seconds: float = 2.0) -> float | None:
-    """The fraction of all CPU time that was busy over ``seconds`` (Linux), None elsewhere."""
-
-    def sample():
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        return sum(values), values[3] + values[4]
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError):
-        return None
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--batch and --repeat must be at least 1")
     passes = selected_passes(args)
     references = parse_references(args.compare) if args.compare else []
+    if references and args.dtype != "float32":
+        raise UsageError("--compare times float32 in every framework; leave out --dtype float64")
     model = load_model(args)
     result = measure(model, args.batch, args.train, args.repeat, args.seed, args.dtype)
     if "nonfinite" in result:

@@ -70,3 +70,8 @@ def test_an_unknown_reference_is_a_one_line_error(workdir, capsys):
     assert main(["bench", "tiny.cnn", "--compare", "torch,tensorflow"]) == 2
     err = capsys.readouterr().err
     assert err == "cnnlang: error: --compare takes a comma-separated list of torch, onnxruntime; got 'torch,tensorflow'\n"
+
+
+def test_compare_is_float32_only(workdir, capsys):
+    assert main(["bench", "tiny.cnn", "--compare", "onnxruntime", "--dtype", "float64"]) == 2
+    assert capsys.readouterr().err == "cnnlang: error: --compare times float32 in every framework; leave out --dtype float64\n"
