@@ -23,6 +23,8 @@ Optimisation attributes, from :mod:`cnnlang.passes.optimise` (inference only):
   rebound with ``bias=True``);
 - ``activation`` (conv, conv1d, fc; add: relu only): ``"relu" | "tanh" | "sigmoid"`` applied
   after the bias (after the sum for add);
+- ``residual`` (conv): the conv has a second input, added to its output after the bias and
+  before the activation (a residual ``add`` fused into the conv's epilogue);
 - ``write_into``: ``(concat, channel offset)``: the output goes straight into that slice of the
   concat's buffer; ``eliminated`` (concat): at least one input writes into it;
 - ``in_place`` (elementwise): the output overwrites the input's buffer;
@@ -142,7 +144,7 @@ def verify(graph: nx.DiGraph) -> None:
             problems.append(f"{node}: inputs {data['inputs']} do not match its edges {actual}")
         layer = data["layer"]
         if layer is not None:
-            count = len(data["inputs"])
+            count = len(data["inputs"]) - bool(data.get("residual"))  # fuse-residual's shortcut input
             if count < layer.min_inputs or (layer.max_inputs is not None and count > layer.max_inputs):
                 problems.append(f"{node}: {data['op']} has {count} inputs")
             if layer.op != data["op"]:
@@ -239,6 +241,8 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
                 problems.append(f"{node}: folded into a {op} without bias=true and original_bias")
             if len(layers) != len(data["folded"]) or any(layer.op != "batchnorm" for layer in layers):
                 problems.append(f"{node}: folded_layers do not match folded {data['folded']}")
+        if data.get("residual") and (op != "conv" or len(inputs) != 2):
+            problems.append(f"{node}: a residual on a {op} with {len(inputs)} inputs")
         activation = data.get("activation")
         if activation is not None:
             allowed = ("relu",) if op == "add" else _ACTIVATIONS if op in ("conv", "conv1d", "fc") else ()

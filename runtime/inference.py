@@ -3,6 +3,7 @@
 It reads the node attributes the passes leave (see docs/runtime.md, "Optimised inference"):
 
 - ``activation`` on conv, conv1d, fc and add: applied in the op's epilogue, in the same pass;
+- ``residual`` on conv: the second input is added in the conv's epilogue (before the activation);
 - ``folded`` (+ ``folded_layers``, ``original_bias``) on conv/fc: the weight and bias are derived
   from the original network's parameters by :func:`runtime.fold.fold_batchnorm`; every other
   node shares the original op's arrays;
@@ -102,6 +103,8 @@ class InferencePlan:
             if not hasattr(op, "prepare_weights"):
                 raise ValueError(f"{node}: {data['op']} has no algorithm {data['algorithm']!r}")
             op.algorithm = data["algorithm"]
+        if data.get("residual"):
+            op.residual = True
         if data.get("activation") is not None:
             if not cls.fuses_activation:
                 raise ValueError(f"{node}: {data['op']} cannot fuse an activation")

@@ -4,7 +4,9 @@ Images per second for inference with the optimisation passes (all by default) an
 with the activation memory each allocates and the speed-up; for a training step (forward in
 training mode, backward, and a plain SGD update: always the unoptimised graph); then one row per
 layer with its MACs, measured time and the GFLOP/s that implies (2 FLOPs per MAC; backward
-counts twice the forward MACs).
+counts twice the forward MACs), also as a share of the machine's GEMM rate (a NumPy matmul timed in
+the same run). ``--compare torch,onnxruntime`` times the same model in those frameworks too
+(``cnnlang.compare``) and prints the speed ratios.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from ..compare import parse_references
+from ..compare.timing import gemm_gflops, median_seconds
 from ..errors import UsageError
 from ..model import Model
 from ..passes.optimise import PASS_NAMES
@@ -39,6 +43,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, metavar="S")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--compare", metavar="LIST", help="also time the model in these frameworks: 'torch', "
+                        "'onnxruntime' or both ('torch,onnxruntime'), on cnnlang's thread count, and print the speed ratios")
     add_device_option(parser)
     add_pass_options(parser, default="all")
     return parser
@@ -167,6 +173,11 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.repeat < 1:
         raise UsageError("--batch and --repeat must be at least 1")
     passes = selected_passes(args)
+    references = parse_references(args.compare) if args.compare else []
+    if references and args.dtype != "float32":
+        raise UsageError("--compare times float32 in every framework; leave out --dtype float64")
+    if references and args.device != "cpu":
+        raise UsageError("--compare times the references on the CPU; leave out --device (benchmarks/bench_gpu.py compares on a GPU)")
     backend = device_backend(args)
     model = load_model(args)
     result = measure(model, args.batch, args.train, args.repeat, args.seed, args.dtype, backend=backend)
@@ -178,6 +189,12 @@ def run(args: argparse.Namespace) -> int:
         optimised = measure(model, args.batch, False, args.repeat, args.seed, args.dtype, passes, backend)
         result["optimised"] = {k: v for k, v in optimised.items() if k not in ("model", "batch", "dtype")}
         result["speedup"] = result["inference_s"] / optimised["inference_s"]
+    # The share of the GEMM rate is a CPU measure (NumPy's sgemm); on a GPU the per-layer rates stand alone.
+    result["gemm_gflops"] = gemm_gflops(args.dtype) if backend.name == "cpu" else None
+    for measured in (result, result.get("optimised", {})):
+        _add_gemm_share(measured.get("layers", []), result["gemm_gflops"])
+    if references:
+        result["references"] = _time_references(args, model, result, references)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -208,44 +225,77 @@ def run(args: argparse.Namespace) -> int:
         if "gemm_calls" in measured:
             calls = ", ".join(f"{name} {count:,}" for name, count in sorted(measured["gemm_calls"].items())) or "none"
             console.print(f"GEMM calls {label}: {calls}")
+    if references:
+        from ..compare.summary import reference_lines
+
+        for line in reference_lines(result["references"], _cnnlang_seconds(result)):
+            console.print(line)
+    gemm = (f"% GEMM: of a {args.dtype} NumPy matmul's {result['gemm_gflops']:.1f} GFLOP/s, measured in this run"
+            if result["gemm_gflops"] else "no % GEMM on a GPU")
     if passes and not args.train:
-        console.print(f"per layer, with {rows[0][0]} (a layer's time includes the layers fused into it):")
-        _layer_table(console, result["optimised"]["layers"], False)
+        console.print(f"per layer, with {rows[0][0]} (a layer's time includes the layers fused into it; {gemm}):")
+        _layer_table(console, result["optimised"]["layers"], False, result["gemm_gflops"])
     else:
-        console.print("per layer, no passes:")
-        _layer_table(console, result["layers"], "train_step_s" in result)
+        console.print(f"per layer, no passes ({gemm}):")
+        _layer_table(console, result["layers"], "train_step_s" in result, result["gemm_gflops"])
     return 0
 
 
-def median_seconds(call, repeat: int) -> float:
-    """The median wall time of ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _add_gemm_share(layers: list[dict], gemm_gflops: float | None) -> None:
+    if not gemm_gflops:
+        return
+    for row in layers:
+        for phase in ("forward", "backward"):
+            gflops = row.get(f"{phase}_gflops")
+            if f"{phase}_s" in row:
+                row[f"{phase}_gemm_percent"] = 100 * gflops / gemm_gflops if gflops else None
 
 
-def _layer_table(console: Console, layers: list[dict], train: bool) -> None:
+def _cnnlang_seconds(result: dict) -> dict[str, float]:
+    """cnnlang's time per task that the references are compared with: inference with the
+    selected passes (as run), the training step."""
+    seconds = {"inference": result.get("optimised", result)["inference_s"]}
+    if "train_step_s" in result:
+        seconds["train"] = result["train_step_s"]
+    return seconds
+
+
+def _time_references(args: argparse.Namespace, model: Model, result: dict, references: list[str]) -> dict:
+    import numba
+
+    from ..compare.summary import time_references
+
+    cnnlang_seconds = _cnnlang_seconds(result)
+    return time_references(references, args.model, input_shape=args.input, batch=args.batch, train="train" in cnnlang_seconds,
+                           repeat=args.repeat, seed=args.seed, threads=numba.get_num_threads(), cnnlang_seconds=cnnlang_seconds)
+
+
+def _layer_table(console: Console, layers: list[dict], train: bool, gemm_gflops: float | None) -> None:
     table = Table(show_edge=False, pad_edge=False)
-    for title in ("Layer", "Op", "MACs", "Forward ms", "GFLOP/s"):
+    for title in ("Layer", "Op", "MACs", "Forward ms", "GFLOP/s", "% GEMM"):
         table.add_column(title, justify="left" if title in ("Layer", "Op") else "right")
     if train:
-        table.add_column("Backward ms", justify="right")
-        table.add_column("GFLOP/s ", justify="right")
+        for title in ("Backward ms", "GFLOP/s ", "% GEMM "):
+            table.add_column(title, justify="right")
     total_forward = sum(r["forward_s"] for r in layers)
     for row in layers:
         op = row["op"] + "".join(f"+{name}" for name in row["fused"])
         cells = [row["layer"], op, f"{row['macs']:,}" if row["macs"] else "", f"{row['forward_s'] * 1000:.3f}",
-                 f"{row['forward_gflops']:.1f}" if row["forward_gflops"] else ""]
+                 _number(row["forward_gflops"]), _number(row.get("forward_gemm_percent"), "{:.0f}%")]
         if train:
-            cells += [f"{row['backward_s'] * 1000:.3f}", f"{row['backward_gflops']:.1f}" if row["backward_gflops"] else ""]
+            cells += [f"{row['backward_s'] * 1000:.3f}", _number(row["backward_gflops"]),
+                      _number(row.get("backward_gemm_percent"), "{:.0f}%")]
         table.add_row(*cells)
     macs = sum(r["macs"] for r in layers)
-    cells = ["total", "", f"{macs:,}", f"{total_forward * 1000:.2f}", f"{2 * macs / total_forward / 1e9:.1f}"]
+    forward = 2 * macs / total_forward / 1e9
+    cells = ["total", "", f"{macs:,}", f"{total_forward * 1000:.2f}", f"{forward:.1f}", _number(gemm_gflops and 100 * forward / gemm_gflops, "{:.0f}%")]
     if train:
         total_backward = sum(r["backward_s"] for r in layers)
-        cells += [f"{total_backward * 1000:.2f}", f"{4 * macs / total_backward / 1e9:.1f}" if total_backward else ""]
+        backward = 4 * macs / total_backward / 1e9 if total_backward else None
+        cells += [f"{total_backward * 1000:.2f}", _number(backward), _number(backward and gemm_gflops and 100 * backward / gemm_gflops, "{:.0f}%")]
     table.add_row(*cells, style="bold")
     console.print(table)
+
+
+def _number(value: float | None, form: str = "{:.1f}") -> str:
+    return form.format(value) if value else ""

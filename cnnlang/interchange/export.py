@@ -175,7 +175,11 @@ def _conv(e: _Emitter, node, data, sources, shapes) -> str:
     inputs = [sources[0], e.weight(node, "weight")]
     if "bias" in e.state[node] and e.state[node]["bias"] is not None:
         inputs.append(e.weight(node, "bias"))
-    return e.node("Conv", inputs, node, node, data["path"], group=layer.groups, **_window_attributes(layer, shapes[0]))
+    out = e.node("Conv", inputs, node, node, data["path"], group=layer.groups, **_window_attributes(layer, shapes[0]))
+    if data.get("residual"):  # fuse-residual's add becomes its own node again, under its source name
+        add = next(f["name"] for f in data["fused"] if f["op"] == "add")
+        out = e.node("Add", [out, sources[1]], add, add, data["path"])
+    return out
 
 
 def _pool(op_type: str) -> Callable:

@@ -15,7 +15,7 @@ import numpy as np
 from ..backend import CPU
 from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, pack_weight
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
-from ..kernels.cpu.epilogue import activation_kind
+from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, register, window_geometry
 
@@ -44,6 +44,9 @@ class ConvOp(Op):
         #: What the algorithm computes from the weight once per weight change instead of every
         #: forward: Winograd's U = G g G^T, or im2col's column-order weight (None: per call).
         self.prepared_weight: np.ndarray | None = None
+        #: Set by the inference plan for a node with ``residual`` (fuse-residual): inputs[1] is
+        #: added after the bias, before the activation, in one epilogue pass.
+        self.residual = False
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
@@ -83,7 +86,10 @@ class ConvOp(Op):
                 activation_kind(self.activation),
             )
             return
+        residual = self.residual and not ctx.train
         if self._depthwise:
+            if residual:
+                raise ValueError(f"{self.layer.op}: the depthwise kernel has no residual epilogue")
             depthwise_forward(x.reshape(n, *self._in_image), self._weight(self.params["weight"]), bias, self._stride,
                               self._pads, self._dilation, out.reshape(n, *self._out_image),
                               activation_kind(self.activation), packed=prepared)  # fmt: skip
@@ -92,17 +98,21 @@ class ConvOp(Op):
         conv2d_forward(
             x.reshape(n, *self._in_image),
             self._weight(self.params["weight"]),
-            bias,
+            None if residual else bias,
             self._stride,
             self._pads,
             self._dilation,
             self._groups,
             out.reshape(n, *self._out_image),
             self.workspace,
-            activation_kind(self.activation),
+            NONE if residual else activation_kind(self.activation),
             packed=prepared,
             keep=ctx.train,
         )
+        if residual:
+            channels = self._out_image[-1]
+            bias_residual_activation(channel_rows(out, channels, "conv"), bias, inputs[1].reshape(-1, channels),
+                                     activation_kind(self.activation))
         self._x = x
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:

@@ -113,7 +113,7 @@ def test_run_uses_all_passes_by_default_and_can_leave_them_out(workdir, capsys):
     ranked = [line for line in optimised.splitlines() if "top-3" in line]
     assert ranked and ranked == [line for line in plain.splitlines() if "top-3" in line]
     assert main(["run", "tiny.cnn", "--no-pass", "fuse-activation", "--no-pass", "plan-memory"]) == 0
-    assert "passes  inference, dead-code, fold-batchnorm, fuse-add-relu, eliminate-concat, winograd\n" in capsys.readouterr().out
+    assert "passes  inference, dead-code, fold-batchnorm, fuse-add-relu, fuse-residual, eliminate-concat, winograd\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", ["run", "bench"])

@@ -42,6 +42,27 @@ network residual {
     fc(3)
 }
 """,
+    # Bottleneck blocks: the add runs in the epilogue of the last 1x1 conv (fuse-residual), which
+    # moves to the add's place when the shortcut is a projection conv written after it.
+    "bottleneck": """
+network bottleneck {
+    input 8x6x6
+    stem: conv(8, 3x3, pad = 1) -> relu
+    residual {
+        conv(4, 1x1, bias = false) -> batchnorm -> relu
+        conv(4, 3x3, pad = 1, bias = false) -> batchnorm -> relu
+        conv(8, 1x1, bias = false) -> batchnorm
+    }
+    relu
+    residual {
+        conv(4, 1x1, bias = false) -> batchnorm -> relu
+        conv(16, 1x1, bias = false) -> batchnorm
+    } shortcut auto
+    relu
+    globalavgpool
+    fc(3)
+}
+""",
     # An inception-like concat: conv branches, a pooling branch and a relu straight on the stem
     # (which has four consumers, so the relu neither fuses nor runs in place).
     "inception": """

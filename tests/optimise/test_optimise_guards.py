@@ -169,3 +169,26 @@ def test_verify_catches_broken_optimisation_attributes():
     graph.graph["memory"]["slots"] = [1 for _ in graph.graph["memory"]["slots"]]
     with pytest.raises(AssertionError, match="too small"):
         ir.verify(graph)
+
+
+def test_a_residual_add_fuses_only_into_a_pointwise_conv_it_alone_reads():
+    graph = optimised("""network n {
+    input 4x6x6
+    s: conv(4, 3x3, pad = 1)
+    a: conv(4, 3x3, pad = 1)
+    from a, s -> add
+    b: conv(4, 1x1)
+    c: conv(4, 1x1)
+    from c, s -> add
+    d: conv(4, 1x1)
+    from d, d -> e: add
+    from e, d -> f: add
+    output f, b
+}""", "fuse-residual")
+    assert messages(graph, "fuse-residual") == [
+        "add at line 5 not fused: a is not pointwise (1x1, stride 1, no padding); s is not pointwise (1x1, stride 1, no padding)",
+        "add at line 10 not fused: it does not sum two different tensors",
+        "add at line 11 not fused: its input e is not a conv (add); the conv d output has 2 consumers",
+    ]
+    assert messages(graph, "fuse-residual", "changed") == ["add at line 8 fused into c (conv at line 7)"]
+    assert graph.nodes["c"]["inputs"] == ["b", "s"] and graph.nodes["c"]["residual"]

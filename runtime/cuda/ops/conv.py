@@ -7,12 +7,15 @@ included), bias with a fused activation (optimised inference), and output straig
 channel slice of a concat buffer. The inference plan's ``algorithm = "winograd"`` (which it sets
 after construction, then calling ``prepare_weights``) runs as im2col here: there are no Winograd
 kernels on the GPU; the weight is prepared in column order once per weight change all the same.
+A fused residual (the ``fuse-residual`` pass) is added, with the activation, in a second pass
+over the output (runtime/kernels/cuda/merge.py) rather than inside the GEMM's epilogue.
 """
 
 from __future__ import annotations
 
 from ...kernels.cuda.conv import conv_backward, conv_forward, conv_method, pack
-from ...kernels.cuda.epilogue import activation_code
+from ...kernels.cuda.epilogue import NONE, activation_code
+from ...kernels.cuda.merge import add_activation
 from ...kernels.cuda.views import DEVICE_WORKSPACE, with_unit_axis
 from ...ops.base import Context, register
 from ...ops.conv import ConvOp
@@ -50,6 +53,8 @@ class CudaConvOp(ConvOp):
     def forward(self, inputs, out, ctx: Context) -> None:
         x = inputs[0]
         n = x.shape[0]
+        residual = self.residual and not ctx.train
+        image = self._image(out)
         conv_forward(
             x.reshape(n, *self._in_image),
             self._weight(self.params["weight"]),
@@ -58,12 +63,17 @@ class CudaConvOp(ConvOp):
             self._pads,
             self._dilation,
             self._groups,
-            self._image(out),
-            activation_code(self.activation),
+            image,
+            NONE if residual else activation_code(self.activation),
             self.method,
             packed=None if ctx.train else self.prepared_weight,
             workspace=self.workspace,
         )
+        if residual:
+            rows = image.reshape(-1, image.shape[3]) if image.is_c_contiguous() else None
+            if rows is None:
+                raise ValueError(f"{self.layer.op}: a fused residual needs an output of its own, not a channel slice")
+            add_activation([rows, inputs[1].reshape(-1, image.shape[3])], rows, activation_code(self.activation))
         self._x = x
 
     def backward(self, dy):

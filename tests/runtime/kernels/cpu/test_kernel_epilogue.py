@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_forward
-from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, SIGMOID, TANH, activation_kind, add_activation, bias_activation
+from cnnlang.runtime.kernels.cpu.epilogue import (
+    NONE, RELU, SIGMOID, TANH, activation_kind, add_activation, bias_activation, bias_residual_activation,
+)
 
 DTYPES = [np.float32, np.float64]
 ACTIVATIONS = {
@@ -74,6 +76,29 @@ def test_add_relu_into_a_strided_slice():
     add_activation([a, b], wide[..., 2:6], RELU)
     np.testing.assert_allclose(wide[..., 2:6], np.maximum(a + b, 0), rtol=1e-14)
     assert not wide[..., :2].any() and not wide[..., 6:].any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", list(ACTIVATIONS))
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("strided", [False, True])
+def test_bias_residual_activation_matches_the_unfused_bias_then_add(dtype, kind, with_bias, strided):
+    rng = np.random.default_rng(kind + 11)
+    wide = rng.standard_normal((23, 12)).astype(dtype)
+    keep = wide.copy()
+    y = wide[:, 2:9] if strided else wide  # a conv writing into its concat slice
+    shortcut = rng.standard_normal(y.shape).astype(dtype)
+    bias = rng.standard_normal(y.shape[1]).astype(dtype) if with_bias else None
+    unfused = y.copy()
+    bias_activation(unfused, bias, NONE)
+    add_activation([unfused, shortcut], unfused, kind)
+    bias_residual_activation(y, bias, shortcut, kind)
+    if kind in (NONE, RELU):  # the same operations in the same order: the same bits
+        np.testing.assert_array_equal(y, unfused)
+    np.testing.assert_allclose(y, unfused, rtol=tolerance(dtype), atol=tolerance(dtype))
+    if strided:
+        np.testing.assert_array_equal(wide[:, :2], keep[:, :2])
+        np.testing.assert_array_equal(wide[:, 9:], keep[:, 9:])
 
 
 def test_activation_kind_names():

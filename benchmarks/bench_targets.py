@@ -1,0 +1,267 @@
+"""Every target of issue 16 (CPU speed) as one table: cnnlang against PyTorch and ONNX Runtime.
+
+    python benchmarks/bench_targets.py [--only CASE ...] [--repeat R] [--threads T] [--json FILE]
+
+Each row times one model, batch and task in cnnlang, in PyTorch (the layer twins, NCHW and
+channels-last; the faster is shown) and, for inference, in ONNX Runtime (cnnlang's own ONNX
+export), with the same weights and input, every measurement in a process of its own limited to
+``--threads`` threads (default 2): ``cnnlang.compare`` does the timing, as ``cnnlang bench
+--compare`` does. A training step is forward, cross-entropy, backward and a plain SGD update;
+inference is cnnlang with all optimisation passes. Times are medians of ``--repeat`` runs after two
+warm-up runs. Ratio = the reference's time / cnnlang's (above 1, cnnlang is faster), against the
+reference the target names. The last row times every distinct conv layer of the zoo (input shape
+and arguments) at batch 8 as its own network, in GFLOP/s (2 x MACs / time; Winograd layers count
+their direct MACs) against the float32 GEMM rate (a NumPy 2048^3 matmul) measured in the same
+process, before and after.
+
+``resnet18-cifar-train`` uses benchmarks/models/resnet18_cifar.cnn (ResNet-18 with a 3x3 stride-1
+stem); the MobileNet rows use zoo/mobilenet_v1.cnn and are skipped when it is absent. Run it on a
+quiet machine: the script samples the CPUs for 3 s first and says how busy they were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench_runtime import cpu_busy  # the script's own folder is on sys.path
+
+HERE = Path(__file__).resolve().parent
+CONV_LAYER_TARGET = 0.70
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    label: str
+    model: str
+    batch: int
+    train: bool
+    reference: str  # the framework the target is stated against
+    target: float  # the least ratio (reference time / cnnlang time) that meets it
+    target_text: str
+
+
+CASES = [
+    Case("lenet5-train", "LeNet-5, b64, training step", "lenet5", 64, True, "torch", 2.0, ">= 2x PyTorch"),
+    Case("resnet20-train", "resnet20, b64, 32x32, training step", "resnet20", 64, True, "torch", 1.2, ">= 1.2x PyTorch"),
+    Case("resnet18-cifar-train", "ResNet-18 CIFAR stem, b64, 32x32, training step",
+         str(HERE / "models" / "resnet18_cifar.cnn"), 64, True, "torch", 1.2, ">= 1.2x PyTorch"),
+    Case("resnet18-train", "ResNet-18, b32, 224x224, training step", "resnet18", 32, True, "torch", 1.0, ">= 1x PyTorch"),
+    Case("resnet50-infer", "ResNet-50, b8, 224x224, inference", "resnet50", 8, False, "onnxruntime", 1.0, ">= 1x ORT"),
+    Case("googlenet-infer", "GoogLeNet, b8, 224x224, inference", "googlenet", 8, False, "onnxruntime", 1.0, ">= 1x ORT"),
+    Case("vgg16-infer", "VGG-16, b8, 224x224, inference", "vgg16", 8, False, "onnxruntime", 1.0, ">= 1x ORT"),
+    Case("lenet5-latency", "LeNet-5, b1, inference latency", "lenet5", 1, False, "onnxruntime", 0.5, "<= 2x ORT's latency"),
+    Case("mobilenet-infer", "MobileNet v1, b8, 224x224, inference", "mobilenet_v1", 8, False, "torch", 1.0, ">= 1x PyTorch"),
+    Case("mobilenet-train", "MobileNet v1, b8, 224x224, training step", "mobilenet_v1", 8, True, "torch", 1.0, ">= 1x PyTorch"),
+]
+ZOO_CONVS = "zoo-conv-layers"
+NAMES = [case.name for case in CASES] + [ZOO_CONVS]
+NAMES_TEXT = {"torch": "PyTorch", "onnxruntime": "ORT"}
+
+
+# ---- one row -----------------------------------------------------------------------------------
+
+
+def run_case(case: Case, repeat: int, threads: int) -> dict:
+    from cnnlang.compare.worker import time_in_subprocess
+    from cnnlang.model import ModelNotFound, resolve
+
+    try:
+        resolve(case.model)
+    except ModelNotFound:
+        return {"skipped": f"{case.model} is not in this checkout's zoo"}
+    frameworks = ["cnnlang", "torch"] + ([] if case.train else ["onnxruntime"])
+    row = {}
+    for framework in frameworks:
+        row[framework] = time_in_subprocess(framework, case.model, batch=case.batch, train=case.train, repeat=repeat,
+                                            threads=threads)
+    row["ratio"] = row[case.reference]["seconds"] / row["cnnlang"]["seconds"]
+    row["met"] = row["ratio"] >= case.target
+    return row
+
+
+def run_zoo_convs(repeat: int, threads: int) -> dict:
+    """Every distinct conv layer of the zoo, timed at batch 8 in a worker process."""
+    env = dict(os.environ, **{f"{pool}_NUM_THREADS": str(threads) for pool in ("OMP", "NUMBA", "OPENBLAS")})
+    from cnnlang.environment import SETTINGS
+
+    for name, value in SETTINGS.items():
+        env.setdefault(name, value)
+    done = subprocess.run([sys.executable, __file__, "--zoo-convs-worker", str(repeat)], capture_output=True, text=True,
+                          env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"timing the zoo's conv layers failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    shares = [layer["gemm_share"] for layer in result["layers"]]
+    result.update(ratio=min(shares), median=statistics.median(shares), met=min(shares) >= CONV_LAYER_TARGET,
+                  meeting=sum(share >= CONV_LAYER_TARGET for share in shares))
+    return result
+
+
+def zoo_convs_worker(repeat: int, batch: int = 8) -> dict:
+    """In a fresh process: the distinct conv layers (input shape, arguments) of every zoo model,
+    each as a one-layer network with all passes; the median of its node's forward time."""
+    import cnnlang
+    from cnnlang.compare.frameworks import bench_input
+    from cnnlang.compare.timing import gemm_gflops
+
+    layers: dict[tuple, dict] = {}
+    for name in cnnlang.zoo_names():
+        graph = cnnlang.load(name).graph
+        for node in graph.nodes:
+            data = graph.nodes[node]
+            if data.get("op") != "conv":
+                continue
+            shape = tuple(graph.nodes[data["inputs"][0]]["shape"])
+            key = (shape, conv_source(data["layer"]))
+            layers.setdefault(key, {"first_in": f"{name}/{node}", "input": list(shape), "conv": key[1], "macs": data["macs"] * batch})
+    gemm_before = gemm_gflops()
+    for (shape, conv), layer in layers.items():
+        model = cnnlang.load(f"network one {{ input {'x'.join(map(str, shape))}\n layer: {conv} }}")
+        net = model.build(seed=0, passes="all").eval()
+        x = bench_input(model, batch, 0)
+        net.forward(x)
+        net.forward(x)
+        samples = []
+        for _ in range(repeat):
+            timings: dict[str, float] = {}
+            net.forward(x, timings=timings)
+            samples.append(timings["layer"])
+        layer["seconds"] = statistics.median(samples)
+        layer["gflops"] = 2 * layer["macs"] / layer["seconds"] / 1e9
+    gemm = statistics.median([gemm_before, gemm_gflops()])
+    for layer in layers.values():
+        layer["gemm_share"] = layer["gflops"] / gemm
+    return {"batch": batch, "gemm_gflops": gemm, "gemm_before_after": [gemm_before, gemm], "layers": list(layers.values())}
+
+
+def conv_source(layer) -> str:
+    """The ``conv(...)`` call that makes ``layer`` again."""
+    size = "x".join
+    pad = layer.pad if isinstance(layer.pad, str) else size(map(str, layer.pad))
+    return (f"conv({layer.filters}, {size(map(str, layer.kernel))}, stride = {size(map(str, layer.stride))}, pad = {pad}, "
+            f"dilation = {size(map(str, layer.dilation))}, groups = {layer.groups}, bias = {str(layer.bias).lower()})")
+
+
+# ---- the table -----------------------------------------------------------------------------------
+
+
+def milliseconds(timing: dict | None) -> str:
+    if not timing:
+        return ""
+    layout = f" ({timing['best']})" if "best" in timing else ""
+    return f"{timing['seconds'] * 1000:.2f} ms{layout}"
+
+
+def table(results: dict) -> str:
+    lines = ["| case | cnnlang | PyTorch (best layout) | ORT | ratio | target | met? |", "|---|---|---|---|---|---|---|"]
+    for case in CASES:
+        if case.name not in results:
+            continue
+        row = results[case.name]
+        if "skipped" in row:
+            lines.append(f"| {case.label} | skipped: {row['skipped']} | | | | {case.target_text} | |")
+            continue
+        lines.append(
+            f"| {case.label} | {milliseconds(row['cnnlang'])} | {milliseconds(row['torch'])} | "
+            f"{milliseconds(row.get('onnxruntime'))} | {row['ratio']:.2f}x {NAMES_TEXT[case.reference]} | "
+            f"{case.target_text} | {'yes' if row['met'] else '**no**'} |")
+    if ZOO_CONVS in results:
+        row = results[ZOO_CONVS]
+        lines.append(
+            f"| every zoo conv layer, b8, forward ({len(row['layers'])} distinct) | {row['meeting']} of {len(row['layers'])} "
+            f"at >= {CONV_LAYER_TARGET:.0%}; median {row['median']:.0%} | | | lowest {row['ratio']:.0%} of sgemm "
+            f"({row['gemm_gflops']:.0f} GFLOP/s) | >= {CONV_LAYER_TARGET:.0%} each | {'yes' if row['met'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+def slowest_convs(row: dict, count: int = 12) -> str:
+    worst = sorted(row["layers"], key=lambda layer: layer["gemm_share"])[:count]
+    lines = [f"Lowest conv layers (of {len(row['layers'])}; GEMM {row['gemm_gflops']:.0f} GFLOP/s, before/after "
+             + "/".join(f"{g:.0f}" for g in row["gemm_before_after"]) + "):"]
+    lines += [f"- {layer['first_in']}: {'x'.join(map(str, layer['input']))} {layer['conv']}: {layer['gflops']:.1f} GFLOP/s, "
+              f"{layer['gemm_share']:.0%}" for layer in worst]
+    return "\n".join(lines)
+
+
+# ---- the machine -----------------------------------------------------------------------------------
+
+
+def machine(threads: int) -> str:
+    cpu, flags = platform.processor() or "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "neither AVX2 nor AVX-512" if flags else "?"
+    versions = []
+    for package in ("numpy", "numba", "torch", "onnxruntime"):
+        try:
+            from importlib.metadata import version
+
+            versions.append(f"{package} {version(package)}")
+        except Exception:  # noqa: BLE001 - an optional package
+            versions.append(f"{package} missing")
+    return f"Machine: {cpu}, {isa}, {os.cpu_count()} CPUs; {threads} threads for each framework; {', '.join(versions)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=NAMES, metavar="CASE", help=f"run only these: {', '.join(NAMES)}")
+    parser.add_argument("--repeat", type=int, default=5, metavar="R", help="timed runs per measurement (median; default 5)")
+    parser.add_argument("--threads", type=int, default=2, metavar="T", help="threads for every framework (default 2)")
+    parser.add_argument("--json", metavar="FILE", help="also write every number to FILE")
+    parser.add_argument("--zoo-convs-worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.zoo_convs_worker:
+        print(json.dumps(zoo_convs_worker(args.zoo_convs_worker)))
+        return 0
+    if args.repeat < 1 or args.threads < 1:
+        parser.error("--repeat and --threads must be at least 1")
+    import importlib.util
+
+    missing = [name for name in ("torch", "onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"error: the targets need {', '.join(missing)}: pip install torch 'cnnlang[onnx]'", file=sys.stderr)
+        return 2
+
+    busy = cpu_busy()
+    started = time.perf_counter()
+    results: dict = {}
+    for name in args.only or NAMES:
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        case_start = time.perf_counter()
+        case = next((c for c in CASES if c.name == name), None)
+        results[name] = run_case(case, args.repeat, args.threads) if case else run_zoo_convs(args.repeat, args.threads)
+        print(f"  {time.perf_counter() - case_start:.0f} s", file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - started
+
+    print(f"Command: python {' '.join([os.path.relpath(__file__), *(argv if argv is not None else sys.argv[1:])])}")
+    print(machine(args.threads))
+    print(f"CPU busy before the run: {busy:.0%}; the run took {elapsed:.0f} s" if busy is not None else
+          f"The run took {elapsed:.0f} s")
+    print(f"Times: medians of {args.repeat} after 2 warm-up runs; ratio = the target's reference time / cnnlang's\n")
+    print(table(results))
+    if ZOO_CONVS in results:
+        print("\n" + slowest_convs(results[ZOO_CONVS]))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "repeat": args.repeat, "elapsed_s": elapsed,
+                                               "busy_before": busy, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Wall-clock medians, and the machine's GEMM rate that per-layer GFLOP/s are read against."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+
+def median_seconds(call, repeat: int, warmup: int = 0) -> float:
+    """The median wall time of ``repeat`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm_gflops(dtype: str = "float32", n: int = 2048, repeat: int = 3) -> float:
+    """GFLOP/s of an ``n`` x ``n`` x ``n`` NumPy matmul (the BLAS cnnlang's convolutions call,
+    with its threads): the median of ``repeat`` after one warm-up."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    out = np.empty((n, n), dtype)
+    seconds = median_seconds(lambda: np.matmul(a, b, out=out), repeat, warmup=1)
+    return 2 * n**3 / seconds / 1e9
