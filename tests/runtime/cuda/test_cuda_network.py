@@ -11,7 +11,8 @@ import cnnlang
 from cnnlang.runtime.backend import OutOfDeviceMemory
 
 # What the zoo's networks are made of, at toy size: conv + batchnorm (folded by the passes) +
-# relu, a residual block (its add fused with the relu), pooling, an inception-style concat whose
+# relu, a bottleneck-style residual block (its add and relu fused into the 1x1 conv's epilogue by
+# fuse-residual), pooling, an inception-style concat whose
 # conv branches write into their channel slices, global pooling and fc.
 SOURCE = """
 network mini {
@@ -19,7 +20,7 @@ network mini {
     conv(4, 3x3, pad = 1) -> batchnorm -> relu
     residual {
         conv(4, 3x3, pad = 1) -> batchnorm -> relu
-        conv(4, 3x3, pad = 1) -> batchnorm
+        conv(4, 1x1) -> batchnorm
     } shortcut auto
     relu
     maxpool(2)
@@ -60,6 +61,9 @@ def test_eval_forward_equals_the_cpu_with_and_without_passes(model, cuda_backend
     x = batch(model)
     for passes in (None, "all"):
         cpu, gpu = pair(model, cuda_backend, passes=passes)
+        if passes:
+            graph = gpu.inference_plan.graph
+            assert any(graph.nodes[n].get("residual") for n in graph), "the toy should exercise fuse-residual"
         np.testing.assert_allclose(gpu.eval().forward(x), cpu.eval().forward(x), **TOLERANCE)
 
 
