@@ -115,18 +115,24 @@ class ConvOp(Op):
                                      activation_kind(self.activation))
         self._x = x
 
-    def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
+    def _gradient_targets(self):
+        """(x, dx, dweight, dbias) for a backward: the forward's input, and where each gradient
+        goes (None where none is wanted). Shared with the CUDA op."""
         x = self._x
         if x is None:
             raise RuntimeError(f"{self.layer.op}: backward before forward")
-        n = x.shape[0]
         dx = None
         if self.need_input_grad[0]:
-            dx = self._dx = self.scratch(self._dx, x.shape)
+            dx = self._dx = self.scratch(self._dx, tuple(x.shape))
         # Layers with fixed weights (frozen, or written out) get no parameter gradients.
         trainable = self.layer.trainable
         dweight = self._weight(self.grads["weight"]) if trainable and "weight" in self.grads else None
         dbias = self.grads["bias"] if trainable and "bias" in self.grads else None
+        return x, dx, dweight, dbias
+
+    def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
+        x, dx, dweight, dbias = self._gradient_targets()
+        n = x.shape[0]
         if self._depthwise:
             depthwise_backward(x.reshape(n, *self._in_image), self._weight(self.params["weight"]),
                                dy.reshape(n, *self._out_image), self._stride, self._pads, self._dilation,

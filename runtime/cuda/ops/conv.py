@@ -77,16 +77,8 @@ class CudaConvOp(ConvOp):
         self._x = x
 
     def backward(self, dy):
-        x = self._x
-        if x is None:
-            raise RuntimeError(f"{self.layer.op}: backward before forward")
+        x, dx, dweight, dbias = self._gradient_targets()
         n = x.shape[0]
-        dx = None
-        if self.need_input_grad[0]:
-            dx = self._dx = self.scratch(self._dx, tuple(x.shape))
-        trainable = self.layer.trainable
-        dweight = self._weight(self.grads["weight"]) if trainable and "weight" in self.grads else None
-        dbias = self.grads["bias"] if trainable and "bias" in self.grads else None
         conv_backward(
             x.reshape(n, *self._in_image),
             self._weight(self.params["weight"]),
