@@ -9,8 +9,9 @@ without surprises; kernels repack what they need.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -149,6 +150,15 @@ class Op:
         """Write the output for a batch into ``out`` (N x out_shape). In training mode keep what
         ``backward`` needs; the executor keeps ``inputs`` and ``out`` unchanged until then."""
         raise NotImplementedError
+
+    def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
+        """``forward(inputs, out, ctx)`` as a call without arguments, for a caller whose arrays
+        stay the same from call to call (the inference plan, runtime/inference.py, binds each
+        step once per batch size and parameter refresh). Ops override it where fixing the arrays
+        makes the call cheaper (views, plans and scratch made once; single-thread kernels for
+        small work, runtime/kernels/cpu/serial.py): at batch 1 the per-call overhead is most of
+        a layer's time."""
+        return functools.partial(self.forward, inputs, out, ctx)
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         """Given dL/d(out), return dL/d(input) for each input and *overwrite* ``self.grads``.

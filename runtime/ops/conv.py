@@ -10,12 +10,16 @@ runs as an image of height 1 and its (O, I, K) weight as (O, I, 1, K): views, no
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..backend import CPU
 from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, pack_weight
+from ..kernels.cpu.direct import scratch_size
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
 from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
+from ..kernels.cpu.serial import bias_activation_serial, direct_forward_serial, im2col_serial
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, register, window_geometry
 
@@ -114,6 +118,67 @@ class ConvOp(Op):
             bias_residual_activation(channel_rows(out, channels, "conv"), bias, inputs[1].reshape(-1, channels),
                                      activation_kind(self.activation))
         self._x = x
+
+    def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
+        """forward on fixed arrays; a small im2col-path conv (the workspace plan's ``serial``:
+        fewer column elements than SERIAL_BELOW, e.g. all of LeNet-5's at batch 1) becomes a
+        closure over its plan, views and weights that runs the single-thread kernels (serial.py)."""
+        small = None if ctx.train or self.backend is not CPU else self._bind_small(inputs[0], out)
+        return small or super().bind(inputs, out, ctx)
+
+    def _bind_small(self, x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
+        if self.algorithm is not None or self._depthwise or self.residual or self._groups != 1:
+            return None
+        if not (x.flags.c_contiguous and out.flags.c_contiguous and x.dtype == out.dtype == self.dtype):
+            return None
+        n = x.shape[0]
+        x4, y4 = x.reshape(n, *self._in_image), out.reshape(n, *self._out_image)
+        weight = np.ascontiguousarray(self._weight(self.params["weight"]))
+        ws = self.workspace
+        plan = ws.plan(x4, weight, self._stride, self._pads, self._dilation, self._groups, y4)
+        if not plan.serial or plan.N == 0 or plan.chunk < plan.rows:
+            return None
+        if self.prepared_weight is None and not plan.pointwise:
+            return None
+        bias = self.params.get("bias")
+        kind = activation_kind(self.activation)
+        epilogue = bias is not None or kind != NONE
+        y2, xf, dtype = out.reshape(-1, plan.O), x.reshape(-1), self.dtype
+        matmul = np.matmul
+        if plan.direct_forward:
+            size, wf, geo = scratch_size(plan.direct_geo), weight.reshape(-1), plan.direct_geo
+            vector = np.empty(0, dtype) if bias is None else bias
+            has_bias, yf = bias is not None, out.reshape(-1)
+
+            def direct() -> None:
+                direct_forward_serial(xf, wf, vector, has_bias, yf, geo, ws.get("direct", size, dtype).reshape(1, size))
+                if kind != NONE:
+                    bias_activation_serial(y2, None, kind)
+
+            return direct
+        if plan.pointwise or plan.whole:
+            # the column matrix is x's own view: one GEMM
+            a = x.reshape(-1, plan.C) if plan.pointwise else x.reshape(plan.rows, plan.K)
+            b = (weight.reshape(plan.O, plan.Cg) if plan.pointwise else self.prepared_weight).T
+
+            def gemm() -> None:
+                matmul(a, b, out=y2)
+                if epilogue:
+                    bias_activation_serial(y2, bias, kind)
+
+            return gemm
+        # serial implies one chunk: all output rows' columns at once
+        m, K, geo, rows = plan.rows * plan.Wo, plan.K, plan.geo, plan.rows
+        wrT = self.prepared_weight.T
+
+        def columns() -> None:
+            col = ws.get("col", m * K, dtype)
+            im2col_serial(xf, col, geo, 0, rows)
+            matmul(col.reshape(m, K), wrT, out=y2)
+            if epilogue:
+                bias_activation_serial(y2, bias, kind)
+
+        return columns
 
     def _gradient_targets(self):
         """(x, dx, dweight, dbias) for a backward: the forward's input, and where each gradient

@@ -7,9 +7,14 @@ reordered once per batch (a copy of the activations, which is far smaller than t
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import numpy as np
 
+from ..backend import CPU
 from ..kernels.cpu.epilogue import activation_kind, bias_activation
+from ..kernels.cpu.serial import SERIAL_WORK, bias_activation_serial
 from .base import Context, Op, register
 
 
@@ -43,6 +48,13 @@ class FlattenOp(Op):
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         flatten_user_order(inputs[0], out)
 
+    def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
+        x = inputs[0]
+        if self.backend is CPU and (x.ndim <= 2 or x[0].size == x.shape[-1]):
+            # no spatial extent (LeNet-5's 1x1x120): channels-first order is channels-last order
+            return functools.partial(np.copyto, out, x.reshape(out.shape))
+        return super().bind(inputs, out, ctx)
+
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:
             return [None]
@@ -62,6 +74,23 @@ class FullyConnectedOp(Op):
         elif "bias" in self.params:
             out += self.params["bias"]
         self._x = x
+
+    def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
+        """Small inference work (fewer than SERIAL_WORK outputs: batch-1 classifiers) with a
+        2-D input: the GEMM on fixed views, then the single-thread epilogue (the same sums)."""
+        x = inputs[0]
+        if ctx.train or self.backend is not CPU or x.ndim != 2 or out.size >= SERIAL_WORK:
+            return super().bind(inputs, out, ctx)
+        self._x = x
+        weight_t, bias, kind = self.params["weight"].T, self.params.get("bias"), activation_kind(self.activation)
+        matmul, epilogue = np.matmul, bias is not None or self.activation is not None
+
+        def run() -> None:
+            matmul(x, weight_t, out=out)
+            if epilogue:
+                bias_activation_serial(out, bias, kind)
+
+        return run
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         x = self._x

@@ -5,10 +5,14 @@ image N x 1 x L x C (a view, no copy)."""
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import numpy as np
 
 from ..backend import CPU
 from ..kernels.cpu import pool as cpu_kernels
+from ..kernels.cpu.serial import SERIAL_WORK, avgpool_forward_serial, maxpool_forward_serial
 from .base import Context, Op, as_image, register, window_geometry
 
 
@@ -26,6 +30,10 @@ class _WindowPool(Op):
         self._in_image = as_image(tuple(in_shapes[0]))
         self._out_image = as_image(tuple(out_shape))
         self._dx: np.ndarray | None = None
+
+    def _small(self, out: np.ndarray, ctx: Context) -> bool:
+        """Whether a bound forward runs the single-thread kernel (runtime/kernels/cpu/serial.py)."""
+        return not ctx.train and self.kernels is cpu_kernels and out.size < SERIAL_WORK
 
     def _input_grad(self, n: int) -> np.ndarray:
         self._dx = self.scratch(self._dx, (n, *self.in_shapes[0]))
@@ -49,6 +57,14 @@ class MaxPoolOp(_WindowPool):
         x4, out4 = x.reshape(n, *self._in_image), out.reshape(n, *self._out_image)
         self.kernels.maxpool_forward(x4, out4, self._argmax, *self._args)
 
+    def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
+        if not self._small(out, ctx):
+            return super().bind(inputs, out, ctx)
+        n = inputs[0].shape[0]
+        self._argmax = self.scratch(self._argmax, (n, *self._out_image), np.int32)
+        x4, out4 = inputs[0].reshape(n, *self._in_image), out.reshape(n, *self._out_image)
+        return functools.partial(maxpool_forward_serial, x4, out4, self._argmax, *self._args)
+
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:
             return [None]
@@ -71,6 +87,13 @@ class AvgPoolOp(_WindowPool):
         x = inputs[0]
         n = x.shape[0]
         self.kernels.avgpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image), *self._args)
+
+    def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
+        if not self._small(out, ctx):
+            return super().bind(inputs, out, ctx)
+        n = inputs[0].shape[0]
+        x4, out4 = inputs[0].reshape(n, *self._in_image), out.reshape(n, *self._out_image)
+        return functools.partial(avgpool_forward_serial, x4, out4, *self._args)
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:
