@@ -249,7 +249,7 @@ class Network:
         if self.backend.shares_host_memory:
             # the layout conversion writes straight into the plan's input buffer: no second copy
             internal = plan.input_buffer(x.shape[0])
-            np.copyto(internal, np.moveaxis(x, 1, -1) if x.ndim > 2 else x)
+            np.copyto(internal, x.transpose(0, *range(2, x.ndim), 1) if x.ndim > 2 else x)  # (np.moveaxis: +5 us)
         else:
             internal = self._to_backend(x)
         values = plan.forward(internal, self.context, timings)

@@ -19,7 +19,7 @@ from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, p
 from ..kernels.cpu.direct import scratch_size
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
 from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
-from ..kernels.cpu.serial import bias_activation_serial, direct_forward_serial, im2col_serial
+from ..kernels.cpu.serial import bind_bias_activation, direct_forward_serial, im2col_serial
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, register, window_geometry
 
@@ -142,18 +142,18 @@ class ConvOp(Op):
             return None
         bias = self.params.get("bias")
         kind = activation_kind(self.activation)
-        epilogue = bias is not None or kind != NONE
         y2, xf, dtype = out.reshape(-1, plan.O), x.reshape(-1), self.dtype
+        epilogue = bind_bias_activation(y2, bias, kind)
         matmul = np.matmul
         if plan.direct_forward:
             size, wf, geo = scratch_size(plan.direct_geo), weight.reshape(-1), plan.direct_geo
             vector = np.empty(0, dtype) if bias is None else bias
             has_bias, yf = bias is not None, out.reshape(-1)
+            activation = bind_bias_activation(y2, None, kind)  # the bias is in the kernel
 
             def direct() -> None:
                 direct_forward_serial(xf, wf, vector, has_bias, yf, geo, ws.get("direct", size, dtype).reshape(1, size))
-                if kind != NONE:
-                    bias_activation_serial(y2, None, kind)
+                activation()
 
             return direct
         if plan.pointwise or plan.whole:
@@ -163,8 +163,7 @@ class ConvOp(Op):
 
             def gemm() -> None:
                 matmul(a, b, out=y2)
-                if epilogue:
-                    bias_activation_serial(y2, bias, kind)
+                epilogue()
 
             return gemm
         # serial implies one chunk: all output rows' columns at once
@@ -175,8 +174,7 @@ class ConvOp(Op):
             col = ws.get("col", m * K, dtype)
             im2col_serial(xf, col, geo, 0, rows)
             matmul(col.reshape(m, K), wrT, out=y2)
-            if epilogue:
-                bias_activation_serial(y2, bias, kind)
+            epilogue()
 
         return columns
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..backend import CPU
 from ..kernels.cpu.epilogue import activation_kind, bias_activation
-from ..kernels.cpu.serial import SERIAL_WORK, bias_activation_serial
+from ..kernels.cpu.serial import SERIAL_WORK, bind_bias_activation
 from .base import Context, Op, register
 
 
@@ -82,13 +82,12 @@ class FullyConnectedOp(Op):
         if ctx.train or self.backend is not CPU or x.ndim != 2 or out.size >= SERIAL_WORK:
             return super().bind(inputs, out, ctx)
         self._x = x
-        weight_t, bias, kind = self.params["weight"].T, self.params.get("bias"), activation_kind(self.activation)
-        matmul, epilogue = np.matmul, bias is not None or self.activation is not None
+        weight_t, matmul = self.params["weight"].T, np.matmul
+        epilogue = bind_bias_activation(out, self.params.get("bias"), activation_kind(self.activation))
 
         def run() -> None:
             matmul(x, weight_t, out=out)
-            if epilogue:
-                bias_activation_serial(out, bias, kind)
+            epilogue()
 
         return run
 

@@ -18,14 +18,16 @@ function, not its compile options).
 
 from __future__ import annotations
 
+import functools
 import types
+from typing import Callable
 
 import numpy as np
 from numba import njit
 
 from .activation import RELU
 from .direct import direct_forward
-from .epilogue import _activation_ufunc, _bias_relu, _bias_relu_rows, row_span
+from .epilogue import NONE, _activation_ufunc, _bias_relu, _bias_relu_rows, row_span
 from .im2col import im2col
 from .pool import avgpool_forward, maxpool_forward
 
@@ -56,15 +58,30 @@ _bias_relu_rows_serial = serial_twin(_bias_relu_rows)
 _EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
 
 
-def bias_activation_serial(y: np.ndarray, bias: np.ndarray | None, kind: int) -> None:
-    """epilogue.bias_activation on one thread: the same loops and the same activation ufuncs."""
-    if y.size == 0:
-        return
-    if bias is not None or kind == RELU:
+def bind_bias_activation(y: np.ndarray, bias: np.ndarray | None, kind: int) -> Callable[[], None]:
+    """epilogue.bias_activation(y, bias, kind) on one thread, as a call for this fixed ``y``
+    (its layout decided once): the same loops, the same activation ufuncs."""
+    calls: list[Callable[[], None]] = []
+    if y.size and (bias is not None or kind == RELU):
         vector = _EMPTY[y.dtype.char] if bias is None else bias
         if y.flags.c_contiguous:
-            _bias_relu_serial(y, vector, bias is not None, kind == RELU)
+            calls.append(functools.partial(_bias_relu_serial, y, vector, bias is not None, kind == RELU))
         else:
             flat, stride = row_span(y)
-            _bias_relu_rows_serial(flat, y.shape[0], y.shape[1], stride, vector, bias is not None, kind == RELU)
-    _activation_ufunc(y, kind)
+            calls.append(functools.partial(_bias_relu_rows_serial, flat, y.shape[0], y.shape[1], stride, vector,
+                                           bias is not None, kind == RELU))  # fmt: skip
+    if y.size and kind not in (NONE, RELU):
+        calls.append(functools.partial(_activation_ufunc, y, kind))
+    if len(calls) == 2:
+        first, second = calls
+
+        def both() -> None:
+            first()
+            second()
+
+        return both
+    return calls[0] if calls else _nothing
+
+
+def _nothing() -> None:
+    pass

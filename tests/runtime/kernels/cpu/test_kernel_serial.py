@@ -124,7 +124,7 @@ REFERENCE_ACTIVATIONS = {NONE: lambda v: v, RELU: lambda v: np.maximum(v, 0), TA
 @pytest.mark.parametrize("kind", [NONE, RELU, TANH, SIGMOID])
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("strided", [False, True])
-def test_bias_activation_serial_matches_numpy(dtype, kind, with_bias, strided):
+def test_bound_bias_activation_matches_numpy(dtype, kind, with_bias, strided):
     rng = np.random.default_rng(kind + 2 + 7 * with_bias)
     parent = rng.standard_normal((9, 11)).astype(dtype)
     y = parent[:, 2:7] if strided else parent[:, :5].copy()  # a channel slice of a concat buffer
@@ -133,7 +133,7 @@ def test_bias_activation_serial_matches_numpy(dtype, kind, with_bias, strided):
     expected = REFERENCE_ACTIVATIONS[kind](y.astype(np.float64) + (0 if bias is None else bias))
     parallel = y.copy()
     bias_activation(parallel, bias, kind)
-    serial.bias_activation_serial(y, bias, kind)
+    serial.bind_bias_activation(y, bias, kind)()
     np.testing.assert_allclose(y, expected, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
     np.testing.assert_array_equal(y, parallel)
     np.testing.assert_array_equal(parent[:, [0, 1, 7, 8, 9, 10]], outside)  # only the slice is written
