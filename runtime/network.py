@@ -246,12 +246,12 @@ class Network:
             self._rederive()
         plan = self.inference_plan
         self._last_plan = plan
+        # the input goes straight into the plan's input buffer: no second copy
+        internal = plan.input_buffer(x.shape[0])
         if self.backend.shares_host_memory:
-            # the layout conversion writes straight into the plan's input buffer: no second copy
-            internal = plan.input_buffer(x.shape[0])
             np.copyto(internal, x.transpose(0, *range(2, x.ndim), 1) if x.ndim > 2 else x)  # (np.moveaxis: +5 us)
         else:
-            internal = self._to_backend(x)
+            self.backend.upload(to_internal(x), internal)
         values = plan.forward(internal, self.context, timings)
         primary = values[plan.resolve(self.plan.outputs[0])]
         return primary if on_backend else _to_caller(self.backend.to_host(primary), out)
