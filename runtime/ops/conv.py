@@ -130,7 +130,7 @@ class ConvOp(Op):
         if self.algorithm is not None or self._depthwise or self.residual or self._groups != 1:
             return None
         if not (x.flags.c_contiguous and out.flags.c_contiguous and x.dtype == out.dtype == self.dtype):
-            return None
+            return None  # (reshapes of other layouts would be copies, stale once bound)
         n = x.shape[0]
         x4, y4 = x.reshape(n, *self._in_image), out.reshape(n, *self._out_image)
         weight = np.ascontiguousarray(self._weight(self.params["weight"]))
@@ -142,9 +142,7 @@ class ConvOp(Op):
             return None
         bias = self.params.get("bias")
         kind = activation_kind(self.activation)
-        y2, xf, dtype = out.reshape(-1, plan.O), x.reshape(-1), self.dtype
-        epilogue = bind_bias_activation(y2, bias, kind)
-        matmul = np.matmul
+        y2, xf, dtype, matmul = out.reshape(-1, plan.O), x.reshape(-1), self.dtype, np.matmul
         if plan.direct_forward:
             size, wf, geo = scratch_size(plan.direct_geo), weight.reshape(-1), plan.direct_geo
             vector = np.empty(0, dtype) if bias is None else bias
@@ -156,6 +154,7 @@ class ConvOp(Op):
                 activation()
 
             return direct
+        epilogue = bind_bias_activation(y2, bias, kind)
         if plan.pointwise or plan.whole:
             # the column matrix is x's own view: one GEMM
             a = x.reshape(-1, plan.C) if plan.pointwise else x.reshape(plan.rows, plan.K)

@@ -50,8 +50,9 @@ class FlattenOp(Op):
 
     def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
         x = inputs[0]
-        if self.backend is CPU and (x.ndim <= 2 or x[0].size == x.shape[-1]):
-            # no spatial extent (LeNet-5's 1x1x120): channels-first order is channels-last order
+        if self.backend is CPU and x.flags.c_contiguous and (x.ndim <= 2 or x[0].size == x.shape[-1]):
+            # no spatial extent (LeNet-5's 1x1x120): channels-first order is channels-last order,
+            # and x's reshape is a view (of a contiguous x), so the bound copy reads each new value
             return functools.partial(np.copyto, out, x.reshape(out.shape))
         return super().bind(inputs, out, ctx)
 

@@ -31,9 +31,11 @@ class _WindowPool(Op):
         self._out_image = as_image(tuple(out_shape))
         self._dx: np.ndarray | None = None
 
-    def _small(self, out: np.ndarray, ctx: Context) -> bool:
-        """Whether a bound forward runs the single-thread kernel (runtime/kernels/cpu/serial.py)."""
-        return not ctx.train and self.kernels is cpu_kernels and out.size < SERIAL_WORK
+    def _small(self, x: np.ndarray, out: np.ndarray, ctx: Context) -> bool:
+        """Whether a bound forward runs the single-thread kernel (runtime/kernels/cpu/serial.py):
+        little work, and arrays whose 4-D views are views (a reshaped copy would be stale)."""
+        return (not ctx.train and self.kernels is cpu_kernels and max(x.size, out.size) < SERIAL_WORK
+                and x.flags.c_contiguous and out.flags.c_contiguous)
 
     def _input_grad(self, n: int) -> np.ndarray:
         self._dx = self.scratch(self._dx, (n, *self.in_shapes[0]))
@@ -58,7 +60,7 @@ class MaxPoolOp(_WindowPool):
         self.kernels.maxpool_forward(x4, out4, self._argmax, *self._args)
 
     def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
-        if not self._small(out, ctx):
+        if not self._small(inputs[0], out, ctx):
             return super().bind(inputs, out, ctx)
         n = inputs[0].shape[0]
         self._argmax = self.scratch(self._argmax, (n, *self._out_image), np.int32)
@@ -89,7 +91,7 @@ class AvgPoolOp(_WindowPool):
         self.kernels.avgpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image), *self._args)
 
     def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
-        if not self._small(out, ctx):
+        if not self._small(inputs[0], out, ctx):
             return super().bind(inputs, out, ctx)
         n = inputs[0].shape[0]
         x4, out4 = inputs[0].reshape(n, *self._in_image), out.reshape(n, *self._out_image)
