@@ -24,21 +24,24 @@ from typing import Callable
 
 import numpy as np
 from numba import njit
+from numba.core.dispatcher import Dispatcher
 
 from .activation import RELU
 from .direct import direct_forward
 from .epilogue import NONE, _activation_ufunc, _bias_relu, _bias_relu_rows, row_span
 from .im2col import im2col
 from .pool import avgpool_forward, maxpool_forward
+from .workspace import SERIAL_BELOW
 
-#: Elements (of output, or im2col columns) below which a layer runs its serial twin: as
-#: conv's ``SERIAL_BELOW`` (workspace.py), where a second thread measured no gain.
-SERIAL_WORK = 1 << 16
+#: Elements (of input, output or im2col columns) below which a layer runs its serial twin:
+#: conv's threshold (workspace.py), below which a second thread measured no gain.
+SERIAL_WORK = SERIAL_BELOW
 
 
-def serial_twin(kernel):
-    """``kernel`` (a parallel Numba dispatcher) compiled without ``parallel``, with its other
-    options (error model, fastmath), cached on disk under ``<name>_serial``."""
+def serial_twin(kernel: Dispatcher) -> Dispatcher:
+    """``kernel`` (a parallel Numba dispatcher: the jitted function itself, not a Python wrapper
+    around one) compiled without ``parallel``, with its other options (error model, fastmath),
+    cached on disk under ``<name>_serial``."""
     options = {k: v for k, v in kernel.targetoptions.items() if k in ("error_model", "fastmath", "boundscheck")}
     py = kernel.py_func
     twin = types.FunctionType(py.__code__, py.__globals__, f"{py.__name__}_serial", py.__defaults__, py.__closure__)
