@@ -7,7 +7,7 @@ tanh and sigmoid, float32: Numba kernels with their own vectorisable formulas (`
 ``sigmoid32``; inline, so the epilogues of runtime/kernels/cpu/epilogue.py fuse them too).
 Without Intel's SVML, Numba calls the scalar libm tanh/exp per element, and NumPy's float32
 tanh is not SIMD on AVX2 machines either: on 64 x 28 x 28 x 6 values (LeNet-5's first tanh, one thread,
-AMD EPYC AVX2) np.tanh took 1.03 ms, np's sigmoid 0.81 ms, these kernels 0.45 and 0.37 ms.
+AMD EPYC AVX2) np.tanh took 1.03 ms, np's sigmoid 0.81 ms, these kernels 0.41 and 0.37 ms.
 Both are built on ``_exp_reduced``, a Cephes-style expf for arguments <= 0 (Cody-Waite
 reduction by ln 2, degree-6 polynomial, 2^-k assembled from its exponent bits; fused
 multiply-adds allowed, see ``CONTRACT``):
@@ -21,8 +21,8 @@ multiply-adds allowed, see ``CONTRACT``):
   (0.5 + 0.5 tanh(x/2) would not); in float32 NumPy's exp(-x) overflows below x = -88 and that
   formula gives 0 where the true value is a denormal.
 
-Both pass NaN through and give the exact limits at +-inf, 0 and -0 (tanh: x itself below 4e-4,
-so denormals and signed zeros stay). float64 keeps NumPy's ufuncs (np.tanh, and 1 / (1 + exp(-x))
+Both pass NaN through and give the exact limits at +-inf, 0 and -0 (tanh keeps the sign of
+zero and denormal inputs). float64 keeps NumPy's ufuncs (np.tanh, and 1 / (1 + exp(-x))
 as PyTorch computes it): exact to float64 rounding, which the float64 gradient checks need.
 
 The three backward passes share one kernel selected by ``kind`` (fewer jitted functions
@@ -83,9 +83,14 @@ _E3, _E4, _E5 = _F(4.1665795894e-2), _F(1.6666665459e-1), _F(5.0000001201e-1)
 # tanh(x) = x + x^3 Q(x^2) on |x| <= 0.625 (0.76 ulp in float32 arithmetic)
 _Q0, _Q1, _Q2 = _F(-0.3333333134651184), _F(0.1333320587873459), _F(-0.05394676327705383)
 _Q3, _Q4, _Q5 = _F(0.021700702607631683), _F(-0.008177397772669792), _F(0.0021429616026580334)
-_TANH_SMALL, _TANH_TINY, _TANH_BIG = _F(0.625), _F(0.0004), _F(9.5)
+_TANH_SMALL, _TANH_BIG = _F(0.625), _F(9.5)
 _EXP_LOW = _F(-104.0)  # exp below this rounds to 0 in float32 (the smallest denormal is 2^-149)
 _HALF, _ONE, _TWO, _ZERO = _F(0.5), _F(1.0), _F(2.0), _F(0.0)
+
+
+# The inline functions below are compiled into their callers, also those of epilogue.py, whose
+# cache=True files Numba does not invalidate when this file changes: after editing them, clear
+# runtime/kernels/cpu/__pycache__ (a fresh install has no stale cache).
 
 
 @njit(inline="always", error_model="numpy")
@@ -106,21 +111,20 @@ def _power_of_2(k):  # pragma: no cover - jitted
 
 @njit(inline="always", error_model="numpy")
 def tanh32(v):  # pragma: no cover - jitted
-    """tanh of a float32, branch-free (selects), so that loops over it vectorise."""
+    """tanh of a float32, branch-free (selects), so that loops over it vectorise. NaN passes
+    the clamps and takes the small branch; s (1 + ...) keeps signed zeros and denormals."""
     m = abs(v)
-    s = _TANH_SMALL if v > _TANH_SMALL else v  # NaN passes the clamps (and is restored below)
+    s = _TANH_SMALL if v > _TANH_SMALL else v
     s = -_TANH_SMALL if s < -_TANH_SMALL else s
     t = s * s
-    small = s + s * (t * (((((_Q5 * t + _Q4) * t + _Q3) * t + _Q2) * t + _Q1) * t + _Q0))
+    small = s * (_ONE + t * (((((_Q5 * t + _Q4) * t + _Q3) * t + _Q2) * t + _Q1) * t + _Q0))
     c = _TANH_BIG if m > _TANH_BIG else m
     c = _TANH_SMALL if not (c > _TANH_SMALL) else c  # keeps exp's argument in range (and NaN out)
     p, k = _exp_reduced(-_TWO * c)
     e = p * _power_of_2(k)  # k <= 28
     big = (_ONE - e) / (_ONE + e)
     big = -big if v < _ZERO else big
-    r = small if m <= _TANH_SMALL else big
-    r = v if m < _TANH_TINY else r  # signed zeros and denormals exactly
-    return v if v != v else r
+    return big if m > _TANH_SMALL else small
 
 
 @njit(inline="always", error_model="numpy")
