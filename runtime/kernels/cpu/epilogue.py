@@ -119,7 +119,7 @@ def bias_activation(y: np.ndarray, bias: np.ndarray | None, kind: int) -> None:
         else:
             flat, stride = row_span(y)
             _bias_relu_rows(flat, y.shape[0], y.shape[1], stride, vector, bias is not None, kind == RELU)
-    _activation_ufunc(y, kind)
+    _activation_after(y, kind)
 
 
 _EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
@@ -159,7 +159,9 @@ def _unit_channels(rows: np.ndarray) -> bool:
     return count == 0 or ((channels == 1 or rows.strides[1] == rows.itemsize) and rows.strides[0] % rows.itemsize == 0)
 
 
-def _activation_ufunc(y: np.ndarray, kind: int) -> None:
+def _activation_after(y: np.ndarray, kind: int) -> None:
+    """tanh or sigmoid in place, after a pass that did the rest (Numba in float32 where y is
+    contiguous, NumPy otherwise)."""
     if kind in (TANH, SIGMOID):
         activation_forward(y, y, kind)  # any layout
 
@@ -188,7 +190,7 @@ def add_activation(inputs: list[np.ndarray], out: np.ndarray, kind: int) -> None
     if kind == RELU:
         np.maximum(out, 0, out=out)  # NaN stays NaN, as in relu_forward
     else:
-        _activation_ufunc(out, kind)
+        _activation_after(out, kind)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -214,7 +216,7 @@ def bias_residual_activation(y: np.ndarray, bias: np.ndarray | None, shortcut: n
     if y.flags.c_contiguous and shortcut.flags.c_contiguous:
         vector = _EMPTY[y.dtype.char] if bias is None else bias
         _bias_residual_relu(y, vector, bias is not None, shortcut, kind == RELU)
-        _activation_ufunc(y, kind)
+        _activation_after(y, kind)
         return
     bias_activation(y, bias, NONE)
     np.add(y, shortcut, out=y)

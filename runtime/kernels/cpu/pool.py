@@ -9,9 +9,10 @@ divisor: with ``count_pad`` the window clipped to the padded input (``W + pad``:
 window hanging past the padding does not count the overhang), without it the real elements only.
 Global average pooling is average pooling with the whole image as the window.
 
-Every loop keeps the channel axis innermost, where the data is contiguous. Forward kernels run
-images x output rows in parallel; backward kernels scatter into the input gradient, so they run
-images in parallel (windows of one image may overlap).
+Every loop keeps the channel axis innermost, where the data is contiguous. Max pooling's forward
+runs images x output rows in parallel; average pooling's forward works separably on flat rows of
+an image (see ``_avgpool_forward``) and runs images in parallel; backward kernels scatter into
+the input gradient, so they run images in parallel (windows of one image may overlap).
 """
 
 from __future__ import annotations
