@@ -9,9 +9,10 @@ divisor: with ``count_pad`` the window clipped to the padded input (``W + pad``:
 window hanging past the padding does not count the overhang), without it the real elements only.
 Global average pooling is average pooling with the whole image as the window.
 
-Every loop keeps the channel axis innermost, where the data is contiguous. Forward kernels run
-images x output rows in parallel; backward kernels scatter into the input gradient, so they run
-images in parallel (windows of one image may overlap).
+Every loop keeps the channel axis innermost, where the data is contiguous. Max pooling's forward
+runs images x output rows in parallel; average pooling's forward works separably on flat rows of
+an image (see ``_avgpool_forward``) and runs images in parallel; backward kernels scatter into
+the input gradient, so they run images in parallel (windows of one image may overlap).
 """
 
 from __future__ import annotations
@@ -85,32 +86,57 @@ def _avg_window(o, stride, pad, kernel, size, count_pad):  # pragma: no cover - 
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def avgpool_forward(x, out, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no cover - jitted
-    """out[n, oh, ow, c] = sum of the real inputs in the window / divisor (0 for an empty one)."""
+def _avgpool_forward(x, out, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no cover - jitted
+    """avgpool_forward on C-contiguous arrays, separably per image and output row: the window's
+    input rows are summed into one row (flat passes over W*C), which sits inside a zero-padded
+    line, so that every window has exactly kw columns there; each output (ow, c) then adds its
+    kw values, found through a precomputed offset (flat loops over Wo*C, vectorised as
+    gathers). Looping over (ow, c) with the channels innermost runs scalar for few channels:
+    LeNet-5's first pooling (64 x 28 x 28 x 6, 2x2) took 0.39 ms against 0.17 ms (one thread)."""
     n_img, in_h, in_w, channels = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
-    for task in prange(n_img * out_h):
-        n = task // out_h
-        oh = task % out_h
-        h_lo, h_hi, h_div = _avg_window(oh, sh, ph, kh, in_h, count_pad)
-        for ow in range(out_w):
-            w_lo, w_hi, w_div = _avg_window(ow, sw, pw, kw, in_w, count_pad)
-            for c in range(channels):
-                out[n, oh, ow, c] = 0
-            for h in range(h_lo, h_hi):
-                for w in range(w_lo, w_hi):
-                    for c in range(channels):
-                        out[n, oh, ow, c] += x[n, h, w, c]
-            divisor = h_div * w_div
-            if divisor > 0:
-                scale = x.dtype.type(1.0 / divisor)
-                for c in range(channels):
-                    out[n, oh, ow, c] *= scale
+    width, size = in_w * channels, out_w * channels
+    # the padded line: pw zero columns, the row, then zeros up to the last window's end
+    padded = max(in_w + pw, (out_w - 1) * sw + kw) * channels
+    offset = np.empty(size, np.int64)  # window (ow, c)'s first element in the padded line
+    scale = np.empty(size, x.dtype)  # its share of the divisor: 1 / w_div
+    for ow in range(out_w):
+        _, _, w_div = _avg_window(ow, sw, pw, kw, in_w, count_pad)
+        for c in range(channels):
+            offset[ow * channels + c] = ow * sw * channels + c
+            scale[ow * channels + c] = 1.0 / w_div if w_div > 0 else 0.0
+    for n in prange(n_img):
+        image = x[n].reshape(in_h, width)
+        rows = out[n].reshape(out_h, size)
+        padded_line = np.zeros(padded, x.dtype)
+        line = padded_line[pw * channels : pw * channels + width]
+        for oh in range(out_h):
+            h_lo, h_hi, h_div = _avg_window(oh, sh, ph, kh, in_h, count_pad)
+            target = rows[oh]
+            if h_hi <= h_lo or h_div == 0:
+                target[:] = 0
+                continue
+            first = image[h_lo]
+            for q in range(width):
+                line[q] = first[q]
+            for h in range(h_lo + 1, h_hi):
+                source = image[h]
+                for q in range(width):
+                    line[q] += source[q]
+            for q in range(size):
+                target[q] = padded_line[offset[q]]
+            for j in range(1, kw):
+                shift = j * channels
+                for q in range(size):
+                    target[q] += padded_line[offset[q] + shift]
+            row_scale = x.dtype.type(1.0 / h_div)
+            for q in range(size):
+                target[q] *= scale[q] * row_scale
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def avgpool_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no cover - jitted
-    """dx = 0, then each dy / divisor is added to every real input of its window."""
+def _avgpool_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no cover - jitted
+    """avgpool_backward on C-contiguous arrays."""
     n_img, in_h, in_w, channels = dx.shape
     out_h, out_w = dy.shape[1], dy.shape[2]
     for n in prange(n_img):
@@ -127,6 +153,20 @@ def avgpool_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no c
                     for w in range(w_lo, w_hi):
                         for c in range(channels):
                             dx[n, h, w, c] += dy[n, oh, ow, c] * scale
+
+
+def avgpool_forward(x: np.ndarray, out: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
+                    count_pad: bool) -> None:
+    """out[n, oh, ow, c] = sum of the real inputs in the window / divisor (0 for an empty one);
+    ``out`` must be C-contiguous, ``x`` is made so (a no-op when it is)."""
+    _avgpool_forward(np.ascontiguousarray(x), out, kh, kw, sh, sw, ph, pw, count_pad)
+
+
+def avgpool_backward(dy: np.ndarray, dx: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
+                     count_pad: bool) -> None:
+    """dx = 0, then each dy / divisor is added to every real input of its window; ``dx`` must be
+    C-contiguous, ``dy`` is made so (a gradient may be a channel slice of a concat's)."""
+    _avgpool_backward(np.ascontiguousarray(dy), dx, kh, kw, sh, sw, ph, pw, count_pad)
 
 
 def global_avgpool_forward(x: np.ndarray, out: np.ndarray) -> None:

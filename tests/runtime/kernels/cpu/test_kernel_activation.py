@@ -124,3 +124,58 @@ def test_softmax_backward_finite_differences(rows, channels, seed):
         return (out * weights).sum(axis=(1, 2))
 
     np.testing.assert_allclose(dx, stacked_central_difference(losses, x), rtol=1e-6, atol=1e-8)
+
+
+def ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """|got - want| in units of the float32 spacing at want (want in float64)."""
+    spacing = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    return np.abs(got.astype(np.float64) - want) / spacing
+
+
+def dense_float32(top: float, step: int = 331) -> np.ndarray:
+    """Every step-th float32 from 0 to ``top`` (by bit pattern: as dense near 0 as near top,
+    denormals included), and their negatives."""
+    bits = np.arange(0, np.float32(top).view(np.uint32), step, dtype=np.uint32)
+    x = bits.view(np.float32)
+    return np.concatenate([x, -x])
+
+
+def test_float32_tanh_is_within_2_ulp_over_a_dense_range():
+    # The float32 kernel has its own formula (two pieces meeting at |x| = 0.625, a clamp at 9.5)
+    x = np.concatenate([dense_float32(12.0), np.float32([0.625, -0.625, 9.5, 0.0004])])
+    x = np.concatenate([x, np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf))])
+    error = ulps(activate("tanh", x), np.tanh(x.astype(np.float64)))
+    assert error.max() <= 2.0, f"tanh({x[np.argmax(error)]!r}) is {error.max():.2f} ulp off"
+
+
+def test_float32_sigmoid_is_within_3_ulp_down_to_denormal_outputs():
+    x = dense_float32(110.0)
+    x64 = x.astype(np.float64)
+    # exp(x) / (1 + exp(x)) below 0 in float64: exact to float32 precision, also where the
+    # float32 result is a denormal (compared in units of the denormal spacing there)
+    want = np.where(x64 >= 0, 1 / (1 + np.exp(-np.abs(x64))), np.exp(-np.abs(x64)) / (1 + np.exp(-np.abs(x64))))
+    got = activate("sigmoid", x)
+    error = ulps(got, want)
+    assert error.max() <= 3.0, f"sigmoid({x[np.argmax(error)]!r}) is {error.max():.2f} ulp off"
+    assert got[x < -90].min() == 0 and got[(x < -87.5) & (x > -100)].min() > 0  # denormals, not 0
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_float32_kernels_keep_nan_signed_zeros_and_denormal_inputs(name):
+    tiny = np.float32([1e-45, -1e-45, 1e-39, -3e-38, 0.0, -0.0, np.nan])
+    got = activate(name, tiny)
+    if name == "tanh":  # tanh(x) = x to float32 precision here, sign of zero included
+        np.testing.assert_array_equal(got, tiny)
+        assert np.signbit(got[5]) and not np.signbit(got[4])
+    else:
+        np.testing.assert_array_equal(got, [0.5] * 6 + [np.nan])
+
+
+def test_float32_kernels_agree_with_numpy_on_strided_views():
+    # Non-contiguous arrays take NumPy's ufuncs; contiguous ones the kernels: the same values
+    x = (np.random.default_rng(3).standard_normal((6, 8)) * 3).astype(np.float32)
+    for name in ("tanh", "sigmoid"):
+        strided = np.empty((6, 8), np.float32)[:, ::2]
+        activation_forward(x[:, ::2], strided, KINDS[name])
+        contiguous = activate(name, np.ascontiguousarray(x[:, ::2]))
+        np.testing.assert_allclose(strided, contiguous, rtol=3e-7, atol=0)

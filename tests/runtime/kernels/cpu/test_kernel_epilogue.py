@@ -13,7 +13,8 @@ import pytest
 
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_forward
 from cnnlang.runtime.kernels.cpu.epilogue import (
-    NONE, RELU, SIGMOID, TANH, activation_kind, add_activation, bias_activation, bias_residual_activation,
+    NONE, RELU, SIGMOID, SMOOTH_BLOCK, TANH, activation_kind, add_activation, bias_activation,
+    bias_residual_activation,
 )
 
 DTYPES = [np.float32, np.float64]
@@ -161,3 +162,16 @@ def test_conv_refuses_an_output_that_is_not_a_channel_slice():
     out = np.zeros((1, 8, 4, 3), np.float32)[:, ::2]  # every other row: not one GEMM operand
     with pytest.raises(ValueError, match="channel slice"):
         conv2d_forward(x, w, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1, out)
+
+
+@pytest.mark.parametrize("kind", [TANH, SIGMOID])
+@pytest.mark.parametrize("channels", [6, 7, 5000])
+def test_float32_tanh_sigmoid_epilogue_over_many_blocks(kind, channels):
+    # More than one task of SMOOTH_BLOCK elements (the bias is tiled per block, whole rows
+    # each; 7 does not divide the block, 5000 channels exceed it)
+    rng = np.random.default_rng(channels)
+    y = (rng.standard_normal((3 * SMOOTH_BLOCK // channels + 5, channels)) * 3).astype(np.float32)
+    bias = rng.standard_normal(channels).astype(np.float32)
+    expected = ACTIVATIONS[kind]((y + bias).astype(np.float64))  # the float32 sum, as the kernel
+    bias_activation(y, bias, kind)
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)

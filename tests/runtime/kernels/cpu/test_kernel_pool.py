@@ -259,3 +259,20 @@ def test_global_avgpool_forward_and_backward(dtype):
     dx = np.empty_like(x)
     global_avgpool_backward(dy, dx)
     np.testing.assert_allclose(dx, np.broadcast_to(dy / 20, x.shape), rtol=1e-6)
+
+
+def test_avgpool_takes_channel_slices():
+    # A channel slice of a concat's buffer (input, or a gradient split by a concat) gives the
+    # same result as its contiguous copy
+    rng = np.random.default_rng(5)
+    wide = rng.standard_normal((2, 6, 6, 5)).astype(np.float32)
+    x = wide[..., 1:4]
+    out, want = np.empty((2, 3, 3, 3), np.float32), np.empty((2, 3, 3, 3), np.float32)
+    avgpool_forward(x, out, 2, 2, 2, 2, 0, 0, False)
+    avgpool_forward(np.ascontiguousarray(x), want, 2, 2, 2, 2, 0, 0, False)
+    np.testing.assert_array_equal(out, want)
+    dy_wide = rng.standard_normal((2, 3, 3, 5)).astype(np.float32)
+    dx, dx_want = np.empty((2, 6, 6, 3), np.float32), np.empty((2, 6, 6, 3), np.float32)
+    avgpool_backward(dy_wide[..., 2:5], dx, 2, 2, 2, 2, 0, 0, False)
+    avgpool_backward(np.ascontiguousarray(dy_wide[..., 2:5]), dx_want, 2, 2, 2, 2, 0, 0, False)
+    np.testing.assert_array_equal(dx, dx_want)
