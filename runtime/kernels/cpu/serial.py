@@ -26,11 +26,11 @@ import numpy as np
 from numba import njit
 from numba.core.dispatcher import Dispatcher
 
-from .activation import RELU
+from .activation import RELU, SIGMOID, TANH
 from .direct import direct_forward
-from .epilogue import NONE, _activation_ufunc, _bias_relu, _bias_relu_rows, row_span
+from .epilogue import NONE, SMOOTH_BLOCK, _activation_after, _bias_relu, _bias_relu_rows, _bias_smooth32, row_span
 from .im2col import im2col
-from .pool import avgpool_forward, maxpool_forward
+from .pool import _avgpool_forward, maxpool_forward
 from .workspace import SERIAL_BELOW
 
 #: Elements (of input, output or im2col columns) below which a layer runs its serial twin:
@@ -53,10 +53,11 @@ def serial_twin(kernel: Dispatcher) -> Dispatcher:
 
 im2col_serial = serial_twin(im2col)
 direct_forward_serial = serial_twin(direct_forward)
-avgpool_forward_serial = serial_twin(avgpool_forward)
+avgpool_forward_serial = serial_twin(_avgpool_forward)  # (C-contiguous arrays)
 maxpool_forward_serial = serial_twin(maxpool_forward)
 _bias_relu_serial = serial_twin(_bias_relu)
 _bias_relu_rows_serial = serial_twin(_bias_relu_rows)
+_bias_smooth32_serial = serial_twin(_bias_smooth32)
 
 _EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
 
@@ -64,6 +65,11 @@ _EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
 def bind_bias_activation(y: np.ndarray, bias: np.ndarray | None, kind: int) -> Callable[[], None]:
     """epilogue.bias_activation(y, bias, kind) on one thread, as a call for this fixed ``y``
     (its layout decided once): the same loops, the same activation ufuncs."""
+    if y.size and kind in (TANH, SIGMOID) and y.dtype == np.float32 and y.flags.c_contiguous:
+        # as epilogue._smooth32: bias and activation in one flat pass
+        rows = max(1, SMOOTH_BLOCK // y.shape[1])
+        tiled = _EMPTY["f"] if bias is None else np.tile(bias, rows)
+        return functools.partial(_bias_smooth32_serial, y.reshape(-1), rows * y.shape[1], tiled, bias is not None, kind)
     calls: list[Callable[[], None]] = []
     if y.size and (bias is not None or kind == RELU):
         vector = _EMPTY[y.dtype.char] if bias is None else bias
@@ -74,7 +80,7 @@ def bind_bias_activation(y: np.ndarray, bias: np.ndarray | None, kind: int) -> C
             calls.append(functools.partial(_bias_relu_rows_serial, flat, y.shape[0], y.shape[1], stride, vector,
                                            bias is not None, kind == RELU))  # fmt: skip
     if y.size and kind not in (NONE, RELU):
-        calls.append(functools.partial(_activation_ufunc, y, kind))
+        calls.append(functools.partial(_activation_after, y, kind))
     if len(calls) == 2:
         first, second = calls
 

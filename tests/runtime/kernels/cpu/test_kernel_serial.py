@@ -16,7 +16,7 @@ from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, pack_weight
 from cnnlang.runtime.kernels.cpu.direct import direct_forward, scratch_size
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, bias_activation
 from cnnlang.runtime.kernels.cpu.im2col import im2col
-from cnnlang.runtime.kernels.cpu.pool import avgpool_forward, maxpool_forward
+from cnnlang.runtime.kernels.cpu.pool import _avgpool_forward, avgpool_forward, maxpool_forward
 from test_kernel_conv import nchw, nhwc, ref_conv, ref_geometry
 from test_kernel_pool import geometry, out_size, ref_avgpool, ref_maxpool
 
@@ -27,7 +27,7 @@ TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 
 def test_twins_are_serial_and_cached_apart():
     for twin, kernel in [(serial.im2col_serial, im2col), (serial.direct_forward_serial, direct_forward),
-                         (serial.avgpool_forward_serial, avgpool_forward),
+                         (serial.avgpool_forward_serial, _avgpool_forward),
                          (serial.maxpool_forward_serial, maxpool_forward)]:  # fmt: skip
         assert kernel.targetoptions["parallel"] and not twin.targetoptions.get("parallel")
         assert twin.py_func.__code__ is kernel.py_func.__code__
