@@ -24,7 +24,8 @@ c128 114 -> 78, c256 84 -> 47; dx (GEMM + col2im -> Winograd) r16 34.4 -> 17.2, 
 r64 10.6 -> 6.1, c64 164 -> 81, c128 132 -> 64, c256 87 -> 51; dW (im2col + GEMM, as after a
 Winograd forward, or kept columns -> Winograd) r32 12.3 / 9.4 -> 9.6, r64 9.0 / 7.0 -> 6.6, c64
 139 / 134 -> 104, c128 129 / 123 -> 83, c256 81 / 79 -> 50, but r16 (direct 11.3) -> 15.8. At
-c512 (4x4 outputs) Winograd's dx (100 vs 83) and dW (89 vs 79) lost: the rule wants 8x8.
+c512 (4x4 outputs) Winograd's dx (100 vs 83, then 81 vs 79) and dW (89 vs 79) lost, its forward won
+(56 vs 79, median of 9): the rule wants 8x8 outputs for the gradients, 4x4 for the forward.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ Algorithm (chosen by measurement, see ``benchmarks/bench_conv.py``):
 Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the numbers):
 
 * 3x3, stride 1, undilated, ungrouped, with at least 16 channels each side and an output of at least
-  8x8 (the rule in workspace.py): Winograd F(2x2, 3x3) (winograd.py) for the forward (``keep=True``
+  8x8 (4x4 for the forward; the rule in workspace.py): Winograd F(2x2, 3x3) (winograd.py) for the forward (``keep=True``
   only: inference keeps the choice of the ``winograd`` pass), the input gradient (the forward's
   Winograd conv of dy, padded by 2 - p, with the filters turned by 180 degrees and their channels
   swapped) and, from 32 channels, the weight gradient in the Winograd domain. 2.25x fewer

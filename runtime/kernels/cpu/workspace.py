@@ -36,12 +36,14 @@ DIRECT_MIN_WIDTH_PER_TAP = 7
 #: Winograd F(2x2, 3x3) (winograd.py) in training, for 3x3, stride-1, undilated, ungrouped convs: the forward
 #: and the input gradient (a Winograd conv of dy with the turned, transposed weight) when both channel counts
 #: are at least WINOGRAD_MIN_C, the weight gradient (in the Winograd domain) when they are at least
-#: WINOGRAD_WEIGHT_MIN_C (the direct kernel takes 16 x 16 and measured faster); all only when the output is
-#: at least WINOGRAD_MIN_SIZE pixels each way (ResNet-18's 4x4 layers measured slower). Numbers in
+#: WINOGRAD_WEIGHT_MIN_C (the direct kernel takes 16 x 16 and measured faster); the gradients only when the
+#: output is at least WINOGRAD_MIN_SIZE pixels each way, the forward from WINOGRAD_FORWARD_MIN_SIZE (ResNet-18
+#: CIFAR's 512-channel 4x4 layers: the forward measured faster, dx and dW not). Numbers in
 #: benchmarks/bench_small_conv.py.
 WINOGRAD_MIN_C = 16
 WINOGRAD_WEIGHT_MIN_C = 32
 WINOGRAD_MIN_SIZE = 8
+WINOGRAD_FORWARD_MIN_SIZE = 4
 
 
 def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
@@ -97,8 +99,9 @@ class ConvPlan:
         wino = (ws.winograd is not False and (KH, KW) == (3, 3) and max(sh, sw, dh, dw, G) == 1
                 and max(pt, pb, pl, pr) <= 2)
         big = min(Ho, Wo) >= WINOGRAD_MIN_SIZE
-        self.winograd_forward = wino and (ws.winograd or (big and min(C, O) >= WINOGRAD_MIN_C))
-        self.winograd_dx = self.winograd_forward
+        self.winograd_forward = wino and (ws.winograd or (min(Ho, Wo) >= WINOGRAD_FORWARD_MIN_SIZE
+                                                          and min(C, O) >= WINOGRAD_MIN_C))
+        self.winograd_dx = wino and (ws.winograd or (big and min(C, O) >= WINOGRAD_MIN_C))
         self.winograd_weight = wino and (ws.winograd or (big and min(C, O) >= WINOGRAD_WEIGHT_MIN_C))
         # in the order of the indices at the top of direct.py
         self.direct_geo = np.array([N, H, W, C, Ho, Wo, KH, KW, pt, pl, O], np.int64)

@@ -252,7 +252,7 @@ def test_transform_weight_into_matches_transform_weight_turned_and_not():
 
 def test_the_training_rule():
     """Default workspaces: Winograd for resnet20's 3x3 stride-1 layers (the weight gradient from 32 channels; the
-    direct kernel keeps 16 x 16), not for small outputs, other kernels, strides, or paddings over 2."""
+    direct kernel keeps 16 x 16; the gradients from 8x8 outputs, the forward from 4x4), not for smaller outputs, other kernels, strides, or paddings over 2."""
 
     def plan(h, c, o, k=3, stride=1, pad=1):
         ho = (h + 2 * pad - k) // stride + 1
@@ -265,6 +265,7 @@ def test_the_training_rule():
     assert paths(plan(32, 16, 16))[:3] == (True, True, False) and plan(32, 16, 16).direct_weight
     assert paths(plan(16, 32, 32))[:3] == (True, True, True)
     assert paths(plan(8, 64, 64))[:3] == (True, True, True)
-    for p in (plan(4, 512, 512), plan(32, 8, 16), plan(32, 16, 16, k=5, pad=2), plan(32, 16, 32, stride=2),
+    assert paths(plan(4, 512, 512))[:3] == (True, False, False)  # the forward only, from 4x4 outputs
+    for p in (plan(2, 512, 512), plan(32, 8, 16), plan(32, 16, 16, k=5, pad=2), plan(32, 16, 32, stride=2),
               plan(32, 32, 32, pad=3)):
         assert paths(p)[:3] == (False, False, False)
