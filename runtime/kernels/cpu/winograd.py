@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3) convolution for 3x3, stride-1, dilation-1, ungrouped layers, channels last (inference).
+"""Winograd F(2x2, 3x3) convolution for 3x3, stride-1, dilation-1, ungrouped layers, channels last (inference, and
+training through conv.py: see "Training" at the end of this docstring).
 
 F(2x2, 3x3) computes a 2x2 output tile from a 4x4 input tile with 16 multiplications per (input channel, output
 channel) instead of 36: Y = A^T [U . V] A, where U = G g G^T is the transformed 3x3 filter and V = B^T d B the
@@ -22,6 +23,19 @@ F(2x2)'s matrices hold only 0, +-1 and 1/2, and its float32 error measured 0.6-1
 (tests/runtime/kernels/test_kernel_winograd.py). F(4x4, 3x3) was tried and removed: its matrices hold up to 8 (A)
 and 5 (B), its error measured 10-30x im2col's, and it was no faster than F(2x2) on most of ResNet-50's shapes
 here (docs/passes.md).
+
+Training (conv.py calls these when workspace.py's rule says so; the weight changes every step):
+
+* ``transform_weight_into``: U in a parallel numba kernel (the einsum of ``transform_weight`` took 176 ms for a
+  512 x 512 weight), or, with ``flip``, U of the input gradient's weight (filters turned by 180 degrees, channels
+  swapped), so that dx = ``winograd_forward`` of dy padded by 2 - p.
+* ``winograd_weight_grad``: dW = G^T (sum over tiles of V^T dM) G, with V the forward's input transform and dM =
+  A dY A^T (``_output_adjoint_2``, the adjoint of the output transform): 16 GEMMs (Cin x tiles) . (tiles x Cout).
+
+The input transform's channel loop compiles to scalar code (LLVM gives up on checking its 16 output and 16 input
+streams for overlap). Tried and dropped, both no faster within the noise (resnet20's 16-channel layer, one thread,
+6.6 ms): one vectorised loop per row of B^T d (8 loads, 4 stores) per tile, and that per block of 16 tiles row
+by row (4 store streams open instead of 16).
 """
 
 from __future__ import annotations
@@ -205,6 +219,104 @@ def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows):  
                 y00[c] = r00
 
 
+@njit(parallel=True, cache=True)
+def _transform_weight(w, u, C, O, flip):  # pragma: no cover - compiled
+    """U = G g G^T of every 3x3 filter g of w (O, C, 3, 3), flat, into u (16, C, O), flat; with ``flip`` the filter
+    turned by 180 degrees into u (16, O, C): the weight of the input gradient's convolution (input channels O). In
+    float64, rounded once, as :func:`transform_weight` (whose einsum this replaces in training: 176 ms for a
+    512 x 512 weight against well under 1 ms here)."""
+    for c in prange(C):
+        for o in range(O):
+            g = w[(o * C + c) * 9 : (o * C + c + 1) * 9]
+            t = np.empty(12)  # G g: 4 rows of 3
+            for j in range(3):
+                if flip:
+                    a, b, d = np.float64(g[8 - j]), np.float64(g[5 - j]), np.float64(g[2 - j])
+                else:
+                    a, b, d = np.float64(g[j]), np.float64(g[3 + j]), np.float64(g[6 + j])
+                t[j], t[3 + j], t[6 + j], t[9 + j] = a, 0.5 * (a + b + d), 0.5 * (a - b + d), d
+            for i in range(4):
+                a, b, d = t[3 * i], t[3 * i + 1], t[3 * i + 2]
+                row = (a, 0.5 * (a + b + d), 0.5 * (a - b + d), d)  # (G g) G^T
+                for j in range(4):
+                    q = (i * 4 + j) * C * O + (o * C + c if flip else c * O + o)
+                    u[q] = row[j]
+
+
+@njit(parallel=True, cache=True)
+def _output_adjoint_2(dyf, mb, plane, geo, row0, nrows):  # pragma: no cover - compiled
+    """The adjoint of the output transform, for the weight gradient: dM = A dY A^T per tile of tile rows
+    [row0, row0 + nrows) into mb (16 planes ``plane`` apart, each nrows*TW x O), from dy (N, Ho, Wo, O), flat; a
+    tile's pixels outside an odd output edge count as zero."""
+    Ho, Wo, O = geo[_HO], geo[_WO], geo[_O]
+    th, tw = geo[_TH], geo[_TW]
+    nt = nrows * tw
+    nblk = (nt + _BLOCK - 1) // _BLOCK
+    for b in prange(nblk):
+        zeros = np.zeros(O, dyf.dtype)
+        for t in range(b * _BLOCK, min(nt, (b + 1) * _BLOCK)):
+            row = row0 + t // tw
+            n = row // th
+            oh = (row % th) * 2
+            ow = (t % tw) * 2
+            p = (n * Ho + oh) * Wo + ow
+            right, down = ow + 1 < Wo, oh + 1 < Ho
+            y00 = dyf[p * O : (p + 1) * O]
+            y01 = dyf[(p + 1) * O : (p + 2) * O] if right else zeros
+            y10 = dyf[(p + Wo) * O : (p + Wo + 1) * O] if down else zeros
+            y11 = dyf[(p + Wo + 1) * O : (p + Wo + 2) * O] if right and down else zeros
+            q = t * O
+            m00, m01 = mb[q : q + O], mb[q + plane : q + plane + O]
+            m02, m03 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+            q += 4 * plane
+            m10, m11 = mb[q : q + O], mb[q + plane : q + plane + O]
+            m12, m13 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+            q += 4 * plane
+            m20, m21 = mb[q : q + O], mb[q + plane : q + plane + O]
+            m22, m23 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+            q += 4 * plane
+            m30, m31 = mb[q : q + O], mb[q + plane : q + plane + O]
+            m32, m33 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+            for c in range(O):
+                # Z = dY A^T: row a is (y_a0, y_a0 + y_a1, y_a0 - y_a1, -y_a1); dM = A Z: rows (z0, z0 + z1, z0 - z1, -z1)
+                a0, a1, b0, b1 = y00[c], y01[c], y10[c], y11[c]
+                z00, z01, z02, z03 = a0, a0 + a1, a0 - a1, -a1
+                z10, z11, z12, z13 = b0, b0 + b1, b0 - b1, -b1
+                m00[c], m01[c], m02[c], m03[c] = z00, z01, z02, z03
+                m10[c], m11[c], m12[c], m13[c] = z00 + z10, z01 + z11, z02 + z12, z03 + z13
+                m20[c], m21[c], m22[c], m23[c] = z00 - z10, z01 - z11, z02 - z12, z03 - z13
+                m30[c], m31[c], m32[c], m33[c] = -z10, -z11, -z12, -z13
+
+
+@njit(parallel=True, cache=True)
+def _weight_grad_transform(du, dw, C, O):  # pragma: no cover - compiled
+    """dW = G^T dU G (the adjoint of U = G g G^T) for every channel pair: du (16, C, O) -> dw (O, C, 3, 3), flat,
+    in float64, rounded once."""
+    for o in prange(O):
+        for c in range(C):
+            t = np.empty(12)  # G^T dU: 3 rows of 4
+            for j in range(4):
+                u0, u1 = np.float64(du[j * C * O + c * O + o]), np.float64(du[(4 + j) * C * O + c * O + o])
+                u2, u3 = np.float64(du[(8 + j) * C * O + c * O + o]), np.float64(du[(12 + j) * C * O + c * O + o])
+                t[j], t[4 + j], t[8 + j] = u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3
+            g = dw[(o * C + c) * 9 : (o * C + c + 1) * 9]
+            for i in range(3):
+                u0, u1, u2, u3 = t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]
+                g[3 * i] = u0 + 0.5 * (u1 + u2)
+                g[3 * i + 1] = 0.5 * (u1 - u2)
+                g[3 * i + 2] = 0.5 * (u1 + u2) + u3
+
+
+def transform_weight_into(weight: np.ndarray, out: np.ndarray, flip: bool = False) -> np.ndarray:
+    """:func:`transform_weight` of ``weight`` (Cout, Cin, 3, 3) into ``out`` (16 * Cin * Cout elements, the
+    weight's dtype), as (16, Cin, Cout); with ``flip``, of the input gradient's weight (the filters turned by 180
+    degrees, input and output channels swapped), as (16, Cout, Cin). For training, where the weight changes
+    every step."""
+    o, c = weight.shape[:2]
+    _transform_weight(np.ascontiguousarray(weight).reshape(-1), out, c, o, flip)
+    return out.reshape((_PLANES, o, c) if flip else (_PLANES, c, o))
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -286,3 +398,48 @@ def _planes(flat: np.ndarray, planes: int, plane: int, rows: int, cols: int) -> 
     return np.lib.stride_tricks.as_strided(flat, shape=(planes, rows, cols), strides=(plane * size, cols * size, size))
 
 
+
+
+def winograd_weight_grad(
+    x: np.ndarray,
+    dy: np.ndarray,
+    pads: tuple[tuple[int, int], tuple[int, int]],
+    dweight: np.ndarray,
+    workspace: ConvWorkspace | None = None,
+) -> np.ndarray:
+    """dweight (Cout, Cin, 3, 3) = the weight gradient of :func:`winograd_forward`'s convolution of x (N, H, W, Cin)
+    given dy (N, Ho, Wo, Cout), overwritten: dU = sum over tiles of V^T dM per transformed-tile position (16 GEMMs
+    (Cin x tiles) . (tiles x Cout), 4/9 of the direct method's multiplications), V = B^T d B as in the forward, dM
+    = A dY A^T, then dW = G^T dU G."""
+    ws = workspace if workspace is not None else DEFAULT_WORKSPACE
+    x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
+    N, H, W, C = x.shape
+    O = dy.shape[3]
+    (pt, pb), (pl, pr) = ((int(p), int(q)) for p, q in pads)
+    Ho, Wo = H + pt + pb - 2, W + pl + pr - 2
+    if dy.shape != (N, Ho, Wo, O) or dweight.shape != (O, C, 3, 3) or not dweight.flags.c_contiguous:
+        raise ValueError(f"winograd: x {x.shape}, dy {dy.shape}, pads {pads}, dweight {dweight.shape} do not fit")
+    th, tw = -(-Ho // 2), -(-Wo // 2)
+    geo = np.array([H, W, C, Ho, Wo, O, pt, pl, th, tw], np.int64)
+    rows = N * th
+    chunk = min(rows, chunk_rows(tw, _PLANES, C + O, x.itemsize, ws.budget))
+    v = ws.get("winograd_v", _PLANES * _plane(chunk * tw * C, x.itemsize), x.dtype)
+    mb = ws.get("winograd_m", _PLANES * _plane(chunk * tw * O, x.itemsize), x.dtype)
+    du = ws.get("winograd_du", _PLANES * C * O, x.dtype).reshape(_PLANES, C, O)
+    part = ws.get("winograd_dupart", _PLANES * C * O, x.dtype).reshape(_PLANES, C, O) if rows > chunk else None
+    xf, dyf = x.reshape(-1), dy.reshape(-1)
+    for r0 in range(0, rows, chunk):
+        nr = min(chunk, rows - r0)
+        nt = nr * tw
+        vplane, mplane = _plane(nt * C, x.itemsize), _plane(nt * O, x.itemsize)
+        v1, m1 = v[: _PLANES * vplane], mb[: _PLANES * mplane]
+        _input_transform_2(xf, v1, vplane, geo, r0, nr)
+        _output_adjoint_2(dyf, m1, mplane, geo, r0, nr)
+        vt = _planes(v1, _PLANES, vplane, nt, C).transpose(0, 2, 1)
+        if r0 == 0:
+            np.matmul(vt, _planes(m1, _PLANES, mplane, nt, O), out=du)
+        else:
+            np.matmul(vt, _planes(m1, _PLANES, mplane, nt, O), out=part)
+            du += part
+    _weight_grad_transform(du.reshape(-1), dweight.reshape(-1), C, O)
+    return dweight

@@ -33,6 +33,17 @@ DIRECT_FORWARD_MAX_C = 1
 #: the GEMM on the forward's kept columns).
 DIRECT_WEIGHT_MAX_CO = 256
 DIRECT_MIN_WIDTH_PER_TAP = 7
+#: Winograd F(2x2, 3x3) (winograd.py) in training, for 3x3, stride-1, undilated, ungrouped convs: the forward
+#: and the input gradient (a Winograd conv of dy with the turned, transposed weight) when both channel counts
+#: are at least WINOGRAD_MIN_C, the weight gradient (in the Winograd domain) when they are at least
+#: WINOGRAD_WEIGHT_MIN_C (the direct kernel takes 16 x 16 and measured faster); the gradients only when the
+#: output is at least WINOGRAD_MIN_SIZE pixels each way, the forward from WINOGRAD_FORWARD_MIN_SIZE (ResNet-18
+#: CIFAR's 512-channel 4x4 layers: the forward measured faster, dx and dW not). Numbers in
+#: benchmarks/bench_small_conv.py.
+WINOGRAD_MIN_C = 16
+WINOGRAD_WEIGHT_MIN_C = 32
+WINOGRAD_MIN_SIZE = 8
+WINOGRAD_FORWARD_MIN_SIZE = 4
 
 
 def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
@@ -44,7 +55,8 @@ class ConvPlan:
     for the kernels, the path, the chunking. Cached per workspace, so a repeated call skips it."""
 
     __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial",
-                 "direct_forward", "direct_weight", "direct_geo", "whole", "keepable")
+                 "direct_forward", "direct_weight", "direct_geo", "whole", "keepable", "winograd_forward",
+                 "winograd_dx", "winograd_weight", "pads")
 
     def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
         N, H, W, C = x_shape
@@ -77,11 +89,20 @@ class ConvPlan:
         self.serial = self.rows * Wo * self.K < SERIAL_BELOW
         self.keepable = self.rows * Wo * self.K * itemsize <= ws.keep_budget
         # in the order of the indices at the top of im2col.py
+        self.pads = ((pt, pb), (pl, pr))
         self.geo = np.array([N, H, W, C, Ho, Wo, KH, KW, sh, sw, pt, pl, dh, dw, G], np.int64)
         direct = ws.direct is not False and not self.pointwise and max(sh, sw, dh, dw, G) == 1
         self.direct_forward = direct and (ws.direct or C <= DIRECT_FORWARD_MAX_C)
         self.direct_weight = direct and (
             ws.direct or (C * O <= DIRECT_WEIGHT_MAX_CO and Wo >= DIRECT_MIN_WIDTH_PER_TAP * (KW - 1)))
+        # Winograd: at most 2 padding on each side, for dx, whose conv pads dy by 2 - p.
+        wino = (ws.winograd is not False and (KH, KW) == (3, 3) and max(sh, sw, dh, dw, G) == 1
+                and max(pt, pb, pl, pr) <= 2)
+        big = min(Ho, Wo) >= WINOGRAD_MIN_SIZE
+        self.winograd_forward = wino and (ws.winograd or (min(Ho, Wo) >= WINOGRAD_FORWARD_MIN_SIZE
+                                                          and min(C, O) >= WINOGRAD_MIN_C))
+        self.winograd_dx = wino and (ws.winograd or (big and min(C, O) >= WINOGRAD_MIN_C))
+        self.winograd_weight = wino and (ws.winograd or (big and min(C, O) >= WINOGRAD_WEIGHT_MIN_C))
         # in the order of the indices at the top of direct.py
         self.direct_geo = np.array([N, H, W, C, Ho, Wo, KH, KW, pt, pl, O], np.int64)
 
@@ -91,10 +112,14 @@ class ConvWorkspace:
     the plans of the call shapes seen. One per op, or one shared by ops that run one after
     another (optimised inference); not thread-safe. Buffers grow to the largest request and are
     then reused. ``direct`` chooses the direct kernels (direct.py) where they apply: None by the
-    measured rule above, True always, False never (tests run both paths)."""
+    measured rule above, True always, False never (tests run both paths); ``winograd`` likewise
+    chooses Winograd's training paths (forward with ``keep``, and the input gradient), and True also
+    takes the forward without ``keep``."""
 
-    def __init__(self, budget: int | None = None, min_pixels: int | None = None, direct: bool | None = None):
+    def __init__(self, budget: int | None = None, min_pixels: int | None = None, direct: bool | None = None,
+                 winograd: bool | None = None):
         self.direct = direct
+        self.winograd = winograd
         self.keep_budget = KEEP_BUDGET
         #: (address, shape) of the x whose columns the "kept" buffer holds, or None
         self.kept_for: tuple | None = None

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_forward
+from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, SIGMOID, TANH
-from cnnlang.runtime.kernels.cpu.winograd import matrices, transform_weight, winograd_forward
+from cnnlang.runtime.kernels.cpu.winograd import matrices, transform_weight, transform_weight_into, winograd_forward
 
 ACTIVATIONS = {NONE: lambda y: y, RELU: lambda y: np.maximum(y, 0), TANH: np.tanh, SIGMOID: lambda y: 1 / (1 + np.exp(-y))}
 
@@ -143,3 +143,129 @@ def test_rejects_mismatched_shapes_and_dtypes():
         winograd_forward(x, f4x4, None, ((1, 1), (1, 1)), np.empty((1, 5, 5, 3), np.float32))
     with pytest.raises(TypeError):
         winograd_forward(x, u.astype(np.float64), None, ((1, 1), (1, 1)), np.empty((1, 5, 5, 3), np.float32))
+
+
+# --------------------------------------------------------------------------- training (conv.py's Winograd paths)
+# ConvWorkspace(winograd=True) sends every conv the paths can take (3x3, stride 1, undilated, ungrouped, padding at
+# most 2) through Winograd: the forward (transform_weight_into's U), the input gradient (a Winograd conv of dy with
+# the turned, transposed weight) and the weight gradient (winograd_weight_grad).
+
+
+def reference_grads(x, w, dy, pads):
+    """(dx, dw, db) of reference's convolution for upstream dy (N, Ho, Wo, O), float64: the adjoint of its loops."""
+    x, w, dy = (np.asarray(a, np.float64) for a in (x, w, dy))
+    (pt, pb), (pl, pr) = pads
+    n, h, wd, c = x.shape
+    padded = np.zeros((n, h + pt + pb, wd + pl + pr, c))
+    padded[:, pt : pt + h, pl : pl + wd] = x
+    dpadded = np.zeros_like(padded)
+    ho, wo = dy.shape[1:3]
+    dw = np.zeros(w.shape)
+    for kh in range(3):
+        for kw in range(3):
+            dw[:, :, kh, kw] = np.einsum("nhwc,nhwo->oc", padded[:, kh : kh + ho, kw : kw + wo], dy)
+            dpadded[:, kh : kh + ho, kw : kw + wo] += np.einsum("nhwo,oc->nhwc", dy, w[:, :, kh, kw])
+    return dpadded[:, pt : pt + h, pl : pl + wd], dw, dy.sum(axis=(0, 1, 2))
+
+
+def train_step(x, weight, bias, dy, pads, ws):
+    """conv2d_forward (keep=True, as in training) and conv2d_backward on ``ws``: (y, dx, dw, db)."""
+    n, h, w, _ = x.shape
+    (pt, pb), (pl, pr) = pads
+    y = np.full((n, h + pt + pb - 2, w + pl + pr - 2, weight.shape[0]), np.nan, x.dtype)
+    dx, dw, db = np.full(x.shape, np.nan, x.dtype), np.full(weight.shape, np.nan, x.dtype), np.full(weight.shape[0], np.nan, x.dtype)
+    conv2d_forward(x, weight, bias, (1, 1), pads, (1, 1), 1, y, ws, keep=True)
+    conv2d_backward(x, weight, dy, (1, 1), pads, (1, 1), 1, dx, dw, db, ws, kept=True)
+    return y, dx, dw, db
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_training_paths_float64_match_reference(case, monkeypatch):
+    import cnnlang.runtime.kernels.cpu.winograd as winograd
+
+    monkeypatch.setattr(winograd, "MIN_CHUNK_TILES", 1)  # with the small budget: chunks of a tile row or two
+    n, h, w, cin, cout, pads = case
+    rng = np.random.default_rng(hash(case[:5]) % 2**32)
+    x, weight, bias = rng.standard_normal((n, h, w, cin)), rng.standard_normal((cout, cin, 3, 3)), rng.standard_normal(cout)
+    ws = ConvWorkspace(winograd=True, budget=16 * 2 * (cin + cout) * 8 + 1)
+    y0 = np.empty((n, h + sum(pads[0]) - 2, w + sum(pads[1]) - 2, cout))
+    plan = ws.plan(x, weight, (1, 1), pads, (1, 1), 1, y0)
+    # the case with a padding of 3 is left to im2col (dx's conv would need a negative padding)
+    assert plan.winograd_forward == plan.winograd_dx == plan.winograd_weight == (max(max(p) for p in pads) <= 2)
+    dy = rng.standard_normal(y0.shape)
+    y, dx, dw, db = train_step(x, weight, bias, dy, pads, ws)
+    rdx, rdw, rdb = reference_grads(x, weight, dy, pads)
+    assert relative_error(y, reference(x, weight, bias, pads, NONE)) < FLOAT64_TOLERANCE
+    assert relative_error(dx, rdx) < FLOAT64_TOLERANCE
+    assert relative_error(dw, rdw) < FLOAT64_TOLERANCE
+    assert relative_error(db, rdb) < FLOAT64_TOLERANCE
+
+
+@pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
+def test_training_gradients_match_finite_differences(pads):
+    from gradcheck import central_difference
+
+    rng = np.random.default_rng(6)
+    x, weight, bias = rng.standard_normal((2, 5, 6, 3)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    ho, wo = 5 + sum(pads[0]) - 2, 6 + sum(pads[1]) - 2
+    r = rng.standard_normal((2, ho, wo, 4))  # L = sum(r * y), so dL/dy = r
+    ws = ConvWorkspace(winograd=True)
+
+    def loss():
+        return float(np.sum(r * train_step(x, weight, bias, r, pads, ws)[0]))
+
+    _, dx, dw, db = train_step(x, weight, bias, r, pads, ws)
+    np.testing.assert_allclose(dx, central_difference(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dw, central_difference(loss, weight), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(db, central_difference(loss, bias), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("shape", [(4, 16, 16, 32), (2, 9, 11, 64)])
+def test_training_float32_error_is_a_small_multiple_of_im2col(shape):
+    """The forward, dx and dW of the Winograd training paths within FLOAT32_TOLERANCE and FLOAT32_RATIO_TO_DIRECT
+    of im2col's own float32 error (each against float64 arithmetic on the same float32 inputs)."""
+    n, h, w, cin = shape
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape).astype(np.float32)
+    weight = (rng.standard_normal((48, cin, 3, 3)) * np.sqrt(2 / (9 * cin))).astype(np.float32)
+    bias = rng.standard_normal(48).astype(np.float32)
+    dy = rng.standard_normal((n, h, w, 48)).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+    expected = (reference(x, weight, bias, pads, NONE), *reference_grads(x, weight, dy, pads)[:2])
+    got = train_step(x, weight, bias, dy, pads, ConvWorkspace(winograd=True))[:3]
+    im2col = train_step(x, weight, bias, dy, pads, ConvWorkspace(winograd=False, direct=False))[:3]
+    for name, a, b, want in zip(("y", "dx", "dw"), got, im2col, expected):
+        assert a.dtype == np.float32
+        error, direct_error = relative_error(a, want), relative_error(b, want)
+        assert error < FLOAT32_TOLERANCE, (name, error, direct_error)
+        assert error < FLOAT32_RATIO_TO_DIRECT * direct_error, (name, error, direct_error)
+
+
+def test_transform_weight_into_matches_transform_weight_turned_and_not():
+    rng = np.random.default_rng(8)
+    weight = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(transform_weight_into(weight, np.empty(16 * 15, np.float32)), transform_weight(weight))
+    turned = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    np.testing.assert_array_equal(transform_weight_into(weight, np.empty(16 * 15, np.float32), flip=True),
+                                  transform_weight(turned))
+
+
+def test_the_training_rule():
+    """Default workspaces: Winograd for resnet20's 3x3 stride-1 layers (the weight gradient from 32 channels; the
+    direct kernel keeps 16 x 16; the gradients from 8x8 outputs, the forward from 4x4), not for smaller outputs, other kernels, strides, or paddings over 2."""
+
+    def plan(h, c, o, k=3, stride=1, pad=1):
+        ho = (h + 2 * pad - k) // stride + 1
+        return ConvWorkspace().plan(np.empty((2, h, h, c), np.float32), np.empty((o, c, k, k), np.float32), (stride, stride),
+                                    ((pad, pad), (pad, pad)), (1, 1), 1, np.empty((2, ho, ho, o), np.float32))
+
+    def paths(p):
+        return p.winograd_forward, p.winograd_dx, p.winograd_weight, p.direct_weight
+
+    assert paths(plan(32, 16, 16))[:3] == (True, True, False) and plan(32, 16, 16).direct_weight
+    assert paths(plan(16, 32, 32))[:3] == (True, True, True)
+    assert paths(plan(8, 64, 64))[:3] == (True, True, True)
+    assert paths(plan(4, 512, 512))[:3] == (True, False, False)  # the forward only, from 4x4 outputs
+    for p in (plan(2, 512, 512), plan(32, 8, 16), plan(32, 16, 16, k=5, pad=2), plan(32, 16, 32, stride=2),
+              plan(32, 32, 32, pad=3)):
+        assert paths(p)[:3] == (False, False, False)
