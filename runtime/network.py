@@ -169,7 +169,7 @@ class Network:
     def activation_bytes(self, batch: int, optimised: bool | None = None) -> int:
         """Bytes of activation storage the forward pass allocates for ``batch``: the inference
         plan's (planned) storage when ``optimised`` (default: whether there is one), else one
-        buffer per node of the original plan."""
+        buffer per node of the original plan (a relu fused into its producer shares its buffer)."""
         if optimised is None:
             optimised = self.inference_plan is not None
         if optimised and self.inference_plan is None:
