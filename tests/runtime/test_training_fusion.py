@@ -102,3 +102,37 @@ def test_small_residual_runs_its_relus_fused():
     fused = {net.plan.graph.nodes[s.fused_into]["op"] for s in net.plan.steps if s.fused_into}
     assert fused == {"batchnorm", "add"}
     assert all(s.op.activation == "relu" for s in net.plan.steps if s.node in {t.fused_into for t in net.plan.steps})
+
+
+class OneRank:
+    """A team of one: the sums over ranks are this rank's."""
+
+    def allreduce(self, array: np.ndarray, what: str) -> None:
+        pass
+
+
+def test_sync_batchnorm_applies_the_relu_fused_into_it():
+    from cnnlang.runtime.ops.norm import BatchNormOp
+    from cnnlang.train.distributed import SyncBatchNorm
+
+    model = cnnlang.load(SMALL_RESIDUAL)
+    plain, synced = (model.build(seed=2, dtype="float64", input_grad=True).train() for _ in range(2))
+    wrapped = 0
+    for step in synced.plan.steps:
+        if type(step.op) is BatchNormOp:
+            wrapped += step.op.activation == "relu"
+            step.op = SyncBatchNorm(step.op, OneRank())
+    assert wrapped >= 3
+    rng = np.random.default_rng(3)
+    for name in plain.params:
+        if name.endswith(".beta"):
+            value = rng.uniform(-0.5, 0.5, plain.params[name].shape)
+            plain.set_param(name, value)
+            synced.set_param(name, value)
+    x = rng.standard_normal((3, *model.input_shape))
+    y = plain.forward(x)
+    np.testing.assert_allclose(synced.forward(x), y, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(synced.backward(dy), plain.backward(dy), rtol=1e-10, atol=1e-12)
+    for name in plain.grads:
+        np.testing.assert_allclose(synced.grads[name], plain.grads[name], rtol=1e-10, atol=1e-12, err_msg=name)
