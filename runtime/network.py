@@ -5,7 +5,8 @@ Arrays use the user's layout (channels first: N x C x H x W in, PyTorch's weight
 
 Built with optimisation passes, a network also holds an inference plan for the optimised graph
 (runtime/inference.py): eval-mode forward runs it, training mode always runs the original plan
-(``plan``), whose parameters stay the only ones there are; folded weights are derived from them.
+(``plan``; on the CPU with the relus after batchnorms and residual adds fused, runtime/plan.py),
+whose parameters stay the only ones there are; folded weights are derived from them.
 
 (~370 lines: the public API of a built network, parameters, modes, forward/backward, weights and
 the backend copies, which users read in one place.)
