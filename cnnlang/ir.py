@@ -21,7 +21,7 @@ Optimisation attributes, from :mod:`cnnlang.passes.optimise` (inference only):
 - ``folded`` / ``folded_layers`` (conv, conv1d, fc): the batchnorm nodes folded into the weights
   and their layer types; ``original_bias``: whether the source layer had a bias (its ``layer`` is
   rebound with ``bias=True``);
-- ``activation`` (conv, conv1d, fc; add: relu only): ``"relu" | "tanh" | "sigmoid"`` applied
+- ``activation`` (conv, conv1d, fc; add and batchnorm: relu only): ``"relu" | "tanh" | "sigmoid"`` applied
   after the bias (after the sum for add);
 - ``residual`` (conv): the conv has a second input, added to its output after the bias and
   before the activation (a residual ``add`` fused into the conv's epilogue);
@@ -245,7 +245,8 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
             problems.append(f"{node}: a residual on a {op} with {len(inputs)} inputs")
         activation = data.get("activation")
         if activation is not None:
-            allowed = ("relu",) if op == "add" else _ACTIVATIONS if op in ("conv", "conv1d", "fc") else ()
+            # (a batchnorm's relu: the training plan's fuse_training, cnnlang/passes/fuse_training.py)
+            allowed = ("relu",) if op in ("add", "batchnorm") else _ACTIVATIONS if op in ("conv", "conv1d", "fc") else ()
             if activation not in allowed:
                 problems.append(f"{node}: activation {activation!r} on a {op}")
         if "algorithm" in data:

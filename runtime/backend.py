@@ -114,6 +114,12 @@ class Backend:
         """``dst += src`` (same shape)."""
         raise NotImplementedError
 
+    def add(self, dst: Any, a: Any, b: Any) -> None:
+        """``dst = a + b`` (same shape; ``dst`` is neither): here a copy, then :meth:`add_into`;
+        a backend may do it in one pass."""
+        self.copy(dst, a)
+        self.add_into(dst, b)
+
     def is_contiguous(self, array: Any) -> bool:
         """Whether ``array`` is C-contiguous (a channel slice is not)."""
         raise NotImplementedError
@@ -165,6 +171,14 @@ class CPUBackend(Backend):
 
     def add_into(self, dst: np.ndarray, src: np.ndarray) -> None:
         np.add(dst, src, out=dst)
+
+    def add(self, dst: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+        if dst.flags.c_contiguous and a.flags.c_contiguous and b.flags.c_contiguous and a.dtype == b.dtype == dst.dtype:
+            from .kernels.cpu.merge import add2  # (kernels import Numba: not at backend import)
+
+            add2(a.reshape(-1), b.reshape(-1), dst.reshape(-1), False)  # one parallel pass
+        else:
+            np.add(a, b, out=dst)
 
     def is_contiguous(self, array: np.ndarray) -> bool:
         return bool(array.flags.c_contiguous)

@@ -5,7 +5,8 @@ Arrays use the user's layout (channels first: N x C x H x W in, PyTorch's weight
 
 Built with optimisation passes, a network also holds an inference plan for the optimised graph
 (runtime/inference.py): eval-mode forward runs it, training mode always runs the original plan
-(``plan``), whose parameters stay the only ones there are; folded weights are derived from them.
+(``plan``; on the CPU with the relus after batchnorms and residual adds fused, runtime/plan.py),
+whose parameters stay the only ones there are; folded weights are derived from them.
 
 (~370 lines: the public API of a built network, parameters, modes, forward/backward, weights and
 the backend copies, which users read in one place.)
@@ -169,7 +170,7 @@ class Network:
     def activation_bytes(self, batch: int, optimised: bool | None = None) -> int:
         """Bytes of activation storage the forward pass allocates for ``batch``: the inference
         plan's (planned) storage when ``optimised`` (default: whether there is one), else one
-        buffer per node of the original plan."""
+        buffer per node of the original plan (a relu fused into its producer shares its buffer)."""
         if optimised is None:
             optimised = self.inference_plan is not None
         if optimised and self.inference_plan is None:

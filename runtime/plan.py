@@ -1,9 +1,16 @@
 """The execution plan: the IR in topological order, each node bound to its op, with one
 preallocated output buffer per node for the current batch size.
 
+On the CPU the plan runs the graph after ``fuse_training`` (cnnlang/passes/fuse_training.py): a
+relu after a batchnorm or a residual add runs inside it, which saves a pass over the tensor each
+way. The relu keeps its step (and op, unused) but runs nothing; its value is the producer's
+(``values`` maps both names to it: the producer's pre-relu value is not kept), and its gradient
+goes to the producer. Per-parameter gradients are the same.
+
 Backward is reverse-mode over the same order. A tensor that fans out collects the gradients of
 all its consumers; ``add`` hands the same gradient to each input and ``concat`` splits it, so the
-plan copies a gradient it does not own before accumulating into it.
+plan never writes into a gradient it was handed: the first sum goes into a buffer of its own
+(one per such tensor, kept from one backward to the next), in one pass.
 
 Arrays are the backend's (runtime/backend.py): the plan touches them only through its methods.
 """
@@ -18,6 +25,7 @@ import networkx as nx
 import numpy as np
 
 from cnnlang import ir
+from cnnlang.passes.fuse_training import fuse_training
 
 from .backend import CPU, Backend, OutOfDeviceMemory
 from .ops import Context, Op, internal_shape, make_op
@@ -28,25 +36,44 @@ class Step:
     node: str
     op: Op
     inputs: list[str]
+    #: the node that computes this one's value (a relu fused into it), else None: the step runs
+    #: nothing, and its gradient goes straight to that node
+    fused_into: str | None = None
 
 
 class Plan:
-    def __init__(self, graph: nx.DiGraph, dtype: np.dtype, input_grad: bool = False, backend: Backend = CPU):
+    """``fuse``: run the graph after fuse_training (default: on the CPU, whose kernels fuse).
+    ``graph`` is then that graph; ``steps`` still has one step per node of the original graph
+    (with its op), a fused relu's marked ``fused_into`` its producer."""
+
+    def __init__(
+        self, graph: nx.DiGraph, dtype: np.dtype, input_grad: bool = False, backend: Backend = CPU,
+        fuse: bool | None = None,
+    ):
+        if fuse is None:
+            fuse = backend.name == CPU.name
+        original = graph
+        if fuse:
+            graph = fuse_training(graph)
         self.graph = graph
+        aliases = graph.graph.get("aliases", {}) if fuse else {}
         self.dtype = np.dtype(dtype)
         self.backend = backend
         self.input = graph.graph["input"]
         self.outputs: list[str] = list(graph.graph["outputs"])
-        self.shapes = {n: internal_shape(graph.nodes[n]["shape"]) for n in graph.nodes}
+        self.shapes = {n: internal_shape(original.nodes[n]["shape"]) for n in original.nodes}
         self.steps: list[Step] = []
-        for node in ir.layer_nodes(graph):
-            inputs = list(graph.nodes[node]["inputs"])
-            op = make_op(graph, node, self.shapes, self.dtype, backend)
+        for node in ir.layer_nodes(original):
+            source = graph if node in graph else original
+            inputs = list(source.nodes[node]["inputs"])
+            op = make_op(source, node, self.shapes, self.dtype, backend)
+            op.activation = source.nodes[node].get("activation")
             op.need_input_grad = [i != self.input or input_grad for i in inputs]
-            self.steps.append(Step(node, op, inputs))
+            self.steps.append(Step(node, op, inputs, aliases.get(node) if node not in graph else None))
         self.batch = 0
         self.buffers: dict[str, np.ndarray] = {}
         self.values: dict[str, np.ndarray] = {}
+        self._sums: dict[str, np.ndarray] = {}  # fanned-out tensor -> the buffer its gradients sum into
 
     def _allocate(self, batch: int) -> None:
         if batch == self.batch:
@@ -54,6 +81,8 @@ class Plan:
         self.release()
         buffers = {}
         for step in self.steps:
+            if step.fused_into is not None:
+                continue
             try:
                 buffers[step.node] = self.backend.empty((batch, *self.shapes[step.node]), self.dtype)
             except OutOfDeviceMemory as error:
@@ -63,12 +92,12 @@ class Plan:
 
     def release(self) -> None:
         """Drop the batch's buffers and the values kept for backward (the next forward allocates)."""
-        self.buffers, self.values, self.batch = {}, {}, 0
+        self.buffers, self.values, self.batch, self._sums = {}, {}, 0, {}
 
     def activation_bytes(self, batch: int) -> int:
-        """Bytes of the node output buffers for ``batch`` (one per node; not the input, not op
-        workspaces or the values kept for backward)."""
-        return sum(batch * int(np.prod(self.shapes[s.node])) for s in self.steps) * self.dtype.itemsize
+        """Bytes of the node output buffers for ``batch`` (one per node, none for a fused relu;
+        not the input, not op workspaces or the values kept for backward)."""
+        return sum(batch * int(np.prod(self.shapes[s.node])) for s in self.steps if s.fused_into is None) * self.dtype.itemsize
 
     def workspace_bytes(self) -> int:
         """Bytes of op scratch held now (each conv's column buffer and repacked weights)."""
@@ -81,6 +110,9 @@ class Plan:
         values = {self.input: x}
         clock = time.perf_counter
         for step in self.steps:
+            if step.fused_into is not None:
+                values[step.node] = values[step.fused_into]  # (its producer ran before it)
+                continue
             out = self.buffers[step.node]
             start = clock()
             try:
@@ -112,16 +144,28 @@ class Plan:
                 grads[node] = g
                 return
             if node not in owned:
-                total = backend.empty(g.shape, g.dtype)
-                backend.copy(total, grads[node])
+                # The first two gradients sum into the plan's own buffer in one pass (a copy and
+                # an add would be two), allocated once per batch size.
+                total = self._sums.get(node)
+                if total is None or total.shape != g.shape or total.dtype != g.dtype:
+                    total = self._sums[node] = backend.empty(g.shape, g.dtype)
+                backend.add(total, grads[node], g)
                 grads[node] = total
                 owned.add(node)
+                return
             backend.add_into(grads[node], g)
 
         for node, g in output_grads.items():
             accumulate(node, g)
         clock = time.perf_counter
         for step in reversed(self.steps):
+            if step.fused_into is not None:
+                g = grads.pop(step.node, None)
+                if g is not None:
+                    accumulate(step.fused_into, g)  # its producer's backward takes the relu's gradient
+                if on_grads is not None:
+                    on_grads(step.node)  # (no parameters)
+                continue
             g = grads.pop(step.node, None)
             if g is None:
                 # Nothing downstream asked for a gradient: this node's parameters get zero.

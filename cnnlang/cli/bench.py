@@ -103,7 +103,7 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
         else:
             result["train_step_s"] = seconds
 
-    graph = model.graph if network.inference_plan is None else network.inference_plan.graph
+    graph = network.plan.graph if network.inference_plan is None else network.inference_plan.graph
     layers = []
     for node, seconds in forward_layers.items():
         macs = graph.nodes[node]["macs"] * batch

@@ -410,7 +410,9 @@ class SyncBatchNorm(BatchNormOp):
         beta = self.params["beta"] if self._affine else self._zeros
         np.multiply(deviation, gamma * self._invstd, out=out.reshape(-1, c))
         out.reshape(-1, c)[...] += beta
-        self._x, self._train, self._rows = x, True, rows
+        if self.activation == "relu":  # the relu the training plan fused into this batchnorm
+            np.maximum(out, 0, out=out)  # (NaN stays NaN, as relu_forward)
+        self._x, self._train, self._rows, self._out = x, True, rows, out
 
     def backward(self, dy):
         if not self._train:
@@ -419,6 +421,8 @@ class SyncBatchNorm(BatchNormOp):
         gamma = self.params["gamma"] if self._affine else self._ones
         shape = dy.shape
         dy = dy.reshape(-1, c)
+        if self.activation == "relu":  # the fused relu's gradient first
+            dy = np.where(self._out.reshape(-1, c) > 0, dy, 0).astype(self.dtype, copy=False)
         xhat = (self._x - self._mean) * self._invstd
         local = np.empty(2 * c)
         local[:c] = dy.sum(axis=0)

@@ -1,10 +1,16 @@
-"""Joining tensors: ``add`` (residual sums) and ``concat`` (along channels, the last axis here)."""
+"""Joining tensors: ``add`` (residual sums) and ``concat`` (along channels, the last axis here).
+
+``add`` may carry a relu (``activation``): optimised inference sets it (fuse-add-relu), and so
+does training on the CPU (cnnlang/passes/fuse_training.py); backward then masks dy by the
+saved output, once for all inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.cpu.activation import RELU, activation_backward
 from ..kernels.cpu.epilogue import activation_kind, add_activation
+from ..kernels.cpu.merge import add2
 from .base import Context, Op, register
 
 
@@ -13,12 +19,36 @@ class AddOp(Op):
     strided_out = True
     fuses_activation = True
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._y: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
-        add_activation(inputs, out, activation_kind(self.activation))
+        if self.activation in (None, "relu") and len(inputs) == 2 and _flat_alike(out, *inputs):
+            # The common residual sum: one parallel pass (np.add runs on one thread).
+            add2(inputs[0].reshape(-1), inputs[1].reshape(-1), out.reshape(-1), self.activation == "relu")
+        else:
+            add_activation(inputs, out, activation_kind(self.activation))
+        self._y = out
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
-        # Every input receives dy itself; the executor copies before it ever accumulates into one.
-        return [dy if need else None for need in self.need_input_grad]
+        if self.activation is None:
+            # Every input receives dy itself; the executor copies before it ever accumulates into one.
+            return [dy if need else None for need in self.need_input_grad]
+        if self.activation != "relu":
+            raise NotImplementedError(f"add backward through {self.activation}")
+        # relu's gradient, once, shared by the inputs (the caller never writes into it).
+        self._dx = self.scratch(self._dx, dy.shape)
+        activation_backward(self._y.reshape(-1), dy.reshape(-1), self._dx.reshape(-1), RELU)
+        return [self._dx if need else None for need in self.need_input_grad]
+
+
+def _flat_alike(out: np.ndarray, *arrays: np.ndarray) -> bool:
+    """All C-contiguous, of one shape and dtype (so flat views line up)."""
+    return out.flags.c_contiguous and all(
+        a.flags.c_contiguous and a.shape == out.shape and a.dtype == out.dtype for a in arrays
+    )
 
 
 @register("concat")

@@ -21,6 +21,10 @@ class BatchNormOp(Op):
     ones (PyTorch's momentum convention, unbiased variance); eval mode uses the running ones.
     Backward goes through the batch statistics after a training forward, and is the plain
     per-channel affine map after an eval forward.
+
+    With ``activation`` "relu" (set by the CPU training plan, cnnlang/passes/fuse_training.py)
+    the output is max(batchnorm(x), 0) and backward takes that output's gradient: one pass
+    fewer each way than a separate relu.
     """
 
     #: the module whose kernels the op runs (a device backend's op subclasses with its own)
@@ -55,6 +59,7 @@ class BatchNormOp(Op):
         self.kernels.batchnorm_forward(
             x, gamma, beta, self.buffers["running_mean"], self.buffers["running_var"], self._eps, self._momentum,
             train, out.reshape(-1, self._channels), self._mean, self._invstd, *self._kernel_scratch(x.shape[0]),
+            **self._fused(beta),
         )  # fmt: skip
         self._x, self._train = x, train
 
@@ -62,16 +67,25 @@ class BatchNormOp(Op):
         """Scratch arrays the kernels take last: none on the CPU."""
         return ()
 
+    def _fused(self, beta: np.ndarray, backward: bool = False) -> dict:
+        """The keywords that fuse the relu after the batchnorm (the CPU kernels'); none without."""
+        if self.activation is None:
+            return {}
+        if self.activation != "relu":
+            raise NotImplementedError(f"batchnorm with a fused {self.activation}")
+        return {"relu": True, "beta": beta} if backward else {"relu": True}
+
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         c = self._channels
         gamma = self.params["gamma"] if self._affine else self._ones
+        beta = self.params["beta"] if self._affine else self._zeros
         dgamma = self.grads.get("gamma", self._dgamma)
         dbeta = self.grads.get("beta", self._dbeta)
         self._dx = self.scratch(self._dx, dy.shape)
         dx = self._dx.reshape(-1, c)
         self.kernels.batchnorm_backward(
             self._x, dy.reshape(-1, c), gamma, self._mean, self._invstd, self._train, dx, dgamma, dbeta,
-            *self._kernel_scratch(self._x.shape[0]),
+            *self._kernel_scratch(self._x.shape[0]), **self._fused(beta, backward=True),
         )  # fmt: skip
         return [self._dx if self.need_input_grad[0] else None]
 

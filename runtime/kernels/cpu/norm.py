@@ -4,6 +4,12 @@ Batchnorm and LRN take the input as rows x C (every axis but the channel folded 
 Batchnorm's statistics are sums over rows; they run as a fixed number of row chunks in parallel
 (partial sums in float64, combined in chunk order), so results do not depend on the thread count.
 Dropout takes flat arrays and the uniform draws that decide its mask.
+
+Training fuses a relu that follows a batchnorm into it (``relu=True``: runtime/plan.py): the
+forward writes relu(y) and never y, and the backward masks dy by [y > 0], recomputing y from
+x with the forward's own arithmetic (the same operations in the same order, so the same bits)
+instead of reading a saved output: in a network these element-wise passes cost memory traffic,
+not arithmetic, and each saved pass over the tensor is what the fusion wins.
 """
 
 from __future__ import annotations
@@ -18,11 +24,32 @@ from numba import njit, prange
 _CHUNKS = 64
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
 def batchnorm_forward(
-    x, gamma, beta, running_mean, running_var, eps, momentum, train, out, mean, invstd
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray,
+    eps: float, momentum: float, train: bool, out: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
+    relu: bool = False,
+) -> None:
+    """:func:`_batchnorm_forward`; with ``relu``, out = max(batchnorm(x), 0) in the same pass."""
+    _batchnorm_forward(x, gamma, beta, running_mean, running_var, eps, momentum, train, out, mean, invstd, relu)
+
+
+def batchnorm_backward(
+    x: np.ndarray, dy: np.ndarray, gamma: np.ndarray, mean: np.ndarray, invstd: np.ndarray, train: bool,
+    dx: np.ndarray, dgamma: np.ndarray, dbeta: np.ndarray, relu: bool = False, beta: np.ndarray | None = None,
+) -> None:
+    """:func:`_batchnorm_backward`; with ``relu`` (and the forward's ``beta``), dy is the gradient
+    of max(batchnorm(x), 0) and is masked where batchnorm(x) <= 0 first."""
+    if relu and beta is None:
+        raise ValueError("batchnorm_backward with relu needs beta (to recompute the forward output)")
+    _batchnorm_backward(x, dy, gamma, mean, invstd, train, dx, dgamma, dbeta, relu, gamma if beta is None else beta)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _batchnorm_forward(
+    x, gamma, beta, running_mean, running_var, eps, momentum, train, out, mean, invstd, relu
 ):  # pragma: no cover - jitted
-    """out = (x - mean) * invstd * gamma + beta per channel, for x of shape rows x C.
+    """out = (x - mean) * invstd * gamma + beta per channel, for x of shape rows x C (then
+    max(., 0) with ``relu``; NaN stays NaN, as relu_forward).
 
     train: mean and the biased variance come from the batch (rows > 1), and the running
     statistics move towards them: running = (1 - momentum) * running + momentum * batch, with
@@ -67,21 +94,36 @@ def batchnorm_forward(
         for c in range(channels):
             mean[c] = running_mean[c]
             invstd[c] = 1.0 / math.sqrt(running_var[c] + eps)
+    # scale as the unfused kernel computed it inline (gamma[c] * invstd[c], in the data's
+    # precision); _batchnorm_backward recomputes y with exactly this expression.
+    scale = np.empty(channels, x.dtype)
+    for c in range(channels):
+        scale[c] = gamma[c] * invstd[c]
+    zero = x.dtype.type(0)
     for r in prange(rows):
         for c in range(channels):
-            out[r, c] = (x[r, c] - mean[c]) * (gamma[c] * invstd[c]) + beta[c]
+            v = (x[r, c] - mean[c]) * scale[c] + beta[c]
+            if relu and not (v > zero or v != v):
+                v = zero
+            out[r, c] = v
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def batchnorm_backward(x, dy, gamma, mean, invstd, train, dx, dgamma, dbeta):  # pragma: no cover
+def _batchnorm_backward(x, dy, gamma, mean, invstd, train, dx, dgamma, dbeta, relu, beta):  # pragma: no cover
     """dbeta = sum dy, dgamma = sum dy * xhat (xhat = (x - mean) * invstd) per channel, and
 
     train: dx = gamma * invstd * (dy - dbeta/rows - xhat * dgamma/rows)  (through the batch
            mean and variance);
     eval:  dx = gamma * invstd * dy  (the statistics are constants).
-    ``mean`` and ``invstd`` are the ones the forward pass wrote.
+    ``mean`` and ``invstd`` are the ones the forward pass wrote. With ``relu``, dy is first
+    masked by [y > 0], y = (x - mean) * (gamma * invstd) + beta recomputed as the forward did.
     """
     rows, channels = x.shape
+    zero = x.dtype.type(0)
+    # dx = scale * (dy - shift - xhat * slope); shift and slope are 0 in eval mode.
+    scale = np.empty(channels, x.dtype)
+    for c in range(channels):
+        scale[c] = gamma[c] * invstd[c]
     chunks = min(rows, _CHUNKS)
     # np.empty, zeroed per chunk: np.zeros would become a parallel loop of its own.
     partial = np.empty((chunks, 2 * channels))
@@ -91,6 +133,8 @@ def batchnorm_backward(x, dy, gamma, mean, invstd, train, dx, dgamma, dbeta):  #
         for r in range(t * rows // chunks, (t + 1) * rows // chunks):
             for c in range(channels):
                 g = dy[r, c]
+                if relu and not ((x[r, c] - mean[c]) * scale[c] + beta[c] > zero):
+                    g = zero
                 partial[t, c] += g
                 partial[t, channels + c] += g * ((x[r, c] - mean[c]) * invstd[c])
     for c in range(channels):
@@ -101,18 +145,18 @@ def batchnorm_backward(x, dy, gamma, mean, invstd, train, dx, dgamma, dbeta):  #
             sum_dyx += partial[t, channels + c]
         dbeta[c] = sum_dy
         dgamma[c] = sum_dyx
-    # dx = scale * (dy - shift - xhat * slope); shift and slope are 0 in eval mode.
-    scale = np.empty(channels, x.dtype)
     shift = np.empty(channels, x.dtype)
     slope = np.empty(channels, x.dtype)
     for c in range(channels):
-        scale[c] = gamma[c] * invstd[c]
         shift[c] = dbeta[c] / rows if train else 0.0
         slope[c] = dgamma[c] / rows if train else 0.0
     for r in prange(rows):
         for c in range(channels):
+            g = dy[r, c]
+            if relu and not ((x[r, c] - mean[c]) * scale[c] + beta[c] > zero):
+                g = zero
             xhat = (x[r, c] - mean[c]) * invstd[c]
-            dx[r, c] = scale[c] * (dy[r, c] - shift[c] - xhat * slope[c])
+            dx[r, c] = scale[c] * (g - shift[c] - xhat * slope[c])
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -1,6 +1,6 @@
 """Batchnorm, dropout and LRN kernels (runtime/kernels/cpu/norm.py) against NumPy, running-stat
 updates against hand-computed numbers, and every backward by float64 central differences
-(batchnorm in training mode through the batch statistics)."""
+(batchnorm in training mode through the batch statistics; also with the fused relu)."""
 
 from __future__ import annotations
 
@@ -29,15 +29,16 @@ class BN:
         self.mean = np.empty(channels, dtype)
         self.invstd = np.empty(channels, dtype)
 
-    def forward(self, x, gamma, beta, train):
+    def forward(self, x, gamma, beta, train, relu=False):
         out = np.empty_like(x)
         batchnorm_forward(x, gamma, beta, self.running_mean, self.running_var, EPS, self.momentum, train, out,
-                          self.mean, self.invstd)  # fmt: skip
+                          self.mean, self.invstd, relu=relu)  # fmt: skip
         return out
 
-    def backward(self, x, dy, gamma, train):
+    def backward(self, x, dy, gamma, train, beta=None):
+        """With ``beta``: the backward of the forward with the fused relu."""
         dx, dgamma, dbeta = np.empty_like(x), np.empty_like(gamma), np.empty_like(gamma)
-        batchnorm_backward(x, dy, gamma, self.mean, self.invstd, train, dx, dgamma, dbeta)
+        batchnorm_backward(x, dy, gamma, self.mean, self.invstd, train, dx, dgamma, dbeta, relu=beta is not None, beta=beta)
         return dx, dgamma, dbeta
 
 
@@ -119,6 +120,67 @@ def test_batchnorm_backward_finite_differences(rows, channels, train, seed):
 
     loss(x, gamma, beta)
     dx, dgamma, dbeta = bn.backward(x, weights, gamma, train)
+    np.testing.assert_allclose(dx, central_difference(lambda: loss(x, gamma, beta), x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dgamma, central_difference(lambda: loss(x, gamma, beta), gamma), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dbeta, central_difference(lambda: loss(x, gamma, beta), beta), rtol=1e-5, atol=1e-7)
+
+
+@SETTINGS
+@given(st.integers(2, 200), st.integers(1, 5), st.sampled_from([np.float32, np.float64]), st.booleans(), st.integers(0, 99))
+def test_batchnorm_relu_is_relu_of_batchnorm_with_the_same_statistics(rows, channels, dtype, train, seed):
+    rng, x, gamma, beta = random_bn(seed, rows, channels, dtype)
+    plain, fused = BN(channels, dtype, momentum=0.25), BN(channels, dtype, momentum=0.25)
+    running = rng.standard_normal(channels), rng.random(channels) + 0.5
+    for bn in (plain, fused):
+        bn.running_mean[:], bn.running_var[:] = running
+    y = plain.forward(x, gamma, beta, train)
+    z = fused.forward(x, gamma, beta, train, relu=True)
+    np.testing.assert_array_equal(z, np.where(y > 0, y, 0))  # the same arithmetic: the same bits
+    for a, b in ((plain.running_mean, fused.running_mean), (plain.running_var, fused.running_var),
+                 (plain.mean, fused.mean), (plain.invstd, fused.invstd)):
+        np.testing.assert_array_equal(a, b)
+    # backward: the plain batchnorm's of the relu-masked gradient, bit for bit
+    dy = rng.standard_normal((rows, channels)).astype(dtype)
+    want = plain.backward(x, np.where(y > 0, dy, 0).astype(dtype), gamma, train)
+    got = fused.backward(x, dy, gamma, train, beta=beta)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batchnorm_relu_keeps_nan_and_passes_it_no_gradient():
+    x = np.array([[np.nan, 1.0], [0.0, -1.0], [2.0, 3.0]])
+    bn = BN(2)
+    z = bn.forward(x, np.ones(2), np.zeros(2), False, relu=True)
+    assert np.isnan(z[0, 0]) and z[1, 1] == 0.0 and z[0, 1] > 0
+    dx, _, _ = bn.backward(x, np.ones((3, 2)), np.ones(2), False, beta=np.zeros(2))
+    assert dx[1, 1] == 0.0 and dx[0, 1] > 0  # relu' = [z > 0]
+    # at NaN: relu's gradient is 0 (as activation_backward's), and batchnorm's of it what it was
+    want, _, _ = bn.backward(x, np.where(z > 0, 1.0, 0.0), np.ones(2), False)
+    np.testing.assert_array_equal(dx, want)
+    with pytest.raises(ValueError, match="beta"):
+        batchnorm_backward(x, x, np.ones(2), bn.mean, bn.invstd, False, np.empty_like(x), np.empty(2), np.empty(2), relu=True)
+
+
+@SETTINGS
+@given(st.integers(2, 8), st.integers(1, 3), st.booleans(), st.integers(0, 99))
+def test_batchnorm_relu_backward_finite_differences(rows, channels, train, seed):
+    rng, x, gamma, beta = random_bn(seed, rows, channels)
+    weights = rng.standard_normal((rows, channels))
+    bn = BN(channels)
+    bn.running_mean[:] = rng.standard_normal(channels)
+    bn.running_var[:] = rng.random(channels) + 0.5
+    saved = bn.running_mean.copy(), bn.running_var.copy()
+
+    def loss(x_, gamma_, beta_):
+        bn.running_mean[:], bn.running_var[:] = saved
+        return float((bn.forward(x_, gamma_, beta_, train, relu=True) * weights).sum())
+
+    y = bn.forward(x, gamma, beta, train)
+    assume = np.abs(y).min() > 1e-4  # no value on the kink, where the difference sees half a slope
+    if not assume:
+        return
+    loss(x, gamma, beta)
+    dx, dgamma, dbeta = bn.backward(x, weights, gamma, train, beta=beta)
     np.testing.assert_allclose(dx, central_difference(lambda: loss(x, gamma, beta), x), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(dgamma, central_difference(lambda: loss(x, gamma, beta), gamma), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(dbeta, central_difference(lambda: loss(x, gamma, beta), beta), rtol=1e-5, atol=1e-7)

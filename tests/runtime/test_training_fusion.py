@@ -1,0 +1,138 @@
+"""Training-mode fusion (cnnlang/passes/fuse_training.py, run by the CPU plan): which relus it
+fuses and which it must leave, and that a fused network computes bit for bit what the unfused one
+does: outputs, every node's value that is kept, parameter and input gradients, running
+statistics. (Float64 finite differences through the fused ops: tests/runtime/test_network.py's
+SMALL_RESIDUAL, whose relus this file checks are fused.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnlang
+from cnnlang import ir
+from cnnlang.passes.fuse_training import fuse_training
+from cnnlang.runtime import plan as plan_module
+
+from test_network import SMALL_RESIDUAL
+
+# bn -> relu twice and add -> relu fuse; three relus must stay: after a conv (q), after a
+# batchnorm whose output is read twice (c), after a batchnorm that is a network output (r).
+SOURCE = """
+network fusions {
+    input 3x6x6
+    conv(4, 3x3, pad = 1) -> batchnorm -> relu
+    a: conv(4, 3x3, pad = 1)
+    from a -> batchnorm -> p: relu
+    from a -> conv(4, 1x1) -> q: relu
+    from p, q -> add -> s: relu
+    from s -> n: batchnorm
+    from n -> c: relu
+    from n, c -> add -> t: batchnorm
+    from t -> r: relu
+    from r -> globalavgpool -> g: flatten
+    output t, g
+}
+"""
+
+
+def test_fuse_training_fuses_private_batchnorm_and_add_relus_only():
+    model = cnnlang.load(SOURCE)
+    graph = fuse_training(model.graph)
+    ir.verify(graph)
+    aliases = graph.graph["aliases"]
+    # the relus after the first two batchnorms and after the first add
+    assert sorted(graph.nodes[t]["op"] for t in aliases.values()) == ["add", "batchnorm", "batchnorm"]
+    for relu, producer in aliases.items():
+        assert model.graph.nodes[relu]["op"] == "relu" and graph.nodes[producer]["activation"] == "relu"
+    kept = [n for n in graph.nodes if graph.nodes[n]["op"] == "relu"]
+    assert sorted(kept) == ["c", "q", "r"]  # after n (read twice), after a conv, after t (an output)
+    assert {graph.nodes[graph.nodes[n]["inputs"][0]]["op"] for n in kept} == {"conv", "batchnorm"}
+    assert all("activation" not in model.graph.nodes[n] for n in model.graph.nodes)  # the model's graph is untouched
+    assert set(model.graph.nodes) == set(graph.nodes) | set(aliases)
+
+
+def build(model, fused: bool, monkeypatch, **kwargs):
+    with monkeypatch.context() as patch:
+        if not fused:
+            patch.setattr(plan_module, "fuse_training", lambda graph: graph)
+        return model.build(seed=4, **kwargs)
+
+
+@pytest.mark.parametrize("source", [SOURCE, SMALL_RESIDUAL])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_training_is_bit_for_bit_the_unfused(source, dtype, monkeypatch):
+    model = cnnlang.load(source)
+    fused = build(model, True, monkeypatch, dtype=dtype, input_grad=True)
+    plain = build(model, False, monkeypatch, dtype=dtype, input_grad=True)
+    assert any(s.fused_into for s in fused.plan.steps) and not any(s.fused_into for s in plain.plan.steps)
+    rng = np.random.default_rng(0)
+    for name in plain.params:  # non-zero betas: both sides of each relu's kink
+        value = rng.uniform(-0.5, 0.5, plain.params[name].shape) if name.endswith((".beta", ".bias")) else plain.params[name]
+        plain.set_param(name, value)
+        fused.set_param(name, value)
+    batch = 2 if source == "mobilenet_v1" else 3
+    x = rng.standard_normal((batch, *model.input_shape))
+    for training in (True, False):
+        outputs = []
+        for net in (plain, fused):
+            net.train(training)
+            net.forward(x)
+            outs = net.outputs()
+            dys = {name: np.random.default_rng(1).standard_normal(v.shape) for name, v in outs.items()}
+            dx = net.backward(dys)
+            outputs.append((outs, dx, {k: v.copy() for k, v in net.grads.items()}, {k: v.copy() for k, v in net.buffers.items()}))
+        (outs_p, dx_p, grads_p, bufs_p), (outs_f, dx_f, grads_f, bufs_f) = outputs
+        for name in outs_p:
+            np.testing.assert_array_equal(outs_f[name], outs_p[name])
+        np.testing.assert_array_equal(dx_f, dx_p)
+        for name in grads_p:
+            np.testing.assert_array_equal(grads_f[name], grads_p[name], err_msg=name)
+        for name in bufs_p:
+            np.testing.assert_array_equal(bufs_f[name], bufs_p[name], err_msg=name)
+        # every relu's value is there, under its own name, and the same
+        for step in fused.plan.steps:
+            if step.fused_into:
+                np.testing.assert_array_equal(fused.plan.values[step.node], plain.plan.values[step.node])
+
+
+def test_small_residual_runs_its_relus_fused():
+    # what makes test_network's finite differences reach the fused kernels
+    net = cnnlang.load(SMALL_RESIDUAL).build(dtype="float64")
+    fused = {net.plan.graph.nodes[s.fused_into]["op"] for s in net.plan.steps if s.fused_into}
+    assert fused == {"batchnorm", "add"}
+    assert all(s.op.activation == "relu" for s in net.plan.steps if s.node in {t.fused_into for t in net.plan.steps})
+
+
+class OneRank:
+    """A team of one: the sums over ranks are this rank's."""
+
+    def allreduce(self, array: np.ndarray, what: str) -> None:
+        pass
+
+
+def test_sync_batchnorm_applies_the_relu_fused_into_it():
+    from cnnlang.runtime.ops.norm import BatchNormOp
+    from cnnlang.train.distributed import SyncBatchNorm
+
+    model = cnnlang.load(SMALL_RESIDUAL)
+    plain, synced = (model.build(seed=2, dtype="float64", input_grad=True).train() for _ in range(2))
+    wrapped = 0
+    for step in synced.plan.steps:
+        if type(step.op) is BatchNormOp:
+            wrapped += step.op.activation == "relu"
+            step.op = SyncBatchNorm(step.op, OneRank())
+    assert wrapped >= 3
+    rng = np.random.default_rng(3)
+    for name in plain.params:
+        if name.endswith(".beta"):
+            value = rng.uniform(-0.5, 0.5, plain.params[name].shape)
+            plain.set_param(name, value)
+            synced.set_param(name, value)
+    x = rng.standard_normal((3, *model.input_shape))
+    y = plain.forward(x)
+    np.testing.assert_allclose(synced.forward(x), y, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(synced.backward(dy), plain.backward(dy), rtol=1e-10, atol=1e-12)
+    for name in plain.grads:
+        np.testing.assert_allclose(synced.grads[name], plain.grads[name], rtol=1e-10, atol=1e-12, err_msg=name)
