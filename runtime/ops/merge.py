@@ -10,7 +10,6 @@ import numpy as np
 
 from ..kernels.cpu.activation import RELU, activation_backward
 from ..kernels.cpu.epilogue import activation_kind, add_activation
-from ..kernels.cpu.merge import add2
 from .base import Context, Op, register
 
 
@@ -25,16 +24,12 @@ class AddOp(Op):
         self._dx: np.ndarray | None = None
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
-        if self.activation in (None, "relu") and len(inputs) == 2 and _flat_alike(out, *inputs):
-            # The common residual sum: one parallel pass (np.add runs on one thread).
-            add2(inputs[0].reshape(-1), inputs[1].reshape(-1), out.reshape(-1), self.activation == "relu")
-        else:
-            add_activation(inputs, out, activation_kind(self.activation))
+        add_activation(inputs, out, activation_kind(self.activation))
         self._y = out
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if self.activation is None:
-            # Every input receives dy itself; the executor copies before it ever accumulates into one.
+            # Every input receives dy itself; the plan never writes into a gradient it was handed.
             return [dy if need else None for need in self.need_input_grad]
         if self.activation != "relu":
             raise NotImplementedError(f"add backward through {self.activation}")
@@ -42,13 +37,6 @@ class AddOp(Op):
         self._dx = self.scratch(self._dx, dy.shape)
         activation_backward(self._y.reshape(-1), dy.reshape(-1), self._dx.reshape(-1), RELU)
         return [self._dx if need else None for need in self.need_input_grad]
-
-
-def _flat_alike(out: np.ndarray, *arrays: np.ndarray) -> bool:
-    """All C-contiguous, of one shape and dtype (so flat views line up)."""
-    return out.flags.c_contiguous and all(
-        a.flags.c_contiguous and a.shape == out.shape and a.dtype == out.dtype for a in arrays
-    )
 
 
 @register("concat")

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from .activation import CONTRACT, KINDS, RELU, SIGMOID, TANH, activation_forward, sigmoid32, tanh32
+from .merge import add2
 
 #: ``kind`` for "no activation" (KINDS has RELU, TANH, SIGMOID).
 NONE = -1
@@ -96,12 +97,13 @@ def _bias_smooth32(flat, block, tiled, has_bias, kind):  # pragma: no cover - ji
                     part[i] = sigmoid32(part[i])
 
 
-def _smooth32(y: np.ndarray, bias: np.ndarray | None, kind: int) -> None:
-    """``_bias_smooth32`` on a C-contiguous float32 rows x C block."""
+def smooth32_arguments(y: np.ndarray, bias: np.ndarray | None, kind: int) -> tuple:
+    """The arguments of ``_bias_smooth32`` (or its serial twin) for a C-contiguous float32
+    rows x C block ``y``."""
     channels = y.shape[1]
     rows = max(1, SMOOTH_BLOCK // channels)
     tiled = _EMPTY["f"] if bias is None else np.tile(bias, rows)
-    _bias_smooth32(y.reshape(-1), rows * channels, tiled, bias is not None, kind)
+    return y.reshape(-1), rows * channels, tiled, bias is not None, kind
 
 
 def bias_activation(y: np.ndarray, bias: np.ndarray | None, kind: int) -> None:
@@ -110,7 +112,7 @@ def bias_activation(y: np.ndarray, bias: np.ndarray | None, kind: int) -> None:
     if y.size == 0:
         return
     if kind in (TANH, SIGMOID) and y.dtype == np.float32 and y.flags.c_contiguous:
-        _smooth32(y, bias, kind)
+        _bias_smooth32(*smooth32_arguments(y, bias, kind))
         return
     if bias is not None or kind == RELU:
         vector = _EMPTY[y.dtype.char] if bias is None else bias
@@ -166,23 +168,17 @@ def _activation_after(y: np.ndarray, kind: int) -> None:
         activation_forward(y, y, kind)  # any layout
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _add2_relu(a, b, out):  # pragma: no cover - jitted
-    """out = relu(a + b) on flat arrays (out may be a or b)."""
-    zero = out.dtype.type(0)
-    for i in prange(out.size):
-        v = a[i] + b[i]
-        out[i] = v if (v > zero or v != v) else zero
-
-
 def add_activation(inputs: list[np.ndarray], out: np.ndarray, kind: int) -> None:
     """out = f(inputs[0] + inputs[1] + ...), element-wise; ``out`` may be one of the inputs.
 
-    Two contiguous inputs with relu (the end of a residual block) take one fused pass; anything
-    else sums with NumPy and applies the activation after."""
-    contiguous = out.flags.c_contiguous and all(x.flags.c_contiguous and x.shape == out.shape for x in inputs)
-    if kind == RELU and len(inputs) == 2 and contiguous:
-        _add2_relu(inputs[0].reshape(-1), inputs[1].reshape(-1), out.reshape(-1))
+    Two contiguous inputs of out's dtype, with relu or no activation (a residual block's sum),
+    take one parallel pass (np.add runs on one thread); anything else sums with NumPy and applies
+    the activation after."""
+    contiguous = out.flags.c_contiguous and all(
+        x.flags.c_contiguous and x.shape == out.shape and x.dtype == out.dtype for x in inputs
+    )
+    if kind in (NONE, RELU) and len(inputs) == 2 and contiguous:
+        add2(inputs[0].reshape(-1), inputs[1].reshape(-1), out.reshape(-1), kind == RELU)
         return
     np.add(inputs[0], inputs[1], out=out)
     for extra in inputs[2:]:

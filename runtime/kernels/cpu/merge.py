@@ -1,5 +1,5 @@
-"""Element-wise sums for training: the residual ``add`` (with the relu after it fused) and the
-plan's sum of a fanned-out tensor's gradients.
+"""Element-wise sums: the residual ``add`` (epilogue.add_activation, with the relu after it
+fused) and the training plan's sum of a fanned-out tensor's gradients.
 
 One parallel pass over flat arrays, where NumPy's ``np.add`` runs on one thread and a separate
 relu (or, for fan-out, a copy and then an add) costs another pass over memory.

@@ -28,7 +28,9 @@ from numba.core.dispatcher import Dispatcher
 
 from .activation import RELU, SIGMOID, TANH
 from .direct import direct_forward
-from .epilogue import NONE, SMOOTH_BLOCK, _activation_after, _bias_relu, _bias_relu_rows, _bias_smooth32, row_span
+from .epilogue import (
+    _EMPTY, NONE, _activation_after, _bias_relu, _bias_relu_rows, _bias_smooth32, row_span, smooth32_arguments,
+)
 from .im2col import im2col
 from .pool import _avgpool_forward, maxpool_forward
 from .workspace import SERIAL_BELOW
@@ -59,17 +61,12 @@ _bias_relu_serial = serial_twin(_bias_relu)
 _bias_relu_rows_serial = serial_twin(_bias_relu_rows)
 _bias_smooth32_serial = serial_twin(_bias_smooth32)
 
-_EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
-
-
 def bind_bias_activation(y: np.ndarray, bias: np.ndarray | None, kind: int) -> Callable[[], None]:
     """epilogue.bias_activation(y, bias, kind) on one thread, as a call for this fixed ``y``
     (its layout decided once): the same loops, the same activation ufuncs."""
     if y.size and kind in (TANH, SIGMOID) and y.dtype == np.float32 and y.flags.c_contiguous:
-        # as epilogue._smooth32: bias and activation in one flat pass
-        rows = max(1, SMOOTH_BLOCK // y.shape[1])
-        tiled = _EMPTY["f"] if bias is None else np.tile(bias, rows)
-        return functools.partial(_bias_smooth32_serial, y.reshape(-1), rows * y.shape[1], tiled, bias is not None, kind)
+        # as bias_activation: bias and activation in one flat pass
+        return functools.partial(_bias_smooth32_serial, *smooth32_arguments(y, bias, kind))
     calls: list[Callable[[], None]] = []
     if y.size and (bias is not None or kind == RELU):
         vector = _EMPTY[y.dtype.char] if bias is None else bias

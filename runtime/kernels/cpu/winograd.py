@@ -398,8 +398,6 @@ def _planes(flat: np.ndarray, planes: int, plane: int, rows: int, cols: int) -> 
     return np.lib.stride_tricks.as_strided(flat, shape=(planes, rows, cols), strides=(plane * size, cols * size, size))
 
 
-
-
 def winograd_weight_grad(
     x: np.ndarray,
     dy: np.ndarray,
