@@ -1,9 +1,9 @@
 """The Python steps of benchmarks/gpu_check.sh: whole-network checks of the cuda backend.
 
-    python benchmarks/gpu_check.py zoo RESULT.json [--tiny]
+    python benchmarks/gpu_check.py zoo RESULT.json [--tiny] [--models NAME ...]
         every zoo model's eval-mode forward on cuda against the CPU (float32, batch 2, random
         weights and inputs), with all optimisation passes and without: relative error
-        max|cuda - cpu| / max|cpu| below 1e-4 passes
+        max|cuda - cpu| / max|cpu| below 1e-4 passes; --models checks only those zoo models
     python benchmarks/gpu_check.py training RESULT.json CPU_RUN CUDA_RUN
         two `cnnlang train` run folders: the last epoch's test accuracy on cuda within 0.3
         percentage points of the CPU's
@@ -38,12 +38,12 @@ def relative_error(got, want) -> float:
     return float(np.abs(got - want).max()) / scale if scale > 0 else float(np.abs(got).max())
 
 
-def check_zoo(result_file: Path, tiny: bool) -> bool:
+def check_zoo(result_file: Path, tiny: bool, models: list[str] | None = None) -> bool:
     import numpy as np
 
     import cnnlang
 
-    names = [str(micro_model(Path(result_file).parent))] if tiny else cnnlang.zoo_names()
+    names = [str(micro_model(Path(result_file).parent))] if tiny else models or cnnlang.zoo_names()
     rows, failed = [], []
     for name in names:
         model = cnnlang.load(name)
@@ -122,6 +122,7 @@ def main() -> int:
     zoo = commands.add_parser("zoo")
     zoo.add_argument("result", type=Path)
     zoo.add_argument("--tiny", action="store_true")
+    zoo.add_argument("--models", nargs="+", metavar="NAME")
     training = commands.add_parser("training")
     training.add_argument("result", type=Path)
     training.add_argument("cpu_run", type=Path)
@@ -130,7 +131,7 @@ def main() -> int:
     data.add_argument("folder", type=Path)
     args = parser.parse_args()
     if args.command == "zoo":
-        return 0 if check_zoo(args.result, args.tiny) else 1
+        return 0 if check_zoo(args.result, args.tiny, args.models) else 1
     if args.command == "training":
         return 0 if check_training(args.result, args.cpu_run, args.cuda_run) else 1
     tiny_data(args.folder)

@@ -1,8 +1,8 @@
 """Whether numba.cuda can run here, checked once when the CUDA backend is first asked for, and
 the one-line reason when it cannot (:class:`~cnnlang.runtime.backend.DeviceError`, exit 2):
 numba-cuda missing, no GPU or driver, a driver older than the CUDA that numba-cuda was built for,
-the CUDA compiler libraries missing. Out-of-memory errors are raised by the backend's allocations
-(:class:`~cnnlang.runtime.backend.OutOfDeviceMemory`).
+the CUDA compiler libraries missing, a numpy too new for numba-cuda. Out-of-memory errors are
+raised by the backend's allocations (:class:`~cnnlang.runtime.backend.OutOfDeviceMemory`).
 
 Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, what the tests use) there is nothing
 to check. This module imports numba.cuda only inside :func:`require`.
@@ -60,6 +60,10 @@ def _probe(version: tuple[int, int]) -> None:
             raise DeviceError(
                 f"the NVIDIA driver is too old for numba-cuda's compiler (driver runs CUDA {version[0]}.{version[1]}; "
                 f"{text}): update the driver"
+            ) from None
+        if "row_stack" in text:  # numba-cuda <= 0.30.4 registers np.row_stack, gone in numpy 2.5
+            raise DeviceError(
+                f"numba-cuda cannot compile with numpy {np.__version__} ({text}): pip install 'numpy<2.5'"
             ) from None
         if any(name in text.lower() for name in ("nvrtc", "nvvm", "libdevice", "dynamiclibnotfound")):
             raise DeviceError(f"numba-cuda cannot find the CUDA compiler libraries ({text}): {INSTALL}") from None

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from ...kernels.cuda.epilogue import activation_code
 from ...kernels.cuda.merge import add_activation
+from ...kernels.cuda.views import channel_rows
 from ...ops import merge as cpu
 from ...ops.base import Context, channel_slice, register
 
 
 def as_rows(array):
-    """N x ... x C → rows x C; a channel slice stays a view (its rows keep their stride)."""
-    return array.reshape(-1, array.shape[array.ndim - 1])  # (the simulator's shapes take no -1)
+    """N x ... x C → rows x C; a channel slice stays a view (its rows keep their stride: numba's
+    device arrays reshape only contiguous arrays, which the simulator's do not show)."""
+    return channel_rows(array, tuple(array.shape)[-1])
 
 
 @register("add", backend="cuda")

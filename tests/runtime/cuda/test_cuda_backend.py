@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cnnlang.runtime.backend import CPU
+from cnnlang.runtime.ops.base import channel_slice
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -34,11 +35,11 @@ def test_fill_copy_add_into_channel_slices(cuda_backend, shape):
     results = {}
     for backend in (CPU, cuda_backend):
         whole = backend.to_device(parent.copy())  # (the CPU's to_device is the array itself)
-        part = whole[..., 1:3]
+        part = channel_slice(whole, 1, 3)  # (numba's device arrays take no Ellipsis)
         assert backend.is_contiguous(part) == (len(shape) == 1) and backend.is_contiguous(whole)
         backend.copy(part, backend.to_device(src))
         backend.add_into(part, backend.to_device(src))
-        backend.fill(whole[..., :1], 5.0)
+        backend.fill(channel_slice(whole, 0, 1), 5.0)
         results[backend.name] = backend.to_host(whole)
     expected = parent.copy()
     expected[..., 1:3] = 2 * src
@@ -69,3 +70,18 @@ def test_rng_keys_are_seeded(cuda_backend):
     keys = [first.next_key() for _ in range(3)]
     assert keys == [second.next_key() for _ in range(3)] and len(set(keys)) == 3
     assert keys != [cuda_backend.rng(8).next_key() for _ in range(3)]
+
+
+def test_a_numpy_too_new_for_numba_cuda_is_named_with_its_fix(monkeypatch):
+    """numba-cuda 0.30.4 compiles nothing under numpy 2.5 (an H200 run met it): the probe's
+    one-line reason says which numpy and what to install, not numba's internal AttributeError."""
+    from cnnlang.runtime.backend import DeviceError
+    from cnnlang.runtime.cuda import device
+    from cnnlang.runtime.kernels.cuda import memory
+
+    def fails(array, value):
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    monkeypatch.setattr(memory, "fill", fails)
+    with pytest.raises(DeviceError, match=r"numpy .*pip install 'numpy<2.5'"):
+        device._probe((13, 0))

@@ -148,8 +148,8 @@ def test_add_fuses_its_activation_into_a_channel_slice(cuda_backend, activation)
 
 def test_channel_slices_index_as_real_device_arrays_do():
     """Real device arrays (not the simulator's, which wrap NumPy) index through Numba's
-    dummyarray: it takes no Ellipsis, and a channel slice must reshape to rows x C without a
-    copy (add's kernel and the inference plan rely on both). The simulator hides that module,
+    dummyarray: it takes no Ellipsis, and a channel slice reshapes to rows x C only as a view of
+    several extents, which DeviceNDArray.reshape refuses. The simulator hides that module,
     so it is loaded from its file (plain Python and NumPy)."""
     import importlib.util
     from pathlib import Path
@@ -166,8 +166,11 @@ def test_channel_slices_index_as_real_device_arrays_do():
         parent[..., 1:3]
     part = channel_slice(parent, 1, 3)
     assert part.shape == (2, 3, 4, 2) and part.strides == (480, 160, 40, 8)
-    rows, _ = part.reshape(-1, 2)
+    rows, extents = part.reshape(-1, 2)
     assert rows.shape == (24, 2) and rows.strides == (40, 8)
+    # ... but DeviceNDArray.reshape copies nothing and refuses a view of several extents (an H200
+    # run showed it), so add's rows come from views.channel_rows, which builds them from strides
+    assert extents != [part.extent]
 
 
 def test_concat_skips_written_inputs_and_writes_into_a_slice(cuda_backend):
