@@ -13,6 +13,13 @@ here, before anything imports Numba: Numba reads ``NUMBA_ENABLE_CUDASIM`` once, 
 imported, and the CPU tests collected before tests/runtime/cuda import it. It changes numba.cuda
 only (the CPU kernels are the same); subprocesses inherit it, so a test that needs the real driver
 removes it from the child's environment.
+
+Under pytest-xdist (``-n auto``, the README's command) each worker runs kernels on threads of its
+own: on a machine with more cores than workers, each worker's Numba and BLAS threads are capped at
+its share of the cores, never below 2, so the parallel kernels still split their work (on the
+2-core CI machine: 2 workers of 2 threads, the defaults, unchanged). Workers share Numba's cache
+directory; its files are written under a temporary name and renamed, so two workers compiling the
+same kernel cost time, never correctness.
 """
 
 from __future__ import annotations
@@ -21,6 +28,12 @@ import os
 
 if os.environ.get("CNNLANG_CUDA_REAL") != "1":
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_share = max(2, _cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+if _share < _cores:  # read when Numba and NumPy load, which is after this
+    for _name in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_name, str(_share))
 
 import pytest  # noqa: E402 - after the simulator setting
 

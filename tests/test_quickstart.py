@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTEST_SUFFIX = " && .venv/bin/python -m pytest"
+PYTEST_SUFFIX = " && .venv/bin/python -m pytest -n auto"
 
 
 def readme_quick_start() -> tuple[str, str]:

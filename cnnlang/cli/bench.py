@@ -2,7 +2,9 @@
 
 Images per second for inference with the optimisation passes (all by default) and without them,
 with the activation memory each allocates and the speed-up; for a training step (forward in
-training mode, backward, and a plain SGD update: always the unoptimised graph); then one row per
+training mode, backward, and a plain SGD update) on the graph as written: no optimisation passes,
+but on the CPU each relu after a batchnorm or a residual add runs inside it, as in all training
+and in inference without passes (cnnlang/passes/fuse_training.py), which the output says; then one row per
 layer with its MACs, measured time and the GFLOP/s that implies (2 FLOPs per MAC; backward
 counts twice the forward MACs), also as a share of the machine's GEMM rate (a NumPy matmul timed in
 the same run). ``--compare torch,onnxruntime`` times the same model in those frameworks too
@@ -59,6 +61,10 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
     x = np.random.default_rng(seed).standard_normal((batch, *model.input_shape)).astype(network.dtype)
     result: dict = {"model": model.name, "batch": batch, "dtype": dtype, "passes": list(network.passes),
                     "device": network.backend.name}
+    if network.inference_plan is None:
+        # What the plan of the graph as written runs beyond it (the training step, and inference
+        # without passes): relu -> the batchnorm or add it runs inside (fuse_training, CPU only).
+        result["fused_relus"] = {s.node: s.fused_into for s in network.plan.steps if s.fused_into is not None}
     gemms = _gemm_record(network.backend)
 
     start = time.perf_counter()
@@ -212,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"inference {label:<16} {batch / measured['inference_s']:10.1f} images/s  ({measured['inference_s'] * 1000:.2f} ms per batch; "
                       f"first pass {measured['first_forward_s'] * 1000:.0f} ms); activation memory {measured['activation_bytes'] / 1e6:.2f} MB "
                       f"(+ {measured['workspace_bytes'] / 1e6:.2f} MB conv scratch)")
+    as_written = _as_written(result["fused_relus"])
+    if result["fused_relus"]:
+        console.print("(inference no passes: fuse-training too, as in the training step)")
     if passes:
         saved = 1 - result["optimised"]["activation_bytes"] / result["activation_bytes"]
         console.print(f"speed-up {result['speedup']:.2f}x, activation memory {saved:.0%} less (allocated node outputs: "
@@ -220,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"training step  not timed: non-finite values ({result['train_nonfinite']})")
     elif args.train:
         console.print(f"training step  {batch / result['train_step_s']:10.1f} images/s  ({result['train_step_s'] * 1000:.2f} ms per batch: "
-                      "forward, backward, SGD update; no passes)")
+                      f"forward, backward, SGD update; {as_written})")
     for label, measured in [("no passes", result), *([("with passes", result["optimised"])] if passes else [])]:
         if "gemm_calls" in measured:
             calls = ", ".join(f"{name} {count:,}" for name, count in sorted(measured["gemm_calls"].items())) or "none"
@@ -236,9 +245,19 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"per layer, with {rows[0][0]} (a layer's time includes the layers fused into it; {gemm}):")
         _layer_table(console, result["optimised"]["layers"], False, result["gemm_gflops"])
     else:
-        console.print(f"per layer, no passes ({gemm}):")
+        console.print(f"per layer, {as_written.split(':')[0]} ({gemm}):")
         _layer_table(console, result["layers"], "train_step_s" in result, result["gemm_gflops"])
     return 0
+
+
+def _as_written(fused_relus: dict[str, str]) -> str:
+    """What runs without optimisation passes: the graph as written, with each relu in
+    ``fused_relus`` (relu -> its producer, from the CPU plan) run inside the batchnorm or add before it."""
+    count = len(fused_relus)
+    if not count:
+        return "no passes"
+    them = "them" if count > 1 else "it"
+    return f"no passes but fuse-training: {count} relu{'s' if count > 1 else ''} fused into the batchnorm or add before {them}"
 
 
 def _add_gemm_share(layers: list[dict], gemm_gflops: float | None) -> None:

@@ -157,6 +157,22 @@ def test_bench_table_reports_both_and_the_speedup(workdir, capsys):
     assert "speed-up" in out and "MB" in out and "training step" in out
 
 
+def test_bench_says_the_training_step_fuses_relus_into_batchnorm(workdir, capsys):
+    # Training on the CPU runs fuse-training (a relu after a batchnorm or add runs inside it):
+    # the headline must say so rather than "no passes", and say "no passes" where nothing fused.
+    (workdir / "bn.cnn").write_text("network bn { input 1x8x8\n conv(4, 3x3) -> batchnorm -> relu\n fc(3) }")
+    assert main(["bench", "bn.cnn", "--batch", "2", "--repeat", "1", "--train", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fused_relus"] == {"relu1": "batchnorm1"}
+    assert main(["bench", "bn.cnn", "--batch", "2", "--repeat", "1", "--train"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "SGD update; no passes but fuse-training: 1 relu fused into the batchnorm or add before it)" in out
+    assert "(inference no passes: fuse-training too" in out
+    assert "per layer, no passes but fuse-training (" in out
+    assert main(["bench", "tiny.cnn", "--batch", "2", "--repeat", "1", "--train"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "SGD update; no passes)" in out and "fuse-training" not in out
+
+
 def test_bench_reports_conv_scratch(workdir, capsys):
     assert main(["bench", "tiny.cnn", "--batch", "2", "--repeat", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
