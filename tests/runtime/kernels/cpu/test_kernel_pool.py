@@ -23,6 +23,7 @@ from cnnlang.runtime.kernels.cpu.pool import (
     global_avgpool_forward,
     maxpool_backward,
     maxpool_forward,
+    PIXELWISE_CHANNELS,
     maxpool_values,
 )
 from gradcheck import stacked_central_difference
@@ -207,6 +208,23 @@ def test_maxpool_values_match_reference(geo, n, c, dtype, seed):
     with_argmax, _ = run_maxpool(x, k, s, p, d, ceil)
     np.testing.assert_array_equal(np.signbit(out), np.signbit(with_argmax))
     np.testing.assert_array_equal(out, with_argmax)
+
+
+@pytest.mark.parametrize("k, s, p, d, ceil", [((3, 3), (2, 2), (1, 1), (1, 1), True), ((2, 3), (3, 2), (0, 1), (2, 1), False)])
+def test_maxpool_values_per_pixel_path_matches_reference(k, s, p, d, ceil):
+    # PIXELWISE_CHANNELS or more channels with a stride > 1: the per-pixel loops (the property
+    # test above draws fewer channels, so it reaches the every-column path)
+    rng = np.random.default_rng(5)
+    channels = PIXELWISE_CHANNELS + 1
+    x = rng.choice(np.array([-2.0, -1.0, -0.0, 0.0, 1.0, 2.0, np.nan]), (2, channels, 9, 8)).astype(np.float32)
+    oh, ow = out_size(9, k[0], s[0], p[0], d[0], ceil), out_size(8, k[1], s[1], p[1], d[1], ceil)
+    out = np.full((2, oh, ow, channels), 7.0, np.float32)
+    maxpool_values(nhwc(x), out, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
+    ref, _ = ref_maxpool(np.nan_to_num(x, nan=9.0), k, s, p, d, ceil)
+    ref[ref == 9.0] = np.nan
+    np.testing.assert_array_equal(nchw(out), ref)
+    with_argmax, _ = run_maxpool(x, k, s, p, d, ceil)
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(with_argmax))
 
 
 def test_maxpool_values_signed_zero_is_the_first_in_row_major_order():
