@@ -7,7 +7,7 @@ transformed input tile (Lavin and Gray, "Fast Algorithms for Convolutional Neura
 input channels, the elementwise product becomes 16 independent GEMMs, which is what makes it fast here:
 
 1. ``transform_weight`` (once per weight change: the inference plan calls it from ``refresh``):
-   U (16, Cin, Cout), computed in float64 and rounded once.
+   U (16, Cin, Cout), computed in float64 and rounded once (by the Numba kernel training uses too).
 2. ``_input_transform_2`` (parallel numba): V (16, tiles, Cin) for a chunk of tile rows; taps in the padding
    read as zero, so any padding, asymmetric included, works.
 3. 16 GEMMs (tiles x Cin) . (Cin x Cout) in one stacked ``np.matmul`` (numpy's BLAS sgemm).
@@ -26,8 +26,9 @@ here (docs/passes.md).
 
 Training (conv.py calls these when workspace.py's rule says so; the weight changes every step):
 
-* ``transform_weight_into``: U in the parallel numba kernel that ``transform_weight`` uses too, or, with ``flip``, U of the input gradient's weight (filters turned by 180 degrees, channels
-  swapped), so that dx = ``winograd_forward`` of dy padded by 2 - p.
+* ``transform_weight_into``: U in the parallel numba kernel that ``transform_weight`` uses too, or, with
+  ``flip``, U of the input gradient's weight (filters turned by 180 degrees, channels swapped), so that dx =
+  ``winograd_forward`` of dy padded by 2 - p.
 * ``winograd_weight_grad``: dW = G^T (sum over tiles of V^T dM) G, with V the forward's input transform and dM =
   A dY A^T (``_output_adjoint_2``, the adjoint of the output transform): 16 GEMMs (Cin x tiles) . (tiles x Cout).
 
