@@ -12,7 +12,7 @@ import numpy as np
 
 from ..backend import CPU
 from ..kernels.cpu import pool as cpu_kernels
-from ..kernels.cpu.serial import SERIAL_WORK, avgpool_forward_serial, maxpool_forward_serial
+from ..kernels.cpu.serial import SERIAL_WORK, avgpool_forward_serial, maxpool_values_serial
 from .base import Context, Op, as_image, register, window_geometry
 
 
@@ -45,7 +45,8 @@ class _WindowPool(Op):
 @register("maxpool")
 class MaxPoolOp(_WindowPool):
     """``maxpool``: the forward pass records each output's arg-max (int32, per image) so that
-    backward routes its gradient to exactly that input element."""
+    backward routes its gradient to exactly that input element; the inference plan's bound
+    forward computes the values only."""
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
@@ -60,12 +61,15 @@ class MaxPoolOp(_WindowPool):
         self.kernels.maxpool_forward(x4, out4, self._argmax, *self._args)
 
     def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
-        if not self._small(inputs[0], out, ctx):
+        """The inference plan's forward: values only, no arg-max (no backward follows a bound
+        step), by the separable kernel; on one thread for small work."""
+        x = inputs[0]
+        if ctx.train or self.kernels is not cpu_kernels or not (x.flags.c_contiguous and out.flags.c_contiguous):
             return super().bind(inputs, out, ctx)
-        n = inputs[0].shape[0]
-        self._argmax = self.scratch(self._argmax, (n, *self._out_image), np.int32)
-        x4, out4 = inputs[0].reshape(n, *self._in_image), out.reshape(n, *self._out_image)
-        return functools.partial(maxpool_forward_serial, x4, out4, self._argmax, *self._args)
+        n = x.shape[0]
+        x4, out4 = x.reshape(n, *self._in_image), out.reshape(n, *self._out_image)
+        kernel = maxpool_values_serial if self._small(x, out, ctx) else cpu_kernels.maxpool_values
+        return functools.partial(kernel, x4, out4, *self._args)
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         if not self.need_input_grad[0]:

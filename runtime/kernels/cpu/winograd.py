@@ -7,7 +7,7 @@ transformed input tile (Lavin and Gray, "Fast Algorithms for Convolutional Neura
 input channels, the elementwise product becomes 16 independent GEMMs, which is what makes it fast here:
 
 1. ``transform_weight`` (once per weight change: the inference plan calls it from ``refresh``):
-   U (16, Cin, Cout), computed in float64 and rounded once.
+   U (16, Cin, Cout), computed in float64 and rounded once (by the Numba kernel training uses too).
 2. ``_input_transform_2`` (parallel numba): V (16, tiles, Cin) for a chunk of tile rows; taps in the padding
    read as zero, so any padding, asymmetric included, works.
 3. 16 GEMMs (tiles x Cin) . (Cin x Cout) in one stacked ``np.matmul`` (numpy's BLAS sgemm).
@@ -26,9 +26,9 @@ here (docs/passes.md).
 
 Training (conv.py calls these when workspace.py's rule says so; the weight changes every step):
 
-* ``transform_weight_into``: U in a parallel numba kernel (the einsum of ``transform_weight`` took 176 ms for a
-  512 x 512 weight), or, with ``flip``, U of the input gradient's weight (filters turned by 180 degrees, channels
-  swapped), so that dx = ``winograd_forward`` of dy padded by 2 - p.
+* ``transform_weight_into``: U in the parallel numba kernel that ``transform_weight`` uses too, or, with
+  ``flip``, U of the input gradient's weight (filters turned by 180 degrees, channels swapped), so that dx =
+  ``winograd_forward`` of dy padded by 2 - p.
 * ``winograd_weight_grad``: dW = G^T (sum over tiles of V^T dM) G, with V the forward's input transform and dM =
   A dY A^T (``_output_adjoint_2``, the adjoint of the output transform): 16 GEMMs (Cin x tiles) . (tiles x Cout).
 
@@ -67,11 +67,15 @@ def matrices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def transform_weight(weight: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
     """U = G g G^T for every (output, input) channel pair of ``weight`` (Cout, Cin, 3, 3), laid out (16, Cin, Cout)
-    for the GEMMs; computed in float64 and cast once to ``dtype`` (default: the weight's)."""
+    for the GEMMs; computed in float64 and rounded once to ``dtype`` (default: the weight's). By the Numba kernel
+    training uses (:func:`transform_weight_into`; it replaced an einsum, 176 ms against under 1 ms for a
+    512 x 512 weight), from the weight as given when it is already ``dtype``, else from its float64 copy."""
     if weight.ndim != 4 or weight.shape[2:] != (3, 3):
         raise ValueError(f"winograd: a (Cout, Cin, 3, 3) weight expected, got {weight.shape}")
-    u = np.einsum("ik,ockl,jl->ijco", _G, np.asarray(weight, np.float64), _G, optimize=True)
-    return np.ascontiguousarray(u.reshape(_PLANES, weight.shape[1], weight.shape[0]), dtype or weight.dtype)
+    target = np.dtype(dtype or weight.dtype)
+    source = weight if weight.dtype == target else np.asarray(weight, np.float64)
+    u = transform_weight_into(source, np.empty(_PLANES * weight.shape[0] * weight.shape[1], source.dtype))
+    return u if u.dtype == target else u.astype(target)
 
 
 # --------------------------------------------------------------------------- numba kernels
@@ -223,8 +227,7 @@ def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows):  
 def _transform_weight(w, u, C, O, flip):  # pragma: no cover - compiled
     """U = G g G^T of every 3x3 filter g of w (O, C, 3, 3), flat, into u (16, C, O), flat; with ``flip`` the filter
     turned by 180 degrees into u (16, O, C): the weight of the input gradient's convolution (input channels O). In
-    float64, rounded once, as :func:`transform_weight` (whose einsum this replaces in training: 176 ms for a
-    512 x 512 weight against well under 1 ms here)."""
+    float64, rounded once (an einsum took 176 ms for a 512 x 512 weight, against well under 1 ms here)."""
     for c in prange(C):
         for o in range(O):
             g = w[(o * C + c) * 9 : (o * C + c + 1) * 9]

@@ -23,6 +23,8 @@ from cnnlang.runtime.kernels.cpu.pool import (
     global_avgpool_forward,
     maxpool_backward,
     maxpool_forward,
+    PIXELWISE_CHANNELS,
+    maxpool_values,
 )
 from gradcheck import stacked_central_difference
 
@@ -187,6 +189,50 @@ def test_maxpool_nan_propagates():
     out, arg = run_maxpool(x, (1, 2), (1, 2), (0, 0), (1, 1), False)
     assert np.isnan(out[0, 0, 0, 0]) and out[0, 0, 1, 0] == 3.0
     assert arg.ravel().tolist() == [1, 2]
+
+
+@SETTINGS
+@given(geometry(), st.integers(1, 3), st.integers(1, 4), st.sampled_from([np.float32, np.float64]), st.integers(0, 99))
+def test_maxpool_values_match_reference(geo, n, c, dtype, seed):
+    (h, w), k, s, p, d, ceil = geo
+    rng = np.random.default_rng(seed)
+    # A coarse grid with signed zeros and NaNs: the first maximum (in row-major window order)
+    # and the first NaN must win, as in maxpool_forward, which the reference checks bit for bit.
+    x = rng.choice(np.array([-2.0, -1.0, -0.0, 0.0, 1.0, 2.0, np.nan]), (n, c, h, w)).astype(dtype)
+    oh, ow = out_size(h, k[0], s[0], p[0], d[0], ceil), out_size(w, k[1], s[1], p[1], d[1], ceil)
+    out = np.full((n, oh, ow, c), 7.0, dtype)
+    maxpool_values(nhwc(x), out, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
+    ref, _ = ref_maxpool(np.nan_to_num(x, nan=9.0), k, s, p, d, ceil)  # NaN ranks above all
+    ref[ref == 9.0] = np.nan
+    np.testing.assert_array_equal(nchw(out), ref)
+    with_argmax, _ = run_maxpool(x, k, s, p, d, ceil)
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(with_argmax))
+    np.testing.assert_array_equal(out, with_argmax)
+
+
+@pytest.mark.parametrize("k, s, p, d, ceil", [((3, 3), (2, 2), (1, 1), (1, 1), True), ((2, 3), (3, 2), (0, 1), (2, 1), False)])
+def test_maxpool_values_per_pixel_path_matches_reference(k, s, p, d, ceil):
+    # PIXELWISE_CHANNELS or more channels with a stride > 1: the per-pixel loops (the property
+    # test above draws fewer channels, so it reaches the every-column path)
+    rng = np.random.default_rng(5)
+    channels = PIXELWISE_CHANNELS + 1
+    x = rng.choice(np.array([-2.0, -1.0, -0.0, 0.0, 1.0, 2.0, np.nan]), (2, channels, 9, 8)).astype(np.float32)
+    oh, ow = out_size(9, k[0], s[0], p[0], d[0], ceil), out_size(8, k[1], s[1], p[1], d[1], ceil)
+    out = np.full((2, oh, ow, channels), 7.0, np.float32)
+    maxpool_values(nhwc(x), out, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
+    ref, _ = ref_maxpool(np.nan_to_num(x, nan=9.0), k, s, p, d, ceil)
+    ref[ref == 9.0] = np.nan
+    np.testing.assert_array_equal(nchw(out), ref)
+    with_argmax, _ = run_maxpool(x, k, s, p, d, ceil)
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(with_argmax))
+
+
+def test_maxpool_values_signed_zero_is_the_first_in_row_major_order():
+    # Columns first would take +0 (column 0's maximum); row-major order meets -0 first.
+    x = np.array([[-1.0, -0.0], [0.0, -1.0]]).reshape(1, 1, 2, 2)
+    out = np.empty((1, 1, 1, 1))
+    maxpool_values(nhwc(x), out, 2, 2, 2, 2, 0, 0, 1, 1)
+    assert out.ravel()[0] == 0 and np.signbit(out.ravel()[0])
 
 
 # ---- average pooling -------------------------------------------------------------------

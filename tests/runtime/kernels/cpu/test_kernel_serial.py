@@ -16,7 +16,7 @@ from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, pack_weight
 from cnnlang.runtime.kernels.cpu.direct import direct_forward, scratch_size
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, bias_activation
 from cnnlang.runtime.kernels.cpu.im2col import im2col
-from cnnlang.runtime.kernels.cpu.pool import _avgpool_forward, avgpool_forward, maxpool_forward
+from cnnlang.runtime.kernels.cpu.pool import _avgpool_forward, _maxpool_values, avgpool_forward, maxpool_values
 from test_kernel_conv import nchw, nhwc, ref_conv, ref_geometry
 from test_kernel_pool import geometry, out_size, ref_avgpool, ref_maxpool
 
@@ -28,7 +28,7 @@ TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 def test_twins_are_serial_and_cached_apart():
     for twin, kernel in [(serial.im2col_serial, im2col), (serial.direct_forward_serial, direct_forward),
                          (serial.avgpool_forward_serial, _avgpool_forward),
-                         (serial.maxpool_forward_serial, maxpool_forward)]:  # fmt: skip
+                         (serial.maxpool_values_serial, _maxpool_values)]:  # fmt: skip
         assert kernel.targetoptions["parallel"] and not twin.targetoptions.get("parallel")
         assert twin.py_func.__code__ is kernel.py_func.__code__
         assert twin.py_func.__qualname__ != kernel.py_func.__qualname__  # its own cache file
@@ -90,15 +90,17 @@ def test_direct_forward_serial_matches_the_reference_conv(case, dtype, has_bias)
 
 @SETTINGS
 @given(geometry(), st.integers(1, 3), st.integers(1, 4), DTYPES, st.integers(0, 99))
-def test_maxpool_forward_serial_matches_reference(geo, n, c, dtype, seed):
+def test_maxpool_values_serial_matches_reference(geo, n, c, dtype, seed):
     (h, w), k, s, p, d, ceil = geo
     x = np.random.default_rng(seed).integers(-3, 4, (n, c, h, w)).astype(dtype)  # ties: the first maximum wins
     oh, ow = out_size(h, k[0], s[0], p[0], d[0], ceil), out_size(w, k[1], s[1], p[1], d[1], ceil)
-    out, arg = np.empty((n, oh, ow, c), dtype), np.empty((n, oh, ow, c), np.int32)
-    serial.maxpool_forward_serial(nhwc(x), out, arg, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
-    ref, ref_arg = ref_maxpool(x, k, s, p, d, ceil)
+    out = np.empty((n, oh, ow, c), dtype)
+    serial.maxpool_values_serial(nhwc(x), out, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
+    ref, _ = ref_maxpool(x, k, s, p, d, ceil)
     np.testing.assert_array_equal(nchw(out), ref)
-    np.testing.assert_array_equal(nchw(arg), ref_arg)
+    parallel = np.empty_like(out)
+    maxpool_values(nhwc(x), parallel, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
+    np.testing.assert_array_equal(out, parallel)
 
 
 @SETTINGS

@@ -241,13 +241,35 @@ def test_training_float32_error_is_a_small_multiple_of_im2col(shape):
         assert error < FLOAT32_RATIO_TO_DIRECT * direct_error, (name, error, direct_error)
 
 
-def test_transform_weight_into_matches_transform_weight_turned_and_not():
+def reference_u(weight: np.ndarray) -> np.ndarray:
+    """U = G g G^T per channel pair, (16, Cin, Cout), by an einsum in float64."""
+    _, g, _ = matrices()
+    u = np.einsum("ik,ockl,jl->ijco", g, np.asarray(weight, np.float64), g)
+    return u.reshape(16, weight.shape[1], weight.shape[0])
+
+
+def test_transform_weight_into_matches_the_reference_turned_and_not():
     rng = np.random.default_rng(8)
     weight = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
-    np.testing.assert_array_equal(transform_weight_into(weight, np.empty(16 * 15, np.float32)), transform_weight(weight))
+    # computed in float64 and rounded once: the float32 reference's rounding exactly
+    np.testing.assert_array_equal(transform_weight_into(weight, np.empty(16 * 15, np.float32)),
+                                  reference_u(weight).astype(np.float32))  # fmt: skip
+    np.testing.assert_array_equal(transform_weight(weight), reference_u(weight).astype(np.float32))
     turned = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     np.testing.assert_array_equal(transform_weight_into(weight, np.empty(16 * 15, np.float32), flip=True),
-                                  transform_weight(turned))
+                                  reference_u(turned).astype(np.float32))
+
+
+def test_transform_weight_rounds_once_to_the_asked_dtype():
+    rng = np.random.default_rng(9)
+    weight = rng.standard_normal((4, 3, 3, 3))
+    np.testing.assert_allclose(transform_weight(weight), reference_u(weight), rtol=1e-14, atol=1e-14)
+    np.testing.assert_array_equal(transform_weight(weight, np.float32), reference_u(weight).astype(np.float32))
+    single = weight.astype(np.float32)
+    wide = transform_weight(single, np.float64)
+    assert wide.dtype == np.float64
+    np.testing.assert_allclose(wide, reference_u(single), rtol=1e-14, atol=1e-14)
+    assert not np.array_equal(wide, wide.astype(np.float32).astype(np.float64))  # not rounded through float32
 
 
 def test_the_training_rule():
