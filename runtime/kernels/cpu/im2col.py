@@ -1,7 +1,12 @@
 """The im2col convolution's Numba kernels on flat channels-last arrays (see conv.py for the
 algorithm): gathering columns, the adjoint gather into dx, and two helpers for the weight
 gradient. Each takes flat arrays plus one int64 geometry vector (indices below), so it has
-exactly two specialisations (float32, float64); all are ``cache=True`` and none uses fastmath."""
+exactly two specialisations (float32, float64); all are ``cache=True`` and none uses fastmath.
+
+im2col and col2im are compiled with ``_nrt=False`` (no reference counting; they allocate nothing): the slice views
+they take per pixel otherwise each cost two atomic reference-count updates. One thread, batch 64: resnet20's 1x1
+stride-2 shortcut's im2col 0.66 -> 0.29 ms, col2im of its 3x3 stride-2 32 -> 64 conv 1.21 -> 0.83 ms, of the 3 -> 16
+stem 3.2 -> 2.4 ms; the others within noise."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ _BLOCK = 32  # output pixels per parallel work item of im2col (amortises the ind
 
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, _nrt=False)
 def im2col(x, col, geo, r0, nrows):  # pragma: no cover - compiled
     """Columns of output rows [r0, r0 + nrows) (flattened n*Ho + oh) into col (nrows*Wo, K),
     K = G*KH*KW*Cg in (g, kh, kw, c) order. Positions in the padding become 0."""
@@ -101,7 +106,7 @@ def im2col(x, col, geo, r0, nrows):  # pragma: no cover - compiled
                             z[e] = 0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, _nrt=False)
 def col2im(dcol, dx, geo, r0, nrows):  # pragma: no cover - compiled
     """Adjoint of im2col for output rows [r0, r0 + nrows): gather into dx (N*H*W*C flat).
 

@@ -44,7 +44,7 @@ def serial_twin(kernel: Dispatcher) -> Dispatcher:
     """``kernel`` (a parallel Numba dispatcher: the jitted function itself, not a Python wrapper
     around one) compiled without ``parallel``, with its other options (error model, fastmath),
     cached on disk under ``<name>_serial``."""
-    options = {k: v for k, v in kernel.targetoptions.items() if k in ("error_model", "fastmath", "boundscheck")}
+    options = {k: v for k, v in kernel.targetoptions.items() if k in ("error_model", "fastmath", "boundscheck", "_nrt")}
     py = kernel.py_func
     twin = types.FunctionType(py.__code__, py.__globals__, f"{py.__name__}_serial", py.__defaults__, py.__closure__)
     twin.__qualname__ = f"{py.__qualname__}_serial"

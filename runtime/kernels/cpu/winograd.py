@@ -32,10 +32,17 @@ Training (conv.py calls these when workspace.py's rule says so; the weight chang
 * ``winograd_weight_grad``: dW = G^T (sum over tiles of V^T dM) G, with V the forward's input transform and dM =
   A dY A^T (``_output_adjoint_2``, the adjoint of the output transform): 16 GEMMs (Cin x tiles) . (tiles x Cout).
 
-The input transform's channel loop compiles to scalar code (LLVM gives up on checking its 16 output and 16 input
-streams for overlap). Tried and dropped, both no faster within the noise (resnet20's 16-channel layer, one thread,
-6.6 ms): one vectorised loop per row of B^T d (8 loads, 4 stores) per tile, and that per block of 16 tiles row
-by row (4 store streams open instead of 16).
+Per-tile costs, which dominate at 16 to 64 channels (a tile's channel loops are 2 to 8 vectors long):
+
+* The transforms are compiled with ``_nrt=False`` (no reference counting, so no allocation: their scratch rows come
+  from the caller, ``_per_block``). With it, every slice view taken per tile incremented and decremented an atomic
+  reference count, 20 to 60 atomic operations per tile; without it the output transform measured 1.5-1.8x faster
+  in isolation (one thread, batch 64: 16 channels 32x32 3.1 -> 2.1 ms, 32 at 16x16 0.65 -> 0.36 ms).
+* The input transform runs as 4 + 16 loops of 2 loads and 1 store each (B^T d row by row, then each plane of
+  (B^T d) B), since one loop over all 16 outputs of a channel compiled to scalar code (LLVM gives up on checking
+  its 16 output and 16 input streams for overlap): in isolation 1.2x (16 channels) to 2x (64) faster.
+  Whole forward, one thread, CPU time, batch 64 (resnet20's layers): 16 channels 1.26x, 32 1.2x, 64 1.03-1.15x;
+  the weight gradient 1.07-1.17x.
 """
 
 from __future__ import annotations
@@ -86,16 +93,18 @@ def transform_weight(weight: np.ndarray, dtype: np.dtype | None = None) -> np.nd
 # 2.4 -> 1.5 ms, output transform 2.8 -> 0.7 ms (the GEMMs: about 5 ms).
 
 
-@njit(parallel=True, cache=True)
-def _input_transform_2(xf, v, plane, geo, row0, nrows):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True, _nrt=False)
+def _input_transform_2(xf, v, plane, geo, row0, nrows, patches):  # pragma: no cover - compiled
     """V (16 planes ``plane`` apart, each nrows*TW x C) = B^T d B for the tiles of tile rows [row0, row0 + nrows)
-    (flattened n*TH + ti); d is the 4 x 4 input patch at (2*ti - pt, 2*tj - pl), zero outside the image."""
+    (flattened n*TH + ti); d is the 4 x 4 input patch at (2*ti - pt, 2*tj - pl), zero outside the image.
+    ``patches`` (blocks of _BLOCK tiles, 32 * C): each block's copy of an edge tile's input, then its B^T d."""
     H, W, C = geo[_H], geo[_W], geo[_C]
     pt, pl, th, tw = geo[_PT], geo[_PL], geo[_TH], geo[_TW]
     nt = nrows * tw
     nblk = (nt + _BLOCK - 1) // _BLOCK
     for b in prange(nblk):
-        patch = np.empty(16 * C, xf.dtype)  # an edge tile's input, zero outside the image
+        patch = patches[b, : 16 * C]  # an edge tile's input, zero outside the image
+        rows = patches[b, 16 * C :]  # B^T d
         for t in range(b * _BLOCK, min(nt, (b + 1) * _BLOCK)):
             row = row0 + t // tw
             n = row // th
@@ -123,61 +132,50 @@ def _input_transform_2(xf, v, plane, geo, row0, nrows):  # pragma: no cover - co
                 src = patch
                 o = 0
                 rs = 4 * C
-            d0, d1 = src[o : o + 4 * C], src[o + rs : o + rs + 4 * C]
-            d2, d3 = src[o + 2 * rs : o + 2 * rs + 4 * C], src[o + 3 * rs : o + 3 * rs + 4 * C]
-            a00, a01, a02, a03 = d0[:C], d0[C : 2 * C], d0[2 * C : 3 * C], d0[3 * C :]
-            a10, a11, a12, a13 = d1[:C], d1[C : 2 * C], d1[2 * C : 3 * C], d1[3 * C :]
-            a20, a21, a22, a23 = d2[:C], d2[C : 2 * C], d2[2 * C : 3 * C], d2[3 * C :]
-            a30, a31, a32, a33 = d3[:C], d3[C : 2 * C], d3[2 * C : 3 * C], d3[3 * C :]
-            q = t * C
-            v00, v01 = v[q : q + C], v[q + plane : q + plane + C]
-            v02, v03 = v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
-            q += 4 * plane
-            v10, v11 = v[q : q + C], v[q + plane : q + plane + C]
-            v12, v13 = v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
-            q += 4 * plane
-            v20, v21 = v[q : q + C], v[q + plane : q + plane + C]
-            v22, v23 = v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
-            q += 4 * plane
-            v30, v31 = v[q : q + C], v[q + plane : q + plane + C]
-            v32, v33 = v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
-            for c in range(C):
-                # B^T d: rows (d0 - d2, d1 + d2, d2 - d1, d1 - d3), per column
-                t00, t01, t02, t03 = a00[c] - a20[c], a01[c] - a21[c], a02[c] - a22[c], a03[c] - a23[c]
-                t10, t11, t12, t13 = a10[c] + a20[c], a11[c] + a21[c], a12[c] + a22[c], a13[c] + a23[c]
-                t20, t21, t22, t23 = a20[c] - a10[c], a21[c] - a11[c], a22[c] - a12[c], a23[c] - a13[c]
-                t30, t31, t32, t33 = a10[c] - a30[c], a11[c] - a31[c], a12[c] - a32[c], a13[c] - a33[c]
-                # (B^T d) B: the same on columns
-                v00[c] = t00 - t02
-                v01[c] = t01 + t02
-                v02[c] = t02 - t01
-                v03[c] = t01 - t03
-                v10[c] = t10 - t12
-                v11[c] = t11 + t12
-                v12[c] = t12 - t11
-                v13[c] = t11 - t13
-                v20[c] = t20 - t22
-                v21[c] = t21 + t22
-                v22[c] = t22 - t21
-                v23[c] = t21 - t23
-                v30[c] = t30 - t32
-                v31[c] = t31 + t32
-                v32[c] = t32 - t31
-                v33[c] = t31 - t33
+            c4 = 4 * C
+            d0, d1 = src[o : o + c4], src[o + rs : o + rs + c4]
+            d2, d3 = src[o + 2 * rs : o + 2 * rs + c4], src[o + 3 * rs : o + 3 * rs + c4]
+            # B^T d into rows: one row of the tile (4 pixels x C, contiguous) per loop, then (B^T d) B one output plane
+            # per loop: each loop has 2 loads and 1 store, few enough streams for LLVM's overlap checks, so each
+            # vectorises (one loop over all 16 outputs stayed scalar).
+            r0, r1, r2, r3 = rows[:c4], rows[c4 : 2 * c4], rows[2 * c4 : 3 * c4], rows[3 * c4 :]
+            for j in range(c4):
+                r0[j] = d0[j] - d2[j]
+            for j in range(c4):
+                r1[j] = d1[j] + d2[j]
+            for j in range(c4):
+                r2[j] = d2[j] - d1[j]
+            for j in range(c4):
+                r3[j] = d1[j] - d3[j]
+            for r in range(4):
+                tr = rows[r * c4 : (r + 1) * c4]
+                a0, a1, a2, a3 = tr[:C], tr[C : 2 * C], tr[2 * C : 3 * C], tr[3 * C :]
+                q = t * C + 4 * r * plane
+                v0, v1 = v[q : q + C], v[q + plane : q + plane + C]
+                v2, v3 = v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
+                for c in range(C):
+                    v0[c] = a0[c] - a2[c]
+                for c in range(C):
+                    v1[c] = a1[c] + a2[c]
+                for c in range(C):
+                    v2[c] = a2[c] - a1[c]
+                for c in range(C):
+                    v3[c] = a1[c] - a3[c]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True, error_model="numpy", _nrt=False)
+def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows, spares):  # pragma: no cover - compiled
     """Output pixels of the tiles of tile rows [row0, row0 + nrows) = A^T M A + bias (then relu) from mb (16 planes
     ``plane`` apart, each nrows*TW x O); pixel p's channels are yf[p*ystride : p*ystride + O]. ``bias`` is always
-    given (zeros for none), so the inner loop has no branch on it."""
+    given (zeros for none), so the inner loop has no branch on it. ``spares`` (blocks of _BLOCK tiles, O): where a
+    block's edge tiles write their pixels outside the output."""
     Ho, Wo, O = geo[_HO], geo[_WO], geo[_O]
     th, tw = geo[_TH], geo[_TW]
     nt = nrows * tw
     zero = yf.dtype.type(0)
     nblk = (nt + _BLOCK - 1) // _BLOCK
     for b in prange(nblk):
-        spare = np.empty(O, yf.dtype)  # where an edge tile's pixels outside the output go
+        spare = spares[b]
         for t in range(b * _BLOCK, min(nt, (b + 1) * _BLOCK)):
             row = row0 + t // tw
             n = row // th
@@ -223,40 +221,60 @@ def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows):  
                 y00[c] = r00
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, _nrt=False)
 def _transform_weight(w, u, C, O, flip):  # pragma: no cover - compiled
     """U = G g G^T of every 3x3 filter g of w (O, C, 3, 3), flat, into u (16, C, O), flat; with ``flip`` the filter
     turned by 180 degrees into u (16, O, C): the weight of the input gradient's convolution (input channels O). In
-    float64, rounded once (an einsum took 176 ms for a 512 x 512 weight, against well under 1 ms here)."""
+    float64, rounded once (an einsum took 176 ms for a 512 x 512 weight). Scalars throughout, no scratch (a
+    12-element array per filter and a tuple per row: 17.0 ms for 512 x 512 on one thread, 15.8 ms now; what remains
+    is the 16 store streams, a multiple of 4 KiB apart)."""
+    plane = C * O
     for c in prange(C):
         for o in range(O):
-            g = w[(o * C + c) * 9 : (o * C + c + 1) * 9]
-            t = np.empty(12)  # G g: 4 rows of 3
-            for j in range(3):
-                if flip:
-                    a, b, d = np.float64(g[8 - j]), np.float64(g[5 - j]), np.float64(g[2 - j])
-                else:
-                    a, b, d = np.float64(g[j]), np.float64(g[3 + j]), np.float64(g[6 + j])
-                t[j], t[3 + j], t[6 + j], t[9 + j] = a, 0.5 * (a + b + d), 0.5 * (a - b + d), d
-            for i in range(4):
-                a, b, d = t[3 * i], t[3 * i + 1], t[3 * i + 2]
-                row = (a, 0.5 * (a + b + d), 0.5 * (a - b + d), d)  # (G g) G^T
-                for j in range(4):
-                    q = (i * 4 + j) * C * O + (o * C + c if flip else c * O + o)
-                    u[q] = row[j]
+            k = (o * C + c) * 9
+            if flip:  # g[i][j] = w[2 - i][2 - j]
+                g00, g01, g02 = np.float64(w[k + 8]), np.float64(w[k + 7]), np.float64(w[k + 6])
+                g10, g11, g12 = np.float64(w[k + 5]), np.float64(w[k + 4]), np.float64(w[k + 3])
+                g20, g21, g22 = np.float64(w[k + 2]), np.float64(w[k + 1]), np.float64(w[k])
+            else:
+                g00, g01, g02 = np.float64(w[k]), np.float64(w[k + 1]), np.float64(w[k + 2])
+                g10, g11, g12 = np.float64(w[k + 3]), np.float64(w[k + 4]), np.float64(w[k + 5])
+                g20, g21, g22 = np.float64(w[k + 6]), np.float64(w[k + 7]), np.float64(w[k + 8])
+            # G g: rows (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2)
+            t00, t01, t02 = g00, g01, g02
+            t10, t11, t12 = 0.5 * (g00 + g10 + g20), 0.5 * (g01 + g11 + g21), 0.5 * (g02 + g12 + g22)
+            t20, t21, t22 = 0.5 * (g00 - g10 + g20), 0.5 * (g01 - g11 + g21), 0.5 * (g02 - g12 + g22)
+            t30, t31, t32 = g20, g21, g22
+            q = o * C + c if flip else c * O + o
+            # (G g) G^T: row i is (a, (a + b + d) / 2, (a - b + d) / 2, d) for (a, b, d) = row i of G g
+            u[q] = t00
+            u[q + plane] = 0.5 * (t00 + t01 + t02)
+            u[q + 2 * plane] = 0.5 * (t00 - t01 + t02)
+            u[q + 3 * plane] = t02
+            u[q + 4 * plane] = t10
+            u[q + 5 * plane] = 0.5 * (t10 + t11 + t12)
+            u[q + 6 * plane] = 0.5 * (t10 - t11 + t12)
+            u[q + 7 * plane] = t12
+            u[q + 8 * plane] = t20
+            u[q + 9 * plane] = 0.5 * (t20 + t21 + t22)
+            u[q + 10 * plane] = 0.5 * (t20 - t21 + t22)
+            u[q + 11 * plane] = t22
+            u[q + 12 * plane] = t30
+            u[q + 13 * plane] = 0.5 * (t30 + t31 + t32)
+            u[q + 14 * plane] = 0.5 * (t30 - t31 + t32)
+            u[q + 15 * plane] = t32
 
 
-@njit(parallel=True, cache=True)
-def _output_adjoint_2(dyf, mb, plane, geo, row0, nrows):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True, _nrt=False)
+def _output_adjoint_2(dyf, mb, plane, geo, row0, nrows, zeros):  # pragma: no cover - compiled
     """The adjoint of the output transform, for the weight gradient: dM = A dY A^T per tile of tile rows
     [row0, row0 + nrows) into mb (16 planes ``plane`` apart, each nrows*TW x O), from dy (N, Ho, Wo, O), flat; a
-    tile's pixels outside an odd output edge count as zero."""
+    tile's pixels outside an odd output edge count as zero (read from ``zeros``, O zeros)."""
     Ho, Wo, O = geo[_HO], geo[_WO], geo[_O]
     th, tw = geo[_TH], geo[_TW]
     nt = nrows * tw
     nblk = (nt + _BLOCK - 1) // _BLOCK
     for b in prange(nblk):
-        zeros = np.zeros(O, dyf.dtype)
         for t in range(b * _BLOCK, min(nt, (b + 1) * _BLOCK)):
             row = row0 + t // tw
             n = row // th
@@ -369,15 +387,17 @@ def winograd_forward(
     v = ws.get("winograd_v", planes * _plane(chunk * tw * C, x.itemsize), dtype)
     mb = ws.get("winograd_m", planes * _plane(chunk * tw * O, x.itemsize), dtype)
     bias_or_zero = bias if bias is not None else np.zeros(O, dtype)
+    patches = _per_block(ws, "winograd_patch", chunk * tw, 32 * C, dtype)
+    spares = _per_block(ws, "winograd_spare", chunk * tw, O, dtype)
     xf = x.reshape(-1)
     for r0 in range(0, rows, chunk):
         nr = min(chunk, rows - r0)
         nt = nr * tw
         vplane, mplane = _plane(nt * C, x.itemsize), _plane(nt * O, x.itemsize)
         v1, m1 = v[: planes * vplane], mb[: planes * mplane]
-        _input_transform_2(xf, v1, vplane, geo, r0, nr)
+        _input_transform_2(xf, v1, vplane, geo, r0, nr, patches)
         np.matmul(_planes(v1, planes, vplane, nt, C), transformed, out=_planes(m1, planes, mplane, nt, O))
-        _output_transform_2(m1, mplane, flat, stride, geo, bias_or_zero, activation == RELU, r0, nr)
+        _output_transform_2(m1, mplane, flat, stride, geo, bias_or_zero, activation == RELU, r0, nr, spares)
         if activation not in (NONE, RELU):  # tanh, sigmoid: on this chunk's output rows, in cache
             first, last = r0, r0 + nr - 1
             p0 = ((first // th) * Ho + (first % th) * 2) * Wo
@@ -393,6 +413,13 @@ def _plane(values: int, itemsize: int) -> int:
     other (the input transform measured 7x slower)."""
     page, line = 4096 // itemsize, 64 // itemsize
     return -(-values // page) * page + line
+
+
+def _per_block(ws: ConvWorkspace, name: str, tiles: int, width: int, dtype: np.dtype) -> np.ndarray:
+    """A (blocks of _BLOCK tiles, width) scratch row per parallel work item of a chunk of ``tiles`` tiles: the
+    transforms are compiled without numba's reference counting (``_nrt=False``), so they allocate nothing."""
+    blocks = -(-tiles // _BLOCK)
+    return ws.get(name, blocks * width, dtype).reshape(blocks, width)
 
 
 def _planes(flat: np.ndarray, planes: int, plane: int, rows: int, cols: int) -> np.ndarray:
@@ -428,14 +455,16 @@ def winograd_weight_grad(
     mb = ws.get("winograd_m", _PLANES * _plane(chunk * tw * O, x.itemsize), x.dtype)
     du = ws.get("winograd_du", _PLANES * C * O, x.dtype).reshape(_PLANES, C, O)
     part = ws.get("winograd_dupart", _PLANES * C * O, x.dtype).reshape(_PLANES, C, O) if rows > chunk else None
+    patches = _per_block(ws, "winograd_patch", chunk * tw, 32 * C, x.dtype)
+    zeros = np.zeros(O, x.dtype)
     xf, dyf = x.reshape(-1), dy.reshape(-1)
     for r0 in range(0, rows, chunk):
         nr = min(chunk, rows - r0)
         nt = nr * tw
         vplane, mplane = _plane(nt * C, x.itemsize), _plane(nt * O, x.itemsize)
         v1, m1 = v[: _PLANES * vplane], mb[: _PLANES * mplane]
-        _input_transform_2(xf, v1, vplane, geo, r0, nr)
-        _output_adjoint_2(dyf, m1, mplane, geo, r0, nr)
+        _input_transform_2(xf, v1, vplane, geo, r0, nr, patches)
+        _output_adjoint_2(dyf, m1, mplane, geo, r0, nr, zeros)
         vt = _planes(v1, _PLANES, vplane, nt, C).transpose(0, 2, 1)
         if r0 == 0:
             np.matmul(vt, _planes(m1, _PLANES, mplane, nt, O), out=du)
