@@ -54,6 +54,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .blocked import blocked_forward, blocked_weight_grad
+from .blocked import scratch_size as blocked_scratch_size
+from .blocked import weight_scratch_size as blocked_weight_size
 from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
@@ -131,6 +134,10 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
         if plan.winograd_forward and (keep or ws.winograd):
             u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype))
             winograd_forward(x, u, bias, plan.pads, out, ws, activation)
+        elif plan.blocked and (keep or ws.blocked) and out.flags.c_contiguous:
+            _blocked(x, weight, bias, out, plan.blocked_geo, False, ws)
+            if activation != NONE:
+                bias_activation(y2, None, activation)
         elif plan.direct_forward and out.flags.c_contiguous:
             has_bias = bias is not None
             direct_forward(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char], has_bias,
@@ -216,8 +223,9 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 a[...] = 0
         return dx, dweight, dbias
     dy2 = dy.reshape(-1, O)
-    direct = plan.direct_weight and dweight is not None and not plan.winograd_weight
-    if dbias is not None and not direct:
+    blocked = plan.blocked and dweight is not None and not plan.winograd_weight
+    direct = plan.direct_weight and dweight is not None and not plan.winograd_weight and not blocked
+    if dbias is not None and not direct and not blocked:
         np.matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
     if dx is not None or dweight is not None:
         previous = serial_threads(plan)
@@ -225,6 +233,12 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if direct:
                 _direct_weight(x, dy, dweight, dbias, plan, ws)
                 dweight = None
+            if blocked:
+                _blocked_weight(x, dy, dweight, dbias, plan, ws)
+                dweight = None
+            if plan.blocked_dx and dx is not None and not plan.winograd_dx:
+                # dx = conv(dy padded by K - 1 - p, the turned weight with in and out channels swapped)
+                _blocked(dy, weight, None, dx, plan.blocked_dx_geo, True, ws)
             if plan.winograd_dx and dx is not None:
                 # dx = conv(dy padded by 2 - p, the turned weight with in and out channels swapped)
                 u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype), flip=True)
@@ -233,7 +247,8 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if plan.winograd_weight and dweight is not None:
                 winograd_weight_grad(x, dy, plan.pads, dweight, ws)
                 dweight = None
-            _backward(x, weight, dy, plan, None if plan.winograd_dx else dx, dweight, ws,
+            rest = None if plan.winograd_dx or plan.blocked_dx else dx
+            _backward(x, weight, dy, plan, rest, dweight, ws,
                       kept and ws.kept_for == _kept_key(x, plan))
         finally:
             if previous:
@@ -257,6 +272,28 @@ def _direct_weight(x, dy, dweight, dbias, plan, ws):
     dweight.reshape(-1)[...] = total[: dweight.size]
     if dbias is not None:
         dbias[...] = total[dweight.size :]
+
+
+def _blocked(x, weight, bias, out, geo, flip, ws):
+    """out = the blocked kernel's conv of x (geo: blocked.py's geometry; flip: the input gradient)."""
+    threads, size = numba.get_num_threads(), blocked_scratch_size(geo, x.itemsize)
+    scratch = ws.get("blocked", threads * size, x.dtype).reshape(threads, size)
+    packed = ws.get("blocked_w", blocked_weight_size(geo, x.itemsize), x.dtype)
+    has_bias = bias is not None
+    blocked_forward(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char], has_bias,
+                    out.reshape(-1), geo, flip, packed, scratch)
+
+
+def _blocked_weight(x, dy, dweight, dbias, plan, ws):
+    """dweight and dbias (if asked) by the blocked kernel, from per-thread partial sums."""
+    geo = plan.blocked_geo
+    threads, size = numba.get_num_threads(), blocked_scratch_size(geo, x.itemsize)
+    scratch = ws.get("blocked", threads * size, x.dtype).reshape(threads, size)
+    width = blocked_weight_size(geo, x.itemsize)
+    parts = ws.get("blocked_parts", threads * width, x.dtype).reshape(threads, width)
+    has_bias = dbias is not None
+    blocked_weight_grad(x.reshape(-1), dy.reshape(-1), dweight.reshape(-1), dbias if has_bias else _EMPTY[x.dtype.char],
+                        has_bias, geo, parts, scratch)
 
 
 _EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}

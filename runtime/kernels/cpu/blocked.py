@@ -1,0 +1,282 @@
+"""Register-blocked direct convolution for few channels (LeNet-5's c1 and c3), channels-last, all
+in Numba's thread pool: forward (bias fused), weight and bias gradients, input gradient.
+
+Why: c3 (6 -> 16 channels, 5x5, 10x10 out) as im2col + GEMM has N = 16, where OpenBLAS runs far
+below its peak and handing work between Numba's and OpenBLAS's pools costs as much as the work;
+direct.py's kernels vectorise over pixels and keep their accumulators in memory (bound by L1
+stores). Here every multiply-add runs in a register tile, as in a GEMM micro-kernel.
+
+The tile (:func:`_tile`): P rows x NV vectors of L lanes (L = 32 bytes / itemsize: 8 float32,
+4 float64), acc[p, :] += sum_k b[p, k] * v[k, :], b broadcast from memory, v loaded as vectors.
+Numba does not vectorise such a tile by itself (its SLP vectoriser is off and the loop vectoriser
+only sees innermost loops: both measured scalar, 8 GFLOP/s), so the tile is an ``@intrinsic``
+that emits LLVM vector code (fma on <L x float>), one loop over k with the accumulators in
+allocas that LLVM promotes to registers. It is compiled into its callers: no extra dispatcher,
+and float32 and float64 are the callers' two specialisations.
+
+* forward: pixels x output channels. Each image is copied, zero-padded, into a per-thread
+  H' x W' x C buffer; for kernel row kh, the (kw, c) inputs of an output pixel are one contiguous
+  run of KW*C, so the tile runs over k = (kw, c) with b = those runs of P neighbouring pixels
+  (step stride*C) and v = the weight packed as (O/VO, KH, KW*C, VO), zero-padded to whole tiles.
+  Tiles are 4 pixels x 16 float32 channels when O > 8, else 8 pixels x 8 channels.
+* weight gradient: dW^T (KH, KW*C, O) = sum over pixels of x-run (x) dy: the tile runs over the
+  pixels of an output row, b = dy (P output channels), v = the input run; each thread sums its
+  images into its own partial, the partials are added in order at the end (deterministic).
+* input gradient: the forward on dy, zero-padded by K - 1 - pad, with the weight turned by 180
+  degrees and its channels swapped (stride 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_VECTOR_BYTES = 32  # AVX2
+
+
+def lanes(dtype) -> int:
+    """Elements of ``dtype`` in one vector register."""
+    return _VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def _make_tile(P: int, NV: int):
+    """The (P, NV) register tile as a Numba intrinsic:
+    tile(acc, a0, astep, b, b0, bp, bk, v, v0, vk, K) does, for p < P and j < NV*L,
+    acc[a0 + p*astep + j] += sum_{k<K} b[b0 + p*bp + k*bk] * v[v0 + k*vk + j]
+    on flat contiguous arrays of one float dtype (no bounds checks: callers keep within)."""
+
+    @intrinsic
+    def tile(typingctx, acc, a0, astep, b, b0, bp, bk, v, v0, vk, K):  # pragma: no cover - compile time
+        arrays = (acc, b, v)
+        if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
+            return None
+        if acc.dtype not in (types.float32, types.float64) or b.dtype != acc.dtype or v.dtype != acc.dtype:
+            return None
+        ints = (a0, astep, b0, bp, bk, v0, vk, K)
+        if not all(isinstance(i, types.Integer) for i in ints):
+            return None
+        sig = types.none(acc, a0, astep, b, b0, bp, bk, v, v0, vk, K)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            fty = context.get_value_type(tys[0].dtype)
+            L = _VECTOR_BYTES // (4 if tys[0].dtype == types.float32 else 8)
+            align = 4 if tys[0].dtype == types.float32 else 8
+            vty = ir.VectorType(fty, L)
+            vptr = vty.as_pointer()
+
+            def data(i):
+                return context.make_array(tys[i])(context, builder, args[i]).data
+
+            def integer(i):
+                return context.cast(builder, args[i], tys[i], types.intp)
+
+            pa, pb, pv = data(0), data(3), data(7)
+            a0_, astep_, b0_, bp_, bk_, v0_, vk_, K_ = (integer(i) for i in (1, 2, 4, 5, 6, 8, 9, 10))
+            intp = context.get_value_type(types.intp)
+
+            def const(n):
+                return ir.Constant(intp, n)
+
+            def vec_at(ptr, index):
+                return builder.bitcast(builder.gep(ptr, [index]), vptr)
+
+            name = f"llvm.fma.v{L}f{32 if align == 4 else 64}"
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
+            zeros = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
+            undef = ir.Constant(vty, ir.Undefined)
+            slots, addresses = [], []
+            for p in range(P):
+                row = builder.add(a0_, builder.mul(astep_, const(p)))
+                for j in range(NV):
+                    slot = cgutils.alloca_once(builder, vty)
+                    address = vec_at(pa, builder.add(row, const(j * L)))
+                    builder.store(builder.load(address, align=align), slot)
+                    slots.append(slot)
+                    addresses.append(address)
+            with cgutils.for_range(builder, K_) as loop:
+                k = loop.index
+                vbase = builder.add(v0_, builder.mul(k, vk_))
+                vs = [builder.load(vec_at(pv, builder.add(vbase, const(j * L))), align=align) for j in range(NV)]
+                bbase = builder.add(b0_, builder.mul(k, bk_))
+                for p in range(P):
+                    s = builder.load(builder.gep(pb, [builder.add(bbase, builder.mul(bp_, const(p)))]))
+                    splat = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)),
+                                                   undef, zeros)
+                    for j in range(NV):
+                        slot = slots[p * NV + j]
+                        builder.store(builder.call(fma, [splat, vs[j], builder.load(slot)]), slot)
+            for slot, address in zip(slots, addresses):
+                builder.store(builder.load(slot), address, align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+#: The tiles used: (pixels or rows, vectors). Wide: 4 x 2 (8 accumulators + 2 weight vectors);
+#: narrow, for at most L output channels: 8 x 1; and one-row tails.
+_tile_4x2 = _make_tile(4, 2)
+_tile_8x1 = _make_tile(8, 1)
+_tile_1x2 = _make_tile(1, 2)
+_tile_1x1 = _make_tile(1, 1)
+
+
+# Indices into the geometry vector (blocked_geometry).
+_N, _H, _W, _C, _HO, _WO, _KH, _KW, _SH, _SW, _PT, _PL, _O, _HP, _WP = range(15)
+
+
+def blocked_geometry(x_shape, w_shape, stride, pads, y_shape) -> np.ndarray:
+    """The int64 geometry vector of a conv x (N, H, W, C) -> y (N, Ho, Wo, O) with a weight of
+    w_shape's KH x KW (O and C are taken from x and y: the input gradient swaps them)."""
+    n, h, w, c = x_shape
+    kh, kw = w_shape[2:]
+    (pt, pb), (pl, pr) = pads
+    return np.array([n, h, w, c, y_shape[1], y_shape[2], kh, kw, stride[0], stride[1], pt, pl, y_shape[3],
+                     h + pt + pb, w + pl + pr], np.int64)
+
+
+def scratch_size(geo: np.ndarray, itemsize: int) -> int:
+    """Elements of scratch each thread needs: the padded image with slack for the reads of a
+    tile's extra pixels and vector lanes past a row, then one tile of accumulators."""
+    L = _VECTOR_BYTES // itemsize
+    image = int(geo[_HP] * geo[_WP] * geo[_C])
+    return image + 8 * int(geo[_SW] * geo[_C]) + 4 * L + 8 * 2 * L
+
+
+def weight_scratch_size(geo: np.ndarray, itemsize: int) -> int:
+    """Elements of the packed weight (forward) or of one thread's weight-gradient partial."""
+    L = _VECTOR_BYTES // itemsize
+    kwc = int(geo[_KW] * geo[_C])
+    o = int(geo[_O])
+    forward = (-(-o // L) + 1) * L * int(geo[_KH]) * kwc
+    weight = int(geo[_KH]) * (o + 4) * (-(-kwc // (2 * L)) * 2 * L) + o
+    return max(forward, weight)
+
+
+@njit(cache=True)
+def _pad_image(x, n, geo, xp):  # pragma: no cover - compiled
+    """Image n of x (N, H, W, C, flat) into xp as (Hp, Wp, C), zero-padded, zeros after it."""
+    H, W, C, Wp, pt, pl = geo[_H], geo[_W], geo[_C], geo[_WP], geo[_PT], geo[_PL]
+    size = H * W * C
+    if geo[_HP] == H and Wp == W:
+        xp[:size] = x[n * size : (n + 1) * size]
+        xp[size:] = 0
+        return
+    xp[:] = 0
+    for h in range(H):
+        start = ((h + pt) * Wp + pl) * C
+        xp[start : start + W * C] = x[(n * H + h) * W * C : (n * H + h + 1) * W * C]
+
+
+@njit(cache=True)
+def _pack_weight(weight, wp, O, C, KH, KW, VO, flip):  # pragma: no cover - compiled
+    """wp (O/VO, KH, KW*C, VO) from the conv's weight, zero-padded to whole tiles. ``flip``: the
+    weight is the original conv's (C, O, KH, KW) turned by 180 degrees (the input gradient)."""
+    OB = (O + VO - 1) // VO
+    KWC = KW * C
+    wp[: OB * KH * KWC * VO] = 0
+    for o in range(O):
+        ob, j = o // VO, o % VO
+        for c in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    if flip:
+                        value = weight[((c * O + o) * KH + KH - 1 - kh) * KW + KW - 1 - kw]
+                    else:
+                        value = weight[((o * C + c) * KH + kh) * KW + kw]
+                    wp[((ob * KH + kh) * KWC + kw * C + c) * VO + j] = value
+
+
+@njit(parallel=True, cache=True)
+def blocked_forward(x, weight, bias, has_bias, y, geo, flip, wp, scratch):  # pragma: no cover - compiled
+    """y (N, Ho, Wo, O) = conv(x (N, H, W, C), weight) + bias, all flat, channels last; weight
+    (O, C, KH, KW), or with ``flip`` the (C, O, KH, KW) weight of the conv whose input gradient
+    this is (stride 1). wp: weight_scratch_size; scratch: T x scratch_size, images split in
+    contiguous ranges over its T rows."""
+    N, C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH],
+                                           geo[_SW], geo[_O], geo[_WP])
+    L = 32 // x.itemsize
+    wide = O > L
+    VO = 2 * L if wide else L
+    P = 4 if wide else 8
+    OB = (O + VO - 1) // VO
+    KWC = KW * C
+    _pack_weight(weight, wp, O, C, KH, KW, VO, flip)
+    image = geo[_HP] * Wp * C + 8 * sw * C + 4 * L
+    T = scratch.shape[0]
+    for t in prange(T):
+        xp = scratch[t, :image]
+        acc = scratch[t, image : image + P * VO]
+        for n in range(t * N // T, (t + 1) * N // T):
+            _pad_image(x, n, geo, xp)
+            for oh in range(Ho):
+                for ob in range(OB):
+                    no = min(VO, O - ob * VO)
+                    for ow0 in range(0, Wo, P):
+                        for p in range(P):
+                            for j in range(VO):
+                                acc[p * VO + j] = bias[ob * VO + j] if has_bias and j < no else 0
+                        for kh in range(KH):
+                            b0 = ((oh * sh + kh) * Wp + ow0 * sw) * C
+                            v0 = (ob * KH + kh) * KWC * VO
+                            if wide:
+                                _tile_4x2(acc, 0, VO, xp, b0, sw * C, 1, wp, v0, VO, KWC)
+                            else:
+                                _tile_8x1(acc, 0, VO, xp, b0, sw * C, 1, wp, v0, VO, KWC)
+                        for p in range(min(P, Wo - ow0)):
+                            dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
+                            y[dst : dst + no] = acc[p * VO : p * VO + no]
+
+
+@njit(parallel=True, cache=True)
+def blocked_weight_grad(x, dy, dweight, dbias, has_bias, geo, parts, scratch):  # pragma: no cover - compiled
+    """dweight (O, C, KH, KW) and, with has_bias, dbias (O) of the conv x -> dy (flat, channels
+    last), overwritten. parts: T x weight_scratch_size (each thread's partial, added in thread
+    order at the end: deterministic for a given thread count); scratch: T x scratch_size."""
+    N, C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH],
+                                           geo[_SW], geo[_O], geo[_WP])
+    L = 32 // x.itemsize
+    VO = 2 * L
+    KWC = KW * C
+    KWCp = (KWC + VO - 1) // VO * VO
+    Op = O + 4
+    size = KH * Op * KWCp
+    image = geo[_HP] * Wp * C + 8 * sw * C + 4 * L
+    T = scratch.shape[0]
+    for t in prange(T):
+        xp = scratch[t, :image]
+        part = parts[t, : size + O]
+        part[:] = 0
+        for n in range(t * N // T, (t + 1) * N // T):
+            _pad_image(x, n, geo, xp)
+            for oh in range(Ho):
+                d0 = (n * Ho + oh) * Wo * O
+                for kh in range(KH):
+                    x0 = (oh * sh + kh) * Wp * C
+                    for jb in range(0, KWC, VO):
+                        o = 0
+                        while o + 4 <= O:
+                            _tile_4x2(part, (kh * Op + o) * KWCp + jb, KWCp, dy, d0 + o, 1, O, xp, x0 + jb, sw * C, Wo)
+                            o += 4
+                        while o < O:
+                            _tile_1x2(part, (kh * Op + o) * KWCp + jb, KWCp, dy, d0 + o, 1, O, xp, x0 + jb, sw * C, Wo)
+                            o += 1
+                if has_bias:
+                    for ow in range(Wo):
+                        for o in range(O):
+                            part[size + o] += dy[d0 + ow * O + o]
+    for t in range(1, T):
+        parts[0, : size + O] += parts[t, : size + O]
+    total = parts[0]
+    for o in range(O):
+        for c in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    dweight[((o * C + c) * KH + kh) * KW + kw] = total[(kh * Op + o) * KWCp + kw * C + c]
+        if has_bias:
+            dbias[o] = total[size + o]
