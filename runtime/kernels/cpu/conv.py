@@ -54,7 +54,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .blocked import blocked_forward, blocked_weight_grad
+from .blocked import blocked_forward, blocked_input_grad, blocked_weight_grad
 from .blocked import scratch_size as blocked_scratch_size
 from .blocked import weight_scratch_size as blocked_weight_size
 from .direct import direct_forward, direct_weight_grad, scratch_size
@@ -135,7 +135,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
             u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype))
             winograd_forward(x, u, bias, plan.pads, out, ws, activation)
         elif plan.blocked and (keep or ws.blocked) and out.flags.c_contiguous:
-            _blocked(x, weight, bias, out, plan.blocked_geo, False, ws)
+            _blocked_forward(x, weight, bias, out, plan, ws)
             if activation != NONE:
                 bias_activation(y2, None, activation)
         elif plan.direct_forward and out.flags.c_contiguous:
@@ -236,9 +236,8 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if blocked:
                 _blocked_weight(x, dy, dweight, dbias, plan, ws)
                 dweight = None
-            if plan.blocked_dx and dx is not None and not plan.winograd_dx:
-                # dx = conv(dy padded by K - 1 - p, the turned weight with in and out channels swapped)
-                _blocked(dy, weight, None, dx, plan.blocked_dx_geo, True, ws)
+            if plan.blocked and dx is not None and not plan.winograd_dx:
+                _blocked_input_grad(dy, weight, dx, plan, ws)
             if plan.winograd_dx and dx is not None:
                 # dx = conv(dy padded by 2 - p, the turned weight with in and out channels swapped)
                 u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype), flip=True)
@@ -247,7 +246,7 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if plan.winograd_weight and dweight is not None:
                 winograd_weight_grad(x, dy, plan.pads, dweight, ws)
                 dweight = None
-            rest = None if plan.winograd_dx or plan.blocked_dx else dx
+            rest = None if plan.winograd_dx or plan.blocked else dx
             _backward(x, weight, dy, plan, rest, dweight, ws,
                       kept and ws.kept_for == _kept_key(x, plan))
         finally:
@@ -274,22 +273,30 @@ def _direct_weight(x, dy, dweight, dbias, plan, ws):
         dbias[...] = total[dweight.size :]
 
 
-def _blocked(x, weight, bias, out, geo, flip, ws):
-    """out = the blocked kernel's conv of x (geo: blocked.py's geometry; flip: the input gradient)."""
-    threads, size = numba.get_num_threads(), blocked_scratch_size(geo, x.itemsize)
-    scratch = ws.get("blocked", threads * size, x.dtype).reshape(threads, size)
-    packed = ws.get("blocked_w", blocked_weight_size(geo, x.itemsize), x.dtype)
+def _blocked_scratch(plan, ws, dtype):
+    """The blocked kernels' per-thread scratch (T rows) and packed-weight buffer."""
+    threads, size = numba.get_num_threads(), blocked_scratch_size(plan.blocked_geo, dtype.itemsize)
+    packed = ws.get("blocked_w", blocked_weight_size(plan.blocked_geo, dtype.itemsize), dtype)
+    return ws.get("blocked", threads * size, dtype).reshape(threads, size), packed
+
+
+def _blocked_forward(x, weight, bias, out, plan, ws):
+    scratch, packed = _blocked_scratch(plan, ws, x.dtype)
     has_bias = bias is not None
     blocked_forward(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char], has_bias,
-                    out.reshape(-1), geo, flip, packed, scratch)
+                    out.reshape(-1), plan.blocked_geo, packed, scratch)
+
+
+def _blocked_input_grad(dy, weight, dx, plan, ws):
+    scratch, packed = _blocked_scratch(plan, ws, dy.dtype)
+    blocked_input_grad(dy.reshape(-1), weight.reshape(-1), dx.reshape(-1), plan.blocked_geo, packed, scratch)
 
 
 def _blocked_weight(x, dy, dweight, dbias, plan, ws):
     """dweight and dbias (if asked) by the blocked kernel, from per-thread partial sums."""
     geo = plan.blocked_geo
-    threads, size = numba.get_num_threads(), blocked_scratch_size(geo, x.itemsize)
-    scratch = ws.get("blocked", threads * size, x.dtype).reshape(threads, size)
-    width = blocked_weight_size(geo, x.itemsize)
+    scratch, _ = _blocked_scratch(plan, ws, x.dtype)
+    threads, width = scratch.shape[0], blocked_weight_size(geo, x.itemsize)
     parts = ws.get("blocked_parts", threads * width, x.dtype).reshape(threads, width)
     has_bias = dbias is not None
     blocked_weight_grad(x.reshape(-1), dy.reshape(-1), dweight.reshape(-1), dbias if has_bias else _EMPTY[x.dtype.char],

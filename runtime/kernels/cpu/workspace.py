@@ -49,7 +49,7 @@ WINOGRAD_FORWARD_MIN_SIZE = 4
 #: The register-blocked kernels (blocked.py) in training, for undilated, ungrouped convs that are not
 #: one GEMM already (1x1, or a window over the whole image): forward and weight gradient when the
 #: input has at least BLOCKED_MIN_C channels (one channel: direct.py) and the output at most
-#: BLOCKED_MAX_O (one 16-lane float32 tile: LeNet-5's c3); the input gradient too when the stride is 1.
+#: BLOCKED_MAX_O (one 16-lane float32 tile: LeNet-5's c3), and the input gradient.
 BLOCKED_MIN_C = 2
 BLOCKED_MAX_O = 16
 
@@ -64,8 +64,7 @@ class ConvPlan:
 
     __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial",
                  "direct_forward", "direct_weight", "direct_geo", "whole", "keepable", "winograd_forward",
-                 "winograd_dx", "winograd_weight", "pads", "blocked", "blocked_dx", "blocked_geo",
-                 "blocked_dx_geo")
+                 "winograd_dx", "winograd_weight", "pads", "blocked", "blocked_geo")
 
     def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
         N, H, W, C = x_shape
@@ -116,11 +115,7 @@ class ConvPlan:
         self.blocked = (ws.blocked is not False and not self.pointwise and not self.whole and max(dh, dw, G) == 1
                         and (ws.blocked or (ws.direct is None and ws.winograd is None and C >= BLOCKED_MIN_C
                                             and O <= BLOCKED_MAX_O)))
-        self.blocked_dx = self.blocked and max(sh, sw) == 1 and max(pt, pb) < KH and max(pl, pr) < KW
         self.blocked_geo = blocked_geometry(x_shape, w_shape, (sh, sw), self.pads, y_shape)
-        # the input gradient: the forward of dy padded by K - 1 - pad, with the turned weight
-        self.blocked_dx_geo = blocked_geometry(y_shape, w_shape, (1, 1), ((KH - 1 - pt, KH - 1 - pb),
-                                                                          (KW - 1 - pl, KW - 1 - pr)), x_shape)
         # in the order of the indices at the top of direct.py
         self.direct_geo = np.array([N, H, W, C, Ho, Wo, KH, KW, pt, pl, O], np.int64)
 
