@@ -47,21 +47,23 @@ def lanes(dtype) -> int:
 
 def _make_tile(P: int, NV: int):
     """The (P, NV) register tile as a Numba intrinsic:
-    tile(acc, a0, astep, b, b0, bp, bk, v, v0, vk, K) does, for p < P and j < NV*L,
-    acc[a0 + p*astep + j] += sum_{k<K} b[b0 + p*bp + k*bk] * v[v0 + k*vk + j]
-    on flat contiguous arrays of one float dtype (no bounds checks: callers keep within)."""
+    tile(acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K) does, for p < P and j < NV*L,
+    acc[a0 + p*astep + j] += sum_{i<I, k<K} b[b0 + p*bp + i*bi + k*bk] * v[v0 + i*vi + k*vk + j]
+    on flat contiguous arrays of one float dtype (no bounds checks: callers keep within). Two
+    levels of k, so that one call covers a whole window (kernel rows x runs of (kw, c)) or a whole
+    image's pixels (rows x columns): the accumulators are loaded and stored once per call."""
 
     @intrinsic
-    def tile(typingctx, acc, a0, astep, b, b0, bp, bk, v, v0, vk, K):  # pragma: no cover - compile time
+    def tile(typingctx, acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K):  # pragma: no cover - compile time
         arrays = (acc, b, v)
         if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
             return None
         if acc.dtype not in (types.float32, types.float64) or b.dtype != acc.dtype or v.dtype != acc.dtype:
             return None
-        ints = (a0, astep, b0, bp, bk, v0, vk, K)
+        ints = (a0, astep, b0, bp, bi, bk, v0, vi, vk, I, K)
         if not all(isinstance(i, types.Integer) for i in ints):
             return None
-        sig = types.none(acc, a0, astep, b, b0, bp, bk, v, v0, vk, K)
+        sig = types.none(acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K)
 
         def codegen(context, builder, signature, args):
             tys = signature.args
@@ -77,8 +79,9 @@ def _make_tile(P: int, NV: int):
             def integer(i):
                 return context.cast(builder, args[i], tys[i], types.intp)
 
-            pa, pb, pv = data(0), data(3), data(7)
-            a0_, astep_, b0_, bp_, bk_, v0_, vk_, K_ = (integer(i) for i in (1, 2, 4, 5, 6, 8, 9, 10))
+            pa, pb, pv = data(0), data(3), data(8)
+            a0_, astep_, b0_, bp_, bi_, bk_, v0_, vi_, vk_, I_, K_ = (integer(i) for i in (1, 2, 4, 5, 6, 7, 9, 10, 11,
+                                                                                           12, 13))
             intp = context.get_value_type(types.intp)
 
             def const(n):
@@ -100,18 +103,21 @@ def _make_tile(P: int, NV: int):
                     builder.store(builder.load(address, align=align), slot)
                     slots.append(slot)
                     addresses.append(address)
-            with cgutils.for_range(builder, K_) as loop:
-                k = loop.index
-                vbase = builder.add(v0_, builder.mul(k, vk_))
-                vs = [builder.load(vec_at(pv, builder.add(vbase, const(j * L))), align=align) for j in range(NV)]
-                bbase = builder.add(b0_, builder.mul(k, bk_))
-                for p in range(P):
-                    s = builder.load(builder.gep(pb, [builder.add(bbase, builder.mul(bp_, const(p)))]))
-                    splat = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)),
-                                                   undef, zeros)
-                    for j in range(NV):
-                        slot = slots[p * NV + j]
-                        builder.store(builder.call(fma, [splat, vs[j], builder.load(slot)]), slot)
+            with cgutils.for_range(builder, I_) as outer:
+                vrow = builder.add(v0_, builder.mul(outer.index, vi_))
+                brow = builder.add(b0_, builder.mul(outer.index, bi_))
+                with cgutils.for_range(builder, K_) as loop:
+                    k = loop.index
+                    vbase = builder.add(vrow, builder.mul(k, vk_))
+                    vs = [builder.load(vec_at(pv, builder.add(vbase, const(j * L))), align=align) for j in range(NV)]
+                    bbase = builder.add(brow, builder.mul(k, bk_))
+                    for p in range(P):
+                        s = builder.load(builder.gep(pb, [builder.add(bbase, builder.mul(bp_, const(p)))]))
+                        splat = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)),
+                                                       undef, zeros)
+                        for j in range(NV):
+                            slot = slots[p * NV + j]
+                            builder.store(builder.call(fma, [splat, vs[j], builder.load(slot)]), slot)
             for slot, address in zip(slots, addresses):
                 builder.store(builder.load(slot), address, align=align)
             return context.get_dummy_value()
@@ -218,13 +224,12 @@ def blocked_forward(x, weight, bias, has_bias, y, geo, wp, scratch):  # pragma: 
                         for p in range(P):
                             for j in range(VO):
                                 acc[p * VO + j] = bias[ob * VO + j] if has_bias and j < no else 0
-                        for kh in range(KH):
-                            b0 = ((oh * sh + kh) * Wp + ow0 * sw) * C
-                            v0 = (ob * KH + kh) * KWC * VO
-                            if wide:
-                                _tile_4x2(acc, 0, VO, xp, b0, sw * C, 1, wp, v0, VO, KWC)
-                            else:
-                                _tile_8x1(acc, 0, VO, xp, b0, sw * C, 1, wp, v0, VO, KWC)
+                        b0 = (oh * sh * Wp + ow0 * sw) * C
+                        v0 = ob * KH * KWC * VO
+                        if wide:
+                            _tile_4x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                        else:
+                            _tile_8x1(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
                         for p in range(min(P, Wo - ow0)):
                             dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
                             y[dst : dst + no] = acc[p * VO : p * VO + no]
@@ -251,18 +256,21 @@ def blocked_weight_grad(x, dy, dweight, dbias, has_bias, geo, parts, scratch):  
         part[:] = 0
         for n in range(t * N // T, (t + 1) * N // T):
             _pad_image(x, n, geo, xp)
+            d0 = n * Ho * Wo * O
+            for kh in range(KH):
+                for jb in range(0, KWC, VO):
+                    x0 = kh * Wp * C + jb
+                    o = 0
+                    while o + 4 <= O:
+                        _tile_4x2(part, (kh * Op + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0, sh * Wp * C,
+                                  sw * C, Ho, Wo)
+                        o += 4
+                    while o < O:
+                        _tile_1x2(part, (kh * Op + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0, sh * Wp * C,
+                                  sw * C, Ho, Wo)
+                        o += 1
             for oh in range(Ho):
                 d0 = (n * Ho + oh) * Wo * O
-                for kh in range(KH):
-                    x0 = (oh * sh + kh) * Wp * C
-                    for jb in range(0, KWC, VO):
-                        o = 0
-                        while o + 4 <= O:
-                            _tile_4x2(part, (kh * Op + o) * KWCp + jb, KWCp, dy, d0 + o, 1, O, xp, x0 + jb, sw * C, Wo)
-                            o += 4
-                        while o < O:
-                            _tile_1x2(part, (kh * Op + o) * KWCp + jb, KWCp, dy, d0 + o, 1, O, xp, x0 + jb, sw * C, Wo)
-                            o += 1
                 if has_bias:
                     for ow in range(Wo):
                         for o in range(O):
@@ -315,10 +323,11 @@ def blocked_input_grad(dy, weight, dx, geo, wq, scratch):  # pragma: no cover - 
                         for jb in range(0, KWC, VO):
                             v0 = kh * O * KWCp + jb
                             if rows == 4:
-                                _tile_4x2(acc, jb, KWCp, dy, d0 + ow0 * O, O, 1, wq, v0, KWCp, O)
+                                _tile_4x2(acc, jb, KWCp, dy, d0 + ow0 * O, O, 0, 1, wq, v0, 0, KWCp, 1, O)
                             else:
                                 for p in range(rows):
-                                    _tile_1x2(acc, p * KWCp + jb, KWCp, dy, d0 + (ow0 + p) * O, O, 1, wq, v0, KWCp, O)
+                                    _tile_1x2(acc, p * KWCp + jb, KWCp, dy, d0 + (ow0 + p) * O, O, 0, 1, wq, v0, 0, KWCp,
+                                              1, O)
                         for p in range(rows):
                             dst = ((oh * sh + kh) * Wp + (ow0 + p) * sw) * C
                             run = xp[dst : dst + KWC]
