@@ -128,7 +128,9 @@ def _make_tile(P: int, NV: int):
 
 
 #: The tiles used: (pixels or rows, vectors). Wide: 4 x 2 (8 accumulators + 2 weight vectors);
-#: narrow, for at most L output channels: 8 x 1; and one-row tails.
+#: narrow, for at most L output channels: 8 x 1; 6 x 2 for one input channel (6 output channels
+#: x 2L pixels: LeNet-5's c1); and one-row tails.
+_tile_6x2 = _make_tile(6, 2)
 _tile_4x2 = _make_tile(4, 2)
 _tile_8x1 = _make_tile(8, 1)
 _tile_1x2 = _make_tile(1, 2)
@@ -153,8 +155,9 @@ def scratch_size(geo: np.ndarray, itemsize: int) -> int:
     tile's extra pixels and vector lanes past a row, then one tile of accumulators."""
     L = _VECTOR_BYTES // itemsize
     image = int(geo[_HP] * geo[_WP] * geo[_C])
-    tile = max(8 * 2 * L, 4 * (-(-int(geo[_KW] * geo[_C]) // (2 * L)) * 2 * L))  # forward's, or input gradient's
-    return image + 8 * int(geo[_SW] * geo[_C]) + 4 * L + tile
+    # forward's, input gradient's, or the planar forward's (O x 2L)
+    tile = max(8 * 2 * L, 4 * (-(-int(geo[_KW] * geo[_C]) // (2 * L)) * 2 * L), int(geo[_O]) * 2 * L)
+    return image + 8 * int(geo[_SW] * geo[_C]) + 4 * L + int(geo[_KW]) + tile
 
 
 def weight_scratch_size(geo: np.ndarray, itemsize: int) -> int:
@@ -337,3 +340,77 @@ def blocked_input_grad(dy, weight, dx, geo, wq, scratch):  # pragma: no cover - 
             for h in range(H):
                 src = ((h + pt) * Wp + pl) * C
                 dx[(n * H + h) * W * C : (n * H + h + 1) * W * C] = xp[src : src + W * C]
+
+
+@njit(parallel=True, cache=True)
+def blocked_gemm(a, a0, am, ak, b, bk, bn, c, M, N, K, packed, scratch):  # pragma: no cover - compiled
+    """c (M, N, C-contiguous, flat) = A B with A[m, k] = a[a0 + m*am + k*ak], B[k, n] = b[k*bk + n*bn]:
+    any transposes, for the GEMMs of small layers (LeNet-5's c5: 64 x 400 x 120), in Numba's pool
+    (no hand-off to BLAS's threads). B is first packed row-major with N rounded up to whole tiles
+    (packed: K * that elements), then each thread takes a contiguous range of 4-row x 2L-column
+    tiles of c. scratch: T x 8L (one tile of accumulators per thread)."""
+    L = 32 // c.itemsize
+    VO = 2 * L
+    Np = (N + VO - 1) // VO * VO
+    for k in prange(K):
+        row = packed[k * Np : (k + 1) * Np]
+        for n in range(N):
+            row[n] = b[k * bk + n * bn]
+        row[N:] = 0
+    MB = (M + 3) // 4
+    NB = Np // VO
+    tasks = MB * NB
+    T = scratch.shape[0]
+    for t in prange(T):
+        acc = scratch[t, : 4 * VO]
+        for task in range(t * tasks // T, (t + 1) * tasks // T):
+            m0 = task // NB * 4
+            n0 = task % NB * VO
+            rows = min(4, M - m0)
+            acc[:] = 0
+            if rows == 4:
+                _tile_4x2(acc, 0, VO, a, a0 + m0 * am, am, 0, ak, packed, n0, 0, Np, 1, K)
+            else:
+                for p in range(rows):
+                    _tile_1x2(acc, p * VO, VO, a, a0 + (m0 + p) * am, am, 0, ak, packed, n0, 0, Np, 1, K)
+            cols = min(VO, N - n0)
+            for p in range(rows):
+                c[(m0 + p) * N + n0 : (m0 + p) * N + n0 + cols] = acc[p * VO : p * VO + cols]
+
+
+@njit(parallel=True, cache=True)
+def blocked_forward_planar(x, weight, bias, has_bias, y, geo, scratch):  # pragma: no cover - compiled
+    """The forward for one input channel and stride 1 along W (LeNet-5's c1), the tile turned
+    round: rows are output channels, lanes 2L neighbouring output pixels of a row, k the KH x KW
+    taps (b the weight itself, v the padded image row shifted by the tap: with one channel it is
+    contiguous). The tile (O x 2L outputs) is then written out transposed to channels-last.
+    Arguments as blocked_forward's, without the packed weight; scratch: T x scratch_size."""
+    N, Ho, Wo, KH, KW, sh, O, Wp = geo[_N], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH], geo[_O], geo[_WP]
+    L = 32 // x.itemsize
+    VO = 2 * L
+    image = geo[_HP] * Wp + VO + KW
+    T = scratch.shape[0]
+    for t in prange(T):
+        xp = scratch[t, :image]
+        acc = scratch[t, image : image + O * VO]
+        for n in range(t * N // T, (t + 1) * N // T):
+            _pad_image(x, n, geo, xp)
+            for oh in range(Ho):
+                for ow0 in range(0, Wo, VO):
+                    for o in range(O):
+                        acc[o * VO : (o + 1) * VO] = bias[o] if has_bias else 0
+                    v0 = oh * sh * Wp + ow0
+                    o = 0
+                    while o + 6 <= O:
+                        _tile_6x2(acc, o * VO, VO, weight, o * KH * KW, KH * KW, KW, 1, xp, v0, Wp, 1, KH, KW)
+                        o += 6
+                    while o + 4 <= O:
+                        _tile_4x2(acc, o * VO, VO, weight, o * KH * KW, KH * KW, KW, 1, xp, v0, Wp, 1, KH, KW)
+                        o += 4
+                    while o < O:
+                        _tile_1x2(acc, o * VO, VO, weight, o * KH * KW, KH * KW, KW, 1, xp, v0, Wp, 1, KH, KW)
+                        o += 1
+                    for lane in range(min(VO, Wo - ow0)):
+                        dst = ((n * Ho + oh) * Wo + ow0 + lane) * O
+                        for o in range(O):
+                            y[dst + o] = acc[o * VO + lane]

@@ -54,7 +54,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .blocked import blocked_forward, blocked_input_grad, blocked_weight_grad
+from .blocked import blocked_forward, blocked_forward_planar, blocked_gemm, blocked_input_grad, blocked_weight_grad
 from .blocked import scratch_size as blocked_scratch_size
 from .blocked import weight_scratch_size as blocked_weight_size
 from .direct import direct_forward, direct_weight_grad, scratch_size
@@ -134,6 +134,13 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
         if plan.winograd_forward and (keep or ws.winograd):
             u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype))
             winograd_forward(x, u, bias, plan.pads, out, ws, activation)
+        elif plan.planar and (keep or ws.blocked) and out.flags.c_contiguous:
+            scratch, _ = _blocked_scratch(plan, ws, x.dtype)
+            has_bias = bias is not None
+            blocked_forward_planar(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char],
+                                   has_bias, out.reshape(-1), plan.blocked_geo, scratch)
+            if activation != NONE:
+                bias_activation(y2, None, activation)
         elif plan.blocked and (keep or ws.blocked) and out.flags.c_contiguous:
             _blocked_forward(x, weight, bias, out, plan, ws)
             if activation != NONE:
@@ -177,7 +184,10 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed, keep):
     wr = _packed_weight(weight, plan, ws, packed)
     Kg, K = plan.Kg, plan.K
     if plan.whole:
-        np.matmul(x.reshape(rows, K), wr.T, out=y2)
+        if plan.blocked_gemm and y2.flags.c_contiguous:
+            _gemm(x.reshape(-1), K, 1, wr.reshape(-1), 1, K, y2, rows, O, K, ws)
+        else:
+            np.matmul(x.reshape(rows, K), wr.T, out=y2)
         if epilogue:
             bias_activation(y2, bias, activation)
         return
@@ -273,6 +283,15 @@ def _direct_weight(x, dy, dweight, dbias, plan, ws):
         dbias[...] = total[dweight.size :]
 
 
+def _gemm(a, am, ak, b, bk, bn, c, M, N, K, ws):
+    """c (M x N, contiguous) = A B by blocked.py's GEMM; A[m, k] = a[m*am + k*ak], B[k, n] = b[k*bk + n*bn]."""
+    lanes = 64 // a.itemsize  # a tile's columns
+    packed = ws.get("gemm_b", K * (-(-N // lanes) * lanes), a.dtype)
+    threads = numba.get_num_threads()
+    scratch = ws.get("gemm_acc", threads * 4 * lanes, a.dtype).reshape(threads, 4 * lanes)
+    blocked_gemm(a, 0, am, ak, b, bk, bn, c.reshape(-1), M, N, K, packed, scratch)
+
+
 def _blocked_scratch(plan, ws, dtype):
     """The blocked kernels' per-thread scratch (T rows) and packed-weight buffer."""
     threads, size = numba.get_num_threads(), blocked_scratch_size(plan.blocked_geo, dtype.itemsize)
@@ -328,11 +347,17 @@ def _backward(x, weight, dy, plan, dx, dweight, ws, kept):
         x2 = x.reshape(rows, K)
         if dweight is not None:
             dwr = ws.get("dw", O * K, x.dtype).reshape(O, K) if T > 1 else dweight.reshape(O, K)
-            np.matmul(dy2.T, x2, out=dwr)
+            if plan.blocked_gemm:
+                _gemm(dy.reshape(-1), 1, O, x.reshape(-1), K, 1, dwr, O, K, rows, ws)
+            else:
+                np.matmul(dy2.T, x2, out=dwr)
             if T > 1:
                 swap_last2(dwr.reshape(-1), dweight.reshape(-1), O, T, Cg)
         if dx is not None:
-            np.matmul(dy2, wr, out=dx.reshape(rows, K))
+            if plan.blocked_gemm:
+                _gemm(dy.reshape(-1), O, 1, wr.reshape(-1), K, 1, dx.reshape(rows, K), rows, K, O, ws)
+            else:
+                np.matmul(dy2, wr, out=dx.reshape(rows, K))
         return
     col = ws.get("col", chunk * Wo * K, x.dtype)
     kept_col = ws.get("kept", rows * Wo * K, x.dtype) if kept else None

@@ -49,9 +49,13 @@ WINOGRAD_FORWARD_MIN_SIZE = 4
 #: The register-blocked kernels (blocked.py) in training, for undilated, ungrouped convs that are not
 #: one GEMM already (1x1, or a window over the whole image): forward and weight gradient when the
 #: input has at least BLOCKED_MIN_C channels (one channel: direct.py) and the output at most
-#: BLOCKED_MAX_O (one 16-lane float32 tile: LeNet-5's c3), and the input gradient.
+#: BLOCKED_MAX_O (one 16-lane float32 tile: LeNet-5's c3), and the input gradient; with one input
+#: channel (LeNet-5's c1) and stride 1 along W, the forward by its planar kernel.
 BLOCKED_MIN_C = 2
 BLOCKED_MAX_O = 16
+#: ... and the GEMMs of a window over the whole image (one GEMM each way) of at most this many
+#: multiply-adds (LeNet-5's c5 at batch 64: 3.1 M), with blocked.py's GEMM instead of BLAS's.
+BLOCKED_GEMM_MAX_MACS = 1 << 23
 
 
 def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
@@ -64,7 +68,7 @@ class ConvPlan:
 
     __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial",
                  "direct_forward", "direct_weight", "direct_geo", "whole", "keepable", "winograd_forward",
-                 "winograd_dx", "winograd_weight", "pads", "blocked", "blocked_geo")
+                 "winograd_dx", "winograd_weight", "pads", "blocked", "blocked_geo", "blocked_gemm", "planar")
 
     def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
         N, H, W, C = x_shape
@@ -116,6 +120,12 @@ class ConvPlan:
                         and (ws.blocked or (ws.direct is None and ws.winograd is None and C >= BLOCKED_MIN_C
                                             and O <= BLOCKED_MAX_O)))
         self.blocked_geo = blocked_geometry(x_shape, w_shape, (sh, sw), self.pads, y_shape)
+        # one input channel (LeNet-5's c1): the forward by blocked.py's planar kernel
+        self.planar = (ws.blocked is not False and C == 1 and G == 1 and sw == 1 and dh == dw == 1 and not self.pointwise
+                       and not self.whole and (ws.blocked or (ws.direct is None and ws.winograd is None)))
+        # a window over the whole image: its GEMMs by blocked.py's, when small (LeNet-5's c5)
+        self.blocked_gemm = self.whole and ws.blocked is not False and (
+            ws.blocked or (ws.direct is None and ws.winograd is None and N * O * self.K <= BLOCKED_GEMM_MAX_MACS))
         # in the order of the indices at the top of direct.py
         self.direct_geo = np.array([N, H, W, C, Ho, Wo, KH, KW, pt, pl, O], np.int64)
 

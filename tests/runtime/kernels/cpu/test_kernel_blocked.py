@@ -70,8 +70,8 @@ def test_forward_matches_reference(case):
     x, w, b, stride, pads = case
     ws = ConvWorkspace(blocked=True)
     plan = plan_of(x.shape, w.shape, stride, pads, ws)
-    assume(not plan.whole)  # (a window over the whole image is one GEMM)
-    assert plan.blocked
+    assume(not plan.whole)  # (a window over the whole image is one GEMM: test_whole_window_gemm)
+    assert plan.blocked and plan.planar == (x.shape[1] == 1 and stride == (1, 1))
     got = forward(x, w, b, stride, pads, np.float64, ws)
     np.testing.assert_allclose(got, ref_conv(x, w, b, stride, pads, (1, 1), 1), rtol=1e-12, atol=1e-12)
     # float32: within float32 rounding of the float64 result on the same rounded inputs
@@ -106,6 +106,8 @@ def test_gradients_match_reference_adjoint(case):
         ((2, 3, 9, 9), 6, (5, 5), (1, 1), ((0, 0), (0, 0))),  # LeNet-5's c3, smaller: one narrow float32 tile
         ((1, 2, 6, 7), 9, (3, 2), (1, 1), ((2, 0), (1, 1))),  # asymmetric padding; 9 = a wide tile, 1 row of 4 left
         ((2, 1, 7, 6), 5, (3, 3), (2, 2), ((1, 1), (0, 1))),  # stride 2, one input channel
+        ((2, 1, 9, 8), 6, (5, 5), (1, 1), ((1, 0), (0, 2))),  # LeNet-5's c1, smaller: the planar forward's 6-row tile
+        ((1, 1, 5, 19), 11, (2, 3), (1, 1), ((0, 1), (1, 0))),  # planar: 6 + 4 + 1 rows, 2 pixel tiles
         ((2, 2, 1, 9), 3, (1, 4), (1, 1), ((0, 0), (2, 1))),  # conv1d as H = 1
     ],
 )
@@ -128,13 +130,43 @@ def test_gradients_match_finite_differences(xs, o, k, stride, pads):
     np.testing.assert_allclose(dx, central_difference(loss, x), rtol=1e-6, atol=1e-8)
 
 
-def test_the_rule_takes_lenet_c3_in_training_only():
+@pytest.mark.parametrize("n, c, h, w, o", [(3, 2, 3, 4, 5), (6, 3, 2, 2, 17), (1, 1, 1, 3, 40)])
+def test_whole_window_gemm(n, c, h, w, o):
+    """A window over the whole image (LeNet-5's c5): forward, dx and dW are blocked.py's GEMM,
+    with row (4) and column (2L) remainders."""
+    rng = np.random.default_rng(n * o)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((o, c, h, w))
+    b = rng.standard_normal(o)
+    pads = ((0, 0), (0, 0))
+    ws = ConvWorkspace(blocked=True)
+    assert plan_of(x.shape, wt.shape, (1, 1), pads, ws).blocked_gemm
+    np.testing.assert_allclose(forward(x, wt, b, (1, 1), pads, np.float64, ws), ref_conv(x, wt, b, (1, 1), pads, (1, 1), 1),
+                               rtol=1e-12, atol=1e-12)
+    r = rng.standard_normal((n, o, 1, 1))
+    dx, dw, db = backward(x, wt, r, (1, 1), pads, np.float64, ws)
+    for got, want in zip((dx, dw, db), ref_conv_grads(x, wt, r, (1, 1), pads, (1, 1), 1)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+    def loss():
+        return float(np.sum(r * forward(x, wt, b, (1, 1), pads, np.float64, ws)))
+
+    np.testing.assert_allclose(dw, central_difference(loss, wt), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, central_difference(loss, x), rtol=1e-6, atol=1e-8)
+    x32, w32 = x.astype(np.float32), wt.astype(np.float32)
+    want = ref_conv(x32.astype(np.float64), w32.astype(np.float64), None, (1, 1), pads, (1, 1), 1)
+    scale = ref_conv(np.abs(x32).astype(np.float64), np.abs(w32).astype(np.float64), None, (1, 1), pads, (1, 1), 1)
+    assert np.all(np.abs(forward(x32, w32, None, (1, 1), pads, np.float32, ws) - want) <= 1e-5 * scale + 1e-30)
+
+
+def test_the_rule_takes_lenet_convs_in_training_only():
     ws = ConvWorkspace()
     c3 = plan_of((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)), ws)
     assert c3.blocked
-    assert not plan_of((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), ((0, 0), (0, 0)), ws).blocked  # c1: direct.py
+    c1 = plan_of((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), ((0, 0), (0, 0)), ws)
+    assert c1.planar and not c1.blocked and c1.direct_weight  # c1: planar forward, direct.py's dW
+    assert plan_of((64, 16, 5, 5), (120, 16, 5, 5), (1, 1), ((0, 0), (0, 0)), ws).blocked_gemm  # c5
     assert not plan_of((8, 16, 8, 8), (32, 16, 3, 3), (1, 1), ((1, 1), (1, 1)), ws).blocked
-    assert not plan_of((64, 16, 5, 5), (120, 16, 5, 5), (1, 1), ((0, 0), (0, 0)), ws).blocked  # c5: one GEMM
     # a workspace that forces another kernel keeps it
     assert not plan_of((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)), ConvWorkspace(direct=False)).blocked
     # inference (no keep) keeps im2col: same result either way, in float32 rounding
