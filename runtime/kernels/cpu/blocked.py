@@ -1,32 +1,50 @@
 """Register-blocked direct convolution for few channels (LeNet-5's c1 and c3), channels-last, all
-in Numba's thread pool: forward (bias fused), weight and bias gradients, input gradient.
+in Numba's thread pool: forward (bias fused), weight and bias gradients, input gradient; and a
+small GEMM on the same tile for convs whose window covers the whole image (c5).
 
 Why: c3 (6 -> 16 channels, 5x5, 10x10 out) as im2col + GEMM has N = 16, where OpenBLAS runs far
 below its peak and handing work between Numba's and OpenBLAS's pools costs as much as the work;
 direct.py's kernels vectorise over pixels and keep their accumulators in memory (bound by L1
 stores). Here every multiply-add runs in a register tile, as in a GEMM micro-kernel.
 
-The tile (:func:`_tile`): P rows x NV vectors of L lanes (L = 32 bytes / itemsize: 8 float32,
+The tile (:func:`_make_tile`): P rows x NV vectors of L lanes (L = 32 bytes / itemsize: 8 float32,
 4 float64), acc[p, :] += sum_k b[p, k] * v[k, :], b broadcast from memory, v loaded as vectors.
 Numba does not vectorise such a tile by itself (its SLP vectoriser is off and the loop vectoriser
 only sees innermost loops: both measured scalar, 8 GFLOP/s), so the tile is an ``@intrinsic``
-that emits LLVM vector code (fma on <L x float>), one loop over k with the accumulators in
-allocas that LLVM promotes to registers. It is compiled into its callers: no extra dispatcher,
+that emits LLVM vector code (fma on <L x float>), two nested loops over k with the accumulators
+in allocas that LLVM promotes to registers. It is compiled into its callers: no extra dispatcher,
 and float32 and float64 are the callers' two specialisations.
 
 * forward: pixels x output channels. Each image is copied, zero-padded, into a per-thread
   H' x W' x C buffer; for kernel row kh, the (kw, c) inputs of an output pixel are one contiguous
-  run of KW*C, so the tile runs over k = (kw, c) with b = those runs of P neighbouring pixels
-  (step stride*C) and v = the weight packed as (O/VO, KH, KW*C, VO), zero-padded to whole tiles.
+  run of KW*C, so the tile runs over k = (kh, (kw, c)) with b = those runs of P neighbouring
+  pixels (step stride*C) and v = the weight packed as (O/VO, KH, KW*C, VO), zero-padded to whole
+  tiles.
   Tiles are 4 pixels x 16 float32 channels when O > 8, else 8 pixels x 8 channels.
-* weight gradient: dW^T (KH, KW*C, O) = sum over pixels of x-run (x) dy: the tile runs over the
-  pixels of an output row, b = dy (P output channels), v = the input run; each thread sums its
+* weight gradient: dW (KH, O, KW*C) = sum over pixels of dy (x) x-run: per kernel row, the tile
+  runs over every pixel of the image (rows, columns), b = dy (P output channels), v = the input
+  run (2L of it per call); each thread sums its
   images into its own partial, the partials are added in order at the end (deterministic).
 * input gradient: for each output pixel and kernel row, the tile computes what the pixel's
   KW*C inputs receive (pixels x (kw, c), k = output channels, v = the weight packed as (KH, O,
   KW*C)), and that is added to those inputs in a per-thread zero-padded image, whose interior is
   then dx (any stride and padding). Measured against the forward on dy padded by K - 1 with the
   turned weight: c3 1.1 against 1.6 ms (the padded dy makes twice the multiply-adds).
+* planar forward, one input channel (c1): rows = output channels, lanes = 2L neighbouring output
+  pixels, k = the KH x KW taps (with one channel a shifted image row is contiguous); the tile is
+  written out transposed. (The forward above, pixels x channels, has only KW = 5 taps per kernel
+  row there and 6 of 8 lanes used: slower than direct.py's.)
+* GEMM (c5 as x (N, KH*KW*C) times the weight): B packed row-major with whole tiles, 4 x 2L tiles
+  of C split over the threads.
+
+Measured (benchmarks as in the commits; batch 64, float32, 2 threads, shared 2-core AMD EPYC, so
+loaded at times): c3 forward 0.35 ms (87 GFLOP/s) against 0.55 for im2col + GEMM, its weight
+gradient 0.31 ms; c1's planar forward 0.77 against 1.12 ms for direct.py's (one thread, CPU
+time). A 5 x 1 tile for c1's weight gradient (rows = 5 taps, lanes = the 6 channels) measured
+only 1.2x direct.py's (0.70 against 0.84 ms, one thread) and was left out (one more jitted
+function for CI to compile). The LeNet-5 training step, all of these against im2col + GEMM, in
+one process alternating (heavily loaded machine): median 20.6 -> 9.2 ms; BLAS's thread hand-offs
+suffer most from the load.
 """
 
 from __future__ import annotations
@@ -38,11 +56,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 _VECTOR_BYTES = 32  # AVX2
-
-
-def lanes(dtype) -> int:
-    """Elements of ``dtype`` in one vector register."""
-    return _VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
 def _make_tile(P: int, NV: int):

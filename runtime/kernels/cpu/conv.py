@@ -33,19 +33,25 @@ Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the 
   multiplications; float32 error within the inference kernel's tested bounds.
 * Few channels, stride 1: the direct kernels of direct.py (forward for one input channel, the
   weight gradient for small Cin * Cout on wide rows), chosen per plan by the rule in workspace.py.
+* Few channels in training (``keep=True``): the register-blocked kernels of blocked.py, all in
+  Numba's pool (no hand-off to BLAS's threads): forward, weight and input gradients for at least 2
+  input and at most 16 output channels (LeNet-5's c3), the planar forward for one input channel
+  (c1; its weight gradient stays direct.py's), and blocked.py's GEMM for a small window over the
+  whole image (c5, training and inference). Rule in workspace.py.
 * ``keep=True`` (training) keeps the forward's columns (up to KEEP_BUDGET per conv) so that the
   weight gradient is a GEMM on them, without the backward's im2col.
 * A window that covers the whole unpadded image (LeNet-5's c5) is a GEMM on x's (N, H*W*C) view:
   no im2col, and dx is a GEMM straight into dx's view, no col2im.
 
-The kernels are in im2col.py and direct.py, the plans and scratch buffers in workspace.py; this
+The kernels are in im2col.py, direct.py and blocked.py, the plans and scratch buffers in workspace.py; this
 module is the public API. It stays one module (a little over 300 lines) so that each path's forward
 and backward sit side by side: their column orders and chunking must agree.
 
 Only numpy's BLAS is used (never scipy's, which is a second OpenBLAS with its own thread pool:
 alternating the two costs milliseconds per switch on a 2-core machine). Numba kernels take flat
 arrays plus one int64 geometry vector, so each has exactly two specialisations (float32,
-float64); all are ``cache=True`` and none uses fastmath. The tried alternatives and their
+float64); all are ``cache=True`` and none uses fastmath (blocked.py's tile fuses each multiply-add:
+one rounding, as BLAS's FMA kernels). The tried alternatives and their
 numbers (unchunked im2col, NumPy im2col, the "extended row" shifted-GEMM trick) are in
 benchmarks/bench_conv.py.
 """

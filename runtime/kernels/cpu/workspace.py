@@ -126,6 +126,9 @@ class ConvPlan:
         # a window over the whole image: its GEMMs by blocked.py's, when small (LeNet-5's c5)
         self.blocked_gemm = self.whole and ws.blocked is not False and (
             ws.blocked or (ws.direct is None and ws.winograd is None and N * O * self.K <= BLOCKED_GEMM_MAX_MACS))
+        if self.blocked_gemm:
+            # it copies no columns: its work is the multiply-adds (c5 at batch 64: 3.1 M, both threads)
+            self.serial = N * O * self.K < SERIAL_BELOW
         # in the order of the indices at the top of direct.py
         self.direct_geo = np.array([N, H, W, C, Ho, Wo, KH, KW, pt, pl, O], np.int64)
 

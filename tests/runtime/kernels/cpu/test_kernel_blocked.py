@@ -3,10 +3,11 @@ reference of test_kernel_conv.py (NCHW, written from the definition), and by flo
 differences.
 
 ``ConvWorkspace(blocked=True)`` sends every conv the blocked kernels can take (undilated,
-ungrouped, not one GEMM already) through them, whatever its channel counts. The cases cover one input channel, output channels below,
-at and above one tile (8 float32 lanes narrow, 16 wide; float64 has half as many), so both tile
-shapes and their row and channel remainders run, stride 2, asymmetric padding (wider than the kernel too), conv1d (H = 1),
-and fewer images than threads.
+ungrouped, not 1x1 unpadded) through them, whatever its channel counts: one input channel at
+stride 1 takes the planar forward, a window over the whole image the GEMM. The cases cover one
+input channel, output channels below, at and above one tile (8 float32 lanes narrow, 16 wide;
+float64 has half as many), so every tile shape and its row and channel remainders run, stride 2,
+asymmetric padding (wider than the kernel too), conv1d (H = 1), and fewer images than threads.
 """
 
 from __future__ import annotations
@@ -141,8 +142,8 @@ def test_whole_window_gemm(n, c, h, w, o):
     pads = ((0, 0), (0, 0))
     ws = ConvWorkspace(blocked=True)
     assert plan_of(x.shape, wt.shape, (1, 1), pads, ws).blocked_gemm
-    np.testing.assert_allclose(forward(x, wt, b, (1, 1), pads, np.float64, ws), ref_conv(x, wt, b, (1, 1), pads, (1, 1), 1),
-                               rtol=1e-12, atol=1e-12)
+    want = ref_conv(x, wt, b, (1, 1), pads, (1, 1), 1)
+    np.testing.assert_allclose(forward(x, wt, b, (1, 1), pads, np.float64, ws), want, rtol=1e-12, atol=1e-12)
     r = rng.standard_normal((n, o, 1, 1))
     dx, dw, db = backward(x, wt, r, (1, 1), pads, np.float64, ws)
     for got, want in zip((dx, dw, db), ref_conv_grads(x, wt, r, (1, 1), pads, (1, 1), 1)):
