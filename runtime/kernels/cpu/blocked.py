@@ -147,7 +147,6 @@ _tile_6x2 = _make_tile(6, 2)
 _tile_4x2 = _make_tile(4, 2)
 _tile_8x1 = _make_tile(8, 1)
 _tile_1x2 = _make_tile(1, 2)
-_tile_1x1 = _make_tile(1, 1)
 
 
 # Indices into the geometry vector (blocked_geometry).
