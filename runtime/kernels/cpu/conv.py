@@ -33,19 +33,25 @@ Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the 
   multiplications; float32 error within the inference kernel's tested bounds.
 * Few channels, stride 1: the direct kernels of direct.py (forward for one input channel, the
   weight gradient for small Cin * Cout on wide rows), chosen per plan by the rule in workspace.py.
+* Few channels in training (``keep=True``): the register-blocked kernels of blocked.py, all in
+  Numba's pool (no hand-off to BLAS's threads): forward, weight and input gradients for at least 2
+  input and at most 16 output channels (LeNet-5's c3), the planar forward for one input channel
+  (c1; its weight gradient stays direct.py's), and blocked.py's GEMM for a small window over the
+  whole image (c5, training and inference). Rule in workspace.py.
 * ``keep=True`` (training) keeps the forward's columns (up to KEEP_BUDGET per conv) so that the
   weight gradient is a GEMM on them, without the backward's im2col.
 * A window that covers the whole unpadded image (LeNet-5's c5) is a GEMM on x's (N, H*W*C) view:
   no im2col, and dx is a GEMM straight into dx's view, no col2im.
 
-The kernels are in im2col.py and direct.py, the plans and scratch buffers in workspace.py; this
+The kernels are in im2col.py, direct.py and blocked.py, the plans and scratch buffers in workspace.py; this
 module is the public API. It stays one module (a little over 300 lines) so that each path's forward
 and backward sit side by side: their column orders and chunking must agree.
 
 Only numpy's BLAS is used (never scipy's, which is a second OpenBLAS with its own thread pool:
 alternating the two costs milliseconds per switch on a 2-core machine). Numba kernels take flat
 arrays plus one int64 geometry vector, so each has exactly two specialisations (float32,
-float64); all are ``cache=True`` and none uses fastmath. The tried alternatives and their
+float64); all are ``cache=True`` and none uses fastmath (blocked.py's tile fuses each multiply-add:
+one rounding, as BLAS's FMA kernels). The tried alternatives and their
 numbers (unchunked im2col, NumPy im2col, the "extended row" shifted-GEMM trick) are in
 benchmarks/bench_conv.py.
 """
@@ -54,6 +60,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .blocked import blocked_forward, blocked_forward_planar, blocked_gemm, blocked_input_grad, blocked_weight_grad
+from .blocked import scratch_size as blocked_scratch_size
+from .blocked import weight_scratch_size as blocked_weight_size
 from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
@@ -131,6 +140,17 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
         if plan.winograd_forward and (keep or ws.winograd):
             u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype))
             winograd_forward(x, u, bias, plan.pads, out, ws, activation)
+        elif plan.planar and (keep or ws.blocked) and out.flags.c_contiguous:
+            scratch, _ = _blocked_scratch(plan, ws, x.dtype)
+            has_bias = bias is not None
+            blocked_forward_planar(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char],
+                                   has_bias, out.reshape(-1), plan.blocked_geo, scratch)
+            if activation != NONE:
+                bias_activation(y2, None, activation)
+        elif plan.blocked and (keep or ws.blocked) and out.flags.c_contiguous:
+            _blocked_forward(x, weight, bias, out, plan, ws)
+            if activation != NONE:
+                bias_activation(y2, None, activation)
         elif plan.direct_forward and out.flags.c_contiguous:
             has_bias = bias is not None
             direct_forward(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char], has_bias,
@@ -170,7 +190,10 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed, keep):
     wr = _packed_weight(weight, plan, ws, packed)
     Kg, K = plan.Kg, plan.K
     if plan.whole:
-        np.matmul(x.reshape(rows, K), wr.T, out=y2)
+        if plan.blocked_gemm and y2.flags.c_contiguous:
+            _gemm(x.reshape(-1), K, 1, wr.reshape(-1), 1, K, y2, rows, O, K, ws)
+        else:
+            np.matmul(x.reshape(rows, K), wr.T, out=y2)
         if epilogue:
             bias_activation(y2, bias, activation)
         return
@@ -216,8 +239,9 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 a[...] = 0
         return dx, dweight, dbias
     dy2 = dy.reshape(-1, O)
-    direct = plan.direct_weight and dweight is not None and not plan.winograd_weight
-    if dbias is not None and not direct:
+    blocked = plan.blocked and dweight is not None and not plan.winograd_weight
+    direct = plan.direct_weight and dweight is not None and not plan.winograd_weight and not blocked
+    if dbias is not None and not direct and not blocked:
         np.matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
     if dx is not None or dweight is not None:
         previous = serial_threads(plan)
@@ -225,6 +249,11 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if direct:
                 _direct_weight(x, dy, dweight, dbias, plan, ws)
                 dweight = None
+            if blocked:
+                _blocked_weight(x, dy, dweight, dbias, plan, ws)
+                dweight = None
+            if plan.blocked and dx is not None and not plan.winograd_dx:
+                _blocked_input_grad(dy, weight, dx, plan, ws)
             if plan.winograd_dx and dx is not None:
                 # dx = conv(dy padded by 2 - p, the turned weight with in and out channels swapped)
                 u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype), flip=True)
@@ -233,7 +262,8 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if plan.winograd_weight and dweight is not None:
                 winograd_weight_grad(x, dy, plan.pads, dweight, ws)
                 dweight = None
-            _backward(x, weight, dy, plan, None if plan.winograd_dx else dx, dweight, ws,
+            rest = None if plan.winograd_dx or plan.blocked else dx
+            _backward(x, weight, dy, plan, rest, dweight, ws,
                       kept and ws.kept_for == _kept_key(x, plan))
         finally:
             if previous:
@@ -257,6 +287,45 @@ def _direct_weight(x, dy, dweight, dbias, plan, ws):
     dweight.reshape(-1)[...] = total[: dweight.size]
     if dbias is not None:
         dbias[...] = total[dweight.size :]
+
+
+def _gemm(a, am, ak, b, bk, bn, c, M, N, K, ws):
+    """c (M x N, contiguous) = A B by blocked.py's GEMM; A[m, k] = a[m*am + k*ak], B[k, n] = b[k*bk + n*bn]."""
+    lanes = 64 // a.itemsize  # a tile's columns
+    packed = ws.get("gemm_b", K * (-(-N // lanes) * lanes), a.dtype)
+    threads = numba.get_num_threads()
+    scratch = ws.get("gemm_acc", threads * 4 * lanes, a.dtype).reshape(threads, 4 * lanes)
+    blocked_gemm(a, 0, am, ak, b, bk, bn, c.reshape(-1), M, N, K, packed, scratch)
+
+
+def _blocked_scratch(plan, ws, dtype):
+    """The blocked kernels' per-thread scratch (T rows) and packed-weight buffer."""
+    threads, size = numba.get_num_threads(), blocked_scratch_size(plan.blocked_geo, dtype.itemsize)
+    packed = ws.get("blocked_w", blocked_weight_size(plan.blocked_geo, dtype.itemsize), dtype)
+    return ws.get("blocked", threads * size, dtype).reshape(threads, size), packed
+
+
+def _blocked_forward(x, weight, bias, out, plan, ws):
+    scratch, packed = _blocked_scratch(plan, ws, x.dtype)
+    has_bias = bias is not None
+    blocked_forward(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char], has_bias,
+                    out.reshape(-1), plan.blocked_geo, packed, scratch)
+
+
+def _blocked_input_grad(dy, weight, dx, plan, ws):
+    scratch, packed = _blocked_scratch(plan, ws, dy.dtype)
+    blocked_input_grad(dy.reshape(-1), weight.reshape(-1), dx.reshape(-1), plan.blocked_geo, packed, scratch)
+
+
+def _blocked_weight(x, dy, dweight, dbias, plan, ws):
+    """dweight and dbias (if asked) by the blocked kernel, from per-thread partial sums."""
+    geo = plan.blocked_geo
+    scratch, _ = _blocked_scratch(plan, ws, x.dtype)
+    threads, width = scratch.shape[0], blocked_weight_size(geo, x.itemsize)
+    parts = ws.get("blocked_parts", threads * width, x.dtype).reshape(threads, width)
+    has_bias = dbias is not None
+    blocked_weight_grad(x.reshape(-1), dy.reshape(-1), dweight.reshape(-1), dbias if has_bias else _EMPTY[x.dtype.char],
+                        has_bias, geo, parts, scratch)
 
 
 _EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
@@ -284,11 +353,17 @@ def _backward(x, weight, dy, plan, dx, dweight, ws, kept):
         x2 = x.reshape(rows, K)
         if dweight is not None:
             dwr = ws.get("dw", O * K, x.dtype).reshape(O, K) if T > 1 else dweight.reshape(O, K)
-            np.matmul(dy2.T, x2, out=dwr)
+            if plan.blocked_gemm:
+                _gemm(dy.reshape(-1), 1, O, x.reshape(-1), K, 1, dwr, O, K, rows, ws)
+            else:
+                np.matmul(dy2.T, x2, out=dwr)
             if T > 1:
                 swap_last2(dwr.reshape(-1), dweight.reshape(-1), O, T, Cg)
         if dx is not None:
-            np.matmul(dy2, wr, out=dx.reshape(rows, K))
+            if plan.blocked_gemm:
+                _gemm(dy.reshape(-1), O, 1, wr.reshape(-1), K, 1, dx.reshape(rows, K), rows, K, O, ws)
+            else:
+                np.matmul(dy2, wr, out=dx.reshape(rows, K))
         return
     col = ws.get("col", chunk * Wo * K, x.dtype)
     kept_col = ws.get("kept", rows * Wo * K, x.dtype) if kept else None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .blocked import blocked_geometry
+
 
 #: Target size, in bytes, of the im2col column buffer (forward and backward): small enough to
 #: stay in the last-level cache between the im2col and the GEMM that consumes it.
@@ -44,6 +46,16 @@ WINOGRAD_MIN_C = 16
 WINOGRAD_WEIGHT_MIN_C = 32
 WINOGRAD_MIN_SIZE = 8
 WINOGRAD_FORWARD_MIN_SIZE = 4
+#: The register-blocked kernels (blocked.py) in training, for undilated, ungrouped convs that are not
+#: one GEMM already (1x1, or a window over the whole image): forward and weight gradient when the
+#: input has at least BLOCKED_MIN_C channels (one channel: direct.py) and the output at most
+#: BLOCKED_MAX_O (one 16-lane float32 tile: LeNet-5's c3), and the input gradient; with one input
+#: channel (LeNet-5's c1) and stride 1 along W, the forward by its planar kernel.
+BLOCKED_MIN_C = 2
+BLOCKED_MAX_O = 16
+#: ... and the GEMMs of a window over the whole image (one GEMM each way) of at most this many
+#: multiply-adds (LeNet-5's c5 at batch 64: 3.1 M), with blocked.py's GEMM instead of BLAS's.
+BLOCKED_GEMM_MAX_MACS = 1 << 23
 
 
 def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
@@ -56,7 +68,7 @@ class ConvPlan:
 
     __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial",
                  "direct_forward", "direct_weight", "direct_geo", "whole", "keepable", "winograd_forward",
-                 "winograd_dx", "winograd_weight", "pads")
+                 "winograd_dx", "winograd_weight", "pads", "blocked", "blocked_geo", "blocked_gemm", "planar")
 
     def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
         N, H, W, C = x_shape
@@ -103,6 +115,20 @@ class ConvPlan:
                                                           and min(C, O) >= WINOGRAD_MIN_C))
         self.winograd_dx = wino and (ws.winograd or (big and min(C, O) >= WINOGRAD_MIN_C))
         self.winograd_weight = wino and (ws.winograd or (big and min(C, O) >= WINOGRAD_WEIGHT_MIN_C))
+        # (by the rule only where the workspace forces no other kernel: tests pin each path)
+        self.blocked = (ws.blocked is not False and not self.pointwise and not self.whole and max(dh, dw, G) == 1
+                        and (ws.blocked or (ws.direct is None and ws.winograd is None and C >= BLOCKED_MIN_C
+                                            and O <= BLOCKED_MAX_O)))
+        self.blocked_geo = blocked_geometry(x_shape, w_shape, (sh, sw), self.pads, y_shape)
+        # one input channel (LeNet-5's c1): the forward by blocked.py's planar kernel
+        self.planar = (ws.blocked is not False and C == 1 and G == 1 and sw == 1 and dh == dw == 1 and not self.pointwise
+                       and not self.whole and (ws.blocked or (ws.direct is None and ws.winograd is None)))
+        # a window over the whole image: its GEMMs by blocked.py's, when small (LeNet-5's c5)
+        self.blocked_gemm = self.whole and ws.blocked is not False and (
+            ws.blocked or (ws.direct is None and ws.winograd is None and N * O * self.K <= BLOCKED_GEMM_MAX_MACS))
+        if self.blocked_gemm:
+            # it copies no columns: its work is the multiply-adds (c5 at batch 64: 3.1 M, both threads)
+            self.serial = N * O * self.K < SERIAL_BELOW
         # in the order of the indices at the top of direct.py
         self.direct_geo = np.array([N, H, W, C, Ho, Wo, KH, KW, pt, pl, O], np.int64)
 
@@ -114,11 +140,13 @@ class ConvWorkspace:
     then reused. ``direct`` chooses the direct kernels (direct.py) where they apply: None by the
     measured rule above, True always, False never (tests run both paths); ``winograd`` likewise
     chooses Winograd's training paths (forward with ``keep``, and the input gradient), and True also
-    takes the forward without ``keep``."""
+    takes the forward without ``keep``; ``blocked`` likewise the register-blocked kernels (blocked.py;
+    True also without ``keep``)."""
 
     def __init__(self, budget: int | None = None, min_pixels: int | None = None, direct: bool | None = None,
-                 winograd: bool | None = None):
+                 winograd: bool | None = None, blocked: bool | None = None):
         self.direct = direct
+        self.blocked = blocked
         self.winograd = winograd
         self.keep_budget = KEEP_BUDGET
         #: (address, shape) of the x whose columns the "kept" buffer holds, or None

@@ -58,10 +58,11 @@ class DeviceWorkspace:
         #: column-buffer bytes per chunk, and the fewest output pixels per chunk (ConvPlan reads both)
         self.budget = budget
         self.min_pixels = min_pixels
-        # The CPU plan's other choices, off here: its direct kernels, Winograd training paths and kept
+        # The CPU plan's other choices, off here: its direct and blocked kernels, Winograd training paths and kept
         # columns are CPU-only.
         self.direct = False
         self.winograd = False
+        self.blocked = False
         self.keep_budget = 0
         self._buffers: dict[tuple[str, str], object] = {}
         self._plans: dict[tuple, object] = {}
