@@ -29,6 +29,13 @@ import os
 if os.environ.get("CNNLANG_CUDA_REAL") != "1":
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
+# An xdist worker's environment says COLUMNS=80 and LINES=24 (a plain run's has neither): the
+# commands' tables would then be cut at 80 columns instead of their 160 for pipes
+# (cnnlang/cli/common.py's table_console), and the README transcript tests would fail.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _share = max(2, _cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 if _share < _cores:  # read when Numba and NumPy load, which is after this
