@@ -36,14 +36,14 @@ Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the 
 * Few channels in training (``keep=True``): the register-blocked kernels of blocked.py, all in
   Numba's pool (no hand-off to BLAS's threads): forward, weight and input gradients for at least 2
   input and at most 16 output channels (LeNet-5's c3), the planar forward for one input channel
-  (c1; its weight gradient stays direct.py's), and blocked.py's GEMM for a small window over the
-  whole image (c5, training and inference). Rule in workspace.py.
+  (c1; its weight gradient, at stride 1, by planar.py's dot-product tile), and blocked.py's GEMM
+  for a small window over the whole image (c5, training and inference). Rule in workspace.py.
 * ``keep=True`` (training) keeps the forward's columns (up to KEEP_BUDGET per conv) so that the
   weight gradient is a GEMM on them, without the backward's im2col.
 * A window that covers the whole unpadded image (LeNet-5's c5) is a GEMM on x's (N, H*W*C) view:
   no im2col, and dx is a GEMM straight into dx's view, no col2im.
 
-The kernels are in im2col.py, direct.py and blocked.py, the plans and scratch buffers in workspace.py; this
+The kernels are in im2col.py, direct.py, blocked.py and planar.py, the plans and scratch buffers in workspace.py; this
 module is the public API. It stays one module (a little over 300 lines) so that each path's forward
 and backward sit side by side: their column orders and chunking must agree.
 
@@ -66,6 +66,7 @@ from .blocked import weight_scratch_size as blocked_weight_size
 from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
+from .planar import planar_weight_grad, planar_weight_sizes
 from .winograd import transform_weight_into, winograd_forward, winograd_weight_grad
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
     COL_BUDGET,
@@ -239,9 +240,10 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 a[...] = 0
         return dx, dweight, dbias
     dy2 = dy.reshape(-1, O)
-    blocked = plan.blocked and dweight is not None and not plan.winograd_weight
-    direct = plan.direct_weight and dweight is not None and not plan.winograd_weight and not blocked
-    if dbias is not None and not direct and not blocked:
+    planar = plan.planar_weight and dweight is not None
+    blocked = plan.blocked and dweight is not None and not plan.winograd_weight and not planar
+    direct = plan.direct_weight and dweight is not None and not plan.winograd_weight and not blocked and not planar
+    if dbias is not None and not direct and not blocked and not planar:
         np.matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
     if dx is not None or dweight is not None:
         previous = serial_threads(plan)
@@ -251,6 +253,9 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 dweight = None
             if blocked:
                 _blocked_weight(x, dy, dweight, dbias, plan, ws)
+                dweight = None
+            if planar:
+                _planar_weight(x, dy, dweight, dbias, plan, ws)
                 dweight = None
             if plan.blocked and dx is not None and not plan.winograd_dx:
                 _blocked_input_grad(dy, weight, dx, plan, ws)
@@ -287,6 +292,17 @@ def _direct_weight(x, dy, dweight, dbias, plan, ws):
     dweight.reshape(-1)[...] = total[: dweight.size]
     if dbias is not None:
         dbias[...] = total[dweight.size :]
+
+
+def _planar_weight(x, dy, dweight, dbias, plan, ws):
+    """dweight and dbias (if asked) by planar.py's kernel (one input channel, stride 1)."""
+    threads = numba.get_num_threads()
+    size, part = planar_weight_sizes(plan.blocked_geo, x.itemsize)
+    scratch = ws.get("planar", threads * size, x.dtype).reshape(threads, size)
+    parts = ws.get("planar_parts", threads * part, x.dtype).reshape(threads, part)
+    has_bias = dbias is not None
+    planar_weight_grad(x.reshape(-1), dy.reshape(-1), dweight.reshape(-1), dbias if has_bias else _EMPTY[x.dtype.char],
+                       has_bias, plan.blocked_geo, parts, scratch)
 
 
 def _gemm(a, am, ak, b, bk, bn, c, M, N, K, ws):

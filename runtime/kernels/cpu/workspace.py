@@ -68,7 +68,8 @@ class ConvPlan:
 
     __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial",
                  "direct_forward", "direct_weight", "direct_geo", "whole", "keepable", "winograd_forward",
-                 "winograd_dx", "winograd_weight", "pads", "blocked", "blocked_geo", "blocked_gemm", "planar")
+                 "winograd_dx", "winograd_weight", "pads", "blocked", "blocked_geo", "blocked_gemm", "planar",
+                 "planar_weight")
 
     def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
         N, H, W, C = x_shape
@@ -123,6 +124,8 @@ class ConvPlan:
         # one input channel (LeNet-5's c1): the forward by blocked.py's planar kernel
         self.planar = (ws.blocked is not False and C == 1 and G == 1 and sw == 1 and dh == dw == 1 and not self.pointwise
                        and not self.whole and (ws.blocked or (ws.direct is None and ws.winograd is None)))
+        # ... and at stride 1 both ways its weight gradient by planar.py's kernel (issue 16, LeNet-5's c1)
+        self.planar_weight = self.planar and sh == 1
         # a window over the whole image: its GEMMs by blocked.py's, when small (LeNet-5's c5)
         self.blocked_gemm = self.whole and ws.blocked is not False and (
             ws.blocked or (ws.direct is None and ws.winograd is None and N * O * self.K <= BLOCKED_GEMM_MAX_MACS))

@@ -165,7 +165,7 @@ def test_the_rule_takes_lenet_convs_in_training_only():
     c3 = plan_of((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)), ws)
     assert c3.blocked
     c1 = plan_of((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), ((0, 0), (0, 0)), ws)
-    assert c1.planar and not c1.blocked and c1.direct_weight  # c1: planar forward, direct.py's dW
+    assert c1.planar and c1.planar_weight and not c1.blocked  # c1: planar forward, planar.py's dW
     assert plan_of((64, 16, 5, 5), (120, 16, 5, 5), (1, 1), ((0, 0), (0, 0)), ws).blocked_gemm  # c5
     assert not plan_of((8, 16, 8, 8), (32, 16, 3, 3), (1, 1), ((1, 1), (1, 1)), ws).blocked
     # a workspace that forces another kernel keeps it
