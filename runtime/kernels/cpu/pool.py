@@ -258,6 +258,63 @@ def _avgpool_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no 
                             dx[n, h, w, c] += dy[n, oh, ow, c] * scale
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def _avgpool_backward_disjoint(dy, dx, kh, kw, sh, sw, ph, pw, count_pad):  # pragma: no cover - jitted
+    """avgpool_backward for windows that do not overlap (stride >= kernel both ways: LeNet-5's
+    2x2 pools): each input element gets its one window's dy / divisor, or 0, written once (no
+    zeroing and adding). Per output row the window's first input row is written, the others are
+    flat copies of it. The general kernel (a 4-D loop of += with the channels innermost, scalar
+    for few channels) took 0.27 ms on LeNet-5's first pool (64 x 28 x 28 x 6), this one 0.21
+    (one thread, CPU time, median of 30 alternating); row gathers through an index instead of the
+    column loop measured no faster (gathers are slow on AVX2)."""
+    n_img, in_h, in_w, channels = dx.shape
+    out_h, out_w = dy.shape[1], dy.shape[2]
+    width, size = in_w * channels, out_w * channels
+    gaps = False  # columns that no window covers (stride > kernel, padding, floor mode)
+    covered_w = 0
+    for ow in range(out_w):
+        w_lo, w_hi, _ = _avg_window(ow, sw, pw, kw, in_w, count_pad)
+        gaps = gaps or w_lo > covered_w
+        covered_w = max(covered_w, w_hi)
+    gaps = gaps or covered_w < in_w
+    # each window's 1 / divisor (0 for an empty one), once per call: a division per window and
+    # image cost a third of the time
+    scales = np.zeros((out_h, out_w), dx.dtype)
+    for oh in range(out_h):
+        _, _, h_div = _avg_window(oh, sh, ph, kh, in_h, count_pad)
+        for ow in range(out_w):
+            _, _, w_div = _avg_window(ow, sw, pw, kw, in_w, count_pad)
+            if h_div * w_div > 0:
+                scales[oh, ow] = 1.0 / (h_div * w_div)
+    for n in prange(n_img):
+        image = dx[n].reshape(in_h, width)
+        rows = dy[n].reshape(out_h, size)
+        covered = 0  # input rows below this one are written
+        for oh in range(out_h):
+            h_lo, h_hi, _ = _avg_window(oh, sh, ph, kh, in_h, count_pad)
+            for h in range(covered, h_lo):
+                image[h, :] = 0
+            if h_hi <= h_lo:
+                continue
+            covered = h_hi
+            row = rows[oh]
+            first = image[h_lo]
+            if gaps:
+                first[:] = 0
+            for ow in range(out_w):
+                w_lo, w_hi, _ = _avg_window(ow, sw, pw, kw, in_w, count_pad)
+                scale = scales[oh, ow]  # (as the general kernel's: the same values, bit for bit)
+                for w in range(w_lo, w_hi):
+                    for c in range(channels):
+                        first[w * channels + c] = row[ow * channels + c] * scale
+            for h in range(h_lo + 1, h_hi):
+                target = image[h]
+                for q in range(width):
+                    target[q] = first[q]
+        for h in range(covered, in_h):
+            image[h, :] = 0
+
+
 def avgpool_forward(x: np.ndarray, out: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
                     count_pad: bool) -> None:
     """out[n, oh, ow, c] = sum of the real inputs in the window / divisor (0 for an empty one);
@@ -269,7 +326,12 @@ def avgpool_backward(dy: np.ndarray, dx: np.ndarray, kh: int, kw: int, sh: int, 
                      count_pad: bool) -> None:
     """dx = 0, then each dy / divisor is added to every real input of its window; ``dx`` must be
     C-contiguous, ``dy`` is made so (a gradient may be a channel slice of a concat's)."""
-    _avgpool_backward(np.ascontiguousarray(dy), dx, kh, kw, sh, sw, ph, pw, count_pad)
+    # disjoint windows with fewer channels than a float32 vector: the general kernel's channel
+    # loop runs scalar there (LeNet-5's first pool: 0.27 -> 0.21 ms, one thread), but with 16
+    # channels it won (its second: 0.038 against 0.057 ms)
+    disjoint = sh >= kh and sw >= kw and dx.shape[3] < 8
+    kernel = _avgpool_backward_disjoint if disjoint else _avgpool_backward
+    kernel(np.ascontiguousarray(dy), dx, kh, kw, sh, sw, ph, pw, count_pad)
 
 
 def global_avgpool_forward(x: np.ndarray, out: np.ndarray) -> None:

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cnnlang.runtime.kernels.cpu.pool import (
+    _avgpool_backward,
     avgpool_backward,
     avgpool_forward,
     global_avgpool_backward,
@@ -261,6 +262,31 @@ def test_avgpool_backward_finite_differences(geo, n, c, count_pad, seed):
     avgpool_backward(weights, dx, k[0], k[1], s[0], s[1], p[0], p[1], count_pad)
     numeric = stacked_central_difference(stacked(lambda v: run_avgpool(v, k, s, p, ceil, count_pad), weights), x)
     np.testing.assert_allclose(nchw(dx), numeric, atol=1e-7)
+
+
+@SETTINGS
+@given(geometry(dilation=False), st.integers(1, 3), st.integers(1, 7), st.booleans(),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 99))  # fmt: skip
+def test_avgpool_backward_disjoint_windows_match_the_reference(geo, n, c, count_pad, dtype, seed):
+    """Windows that do not overlap take the row-gather kernel: the adjoint of ref_avgpool (each
+    input's share of its window's dy), and the general kernel's values bit for bit."""
+    (h, w), k, s, p, _, ceil = geo
+    assume(s[0] >= k[0] and s[1] >= k[1])
+    oh, ow = out_size(h, k[0], s[0], p[0], 1, ceil), out_size(w, k[1], s[1], p[1], 1, ceil)
+    dy = np.random.default_rng(seed).standard_normal((n, c, oh, ow)).astype(dtype)
+    dx = np.full((n, h, w, c), np.nan, dtype)
+    avgpool_backward(nhwc(dy), dx, k[0], k[1], s[0], s[1], p[0], p[1], count_pad)
+    # the adjoint: <ref_avgpool(e), dy> for each unit input e, one input position at a time
+    want = np.zeros((n, c, h, w))
+    for y, z in itertools.product(range(h), range(w)):
+        unit = np.zeros((1, 1, h, w))
+        unit[0, 0, y, z] = 1
+        want[:, :, y, z] = np.einsum("ncij,ij->nc", dy.astype(np.float64), ref_avgpool(unit, k, s, p, ceil, count_pad)[0, 0])
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(nchw(dx), want, rtol=tol, atol=tol)
+    general = np.full_like(dx, np.nan)
+    _avgpool_backward(nhwc(dy), general, k[0], k[1], s[0], s[1], p[0], p[1], count_pad)
+    np.testing.assert_array_equal(dx, general)
 
 
 @pytest.mark.parametrize(
