@@ -43,8 +43,8 @@ Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the 
 * A window that covers the whole unpadded image (LeNet-5's c5) is a GEMM on x's (N, H*W*C) view:
   no im2col, and dx is a GEMM straight into dx's view, no col2im.
 
-The kernels are in im2col.py, direct.py, blocked.py and planar.py, the plans and scratch buffers in workspace.py; this
-module is the public API. It stays one module (a little over 300 lines) so that each path's forward
+The kernels are in im2col.py, direct.py, blocked.py (its input gradient in blocked_dx.py) and
+planar.py, the plans and scratch buffers in workspace.py; this module is the public API. It stays one module (a little over 300 lines) so that each path's forward
 and backward sit side by side: their column orders and chunking must agree.
 
 Only numpy's BLAS is used (never scipy's, which is a second OpenBLAS with its own thread pool:
@@ -60,9 +60,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .blocked import blocked_forward, blocked_forward_planar, blocked_gemm, blocked_input_grad, blocked_weight_grad
+from .blocked import blocked_forward, blocked_forward_planar, blocked_gemm, blocked_weight_grad
 from .blocked import scratch_size as blocked_scratch_size
 from .blocked import weight_scratch_size as blocked_weight_size
+from .blocked_dx import blocked_input_grad_columns
 from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
@@ -330,7 +331,7 @@ def _blocked_forward(x, weight, bias, out, plan, ws):
 
 def _blocked_input_grad(dy, weight, dx, plan, ws):
     scratch, packed = _blocked_scratch(plan, ws, dy.dtype)
-    blocked_input_grad(dy.reshape(-1), weight.reshape(-1), dx.reshape(-1), plan.blocked_geo, packed, scratch)
+    blocked_input_grad_columns(dy.reshape(-1), weight.reshape(-1), dx.reshape(-1), plan.blocked_geo, packed, scratch)
 
 
 def _blocked_weight(x, dy, dweight, dbias, plan, ws):
