@@ -60,14 +60,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .blocked import blocked_forward, blocked_forward_planar, blocked_gemm, blocked_weight_grad
+from .blocked import blocked_forward, blocked_gemm, blocked_weight_grad
 from .blocked import scratch_size as blocked_scratch_size
 from .blocked import weight_scratch_size as blocked_weight_size
 from .blocked_dx import blocked_input_grad_columns
 from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
-from .planar import planar_weight_grad, planar_weight_sizes
+from .planar import planar_forward, planar_weight_grad, planar_weight_sizes
 from .winograd import transform_weight_into, winograd_forward, winograd_weight_grad
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
     COL_BUDGET,
@@ -145,8 +145,8 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
         elif plan.planar and (keep or ws.blocked) and out.flags.c_contiguous:
             scratch, _ = _blocked_scratch(plan, ws, x.dtype)
             has_bias = bias is not None
-            blocked_forward_planar(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char],
-                                   has_bias, out.reshape(-1), plan.blocked_geo, scratch)
+            planar_forward(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char], has_bias,
+                           out.reshape(-1), plan.blocked_geo, scratch)
             if activation != NONE:
                 bias_activation(y2, None, activation)
         elif plan.blocked and (keep or ws.blocked) and out.flags.c_contiguous:
