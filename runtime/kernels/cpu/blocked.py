@@ -25,15 +25,8 @@ and float32 and float64 are the callers' two specialisations.
   runs over every pixel of the image (rows, columns), b = dy (P output channels), v = the input
   run (2L of it per call); each thread sums its
   images into its own partial, the partials are added in order at the end (deterministic).
-* input gradient: for each output pixel and kernel row, the tile computes what the pixel's
-  KW*C inputs receive (pixels x (kw, c), k = output channels, v = the weight packed as (KH, O,
-  KW*C)), and that is added to those inputs in a per-thread zero-padded image, whose interior is
-  then dx (any stride and padding). Measured against the forward on dy padded by K - 1 with the
-  turned weight: c3 1.1 against 1.6 ms (the padded dy makes twice the multiply-adds).
-* planar forward, one input channel (c1): rows = output channels, lanes = 2L neighbouring output
-  pixels, k = the KH x KW taps (with one channel a shifted image row is contiguous); the tile is
-  written out transposed. (The forward above, pixels x channels, has only KW = 5 taps per kernel
-  row there and 6 of 8 lanes used: slower than direct.py's.)
+* input gradient: in blocked_dx.py (the tile adding straight into a padded dx image).
+* planar forward, one input channel (c1): in planar.py (rows = output channels, lanes = pixels).
 * GEMM (c5 as x (N, KH*KW*C) times the weight): B packed row-major with whole tiles, 4 x 2L tiles
   of C split over the threads.
 
@@ -303,58 +296,6 @@ def blocked_weight_grad(x, dy, dweight, dbias, has_bias, geo, parts, scratch):  
 
 
 @njit(parallel=True, cache=True)
-def blocked_input_grad(dy, weight, dx, geo, wq, scratch):  # pragma: no cover - compiled
-    """dx (N, H, W, C) of the conv x -> dy (N, Ho, Wo, O) with weight (O, C, KH, KW), all flat,
-    overwritten. For each output pixel and kernel row, the tile computes the KW*C inputs' share
-    (sum over o of dy * weight, k = o) and adds it to that run of a per-thread padded image, whose
-    interior is dx. wq: weight_scratch_size (the weight as (KH, O, KW*C rounded up to VO));
-    scratch: T x scratch_size, images split in contiguous ranges over its T rows."""
-    N, H, W, C, Ho, Wo, KH, KW, sh, sw, O, Hp, Wp, pt, pl = (geo[_N], geo[_H], geo[_W], geo[_C], geo[_HO], geo[_WO],
-                                                             geo[_KH], geo[_KW], geo[_SH], geo[_SW], geo[_O], geo[_HP],
-                                                             geo[_WP], geo[_PT], geo[_PL])
-    L = 32 // dy.itemsize
-    VO = 2 * L
-    KWC = KW * C
-    KWCp = (KWC + VO - 1) // VO * VO
-    wq[: KH * O * KWCp] = 0
-    for o in range(O):
-        for c in range(C):
-            for kh in range(KH):
-                for kw in range(KW):
-                    wq[(kh * O + o) * KWCp + kw * C + c] = weight[((o * C + c) * KH + kh) * KW + kw]
-    image = Hp * Wp * C
-    T = scratch.shape[0]
-    for t in prange(T):
-        xp = scratch[t, :image]
-        acc = scratch[t, image : image + 4 * KWCp]
-        for n in range(t * N // T, (t + 1) * N // T):
-            xp[:] = 0
-            for oh in range(Ho):
-                d0 = (n * Ho + oh) * Wo * O
-                for ow0 in range(0, Wo, 4):
-                    rows = min(4, Wo - ow0)
-                    for kh in range(KH):
-                        acc[: rows * KWCp] = 0
-                        for jb in range(0, KWC, VO):
-                            v0 = kh * O * KWCp + jb
-                            if rows == 4:
-                                _tile_4x2(acc, jb, KWCp, dy, d0 + ow0 * O, O, 0, 1, wq, v0, 0, KWCp, 1, O)
-                            else:
-                                for p in range(rows):
-                                    _tile_1x2(acc, p * KWCp + jb, KWCp, dy, d0 + (ow0 + p) * O, O, 0, 1, wq, v0, 0, KWCp,
-                                              1, O)
-                        for p in range(rows):
-                            dst = ((oh * sh + kh) * Wp + (ow0 + p) * sw) * C
-                            run = xp[dst : dst + KWC]
-                            share = acc[p * KWCp : p * KWCp + KWC]
-                            for j in range(KWC):
-                                run[j] += share[j]
-            for h in range(H):
-                src = ((h + pt) * Wp + pl) * C
-                dx[(n * H + h) * W * C : (n * H + h + 1) * W * C] = xp[src : src + W * C]
-
-
-@njit(parallel=True, cache=True)
 def blocked_gemm(a, a0, am, ak, b, bk, bn, c, M, N, K, packed, scratch):  # pragma: no cover - compiled
     """c (M, N, C-contiguous, flat) = A B with A[m, k] = a[a0 + m*am + k*ak], B[k, n] = b[k*bk + n*bn]:
     any transposes, for the GEMMs of small layers (LeNet-5's c5: 64 x 400 x 120), in Numba's pool
@@ -388,41 +329,3 @@ def blocked_gemm(a, a0, am, ak, b, bk, bn, c, M, N, K, packed, scratch):  # prag
             cols = min(VO, N - n0)
             for p in range(rows):
                 c[(m0 + p) * N + n0 : (m0 + p) * N + n0 + cols] = acc[p * VO : p * VO + cols]
-
-
-@njit(parallel=True, cache=True)
-def blocked_forward_planar(x, weight, bias, has_bias, y, geo, scratch):  # pragma: no cover - compiled
-    """The forward for one input channel and stride 1 along W (LeNet-5's c1), the tile turned
-    round: rows are output channels, lanes 2L neighbouring output pixels of a row, k the KH x KW
-    taps (b the weight itself, v the padded image row shifted by the tap: with one channel it is
-    contiguous). The tile (O x 2L outputs) is then written out transposed to channels-last.
-    Arguments as blocked_forward's, without the packed weight; scratch: T x scratch_size."""
-    N, Ho, Wo, KH, KW, sh, O, Wp = geo[_N], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH], geo[_O], geo[_WP]
-    L = 32 // x.itemsize
-    VO = 2 * L
-    image = geo[_HP] * Wp + VO + KW
-    T = scratch.shape[0]
-    for t in prange(T):
-        xp = scratch[t, :image]
-        acc = scratch[t, image : image + O * VO]
-        for n in range(t * N // T, (t + 1) * N // T):
-            _pad_image(x, n, geo, xp)
-            for oh in range(Ho):
-                for ow0 in range(0, Wo, VO):
-                    for o in range(O):
-                        acc[o * VO : (o + 1) * VO] = bias[o] if has_bias else 0
-                    v0 = oh * sh * Wp + ow0
-                    o = 0
-                    while o + 6 <= O:
-                        _tile_6x2(acc, o * VO, VO, weight, o * KH * KW, KH * KW, KW, 1, xp, v0, Wp, 1, KH, KW)
-                        o += 6
-                    while o + 4 <= O:
-                        _tile_4x2(acc, o * VO, VO, weight, o * KH * KW, KH * KW, KW, 1, xp, v0, Wp, 1, KH, KW)
-                        o += 4
-                    while o < O:
-                        _tile_1x2(acc, o * VO, VO, weight, o * KH * KW, KH * KW, KW, 1, xp, v0, Wp, 1, KH, KW)
-                        o += 1
-                    for lane in range(min(VO, Wo - ow0)):
-                        dst = ((n * Ho + oh) * Wo + ow0 + lane) * O
-                        for o in range(O):
-                            y[dst + o] = acc[o * VO + lane]
