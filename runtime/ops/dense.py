@@ -15,6 +15,8 @@ import numpy as np
 from ..backend import CPU
 from ..kernels.cpu.epilogue import activation_kind, bias_activation
 from ..kernels.cpu.serial import SERIAL_WORK, bind_bias_activation
+from ..kernels.cpu.small_gemm import small_matmul
+from ..kernels.cpu.workspace import ConvWorkspace
 from .base import Context, Op, register
 
 
@@ -69,7 +71,8 @@ class FullyConnectedOp(Op):
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = flatten_user_order(inputs[0])
-        self.backend.matmul(x, self.params["weight"].T, out=out)
+        if not (ctx.train and self._small_matmul(x, self.params["weight"].T, out)):
+            self.backend.matmul(x, self.params["weight"].T, out=out)
         if self.activation is not None:
             bias_activation(out, self.params.get("bias"), activation_kind(self.activation))
         elif "bias" in self.params:
@@ -92,13 +95,25 @@ class FullyConnectedOp(Op):
 
         return run
 
+    def _small_matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+        """out = a @ b in Numba's pool when small, on the CPU in training (small_gemm.py); False
+        when not taken."""
+        if self.backend is not CPU:
+            return False
+        if getattr(self, "_gemm_ws", None) is None:
+            self._gemm_ws = ConvWorkspace()
+        return small_matmul(a, b, out, self._gemm_ws)
+
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         x = self._x
-        if "weight" in self.grads:
+        if "weight" in self.grads and not self._small_matmul(dy.T, x, self.grads["weight"]):
             self.backend.matmul(dy.T, x, out=self.grads["weight"])
         if "bias" in self.grads:
             np.sum(dy, axis=0, out=self.grads["bias"])
         if not self.need_input_grad[0]:
             return [None]
-        dx = self.backend.matmul(dy, self.params["weight"])
+        weight = self.params["weight"]
+        dx = np.empty((dy.shape[0], weight.shape[1]), dy.dtype) if self.backend is CPU else None
+        if dx is None or not self._small_matmul(dy, weight, dx):
+            dx = self.backend.matmul(dy, weight)
         return [unflatten_user_order(dx, self.in_shapes[0])]
