@@ -1,11 +1,11 @@
 """Softmax cross-entropy (with PyTorch's label smoothing) and its gradient in one pass over the
 logits, for cnnlang/train/losses.py.
 
-Why: the NumPy version runs about fifteen array calls on an N x C matrix; with LeNet-5's 64 x 10
-logits their per-call overheads made it 0.17 ms of a training step (one thread, CPU time), all of
-it serial (0.061 ms alone, one thread). Here each row's maximum, log-sum-exp, loss and gradient are computed in one loop, in
-float64 whatever the logits' dtype (the gradient is then rounded to it): 0.026 ms, of which most
-is the call and the label checks.
+Why: the NumPy version runs about fifteen array calls on an N x C matrix; on LeNet-5's 64 x 10
+logits their per-call overheads took 0.061 ms (one thread, CPU time), serial time in every
+training step. Here each row's maximum, log-sum-exp, loss and gradient are computed in one loop,
+in float64 whatever the logits' dtype (the gradient is then rounded to it): 0.026 ms, most of it
+the call and the label checks.
 """
 
 from __future__ import annotations
