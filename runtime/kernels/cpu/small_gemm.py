@@ -17,7 +17,12 @@ import numba
 import numpy as np
 
 from .blocked import blocked_gemm
-from .workspace import BLOCKED_GEMM_MAX_MACS, SERIAL_BELOW, ConvWorkspace
+from .workspace import BLOCKED_GEMM_MAX_MACS, ConvWorkspace
+
+#: Below this many multiply-adds OpenBLAS runs a GEMM on the calling thread (its threshold:
+#: 65536 x GEMM_MULTITHREAD_THRESHOLD = 4), with no hand-off, and faster than a Numba call:
+#: LeNet-5's last fc (64 x 84 x 10), its three GEMMs 0.017 ms against 0.160 ms here.
+BLAS_SERIAL_BELOW = 1 << 18
 
 
 def _strided(a: np.ndarray):
@@ -30,31 +35,23 @@ def _strided(a: np.ndarray):
 
 
 def small_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, ws: ConvWorkspace) -> bool:
-    """out (M, N) = a (M, K) @ b (K, N) by blocked.py's GEMM when it is small (at most
-    BLOCKED_GEMM_MAX_MACS multiply-adds) and every array is float32 or float64, C-contiguous or
-    a transpose of one (out C-contiguous); returns False, doing nothing, otherwise. Below
-    SERIAL_BELOW multiply-adds it runs on this thread only."""
+    """out (M, N) = a (M, K) @ b (K, N) by blocked.py's GEMM when it is small but not tiny
+    (BLAS_SERIAL_BELOW to BLOCKED_GEMM_MAX_MACS multiply-adds) and every array is float32 or
+    float64, C-contiguous or a transpose of one (out C-contiguous); returns False, doing
+    nothing, otherwise."""
     M, K = a.shape
     N = b.shape[1]
     macs = M * N * K
-    if (macs > BLOCKED_GEMM_MAX_MACS or macs == 0 or out.dtype not in (np.float32, np.float64)
+    if (not BLAS_SERIAL_BELOW <= macs <= BLOCKED_GEMM_MAX_MACS or out.dtype not in (np.float32, np.float64)
             or a.dtype != out.dtype or b.dtype != out.dtype or not out.flags.c_contiguous):
         return False
     sa, sb = _strided(a), _strided(b)
     if sa is None or sb is None:
         return False
-    previous = 0
-    if macs < SERIAL_BELOW:
-        previous = numba.get_num_threads()
-        numba.set_num_threads(1)
-    try:
-        lanes = 64 // out.itemsize  # a tile's columns
-        threads = numba.get_num_threads()
-        packed = ws.get("gemm_b", K * (-(-N // lanes) * lanes), out.dtype)
-        scratch = ws.get("gemm_acc", threads * 4 * lanes, out.dtype).reshape(threads, 4 * lanes)
-        (fa, am, ak), (fb, bk, bn) = sa, sb
-        blocked_gemm(fa, 0, am, ak, fb, bk, bn, out.reshape(-1), M, N, K, packed, scratch)
-    finally:
-        if previous:
-            numba.set_num_threads(previous)
+    lanes = 64 // out.itemsize  # a tile's columns
+    threads = numba.get_num_threads()
+    packed = ws.get("gemm_b", K * (-(-N // lanes) * lanes), out.dtype)
+    scratch = ws.get("gemm_acc", threads * 4 * lanes, out.dtype).reshape(threads, 4 * lanes)
+    (fa, am, ak), (fb, bk, bn) = sa, sb
+    blocked_gemm(fa, 0, am, ak, fb, bk, bn, out.reshape(-1), M, N, K, packed, scratch)
     return True
