@@ -56,6 +56,15 @@ BLOCKED_MAX_O = 16
 #: ... and the GEMMs of a window over the whole image (one GEMM each way) of at most this many
 #: multiply-adds (LeNet-5's c5 at batch 64: 3.1 M), with blocked.py's GEMM instead of BLAS's.
 BLOCKED_GEMM_MAX_MACS = 1 << 23
+#: The wider register-blocked kernels (blocked_wide.py, 6 x 16 float32 tiles) in training, for stride-1,
+#: undilated, ungrouped convs that are not one GEMM already, with at least WIDE_MIN_C channels each side: the
+#: forward and the input gradient up to WIDE_FORWARD_MAX_C channels each side (resnet20's 16-channel 3x3
+#: convs: 1.8x Winograd's; at 32 channels they tied, at 64 Winograd's 2.25x fewer multiply-adds win), the
+#: weight gradient up to WIDE_WEIGHT_MAX_C (1.15-1.25x direct.py's at 16, Winograd's at 32 and 64). One
+#: thread, CPU time, batch 64; numbers in benchmarks/bench_small_conv.py.
+WIDE_MIN_C = 16
+WIDE_FORWARD_MAX_C = 16
+WIDE_WEIGHT_MAX_C = 64
 
 
 def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
@@ -68,7 +77,8 @@ class ConvPlan:
 
     __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial",
                  "direct_forward", "direct_weight", "direct_geo", "whole", "keepable", "winograd_forward",
-                 "winograd_dx", "winograd_weight", "pads", "blocked", "blocked_geo", "blocked_gemm", "planar")
+                 "winograd_dx", "winograd_weight", "pads", "blocked", "blocked_geo", "blocked_gemm", "planar",
+                 "wide_forward", "wide_dx", "wide_weight", "wide_dx_geo")
 
     def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
         N, H, W, C = x_shape
@@ -129,6 +139,17 @@ class ConvPlan:
         if self.blocked_gemm:
             # it copies no columns: its work is the multiply-adds (c5 at batch 64: 3.1 M, both threads)
             self.serial = N * O * self.K < SERIAL_BELOW
+        # blocked_wide.py's kernels (the rule only where the workspace forces no other kernel); the input gradient
+        # is the forward of dy, padded by K - 1 - p, with the turned weight: stride 1, padding below the kernel
+        wide = (ws.wide is not False and not self.pointwise and not self.whole and max(dh, dw, G) == 1
+                and (ws.wide or (ws.direct is None and ws.winograd is None and ws.blocked is None
+                                 and max(sh, sw) == 1 and min(C, O) >= WIDE_MIN_C)))
+        small = ws.wide or max(C, O) <= WIDE_FORWARD_MAX_C
+        self.wide_forward = wide and small
+        self.wide_dx = wide and small and max(sh, sw) == 1 and max(pt, pb) < KH and max(pl, pr) < KW
+        self.wide_weight = wide and (ws.wide or max(C, O) <= WIDE_WEIGHT_MAX_C)
+        self.wide_dx_geo = blocked_geometry(y_shape, (C, O, KH, KW), (1, 1),
+                                            ((KH - 1 - pt, KH - 1 - pb), (KW - 1 - pl, KW - 1 - pr)), x_shape)
         # in the order of the indices at the top of direct.py
         self.direct_geo = np.array([N, H, W, C, Ho, Wo, KH, KW, pt, pl, O], np.int64)
 
@@ -141,11 +162,13 @@ class ConvWorkspace:
     measured rule above, True always, False never (tests run both paths); ``winograd`` likewise
     chooses Winograd's training paths (forward with ``keep``, and the input gradient), and True also
     takes the forward without ``keep``; ``blocked`` likewise the register-blocked kernels (blocked.py;
-    True also without ``keep``)."""
+    True also without ``keep``), and ``wide`` blocked_wide.py's (True: every conv they take, forward, the input
+    gradient at stride 1, the weight gradient; also without ``keep``)."""
 
     def __init__(self, budget: int | None = None, min_pixels: int | None = None, direct: bool | None = None,
-                 winograd: bool | None = None, blocked: bool | None = None):
+                 winograd: bool | None = None, blocked: bool | None = None, wide: bool | None = None):
         self.direct = direct
+        self.wide = wide
         self.blocked = blocked
         self.winograd = winograd
         self.keep_budget = KEEP_BUDGET
