@@ -1,20 +1,27 @@
-"""Register-blocked direct convolution with 12-accumulator tiles, for 16 to 64 channels each side at stride 1
-(resnet20's 3x3 layers), channels last, all in Numba's thread pool: forward, input gradient (the forward of dy
-with the turned, channel-swapped weight) and weight gradient.
+"""Register-blocked direct convolution with 12-accumulator tiles, for 16 to 64 channels (resnet20's 3x3 layers),
+channels last, all in Numba's thread pool: forward, input gradient at stride 1 (the forward of dy with the turned,
+channel-swapped weight) and weight gradient.
 
-Why not blocked.py's kernels as they are: their 4 x 2 tile keeps 8 accumulators, and an FMA's latency (5 cycles
-on Zen 2, two issued per cycle) needs 10 in flight, so they top out near 80 % of the FMA peak; and their input
-gradient adds each pixel's KW*C share into a padded image, a K = O loop of only 16 to 64 per tile. Here:
+Why not blocked.py's kernels as they are: their 4 x 2 tile keeps 8 accumulators, and an FMA's latency (4-5
+cycles, two issued per cycle) needs 8-10 in flight; and their input gradient adds each pixel's KW*C share into a
+padded image, a K = O loop of only 16 to 64 per tile. Here:
 
 * forward: pixels x output channels as in blocked.py (same packed weight, same padded image), the tile 6 pixels
-  x 2L channels when O is no multiple of 4L (16 float32 channels), else 3 pixels x 4L; a row's last tile may
-  run past its end (the padded image has slack; those pixels are not written out).
-* input gradient at stride 1 (when no padding exceeds the kernel): the forward of dy padded by K - 1 - p with
-  the weight turned by 180 degrees and its channels swapped. At resnet20's "same" 3x3 convs that is exactly the
-  forward's multiply-adds (blocked.py's scatter measured slower: see blocked_wide's benchmark in the commit).
+  x 2L channels (12 accumulators, 2 weight vectors and a broadcast: 15 of AVX2's 16 registers; a 3 x 4L tile
+  needs 17 and measured 1.7x slower); a row's last tile may run past its end (the padded image has slack; those
+  pixels are not written out). A whole tile of a 2L-channel block accumulates in the output itself. Numbering
+  the pixels across rows (q = oh * Wp + ow: fewer wasted) measured 1.1x slower.
+* input gradient at stride 1 (when no padding reaches the kernel size): the forward of dy padded by K - 1 - p
+  with the weight turned by 180 degrees and its channels swapped. At resnet20's "same" 3x3 convs that is exactly
+  the forward's multiply-adds (blocked.py's scatter: 8.1 against 5.9 ms at 16 channels, one thread).
 * weight gradient: as blocked.py's (dW (KH, O, KW*C) = sum over pixels of dy (x) the input run), the tile 4
   output channels x 3L of the run, each thread summing its images into its own partial, the partials added in
   thread order (deterministic for a given thread count).
+
+Copies and zeroing run on views from 0 (``_copy``, ``_zero``): a loop over ``y[d0 + j]`` compiled to scalar code
+with a negative-index check per element, and the padded image's copy, the tiles' starting values and their write
+out so cost a third of the 16-channel forward's time (forward 7.8 -> 5.4 ms with them). All run without
+reference counting (``_nrt=False``), like winograd.py's transforms.
 
 The tile is blocked.py's ``_make_tile`` (LLVM vector FMAs in registers); results are not bitwise those of
 Winograd or im2col (other summation order), but within the same float32 rounding bounds (tests).
@@ -64,21 +71,29 @@ def weight_scratch_size(geo: np.ndarray, itemsize: int) -> int:
 def _pad_into(x, n, geo, xp):  # pragma: no cover - compiled
     """Image n of x (N, H, W, C, flat) into xp as (Hp, Wp, C), zero-padded, zeros after it (blocked.py's
     _pad_image, without reference counting)."""
-    H, W, C, Hp, Wp, pt, pl = geo[_H], geo[_W], geo[_C], geo[_HP], geo[_WP], geo[_PT], geo[_PL]
+    H, W, C, Wp, pt, pl = geo[_H], geo[_W], geo[_C], geo[_WP], geo[_PT], geo[_PL]
     # only the padding is zeroed (zeroing the whole image first cost 20 % of resnet20's 16-channel forward)
-    for e in range(pt * Wp * C):
-        xp[e] = 0
+    _zero(xp[: pt * Wp * C])
     for h in range(H):
         dst = ((h + pt) * Wp + pl) * C
-        for e in range(dst - pl * C, dst):
-            xp[e] = 0
-        src = (n * H + h) * W * C
-        for e in range(W * C):
-            xp[dst + e] = x[src + e]
-        for e in range(dst + W * C, (h + pt + 1) * Wp * C):
-            xp[e] = 0
-    for e in range((H + pt) * Wp * C, xp.shape[0]):
-        xp[e] = 0
+        _zero(xp[dst - pl * C : dst])
+        _copy(x[(n * H + h) * W * C : (n * H + h + 1) * W * C], xp[dst : dst + W * C])
+        _zero(xp[dst + W * C : (h + pt + 1) * Wp * C])
+    _zero(xp[(H + pt) * Wp * C :])
+
+
+@njit(cache=True, _nrt=False)
+def _copy(src, dst):  # pragma: no cover - compiled
+    """dst[:] = src on views: a loop over y[d0 + j] compiled to scalar code (a negative-index check per element),
+    over views from 0 it vectorises (1.1-1.2x the forward); slice assignment needs reference counting."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@njit(cache=True, _nrt=False)
+def _zero(dst):  # pragma: no cover - compiled
+    for j in range(dst.shape[0]):
+        dst[j] = 0
 
 
 @njit(parallel=True, cache=True, _nrt=False)
@@ -128,14 +143,19 @@ def _forward_image(xp, n, geo, wp, init, acc, y):  # pragma: no cover - compiled
         a0 = init + ob * P * VO
         for oh in range(Ho):
             for ow0 in range(0, Wo, P):
-                for e in range(P * VO):
-                    acc[e] = wp[a0 + e]
-                _tile_6x2(acc, 0, VO, xp, (oh * sh * Wp + ow0 * sw) * C, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH,
-                          KWC)
+                b0 = (oh * sh * Wp + ow0 * sw) * C
+                if no == VO and ow0 + P <= Wo:
+                    # a whole tile: accumulated in y itself
+                    d0 = ((n * Ho + oh) * Wo + ow0) * O + ob * VO
+                    for p in range(P):
+                        _copy(wp[a0 + p * VO : a0 + (p + 1) * VO], y[d0 + p * O : d0 + p * O + VO])
+                    _tile_6x2(y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                    continue
+                _copy(wp[a0 : a0 + P * VO], acc)
+                _tile_6x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
                 for p in range(min(P, Wo - ow0)):
                     dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
-                    for j in range(no):
-                        y[dst + j] = acc[p * VO + j]
+                    _copy(acc[p * VO : p * VO + no], y[dst : dst + no])
 
 
 @njit(cache=True)

@@ -56,15 +56,20 @@ BLOCKED_MAX_O = 16
 #: ... and the GEMMs of a window over the whole image (one GEMM each way) of at most this many
 #: multiply-adds (LeNet-5's c5 at batch 64: 3.1 M), with blocked.py's GEMM instead of BLAS's.
 BLOCKED_GEMM_MAX_MACS = 1 << 23
-#: The wider register-blocked kernels (blocked_wide.py, 6 x 16 float32 tiles) in training, for stride-1,
-#: undilated, ungrouped convs that are not one GEMM already, with at least WIDE_MIN_C channels each side: the
-#: forward and the input gradient up to WIDE_FORWARD_MAX_C channels each side (resnet20's 16-channel 3x3
-#: convs: 1.8x Winograd's; at 32 channels they tied, at 64 Winograd's 2.25x fewer multiply-adds win), the
-#: weight gradient up to WIDE_WEIGHT_MAX_C (1.15-1.25x direct.py's at 16, Winograd's at 32 and 64). One
-#: thread, CPU time, batch 64; numbers in benchmarks/bench_small_conv.py.
+#: The wider register-blocked kernels (blocked_wide.py, 6 x 16 float32 tiles) in training, for undilated,
+#: ungrouped convs that are not one GEMM already, with at least WIDE_MIN_C channels each side and a zero-padded
+#: input image of at most WIDE_MAX_IMAGE elements (the weight gradient sweeps it once per tile: ResNet-18 CIFAR's
+#: 64 channels at 32x32, 74 k, 296 kB in float32, measured 1.25x slower than Winograd's): the forward with at
+#: most WIDE_FORWARD_MAX_C input and WIDE_MAX_C output channels, the input gradient (stride 1; a forward the
+#: other way round) with at most WIDE_FORWARD_MAX_C output and WIDE_MAX_C input channels, the weight gradient up
+#: to WIDE_MAX_C each side. One thread, CPU time, batch 64, against the kernels they replace (resnet20's 3x3
+#: convs): forward and dx 2.1x Winograd's at 16 channels, 1.2x at 32 (at 64 on 8x8, Winograd's 2.25x fewer
+#: multiply-adds win: 6.4 against 4.7 ms); stride 2 forward 1.7x (16 -> 32), 1.08x (32 -> 64) im2col's; dW
+#: 1.15-1.25x direct.py's at 16, Winograd's at 32 and 64.
 WIDE_MIN_C = 16
-WIDE_FORWARD_MAX_C = 16
-WIDE_WEIGHT_MAX_C = 64
+WIDE_FORWARD_MAX_C = 32
+WIDE_MAX_C = 64
+WIDE_MAX_IMAGE = 1 << 15
 
 
 def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
@@ -143,11 +148,11 @@ class ConvPlan:
         # is the forward of dy, padded by K - 1 - p, with the turned weight: stride 1, padding below the kernel
         wide = (ws.wide is not False and not self.pointwise and not self.whole and max(dh, dw, G) == 1
                 and (ws.wide or (ws.direct is None and ws.winograd is None and ws.blocked is None
-                                 and max(sh, sw) == 1 and min(C, O) >= WIDE_MIN_C)))
-        small = ws.wide or max(C, O) <= WIDE_FORWARD_MAX_C
-        self.wide_forward = wide and small
-        self.wide_dx = wide and small and max(sh, sw) == 1 and max(pt, pb) < KH and max(pl, pr) < KW
-        self.wide_weight = wide and (ws.wide or max(C, O) <= WIDE_WEIGHT_MAX_C)
+                                 and min(C, O) >= WIDE_MIN_C and (H + pt + pb) * (W + pl + pr) * C <= WIDE_MAX_IMAGE)))
+        self.wide_forward = wide and (ws.wide or (C <= WIDE_FORWARD_MAX_C and O <= WIDE_MAX_C))
+        self.wide_dx = (wide and max(sh, sw) == 1 and max(pt, pb) < KH and max(pl, pr) < KW
+                        and (ws.wide or (O <= WIDE_FORWARD_MAX_C and C <= WIDE_MAX_C)))
+        self.wide_weight = wide and (ws.wide or max(C, O) <= WIDE_MAX_C)
         self.wide_dx_geo = blocked_geometry(y_shape, (C, O, KH, KW), (1, 1),
                                             ((KH - 1 - pt, KH - 1 - pb), (KW - 1 - pl, KW - 1 - pr)), x_shape)
         # in the order of the indices at the top of direct.py

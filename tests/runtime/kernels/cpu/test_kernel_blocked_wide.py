@@ -123,10 +123,10 @@ def test_float32_at_resnet20s_shapes():
     assert np.all(np.abs(dw - rdw) <= 1e-5 * sdw)
 
 
-def test_the_rule_takes_resnet20s_stride_1_convs():
-    """Default workspaces: resnet20's 16-channel 3x3 convs (forward, dx, dW) and the weight gradient of its 32-
-    and 64-channel ones; not its stride-2 convs, LeNet-5's, ResNet-18's wider ones, nor where a workspace forces
-    another kernel."""
+def test_the_rule_takes_resnet20s_convs():
+    """Default workspaces: resnet20's 16- and 32-channel 3x3 convs (forward, dx, dW), the forward and dW of its
+    stride-2 convs, the weight gradient of its 64-channel ones; not ResNet-18's (wider, or 64 channels on a 32x32
+    image), LeNet-5's, nor where a workspace forces another kernel."""
 
     def plan(h, c, o, stride=1, ws=None):
         return plan_of((2, c, h, h), (o, c, 3, 3), (stride, stride), ((1, 1), (1, 1)), ws or ConvWorkspace())
@@ -135,10 +135,11 @@ def test_the_rule_takes_resnet20s_stride_1_convs():
         return p.wide_forward, p.wide_dx, p.wide_weight
 
     assert paths(plan(32, 16, 16)) == (True, True, True)
-    assert paths(plan(16, 32, 32)) == (False, False, True)
+    assert paths(plan(16, 32, 32)) == (True, True, True)
     assert paths(plan(8, 64, 64)) == (False, False, True)
-    assert paths(plan(32, 64, 64)) == (False, False, True)  # ResNet-18 CIFAR's first stage
-    for p in (plan(16, 128, 128), plan(32, 16, 32, stride=2), plan(32, 6, 16), plan(32, 16, 16, ws=ConvWorkspace(
+    assert paths(plan(32, 16, 32, stride=2)) == (True, False, True)
+    assert paths(plan(16, 32, 64, stride=2)) == (True, False, True)
+    for p in (plan(32, 64, 64), plan(16, 128, 128), plan(32, 6, 16), plan(32, 16, 16, ws=ConvWorkspace(
             winograd=True)), plan(32, 16, 16, ws=ConvWorkspace(direct=False)), plan(32, 16, 16, ws=ConvWorkspace(wide=False))):
         assert paths(p) == (False, False, False)
     lenet_c3 = plan_of((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)), ConvWorkspace())
