@@ -269,10 +269,12 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 O_, C_, KH, KW = weight.shape
                 turn_weight(weight.reshape(-1), turned, O_, C_, KH, KW)
                 _wide_forward(dy, turned.reshape(C_, O_, KH, KW), None, dx, plan.wide_dx_geo, plan, ws)
-            rest = None if plan.winograd_dx or plan.blocked or plan.wide_dx else dx
-            if plan.blocked and dx is not None and not plan.winograd_dx and not plan.wide_dx:
+            wide_dx = plan.wide_dx or plan.wide_dx_scatter
+            rest = None if plan.winograd_dx or plan.blocked or wide_dx else dx
+            scatter = plan.wide_dx_scatter or (plan.blocked and not plan.winograd_dx and not plan.wide_dx)
+            if scatter and dx is not None:
                 _blocked_input_grad(dy, weight, dx, plan, ws)
-            if plan.winograd_dx and dx is not None and not plan.wide_dx:
+            if plan.winograd_dx and dx is not None and not wide_dx:
                 # dx = conv(dy padded by 2 - p, the turned weight with in and out channels swapped)
                 u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype), flip=True)
                 (pt, pb), (pl, pr) = plan.pads
