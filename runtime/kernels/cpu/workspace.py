@@ -65,7 +65,8 @@ BLOCKED_GEMM_MAX_MACS = 1 << 23
 #: to WIDE_MAX_C each side. One thread, CPU time, batch 64, against the kernels they replace (resnet20's 3x3
 #: convs): forward and dx 2.1x Winograd's at 16 channels, 1.2x at 32 (at 64 on 8x8, Winograd's 2.25x fewer
 #: multiply-adds win: 6.4 against 4.7 ms); stride 2 forward 1.7x (16 -> 32), 1.08x (32 -> 64) im2col's; dW
-#: 1.15-1.25x direct.py's at 16, Winograd's at 32 and 64.
+#: 1.15-1.25x direct.py's at 16, Winograd's at 32 and 64. Not 1x1 convs (resnet20's stride-2 shortcuts: a tile
+#: has K = C = 16 or 32 multiply-adds per call, and im2col's GEMMs measured faster, 0.46 against 0.65 ms).
 WIDE_MIN_C = 16
 WIDE_FORWARD_MAX_C = 32
 WIDE_MAX_C = 64
@@ -148,7 +149,8 @@ class ConvPlan:
         # is the forward of dy, padded by K - 1 - p, with the turned weight: stride 1, padding below the kernel
         wide = (ws.wide is not False and not self.pointwise and not self.whole and max(dh, dw, G) == 1
                 and (ws.wide or (ws.direct is None and ws.winograd is None and ws.blocked is None
-                                 and min(C, O) >= WIDE_MIN_C and (H + pt + pb) * (W + pl + pr) * C <= WIDE_MAX_IMAGE)))
+                                 and min(C, O) >= WIDE_MIN_C and (H + pt + pb) * (W + pl + pr) * C <= WIDE_MAX_IMAGE
+                                 and self.T > 1)))
         self.wide_forward = wide and (ws.wide or (C <= WIDE_FORWARD_MAX_C and O <= WIDE_MAX_C))
         self.wide_dx = (wide and max(sh, sw) == 1 and max(pt, pb) < KH and max(pl, pr) < KW
                         and (ws.wide or (O <= WIDE_FORWARD_MAX_C and C <= WIDE_MAX_C)))

@@ -143,5 +143,7 @@ def test_the_rule_takes_resnet20s_convs():
     for p in (plan(32, 64, 64), plan(16, 128, 128), plan(32, 6, 16), plan(32, 16, 16, ws=ConvWorkspace(
             winograd=True)), plan(32, 16, 16, ws=ConvWorkspace(direct=False)), plan(32, 16, 16, ws=ConvWorkspace(wide=False))):
         assert paths(p) == (False, False, False, False)
+    shortcut = plan_of((2, 16, 32, 32), (32, 16, 1, 1), (2, 2), ((0, 0), (0, 0)), ConvWorkspace())
+    assert paths(shortcut) == (False, False, False, False)
     lenet_c3 = plan_of((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)), ConvWorkspace())
     assert not lenet_c3.wide_forward and lenet_c3.blocked
