@@ -8,7 +8,7 @@ padded image, a K = O loop of only 16 to 64 per tile. Here:
 
 * forward: pixels x output channels as in blocked.py (same packed weight, same padded image), the tile 6 pixels
   x 2L channels (12 accumulators, 2 weight vectors and a broadcast: 15 of AVX2's 16 registers; a 3 x 4L tile
-  needs 17 and measured 1.7x slower); a row's last tile may run past its end (the padded image has slack; those
+  needs 17 and measured 1.6x slower); a row's last tile may run past its end (the padded image has slack; those
   pixels are not written out). A whole tile of a 2L-channel block accumulates in the output itself. Numbering
   the pixels across rows (q = oh * Wp + ow: fewer wasted) measured 1.1x slower.
 * input gradient at stride 1 (when no padding reaches the kernel size): the forward of dy padded by K - 1 - p

@@ -38,12 +38,16 @@ Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the 
   input and at most 16 output channels (LeNet-5's c3), the planar forward for one input channel
   (c1; its weight gradient stays direct.py's), and blocked.py's GEMM for a small window over the
   whole image (c5, training and inference). Rule in workspace.py.
+* 16 to 64 channels in training (``keep=True``; resnet20's 3x3 convs): blocked_wide.py's register-blocked kernels
+  with 12-accumulator tiles, taking precedence over Winograd: forward and input gradient (the forward of dy with
+  the turned weight) at 16 and 32 channels, the weight gradient up to 64, and at stride 2 the forward, the weight
+  gradient and dx by blocked.py's scatter kernel. Rule in workspace.py.
 * ``keep=True`` (training) keeps the forward's columns (up to KEEP_BUDGET per conv) so that the
   weight gradient is a GEMM on them, without the backward's im2col.
 * A window that covers the whole unpadded image (LeNet-5's c5) is a GEMM on x's (N, H*W*C) view:
   no im2col, and dx is a GEMM straight into dx's view, no col2im.
 
-The kernels are in im2col.py, direct.py and blocked.py, the plans and scratch buffers in workspace.py; this
+The kernels are in im2col.py, direct.py, blocked.py and blocked_wide.py, the plans and scratch buffers in workspace.py; this
 module is the public API. It stays one module (a little over 300 lines) so that each path's forward
 and backward sit side by side: their column orders and chunking must agree.
 
