@@ -8,8 +8,8 @@ padded image, a K = O loop of only 16 to 64 per tile. Here:
 
 * forward: pixels x output channels as in blocked.py (same packed weight, same padded image), the tile 6 pixels
   x 2L channels (12 accumulators, 2 weight vectors and a broadcast: 15 of AVX2's 16 registers; a 3 x 4L tile
-  needs 17 and measured 1.6x slower); a row's last tile may run past its end (the padded image has slack; those
-  pixels are not written out). A whole tile of a 2L-channel block accumulates in the output itself. Numbering
+  needs 17 and measured 1.6x slower); a row's last 1 to 4 pixels take a 4 x 2L tile, 5 take a 6 x 2L one running
+  past the row's end (the padded image has slack; those pixels are not written out). A whole tile of a 2L-channel block accumulates in the output itself. Numbering
   the pixels across rows (q = oh * Wp + ow: fewer wasted) measured 1.1x slower.
 * input gradient at stride 1 (when no padding reaches the kernel size): the forward of dy padded by K - 1 - p
   with the weight turned by 180 degrees and its channels swapped. At resnet20's "same" 3x3 convs that is exactly
@@ -36,6 +36,7 @@ from .blocked import _make_tile, _pack_weight
 
 _VECTOR_BYTES = 32  # AVX2
 _tile_6x2 = _make_tile(6, 2)
+_tile_4x2 = _make_tile(4, 2)
 _tile_4x3 = _make_tile(4, 3)
 _tile_1x3 = _make_tile(1, 3)
 
@@ -152,7 +153,11 @@ def _forward_image(xp, n, geo, wp, init, acc, y):  # pragma: no cover - compiled
                     _tile_6x2(y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
                     continue
                 _copy(wp[a0 : a0 + P * VO], acc)
-                _tile_6x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                if Wo - ow0 <= 4:
+                    # a row's last 1 to 4 pixels: 4 of them, not 6 (resnet20's 16x16 rows: 6 + 6 + 4)
+                    _tile_4x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                else:
+                    _tile_6x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
                 for p in range(min(P, Wo - ow0)):
                     dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
                     _copy(acc[p * VO : p * VO + no], y[dst : dst + no])
