@@ -104,9 +104,12 @@ def row(name, repeat):
         for key, fn in variants.items():
             times[key].append(best(fn, 1))
     plan = ConvWorkspace().plan(x, w, *geometry, y)
-    fwd = "wino" if plan.winograd_forward else "direct" if plan.direct_forward else "im2col"
-    dwp = "wino" if plan.winograd_weight else "direct" if plan.direct_weight else "im2col" if plan.winograd_forward else "kept"
-    rule = f"fwd {fwd}, dW {dwp}, dx {'wino' if plan.winograd_dx else 'im2col'}"
+    # (blocked_wide.py's kernels, where the rule takes them, are compared in benchmarks/bench_wide.py)
+    fwd = "wide" if plan.wide_forward else "wino" if plan.winograd_forward else "direct" if plan.direct_forward else "im2col"
+    dwp = ("wide" if plan.wide_weight else "wino" if plan.winograd_weight else "direct" if plan.direct_weight
+           else "im2col" if plan.winograd_forward else "kept")
+    dxp = "wide" if plan.wide_dx else "scatter" if plan.wide_dx_scatter else "wino" if plan.winograd_dx else "im2col"
+    rule = f"fwd {fwd}, dW {dwp}, dx {dxp}"
     return {key: min(v) for key, v in times.items()}, rule
 
 

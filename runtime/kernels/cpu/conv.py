@@ -38,13 +38,18 @@ Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the 
   input and at most 16 output channels (LeNet-5's c3), the planar forward for one input channel
   (c1; its weight gradient, at stride 1, by planar.py's dot-product tile), and blocked.py's GEMM
   for a small window over the whole image (c5, training and inference). Rule in workspace.py.
+* 16 to 64 channels in training (``keep=True``; resnet20's 3x3 convs): blocked_wide.py's register-blocked kernels
+  with 12-accumulator tiles, taking precedence over Winograd: forward and input gradient (the forward of dy with
+  the turned weight) at 16 and 32 channels, the weight gradient up to 64, and at stride 2 the forward, the weight
+  gradient and dx by blocked_dx.py's kernel. Rule in workspace.py.
 * ``keep=True`` (training) keeps the forward's columns (up to KEEP_BUDGET per conv) so that the
   weight gradient is a GEMM on them, without the backward's im2col.
 * A window that covers the whole unpadded image (LeNet-5's c5) is a GEMM on x's (N, H*W*C) view:
   no im2col, and dx is a GEMM straight into dx's view, no col2im.
 
-The kernels are in im2col.py, direct.py, blocked.py (its input gradient in blocked_dx.py) and
-planar.py, the plans and scratch buffers in workspace.py; this module is the public API. It stays one module (a little over 300 lines) so that each path's forward
+The kernels are in im2col.py, direct.py, blocked.py (its input gradient in blocked_dx.py),
+blocked_wide.py and planar.py, the plans and scratch buffers in workspace.py; this module is the
+public API. It stays one module (a little over 300 lines) so that each path's forward
 and backward sit side by side: their column orders and chunking must agree.
 
 Only numpy's BLAS is used (never scipy's, which is a second OpenBLAS with its own thread pool:
@@ -64,6 +69,9 @@ from .blocked import blocked_forward, blocked_gemm, blocked_weight_grad
 from .blocked import scratch_size as blocked_scratch_size
 from .blocked import weight_scratch_size as blocked_weight_size
 from .blocked_dx import blocked_input_grad_columns
+from .blocked_wide import scratch_size as wide_scratch_size
+from .blocked_wide import turn_weight, wide_forward, wide_weight_grad
+from .blocked_wide import weight_scratch_size as wide_weight_size
 from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
@@ -139,7 +147,11 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
     ws.kept_for = None
     previous = serial_threads(plan)
     try:
-        if plan.winograd_forward and (keep or ws.winograd):
+        if plan.wide_forward and (keep or ws.wide) and out.flags.c_contiguous:
+            _wide_forward(x, weight, bias, out, plan.blocked_geo, plan, ws)
+            if activation != NONE:
+                bias_activation(y2, None, activation)
+        elif plan.winograd_forward and (keep or ws.winograd):
             u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype))
             winograd_forward(x, u, bias, plan.pads, out, ws, activation)
         elif plan.planar and (keep or ws.blocked) and out.flags.c_contiguous:
@@ -242,13 +254,18 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
         return dx, dweight, dbias
     dy2 = dy.reshape(-1, O)
     planar = plan.planar_weight and dweight is not None
-    blocked = plan.blocked and dweight is not None and not plan.winograd_weight and not planar
-    direct = plan.direct_weight and dweight is not None and not plan.winograd_weight and not blocked and not planar
+    wide = plan.wide_weight and dweight is not None and not planar
+    blocked = plan.blocked and dweight is not None and not plan.winograd_weight and not wide and not planar
+    direct = (plan.direct_weight and dweight is not None and not plan.winograd_weight and not blocked and not wide
+              and not planar)
     if dbias is not None and not direct and not blocked and not planar:
         np.matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
     if dx is not None or dweight is not None:
         previous = serial_threads(plan)
         try:
+            if wide:
+                _wide_weight(x, dy, dweight, plan, ws)
+                dweight = None
             if direct:
                 _direct_weight(x, dy, dweight, dbias, plan, ws)
                 dweight = None
@@ -258,9 +275,18 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if planar:
                 _planar_weight(x, dy, dweight, dbias, plan, ws)
                 dweight = None
-            if plan.blocked and dx is not None and not plan.winograd_dx:
+            if plan.wide_dx and dx is not None:
+                # dx = the forward of dy, padded by K - 1 - p, with the turned, channel-swapped weight
+                turned = ws.get("wide_turned", weight.size, weight.dtype)
+                O_, C_, KH, KW = weight.shape
+                turn_weight(weight.reshape(-1), turned, O_, C_, KH, KW)
+                _wide_forward(dy, turned.reshape(C_, O_, KH, KW), None, dx, plan.wide_dx_geo, plan, ws)
+            wide_dx = plan.wide_dx or plan.wide_dx_scatter
+            rest = None if plan.winograd_dx or plan.blocked or wide_dx else dx
+            scatter = plan.wide_dx_scatter or (plan.blocked and not plan.winograd_dx and not plan.wide_dx)
+            if scatter and dx is not None:
                 _blocked_input_grad(dy, weight, dx, plan, ws)
-            if plan.winograd_dx and dx is not None:
+            if plan.winograd_dx and dx is not None and not wide_dx:
                 # dx = conv(dy padded by 2 - p, the turned weight with in and out channels swapped)
                 u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype), flip=True)
                 (pt, pb), (pl, pr) = plan.pads
@@ -268,7 +294,6 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if plan.winograd_weight and dweight is not None:
                 winograd_weight_grad(x, dy, plan.pads, dweight, ws)
                 dweight = None
-            rest = None if plan.winograd_dx or plan.blocked else dx
             _backward(x, weight, dy, plan, rest, dweight, ws,
                       kept and ws.kept_for == _kept_key(x, plan))
         finally:
@@ -343,6 +368,30 @@ def _blocked_weight(x, dy, dweight, dbias, plan, ws):
     has_bias = dbias is not None
     blocked_weight_grad(x.reshape(-1), dy.reshape(-1), dweight.reshape(-1), dbias if has_bias else _EMPTY[x.dtype.char],
                         has_bias, geo, parts, scratch)
+
+
+def _wide_scratch(plan, ws, dtype):
+    """blocked_wide.py's per-thread scratch (T rows, for the forward's and the input gradient's geometry) and its
+    packed-weight (or weight-gradient partial) size."""
+    geos = (plan.blocked_geo, plan.wide_dx_geo)
+    threads = numba.get_num_threads()
+    size = max(wide_scratch_size(geo, dtype.itemsize) for geo in geos)
+    width = max(wide_weight_size(geo, dtype.itemsize) for geo in geos)
+    return ws.get("wide", threads * size, dtype).reshape(threads, size), width
+
+
+def _wide_forward(x, weight, bias, out, geo, plan, ws):
+    scratch, width = _wide_scratch(plan, ws, x.dtype)
+    has_bias = bias is not None
+    wide_forward(x.reshape(-1), weight.reshape(-1), bias if has_bias else _EMPTY[x.dtype.char], has_bias,
+                 out.reshape(-1), geo, ws.get("wide_w", width, x.dtype), scratch)
+
+
+def _wide_weight(x, dy, dweight, plan, ws):
+    """dweight by blocked_wide.py's kernel, from per-thread partial sums (dbias, if asked, by the caller's gemv)."""
+    scratch, width = _wide_scratch(plan, ws, x.dtype)
+    parts = ws.get("wide_parts", scratch.shape[0] * width, x.dtype).reshape(scratch.shape[0], width)
+    wide_weight_grad(x.reshape(-1), dy.reshape(-1), dweight.reshape(-1), plan.blocked_geo, parts, scratch)
 
 
 _EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}

@@ -56,6 +56,21 @@ BLOCKED_MAX_O = 16
 #: ... and the GEMMs of a window over the whole image (one GEMM each way) of at most this many
 #: multiply-adds (LeNet-5's c5 at batch 64: 3.1 M), with blocked.py's GEMM instead of BLAS's.
 BLOCKED_GEMM_MAX_MACS = 1 << 23
+#: The wider register-blocked kernels (blocked_wide.py, 6 x 16 float32 tiles) in training, for undilated,
+#: ungrouped convs that are not one GEMM already, with at least WIDE_MIN_C channels each side and a zero-padded
+#: input image of at most WIDE_MAX_IMAGE elements (the weight gradient sweeps it once per tile: ResNet-18 CIFAR's
+#: 64 channels at 32x32, 74 k, 296 kB in float32, measured 1.25x slower than Winograd's): the forward with at
+#: most WIDE_FORWARD_MAX_C input and WIDE_MAX_C output channels, the input gradient (stride 1; a forward the
+#: other way round) with at most WIDE_FORWARD_MAX_C output and WIDE_MAX_C input channels, the weight gradient up
+#: to WIDE_MAX_C each side. One thread, CPU time, batch 64, against the kernels they replace (resnet20's 3x3
+#: convs): forward and dx 2.1x Winograd's at 16 channels, 1.2x at 32 (at 64 on 8x8, Winograd's 2.25x fewer
+#: multiply-adds win: 6.4 against 4.7 ms); stride 2 forward 1.7x (16 -> 32), 1.08x (32 -> 64) im2col's; dW
+#: 1.15-1.25x direct.py's at 16, Winograd's at 32 and 64. Not 1x1 convs (resnet20's stride-2 shortcuts: a tile
+#: has K = C = 16 or 32 multiply-adds per call, and im2col's GEMMs measured faster, 0.46 against 0.65 ms).
+WIDE_MIN_C = 16
+WIDE_FORWARD_MAX_C = 32
+WIDE_MAX_C = 64
+WIDE_MAX_IMAGE = 1 << 15
 
 
 def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int) -> int:
@@ -69,7 +84,7 @@ class ConvPlan:
     __slots__ = ("geo", "pointwise", "N", "C", "O", "G", "Cg", "Og", "T", "Kg", "K", "Wo", "rows", "chunk", "serial",
                  "direct_forward", "direct_weight", "direct_geo", "whole", "keepable", "winograd_forward",
                  "winograd_dx", "winograd_weight", "pads", "blocked", "blocked_geo", "blocked_gemm", "planar",
-                 "planar_weight")
+                 "planar_weight", "wide_forward", "wide_dx", "wide_weight", "wide_dx_geo", "wide_dx_scatter")
 
     def __init__(self, x_shape, w_shape, stride, pads, dilation, groups, y_shape, itemsize, ws):
         N, H, W, C = x_shape
@@ -132,6 +147,21 @@ class ConvPlan:
         if self.blocked_gemm:
             # it copies no columns: its work is the multiply-adds (c5 at batch 64: 3.1 M, both threads)
             self.serial = N * O * self.K < SERIAL_BELOW
+        # blocked_wide.py's kernels (the rule only where the workspace forces no other kernel); the input gradient
+        # is the forward of dy, padded by K - 1 - p, with the turned weight: stride 1, padding below the kernel
+        wide = (ws.wide is not False and not self.pointwise and not self.whole and max(dh, dw, G) == 1
+                and (ws.wide or (ws.direct is None and ws.winograd is None and ws.blocked is None
+                                 and min(C, O) >= WIDE_MIN_C and (H + pt + pb) * (W + pl + pr) * C <= WIDE_MAX_IMAGE
+                                 and self.T > 1)))
+        self.wide_forward = wide and (ws.wide or (C <= WIDE_FORWARD_MAX_C and O <= WIDE_MAX_C))
+        self.wide_dx = (wide and max(sh, sw) == 1 and max(pt, pb) < KH and max(pl, pr) < KW
+                        and (ws.wide or (O <= WIDE_FORWARD_MAX_C and C <= WIDE_MAX_C)))
+        self.wide_weight = wide and (ws.wide or max(C, O) <= WIDE_MAX_C)
+        # elsewhere (resnet20's stride-2 convs) dx by blocked_dx.py's kernel (blocked.py's scatter kernel, which
+        # it replaced, measured 2.4x im2col's GEMM + col2im at 16 -> 32 channels, 1.17x at 32 -> 64)
+        self.wide_dx_scatter = wide and not self.wide_dx and (ws.wide or (max(sh, sw) > 1 and max(C, O) <= WIDE_MAX_C))
+        self.wide_dx_geo = blocked_geometry(y_shape, (C, O, KH, KW), (1, 1),
+                                            ((KH - 1 - pt, KH - 1 - pb), (KW - 1 - pl, KW - 1 - pr)), x_shape)
         # in the order of the indices at the top of direct.py
         self.direct_geo = np.array([N, H, W, C, Ho, Wo, KH, KW, pt, pl, O], np.int64)
 
@@ -144,11 +174,13 @@ class ConvWorkspace:
     measured rule above, True always, False never (tests run both paths); ``winograd`` likewise
     chooses Winograd's training paths (forward with ``keep``, and the input gradient), and True also
     takes the forward without ``keep``; ``blocked`` likewise the register-blocked kernels (blocked.py;
-    True also without ``keep``)."""
+    True also without ``keep``), and ``wide`` blocked_wide.py's (True: every conv they take, forward, the input
+    gradient at stride 1, the weight gradient; also without ``keep``)."""
 
     def __init__(self, budget: int | None = None, min_pixels: int | None = None, direct: bool | None = None,
-                 winograd: bool | None = None, blocked: bool | None = None):
+                 winograd: bool | None = None, blocked: bool | None = None, wide: bool | None = None):
         self.direct = direct
+        self.wide = wide
         self.blocked = blocked
         self.winograd = winograd
         self.keep_budget = KEEP_BUDGET

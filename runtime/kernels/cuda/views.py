@@ -58,11 +58,12 @@ class DeviceWorkspace:
         #: column-buffer bytes per chunk, and the fewest output pixels per chunk (ConvPlan reads both)
         self.budget = budget
         self.min_pixels = min_pixels
-        # The CPU plan's other choices, off here: its direct and blocked kernels, Winograd training paths and kept
-        # columns are CPU-only.
+        # The CPU plan's other choices, off here: its direct and blocked kernels (blocked_wide.py's too), Winograd
+        # training paths and kept columns are CPU-only.
         self.direct = False
         self.winograd = False
         self.blocked = False
+        self.wide = False
         self.keep_budget = 0
         self._buffers: dict[tuple[str, str], object] = {}
         self._plans: dict[tuple, object] = {}

@@ -274,7 +274,8 @@ def test_transform_weight_rounds_once_to_the_asked_dtype():
 
 def test_the_training_rule():
     """Default workspaces: Winograd for resnet20's 3x3 stride-1 layers (the weight gradient from 32 channels; the
-    direct kernel keeps 16 x 16; the gradients from 8x8 outputs, the forward from 4x4), not for smaller outputs, other kernels, strides, or paddings over 2."""
+    direct kernel keeps 16 x 16; the gradients from 8x8 outputs, the forward from 4x4), not for smaller outputs, other kernels, strides, or paddings over 2.
+    (blocked_wide.py's kernels take precedence where their rule takes a conv: test_kernel_blocked_wide.py.)"""
 
     def plan(h, c, o, k=3, stride=1, pad=1):
         ho = (h + 2 * pad - k) // stride + 1

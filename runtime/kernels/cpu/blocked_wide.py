@@ -1,0 +1,217 @@
+"""Register-blocked direct convolution with 12-accumulator tiles, for 16 to 64 channels (resnet20's 3x3 layers),
+channels last, all in Numba's thread pool: forward, input gradient at stride 1 (the forward of dy with the turned,
+channel-swapped weight) and weight gradient.
+
+Why not blocked.py's kernels as they are: their 4 x 2 tile keeps 8 accumulators, and an FMA's latency (4-5
+cycles, two issued per cycle) needs 8-10 in flight; and their input gradient adds each pixel's KW*C share into a
+padded image, a K = O loop of only 16 to 64 per tile. Here:
+
+* forward: pixels x output channels as in blocked.py (same packed weight, same padded image), the tile 6 pixels
+  x 2L channels (12 accumulators, 2 weight vectors and a broadcast: 15 of AVX2's 16 registers; a 3 x 4L tile
+  needs 17 and measured 1.6x slower); a row's last 1 to 4 pixels take a 4 x 2L tile, 5 take a 6 x 2L one running
+  past the row's end (the padded image has slack; those pixels are not written out). A whole tile of a 2L-channel block accumulates in the output itself. Numbering
+  the pixels across rows (q = oh * Wp + ow: fewer wasted) measured 1.1x slower.
+* input gradient at stride 1 (when no padding reaches the kernel size): the forward of dy padded by K - 1 - p
+  with the weight turned by 180 degrees and its channels swapped. At resnet20's "same" 3x3 convs that is exactly
+  the forward's multiply-adds (blocked.py's scatter: 8.1 against 5.9 ms at 16 channels, one thread).
+* weight gradient: as blocked.py's (dW (KH, O, KW*C) = sum over pixels of dy (x) the input run), the tile 4
+  output channels x 3L of the run, each thread summing its images into its own partial, the partials added in
+  thread order (deterministic for a given thread count).
+
+Copies and zeroing run on views from 0 (``_copy``, ``_zero``): a loop over ``y[d0 + j]`` compiled to scalar code
+with a negative-index check per element, and the padded image's copy, the tiles' starting values and their write
+out so cost a third of the 16-channel forward's time (forward 7.8 -> 5.4 ms with them). All run without
+reference counting (``_nrt=False``), like winograd.py's transforms.
+
+The tile is blocked.py's ``_make_tile`` (LLVM vector FMAs in registers); results are not bitwise those of
+Winograd or im2col (other summation order), but within the same float32 rounding bounds (tests).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .blocked import _make_tile, _pack_weight
+
+_VECTOR_BYTES = 32  # AVX2
+_tile_6x2 = _make_tile(6, 2)
+_tile_4x2 = _make_tile(4, 2)
+_tile_4x3 = _make_tile(4, 3)
+_tile_1x3 = _make_tile(1, 3)
+
+# Indices into the geometry vector (blocked.py's blocked_geometry: the same vector).
+_N, _H, _W, _C, _HO, _WO, _KH, _KW, _SH, _SW, _PT, _PL, _O, _HP, _WP = range(15)
+
+
+def _lanes(itemsize: int) -> int:
+    return _VECTOR_BYTES // itemsize
+
+
+def scratch_size(geo: np.ndarray, itemsize: int) -> int:
+    """Elements of scratch each thread needs: the padded image, slack for the reads of a tile's pixels past the
+    last row (at most 5 pixels) and of 3L lanes past a run, then one tile of accumulators (forward: at most
+    6 x 2L = 3 x 4L)."""
+    L = _lanes(itemsize)
+    image = int(geo[_HP] * geo[_WP] * geo[_C])
+    return image + 6 * int(geo[_SW] * geo[_C]) + int(geo[_KW] * geo[_C]) + 4 * L + 12 * L
+
+
+def weight_scratch_size(geo: np.ndarray, itemsize: int) -> int:
+    """Elements of the packed weight (forward) or of one thread's weight-gradient partial."""
+    L = _lanes(itemsize)
+    kwc = int(geo[_KW] * geo[_C])
+    o = int(geo[_O])
+    blocks = -(-o // (2 * L))
+    forward = blocks * 2 * L * (int(geo[_KH]) * kwc + 6)  # then each block's 6 x 2L starting accumulators
+    weight = int(geo[_KH]) * o * (-(-kwc // (3 * L)) * 3 * L)
+    return max(forward, weight)
+
+
+@njit(cache=True, _nrt=False)
+def _pad_into(x, n, geo, xp):  # pragma: no cover - compiled
+    """Image n of x (N, H, W, C, flat) into xp as (Hp, Wp, C), zero-padded, zeros after it (blocked.py's
+    _pad_image, without reference counting)."""
+    H, W, C, Wp, pt, pl = geo[_H], geo[_W], geo[_C], geo[_WP], geo[_PT], geo[_PL]
+    # only the padding is zeroed (zeroing the whole image first cost 20 % of resnet20's 16-channel forward)
+    _zero(xp[: pt * Wp * C])
+    for h in range(H):
+        dst = ((h + pt) * Wp + pl) * C
+        _zero(xp[dst - pl * C : dst])
+        _copy(x[(n * H + h) * W * C : (n * H + h + 1) * W * C], xp[dst : dst + W * C])
+        _zero(xp[dst + W * C : (h + pt + 1) * Wp * C])
+    _zero(xp[(H + pt) * Wp * C :])
+
+
+@njit(cache=True, _nrt=False)
+def _copy(src, dst):  # pragma: no cover - compiled
+    """dst[:] = src on views: a loop over y[d0 + j] compiled to scalar code (a negative-index check per element),
+    over views from 0 it vectorises (1.1-1.2x the forward); slice assignment needs reference counting."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@njit(cache=True, _nrt=False)
+def _zero(dst):  # pragma: no cover - compiled
+    for j in range(dst.shape[0]):
+        dst[j] = 0
+
+
+@njit(parallel=True, cache=True, _nrt=False)
+def wide_forward(x, weight, bias, has_bias, y, geo, wp, scratch):  # pragma: no cover - compiled
+    """y (N, Ho, Wo, O) = conv(x (N, H, W, C), weight (O, C, KH, KW)) + bias, all flat, channels last, any
+    stride and padding. wp: weight_scratch_size; scratch: T x scratch_size, images split in contiguous ranges
+    over its T rows."""
+    N, C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH],
+                                           geo[_SW], geo[_O], geo[_WP])
+    L = 32 // x.itemsize
+    VO = 2 * L
+    P = 6
+    OB = (O + VO - 1) // VO
+    KWC = KW * C
+    _pack_weight(weight, wp, O, C, KH, KW, VO)
+    # each tile's starting accumulators (the bias of its channel block, zero past O), after the packed weight
+    init = OB * KH * KWC * VO
+    for ob in range(OB):
+        for p in range(P):
+            for j in range(VO):
+                o = ob * VO + j
+                wp[init + (ob * P + p) * VO + j] = bias[o] if has_bias and o < O else 0
+    image = geo[_HP] * Wp * C + 6 * sw * C + KWC + 4 * L
+    T = scratch.shape[0]
+    for t in prange(T):
+        xp = scratch[t, :image]
+        acc = scratch[t, image : image + P * VO]
+        for n in range(t * N // T, (t + 1) * N // T):
+            _pad_into(x, n, geo, xp)
+            _forward_image(xp, n, geo, wp, init, acc, y)
+
+
+@njit(cache=True, _nrt=False)
+def _forward_image(xp, n, geo, wp, init, acc, y):  # pragma: no cover - compiled
+    """wide_forward for image n, padded into xp: per output row, tiles of 6 pixels, the last one running past
+    the row's end (numbering the pixels across rows, so that fewer are wasted, measured 1.1x slower)."""
+    C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH], geo[_SW],
+                                        geo[_O], geo[_WP])
+    L = 32 // xp.itemsize
+    VO = 2 * L
+    P = 6
+    OB = (O + VO - 1) // VO
+    KWC = KW * C
+    for ob in range(OB):
+        no = min(VO, O - ob * VO)
+        v0 = ob * KH * KWC * VO
+        a0 = init + ob * P * VO
+        for oh in range(Ho):
+            for ow0 in range(0, Wo, P):
+                b0 = (oh * sh * Wp + ow0 * sw) * C
+                if no == VO and ow0 + P <= Wo:
+                    # a whole tile: accumulated in y itself
+                    d0 = ((n * Ho + oh) * Wo + ow0) * O + ob * VO
+                    for p in range(P):
+                        _copy(wp[a0 + p * VO : a0 + (p + 1) * VO], y[d0 + p * O : d0 + p * O + VO])
+                    _tile_6x2(y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                    continue
+                _copy(wp[a0 : a0 + P * VO], acc)
+                if Wo - ow0 <= 4:
+                    # a row's last 1 to 4 pixels: 4 of them, not 6 (resnet20's 16x16 rows: 6 + 6 + 4)
+                    _tile_4x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                else:
+                    _tile_6x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                for p in range(min(P, Wo - ow0)):
+                    dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
+                    _copy(acc[p * VO : p * VO + no], y[dst : dst + no])
+
+
+@njit(cache=True)
+def turn_weight(weight, out, O, C, KH, KW):  # pragma: no cover - compiled
+    """out (C, O, KH, KW) = weight (O, C, KH, KW) turned by 180 degrees with its channels swapped: the weight
+    whose stride-1 forward on dy is the input gradient."""
+    for o in range(O):
+        for c in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    out[((c * O + o) * KH + KH - 1 - kh) * KW + KW - 1 - kw] = weight[((o * C + c) * KH + kh) * KW + kw]
+
+
+@njit(parallel=True, cache=True)
+def wide_weight_grad(x, dy, dweight, geo, parts, scratch):  # pragma: no cover - compiled
+    """dweight (O, C, KH, KW) of the conv x -> dy (flat, channels last), overwritten; any stride and padding.
+    parts: T x weight_scratch_size (each thread's partial, added in thread order at the end); scratch: T x
+    scratch_size."""
+    N, C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH],
+                                           geo[_SW], geo[_O], geo[_WP])
+    L = 32 // x.itemsize
+    VO = 3 * L
+    KWC = KW * C
+    KWCp = (KWC + VO - 1) // VO * VO
+    size = KH * O * KWCp
+    image = geo[_HP] * Wp * C + 6 * sw * C + KWC + 4 * L
+    T = scratch.shape[0]
+    for t in prange(T):
+        xp = scratch[t, :image]
+        part = parts[t, :size]
+        part[:] = 0
+        for n in range(t * N // T, (t + 1) * N // T):
+            _pad_into(x, n, geo, xp)
+            d0 = n * Ho * Wo * O
+            for kh in range(KH):
+                for jb in range(0, KWC, VO):
+                    x0 = kh * Wp * C + jb
+                    o = 0
+                    while o + 4 <= O:
+                        _tile_4x3(part, (kh * O + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0, sh * Wp * C,
+                                  sw * C, Ho, Wo)
+                        o += 4
+                    while o < O:
+                        _tile_1x3(part, (kh * O + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0, sh * Wp * C,
+                                  sw * C, Ho, Wo)
+                        o += 1
+    for t in range(1, T):
+        parts[0, :size] += parts[t, :size]
+    total = parts[0]
+    for o in range(O):
+        for c in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    dweight[((o * C + c) * KH + kh) * KW + kw] = total[(kh * O + o) * KWCp + kw * C + c]
