@@ -1,4 +1,4 @@
-"""blocked_wide.py's kernels (and the stride-2 input gradient by blocked.py's scatter) against what the training
+"""blocked_wide.py's kernels (and the stride-2 input gradient by blocked_dx.py's kernel) against what the training
 rule chose before them, per resnet20 layer and for a whole resnet20 training step, in one process, alternating.
 
     python benchmarks/bench_wide.py [--threads 1] [--repeat 9] [--only r16,r32,...] [--steps 7]

@@ -157,9 +157,10 @@ class ConvPlan:
         self.wide_dx = (wide and max(sh, sw) == 1 and max(pt, pb) < KH and max(pl, pr) < KW
                         and (ws.wide or (O <= WIDE_FORWARD_MAX_C and C <= WIDE_MAX_C)))
         self.wide_weight = wide and (ws.wide or max(C, O) <= WIDE_MAX_C)
-        # elsewhere (resnet20's stride-2 convs) dx by blocked_dx.py's kernel (blocked.py's scatter kernel, which
-        # it replaced, measured 2.4x im2col's GEMM + col2im at 16 -> 32 channels, 1.17x at 32 -> 64)
-        self.wide_dx_scatter = wide and not self.wide_dx and (ws.wide or (max(sh, sw) > 1 and max(C, O) <= WIDE_MAX_C))
+        # elsewhere (resnet20's 16 -> 32 stride-2 conv) dx by blocked_dx.py's kernel: 2.2x im2col's GEMM + col2im
+        # (one thread, CPU time, benchmarks/bench_wide.py); at 32 -> 64 it measured 0.94x, so that one stays
+        self.wide_dx_scatter = wide and not self.wide_dx and (ws.wide or (max(sh, sw) > 1
+                                                                          and max(C, O) <= WIDE_FORWARD_MAX_C))
         self.wide_dx_geo = blocked_geometry(y_shape, (C, O, KH, KW), (1, 1),
                                             ((KH - 1 - pt, KH - 1 - pb), (KW - 1 - pl, KW - 1 - pr)), x_shape)
         # in the order of the indices at the top of direct.py

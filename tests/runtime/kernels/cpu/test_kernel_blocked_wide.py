@@ -3,8 +3,8 @@ of test_kernel_conv.py (NCHW, written from the definition), and by float64 finit
 
 ``ConvWorkspace(wide=True)`` sends every conv they can take (undilated, ungrouped, not 1x1 unpadded nor a window
 over the whole image) through them: the forward and the weight gradient at any stride, the input gradient at
-stride 1 with every padding below the kernel (the forward of dy with the turned weight), else by blocked.py's
-scatter kernel. The cases cover output
+stride 1 with every padding below the kernel (the forward of dy with the turned weight), else by blocked_dx.py's
+kernel. The cases cover output
 channels below, at and above one 2L-lane block (16 float32 lanes, 8 float64), input runs (KW * C) below and
 above the weight gradient's 3L lanes, output channels that are no multiple of its 4 rows, rows shorter and longer
 than the forward's 6 pixels, stride 2, asymmetric padding (wider than the kernel too) and fewer images than
@@ -126,7 +126,7 @@ def test_float32_at_resnet20s_shapes():
 
 def test_the_rule_takes_resnet20s_convs():
     """Default workspaces: resnet20's 16- and 32-channel 3x3 convs (forward, dx, dW), its stride-2 convs (forward,
-    dW, and dx by blocked.py's scatter kernel), the weight gradient of its 64-channel ones; not ResNet-18's
+    dW, and at 16 -> 32 channels dx by blocked_dx.py's kernel), the weight gradient of its 64-channel ones; not ResNet-18's
     (wider, or 64 channels on a 32x32 image), LeNet-5's, nor where a workspace forces another kernel."""
 
     def plan(h, c, o, stride=1, ws=None):
@@ -138,8 +138,8 @@ def test_the_rule_takes_resnet20s_convs():
     assert paths(plan(32, 16, 16)) == (True, True, True, False)
     assert paths(plan(16, 32, 32)) == (True, True, True, False)
     assert paths(plan(8, 64, 64)) == (False, False, True, False)
-    assert paths(plan(32, 16, 32, stride=2)) == (True, False, True, True)  # dx by blocked.py's scatter
-    assert paths(plan(16, 32, 64, stride=2)) == (True, False, True, True)
+    assert paths(plan(32, 16, 32, stride=2)) == (True, False, True, True)  # dx by blocked_dx.py's kernel
+    assert paths(plan(16, 32, 64, stride=2)) == (True, False, True, False)
     for p in (plan(32, 64, 64), plan(16, 128, 128), plan(32, 6, 16), plan(32, 16, 16, ws=ConvWorkspace(
             winograd=True)), plan(32, 16, 16, ws=ConvWorkspace(direct=False)), plan(32, 16, 16, ws=ConvWorkspace(wide=False))):
         assert paths(p) == (False, False, False, False)
