@@ -37,6 +37,9 @@ from .epilogue import row_span
 ROWS = 6
 #: k steps per iteration of the tile's loop.
 UNROLL = 4
+#: Row tiles that run one weight panel before the next panel (so a panel is read from memory once
+#: per GROUP tiles, not once per tile).
+GROUP = 8
 
 
 def _make_gemm_tile(P: int, NV: int):
@@ -158,7 +161,7 @@ def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
 
 
 @njit(parallel=True, cache=True, _nrt=False)
-def gemm_bias_relu(a, lda, panels, bias, relu, y, ldy, M, N, K, scratch):  # pragma: no cover - compiled
+def gemm_bias_relu(a, lda, panels, bias, relu, y, ldy, M, N, K, group, scratch):  # pragma: no cover - compiled
     """y[m, n] = f(sum_k a[m*lda + k] * B[k, n] + bias[n]) for m < M, n < N, f relu (relu true;
     NaN passes, as relu_forward) or the identity; y row m is y[m*ldy : m*ldy + N] (flat: a
     contiguous span over strided rows, what epilogue.row_span gives). panels: pack_panels of B^T;
@@ -172,29 +175,32 @@ def gemm_bias_relu(a, lda, panels, bias, relu, y, ldy, M, N, K, scratch):  # pra
     T = scratch.shape[0]
     for t in prange(T):
         part = scratch[t]
-        for mb in range(t * MB // T, (t + 1) * MB // T):
-            m0 = mb * 6
-            rows = min(6, M - m0)
+        hi = (t + 1) * MB // T
+        for g0 in range(t * MB // T, hi, group):
             for nb in range(NB):
                 n0 = nb * VO
                 cols = min(VO, N - n0)
                 v0 = nb * K * VO
-                if rows == 6:
-                    if cols == VO:
-                        _tile_6x2(a, m0 * lda, lda, panels, v0, K, bias, n0, relu, y, m0 * ldy + n0, ldy)
-                    else:
-                        _tile_6x2(a, m0 * lda, lda, panels, v0, K, bias, n0, relu, part, 0, VO)
-                        for p in range(6):
-                            for j in range(cols):
-                                y[(m0 + p) * ldy + n0 + j] = part[p * VO + j]
-                else:
-                    for p in range(rows):
+                for mb in range(g0, min(g0 + group, hi)):
+                    m0 = mb * 6
+                    rows = min(6, M - m0)
+                    if rows == 6:
                         if cols == VO:
-                            _tile_1x2(a, (m0 + p) * lda, lda, panels, v0, K, bias, n0, relu, y, (m0 + p) * ldy + n0, 0)
+                            _tile_6x2(a, m0 * lda, lda, panels, v0, K, bias, n0, relu, y, m0 * ldy + n0, ldy)
                         else:
-                            _tile_1x2(a, (m0 + p) * lda, lda, panels, v0, K, bias, n0, relu, part, 0, 0)
-                            for j in range(cols):
-                                y[(m0 + p) * ldy + n0 + j] = part[j]
+                            _tile_6x2(a, m0 * lda, lda, panels, v0, K, bias, n0, relu, part, 0, VO)
+                            for p in range(6):
+                                for j in range(cols):
+                                    y[(m0 + p) * ldy + n0 + j] = part[p * VO + j]
+                    else:
+                        for p in range(rows):
+                            if cols == VO:
+                                _tile_1x2(a, (m0 + p) * lda, lda, panels, v0, K, bias, n0, relu, y, (m0 + p) * ldy + n0,
+                                          0)
+                            else:
+                                _tile_1x2(a, (m0 + p) * lda, lda, panels, v0, K, bias, n0, relu, part, 0, 0)
+                                for j in range(cols):
+                                    y[(m0 + p) * ldy + n0 + j] = part[j]
 
 
 #: The most output channels this path takes: GoogLeNet's 1x1 convs (16-384 outputs) measured
@@ -223,5 +229,5 @@ def pointwise_forward(x: np.ndarray, panels: np.ndarray, bias: np.ndarray, relu:
     flat, ldy = row_span(out)
     width = panel_width(x.dtype)
     threads = scratch.size // (ROWS * width)
-    gemm_bias_relu(x.reshape(-1), K, panels, bias, relu, flat, ldy, M, N, K,
+    gemm_bias_relu(x.reshape(-1), K, panels, bias, relu, flat, ldy, M, N, K, GROUP,
                    scratch[: threads * ROWS * width].reshape(threads, ROWS * width))
