@@ -20,7 +20,7 @@ from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, p
 from ..kernels.cpu.direct import scratch_size
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
 from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
-from ..kernels.cpu import pointwise
+from ..kernels.cpu import pointwise, smallconv
 from ..kernels.cpu.serial import bind_bias_activation, direct_forward_serial, im2col_serial
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, register, window_geometry
@@ -56,6 +56,8 @@ class ConvOp(Op):
         #: Inference, 1x1 convs with few outputs (pointwise.takes): the weight as pointwise.py's
         #: panels and the padded bias, for its GEMM with the epilogue fused (None: BLAS's path).
         self.panels: tuple[np.ndarray, np.ndarray] | None = None
+        #: Likewise small windows over few channels (smallconv.takes): smallconv.py's direct conv.
+        self.window: tuple[np.ndarray, np.ndarray] | None = None
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
@@ -72,12 +74,15 @@ class ConvOp(Op):
         if self.algorithm is None:
             # A 1x1 weight is already in column order (pack_weight gives a view).
             self.prepared_weight = None if weight.shape[2:] == (1, 1) else pack_weight(weight)
-            self.panels = None
-            if (self.backend is CPU and not self.residual
-                    and pointwise.takes(weight.shape, self._stride, self._pads, self._dilation, self._groups,
-                                        self.activation)):
-                self.panels = (pointwise.pack_panels(weight),
-                               pointwise.padded_bias(self.params.get("bias"), weight.shape[0], self.dtype))
+            self.panels = self.window = None
+            if self.backend is not CPU or self.residual or self._depthwise:
+                return
+            bias = pointwise.padded_bias(self.params.get("bias"), weight.shape[0], self.dtype)
+            if pointwise.takes(weight.shape, self._stride, self._pads, self._dilation, self._groups, self.activation):
+                self.panels = (pointwise.pack_panels(weight), bias)
+            elif smallconv.takes(weight.shape, self._stride, self._dilation, self._groups, self.activation,
+                                 self._out_image[-2], self.dtype):
+                self.window = (smallconv.pack_window(weight), bias)
             return
         if self.algorithm != "winograd":
             raise ValueError(f"{self.layer.op}: unknown algorithm {self.algorithm!r}")
@@ -109,6 +114,14 @@ class ConvOp(Op):
             scratch = self.workspace.get("pointwise", numba.get_num_threads() * width, self.dtype)
             pointwise.pointwise_forward(x.reshape(-1, self._in_image[-1]), *self.panels, self.activation == "relu",
                                         channel_rows(out, channels, "conv"), scratch)
+            self._x = x
+            return
+        if self.window is not None and not ctx.train:
+            # inference small window over few channels: smallconv.py's direct conv, bias and relu fused
+            x4 = x.reshape(n, *self._in_image)
+            scratch = self.workspace.get("window", smallconv.scratch_elements(x4.shape, self._pads), self.dtype)
+            smallconv.window_forward(x4, self._weight_image, self._stride, self._pads, *self.window,
+                                     self.activation == "relu", out.reshape(n, *self._out_image), scratch)
             self._x = x
             return
         if self._depthwise:

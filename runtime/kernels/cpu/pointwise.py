@@ -43,21 +43,22 @@ GROUP = 8
 
 
 def _make_gemm_tile(P: int, NV: int):
-    """tile(a, a0, lda, v, v0, K, bias, n0, relu, y, y0, ldy): for p < P, j < NV*L,
-    y[y0 + p*ldy + j] = f(sum_{k<K} a[a0 + p*lda + k] * v[v0 + k*NV*L + j] + bias[n0 + j]),
+    """tile(a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy): for p < P, j < NV*L,
+    y[y0 + p*ldy + j] = f(sum_{i<I, k<K} a[a0 + p*lda + i*ai + k] * v[v0 + (i*K + k)*NV*L + j] + bias[n0 + j]),
     f relu (relu != 0; NaN passes) or the identity, on flat contiguous arrays of one float dtype
-    (no bounds checks: callers keep within)."""
+    (no bounds checks: callers keep within). I > 1: a window's kernel rows, each a contiguous
+    run of K = KW*C inputs (smallconv.py); a GEMM has I = 1."""
 
     @intrinsic
-    def tile(typingctx, a, a0, lda, v, v0, K, bias, n0, relu, y, y0, ldy):  # pragma: no cover - compile time
+    def tile(typingctx, a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy):  # pragma: no cover - compile time
         arrays = (a, v, bias, y)
         if not all(isinstance(x, types.Array) and x.ndim == 1 for x in arrays):
             return None
         if a.dtype not in (types.float32, types.float64) or any(x.dtype != a.dtype for x in arrays):
             return None
-        if not all(isinstance(i, (types.Integer, types.Boolean)) for i in (a0, lda, v0, K, n0, relu, y0, ldy)):
+        if not all(isinstance(i, (types.Integer, types.Boolean)) for i in (a0, lda, ai, I, v0, K, n0, relu, y0, ldy)):
             return None
-        sig = types.none(a, a0, lda, v, v0, K, bias, n0, relu, y, y0, ldy)
+        sig = types.none(a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy)
 
         def codegen(context, builder, signature, args):
             tys = signature.args
@@ -79,22 +80,20 @@ def _make_gemm_tile(P: int, NV: int):
             def const(n):
                 return ir.Constant(intp, n)
 
-            pa, pv, pbias, py = data(0), data(3), data(6), data(9)
-            a0_, lda_, v0_, K_, n0_, relu_, y0_, ldy_ = (integer(i) for i in (1, 2, 4, 5, 7, 8, 10, 11))
+            pa, pv, pbias, py = data(0), data(5), data(8), data(11)
+            a0_, lda_, ai_, I_, v0_, K_, n0_, relu_, y0_, ldy_ = (integer(i) for i in (1, 2, 3, 4, 6, 7, 9, 10, 12, 13))
             name = f"llvm.fma.v{L}f{32 if single else 64}"
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
             zeros = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
             undef = ir.Constant(vty, ir.Undefined)
             zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * L)
-            rows = [builder.gep(pa, [builder.add(a0_, builder.mul(lda_, const(p)))]) for p in range(P)]
-            panel = builder.gep(pv, [v0_])
             slots = []
             for _ in range(P * NV):
                 slot = cgutils.alloca_once(builder, vty)
                 builder.store(zero, slot)
                 slots.append(slot)
 
-            def step(k):
+            def step(rows, panel, k):
                 vbase = builder.gep(panel, [builder.mul(k, const(W))])
                 vs = [builder.load(builder.bitcast(builder.gep(vbase, [const(j * L)]), vptr), align=align)
                       for j in range(NV)]
@@ -107,12 +106,16 @@ def _make_gemm_tile(P: int, NV: int):
                         builder.store(builder.call(fma, [splat, vs[j], builder.load(slot)]), slot)
 
             blocks = builder.sdiv(K_, const(UNROLL))
-            with cgutils.for_range(builder, blocks) as loop:
-                k0 = builder.mul(loop.index, const(UNROLL))
-                for u in range(UNROLL):
-                    step(builder.add(k0, const(u)))
-            with cgutils.for_range_slice(builder, builder.mul(blocks, const(UNROLL)), K_, const(1)) as (k, _):
-                step(k)
+            with cgutils.for_range(builder, I_) as outer:
+                start = builder.add(a0_, builder.mul(outer.index, ai_))
+                rows = [builder.gep(pa, [builder.add(start, builder.mul(lda_, const(p)))]) for p in range(P)]
+                panel = builder.gep(pv, [builder.add(v0_, builder.mul(builder.mul(outer.index, K_), const(W)))])
+                with cgutils.for_range(builder, blocks) as loop:
+                    k0 = builder.mul(loop.index, const(UNROLL))
+                    for u in range(UNROLL):
+                        step(rows, panel, builder.add(k0, const(u)))
+                with cgutils.for_range_slice(builder, builder.mul(blocks, const(UNROLL)), K_, const(1)) as (k, _):
+                    step(rows, panel, k)
             is_relu = builder.icmp_signed("!=", relu_, const(0))
             for j in range(NV):
                 b = builder.load(builder.bitcast(builder.gep(pbias, [builder.add(n0_, const(j * L))]), vptr), align=align)
@@ -186,19 +189,19 @@ def gemm_bias_relu(a, lda, panels, bias, relu, y, ldy, M, N, K, group, scratch):
                     rows = min(6, M - m0)
                     if rows == 6:
                         if cols == VO:
-                            _tile_6x2(a, m0 * lda, lda, panels, v0, K, bias, n0, relu, y, m0 * ldy + n0, ldy)
+                            _tile_6x2(a, m0 * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, y, m0 * ldy + n0, ldy)
                         else:
-                            _tile_6x2(a, m0 * lda, lda, panels, v0, K, bias, n0, relu, part, 0, VO)
+                            _tile_6x2(a, m0 * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, VO)
                             for p in range(6):
                                 for j in range(cols):
                                     y[(m0 + p) * ldy + n0 + j] = part[p * VO + j]
                     else:
                         for p in range(rows):
                             if cols == VO:
-                                _tile_1x2(a, (m0 + p) * lda, lda, panels, v0, K, bias, n0, relu, y, (m0 + p) * ldy + n0,
+                                _tile_1x2(a, (m0 + p) * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, y, (m0 + p) * ldy + n0,
                                           0)
                             else:
-                                _tile_1x2(a, (m0 + p) * lda, lda, panels, v0, K, bias, n0, relu, part, 0, 0)
+                                _tile_1x2(a, (m0 + p) * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, 0)
                                 for j in range(cols):
                                     y[(m0 + p) * ldy + n0 + j] = part[j]
 
