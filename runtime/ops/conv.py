@@ -58,6 +58,8 @@ class ConvOp(Op):
         self.panels: tuple[np.ndarray, np.ndarray] | None = None
         #: Likewise small windows over few channels (smallconv.takes): smallconv.py's direct conv.
         self.window: tuple[np.ndarray, np.ndarray] | None = None
+        #: Winograd's U as pointwise.stacked_panels, for its GEMMs on pointwise.py's tile.
+        self.winograd_panels: np.ndarray | None = None
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
@@ -89,6 +91,8 @@ class ConvOp(Op):
         if self._weight_image[2:] != (3, 3) or self._stride != (1, 1) or self._dilation != (1, 1) or self._groups != 1:
             raise ValueError(f"{self.layer.op}: {self.algorithm} needs a 3x3, stride-1, undilated, ungrouped conv")
         self.prepared_weight = transform_weight(weight, self.dtype)
+        # its 16 GEMMs on pointwise.py's tile (winograd_forward's ``panels``)
+        self.winograd_panels = pointwise.stacked_panels(self.prepared_weight) if self.backend is CPU else None
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0]
@@ -104,6 +108,7 @@ class ConvOp(Op):
                 out.reshape(n, *self._out_image),
                 self.workspace,
                 activation_kind(self.activation),
+                panels=self.winograd_panels,
             )
             return
         residual = self.residual and not ctx.train

@@ -164,46 +164,52 @@ def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
 
 
 @njit(parallel=True, cache=True, _nrt=False)
-def gemm_bias_relu(a, lda, panels, bias, relu, y, ldy, M, N, K, group, scratch):  # pragma: no cover - compiled
-    """y[m, n] = f(sum_k a[m*lda + k] * B[k, n] + bias[n]) for m < M, n < N, f relu (relu true;
-    NaN passes, as relu_forward) or the identity; y row m is y[m*ldy : m*ldy + N] (flat: a
-    contiguous span over strided rows, what epilogue.row_span gives). panels: pack_panels of B^T;
-    bias: padded_bias. scratch: T x (ROWS * 2L), where each thread's partial tiles (the last
-    columns when N is not a whole number of panels) land before they are copied; row blocks are
-    split in contiguous ranges over its T rows."""
+def gemm_bias_relu(a, aplane, lda, panels, pplane, bias, relu, y, yplane, ldy, planes, M, N, K, group,
+                   scratch):  # pragma: no cover - compiled
+    """For each of ``planes`` GEMMs q (a stack, as Winograd's 16; 1 for a plain GEMM):
+    y[q*yplane + m*ldy + n] = f(sum_k a[q*aplane + m*lda + k] * B_q[k, n] + bias[n]) for m < M,
+    n < N, f relu (relu true; NaN passes, as relu_forward) or the identity; y's rows may be
+    strided (flat: a contiguous span over them, what epilogue.row_span gives). panels: B_q as
+    pack_panels of B_q^T at q*pplane; bias: padded_bias. scratch: T x (ROWS * 2L), where each
+    thread's partial tiles (the last columns when N is not a whole number of panels) land before
+    they are copied. The (plane, 6-row block) tasks are split in contiguous ranges over its T
+    rows; each thread runs ``group`` of them per weight panel before the next panel."""
     L = 32 // a.itemsize
     VO = 2 * L
     NB = (N + VO - 1) // VO
     MB = (M + 5) // 6
+    tasks = planes * MB
     T = scratch.shape[0]
     for t in prange(T):
         part = scratch[t]
-        hi = (t + 1) * MB // T
-        for g0 in range(t * MB // T, hi, group):
+        hi = (t + 1) * tasks // T
+        for g0 in range(t * tasks // T, hi, group):
             for nb in range(NB):
                 n0 = nb * VO
                 cols = min(VO, N - n0)
-                v0 = nb * K * VO
-                for mb in range(g0, min(g0 + group, hi)):
-                    m0 = mb * 6
+                for task in range(g0, min(g0 + group, hi)):
+                    q = task // MB
+                    m0 = task % MB * 6
                     rows = min(6, M - m0)
+                    v0 = q * pplane + nb * K * VO
+                    a0 = q * aplane + m0 * lda
+                    y0 = q * yplane + m0 * ldy + n0
                     if rows == 6:
                         if cols == VO:
-                            _tile_6x2(a, m0 * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, y, m0 * ldy + n0, ldy)
+                            _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
                         else:
-                            _tile_6x2(a, m0 * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, VO)
+                            _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, VO)
                             for p in range(6):
                                 for j in range(cols):
-                                    y[(m0 + p) * ldy + n0 + j] = part[p * VO + j]
+                                    y[y0 + p * ldy + j] = part[p * VO + j]
                     else:
                         for p in range(rows):
                             if cols == VO:
-                                _tile_1x2(a, (m0 + p) * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, y, (m0 + p) * ldy + n0,
-                                          0)
+                                _tile_1x2(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0 + p * ldy, 0)
                             else:
-                                _tile_1x2(a, (m0 + p) * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, 0)
+                                _tile_1x2(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, 0)
                                 for j in range(cols):
-                                    y[(m0 + p) * ldy + n0 + j] = part[j]
+                                    y[y0 + p * ldy + j] = part[j]
 
 
 #: The most output channels this path takes: GoogLeNet's 1x1 convs (16-384 outputs) measured
@@ -232,5 +238,21 @@ def pointwise_forward(x: np.ndarray, panels: np.ndarray, bias: np.ndarray, relu:
     flat, ldy = row_span(out)
     width = panel_width(x.dtype)
     threads = scratch.size // (ROWS * width)
-    gemm_bias_relu(x.reshape(-1), K, panels, bias, relu, flat, ldy, M, N, K, GROUP,
+    gemm_bias_relu(x.reshape(-1), 0, K, panels, 0, bias, relu, flat, 0, ldy, 1, M, N, K, GROUP,
+                   scratch[: threads * ROWS * width].reshape(threads, ROWS * width))
+
+
+def stacked_panels(transformed: np.ndarray) -> np.ndarray:
+    """Winograd's U (planes, C, O) as each plane's pack_panels, one after another (flat)."""
+    return np.concatenate([pack_panels(np.ascontiguousarray(plane.T)) for plane in transformed])
+
+
+def stacked_gemm(a: np.ndarray, aplane: int, panels: np.ndarray, y: np.ndarray, yplane: int, planes: int, M: int,
+                 N: int, K: int, zeros: np.ndarray, scratch: np.ndarray) -> None:
+    """y plane q (M, N, at q*yplane, flat) = a plane q (M, K, at q*aplane) times B_q, given as
+    :func:`stacked_panels`; ``zeros``: a padded_bias of nothing; scratch as pointwise_forward's."""
+    width = panel_width(a.dtype)
+    threads = scratch.size // (ROWS * width)
+    pplane = panels.size // planes
+    gemm_bias_relu(a, aplane, K, panels, pplane, zeros, False, y, yplane, N, planes, M, N, K, GROUP,
                    scratch[: threads * ROWS * width].reshape(threads, ROWS * width))

@@ -3,7 +3,8 @@
 The cases cover rows below, at and above one 6-row tile (tail rows), output channels below, at
 and above one panel (16 float32 columns, 8 float64: partial panels), K below and not a multiple
 of the unrolled k step, an output that is a channel slice of a wider array (a concat buffer),
-relu or none, a missing bias, NaN passing through relu, and more threads' rows than rows.
+relu or none, a missing bias, NaN passing through relu, and more threads' rows than rows; and
+Winograd's 16 stacked GEMMs on the same tile (winograd_forward's ``panels``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace
+from cnnlang.runtime.kernels.cpu.epilogue import RELU
 from cnnlang.runtime.kernels.cpu.pointwise import (
-    ROWS, pack_panels, padded_bias, panel_width, pointwise_forward, takes,
+    ROWS, pack_panels, padded_bias, panel_width, pointwise_forward, stacked_panels, takes,
 )
+from cnnlang.runtime.kernels.cpu.winograd import transform_weight, winograd_forward
 
 
 def run(x, w, b, relu, out, threads=2):
@@ -72,3 +76,24 @@ def test_the_rule():
     assert not takes((64, 192, 3, 3), *relu_1x1[1:])
     assert not takes((64, 192, 1, 1), (2, 2), *relu_1x1[2:])
     assert not takes(*relu_1x1[:-1], "tanh")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cout", [5, 16, 24])
+def test_winograd_gemms_on_the_tile(dtype, cout):
+    """winograd_forward with ``panels`` (its 16 GEMMs here, stacked) against NumPy's direct
+    convolution, in chunks of two tile rows that split images (several GEMM calls)."""
+    rng = np.random.default_rng(cout)
+    x = rng.standard_normal((3, 9, 7, 6)).astype(dtype)
+    weight = rng.standard_normal((cout, 6, 3, 3)).astype(dtype)
+    bias = rng.standard_normal(cout).astype(dtype)
+    pads = ((1, 1), (1, 1))
+    u = transform_weight(weight, dtype)
+    per_row = 16 * 4 * (6 + cout) * np.dtype(dtype).itemsize
+    out = np.full((3, 9, 7, cout), np.nan, dtype)
+    winograd_forward(x, u, bias, pads, out, ConvWorkspace(budget=2 * per_row + 1), RELU, panels=stacked_panels(u))
+    padded = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    expected = sum(np.einsum("nhwc,oc->nhwo", padded[:, i : i + 9, j : j + 7], weight[:, :, i, j].astype(np.float64))
+                   for i in range(3) for j in range(3)) + bias
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, np.maximum(expected, 0), rtol=tolerance, atol=tolerance * np.abs(expected).max())
