@@ -213,8 +213,9 @@ def gemm_bias_relu(a, aplane, lda, panels, pplane, bias, relu, y, yplane, ldy, p
 
 
 #: The most output channels this path takes: GoogLeNet's 1x1 convs (16-384 outputs) measured
-#: faster than BLAS + epilogue up to 256 (one thread, CPU time, 1.08-1.55x), about even at 384.
-MAX_OUTPUTS = 256
+#: faster than BLAS + epilogue (one thread, CPU time: 1.08-1.55x up to 256; 0.99-1.16x at 384 in
+#: three runs, where keeping BLAS's threads out of the network still pays on two).
+MAX_OUTPUTS = 384
 
 
 def takes(weight_shape: tuple[int, ...], stride, pads, dilation, groups: int, activation: str | None) -> bool:

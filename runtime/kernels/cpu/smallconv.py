@@ -21,14 +21,16 @@ from .epilogue import channel_rows, row_span
 from .pointwise import _make_gemm_tile, _tile_1x2, _tile_6x2, pack_panels, padded_bias, panel_width  # noqa: F401
 
 _tile_4x2 = _make_gemm_tile(4, 2)
+_tile_3x2 = _make_gemm_tile(3, 2)
 _tile_2x2 = _make_gemm_tile(2, 2)
 
 #: Input channels up to which a stride-1 window takes this path (the ``winograd`` pass takes 3x3
 #: layers from 64 channels each side).
 MAX_CHANNELS = 64
-#: ... and the least output width: a row of Wo pixels runs as tiles of 6, 4, 2 and 1 pixels, and at
-#: 7x7 (GoogLeNet's inception5) the 1-pixel tail made it slower than im2col + GEMM (0.88-0.94x).
-MIN_WIDTH = 8
+#: ... and the least output width: a row of Wo pixels runs as tiles of 6 pixels, then at most two of
+#: 2-4 (or one of 1). At 7x7 (GoogLeNet's inception5, 4 + 3) it measured 0.93-1.15x im2col + GEMM on
+#: one thread (CPU time, three runs), 1.09-1.21x on two.
+MIN_WIDTH = 7
 
 # Indices into blocked_geometry's vector.
 _N, _H, _W, _C, _HO, _WO, _KH, _KW, _SH, _SW, _PT, _PL, _O, _HP, _WP = range(15)
@@ -102,15 +104,21 @@ def window_bias_relu(x, geo, panels, bias, relu, y, ldy, xp):  # pragma: no cove
             v0 = nb * KH * K * VO
             n0 = nb * VO
             ow = 0
-            while ow + 6 <= Wo:
+            # 6-pixel tiles, then the rest as at most two tiles of 2-4 (7 = 4 + 3, not 6 + 1: a
+            # one-pixel tile runs 2 FMAs per broadcast)
+            while Wo - ow >= 6 and Wo - ow != 7:
                 _tile_6x2(xp, base + ow * step, step, Wp * C, KH, panels, v0, K, bias, n0, relu, y, out + ow * ldy + n0,
                           ldy)
                 ow += 6
-            if ow + 4 <= Wo:
+            if Wo - ow >= 4 and Wo - ow != 5:
                 _tile_4x2(xp, base + ow * step, step, Wp * C, KH, panels, v0, K, bias, n0, relu, y, out + ow * ldy + n0,
                           ldy)
                 ow += 4
-            if ow + 2 <= Wo:
+            if Wo - ow >= 3:
+                _tile_3x2(xp, base + ow * step, step, Wp * C, KH, panels, v0, K, bias, n0, relu, y, out + ow * ldy + n0,
+                          ldy)
+                ow += 3
+            if Wo - ow >= 2:
                 _tile_2x2(xp, base + ow * step, step, Wp * C, KH, panels, v0, K, bias, n0, relu, y, out + ow * ldy + n0,
                           ldy)
                 ow += 2

@@ -1,7 +1,7 @@
 """The direct inference conv with bias + relu fused (runtime/kernels/cpu/smallconv.py) against the
 plain NumPy reference of test_kernel_conv.py.
 
-The cases cover output widths whose rows end in each tile tail (6-, 4-, 2- and 1-pixel tiles),
+The cases cover output widths whose rows end in each tile tail (6-, 4-, 3-, 2- and 1-pixel tiles),
 one and several panels of output channels (16 float32 columns, 8 float64), windows 3x3, 5x5
 and 1x3, symmetric, asymmetric and no padding, stride 2, one image and several, relu or none, a
 missing bias, and an output that is a channel slice of a wider array (a concat buffer).
@@ -35,12 +35,15 @@ def reference(x, w, b, stride, pads, relu):
 
 CASES = [
     # (n, c, h, w, o in panels, kh, kw, stride, pads)
-    (2, 3, 5, 13, 1, 3, 3, (1, 1), ((1, 1), (1, 1))),  # 13 = 6 + 6 + 1
-    (1, 5, 6, 11, 2, 3, 3, (1, 1), ((1, 1), (1, 1))),  # 11 = 6 + 4 + 1
-    (3, 2, 4, 9, 1, 5, 5, (1, 1), ((2, 2), (2, 2))),  # 9 = 6 + 2 + 1
+    (2, 3, 5, 13, 1, 3, 3, (1, 1), ((1, 1), (1, 1))),  # 13 = 6 + 4 + 3
+    (1, 5, 6, 11, 2, 3, 3, (1, 1), ((1, 1), (1, 1))),  # 11 = 6 + 3 + 2
+    (3, 2, 4, 9, 1, 5, 5, (1, 1), ((2, 2), (2, 2))),  # 9 = 6 + 3
     (1, 4, 7, 8, 1, 1, 3, (1, 1), ((0, 0), (2, 0))),  # 8 = 6 + 2, asymmetric
-    (2, 3, 9, 14, 1, 3, 3, (2, 2), ((0, 1), (1, 0))),  # stride 2
-    (1, 7, 3, 4, 3, 3, 2, (1, 1), ((0, 0), (0, 0))),  # 3 = 2 + 1, unpadded
+    (2, 3, 9, 14, 1, 3, 3, (2, 2), ((0, 1), (1, 0))),  # stride 2, 7 = 4 + 3
+    (1, 7, 3, 4, 3, 3, 2, (1, 1), ((0, 0), (0, 0))),  # 3, unpadded
+    (1, 3, 4, 5, 1, 3, 3, (1, 1), ((1, 1), (1, 1))),  # 5 = 3 + 2
+    (2, 2, 3, 3, 1, 3, 3, (1, 1), ((0, 0), (0, 0))),  # 1
+    (1, 2, 3, 10, 1, 3, 3, (1, 1), ((1, 1), (1, 1))),  # 10 = 6 + 4
 ]
 
 
@@ -77,5 +80,6 @@ def test_the_rule():
     assert not takes((96, 128, 3, 3), *three[1:])  # many channels: Winograd or im2col
     assert not takes((40, 32, 3, 3), *three[1:])  # not whole panels
     assert not takes((96, 32, 1, 1), *three[1:])  # 1x1: pointwise.py
-    assert not takes(*three[:5], 7, np.float32)  # 7 wide: slower than im2col + GEMM
+    assert takes(*three[:5], 7, np.float32)
+    assert not takes(*three[:5], 6, np.float32)  # narrower than measured
     assert not takes(three[0], (2, 2), *three[2:])
