@@ -135,6 +135,8 @@ def _make_gemm_tile(P: int, NV: int):
 
 _tile_6x2 = _make_gemm_tile(ROWS, 2)
 _tile_1x2 = _make_gemm_tile(1, 2)
+_tile_6x1 = _make_gemm_tile(ROWS, 1)
+_tile_1x1 = _make_gemm_tile(1, 1)
 
 
 def panel_width(dtype: np.dtype) -> int:
@@ -144,14 +146,18 @@ def panel_width(dtype: np.dtype) -> int:
 
 def pack_panels(weight: np.ndarray) -> np.ndarray:
     """The (N, K) weight (1x1 conv: (O, C, 1, 1)) as panels (ceil(N / 2L), K, 2L), flat, zero
-    past N."""
+    past N; when the last panel would be at most half full (N = 24 in float32), it is (K, L)."""
     n = weight.shape[0]
     k = weight.size // n
     width = panel_width(weight.dtype)
-    panels = -(-n // width)
-    padded = np.zeros((panels * width, k), weight.dtype)
-    padded[:n] = weight.reshape(n, k)
-    return np.ascontiguousarray(padded.reshape(panels, width, k).transpose(0, 2, 1)).reshape(-1)
+    full, rest = divmod(n, width)
+    matrix = weight.reshape(n, k)
+    parts = [np.ascontiguousarray(matrix[: full * width].reshape(full, width, k).transpose(0, 2, 1)).reshape(-1)]
+    if rest:
+        last = np.zeros((width // 2 if rest <= width // 2 else width, k), weight.dtype)
+        last[:rest] = matrix[full * width :]
+        parts.append(np.ascontiguousarray(last.T).reshape(-1))
+    return np.concatenate(parts)
 
 
 def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
@@ -194,6 +200,19 @@ def gemm_bias_relu(a, aplane, lda, panels, pplane, bias, relu, y, yplane, ldy, p
                     v0 = q * pplane + nb * K * VO
                     a0 = q * aplane + m0 * lda
                     y0 = q * yplane + m0 * ldy + n0
+                    if cols <= L:  # a half panel (pack_panels): one vector wide
+                        if rows == 6 and cols == L:
+                            _tile_6x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
+                            continue
+                        if rows == 6:
+                            _tile_6x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, L)
+                        else:
+                            for p in range(rows):
+                                _tile_1x1(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, part, p * L, 0)
+                        for p in range(rows):
+                            for j in range(cols):
+                                y[y0 + p * ldy + j] = part[p * L + j]
+                        continue
                     if rows == 6:
                         if cols == VO:
                             _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
