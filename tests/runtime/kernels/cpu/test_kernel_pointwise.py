@@ -34,7 +34,8 @@ def reference(x, w, b, relu):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (6, 4, 16), (13, 7, 9), (31, 33, 40), (12, 20, 24), (12, 5, 20), (7, 3, 4)])
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (6, 4, 16), (13, 7, 9), (31, 33, 40), (12, 20, 24), (12, 5, 20),
+                                     (7, 3, 4)])
 @pytest.mark.parametrize("relu", [False, True])
 def test_matches_numpy(dtype, m, k, n, relu):
     rng = np.random.default_rng(m * 100 + k * 10 + n)
