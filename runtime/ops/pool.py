@@ -71,7 +71,8 @@ class MaxPoolOp(_WindowPool):
         n = x.shape[0]
         x4, out4 = x.reshape(n, *self._in_image), out.reshape(n, *self._out_image)
         kernel = maxpool_values_serial if self._small(x, out, ctx) else cpu_kernels.maxpool_values
-        if kernel is cpu_kernels.maxpool_values and maxpool_pixels.takes(self._in_image[-1], self._out_image[-2]):
+        if kernel is cpu_kernels.maxpool_values and maxpool_pixels.takes(self._in_image[-1], self._out_image[-2],
+                                                                           self._stride[1]):
             kernel = maxpool_pixels.maxpool_pixels  # many channels: per output pixel (maxpool_pixels.py)
         return functools.partial(kernel, x4, out4, *self._args)
 

@@ -18,15 +18,16 @@ from numba import njit, prange
 #: From this many channels the per-pixel kernel runs (a pixel's channels are then at least two
 #: 32-byte vectors of float32; few channels leave its vector loops short), ...
 MIN_CHANNELS = 64
-#: ... for outputs at least this wide: at 7x7 (GoogLeNet's inception5, 832 channels) it measured
-#: 0.93x the separable kernel. Measured on GoogLeNet's pools (b8, one thread, CPU time, two runs):
-#: stride 2 1.24-1.55x (2x2 windows 1.9-2x), stride 1 at 28x28 1.28-1.36x, at 14x14 1.06-1.13x.
+#: ... for stride-1 outputs at least this wide: at 7x7 (GoogLeNet's inception5, 832 channels,
+#: 3x3 stride 1) it measured 0.93x the separable kernel; its 7x7 output of the 2x2 stride-2 pool
+#: 1.9-2x. Measured on GoogLeNet's pools (b8, one thread, CPU time, two runs): stride 2
+#: 1.24-1.55x, stride 1 at 28x28 1.28-1.36x, at 14x14 1.06-1.13x.
 MIN_WIDTH = 8
 
 
-def takes(channels: int, out_width: int) -> bool:
+def takes(channels: int, out_width: int, stride_w: int) -> bool:
     """Whether inference max pooling runs here rather than pool.py's separable kernel."""
-    return channels >= MIN_CHANNELS and out_width >= MIN_WIDTH
+    return channels >= MIN_CHANNELS and (out_width >= MIN_WIDTH or stride_w > 1)
 
 
 @njit(parallel=True, cache=True, error_model="numpy", _nrt=False)

@@ -49,6 +49,7 @@ def test_three_wide_rows_in_one_pass(k, s, p, d):
 
 
 def test_the_rule():
-    assert takes(192, 28) and takes(64, 56)
-    assert not takes(32, 28)  # few channels: pool.py's separable kernel
-    assert not takes(832, 7)
+    assert takes(192, 28, 1) and takes(64, 56, 2)
+    assert not takes(32, 28, 1)  # few channels: pool.py's separable kernel
+    assert not takes(832, 7, 1)  # narrow, stride 1
+    assert takes(832, 7, 2)
