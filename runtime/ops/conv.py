@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numba
 import numpy as np
 
 from ..backend import CPU
@@ -19,6 +20,7 @@ from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, p
 from ..kernels.cpu.direct import scratch_size
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
 from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
+from ..kernels.cpu import pointwise, smallconv
 from ..kernels.cpu.serial import bind_bias_activation, direct_forward_serial, im2col_serial
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, register, window_geometry
@@ -51,6 +53,13 @@ class ConvOp(Op):
         #: Set by the inference plan for a node with ``residual`` (fuse-residual): inputs[1] is
         #: added after the bias, before the activation, in one epilogue pass.
         self.residual = False
+        #: Inference, 1x1 convs with few outputs (pointwise.takes): the weight as pointwise.py's
+        #: panels and the padded bias, for its GEMM with the epilogue fused (None: BLAS's path).
+        self.panels: tuple[np.ndarray, np.ndarray] | None = None
+        #: Likewise small windows over few channels (smallconv.takes): smallconv.py's direct conv.
+        self.window: tuple[np.ndarray, np.ndarray] | None = None
+        #: Winograd's U as pointwise.stacked_panels, for its GEMMs on pointwise.py's tile.
+        self.winograd_panels: np.ndarray | None = None
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
@@ -67,12 +76,23 @@ class ConvOp(Op):
         if self.algorithm is None:
             # A 1x1 weight is already in column order (pack_weight gives a view).
             self.prepared_weight = None if weight.shape[2:] == (1, 1) else pack_weight(weight)
+            self.panels = self.window = None
+            if self.backend is not CPU or self.residual or self._depthwise:
+                return
+            bias = pointwise.padded_bias(self.params.get("bias"), weight.shape[0], self.dtype)
+            if pointwise.takes(weight.shape, self._stride, self._pads, self._dilation, self._groups, self.activation):
+                self.panels = (pointwise.pack_panels(weight), bias)
+            elif smallconv.takes(weight.shape, self._stride, self._dilation, self._groups, self.activation,
+                                 self._out_image[-2], self.dtype):
+                self.window = (smallconv.pack_window(weight), bias)
             return
         if self.algorithm != "winograd":
             raise ValueError(f"{self.layer.op}: unknown algorithm {self.algorithm!r}")
         if self._weight_image[2:] != (3, 3) or self._stride != (1, 1) or self._dilation != (1, 1) or self._groups != 1:
             raise ValueError(f"{self.layer.op}: {self.algorithm} needs a 3x3, stride-1, undilated, ungrouped conv")
         self.prepared_weight = transform_weight(weight, self.dtype)
+        # its 16 GEMMs on pointwise.py's tile (winograd_forward's ``panels``)
+        self.winograd_panels = pointwise.stacked_panels(self.prepared_weight) if self.backend is CPU else None
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0]
@@ -88,9 +108,27 @@ class ConvOp(Op):
                 out.reshape(n, *self._out_image),
                 self.workspace,
                 activation_kind(self.activation),
+                panels=self.winograd_panels,
             )
             return
         residual = self.residual and not ctx.train
+        if self.panels is not None and not ctx.train:
+            # inference 1x1 conv with few outputs: pointwise.py's GEMM, bias and relu fused
+            channels = self._out_image[-1]
+            width = pointwise.ROWS * pointwise.panel_width(self.dtype)
+            scratch = self.workspace.get("pointwise", numba.get_num_threads() * width, self.dtype)
+            pointwise.pointwise_forward(x.reshape(-1, self._in_image[-1]), *self.panels, self.activation == "relu",
+                                        channel_rows(out, channels, "conv"), scratch)
+            self._x = x
+            return
+        if self.window is not None and not ctx.train:
+            # inference small window over few channels: smallconv.py's direct conv, bias and relu fused
+            x4 = x.reshape(n, *self._in_image)
+            scratch = self.workspace.get("window", smallconv.scratch_elements(x4.shape, self._pads), self.dtype)
+            smallconv.window_forward(x4, self._weight_image, self._stride, self._pads, *self.window,
+                                     self.activation == "relu", out.reshape(n, *self._out_image), scratch)
+            self._x = x
+            return
         if self._depthwise:
             if residual:
                 raise ValueError(f"{self.layer.op}: the depthwise kernel has no residual epilogue")

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..backend import CPU
 from ..kernels.cpu import pool as cpu_kernels
+from ..kernels.cpu import maxpool_pixels
 from ..kernels.cpu.serial import SERIAL_WORK, avgpool_forward_serial, maxpool_values_serial
 from .base import Context, Op, as_image, register, window_geometry
 
@@ -62,13 +63,17 @@ class MaxPoolOp(_WindowPool):
 
     def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
         """The inference plan's forward: values only, no arg-max (no backward follows a bound
-        step), by the separable kernel; on one thread for small work."""
+        step), by the separable kernel, or per output pixel with many channels (maxpool_pixels.py);
+        on one thread for small work."""
         x = inputs[0]
         if ctx.train or self.kernels is not cpu_kernels or not (x.flags.c_contiguous and out.flags.c_contiguous):
             return super().bind(inputs, out, ctx)
         n = x.shape[0]
         x4, out4 = x.reshape(n, *self._in_image), out.reshape(n, *self._out_image)
         kernel = maxpool_values_serial if self._small(x, out, ctx) else cpu_kernels.maxpool_values
+        if kernel is cpu_kernels.maxpool_values and maxpool_pixels.takes(self._in_image[-1], self._out_image[-2],
+                                                                           self._stride[1]):
+            kernel = maxpool_pixels.maxpool_pixels  # many channels: per output pixel (maxpool_pixels.py)
         return functools.partial(kernel, x4, out4, *self._args)
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:

@@ -1,0 +1,285 @@
+"""A GEMM with the inference epilogue fused, in Numba's thread pool, for convolutions that are one
+GEMM (1x1, stride 1, unpadded: GoogLeNet's inception branches) with few output channels.
+
+Why: at N = 16-128 output channels OpenBLAS's sgemm runs below its peak, the bias + relu epilogue
+is a second pass over the output, and handing the work between Numba's pool (the epilogue, the
+layers around) and OpenBLAS's costs as much as the work at these sizes, more when another process
+holds a core. Here each thread computes ROWS x 2L outputs at a time in registers, adds the bias,
+applies relu and stores the rows straight into the output, whose rows may be strided (a channel
+slice of a concat buffer).
+
+The tile (:func:`_make_gemm_tile`) is an ``@intrinsic`` emitting LLVM vector FMAs, like
+blocked.py's, but specialised for a GEMM: unit step along k for A and a packed B, so its k loop
+is unrolled (UNROLL) with constant offsets, the accumulators start at zero in registers, and the
+epilogue runs on the registers. blocked.py's general tile (runtime strides, accumulators loaded
+from and stored to memory, one k per iteration: ~29 instructions per 12 FMAs, the front end's
+limit) measured 53-63 GFLOP/s on one core against OpenBLAS's 85 at 2048^3.
+
+B (the weight, N x K) is packed once per weight change into panels of 2L columns: (N/2L, K, 2L),
+zero-padded (a last panel at most half full is L wide and runs a 6 x 1 tile), so that the tile
+reads one contiguous stream of it (:func:`pack_panels`). Each thread takes a contiguous range of
+ROWS-row blocks of A and runs GROUP of them per panel before the next panel. The same kernel runs a
+stack of GEMMs (Winograd's 16, winograd.py) in one parallel region, and smallconv.py's direct
+conv uses the tile with a second k level (kernel rows).
+
+Measured (GoogLeNet b8 shapes, one thread, CPU time, against BLAS sgemm + the epilogue pass in the
+same process): 1x1 layers 1.04-1.55x (N = 16-256; about even at 384); Winograd's stacked GEMMs
+0.98-1.14x. Two threads on a loaded machine gain far more (no hand-off to BLAS's pool).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .blocked import _VECTOR_BYTES
+from .epilogue import row_span
+
+#: Rows of A per register tile (6 x 2 vectors: 12 accumulators, 2 weight vectors, 1 broadcast of
+#: AVX2's 16 registers).
+ROWS = 6
+#: k steps per iteration of the tile's loop.
+UNROLL = 4
+#: Row tiles that run one weight panel before the next panel (so a panel is read from memory once
+#: per GROUP tiles, not once per tile).
+GROUP = 8
+
+
+def _make_gemm_tile(P: int, NV: int):
+    """tile(a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy): for p < P, j < NV*L,
+    y[y0 + p*ldy + j] = f(sum_{i<I, k<K} a[a0 + p*lda + i*ai + k] * v[v0 + (i*K + k)*NV*L + j] + bias[n0 + j]),
+    f relu (relu != 0; NaN passes) or the identity, on flat contiguous arrays of one float dtype
+    (no bounds checks: callers keep within). I > 1: a window's kernel rows, each a contiguous
+    run of K = KW*C inputs (smallconv.py); a GEMM has I = 1."""
+
+    @intrinsic
+    def tile(typingctx, a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy):  # pragma: no cover - compile time
+        arrays = (a, v, bias, y)
+        if not all(isinstance(x, types.Array) and x.ndim == 1 for x in arrays):
+            return None
+        if a.dtype not in (types.float32, types.float64) or any(x.dtype != a.dtype for x in arrays):
+            return None
+        if not all(isinstance(i, (types.Integer, types.Boolean)) for i in (a0, lda, ai, I, v0, K, n0, relu, y0, ldy)):
+            return None
+        sig = types.none(a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            single = tys[0].dtype == types.float32
+            fty = context.get_value_type(tys[0].dtype)
+            L = _VECTOR_BYTES // (4 if single else 8)
+            align = 4 if single else 8
+            W = NV * L
+            vty = ir.VectorType(fty, L)
+            vptr = vty.as_pointer()
+            intp = context.get_value_type(types.intp)
+
+            def data(i):
+                return context.make_array(tys[i])(context, builder, args[i]).data
+
+            def integer(i):
+                return context.cast(builder, args[i], tys[i], types.intp)
+
+            def const(n):
+                return ir.Constant(intp, n)
+
+            pa, pv, pbias, py = data(0), data(5), data(8), data(11)
+            a0_, lda_, ai_, I_, v0_, K_, n0_, relu_, y0_, ldy_ = (integer(i) for i in (1, 2, 3, 4, 6, 7, 9, 10, 12, 13))
+            name = f"llvm.fma.v{L}f{32 if single else 64}"
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
+            zeros = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
+            undef = ir.Constant(vty, ir.Undefined)
+            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * L)
+            slots = []
+            for _ in range(P * NV):
+                slot = cgutils.alloca_once(builder, vty)
+                builder.store(zero, slot)
+                slots.append(slot)
+
+            def step(rows, panel, k):
+                vbase = builder.gep(panel, [builder.mul(k, const(W))])
+                vs = [builder.load(builder.bitcast(builder.gep(vbase, [const(j * L)]), vptr), align=align)
+                      for j in range(NV)]
+                for p in range(P):
+                    s = builder.load(builder.gep(rows[p], [k]))
+                    splat = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)),
+                                                   undef, zeros)
+                    for j in range(NV):
+                        slot = slots[p * NV + j]
+                        builder.store(builder.call(fma, [splat, vs[j], builder.load(slot)]), slot)
+
+            blocks = builder.sdiv(K_, const(UNROLL))
+            with cgutils.for_range(builder, I_) as outer:
+                start = builder.add(a0_, builder.mul(outer.index, ai_))
+                rows = [builder.gep(pa, [builder.add(start, builder.mul(lda_, const(p)))]) for p in range(P)]
+                panel = builder.gep(pv, [builder.add(v0_, builder.mul(builder.mul(outer.index, K_), const(W)))])
+                with cgutils.for_range(builder, blocks) as loop:
+                    k0 = builder.mul(loop.index, const(UNROLL))
+                    for u in range(UNROLL):
+                        step(rows, panel, builder.add(k0, const(u)))
+                with cgutils.for_range_slice(builder, builder.mul(blocks, const(UNROLL)), K_, const(1)) as (k, _):
+                    step(rows, panel, k)
+            is_relu = builder.icmp_signed("!=", relu_, const(0))
+            for j in range(NV):
+                address = builder.bitcast(builder.gep(pbias, [builder.add(n0_, const(j * L))]), vptr)
+                b = builder.load(address, align=align)
+                for p in range(P):
+                    value = builder.fadd(builder.load(slots[p * NV + j]), b)
+                    # relu as relu_forward: zero unless v > 0 or v is NaN (ordered v <= 0)
+                    clipped = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
+                    value = builder.select(is_relu, clipped, value)
+                    offset = builder.add(y0_, builder.add(builder.mul(ldy_, const(p)), const(j * L)))
+                    builder.store(value, builder.bitcast(builder.gep(py, [offset]), vptr), align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+_tile_6x2 = _make_gemm_tile(ROWS, 2)
+_tile_1x2 = _make_gemm_tile(1, 2)
+_tile_6x1 = _make_gemm_tile(ROWS, 1)
+_tile_1x1 = _make_gemm_tile(1, 1)
+
+
+def panel_width(dtype: np.dtype) -> int:
+    """Columns per packed panel: two vectors."""
+    return 2 * _VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def pack_panels(weight: np.ndarray) -> np.ndarray:
+    """The (N, K) weight (1x1 conv: (O, C, 1, 1)) as panels (ceil(N / 2L), K, 2L), flat, zero
+    past N; when the last panel would be at most half full (N = 24 in float32), it is (K, L)."""
+    n = weight.shape[0]
+    k = weight.size // n
+    width = panel_width(weight.dtype)
+    full, rest = divmod(n, width)
+    matrix = weight.reshape(n, k)
+    parts = [np.ascontiguousarray(matrix[: full * width].reshape(full, width, k).transpose(0, 2, 1)).reshape(-1)]
+    if rest:
+        last = np.zeros((width // 2 if rest <= width // 2 else width, k), weight.dtype)
+        last[:rest] = matrix[full * width :]
+        parts.append(np.ascontiguousarray(last.T).reshape(-1))
+    return np.concatenate(parts)
+
+
+def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
+    """The bias (zeros when None) padded to whole panels, as the tile reads it."""
+    width = panel_width(dtype)
+    out = np.zeros(-(-n // width) * width, dtype)
+    if bias is not None:
+        out[:n] = bias
+    return out
+
+
+@njit(parallel=True, cache=True, _nrt=False)
+def gemm_bias_relu(a, aplane, lda, panels, pplane, bias, relu, y, yplane, ldy, planes, M, N, K, group,
+                   scratch):  # pragma: no cover - compiled
+    """For each of ``planes`` GEMMs q (a stack, as Winograd's 16; 1 for a plain GEMM):
+    y[q*yplane + m*ldy + n] = f(sum_k a[q*aplane + m*lda + k] * B_q[k, n] + bias[n]) for m < M,
+    n < N, f relu (relu true; NaN passes, as relu_forward) or the identity; y's rows may be
+    strided (flat: a contiguous span over them, what epilogue.row_span gives). panels: B_q as
+    pack_panels of B_q^T at q*pplane; bias: padded_bias. scratch: T x (ROWS * 2L), where each
+    thread's partial tiles (the last columns when N is not a whole number of panels) land before
+    they are copied. The (plane, 6-row block) tasks are split in contiguous ranges over its T
+    rows; each thread runs ``group`` of them per weight panel before the next panel."""
+    L = 32 // a.itemsize
+    VO = 2 * L
+    NB = (N + VO - 1) // VO
+    MB = (M + 5) // 6
+    tasks = planes * MB
+    T = scratch.shape[0]
+    for t in prange(T):
+        part = scratch[t]
+        hi = (t + 1) * tasks // T
+        for g0 in range(t * tasks // T, hi, group):
+            for nb in range(NB):
+                n0 = nb * VO
+                cols = min(VO, N - n0)
+                for task in range(g0, min(g0 + group, hi)):
+                    q = task // MB
+                    m0 = task % MB * 6
+                    rows = min(6, M - m0)
+                    v0 = q * pplane + nb * K * VO
+                    a0 = q * aplane + m0 * lda
+                    y0 = q * yplane + m0 * ldy + n0
+                    if cols <= L:  # a half panel (pack_panels): one vector wide
+                        if rows == 6 and cols == L:
+                            _tile_6x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
+                            continue
+                        if rows == 6:
+                            _tile_6x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, L)
+                        else:
+                            for p in range(rows):
+                                _tile_1x1(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, part, p * L, 0)
+                        for p in range(rows):
+                            for j in range(cols):
+                                y[y0 + p * ldy + j] = part[p * L + j]
+                        continue
+                    if rows == 6:
+                        if cols == VO:
+                            _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
+                        else:
+                            _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, VO)
+                            for p in range(6):
+                                for j in range(cols):
+                                    y[y0 + p * ldy + j] = part[p * VO + j]
+                    else:
+                        for p in range(rows):
+                            if cols == VO:
+                                _tile_1x2(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0 + p * ldy, 0)
+                            else:
+                                _tile_1x2(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, 0)
+                                for j in range(cols):
+                                    y[y0 + p * ldy + j] = part[j]
+
+
+#: The most output channels this path takes: GoogLeNet's 1x1 convs (16-384 outputs) measured
+#: faster than BLAS + epilogue (one thread, CPU time: 1.08-1.55x up to 256; 0.99-1.16x at 384 in
+#: three runs, where keeping BLAS's threads out of the network still pays on two).
+MAX_OUTPUTS = 384
+
+
+def takes(weight_shape: tuple[int, ...], stride, pads, dilation, groups: int, activation: str | None) -> bool:
+    """Whether an inference conv runs here: one GEMM on x's rows (1x1, stride 1, unpadded,
+    ungrouped), at most MAX_OUTPUTS outputs, relu or no activation."""
+    o, _, kh, kw = weight_shape
+    flat_pads = tuple(p for pair in pads for p in pair)
+    return ((kh, kw) == (1, 1) and tuple(stride) == (1, 1) and not any(flat_pads) and tuple(dilation) == (1, 1)
+            and groups == 1 and o <= MAX_OUTPUTS and activation in (None, "relu"))
+
+
+def pointwise_forward(x: np.ndarray, panels: np.ndarray, bias: np.ndarray, relu: bool, out: np.ndarray,
+                      scratch: np.ndarray) -> None:
+    """out (M, N: unit stride along N, any row stride) = f(x (M, K, C-contiguous) B + bias), B
+    given as ``panels`` (:func:`pack_panels`), ``bias`` as :func:`padded_bias`; scratch: at least
+    threads x ROWS * 2L elements of the dtype."""
+    M, K = x.shape
+    N = out.shape[1]
+    if M == 0:
+        return
+    flat, ldy = row_span(out)
+    width = panel_width(x.dtype)
+    threads = scratch.size // (ROWS * width)
+    gemm_bias_relu(x.reshape(-1), 0, K, panels, 0, bias, relu, flat, 0, ldy, 1, M, N, K, GROUP,
+                   scratch[: threads * ROWS * width].reshape(threads, ROWS * width))
+
+
+def stacked_panels(transformed: np.ndarray) -> np.ndarray:
+    """Winograd's U (planes, C, O) as each plane's pack_panels, one after another (flat)."""
+    return np.concatenate([pack_panels(np.ascontiguousarray(plane.T)) for plane in transformed])
+
+
+def stacked_gemm(a: np.ndarray, aplane: int, panels: np.ndarray, y: np.ndarray, yplane: int, planes: int, M: int,
+                 N: int, K: int, zeros: np.ndarray, scratch: np.ndarray) -> None:
+    """y plane q (M, N, at q*yplane, flat) = a plane q (M, K, at q*aplane) times B_q, given as
+    :func:`stacked_panels`; ``zeros``: a padded_bias of nothing; scratch as pointwise_forward's."""
+    width = panel_width(a.dtype)
+    threads = scratch.size // (ROWS * width)
+    pplane = panels.size // planes
+    gemm_bias_relu(a, aplane, K, panels, pplane, zeros, False, y, yplane, N, planes, M, N, K, GROUP,
+                   scratch[: threads * ROWS * width].reshape(threads, ROWS * width))
