@@ -20,6 +20,7 @@ from ..kernels.cpu.direct import scratch_size
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
 from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
 from ..kernels.cpu.serial import bind_bias_activation, direct_forward_serial, im2col_serial
+from ..kernels.cpu.stem import bind_stem, stem_applies
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, register, window_geometry
 
@@ -123,8 +124,22 @@ class ConvOp(Op):
         """forward on fixed arrays; a small im2col-path conv (the workspace plan's ``serial``:
         fewer column elements than SERIAL_BELOW, e.g. all of LeNet-5's at batch 1) becomes a
         closure over its plan, views and weights that runs the single-thread kernels (serial.py)."""
-        small = None if ctx.train or self.backend is not CPU else self._bind_small(inputs[0], out)
+        small = None if ctx.train or self.backend is not CPU else self._bind_stem(inputs[0], out) or self._bind_small(
+            inputs[0], out)
         return small or super().bind(inputs, out, ctx)
+
+    def _bind_stem(self, x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
+        """Few input channels, many output channels (the 7x7 stem of ResNet and GoogLeNet): the
+        register-blocked direct kernel of runtime/kernels/cpu/stem.py, bias and relu fused."""
+        kind = activation_kind(self.activation)
+        if self.algorithm is not None or self.residual or self._depthwise or not stem_applies(
+                (0, *self._in_image), self._weight_image, self._dilation, self._groups, kind):
+            return None
+        if not (x.flags.c_contiguous and out.flags.c_contiguous and x.dtype == out.dtype == self.dtype):
+            return None
+        n = x.shape[0]
+        return bind_stem(x.reshape(n, *self._in_image), self._weight(self.params["weight"]), self.params.get("bias"),
+                         self._stride, self._pads, out.reshape(n, *self._out_image), kind, self.workspace)
 
     def _bind_small(self, x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
         if self.algorithm is not None or self._depthwise or self.residual or self._groups != 1:
