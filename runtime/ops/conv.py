@@ -19,6 +19,7 @@ from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, p
 from ..kernels.cpu.direct import scratch_size
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
 from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
+from ..kernels.cpu.pointwise import bind_pointwise, pointwise_applies
 from ..kernels.cpu.serial import bind_bias_activation, direct_forward_serial, im2col_serial
 from ..kernels.cpu.stem import bind_stem, stem_applies
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
@@ -124,9 +125,31 @@ class ConvOp(Op):
         """forward on fixed arrays; a small im2col-path conv (the workspace plan's ``serial``:
         fewer column elements than SERIAL_BELOW, e.g. all of LeNet-5's at batch 1) becomes a
         closure over its plan, views and weights that runs the single-thread kernels (serial.py)."""
-        small = None if ctx.train or self.backend is not CPU else self._bind_stem(inputs[0], out) or self._bind_small(
-            inputs[0], out)
+        small = None
+        if not ctx.train and self.backend is CPU:
+            # register-blocked kernels with the epilogue in registers (stem.py, pointwise.py), else small work
+            small = self._bind_stem(inputs[0], out) or self._bind_pointwise(inputs, out) or self._bind_small(inputs[0],
+                                                                                                            out)
         return small or super().bind(inputs, out, ctx)
+
+    def _bind_pointwise(self, inputs: list[np.ndarray], out: np.ndarray) -> Callable[[], None] | None:
+        """A 1x1, stride-1, unpadded conv over many pixels (ResNet's bottleneck 1x1s): the GEMM
+        and its bias, residual and relu in one pass (runtime/kernels/cpu/pointwise.py)."""
+        x = inputs[0]
+        channels = self._out_image[-1]
+        pixels = x.size // self._in_image[-1] if x.size else 0
+        kind = activation_kind(self.activation)
+        if (self.algorithm is not None or self._depthwise or self._groups != 1 or self._weight_image[2:] != (1, 1)
+                or self._stride != (1, 1) or self._pads != ((0, 0), (0, 0)) or not pointwise_applies(pixels, kind)):
+            return None
+        residual = inputs[1] if self.residual else None
+        if not (x.flags.c_contiguous and (residual is None or residual.flags.c_contiguous)
+                and x.dtype == out.dtype == self.dtype):
+            return None
+        y2 = channel_rows(out, channels, "conv")
+        return bind_pointwise(x.reshape(pixels, -1), self._weight(self.params["weight"]).reshape(channels, -1),
+                              self.params.get("bias"), y2, kind, self.workspace,
+                              None if residual is None else residual.reshape(pixels, channels))
 
     def _bind_stem(self, x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
         """Few input channels, many output channels (the 7x7 stem of ResNet and GoogLeNet): the

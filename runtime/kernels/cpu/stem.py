@@ -4,7 +4,7 @@ last, bias and relu fused.
 
 Why: as im2col + GEMM, the stem's GEMM has N = 64 and K = 147, where OpenBLAS runs far below
 its peak, and the im2col writes and reads 49 values per input value (stride 2). Here every
-multiply-add runs in blocked.py's register tile, reading a zero-padded copy of the image: for
+multiply-add runs in a register tile (fused_tile.py: blocked.py's, with the epilogue), reading a zero-padded copy of the image: for
 kernel row kh, an output pixel's (kw, c) inputs are one contiguous run of KW*C, so the tile runs
 over k = (kh, (kw, c)), b = those runs of P neighbouring pixels and v = the weight packed once (at
 ``refresh``) as (O/VO, KH, KW*C, VO), VO = 2L output channels per tile.
@@ -20,110 +20,18 @@ from typing import Callable
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange
 
 from .activation import RELU
 from .blocked import _C, _H, _HO, _HP, _KH, _KW, _N, _O, _PL, _PT, _SH, _SW, _W, _WO, _WP, blocked_geometry
 from .epilogue import NONE
-
-_VECTOR_BYTES = 32  # AVX2
-
-
-def _make_tile(P: int, NV: int):
-    """blocked.py's (P, NV) register tile with the epilogue inside:
-    tile(y, a0, astep, bias, c0, relu, b, b0, bp, bi, bk, v, v0, vi, vk, I, K) does, for p < P and
-    j < NV*L, y[a0 + p*astep + j] = f(sum_{i<I, k<K} b[b0 + p*bp + i*bi + k*bk] * v[v0 + i*vi +
-    k*vk + j] + bias[c0 + j]), f relu (NaN passes) when ``relu`` else the identity; the sum as
-    blocked.py's tile computes it, the bias added after it (as the GEMM path's epilogue does).
-    Flat contiguous arrays of one float dtype, no bounds checks: callers keep within."""
-
-    @intrinsic
-    def tile(typingctx, y, a0, astep, bias, c0, relu, b, b0, bp, bi, bk, v, v0, vi, vk, I, K):  # pragma: no cover
-        arrays = (y, bias, b, v)
-        if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
-            return None
-        if y.dtype not in (types.float32, types.float64) or any(a.dtype != y.dtype for a in arrays):
-            return None
-        ints = (a0, astep, c0, b0, bp, bi, bk, v0, vi, vk, I, K)
-        if not all(isinstance(i, types.Integer) for i in ints) or not isinstance(relu, types.Boolean):
-            return None
-        sig = types.none(y, a0, astep, bias, c0, relu, b, b0, bp, bi, bk, v, v0, vi, vk, I, K)
-
-        def codegen(context, builder, signature, args):
-            tys = signature.args
-            fty = context.get_value_type(tys[0].dtype)
-            L = _VECTOR_BYTES // (4 if tys[0].dtype == types.float32 else 8)
-            align = 4 if tys[0].dtype == types.float32 else 8
-            vty = ir.VectorType(fty, L)
-            vptr = vty.as_pointer()
-
-            def data(i):
-                return context.make_array(tys[i])(context, builder, args[i]).data
-
-            def integer(i):
-                return context.cast(builder, args[i], tys[i], types.intp)
-
-            py, pbias, pb, pv = data(0), data(3), data(6), data(11)
-            a0_, astep_, c0_, b0_, bp_, bi_, bk_, v0_, vi_, vk_, I_, K_ = (integer(i) for i in (1, 2, 4, 7, 8, 9, 10,
-                                                                                                12, 13, 14, 15, 16))
-            intp = context.get_value_type(types.intp)
-
-            def const(n):
-                return ir.Constant(intp, n)
-
-            def vec_at(ptr, index):
-                return builder.bitcast(builder.gep(ptr, [index]), vptr)
-
-            name = f"llvm.fma.v{L}f{32 if align == 4 else 64}"
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
-            zeros = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
-            undef = ir.Constant(vty, ir.Undefined)
-            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * L)
-            slots = []
-            for p in range(P):
-                for j in range(NV):
-                    slot = cgutils.alloca_once(builder, vty)
-                    builder.store(zero, slot)
-                    slots.append(slot)
-            with cgutils.for_range(builder, I_) as outer:
-                vrow = builder.add(v0_, builder.mul(outer.index, vi_))
-                brow = builder.add(b0_, builder.mul(outer.index, bi_))
-                with cgutils.for_range(builder, K_) as loop:
-                    k = loop.index
-                    vbase = builder.add(vrow, builder.mul(k, vk_))
-                    vs = [builder.load(vec_at(pv, builder.add(vbase, const(j * L))), align=align) for j in range(NV)]
-                    bbase = builder.add(brow, builder.mul(k, bk_))
-                    for p in range(P):
-                        s = builder.load(builder.gep(pb, [builder.add(bbase, builder.mul(bp_, const(p)))]))
-                        splat = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)),
-                                                       undef, zeros)
-                        for j in range(NV):
-                            slot = slots[p * NV + j]
-                            builder.store(builder.call(fma, [splat, vs[j], builder.load(slot)]), slot)
-            biases = [builder.load(vec_at(pbias, builder.add(c0_, const(j * L))), align=align) for j in range(NV)]
-            relu_ = context.cast(builder, args[5], tys[5], types.boolean)
-            for p in range(P):
-                row = builder.add(a0_, builder.mul(astep_, const(p)))
-                for j in range(NV):
-                    value = builder.fadd(builder.load(slots[p * NV + j]), biases[j])
-                    # relu as relu_forward: v if (v > 0 or v is NaN) else 0 ("ugt": unordered or greater)
-                    rectified = builder.select(builder.fcmp_unordered(">", value, zero), value, zero)
-                    value = builder.select(relu_, rectified, value)
-                    builder.store(value, vec_at(py, builder.add(row, const(j * L))), align=align)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return tile
-
+from .fused_tile import VECTOR_BYTES as _VECTOR_BYTES
+from .fused_tile import make_tile
 
 #: Pixels per tile, and vectors of output channels per tile (VO = TILE_V * L channels).
 TILE_P = 6
 TILE_V = 2
-_tile = _make_tile(TILE_P, TILE_V)
+_tile = make_tile(TILE_P, TILE_V)
 
 
 def packed_size(geo: np.ndarray, itemsize: int) -> int:
