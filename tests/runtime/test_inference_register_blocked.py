@@ -1,7 +1,7 @@
 """The inference plan binds the register-blocked kernels with the epilogue in registers
 (ConvOp.bind): a conv with few input and many output channels (a ResNet stem) runs on stem.py's
-kernel, 1x1 convs over many pixels (a bottleneck's, with the folded batchnorm's bias, the relu, and
-the residual shortcut with ``fuse-residual``) on pointwise.py's. The result agrees with the network
+kernel, convs over many pixels on pointwise.py's (1x1s on x's view, with the folded batchnorm's
+bias, the relu, and the residual shortcut with ``fuse-residual``; others on im2col's columns). The result agrees with the network
 without passes within the tolerances of test_optimised_equivalence.py (the kernels themselves are
 checked against NumPy in tests/runtime/kernels/cpu/test_kernel_stem.py and
 test_kernel_pointwise.py), also after a parameter change (the packed weights are bound again)."""
@@ -14,13 +14,15 @@ import pytest
 import cnnlang
 from test_optimised_equivalence import FLOAT32_TOLERANCE, FLOAT64_TOLERANCE, randomise_batchnorm
 
-# 4 images of 20 x 18 pixels after the stem: 1440 pixels, enough for the 1x1 kernel; 1 image not.
+# After the stride-2 conv, 4 images of 18 x 18 pixels: 1296 pixels, enough for pointwise.py's
+# kernel; 1 image not.
 NETWORK = """
 from "resnet_blocks.cnn" import bottleneck
 
 network blocks {
-    input 3x40x36
+    input 3x72x72
     conv(32, 7x7, stride = 2, pad = 3, bias = false) -> batchnorm -> relu
+    conv(24, 3x3, stride = 2, pad = 1, bias = false) -> batchnorm -> relu
     bottleneck(16)
     conv(10, 1x1) -> tanh
     flatten
@@ -50,13 +52,14 @@ def test_the_plan_runs_the_register_blocked_kernels(dtype, tolerance, batch):
     plan = fast.inference_plan
     stems = bound_to(plan, "bind_stem")
     assert len(stems) == 1 and plan.graph.nodes[stems[0]]["shape"][0] == 32
-    pointwise = bound_to(plan, "bind_pointwise")
+    pointwise, columns = bound_to(plan, "bind_pointwise"), bound_to(plan, "bind_columns")
     if batch == 1:
-        assert not pointwise  # 360 pixels
+        assert not pointwise and not columns  # 324 pixels
     else:
-        # the bottleneck's three 1x1s (the projection shortcut added in one of them); not the tanh one
+        # the bottleneck's three 1x1s (the projection shortcut added in one of them), not the tanh
+        # one; its 3x3 (16 channels: no Winograd) and the stride-2 conv on im2col's columns
         residual = [node for node in pointwise if plan.graph.nodes[node].get("residual")]
-        assert len(pointwise) == 3 and len(residual) == 1
+        assert len(pointwise) == 3 and len(residual) == 1 and len(columns) == 2
     # a parameter change reaches the packed weights and biases (bound again after refresh)
     # (scaled as they were: unscaled random weights blow the activations up, and float32's
     # cancellation with them)

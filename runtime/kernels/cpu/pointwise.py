@@ -28,6 +28,7 @@ from numba import njit, prange
 from .activation import RELU
 from .epilogue import NONE, row_span
 from .fused_tile import VECTOR_BYTES, make_tile
+from .im2col import im2col
 
 TILE_P = 6
 TILE_V = 2
@@ -118,14 +119,10 @@ def bind_pointwise(x2: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
     packed now (the inference plan binds again after every refresh); the per-thread scratch comes
     from ``workspace`` (a ConvWorkspace) at each call, for that call's thread count."""
     M, C = x2.shape
-    O = weight.shape[0]
     dtype = x2.dtype
-    packed = np.empty(packed_size(C, O, dtype.itemsize), dtype)
-    has_bias = bias is not None
-    pack_pointwise_weight(np.ascontiguousarray(weight).reshape(-1), bias if has_bias else packed[:0], has_bias,
-                          packed, O, C)
+    packed = _pack(weight, bias, dtype)
     yf, ys = row_span(y2)
-    xf, relu, size = x2.reshape(-1), kind == RELU, scratch_size(C, dtype.itemsize)
+    xf, relu, size, O = x2.reshape(-1), kind == RELU, scratch_size(C, dtype.itemsize), weight.shape[0]
     has_residual = residual is not None
     rf = residual.reshape(-1) if has_residual else packed[:0]
 
@@ -137,15 +134,51 @@ def bind_pointwise(x2: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
     return run
 
 
+def bind_columns(x: np.ndarray, wcol: np.ndarray, bias: np.ndarray | None, y2: np.ndarray, kind: int, workspace,
+                 plan) -> Callable[[], None]:
+    """The im2col path's conv (``plan``: the workspace's ConvPlan of x (N, H, W, C) -> y2's (N*Ho*Wo,
+    O) rows, ungrouped, not one GEMM on x's view) with :func:`pointwise_forward` in place of
+    OpenBLAS's GEMM and epilogue.py's pass: per chunk of output rows, im2col into the workspace's
+    column buffer (taken at each call: the plan's convs share it), then the fused GEMM on those
+    columns. ``wcol``: the weight in column order (O, K), conv.pack_weight's."""
+    dtype = x.dtype
+    packed = _pack(wcol, bias, dtype)
+    yf, ys = row_span(y2)
+    xf, relu, size, O = x.reshape(-1), kind == RELU, scratch_size(plan.K, dtype.itemsize), wcol.shape[0]
+    geo, rows, chunk, Wo, K = plan.geo, plan.rows, plan.chunk, plan.Wo, plan.K
+
+    def run() -> None:
+        threads = numba.get_num_threads()
+        scratch = workspace.get("pointwise", threads * size, dtype).reshape(threads, size)
+        col = workspace.get("col", chunk * Wo * K, dtype)
+        for r0 in range(0, rows, chunk):
+            nr = min(chunk, rows - r0)
+            im2col(xf, col, geo, r0, nr)
+            pointwise_forward(col, packed, relu, False, packed[:0], yf[r0 * Wo * ys :], ys, nr * Wo, K, O, scratch)
+
+    return run
+
+
+def _pack(weight: np.ndarray, bias: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+    O, C = weight.shape
+    packed = np.empty(packed_size(C, O, dtype.itemsize), dtype)
+    has_bias = bias is not None
+    pack_pointwise_weight(np.ascontiguousarray(weight).reshape(-1), bias if has_bias else packed[:0], has_bias,
+                          packed, O, C)
+    return packed
+
+
 #: The inference 1x1 convs this kernel takes (``pointwise_applies``): at least this many pixels
 #: (images x height x width). Measured at batch 8 (one thread, CPU time, against OpenBLAS's GEMM
 #: and epilogue.py's pass): 56x56 layers 1.07-1.77x, 28x28 1.09-1.18x, 14x14 0.98-1.03x, 7x7
-#: (392 pixels, C or O 2048) 0.94-1.04x.
+#: (392 pixels, C or O 2048) 0.94-1.04x. On im2col's columns (bind_columns) against im2col +
+#: GEMM + epilogue: ResNet-50's stride-2 3x3 convs 1.11x (56 -> 28) and 1.05x (28 -> 14), its
+#: stride-2 1x1 shortcuts 1.09x and 1.05x, but 0.70x at 14 -> 7 (392 pixels).
 POINTWISE_MIN_PIXELS = 1024
 
 
 def pointwise_applies(pixels: int, kind: int) -> bool:
-    """Whether a 1x1, stride-1, unpadded, ungrouped inference conv over ``pixels`` output pixels
-    with activation ``kind`` runs on :func:`pointwise_forward` (tanh and sigmoid stay
-    epilogue.py's)."""
+    """Whether an ungrouped inference conv over ``pixels`` output pixels with activation ``kind``
+    runs on :func:`pointwise_forward` (tanh and sigmoid stay epilogue.py's): a 1x1, stride-1,
+    unpadded one on x's view, others on im2col's columns."""
     return pixels >= POINTWISE_MIN_PIXELS and kind in (NONE, RELU)

@@ -5,7 +5,8 @@ replaces.
 The cases cover pixel counts that are and are not multiples of the 6-pixel tile and of the
 96-pixel block (the buffered last pixels); output channels below, at and above whole tiles (16
 float32 lanes, 8 float64: the buffered part tile); a residual or none, bias or none, relu or none;
-and an output that is a channel slice of a wider array (a concat buffer).
+and an output that is a channel slice of a wider array (a concat buffer). The kernel on im2col's
+columns (bind_columns) against the NumPy conv reference of test_kernel_conv.py.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import numpy as np
 import pytest
 
 from cnnlang.runtime.kernels.cpu.activation import TANH
-from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace
+from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, pack_weight
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, bias_residual_activation
-from cnnlang.runtime.kernels.cpu.pointwise import bind_pointwise, pointwise_applies
+from cnnlang.runtime.kernels.cpu.pointwise import bind_columns, bind_pointwise, pointwise_applies
+from test_kernel_conv import nchw, nhwc, ref_conv, ref_geometry
 
 CASES = [
     # pixels, C, O, residual, bias, kind
@@ -96,3 +98,23 @@ def test_the_rule():
     assert pointwise_applies(8 * 56 * 56, RELU) and pointwise_applies(8 * 14 * 14, NONE)
     assert not pointwise_applies(8 * 7 * 7, RELU)  # few pixels: OpenBLAS measured as fast
     assert not pointwise_applies(8 * 56 * 56, TANH)  # epilogue.py's
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-12), (np.float32, 2e-6)])
+def test_columns_match_the_reference_conv(dtype, tolerance):
+    """bind_columns: im2col per chunk of output rows (3 rows a chunk here, forced: 10 rows make 4
+    chunks, the last short) and the kernel on the columns; a 3x3 stride-2 padded conv, relu."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 5, 9, 8))  # N, C, H, W
+    w = rng.standard_normal((20, 5, 3, 3))
+    b = rng.standard_normal(20)
+    stride, pads = (2, 2), ((1, 1), (1, 0))
+    oh, ow = ref_geometry(x.shape, w.shape, stride, pads, (1, 1))
+    ws = ConvWorkspace()
+    xl = nhwc(x).astype(dtype)
+    y = np.full((2, oh, ow, 20), np.nan, dtype)
+    plan = ws.plan(xl, w.astype(dtype), stride, pads, (1, 1), 1, y)
+    plan.chunk = 3
+    bind_columns(xl, pack_weight(w.astype(dtype)), b.astype(dtype), y.reshape(-1, 20), RELU, ws, plan)()
+    want = ref_conv(x, w, b, stride, pads, (1, 1), 1)
+    np.testing.assert_allclose(nchw(y), np.where(want > 0, want, 0.0), rtol=0, atol=tolerance * np.abs(want).max())
