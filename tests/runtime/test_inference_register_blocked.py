@@ -1,8 +1,8 @@
 """The inference plan binds the register-blocked kernels with the epilogue in registers
 (ConvOp.bind): a conv with few input and many output channels (a ResNet stem) runs on stem.py's
 kernel, convs over many pixels on pointwise.py's (1x1s on x's view, with the folded batchnorm's
-bias, the relu, and the residual shortcut with ``fuse-residual``; others on im2col's columns). The result agrees with the network
-without passes within the tolerances of test_optimised_equivalence.py (the kernels themselves are
+bias, the relu, and the residual shortcut with ``fuse-residual``; others on im2col's columns).
+The result agrees with the network without passes within the tolerances of test_optimised_equivalence.py (the kernels themselves are
 checked against NumPy in tests/runtime/kernels/cpu/test_kernel_stem.py and
 test_kernel_pointwise.py), also after a parameter change (the packed weights are bound again)."""
 

@@ -114,7 +114,8 @@ def make_tile(P: int, NV: int, residual: bool = False):
     if residual:
 
         @intrinsic
-        def tile(typingctx, y, a0, astep, bias, c0, relu, r, r0, rstep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K):  # pragma: no cover
+        def tile(typingctx, y, a0, astep, bias, c0, relu, r, r0, rstep, b, b0, bp, bi, bk, v, v0, vi, vk, I,
+                 K):  # pragma: no cover - compile time
             return typer((y, a0, astep, bias, c0, relu, r, r0, rstep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K))
     else:
 
