@@ -21,7 +21,9 @@ from ..kernels.cpu.direct import scratch_size
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
 from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
 from ..kernels.cpu import pointwise, smallconv
+from ..kernels.cpu.gemm_epilogue import bind_columns, bind_pointwise, pointwise_applies
 from ..kernels.cpu.serial import bind_bias_activation, direct_forward_serial, im2col_serial
+from ..kernels.cpu.stem import bind_stem, stem_applies
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, register, window_geometry
 
@@ -161,8 +163,55 @@ class ConvOp(Op):
         """forward on fixed arrays; a small im2col-path conv (the workspace plan's ``serial``:
         fewer column elements than SERIAL_BELOW, e.g. all of LeNet-5's at batch 1) becomes a
         closure over its plan, views and weights that runs the single-thread kernels (serial.py)."""
-        small = None if ctx.train or self.backend is not CPU else self._bind_small(inputs[0], out)
+        small = None
+        if not ctx.train and self.backend is CPU:
+            # register-blocked kernels with the epilogue in registers (stem.py, gemm_epilogue.py), else small
+            # work; a conv that prepare_weights gave pointwise.py's panels or smallconv.py's window runs those
+            # (forward), measured faster on GoogLeNet's small layers
+            small = (self._bind_stem(inputs[0], out)
+                     or (self.panels is None and self.window is None and self._bind_pointwise(inputs, out))
+                     or self._bind_small(inputs[0], out))
         return small or super().bind(inputs, out, ctx)
+
+    def _bind_pointwise(self, inputs: list[np.ndarray], out: np.ndarray) -> Callable[[], None] | None:
+        """An ungrouped conv over many pixels (ResNet's bottleneck 1x1s, its stride-2 convs): the
+        GEMM and its bias, residual and relu in one pass (runtime/kernels/cpu/gemm_epilogue.py), on
+        x's view for a 1x1, stride-1, unpadded conv, else on im2col's columns."""
+        x = inputs[0]
+        channels = self._out_image[-1]
+        pixels = out.size // channels if out.size else 0
+        if (self.algorithm is not None or self._depthwise or self._groups != 1 or self._dilation != (1, 1)
+                or not pointwise_applies(pixels, activation_kind(self.activation))):
+            return None
+        residual = inputs[1] if self.residual else None
+        if not (x.flags.c_contiguous and (residual is None or residual.flags.c_contiguous)
+                and x.dtype == out.dtype == self.dtype):
+            return None
+        kind, y2, bias = activation_kind(self.activation), channel_rows(out, channels, "conv"), self.params.get("bias")
+        weight = self._weight(self.params["weight"])
+        if self._weight_image[2:] == (1, 1) and self._stride == (1, 1) and self._pads == ((0, 0), (0, 0)):
+            return bind_pointwise(x.reshape(pixels, -1), weight.reshape(channels, -1), bias, y2, kind, self.workspace,
+                                  None if residual is None else residual.reshape(pixels, channels))
+        n = x.shape[0]
+        x4 = x.reshape(n, *self._in_image)
+        plan = self.workspace.plan(x4, weight, self._stride, self._pads, self._dilation, 1,
+                                   out.reshape(n, *self._out_image))
+        if residual is not None or plan.whole or plan.serial or self.prepared_weight is None:
+            return None  # (a residual conv is 1x1; the whole-image window is one GEMM on x's view)
+        return bind_columns(x4, self.prepared_weight, bias, y2, kind, self.workspace, plan)
+
+    def _bind_stem(self, x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
+        """Few input channels, many output channels (the 7x7 stem of ResNet and GoogLeNet): the
+        register-blocked direct kernel of runtime/kernels/cpu/stem.py, bias and relu fused."""
+        kind = activation_kind(self.activation)
+        if self.algorithm is not None or self.residual or self._depthwise or not stem_applies(
+                (0, *self._in_image), self._weight_image, self._dilation, self._groups, kind):
+            return None
+        if not (x.flags.c_contiguous and out.flags.c_contiguous and x.dtype == out.dtype == self.dtype):
+            return None
+        n = x.shape[0]
+        return bind_stem(x.reshape(n, *self._in_image), self._weight(self.params["weight"]), self.params.get("bias"),
+                         self._stride, self._pads, out.reshape(n, *self._out_image), kind, self.workspace)
 
     def _bind_small(self, x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
         if self.algorithm is not None or self._depthwise or self.residual or self._groups != 1:

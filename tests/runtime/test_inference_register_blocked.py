@@ -1,0 +1,72 @@
+"""The inference plan binds the register-blocked kernels with the epilogue in registers
+(ConvOp.bind): a conv with few input and many output channels (a ResNet stem) runs on stem.py's
+kernel, convs over many pixels on gemm_epilogue.py's (1x1s on x's view, with the folded batchnorm's
+bias, the relu, and the residual shortcut with ``fuse-residual``; others on im2col's columns).
+The result agrees with the network without passes within the tolerances of test_optimised_equivalence.py (the kernels themselves are
+checked against NumPy in tests/runtime/kernels/cpu/test_kernel_stem.py and
+test_kernel_gemm_epilogue.py), also after a parameter change (the packed weights are bound again)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnlang
+from test_optimised_equivalence import FLOAT32_TOLERANCE, FLOAT64_TOLERANCE, randomise_batchnorm
+
+# After the stride-2 conv, 4 images of 18 x 18 pixels: 1296 pixels, enough for gemm_epilogue.py's
+# kernel; 1 image not.
+NETWORK = """
+from "resnet_blocks.cnn" import bottleneck
+
+network blocks {
+    input 3x72x72
+    conv(32, 7x7, stride = 2, pad = 3, bias = false) -> batchnorm -> relu
+    conv(24, 3x3, stride = 2, pad = 1, bias = false) -> batchnorm -> relu
+    bottleneck(16)
+    conv(10, 1x1) -> tanh
+    flatten
+    fc(5)
+}
+"""
+
+
+def bound_to(plan, kernel: str) -> list[str]:
+    """The steps bound to a closure of ``kernel`` (``bind_stem``, ``bind_pointwise``)."""
+    return [step.node for step, run in zip(plan.steps, plan._runs) if kernel in getattr(run, "__qualname__", "")]
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", FLOAT32_TOLERANCE), ("float64", FLOAT64_TOLERANCE)])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_the_plan_runs_the_register_blocked_kernels(dtype, tolerance, batch):
+    model = cnnlang.load(NETWORK)
+    rng = np.random.default_rng(batch)
+    plain = model.build(seed=0, dtype=dtype).eval()
+    randomise_batchnorm(plain, rng)
+    fast = model.build(seed=0, dtype=dtype, passes="all").eval()
+    for name, value in plain.state().items():
+        fast.set_param(name, value)
+    x = rng.standard_normal((batch, *model.input_shape))
+    expected = plain.forward(x)
+    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    plan = fast.inference_plan
+    stems = bound_to(plan, "bind_stem")
+    assert len(stems) == 1 and plan.graph.nodes[stems[0]]["shape"][0] == 32
+    pointwise, columns = bound_to(plan, "bind_pointwise"), bound_to(plan, "bind_columns")
+    if batch == 1:
+        assert not pointwise and not columns  # 324 pixels
+    else:
+        # the bottleneck's three 1x1s (the projection shortcut added in one of them), not the tanh
+        # one; its 3x3 (16 channels: no Winograd) and the stride-2 conv on im2col's columns
+        residual = [node for node in pointwise if plan.graph.nodes[node].get("residual")]
+        assert len(pointwise) == 3 and len(residual) == 1 and len(columns) == 2
+    # a parameter change reaches the packed weights and biases (bound again after refresh)
+    # (scaled as they were: unscaled random weights blow the activations up, and float32's
+    # cancellation with them)
+    for name, array in plain.state().items():
+        if name.endswith((".weight", ".running_mean")):
+            value = array * rng.uniform(-1.5, 1.5, array.shape)
+            plain.set_param(name, value)
+            fast.set_param(name, value)
+    expected = plain.forward(x)
+    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
