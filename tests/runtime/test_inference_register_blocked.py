@@ -1,7 +1,8 @@
 """The inference plan binds the register-blocked kernels with the epilogue in registers
 (ConvOp.bind): a conv with few input and many output channels (a ResNet stem) runs on stem.py's
 kernel, convs over many pixels on gemm_epilogue.py's (1x1s on x's view, with the folded batchnorm's
-bias, the relu, and the residual shortcut with ``fuse-residual``; others on im2col's columns).
+bias, the relu, and the residual shortcut with ``fuse-residual``; others on im2col's columns)
+unless pointwise.py's panels or smallconv.py's window took them.
 The result agrees with the network without passes within the tolerances of test_optimised_equivalence.py (the kernels themselves are
 checked against NumPy in tests/runtime/kernels/cpu/test_kernel_stem.py and
 test_kernel_gemm_epilogue.py), also after a parameter change (the packed weights are bound again)."""
@@ -56,10 +57,14 @@ def test_the_plan_runs_the_register_blocked_kernels(dtype, tolerance, batch):
     if batch == 1:
         assert not pointwise and not columns  # 324 pixels
     else:
-        # the bottleneck's three 1x1s (the projection shortcut added in one of them), not the tanh
-        # one; its 3x3 (16 channels: no Winograd) and the stride-2 conv on im2col's columns
+        # the bottleneck's 1x1 that adds the projection shortcut (its other two run pointwise.py's
+        # panels, its 3x3 smallconv.py's window), not the tanh one; the stride-2 conv on im2col's
+        # columns
         residual = [node for node in pointwise if plan.graph.nodes[node].get("residual")]
-        assert len(pointwise) == 3 and len(residual) == 1 and len(columns) == 2
+        assert len(pointwise) == 1 and len(residual) == 1 and len(columns) == 1
+        panels = [step.node for step in plan.steps if getattr(step.op, "panels", None) is not None]
+        windows = [step.node for step in plan.steps if getattr(step.op, "window", None) is not None]
+        assert len(panels) == 2 and len(windows) == 1
     # a parameter change reaches the packed weights and biases (bound again after refresh)
     # (scaled as they were: unscaled random weights blow the activations up, and float32's
     # cancellation with them)
