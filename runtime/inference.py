@@ -96,10 +96,9 @@ class InferencePlan:
 
     def workspace_bytes(self) -> int:
         """Bytes of conv scratch (column buffers, Winograd's buffers) held now, plus the weights
-        convs prepare once per refresh (column-order and Winograd-transformed copies: derived
-        arrays the original network does not have)."""
-        prepared = sum(s.op.prepared_weight.nbytes for s in self.steps
-                       if getattr(s.op, "prepared_weight", None) is not None)  # fmt: skip
+        convs prepare once per refresh (column-order, Winograd-transformed and register-tile-packed
+        copies: derived arrays the original network does not have)."""
+        prepared = sum(s.op.prepared_bytes() for s in self.steps if hasattr(s.op, "prepared_bytes"))
         return sum(w.nbytes for w in self.workspaces.values()) + prepared
 
     def _bind(self, node: str) -> InferenceStep:

@@ -96,6 +96,11 @@ class ConvOp(Op):
         # its 16 GEMMs on pointwise.py's tile (winograd_forward's ``panels``)
         self.winograd_panels = pointwise.stacked_panels(self.prepared_weight) if self.backend is CPU else None
 
+    def prepared_bytes(self) -> int:
+        """Bytes of the arrays prepare_weights derived (packed or transformed weights, padded bias)."""
+        arrays = [self.prepared_weight, self.winograd_panels, *(self.panels or ()), *(self.window or ())]
+        return sum(a.nbytes for a in arrays if a is not None)
+
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0]
         n = x.shape[0]

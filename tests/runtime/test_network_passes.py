@@ -144,3 +144,20 @@ def test_the_inference_plan_shares_one_conv_workspace(model):
     own = {id(s.op.workspace) for s in net.plan.steps if s.op.layer.op == "conv"}
     assert len(own) == 3  # training keeps one per layer (backward reuses its forward's buffers)
     assert 0 < net.inference_plan.workspace_bytes() <= net.plan.workspace_bytes()
+
+
+def test_inference_workspace_bytes_count_the_packed_weights():
+    """A 1x1 conv on pointwise.py's tile holds its weight packed in whole 16-lane panels (10
+    outputs padded to 16) and a padded bias: workspace_bytes counts them beside the scratch."""
+    net = cnnlang.load("""network pw {
+        input 8x6x6
+        conv(10, 1x1) -> relu
+        flatten
+        fc(3)
+    }""").build(passes="all", dtype="float32").eval()
+    net.forward(np.zeros((1, 8, 6, 6)))
+    plan = net.inference_plan
+    panels = [s.op.panels for s in plan.steps if getattr(s.op, "panels", None) is not None]
+    assert len(panels) == 1
+    scratch = sum(w.nbytes for w in plan.workspaces.values())
+    assert plan.workspace_bytes() - scratch >= sum(a.nbytes for a in panels[0]) > 10 * 8 * 4
