@@ -45,12 +45,11 @@ suffer most from the load.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
-_VECTOR_BYTES = 32  # AVX2
+from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
+from .llvm_vectors import arguments, loaded_accumulators, store_accumulators, tile_sum, vector_type
 
 
 def _make_tile(P: int, NV: int):
@@ -74,60 +73,13 @@ def _make_tile(P: int, NV: int):
         sig = types.none(acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K)
 
         def codegen(context, builder, signature, args):
-            tys = signature.args
-            fty = context.get_value_type(tys[0].dtype)
-            L = _VECTOR_BYTES // (4 if tys[0].dtype == types.float32 else 8)
-            align = 4 if tys[0].dtype == types.float32 else 8
-            vty = ir.VectorType(fty, L)
-            vptr = vty.as_pointer()
-
-            def data(i):
-                return context.make_array(tys[i])(context, builder, args[i]).data
-
-            def integer(i):
-                return context.cast(builder, args[i], tys[i], types.intp)
-
-            pa, pb, pv = data(0), data(3), data(8)
-            a0_, astep_, b0_, bp_, bi_, bk_, v0_, vi_, vk_, I_, K_ = (integer(i) for i in (1, 2, 4, 5, 6, 7, 9, 10, 11,
-                                                                                           12, 13))
-            intp = context.get_value_type(types.intp)
-
-            def const(n):
-                return ir.Constant(intp, n)
-
-            def vec_at(ptr, index):
-                return builder.bitcast(builder.gep(ptr, [index]), vptr)
-
-            name = f"llvm.fma.v{L}f{32 if align == 4 else 64}"
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
-            zeros = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
-            undef = ir.Constant(vty, ir.Undefined)
-            slots, addresses = [], []
-            for p in range(P):
-                row = builder.add(a0_, builder.mul(astep_, const(p)))
-                for j in range(NV):
-                    slot = cgutils.alloca_once(builder, vty)
-                    address = vec_at(pa, builder.add(row, const(j * L)))
-                    builder.store(builder.load(address, align=align), slot)
-                    slots.append(slot)
-                    addresses.append(address)
-            with cgutils.for_range(builder, I_) as outer:
-                vrow = builder.add(v0_, builder.mul(outer.index, vi_))
-                brow = builder.add(b0_, builder.mul(outer.index, bi_))
-                with cgutils.for_range(builder, K_) as loop:
-                    k = loop.index
-                    vbase = builder.add(vrow, builder.mul(k, vk_))
-                    vs = [builder.load(vec_at(pv, builder.add(vbase, const(j * L))), align=align) for j in range(NV)]
-                    bbase = builder.add(brow, builder.mul(k, bk_))
-                    for p in range(P):
-                        s = builder.load(builder.gep(pb, [builder.add(bbase, builder.mul(bp_, const(p)))]))
-                        splat = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)),
-                                                       undef, zeros)
-                        for j in range(NV):
-                            slot = slots[p * NV + j]
-                            builder.store(builder.call(fma, [splat, vs[j], builder.load(slot)]), slot)
-            for slot, address in zip(slots, addresses):
-                builder.store(builder.load(slot), address, align=align)
+            vty, align = vector_type(context, signature.args[0].dtype)
+            pa, pb, pv = arguments(context, builder, signature, args, (0, 3, 8))
+            a0_, astep_, b0_, bp_, bi_, bk_, v0_, vi_, vk_, I_, K_ = arguments(
+                context, builder, signature, args, (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13))
+            slots, addresses = loaded_accumulators(builder, pa, a0_, astep_, P, NV, vty, align)
+            tile_sum(builder, slots, P, pb, b0_, bp_, bi_, bk_, pv, v0_, vi_, vk_, I_, K_, vty, align)
+            store_accumulators(builder, slots, addresses, align)
             return context.get_dummy_value()
 
         return sig, codegen

@@ -33,8 +33,8 @@ import numpy as np
 from numba import njit, prange
 
 from .blocked import _make_tile, _pack_weight
+from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
 
-_VECTOR_BYTES = 32  # AVX2
 _tile_6x2 = _make_tile(6, 2)
 _tile_4x2 = _make_tile(4, 2)
 _tile_4x3 = _make_tile(4, 3)

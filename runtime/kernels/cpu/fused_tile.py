@@ -10,12 +10,10 @@ written again), and the stem's separate write-out loop measured 38.6 against 25.
 
 from __future__ import annotations
 
-from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
-VECTOR_BYTES = 32  # AVX2
+from .llvm_vectors import arguments, const, tile_sum, vector_at, vector_type, zero_vector, zeroed_accumulators
 
 
 def make_tile(P: int, NV: int, residual: bool = False):
@@ -43,58 +41,23 @@ def make_tile(P: int, NV: int, residual: bool = False):
 
     def codegen(context, builder, signature, args):  # pragma: no cover - compile time
         tys = signature.args
-        fty = context.get_value_type(tys[0].dtype)
-        L = VECTOR_BYTES // (4 if tys[0].dtype == types.float32 else 8)
-        align = 4 if tys[0].dtype == types.float32 else 8
-        vty = ir.VectorType(fty, L)
-        vptr = vty.as_pointer()
-
-        def data(i):
-            return context.make_array(tys[i])(context, builder, args[i]).data
-
-        def integer(i):
-            return context.cast(builder, args[i], tys[i], types.intp)
+        vty, align = vector_type(context, tys[0].dtype)
+        L = vty.count
 
         shift = 3 if residual else 0  # (r, r0, rstep) after relu
-        py, pbias, pb, pv = data(0), data(3), data(6 + shift), data(11 + shift)
-        a0_, astep_, c0_ = integer(1), integer(2), integer(4)
-        b0_, bp_, bi_, bk_, v0_, vi_, vk_, I_, K_ = (integer(i + shift) for i in (7, 8, 9, 10, 12, 13, 14, 15, 16))
+        py, pbias, pb, pv = arguments(context, builder, signature, args, (0, 3, 6 + shift, 11 + shift))
+        a0_, astep_, c0_ = arguments(context, builder, signature, args, (1, 2, 4))
+        b0_, bp_, bi_, bk_, v0_, vi_, vk_, I_, K_ = arguments(context, builder, signature, args,
+                                                              [i + shift for i in (7, 8, 9, 10, 12, 13, 14, 15, 16)])
         if residual:
-            pr, r0_, rstep_ = data(6), integer(7), integer(8)
-        intp = context.get_value_type(types.intp)
-
-        def const(n):
-            return ir.Constant(intp, n)
+            pr, r0_, rstep_ = arguments(context, builder, signature, args, (6, 7, 8))
 
         def vec_at(ptr, index):
-            return builder.bitcast(builder.gep(ptr, [index]), vptr)
+            return vector_at(builder, ptr, index, vty)
 
-        name = f"llvm.fma.v{L}f{32 if align == 4 else 64}"
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
-        zeros = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
-        undef = ir.Constant(vty, ir.Undefined)
-        zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * L)
-        slots = []
-        for p in range(P):
-            for j in range(NV):
-                slot = cgutils.alloca_once(builder, vty)
-                builder.store(zero, slot)
-                slots.append(slot)
-        with cgutils.for_range(builder, I_) as outer:
-            vrow = builder.add(v0_, builder.mul(outer.index, vi_))
-            brow = builder.add(b0_, builder.mul(outer.index, bi_))
-            with cgutils.for_range(builder, K_) as loop:
-                k = loop.index
-                vbase = builder.add(vrow, builder.mul(k, vk_))
-                vs = [builder.load(vec_at(pv, builder.add(vbase, const(j * L))), align=align) for j in range(NV)]
-                bbase = builder.add(brow, builder.mul(k, bk_))
-                for p in range(P):
-                    s = builder.load(builder.gep(pb, [builder.add(bbase, builder.mul(bp_, const(p)))]))
-                    splat = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)),
-                                                   undef, zeros)
-                    for j in range(NV):
-                        slot = slots[p * NV + j]
-                        builder.store(builder.call(fma, [splat, vs[j], builder.load(slot)]), slot)
+        zero = zero_vector(vty)
+        slots = zeroed_accumulators(builder, vty, P * NV)
+        tile_sum(builder, slots, P, pb, b0_, bp_, bi_, bk_, pv, v0_, vi_, vk_, I_, K_, vty, align)
         biases = [builder.load(vec_at(pbias, builder.add(c0_, const(j * L))), align=align) for j in range(NV)]
         relu_ = context.cast(builder, args[5], tys[5], types.boolean)
         for p in range(P):

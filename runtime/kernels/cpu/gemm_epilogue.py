@@ -27,8 +27,9 @@ from numba import njit, prange
 
 from .activation import RELU
 from .epilogue import NONE, row_span
-from .fused_tile import VECTOR_BYTES, make_tile
+from .fused_tile import make_tile
 from .im2col import im2col
+from .llvm_vectors import VECTOR_BYTES
 
 TILE_P = 6
 TILE_V = 2

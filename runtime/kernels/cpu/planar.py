@@ -36,14 +36,14 @@ slices), copying the image 0.05.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .blocked import _HO, _HP, _KH, _KW, _N, _O, _SH, _WO, _WP, _pad_image, _tile_1x2, _tile_4x2, _tile_6x2
-
-_VECTOR_BYTES = 32  # AVX2
+from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
+from .llvm_vectors import (arguments, const, fma_function, loaded_accumulators, store_accumulators, vector_at,
+                           vector_type)
 
 
 def _make_dot_tile(R: int, S: int):
@@ -63,39 +63,16 @@ def _make_dot_tile(R: int, S: int):
         sig = types.none(acc, a0, ar, b, b0, br, v, v0, K)
 
         def codegen(context, builder, signature, args):
-            tys = signature.args
-            double = tys[0].dtype == types.float64
-            L = _VECTOR_BYTES // (8 if double else 4)
-            align = 8 if double else 4
-            vty = ir.VectorType(context.get_value_type(tys[0].dtype), L)
-            vptr = vty.as_pointer()
-            intp = context.get_value_type(types.intp)
-
-            def data(i):
-                return context.make_array(tys[i])(context, builder, args[i]).data
-
-            def integer(i):
-                return context.cast(builder, args[i], tys[i], types.intp)
-
-            def const(n):
-                return ir.Constant(intp, n)
+            vty, align = vector_type(context, signature.args[0].dtype)
+            L = vty.count
 
             def vec_at(ptr, index):
-                return builder.bitcast(builder.gep(ptr, [index]), vptr)
+                return vector_at(builder, ptr, index, vty)
 
-            pa, pb, pv = data(0), data(3), data(6)
-            a0_, ar_, b0_, br_, v0_, K_ = (integer(i) for i in (1, 2, 4, 5, 7, 8))
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
-                                                 f"llvm.fma.v{L}f{64 if double else 32}")
-            slots, addresses = [], []
-            for r in range(R):
-                row = builder.add(a0_, builder.mul(ar_, const(r)))
-                for s in range(S):
-                    slot = cgutils.alloca_once(builder, vty)
-                    address = vec_at(pa, builder.add(row, const(s * L)))
-                    builder.store(builder.load(address, align=align), slot)
-                    slots.append(slot)
-                    addresses.append(address)
+            pa, pb, pv = arguments(context, builder, signature, args, (0, 3, 6))
+            a0_, ar_, b0_, br_, v0_, K_ = arguments(context, builder, signature, args, (1, 2, 4, 5, 7, 8))
+            fma = fma_function(builder, vty)
+            slots, addresses = loaded_accumulators(builder, pa, a0_, ar_, R, S, vty, align)
             with cgutils.for_range(builder, K_) as loop:
                 step = builder.mul(loop.index, const(L))
                 bs = [builder.load(vec_at(pb, builder.add(builder.add(b0_, builder.mul(br_, const(r))), step)),
@@ -106,8 +83,7 @@ def _make_dot_tile(R: int, S: int):
                     for r in range(R):
                         slot = slots[r * S + s]
                         builder.store(builder.call(fma, [bs[r], vs, builder.load(slot)]), slot)
-            for slot, address in zip(slots, addresses):
-                builder.store(builder.load(slot), address, align=align)
+            store_accumulators(builder, slots, addresses, align)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -135,19 +111,15 @@ def _make_store_transposed(P: int):
         sig = types.none(acc, a0, astep, y, y0, ystep, lanes)
 
         def codegen(context, builder, signature, args):
-            tys = signature.args
-            intp = context.get_value_type(types.intp)
-            pa = context.make_array(tys[0])(context, builder, args[0]).data
-            py = context.make_array(tys[3])(context, builder, args[3]).data
-            a0_, astep_, y0_, ystep_, lanes_ = (context.cast(builder, args[i], tys[i], types.intp)
-                                                for i in (1, 2, 4, 5, 6))
+            pa, py = arguments(context, builder, signature, args, (0, 3))
+            a0_, astep_, y0_, ystep_, lanes_ = arguments(context, builder, signature, args, (1, 2, 4, 5, 6))
             with cgutils.for_range(builder, lanes_) as loop:
                 j = loop.index
                 src = builder.add(a0_, j)
                 dst = builder.add(y0_, builder.mul(j, ystep_))
                 for p in range(P):
-                    value = builder.load(builder.gep(pa, [builder.add(src, builder.mul(astep_, ir.Constant(intp, p)))]))
-                    builder.store(value, builder.gep(py, [builder.add(dst, ir.Constant(intp, p))]))
+                    value = builder.load(builder.gep(pa, [builder.add(src, builder.mul(astep_, const(p)))]))
+                    builder.store(value, builder.gep(py, [builder.add(dst, const(p))]))
             return context.get_dummy_value()
 
         return sig, codegen

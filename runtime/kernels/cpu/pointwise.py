@@ -30,13 +30,14 @@ same process): 1x1 layers 1.04-1.55x (N = 16-256; about even at 384); Winograd's
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .blocked import _VECTOR_BYTES
 from .epilogue import row_span
+from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
+from .llvm_vectors import (arguments, broadcast_fmas, const, fma_function, vector_at, vector_type, zero_vector,
+                           zeroed_accumulators)
 
 #: Rows of A per register tile (6 x 2 vectors: 12 accumulators, 2 weight vectors, 1 broadcast of
 #: AVX2's 16 registers).
@@ -67,49 +68,20 @@ def _make_gemm_tile(P: int, NV: int):
         sig = types.none(a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy)
 
         def codegen(context, builder, signature, args):
-            tys = signature.args
-            single = tys[0].dtype == types.float32
-            fty = context.get_value_type(tys[0].dtype)
-            L = _VECTOR_BYTES // (4 if single else 8)
-            align = 4 if single else 8
+            vty, align = vector_type(context, signature.args[0].dtype)
+            L = vty.count
             W = NV * L
-            vty = ir.VectorType(fty, L)
-            vptr = vty.as_pointer()
-            intp = context.get_value_type(types.intp)
-
-            def data(i):
-                return context.make_array(tys[i])(context, builder, args[i]).data
-
-            def integer(i):
-                return context.cast(builder, args[i], tys[i], types.intp)
-
-            def const(n):
-                return ir.Constant(intp, n)
-
-            pa, pv, pbias, py = data(0), data(5), data(8), data(11)
-            a0_, lda_, ai_, I_, v0_, K_, n0_, relu_, y0_, ldy_ = (integer(i) for i in (1, 2, 3, 4, 6, 7, 9, 10, 12, 13))
-            name = f"llvm.fma.v{L}f{32 if single else 64}"
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
-            zeros = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
-            undef = ir.Constant(vty, ir.Undefined)
-            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * L)
-            slots = []
-            for _ in range(P * NV):
-                slot = cgutils.alloca_once(builder, vty)
-                builder.store(zero, slot)
-                slots.append(slot)
+            pa, pv, pbias, py = arguments(context, builder, signature, args, (0, 5, 8, 11))
+            a0_, lda_, ai_, I_, v0_, K_, n0_, relu_, y0_, ldy_ = arguments(context, builder, signature, args,
+                                                                           (1, 2, 3, 4, 6, 7, 9, 10, 12, 13))
+            fma = fma_function(builder, vty)
+            zero = zero_vector(vty)
+            slots = zeroed_accumulators(builder, vty, P * NV)
 
             def step(rows, panel, k):
                 vbase = builder.gep(panel, [builder.mul(k, const(W))])
-                vs = [builder.load(builder.bitcast(builder.gep(vbase, [const(j * L)]), vptr), align=align)
-                      for j in range(NV)]
-                for p in range(P):
-                    s = builder.load(builder.gep(rows[p], [k]))
-                    splat = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)),
-                                                   undef, zeros)
-                    for j in range(NV):
-                        slot = slots[p * NV + j]
-                        builder.store(builder.call(fma, [splat, vs[j], builder.load(slot)]), slot)
+                vs = [builder.load(vector_at(builder, vbase, const(j * L), vty), align=align) for j in range(NV)]
+                broadcast_fmas(builder, fma, slots, vs, lambda p: builder.gep(rows[p], [k]))
 
             blocks = builder.sdiv(K_, const(UNROLL))
             with cgutils.for_range(builder, I_) as outer:
@@ -124,15 +96,14 @@ def _make_gemm_tile(P: int, NV: int):
                     step(rows, panel, k)
             is_relu = builder.icmp_signed("!=", relu_, const(0))
             for j in range(NV):
-                address = builder.bitcast(builder.gep(pbias, [builder.add(n0_, const(j * L))]), vptr)
-                b = builder.load(address, align=align)
+                b = builder.load(vector_at(builder, pbias, builder.add(n0_, const(j * L)), vty), align=align)
                 for p in range(P):
                     value = builder.fadd(builder.load(slots[p * NV + j]), b)
                     # relu as relu_forward: zero unless v > 0 or v is NaN (ordered v <= 0)
                     clipped = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
                     value = builder.select(is_relu, clipped, value)
                     offset = builder.add(y0_, builder.add(builder.mul(ldy_, const(p)), const(j * L)))
-                    builder.store(value, builder.bitcast(builder.gep(py, [offset]), vptr), align=align)
+                    builder.store(value, vector_at(builder, py, offset, vty), align=align)
             return context.get_dummy_value()
 
         return sig, codegen

@@ -31,8 +31,8 @@ from numba import njit, prange
 from .activation import RELU
 from .blocked import _C, _H, _HO, _HP, _KH, _KW, _N, _O, _PL, _PT, _SH, _SW, _W, _WO, _WP, blocked_geometry
 from .epilogue import NONE
-from .fused_tile import VECTOR_BYTES as _VECTOR_BYTES
 from .fused_tile import make_tile
+from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
 
 #: Pixels per tile, and vectors of output channels per tile (VO = TILE_V * L channels).
 TILE_P = 6
