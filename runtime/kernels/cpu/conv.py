@@ -75,6 +75,7 @@ from .blocked_wide import weight_scratch_size as wide_weight_size
 from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
+from .pointwise import stacked_panels_into
 from .planar import planar_forward, planar_weight_grad, planar_weight_sizes
 from .winograd import transform_weight_into, winograd_forward, winograd_weight_grad
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
@@ -153,7 +154,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
                 bias_activation(y2, None, activation)
         elif plan.winograd_forward and (keep or ws.winograd):
             u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype))
-            winograd_forward(x, u, bias, plan.pads, out, ws, activation)
+            winograd_forward(x, u, bias, plan.pads, out, ws, activation, panels=_winograd_panels(u, ws))
         elif plan.planar and (keep or ws.blocked) and out.flags.c_contiguous:
             scratch, _ = _blocked_scratch(plan, ws, x.dtype)
             has_bias = bias is not None
@@ -290,7 +291,8 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 # dx = conv(dy padded by 2 - p, the turned weight with in and out channels swapped)
                 u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype), flip=True)
                 (pt, pb), (pl, pr) = plan.pads
-                winograd_forward(dy, u, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), dx, ws)
+                winograd_forward(dy, u, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), dx, ws,
+                                 panels=_winograd_panels(u, ws))
             if plan.winograd_weight and dweight is not None:
                 winograd_weight_grad(x, dy, plan.pads, dweight, ws)
                 dweight = None
@@ -300,6 +302,11 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if previous:
                 numba.set_num_threads(previous)
     return dx, dweight, dbias
+
+
+def _winograd_panels(u, ws):
+    """U packed for pointwise.py's tile, so that Winograd's 16 GEMMs run in Numba's pool, not OpenBLAS's."""
+    return stacked_panels_into(u, ws.get("winograd_panels", u.size, u.dtype))
 
 
 def _direct_scratch(plan, ws, dtype):

@@ -245,6 +245,18 @@ def stacked_panels(transformed: np.ndarray) -> np.ndarray:
     return np.concatenate([pack_panels(np.ascontiguousarray(plane.T)) for plane in transformed])
 
 
+def stacked_panels_into(transformed: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """:func:`stacked_panels` of U (planes, C, O) into ``out`` (U.size elements) when O is whole panels (no
+    allocation: training packs the weight every step); otherwise stacked_panels' own array."""
+    planes, k, n = transformed.shape
+    width = panel_width(transformed.dtype)
+    if n % width:
+        return stacked_panels(transformed)
+    packed = out[: transformed.size].reshape(planes, n // width, k, width)
+    np.copyto(packed, transformed.reshape(planes, k, n // width, width).transpose(0, 2, 1, 3))
+    return packed.reshape(-1)
+
+
 def stacked_gemm(a: np.ndarray, aplane: int, panels: np.ndarray, y: np.ndarray, yplane: int, planes: int, M: int,
                  N: int, K: int, zeros: np.ndarray, scratch: np.ndarray) -> None:
     """y plane q (M, N, at q*yplane, flat) = a plane q (M, K, at q*aplane) times B_q, given as

@@ -5,7 +5,8 @@ and above one panel (16 float32 columns, 8 float64: partial panels, half-width l
 below and not a multiple of the unrolled k step, an output that is a channel slice of a wider
 array (a concat buffer),
 relu or none, a missing bias, NaN passing through relu, and more threads' rows than rows; and
-Winograd's 16 stacked GEMMs on the same tile (winograd_forward's ``panels``).
+Winograd's 16 stacked GEMMs on the same tile (winograd_forward's ``panels``), and training's
+in-place packing of them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace
 from cnnlang.runtime.kernels.cpu.epilogue import RELU
 from cnnlang.runtime.kernels.cpu.pointwise import (
-    ROWS, pack_panels, padded_bias, panel_width, pointwise_forward, stacked_panels, takes,
+    ROWS, pack_panels, padded_bias, panel_width, pointwise_forward, stacked_panels, stacked_panels_into,
+    takes,
 )
 from cnnlang.runtime.kernels.cpu.winograd import transform_weight, winograd_forward
 
@@ -99,3 +101,12 @@ def test_winograd_gemms_on_the_tile(dtype, cout):
                    for i in range(3) for j in range(3)) + bias
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, np.maximum(expected, 0), rtol=tolerance, atol=tolerance * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cout", [5, 16, 24, 32])
+def test_stacked_panels_into_matches_stacked_panels(dtype, cout):
+    """Training's packing into a reused buffer: the same panels as stacked_panels, whole panels or not."""
+    u = np.random.default_rng(cout).standard_normal((16, 7, cout)).astype(dtype)
+    buffer = np.full(u.size, np.nan, dtype)
+    np.testing.assert_array_equal(stacked_panels_into(u, buffer), stacked_panels(u))

@@ -68,6 +68,7 @@ CASES = [
     (1, 3, 3, 2, 2, ((0, 0), (0, 0))),  # a 1x1 output
     (1, 1, 1, 3, 2, ((1, 1), (1, 1))),  # the whole input is one pixel
     (3, 11, 13, 7, 9, ((2, 1), (0, 3))),
+    (2, 6, 6, 8, 16, ((1, 1), (1, 1))),  # whole panels both ways: training packs U in place (stacked_panels_into)
 ]
 
 
