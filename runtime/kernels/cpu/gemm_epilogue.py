@@ -90,13 +90,14 @@ def bind_columns(x: np.ndarray, wcol: np.ndarray, bias: np.ndarray | None, y2: n
     return run
 
 
-#: The inference 1x1 convs this kernel takes (``pointwise_applies``): at least this many pixels
+#: The inference convs this kernel takes (``pointwise_applies``): at least this many output pixels
 #: (images x height x width). Measured at batch 8 (one thread, CPU time, against OpenBLAS's GEMM
-#: and epilogue.py's pass): 56x56 layers 1.07-1.77x, 28x28 1.09-1.18x, 14x14 0.98-1.03x, 7x7
-#: (392 pixels, C or O 2048) 0.94-1.04x. On im2col's columns (bind_columns) against im2col +
-#: GEMM + epilogue: ResNet-50's stride-2 3x3 convs 1.11x (56 -> 28) and 1.05x (28 -> 14), its
-#: stride-2 1x1 shortcuts 1.09x and 1.05x, but 0.70x at 14 -> 7 (392 pixels).
-POINTWISE_MIN_PIXELS = 1024
+#: and epilogue.py's pass): 56x56 layers 1.07-1.77x, 28x28 1.09-1.18x, 14x14 0.98-1.03x; 7x7
+#: (392 pixels, C or O 2048) 0.97-1.03x, taken since the whole of ResNet-50 then runs in Numba's
+#: pool: with two threads on a loaded machine OpenBLAS's layers stalled (its 7x7 stride-2 3x3 conv
+#: 116-163 ms against 22 ms on one thread). Fewer pixels (batch 1's 7x7 and 14x14 maps) stay with
+#: OpenBLAS, as small convs do (serial.py).
+POINTWISE_MIN_PIXELS = 256
 
 
 def pointwise_applies(pixels: int, kind: int) -> bool:

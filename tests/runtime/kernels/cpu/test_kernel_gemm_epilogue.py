@@ -96,7 +96,8 @@ def test_close_to_the_gemm_path_and_relu_keeps_nan():
 
 def test_the_rule():
     assert pointwise_applies(8 * 56 * 56, RELU) and pointwise_applies(8 * 14 * 14, NONE)
-    assert not pointwise_applies(8 * 7 * 7, RELU)  # few pixels: OpenBLAS measured as fast
+    assert pointwise_applies(8 * 7 * 7, RELU)  # ResNet-50's last stage at batch 8: no hand-off to OpenBLAS
+    assert not pointwise_applies(7 * 7, RELU)  # few pixels: OpenBLAS's serial GEMM
     assert not pointwise_applies(8 * 56 * 56, TANH)  # epilogue.py's
 
 
