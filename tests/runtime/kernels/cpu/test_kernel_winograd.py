@@ -293,3 +293,35 @@ def test_the_training_rule():
     for p in (plan(2, 512, 512), plan(32, 8, 16), plan(32, 16, 16, k=5, pad=2), plan(32, 16, 32, stride=2),
               plan(32, 32, 32, pad=3)):
         assert paths(p)[:3] == (False, False, False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cin", [16, 12])
+def test_input_gradient_reuses_the_forward_u_only_for_its_weight(dtype, cin):
+    """After a training forward, dx's U is the forward's, its planes permuted and transposed (conv.py's
+    _turned_panels), where the input channels are whole panels (16: yes; 12: no, the turned weight is
+    transformed): the same dx as transforming the turned weight, and only for the weight the forward had."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 8, 8, cin)).astype(dtype)
+    weight, other = (rng.standard_normal((32, cin, 3, 3)).astype(dtype) for _ in range(2))
+    dy = rng.standard_normal((2, 8, 8, 32)).astype(dtype)
+    y = np.empty(dy.shape, dtype)
+    args = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+
+    def dx_of(w, ws, kept):
+        dx = np.full(x.shape, np.nan, dtype)
+        conv2d_backward(x, w, dy, *args, dx, None, None, ws, kept=kept)
+        return dx
+
+    fresh = dx_of(weight, ConvWorkspace(winograd=True), kept=False)  # the turned weight transformed
+    np.testing.assert_allclose(fresh, reference_grads(x, weight, dy, ((1, 1), (1, 1)))[0],
+                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+    ws = ConvWorkspace(winograd=True)
+    conv2d_forward(x, weight, None, *args, y, ws, keep=True)
+    assert ws.kept_u_for is not None
+    # float32: bitwise (U's float64 sums are exact on float32 values and rounded once); float64: to its rounding
+    tol = 1e-12 if dtype == np.float64 else 0
+    np.testing.assert_allclose(dx_of(weight, ws, kept=True), fresh, rtol=tol, atol=tol)
+    # another weight: its own U, not the forward's
+    conv2d_forward(x, weight, None, *args, y, ws, keep=True)
+    np.testing.assert_array_equal(dx_of(other, ws, kept=True), dx_of(other, ConvWorkspace(winograd=True), kept=False))
