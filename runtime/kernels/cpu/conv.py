@@ -77,7 +77,7 @@ from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
 from .pointwise import panel_width, stacked_panels_into
 from .planar import planar_forward, planar_weight_grad, planar_weight_sizes
-from .winograd import transform_weight_into, winograd_forward, winograd_weight_grad
+from .winograd import padded_u_size, transform_weight_into, winograd_forward, winograd_weight_grad
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
     COL_BUDGET,
     DEFAULT_WORKSPACE,
@@ -153,7 +153,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
             if activation != NONE:
                 bias_activation(y2, None, activation)
         elif plan.winograd_forward and (keep or ws.winograd):
-            u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype))
+            u = transform_weight_into(weight, ws.get("winograd_u", padded_u_size(weight.size), x.dtype), padded=True)
             winograd_forward(x, u, bias, plan.pads, out, ws, activation, panels=_winograd_panels(u, ws))
             # U stays in the workspace: the input gradient's is a permutation of it (_turned_panels)
             ws.kept_u_for = _kept_key(weight, plan) if keep else None
@@ -292,17 +292,17 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 _blocked_input_grad(dy, weight, dx, plan, ws)
             if plan.winograd_dx and dx is not None and not wide_dx:
                 # dx = conv(dy padded by 2 - p, the turned weight with in and out channels swapped)
-                u = ws.get("winograd_u", 16 * weight.size // 9, x.dtype)
+                buffer = ws.get("winograd_u", padded_u_size(weight.size), x.dtype)
                 panels = None
                 if kept and ws.kept_u_for == _kept_key(weight, plan):
-                    panels = _turned_panels(u.reshape(16, plan.C, O), ws)
+                    planes = buffer.reshape(16, -1)[:, : weight.size // 9]
+                    panels = _turned_panels(planes.reshape(16, plan.C, O), ws)
+                    u = planes.reshape(16, O, plan.C)  # (with panels, winograd_forward reads only its shape)
                 if panels is None:
-                    u = transform_weight_into(weight, u, flip=True)
+                    u = transform_weight_into(weight, buffer, flip=True, padded=True)
                     panels = _winograd_panels(u, ws)
                 (pt, pb), (pl, pr) = plan.pads
-                # (with panels, winograd_forward reads only the shape of its U)
-                winograd_forward(dy, u.reshape(16, O, plan.C), None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), dx, ws,
-                                 panels=panels)
+                winograd_forward(dy, u, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), dx, ws, panels=panels)
             if plan.winograd_weight and dweight is not None:
                 winograd_weight_grad(x, dy, plan.pads, dweight, ws)
                 dweight = None

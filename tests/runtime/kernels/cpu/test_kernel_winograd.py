@@ -12,7 +12,8 @@ import pytest
 
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, SIGMOID, TANH
-from cnnlang.runtime.kernels.cpu.winograd import matrices, transform_weight, transform_weight_into, winograd_forward
+from cnnlang.runtime.kernels.cpu.winograd import (matrices, padded_u_size, transform_weight, transform_weight_into,
+                                                  winograd_forward)
 
 ACTIVATIONS = {NONE: lambda y: y, RELU: lambda y: np.maximum(y, 0), TANH: np.tanh, SIGMOID: lambda y: 1 / (1 + np.exp(-y))}
 
@@ -259,6 +260,13 @@ def test_transform_weight_into_matches_the_reference_turned_and_not():
     turned = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     np.testing.assert_array_equal(transform_weight_into(weight, np.empty(16 * 15, np.float32), flip=True),
                                   reference_u(turned).astype(np.float32))
+    # padded: the same planes, each padded_u_size / 16 elements from the last, the gaps untouched
+    for flip, want in ((False, reference_u(weight)), (True, reference_u(turned))):
+        out = np.full(padded_u_size(weight.size), np.inf, np.float32)
+        u = transform_weight_into(weight, out, flip=flip, padded=True)
+        np.testing.assert_array_equal(u, want.reshape(u.shape).astype(np.float32))
+        assert u.strides[0] == out.size // 16 * 4 > 15 * 4
+        assert np.isinf(out.reshape(16, -1)[:, 15:]).all()
 
 
 def test_transform_weight_rounds_once_to_the_asked_dtype():
