@@ -322,7 +322,7 @@ _TURNED_PLANES = [4 * (3 - i if i in (0, 3) else i) + (3 - j if j in (0, 3) else
 def _turned_panels(u, ws):
     """The input gradient's U, packed for pointwise.py's tile, from the forward's U (16, C, O) still in the
     workspace: its planes permuted and transposed in one copy each, instead of transforming the turned weight
-    again (one thread, CPU time, resnet20's 64-channel 8x8 dx at batch 64: 2.64-2.70 -> 2.51-2.54 ms). The same
+    again (one thread, CPU time, resnet20's 64-channel 8x8 dx at batch 64: 2.71-2.74 -> 2.63-2.64 ms). The same
     U but for the order of the transform's float64 sums (in float32 bitwise, as tested). None where the input
     channels are not whole panels (stacked_panels_into's own layout then)."""
     planes, C, O = u.shape
