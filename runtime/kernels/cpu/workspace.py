@@ -187,6 +187,8 @@ class ConvWorkspace:
         self.keep_budget = KEEP_BUDGET
         #: (address, shape) of the x whose columns the "kept" buffer holds, or None
         self.kept_for: tuple | None = None
+        #: (address, shape) of the weight whose Winograd U the "winograd_u" buffer holds (a training forward), or None
+        self.kept_u_for: tuple | None = None
         self.budget = COL_BUDGET if budget is None else budget
         self.min_pixels = MIN_CHUNK_PIXELS if min_pixels is None else min_pixels
         self._bufs: dict[tuple[str, str], np.ndarray] = {}

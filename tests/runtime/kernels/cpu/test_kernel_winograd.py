@@ -12,7 +12,8 @@ import pytest
 
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, SIGMOID, TANH
-from cnnlang.runtime.kernels.cpu.winograd import matrices, transform_weight, transform_weight_into, winograd_forward
+from cnnlang.runtime.kernels.cpu.winograd import (matrices, padded_u_size, transform_weight, transform_weight_into,
+                                                  winograd_forward)
 
 ACTIVATIONS = {NONE: lambda y: y, RELU: lambda y: np.maximum(y, 0), TANH: np.tanh, SIGMOID: lambda y: 1 / (1 + np.exp(-y))}
 
@@ -259,6 +260,13 @@ def test_transform_weight_into_matches_the_reference_turned_and_not():
     turned = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     np.testing.assert_array_equal(transform_weight_into(weight, np.empty(16 * 15, np.float32), flip=True),
                                   reference_u(turned).astype(np.float32))
+    # padded: the same planes, each padded_u_size / 16 elements from the last, the gaps untouched
+    for flip, want in ((False, reference_u(weight)), (True, reference_u(turned))):
+        out = np.full(padded_u_size(weight.size), np.inf, np.float32)
+        u = transform_weight_into(weight, out, flip=flip, padded=True)
+        np.testing.assert_array_equal(u, want.reshape(u.shape).astype(np.float32))
+        assert u.strides[0] == out.size // 16 * 4 > 15 * 4
+        assert np.isinf(out.reshape(16, -1)[:, 15:]).all()
 
 
 def test_transform_weight_rounds_once_to_the_asked_dtype():
@@ -293,3 +301,35 @@ def test_the_training_rule():
     for p in (plan(2, 512, 512), plan(32, 8, 16), plan(32, 16, 16, k=5, pad=2), plan(32, 16, 32, stride=2),
               plan(32, 32, 32, pad=3)):
         assert paths(p)[:3] == (False, False, False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cin", [16, 12])
+def test_input_gradient_reuses_the_forward_u_only_for_its_weight(dtype, cin):
+    """After a training forward, dx's U is the forward's, its planes permuted and transposed (conv.py's
+    _turned_panels), where the input channels are whole panels (16: yes; 12: no, the turned weight is
+    transformed): the same dx as transforming the turned weight, and only for the weight the forward had."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 8, 8, cin)).astype(dtype)
+    weight, other = (rng.standard_normal((32, cin, 3, 3)).astype(dtype) for _ in range(2))
+    dy = rng.standard_normal((2, 8, 8, 32)).astype(dtype)
+    y = np.empty(dy.shape, dtype)
+    args = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+
+    def dx_of(w, ws, kept):
+        dx = np.full(x.shape, np.nan, dtype)
+        conv2d_backward(x, w, dy, *args, dx, None, None, ws, kept=kept)
+        return dx
+
+    fresh = dx_of(weight, ConvWorkspace(winograd=True), kept=False)  # the turned weight transformed
+    np.testing.assert_allclose(fresh, reference_grads(x, weight, dy, ((1, 1), (1, 1)))[0],
+                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+    ws = ConvWorkspace(winograd=True)
+    conv2d_forward(x, weight, None, *args, y, ws, keep=True)
+    assert ws.kept_u_for is not None
+    # float32: bitwise (U's float64 sums are exact on float32 values and rounded once); float64: to its rounding
+    tol = 1e-12 if dtype == np.float64 else 0
+    np.testing.assert_allclose(dx_of(weight, ws, kept=True), fresh, rtol=tol, atol=tol)
+    # another weight: its own U, not the forward's
+    conv2d_forward(x, weight, None, *args, y, ws, keep=True)
+    np.testing.assert_array_equal(dx_of(other, ws, kept=True), dx_of(other, ConvWorkspace(winograd=True), kept=False))
