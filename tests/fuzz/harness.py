@@ -253,7 +253,7 @@ def inputs() -> st.SearchStrategy[bytes]:
 def fuzz(seconds: float, report=print) -> dict:
     """Try inputs for ``seconds``; save each one that breaks the invariant in the corpus."""
     worker = Worker()
-    stats = {"inputs": 0, "crashers": []}
+    stats = {"inputs": 0, "crashers": [], "problems": {}}
     with tempfile.TemporaryDirectory(prefix="cnnlang-fuzz-") as folder:
 
         @settings(database=None, deadline=None, suppress_health_check=list(HealthCheck))
@@ -264,6 +264,7 @@ def fuzz(seconds: float, report=print) -> dict:
             if problems:
                 saved = save_crasher(source, problems)
                 stats["crashers"].append(str(saved))
+                stats["problems"][saved.name] = problems
                 report(f"crasher {saved.name}: {problems}")
 
         started = time.monotonic()
