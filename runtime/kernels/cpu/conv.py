@@ -26,7 +26,7 @@ Algorithm (chosen by measurement, see ``benchmarks/bench_conv.py``):
 Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the numbers):
 
 * 3x3, stride 1, undilated, ungrouped, with at least 16 channels each side and an output of at least
-  8x8 (4x4 for the forward; the rule in workspace.py): Winograd F(2x2, 3x3) (winograd.py) for the forward (``keep=True``
+  4x4 (the rule in workspace.py): Winograd F(2x2, 3x3) (winograd.py) for the forward (``keep=True``
   only: inference keeps the choice of the ``winograd`` pass), the input gradient (the forward's
   Winograd conv of dy, padded by 2 - p, with the filters turned by 180 degrees and their channels
   swapped) and, from 32 channels, the weight gradient in the Winograd domain. 2.25x fewer
@@ -77,7 +77,8 @@ from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
 from .pointwise import stacked_panels_into
 from .planar import planar_forward, planar_weight_grad, planar_weight_sizes
-from .winograd import transform_weight_into, winograd_forward, winograd_weight_grad
+from .winograd import (panel_scratch_size, transform_weight_into, transform_weight_panels_into, winograd_forward,
+                       winograd_weight_grad)
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
     COL_BUDGET,
     DEFAULT_WORKSPACE,
@@ -153,8 +154,8 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
             if activation != NONE:
                 bias_activation(y2, None, activation)
         elif plan.winograd_forward and (keep or ws.winograd):
-            u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype))
-            winograd_forward(x, u, bias, plan.pads, out, ws, activation, panels=_winograd_panels(u, ws))
+            u, panels = _winograd_weight(weight, ws, flip=False)
+            winograd_forward(x, u, bias, plan.pads, out, ws, activation, panels=panels)
         elif plan.planar and (keep or ws.blocked) and out.flags.c_contiguous:
             scratch, _ = _blocked_scratch(plan, ws, x.dtype)
             has_bias = bias is not None
@@ -289,10 +290,9 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 _blocked_input_grad(dy, weight, dx, plan, ws)
             if plan.winograd_dx and dx is not None and not wide_dx:
                 # dx = conv(dy padded by 2 - p, the turned weight with in and out channels swapped)
-                u = transform_weight_into(weight, ws.get("winograd_u", 16 * weight.size // 9, x.dtype), flip=True)
+                u, panels = _winograd_weight(weight, ws, flip=True)
                 (pt, pb), (pl, pr) = plan.pads
-                winograd_forward(dy, u, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), dx, ws,
-                                 panels=_winograd_panels(u, ws))
+                winograd_forward(dy, u, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), dx, ws, panels=panels)
             if plan.winograd_weight and dweight is not None:
                 winograd_weight_grad(x, dy, plan.pads, dweight, ws)
                 dweight = None
@@ -304,9 +304,17 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
     return dx, dweight, dbias
 
 
-def _winograd_panels(u, ws):
-    """U packed for pointwise.py's tile, so that Winograd's 16 GEMMs run in Numba's pool, not OpenBLAS's."""
-    return stacked_panels_into(u, ws.get("winograd_panels", u.size, u.dtype))
+def _winograd_weight(weight, ws, flip):
+    """(U or None, U packed for pointwise.py's tile), so that Winograd's 16 GEMMs run in Numba's pool, not
+    OpenBLAS's. Where the GEMMs' N is whole panels, the transform writes the panels directly (no U): one pass over
+    the weight instead of two (ResNet-18 CIFAR's 512 x 512 weight, one thread, CPU time: see winograd.py)."""
+    size = 16 * weight.size // 9
+    scratch = ws.get("winograd_gtaps", panel_scratch_size(weight.shape, flip), np.dtype(np.float64))
+    panels = transform_weight_panels_into(weight, ws.get("winograd_panels", size, weight.dtype), flip, scratch)
+    if panels is not None:
+        return None, panels
+    u = transform_weight_into(weight, ws.get("winograd_u", size, weight.dtype), flip)
+    return u, stacked_panels_into(u, ws.get("winograd_panels", size, weight.dtype))
 
 
 def _direct_scratch(plan, ws, dtype):

@@ -12,7 +12,10 @@ import pytest
 
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, SIGMOID, TANH
-from cnnlang.runtime.kernels.cpu.winograd import matrices, transform_weight, transform_weight_into, winograd_forward
+from cnnlang.runtime.kernels.cpu.pointwise import stacked_panels
+from cnnlang.runtime.kernels.cpu.winograd import (
+    matrices, transform_weight, transform_weight_into, transform_weight_panels_into, winograd_forward,
+)
 
 ACTIVATIONS = {NONE: lambda y: y, RELU: lambda y: np.maximum(y, 0), TANH: np.tanh, SIGMOID: lambda y: 1 / (1 + np.exp(-y))}
 
@@ -203,13 +206,18 @@ def test_training_paths_float64_match_reference(case, monkeypatch):
 
 
 @pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
-def test_training_gradients_match_finite_differences(pads):
+@pytest.mark.parametrize("channels", [(3, 4), (8, 16)])  # (8, 16): whole float64 panels both ways (no U written)
+def test_training_gradients_match_finite_differences(pads, channels):
     from gradcheck import central_difference
 
+    cin, cout = channels
     rng = np.random.default_rng(6)
-    x, weight, bias = rng.standard_normal((2, 5, 6, 3)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    x, weight = rng.standard_normal((2, 5, 6, cin)), rng.standard_normal((cout, cin, 3, 3))
+    if cin > 3:  # He-scaled, so that the loss stays O(10) and the differences' rounding (|L| u / eps) below 1e-9
+        weight *= np.sqrt(2 / (9 * cin))
+    bias = rng.standard_normal(cout)
     ho, wo = 5 + sum(pads[0]) - 2, 6 + sum(pads[1]) - 2
-    r = rng.standard_normal((2, ho, wo, 4))  # L = sum(r * y), so dL/dy = r
+    r = rng.standard_normal((2, ho, wo, cout))  # L = sum(r * y), so dL/dy = r
     ws = ConvWorkspace(winograd=True)
 
     def loss():
@@ -261,6 +269,43 @@ def test_transform_weight_into_matches_the_reference_turned_and_not():
                                   reference_u(turned).astype(np.float32))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("flip", [False, True])
+def test_transform_weight_panels_into_is_the_packed_reference(dtype, flip):
+    """The fused transform + pack equals pointwise.stacked_panels of the float64 reference U (rounded once to
+    float32: exactly), turned and channel-swapped with ``flip``, and bitwise the packed transform_weight_into (the
+    same float64 arithmetic); None (nothing written) where the GEMMs' N is not whole panels."""
+    rng = np.random.default_rng(10)
+    width = 32 // np.dtype(dtype).itemsize
+    weight = rng.standard_normal((2 * width, 3 * width // 2, 3, 3)).astype(dtype)  # N = 2 or 1.5 panels
+    turned = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    out = np.full(16 * weight.shape[0] * weight.shape[1], np.nan, dtype)
+    got = transform_weight_panels_into(turned if flip else weight, out, flip)
+    # with flip the transform turns ``turned`` back: the forward weight's U, channels (Cin, Cout) -> (Cout, Cin)
+    expected = stacked_panels(reference_u(weight).astype(dtype))
+    if dtype == np.float32:
+        np.testing.assert_array_equal(got, expected)
+    else:  # (the einsum sums in another order)
+        np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-14)
+    source = turned if flip else weight
+    unfused = transform_weight_into(source, np.empty(out.size, dtype), flip)
+    np.testing.assert_array_equal(got, stacked_panels(unfused))
+    assert transform_weight_panels_into(weight if flip else turned, out, flip) is None
+
+
+def test_forward_on_panels_without_u_matches_forward_with_u():
+    rng = np.random.default_rng(11)
+    x, weight = rng.standard_normal((2, 7, 6, 8)), rng.standard_normal((16, 8, 3, 3))
+    pads = ((1, 1), (1, 1))
+    panels = transform_weight_panels_into(weight, np.empty(16 * 8 * 16))
+    with_u = winograd_forward(x, transform_weight(weight), None, pads, np.empty((2, 7, 6, 16)), panels=panels)
+    without = winograd_forward(x, None, None, pads, np.empty((2, 7, 6, 16)), panels=panels)
+    np.testing.assert_array_equal(without, with_u)
+    assert relative_error(without, reference(x, weight, None, pads, NONE)) < FLOAT64_TOLERANCE
+    with pytest.raises(ValueError):
+        winograd_forward(x, None, None, pads, np.empty((2, 7, 6, 16)))  # neither U nor panels
+
+
 def test_transform_weight_rounds_once_to_the_asked_dtype():
     rng = np.random.default_rng(9)
     weight = rng.standard_normal((4, 3, 3, 3))
@@ -275,7 +320,8 @@ def test_transform_weight_rounds_once_to_the_asked_dtype():
 
 def test_the_training_rule():
     """Default workspaces: Winograd for resnet20's 3x3 stride-1 layers (the weight gradient from 32 channels; the
-    direct kernel keeps 16 x 16; the gradients from 8x8 outputs, the forward from 4x4), not for smaller outputs, other kernels, strides, or paddings over 2.
+    direct kernel keeps 16 x 16; all three from 4x4 outputs), not for smaller outputs, other kernels, strides, or
+    paddings over 2.
     (blocked_wide.py's kernels take precedence where their rule takes a conv: test_kernel_blocked_wide.py.)"""
 
     def plan(h, c, o, k=3, stride=1, pad=1):
@@ -289,7 +335,7 @@ def test_the_training_rule():
     assert paths(plan(32, 16, 16))[:3] == (True, True, False) and plan(32, 16, 16).direct_weight
     assert paths(plan(16, 32, 32))[:3] == (True, True, True)
     assert paths(plan(8, 64, 64))[:3] == (True, True, True)
-    assert paths(plan(4, 512, 512))[:3] == (True, False, False)  # the forward only, from 4x4 outputs
+    assert paths(plan(4, 512, 512))[:3] == (True, True, True)  # from 4x4 outputs
     for p in (plan(2, 512, 512), plan(32, 8, 16), plan(32, 16, 16, k=5, pad=2), plan(32, 16, 32, stride=2),
               plan(32, 32, 32, pad=3)):
         assert paths(p)[:3] == (False, False, False)
