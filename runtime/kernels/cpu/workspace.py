@@ -40,10 +40,11 @@ DIRECT_MIN_WIDTH_PER_TAP = 7
 #: are at least WINOGRAD_MIN_C, the weight gradient (in the Winograd domain) when they are at least
 #: WINOGRAD_WEIGHT_MIN_C (the direct kernel takes 16 x 16 and measured faster); all three only when the output is
 #: at least WINOGRAD_MIN_SIZE pixels each way. Numbers in benchmarks/bench_small_conv.py. ResNet-18 CIFAR's
-#: 512-channel 4x4 layers (batch 64, one thread, best of 5, ms, im2col -> Winograd): forward 54.9 -> 40.4, dx
+#: 512-channel 4x4 layers (batch 64, one thread, wall, best of 5, ms, im2col -> Winograd): forward 54.9 -> 40.4, dx
 #: 54.8 -> 40.4, dW 54.9 -> 33.5, since the weight transforms write the GEMM panels directly and dW's final
 #: transform reads forward (before, its gradients lost and the rule wanted 8x8 for them); 128 and 256 channels
-#: at 4x4 alike (dx 3.86 -> 2.78 and 14.4 -> 10.5, dW 3.93 -> 2.53 and 14.3 -> 8.9).
+#: at 4x4 alike (dx 3.86 -> 2.78 and 14.4 -> 10.5, dW 3.93 -> 2.53 and 14.3 -> 8.9); ImageNet ResNet-18's 7x7
+#: 512-channel layer, batch 32 (CPU time, best of 5): dx 87.0 -> 57.0, dW 86.1 -> 61.4.
 WINOGRAD_MIN_C = 16
 WINOGRAD_WEIGHT_MIN_C = 32
 WINOGRAD_MIN_SIZE = 4

@@ -229,7 +229,7 @@ def test_training_gradients_match_finite_differences(pads, channels):
     np.testing.assert_allclose(db, central_difference(loss, bias), rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("shape", [(4, 16, 16, 32), (2, 9, 11, 64)])
+@pytest.mark.parametrize("shape", [(4, 16, 16, 32), (2, 9, 11, 64), (8, 4, 4, 64)])  # (the rule's smallest maps: 4x4)
 def test_training_float32_error_is_a_small_multiple_of_im2col(shape):
     """The forward, dx and dW of the Winograd training paths within FLOAT32_TOLERANCE and FLOAT32_RATIO_TO_DIRECT
     of im2col's own float32 error (each against float64 arithmetic on the same float32 inputs)."""
