@@ -16,7 +16,7 @@ import cnnlang
 from test_optimised_equivalence import FLOAT32_TOLERANCE, FLOAT64_TOLERANCE, randomise_batchnorm
 
 # After the stride-2 conv, 4 images of 18 x 18 pixels: 1296 pixels, enough for gemm_epilogue.py's
-# kernel; 1 image not.
+# kernel, and 1 image (324 pixels) too (POINTWISE_MIN_PIXELS).
 NETWORK = """
 from "resnet_blocks.cnn" import bottleneck
 
@@ -54,17 +54,14 @@ def test_the_plan_runs_the_register_blocked_kernels(dtype, tolerance, batch):
     stems = bound_to(plan, "bind_stem")
     assert len(stems) == 1 and plan.graph.nodes[stems[0]]["shape"][0] == 32
     pointwise, columns = bound_to(plan, "bind_pointwise"), bound_to(plan, "bind_columns")
-    if batch == 1:
-        assert not pointwise and not columns  # 324 pixels
-    else:
-        # the bottleneck's 1x1 that adds the projection shortcut (its other two run pointwise.py's
-        # panels, its 3x3 smallconv.py's window), not the tanh one; the stride-2 conv on im2col's
-        # columns
-        residual = [node for node in pointwise if plan.graph.nodes[node].get("residual")]
-        assert len(pointwise) == 1 and len(residual) == 1 and len(columns) == 1
-        panels = [step.node for step in plan.steps if getattr(step.op, "panels", None) is not None]
-        windows = [step.node for step in plan.steps if getattr(step.op, "window", None) is not None]
-        assert len(panels) == 2 and len(windows) == 1
+    # at both batches (324 pixels are enough: POINTWISE_MIN_PIXELS): the bottleneck's 1x1 that
+    # adds the projection shortcut (its other two run pointwise.py's panels, its 3x3 smallconv.py's
+    # window), not the tanh one; the stride-2 conv on im2col's columns
+    residual = [node for node in pointwise if plan.graph.nodes[node].get("residual")]
+    assert len(pointwise) == 1 and len(residual) == 1 and len(columns) == 1
+    panels = [step.node for step in plan.steps if getattr(step.op, "panels", None) is not None]
+    windows = [step.node for step in plan.steps if getattr(step.op, "window", None) is not None]
+    assert len(panels) == 2 and len(windows) == 1
     # a parameter change reaches the packed weights and biases (bound again after refresh)
     # (scaled as they were: unscaled random weights blow the activations up, and float32's
     # cancellation with them)
@@ -73,5 +70,38 @@ def test_the_plan_runs_the_register_blocked_kernels(dtype, tolerance, batch):
             value = array * rng.uniform(-1.5, 1.5, array.shape)
             plain.set_param(name, value)
             fast.set_param(name, value)
+    expected = plain.forward(x)
+    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+
+
+HEAD = """
+network head {
+    input 128x3x3
+    globalavgpool
+    fc(300) -> relu
+    fc(120)
+}
+"""
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", FLOAT32_TOLERANCE), ("float64", FLOAT64_TOLERANCE)])
+@pytest.mark.parametrize("batch", [3, 8])
+def test_classifier_fcs_run_the_fused_gemm(dtype, tolerance, batch):
+    """fc layers after a global pool with at least BLAS_SERIAL_BELOW multiply-adds (both here at
+    batch 8: 307200 and 288000) run pointwise.py's GEMM with bias and relu fused, in Numba's pool;
+    also after a parameter change."""
+    model = cnnlang.load(HEAD)
+    rng = np.random.default_rng(batch)
+    plain = model.build(seed=0, dtype=dtype).eval()
+    fast = model.build(seed=0, dtype=dtype, passes="all").eval()
+    x = rng.standard_normal((batch, *model.input_shape))
+    expected = plain.forward(x)
+    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    fused = bound_to(fast.inference_plan, "bind_pointwise")
+    assert len(fused) == (2 if batch == 8 else 0)
+    for name, array in plain.state().items():
+        value = array * rng.uniform(-1.5, 1.5, array.shape)
+        plain.set_param(name, value)
+        fast.set_param(name, value)
     expected = plain.forward(x)
     np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())

@@ -77,8 +77,8 @@ from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
 from .pointwise import stacked_panels_into
 from .planar import planar_forward, planar_weight_grad, planar_weight_sizes
-from .winograd import (panel_scratch_size, transform_weight_into, transform_weight_panels_into, winograd_forward,
-                       winograd_weight_grad)
+from .winograd import (padded_u_size, panel_scratch_size, transform_weight_into, transform_weight_panels_into,
+                       winograd_forward, winograd_weight_grad)
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
     COL_BUDGET,
     DEFAULT_WORKSPACE,
@@ -313,7 +313,8 @@ def _winograd_weight(weight, ws, flip):
     panels = transform_weight_panels_into(weight, ws.get("winograd_panels", size, weight.dtype), flip, scratch)
     if panels is not None:
         return None, panels
-    u = transform_weight_into(weight, ws.get("winograd_u", size, weight.dtype), flip)
+    u = transform_weight_into(weight, ws.get("winograd_u", padded_u_size(weight.size), weight.dtype), flip,
+                              padded=True)
     return u, stacked_panels_into(u, ws.get("winograd_panels", size, weight.dtype))
 
 

@@ -1,6 +1,6 @@
 """The register tile of blocked.py with the inference epilogue inside it (bias, a residual
 shortcut, relu), for the inference kernels that write their outputs straight from registers
-(stem.py's direct conv, gemm_epilogue.py's 1x1 conv).
+(stem.py's direct conv; the GEMMs run pointwise.py's tile, whose epilogue has the same options).
 
 Why: the tile's accumulators are in registers once the sum is done; adding the bias, the
 shortcut and the relu there and storing the result into the output saves the pass over the

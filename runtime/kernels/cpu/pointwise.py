@@ -1,5 +1,9 @@
-"""A GEMM with the inference epilogue fused, in Numba's thread pool, for convolutions that are one
-GEMM (1x1, stride 1, unpadded: GoogLeNet's inception branches) with few output channels.
+"""A GEMM with the inference epilogue fused, in Numba's thread pool: the one register-tile GEMM of
+optimised inference. It runs 1x1 convs (GoogLeNet's inception branches, here with few output
+channels; ResNet's bottleneck 1x1s through gemm_epilogue.py), convs on im2col's columns
+(gemm_epilogue.py), classifier fc layers (ops/dense.py), and Winograd's 16 GEMMs (winograd.py);
+the epilogue options are a bias, relu, a residual shortcut, and an output whose rows are strided
+(a concat slice).
 
 Why: at N = 16-128 output channels OpenBLAS's sgemm runs below its peak, the bias + relu epilogue
 is a second pass over the output, and handing the work between Numba's pool (the epilogue, the
@@ -18,7 +22,9 @@ limit) measured 53-63 GFLOP/s on one core against OpenBLAS's 85 at 2048^3.
 B (the weight, N x K) is packed once per weight change into panels of 2L columns: (N/2L, K, 2L),
 zero-padded (a last panel at most half full is L wide and runs a 6 x 1 tile), so that the tile
 reads one contiguous stream of it (:func:`pack_panels`). Each thread takes a contiguous range of
-ROWS-row blocks of A and runs GROUP of them per panel before the next panel. The same kernel runs a
+ROWS-row blocks of A and runs ``group`` of them per panel before the next panel (GROUP here; 1,
+every panel per block, for gemm_epilogue.py's larger K), or with very few rows (a classifier's
+batch) a range of the panels. The same kernel runs a
 stack of GEMMs (Winograd's 16, winograd.py) in one parallel region, and smallconv.py's direct
 conv uses the tile with a second k level (kernel rows).
 
@@ -49,64 +55,84 @@ UNROLL = 4
 GROUP = 8
 
 
-def _make_gemm_tile(P: int, NV: int):
-    """tile(a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy): for p < P, j < NV*L,
-    y[y0 + p*ldy + j] = f(sum_{i<I, k<K} a[a0 + p*lda + i*ai + k] * v[v0 + (i*K + k)*NV*L + j] + bias[n0 + j]),
-    f relu (relu != 0; NaN passes) or the identity, on flat contiguous arrays of one float dtype
-    (no bounds checks: callers keep within). I > 1: a window's kernel rows, each a contiguous
-    run of K = KW*C inputs (smallconv.py); a GEMM has I = 1."""
+def _make_gemm_tile(P: int, NV: int, residual: bool = False):
+    """tile(a, a0, lda, ai, I, v, v0, K, bias, n0, relu, [r, r0, ldr,] y, y0, ldy): for p < P, j < NV*L,
+    y[y0 + p*ldy + j] = f(sum_{i<I, k<K} a[a0 + p*lda + i*ai + k] * v[v0 + (i*K + k)*NV*L + j] + bias[n0 + j]
+    [+ r[r0 + p*ldr + j]]), f relu (relu != 0; NaN passes) or the identity, on flat contiguous arrays of one
+    float dtype (no bounds checks: callers keep within). I > 1: a window's kernel rows, each a contiguous
+    run of K = KW*C inputs (smallconv.py); a GEMM has I = 1. With ``residual`` the shortcut r is added
+    after the bias, before relu (the order of epilogue.py's bias_residual_activation)."""
 
-    @intrinsic
-    def tile(typingctx, a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy):  # pragma: no cover - compile time
-        arrays = (a, v, bias, y)
+    def typer(args):  # pragma: no cover - compile time
+        array_at = (0, 5, 8, 11, 14) if residual else (0, 5, 8, 11)
+        arrays = [args[i] for i in array_at]
         if not all(isinstance(x, types.Array) and x.ndim == 1 for x in arrays):
             return None
-        if a.dtype not in (types.float32, types.float64) or any(x.dtype != a.dtype for x in arrays):
+        if arrays[0].dtype not in (types.float32, types.float64) or any(x.dtype != arrays[0].dtype for x in arrays):
             return None
-        if not all(isinstance(i, (types.Integer, types.Boolean)) for i in (a0, lda, ai, I, v0, K, n0, relu, y0, ldy)):
+        if not all(isinstance(x, (types.Integer, types.Boolean)) for i, x in enumerate(args) if i not in array_at):
             return None
-        sig = types.none(a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy)
+        return types.none(*args), codegen
 
-        def codegen(context, builder, signature, args):
-            vty, align = vector_type(context, signature.args[0].dtype)
-            L = vty.count
-            W = NV * L
-            pa, pv, pbias, py = arguments(context, builder, signature, args, (0, 5, 8, 11))
-            a0_, lda_, ai_, I_, v0_, K_, n0_, relu_, y0_, ldy_ = arguments(context, builder, signature, args,
-                                                                           (1, 2, 3, 4, 6, 7, 9, 10, 12, 13))
-            fma = fma_function(builder, vty)
-            zero = zero_vector(vty)
-            slots = zeroed_accumulators(builder, vty, P * NV)
+    def codegen(context, builder, signature, args):  # pragma: no cover - compile time
+        vty, align = vector_type(context, signature.args[0].dtype)
+        L = vty.count
+        W = NV * L
+        shift = 3 if residual else 0  # (r, r0, ldr) after relu
+        pa, pv, pbias, py = arguments(context, builder, signature, args, (0, 5, 8, 11 + shift))
+        a0_, lda_, ai_, I_, v0_, K_, n0_, relu_, y0_, ldy_ = arguments(
+            context, builder, signature, args, (1, 2, 3, 4, 6, 7, 9, 10, 12 + shift, 13 + shift))
+        if residual:
+            pr, r0_, ldr_ = arguments(context, builder, signature, args, (11, 12, 13))
+        fma = fma_function(builder, vty)
+        zero = zero_vector(vty)
+        slots = zeroed_accumulators(builder, vty, P * NV)
 
-            def step(rows, panel, k):
-                vbase = builder.gep(panel, [builder.mul(k, const(W))])
-                vs = [builder.load(vector_at(builder, vbase, const(j * L), vty), align=align) for j in range(NV)]
-                broadcast_fmas(builder, fma, slots, vs, lambda p: builder.gep(rows[p], [k]))
+        def step(rows, panel, k):
+            vbase = builder.gep(panel, [builder.mul(k, const(W))])
+            vs = [builder.load(vector_at(builder, vbase, const(j * L), vty), align=align) for j in range(NV)]
+            broadcast_fmas(builder, fma, slots, vs, lambda p: builder.gep(rows[p], [k]))
 
-            blocks = builder.sdiv(K_, const(UNROLL))
-            with cgutils.for_range(builder, I_) as outer:
-                start = builder.add(a0_, builder.mul(outer.index, ai_))
-                rows = [builder.gep(pa, [builder.add(start, builder.mul(lda_, const(p)))]) for p in range(P)]
-                panel = builder.gep(pv, [builder.add(v0_, builder.mul(builder.mul(outer.index, K_), const(W)))])
-                with cgutils.for_range(builder, blocks) as loop:
-                    k0 = builder.mul(loop.index, const(UNROLL))
-                    for u in range(UNROLL):
-                        step(rows, panel, builder.add(k0, const(u)))
-                with cgutils.for_range_slice(builder, builder.mul(blocks, const(UNROLL)), K_, const(1)) as (k, _):
-                    step(rows, panel, k)
-            is_relu = builder.icmp_signed("!=", relu_, const(0))
+        blocks = builder.sdiv(K_, const(UNROLL))
+        with cgutils.for_range(builder, I_) as outer:
+            start = builder.add(a0_, builder.mul(outer.index, ai_))
+            rows = [builder.gep(pa, [builder.add(start, builder.mul(lda_, const(p)))]) for p in range(P)]
+            panel = builder.gep(pv, [builder.add(v0_, builder.mul(builder.mul(outer.index, K_), const(W)))])
+            with cgutils.for_range(builder, blocks) as loop:
+                k0 = builder.mul(loop.index, const(UNROLL))
+                for u in range(UNROLL):
+                    step(rows, panel, builder.add(k0, const(u)))
+            with cgutils.for_range_slice(builder, builder.mul(blocks, const(UNROLL)), K_, const(1)) as (k, _):
+                step(rows, panel, k)
+        is_relu = builder.icmp_signed("!=", relu_, const(0))
+        biases = [builder.load(vector_at(builder, pbias, builder.add(n0_, const(j * L)), vty), align=align)
+                  for j in range(NV)]
+        # row by row: each row's 2L outputs (one 64-byte line in float32) are stored together
+        for p in range(P):
             for j in range(NV):
-                b = builder.load(vector_at(builder, pbias, builder.add(n0_, const(j * L)), vty), align=align)
-                for p in range(P):
-                    value = builder.fadd(builder.load(slots[p * NV + j]), b)
-                    # relu as relu_forward: zero unless v > 0 or v is NaN (ordered v <= 0)
-                    clipped = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
-                    value = builder.select(is_relu, clipped, value)
-                    offset = builder.add(y0_, builder.add(builder.mul(ldy_, const(p)), const(j * L)))
-                    builder.store(value, vector_at(builder, py, offset, vty), align=align)
-            return context.get_dummy_value()
+                value = builder.fadd(builder.load(slots[p * NV + j]), biases[j])
+                if residual:
+                    at = builder.add(r0_, builder.add(builder.mul(ldr_, const(p)), const(j * L)))
+                    value = builder.fadd(value, builder.load(vector_at(builder, pr, at, vty), align=align))
+                # relu as relu_forward: zero unless v > 0 or v is NaN (ordered v <= 0)
+                clipped = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
+                value = builder.select(is_relu, clipped, value)
+                offset = builder.add(y0_, builder.add(builder.mul(ldy_, const(p)), const(j * L)))
+                builder.store(value, vector_at(builder, py, offset, vty), align=align)
+        return context.get_dummy_value()
 
-        return sig, codegen
+    # (Two explicit signatures: Numba's intrinsics take no *args.)
+    if residual:
+
+        @intrinsic
+        def tile(typingctx, a, a0, lda, ai, I, v, v0, K, bias, n0, relu, r, r0, ldr, y, y0,
+                 ldy):  # pragma: no cover - compile time
+            return typer((a, a0, lda, ai, I, v, v0, K, bias, n0, relu, r, r0, ldr, y, y0, ldy))
+    else:
+
+        @intrinsic
+        def tile(typingctx, a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy):  # pragma: no cover
+            return typer((a, a0, lda, ai, I, v, v0, K, bias, n0, relu, y, y0, ldy))
 
     return tile
 
@@ -115,6 +141,7 @@ _tile_6x2 = _make_gemm_tile(ROWS, 2)
 _tile_1x2 = _make_gemm_tile(1, 2)
 _tile_6x1 = _make_gemm_tile(ROWS, 1)
 _tile_1x1 = _make_gemm_tile(1, 1)
+_tile_6x2_residual = _make_gemm_tile(ROWS, 2, residual=True)
 
 
 def panel_width(dtype: np.dtype) -> int:
@@ -147,66 +174,110 @@ def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
     return out
 
 
-@njit(parallel=True, cache=True, _nrt=False)
-def gemm_bias_relu(a, aplane, lda, panels, pplane, bias, relu, y, yplane, ldy, planes, M, N, K, group,
-                   scratch):  # pragma: no cover - compiled
-    """For each of ``planes`` GEMMs q (a stack, as Winograd's 16; 1 for a plain GEMM):
-    y[q*yplane + m*ldy + n] = f(sum_k a[q*aplane + m*lda + k] * B_q[k, n] + bias[n]) for m < M,
-    n < N, f relu (relu true; NaN passes, as relu_forward) or the identity; y's rows may be
-    strided (flat: a contiguous span over them, what epilogue.row_span gives). panels: B_q as
-    pack_panels of B_q^T at q*pplane; bias: padded_bias. scratch: T x (ROWS * 2L), where each
-    thread's partial tiles (the last columns when N is not a whole number of panels) land before
-    they are copied. The (plane, 6-row block) tasks are split in contiguous ranges over its T
-    rows; each thread runs ``group`` of them per weight panel before the next panel."""
+@njit(inline="always", _nrt=False)
+def _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb,
+          part):  # pragma: no cover - compiled
+    """fused_gemm's tile of row block ``task`` (plane and 6-row block) and panel ``nb``."""
     L = 32 // a.itemsize
     VO = 2 * L
+    n0 = nb * VO
+    cols = min(VO, N - n0)
+    q = task // MB if aplane else 0  # (a division per tile costs at K = 64; one plane needs none)
+    m0 = (task - q * MB) * 6
+    rows = min(6, M - m0)
+    v0 = q * pplane + nb * K * VO
+    a0 = q * aplane + m0 * lda
+    y0 = q * yplane + m0 * ldy + n0
+    if rows == 6 and cols == VO:
+        if residual:
+            _tile_6x2_residual(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, r, m0 * ldr + n0, ldr, y, y0, ldy)
+        else:
+            _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
+        return
+    if rows == 6 and cols == L and not residual:  # a half panel (pack_panels): one vector wide
+        _tile_6x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
+        return
+    # a part tile: into ``part`` (row p at p*width), finished (residual, relu) as it is copied out
+    width = L if cols <= L else VO
+    tile_relu = relu and not residual  # (with a residual, relu comes after it)
+    if width == L:
+        if rows == 6:
+            _tile_6x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, 0, L)
+        else:
+            for p in range(rows):
+                _tile_1x1(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, p * L, 0)
+    elif rows == 6:
+        _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, 0, VO)
+    else:
+        for p in range(rows):
+            _tile_1x2(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, p * VO, 0)
+    for p in range(rows):
+        for j in range(cols):
+            value = part[p * width + j]
+            if residual:
+                value += r[(m0 + p) * ldr + n0 + j]
+                if relu and value <= 0:  # (False for NaN, which passes, as relu_forward)
+                    value = 0
+            y[y0 + p * ldy + j] = value
+
+
+@njit(parallel=True, cache=True, _nrt=False)
+def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, planes, M, N, K, group,
+               scratch):  # pragma: no cover - compiled
+    """For each of ``planes`` GEMMs q (a stack, as Winograd's 16; 1 for a plain GEMM):
+    y[q*yplane + m*ldy + n] = f(sum_k a[q*aplane + m*lda + k] * B_q[k, n] + bias[n] (+ r[m*ldr + n]))
+    for m < M, n < N, f relu (relu true; NaN passes, as relu_forward) or the identity, the shortcut r
+    only with ``residual`` (one plane); y's rows may be strided (flat: a contiguous span over them,
+    what epilogue.row_span gives). panels: B_q as pack_panels of B_q^T at q*pplane; bias:
+    padded_bias. aplane must be nonzero when planes > 1. scratch: T x (ROWS * 2L), where each
+    thread's part tiles (the last rows, the last columns when N is not a whole number of panels)
+    land before they are finished and copied. The (plane, 6-row block) tasks are split in
+    contiguous ranges over its T rows; each thread runs ``group`` of them per weight panel before
+    the next panel; group 1 runs every panel per row block in turn, so that the block's rows stay
+    in L1 while the weight streams from L2. With fewer than 2T tasks (a classifier at batch 8: 2
+    row blocks, 1 of them 2 rows) the panels are split over the threads instead, each running
+    every row block on its panels, so that the weight is read from memory once, in equal halves."""
+    VO = 64 // a.itemsize
     NB = (N + VO - 1) // VO
+    whole = N // VO
     MB = (M + 5) // 6
     tasks = planes * MB
     T = scratch.shape[0]
+    by_panels = tasks < 2 * T and NB >= T  # few rows (a classifier's batch): share the panels instead
     for t in prange(T):
         part = scratch[t]
-        hi = (t + 1) * tasks // T
-        for g0 in range(t * tasks // T, hi, group):
-            for nb in range(NB):
-                n0 = nb * VO
-                cols = min(VO, N - n0)
-                for task in range(g0, min(g0 + group, hi)):
-                    q = task // MB
-                    m0 = task % MB * 6
-                    rows = min(6, M - m0)
-                    v0 = q * pplane + nb * K * VO
-                    a0 = q * aplane + m0 * lda
-                    y0 = q * yplane + m0 * ldy + n0
-                    if cols <= L:  # a half panel (pack_panels): one vector wide
-                        if rows == 6 and cols == L:
-                            _tile_6x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
-                            continue
-                        if rows == 6:
-                            _tile_6x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, L)
+        if by_panels:
+            for nb in range(t * NB // T, (t + 1) * NB // T):
+                for task in range(tasks):
+                    _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M,
+                          task, nb, part)
+            continue
+        lo, hi = t * tasks // T, (t + 1) * tasks // T
+        if group == 1:
+            for task in range(lo, hi):
+                q = task // MB if aplane else 0
+                m0 = (task - q * MB) * 6
+                a0 = q * aplane + m0 * lda
+                y0 = q * yplane + m0 * ldy
+                for nb in range(NB):
+                    # whole tiles inline, with the task's offsets from outside the panel loop (at K = 64 a
+                    # tile is ~400 cycles, and _task's per-tile work measured 5 % of it)
+                    if m0 + 6 <= M and nb < whole:
+                        if residual:
+                            _tile_6x2_residual(a, a0, lda, 0, 1, panels, q * pplane + nb * K * VO, K, bias, nb * VO,
+                                               relu, r, m0 * ldr + nb * VO, ldr, y, y0 + nb * VO, ldy)
                         else:
-                            for p in range(rows):
-                                _tile_1x1(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, part, p * L, 0)
-                        for p in range(rows):
-                            for j in range(cols):
-                                y[y0 + p * ldy + j] = part[p * L + j]
-                        continue
-                    if rows == 6:
-                        if cols == VO:
-                            _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
-                        else:
-                            _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, VO)
-                            for p in range(6):
-                                for j in range(cols):
-                                    y[y0 + p * ldy + j] = part[p * VO + j]
+                            _tile_6x2(a, a0, lda, 0, 1, panels, q * pplane + nb * K * VO, K, bias, nb * VO, relu, y,
+                                      y0 + nb * VO, ldy)
                     else:
-                        for p in range(rows):
-                            if cols == VO:
-                                _tile_1x2(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0 + p * ldy, 0)
-                            else:
-                                _tile_1x2(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, part, 0, 0)
-                                for j in range(cols):
-                                    y[y0 + p * ldy + j] = part[j]
+                        _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB,
+                              M, task, nb, part)
+            continue
+        for g0 in range(lo, hi, group):
+            for nb in range(NB):
+                for task in range(g0, min(g0 + group, hi)):
+                    _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M,
+                          task, nb, part)
 
 
 #: The most output channels this path takes: GoogLeNet's 1x1 convs (16-384 outputs) measured
@@ -236,8 +307,8 @@ def pointwise_forward(x: np.ndarray, panels: np.ndarray, bias: np.ndarray, relu:
     flat, ldy = row_span(out)
     width = panel_width(x.dtype)
     threads = scratch.size // (ROWS * width)
-    gemm_bias_relu(x.reshape(-1), 0, K, panels, 0, bias, relu, flat, 0, ldy, 1, M, N, K, GROUP,
-                   scratch[: threads * ROWS * width].reshape(threads, ROWS * width))
+    fused_gemm(x.reshape(-1), 0, K, panels, 0, bias, relu, bias, 0, False, flat, 0, ldy, 1, M, N, K, GROUP,
+               scratch[: threads * ROWS * width].reshape(threads, ROWS * width))
 
 
 def stacked_panels(transformed: np.ndarray) -> np.ndarray:
@@ -264,5 +335,5 @@ def stacked_gemm(a: np.ndarray, aplane: int, panels: np.ndarray, y: np.ndarray, 
     width = panel_width(a.dtype)
     threads = scratch.size // (ROWS * width)
     pplane = panels.size // planes
-    gemm_bias_relu(a, aplane, K, panels, pplane, zeros, False, y, yplane, N, planes, M, N, K, GROUP,
-                   scratch[: threads * ROWS * width].reshape(threads, ROWS * width))
+    fused_gemm(a, aplane, K, panels, pplane, zeros, False, zeros, 0, False, y, yplane, N, planes, M, N, K, GROUP,
+               scratch[: threads * ROWS * width].reshape(threads, ROWS * width))

@@ -28,13 +28,14 @@ Training (conv.py calls these when workspace.py's rule says so; the weight chang
 
 * ``transform_weight_into``: U in the parallel numba kernel that ``transform_weight`` uses too, or, with
   ``flip``, U of the input gradient's weight (filters turned by 180 degrees, channels swapped), so that dx =
-  ``winograd_forward`` of dy padded by 2 - p.
+  ``winograd_forward`` of dy padded by 2 - p. Its planes may lie ``padded`` apart (one cache line more than Cin *
+  Cout): a multiple of 4 KiB apart, the 16 store streams shared one L1 set (4-4.5x the time, 64 to 512 channels).
 * conv.py hands the forward and dx their U packed for pointwise.py's tile (``panels``), as inference does:
   resnet20's 64-channel 8x8 layer at batch 64, forward + dx, one thread, CPU time 8.93 -> 8.16 ms (1.09x); two
   threads on a loaded machine 1.34x (the OpenBLAS hand-off gone). Where the GEMMs' N is whole panels,
   ``transform_weight_panels_into`` writes the panels directly, vectorised over a panel's lanes (no U, no packing
   copy): transform + pack of a 512 x 512 weight, one thread, CPU time, 23.7 -> 5.8 ms (dx's turned one 31.0 ->
-  5.1), 256 x 256 4.6 -> 1.25 (7.4 -> 1.3) ms.
+  5.1), 256 x 256 4.6 -> 1.25 (7.4 -> 1.3) ms. Elsewhere, the padded U and stacked_panels_into.
 * ``winograd_weight_grad``: dW = G^T dU G with dU the sum over tiles of V^T dM, computed as dU^T = sum of dM^T V
   so that the final transform (``_weight_grad_transform``) reads dU in the weight's own (Cout, Cin) order (512 x
   512, one thread: 17.5 -> 7.2 ms). V is the forward's input transform and dM = A dY A^T (``_output_adjoint_2``,
@@ -67,6 +68,7 @@ from .pointwise import ROWS, panel_width, stacked_gemm
 MIN_CHUNK_TILES = 512
 _BLOCK = 16  # tiles per parallel work item (one scratch allocation each)
 _PLANES = 16  # (2 + 2)^2: one GEMM per position in the 4x4 transformed tile
+_PLANE_PAD = 16  # elements between transform_weight_into's padded planes beyond Cin * Cout (one 64-byte line or two)
 
 # Interpolation points 0, +-1 and infinity: the only ones whose matrices hold nothing but 0, +-1 and 1/2.
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
@@ -232,13 +234,13 @@ def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows, sp
 
 
 @njit(parallel=True, cache=True, _nrt=False)
-def _transform_weight(w, u, C, O, flip):  # pragma: no cover - compiled
-    """U = G g G^T of every 3x3 filter g of w (O, C, 3, 3), flat, into u (16, C, O), flat; with ``flip`` the filter
-    turned by 180 degrees into u (16, O, C): the weight of the input gradient's convolution (input channels O). In
-    float64, rounded once (an einsum took 176 ms for a 512 x 512 weight). Scalars throughout, no scratch (a
-    12-element array per filter and a tuple per row: 17.0 ms for 512 x 512 on one thread, 15.8 ms now; what remains
-    is the 16 store streams, a multiple of 4 KiB apart)."""
-    plane = C * O
+def _transform_weight(w, u, C, O, flip, plane):  # pragma: no cover - compiled
+    """U = G g G^T of every 3x3 filter g of w (O, C, 3, 3), flat, into u (16, C, O), flat, its planes ``plane``
+    (>= C * O) elements apart; with ``flip`` the filter turned by 180 degrees into u (16, O, C): the weight of the
+    input gradient's convolution (input channels O). In float64, rounded once (an einsum took 176 ms for a 512 x 512
+    weight). Scalars throughout, no scratch (a 12-element array per filter and a tuple per row: 17.0 ms for 512 x
+    512 on one thread, 15.8 ms then). Planes a multiple of 4 KiB apart put the 16 store streams in one L1 set:
+    _PLANE_PAD more apart, resnet20's 64 x 64 weight took 0.086 instead of 0.224 ms (one thread, CPU time)."""
     for c in prange(C):
         for o in range(O):
             k = (o * C + c) * 9
@@ -398,14 +400,22 @@ def _weight_grad_transform(du, dw, C, O):  # pragma: no cover - compiled
             dw[g + 8] = 0.5 * (t21 + t22) + t23
 
 
-def transform_weight_into(weight: np.ndarray, out: np.ndarray, flip: bool = False) -> np.ndarray:
+def transform_weight_into(weight: np.ndarray, out: np.ndarray, flip: bool = False, padded: bool = False) -> np.ndarray:
     """:func:`transform_weight` of ``weight`` (Cout, Cin, 3, 3) into ``out`` (16 * Cin * Cout elements, the
     weight's dtype), as (16, Cin, Cout); with ``flip``, of the input gradient's weight (the filters turned by 180
     degrees, input and output channels swapped), as (16, Cout, Cin). For training, where the weight changes
-    every step."""
+    every step. ``padded``: ``out`` has :func:`padded_u_size` elements and the planes lie that far apart (a
+    strided view is returned), out of each other's cache sets."""
     o, c = weight.shape[:2]
-    _transform_weight(np.ascontiguousarray(weight).reshape(-1), out, c, o, flip)
-    return out.reshape((_PLANES, o, c) if flip else (_PLANES, c, o))
+    plane = o * c + (_PLANE_PAD if padded else 0)
+    _transform_weight(np.ascontiguousarray(weight).reshape(-1), out, c, o, flip, plane)
+    planes = out[: _PLANES * plane].reshape(_PLANES, plane)[:, : o * c]
+    return planes.reshape((_PLANES, o, c) if flip else (_PLANES, c, o))
+
+
+def padded_u_size(weight_size: int) -> int:
+    """Elements of transform_weight_into's ``out`` with ``padded``, for a (Cout, Cin, 3, 3) weight of this size."""
+    return _PLANES * (weight_size // 9 + _PLANE_PAD)
 
 
 def transform_weight_panels_into(weight: np.ndarray, out: np.ndarray, flip: bool = False,

@@ -96,7 +96,8 @@ def test_close_to_the_gemm_path_and_relu_keeps_nan():
 
 def test_the_rule():
     assert pointwise_applies(8 * 56 * 56, RELU) and pointwise_applies(8 * 14 * 14, NONE)
-    assert not pointwise_applies(8 * 7 * 7, RELU)  # few pixels: OpenBLAS measured as fast
+    assert pointwise_applies(8 * 7 * 7, RELU)  # ResNet-50's last stage at batch 8: no hand-off to OpenBLAS
+    assert not pointwise_applies(7 * 7, RELU)  # few pixels: OpenBLAS's serial GEMM
     assert not pointwise_applies(8 * 56 * 56, TANH)  # epilogue.py's
 
 
@@ -118,3 +119,33 @@ def test_columns_match_the_reference_conv(dtype, tolerance):
     bind_columns(xl, pack_weight(w.astype(dtype)), b.astype(dtype), y.reshape(-1, 20), RELU, ws, plan)()
     want = ref_conv(x, w, b, stride, pads, (1, 1), 1)
     np.testing.assert_allclose(nchw(y), np.where(want > 0, want, 0.0), rtol=0, atol=tolerance * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, c, o", [(23, 9, 20), (8, 33, 72), (4, 5, 40), (61, 64, 48)])
+@pytest.mark.parametrize("residual", [False, True])
+def test_loop_orders_give_the_same_values(dtype, m, c, o, residual):
+    """pointwise.fused_gemm's orders (group 1: every panel per row block; group 8; few rows: the
+    panels split over the threads) compute each output by the same sums: equal bit for bit, and
+    to the reference; with O = 20 in float32 a half-wide last panel, with a residual finished
+    outside the tile."""
+    rng = np.random.default_rng(m * c + o)
+    x = rng.standard_normal((m, c)).astype(dtype)
+    w = rng.standard_normal((o, c)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    r = rng.standard_normal((m, o)).astype(dtype) if residual else None
+    outputs = []
+    for group in (1, 8):
+        for threads in (1, 2):
+            y = np.full((m, o), np.nan, dtype)
+            with_threads = numba.get_num_threads()
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            try:
+                bind_pointwise(x, w, b, y, RELU, ConvWorkspace(), r, group=group)()
+            finally:
+                numba.set_num_threads(with_threads)
+            outputs.append(y)
+    for y in outputs[1:]:
+        np.testing.assert_array_equal(y, outputs[0])
+    tolerance = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(outputs[0], reference(x, w, b, r, RELU), rtol=tolerance, atol=tolerance * np.sqrt(c))

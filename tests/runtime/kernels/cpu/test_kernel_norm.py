@@ -104,6 +104,63 @@ def test_batchnorm_float32_large_mean_keeps_the_variance():
     np.testing.assert_allclose(out, (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + EPS), atol=2e-3)
 
 
+def ref_batchnorm_backward(x, dy, gamma, mean, invstd):
+    """Training-mode batchnorm backward in float64, by the textbook formula."""
+    xhat = (x - mean) * invstd
+    dbeta, dgamma = dy.sum(0), (dy * xhat).sum(0)
+    return gamma * invstd * (dy - dbeta / len(x) - xhat * dgamma / len(x)), dgamma, dbeta
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, channels", [(4096, 16), (2048, 3), (6, 16), (4098, 16), (640, 64)])
+def test_batchnorm_side_by_side_rows_against_numpy(rows, channels, dtype):
+    # rows a multiple of 32 // channels: the sums run over k rows side by side (_wide_rows), in several
+    # chunks of several 16-row blocks; 4098 and 6 rows at 16 channels: k = 2 too; 64 channels: k = 1
+    rng, x, gamma, beta = random_bn(7, rows, channels, dtype)
+    x += np.asarray(100, dtype)  # |mean| >> std: the sums' blocks must not lose the variance
+    bn = BN(channels, dtype, momentum=0.25)
+    out = bn.forward(x, gamma, beta, True, relu=True)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=0), x64.var(axis=0)
+    tol = 2e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(bn.mean, mean, rtol=tol, atol=tol)
+    np.testing.assert_allclose(bn.invstd, 1 / np.sqrt(var + EPS), rtol=tol, atol=tol)
+    np.testing.assert_allclose(out, np.maximum(ref_batchnorm(x64, gamma, beta, mean, var), 0), rtol=tol, atol=tol)
+    np.testing.assert_allclose(bn.running_var, 0.75 + 0.25 * x64.var(axis=0, ddof=1), rtol=tol, atol=tol)
+    dy = rng.standard_normal((rows, channels)).astype(dtype)
+    masked = np.where(out > 0, dy, 0).astype(np.float64)
+    want = ref_batchnorm_backward(x64, masked, gamma.astype(np.float64), bn.mean.astype(np.float64),
+                                  bn.invstd.astype(np.float64))
+    got = bn.backward(x, dy, gamma, True, beta=beta)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=tol * 10, atol=tol * 10 * np.abs(b).max())
+    # a dy that is not contiguous: x's rows are then not put side by side either (one k for both)
+    strided = bn.backward(x, np.asfortranarray(dy), gamma, True, beta=beta)
+    for a, b in zip(strided, want):
+        np.testing.assert_allclose(a, b, rtol=tol * 10, atol=tol * 10 * np.abs(b).max())
+
+
+@SETTINGS
+@given(st.sampled_from([(20, 3), (4, 16), (8, 8)]), st.booleans(), st.booleans(), st.integers(0, 99))
+def test_batchnorm_side_by_side_backward_finite_differences(shape, train, relu, seed):
+    # shapes whose rows are a multiple of 32 // channels: the side-by-side sums (_wide_rows)
+    rows, channels = shape
+    rng, x, gamma, beta = random_bn(seed, rows, channels)
+    weights = rng.standard_normal((rows, channels))
+    bn = BN(channels)
+
+    def loss(x_, gamma_, beta_):
+        return float((bn.forward(x_, gamma_, beta_, train, relu=relu) * weights).sum())
+
+    if relu:
+        y = bn.forward(x, gamma, beta, train)
+        assume(np.abs(y).min() > 1e-4)
+    loss(x, gamma, beta)
+    dx, dgamma, dbeta = bn.backward(x, weights, gamma, train, beta=beta if relu else None)
+    for got, wrt in ((dx, x), (dgamma, gamma), (dbeta, beta)):
+        np.testing.assert_allclose(got, central_difference(lambda: loss(x, gamma, beta), wrt), rtol=1e-5, atol=1e-7)
+
+
 @SETTINGS
 @given(st.integers(2, 8), st.integers(1, 3), st.booleans(), st.booleans(), st.integers(0, 99))
 def test_batchnorm_backward_finite_differences(rows, channels, train, relu, seed):

@@ -14,7 +14,7 @@ from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_backward, con
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, SIGMOID, TANH
 from cnnlang.runtime.kernels.cpu.pointwise import stacked_panels
 from cnnlang.runtime.kernels.cpu.winograd import (
-    matrices, transform_weight, transform_weight_into, transform_weight_panels_into, winograd_forward,
+    matrices, padded_u_size, transform_weight, transform_weight_into, transform_weight_panels_into, winograd_forward,
 )
 
 ACTIVATIONS = {NONE: lambda y: y, RELU: lambda y: np.maximum(y, 0), TANH: np.tanh, SIGMOID: lambda y: 1 / (1 + np.exp(-y))}
@@ -267,6 +267,13 @@ def test_transform_weight_into_matches_the_reference_turned_and_not():
     turned = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     np.testing.assert_array_equal(transform_weight_into(weight, np.empty(16 * 15, np.float32), flip=True),
                                   reference_u(turned).astype(np.float32))
+    # padded: the same planes, each padded_u_size / 16 elements from the last, the gaps untouched
+    for flip, want in ((False, reference_u(weight)), (True, reference_u(turned))):
+        out = np.full(padded_u_size(weight.size), np.inf, np.float32)
+        u = transform_weight_into(weight, out, flip=flip, padded=True)
+        np.testing.assert_array_equal(u, want.reshape(u.shape).astype(np.float32))
+        assert u.strides[0] == out.size // 16 * 4 > 15 * 4
+        assert np.isinf(out.reshape(16, -1)[:, 15:]).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -339,3 +346,22 @@ def test_the_training_rule():
     for p in (plan(2, 512, 512), plan(32, 8, 16), plan(32, 16, 16, k=5, pad=2), plan(32, 16, 32, stride=2),
               plan(32, 32, 32, pad=3)):
         assert paths(p)[:3] == (False, False, False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [16, 12])
+def test_training_forward_and_input_gradient_on_either_weight_layout(dtype, channels):
+    """conv.py's training Winograd: the panels written directly where the GEMMs' N is whole panels (16 channels),
+    the padded U and a packing copy elsewhere (12 in float32); both give the reference forward and dx."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 8, 8, channels)).astype(dtype)
+    weight = rng.standard_normal((channels, channels, 3, 3)).astype(dtype)
+    dy = rng.standard_normal((2, 8, 8, channels)).astype(dtype)
+    args, pads = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1), ((1, 1), (1, 1))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    ws = ConvWorkspace(winograd=True)
+    y = conv2d_forward(x, weight, None, *args, np.full(dy.shape, np.nan, dtype), ws, keep=True)
+    np.testing.assert_allclose(y, reference(x, weight, None, pads, NONE), rtol=tol, atol=tol)
+    dx = np.full(x.shape, np.nan, dtype)
+    conv2d_backward(x, weight, dy, *args, dx, None, None, ws, kept=True)
+    np.testing.assert_allclose(dx, reference_grads(x, weight, dy, pads)[0], rtol=tol, atol=tol)
