@@ -25,7 +25,10 @@ r64 10.6 -> 6.1, c64 164 -> 81, c128 132 -> 64, c256 87 -> 51; dW (im2col + GEMM
 Winograd forward, or kept columns -> Winograd) r32 12.3 / 9.4 -> 9.6, r64 9.0 / 7.0 -> 6.6, c64
 139 / 134 -> 104, c128 129 / 123 -> 83, c256 81 / 79 -> 50, but r16 (direct 11.3) -> 15.8. At
 c512 (4x4 outputs) Winograd's dx (100 vs 83, then 81 vs 79) and dW (89 vs 79) lost, its forward won
-(56 vs 79, median of 9): the rule wants 8x8 outputs for the gradients, 4x4 for the forward.
+(56 vs 79, median of 9): the rule wanted 8x8 outputs for the gradients, 4x4 for the forward. Since the weight
+transforms write the register tile's panels directly and dW's final transform reads forward (issue 16; one
+thread, best of 5, wall, ms, im2col -> Winograd): c512 forward 54.9 -> 40.4, dx 54.8 -> 40.4, dW 54.9 -> 33.5;
+so the rule takes all three from 4x4 outputs.
 """
 
 from __future__ import annotations

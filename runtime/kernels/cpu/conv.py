@@ -26,7 +26,7 @@ Algorithm (chosen by measurement, see ``benchmarks/bench_conv.py``):
 Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the numbers):
 
 * 3x3, stride 1, undilated, ungrouped, with at least 16 channels each side and an output of at least
-  8x8 (4x4 for the forward; the rule in workspace.py): Winograd F(2x2, 3x3) (winograd.py) for the forward (``keep=True``
+  4x4 (the rule in workspace.py): Winograd F(2x2, 3x3) (winograd.py) for the forward (``keep=True``
   only: inference keeps the choice of the ``winograd`` pass), the input gradient (the forward's
   Winograd conv of dy, padded by 2 - p, with the filters turned by 180 degrees and their channels
   swapped) and, from 32 channels, the weight gradient in the Winograd domain. 2.25x fewer
@@ -75,9 +75,10 @@ from .blocked_wide import weight_scratch_size as wide_weight_size
 from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
-from .pointwise import panel_width, stacked_panels_into
+from .pointwise import stacked_panels_into
 from .planar import planar_forward, planar_weight_grad, planar_weight_sizes
-from .winograd import padded_u_size, transform_weight_into, winograd_forward, winograd_weight_grad
+from .winograd import (padded_u_size, panel_scratch_size, transform_weight_into, transform_weight_panels_into,
+                       winograd_forward, winograd_weight_grad)
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
     COL_BUDGET,
     DEFAULT_WORKSPACE,
@@ -145,7 +146,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
     y2 = channel_rows(out, plan.O, "conv")
     if plan.N == 0:
         return out
-    ws.kept_for = ws.kept_u_for = None
+    ws.kept_for = None
     previous = serial_threads(plan)
     try:
         if plan.wide_forward and (keep or ws.wide) and out.flags.c_contiguous:
@@ -153,10 +154,8 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, groups, out, workspa
             if activation != NONE:
                 bias_activation(y2, None, activation)
         elif plan.winograd_forward and (keep or ws.winograd):
-            u = transform_weight_into(weight, ws.get("winograd_u", padded_u_size(weight.size), x.dtype), padded=True)
-            winograd_forward(x, u, bias, plan.pads, out, ws, activation, panels=_winograd_panels(u, ws))
-            # U stays in the workspace: the input gradient's is a permutation of it (_turned_panels)
-            ws.kept_u_for = _kept_key(weight, plan) if keep else None
+            u, panels = _winograd_weight(weight, ws, flip=False)
+            winograd_forward(x, u, bias, plan.pads, out, ws, activation, panels=panels)
         elif plan.planar and (keep or ws.blocked) and out.flags.c_contiguous:
             scratch, _ = _blocked_scratch(plan, ws, x.dtype)
             has_bias = bias is not None
@@ -238,9 +237,8 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
     """Gradients of :func:`conv2d_forward` given dy (N, Ho, Wo, Cout): writes (overwrites, never
     accumulates) dx (N, H, W, Cin), dweight (like weight) and dbias (Cout,). Any of the three
     may be None to skip that gradient; with dx None no input-gradient work is done at all.
-    ``kept``: the last forward on this workspace had ``keep=True`` and x and the weight have not changed since;
-    its columns are then used when the workspace holds them for this x, and its Winograd U for the input
-    gradient when it was this weight's (same array)."""
+    ``kept``: the last forward on this workspace had ``keep=True`` and x has not changed since;
+    its columns are then used when the workspace holds them for this x."""
     ws = DEFAULT_WORKSPACE if workspace is None else workspace
     plan = ws.plan(x, weight, stride, pads, dilation, groups, dy)
     x, weight, dy = _check_arrays([x, weight, dy], [dx, dweight, dbias])
@@ -292,15 +290,7 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
                 _blocked_input_grad(dy, weight, dx, plan, ws)
             if plan.winograd_dx and dx is not None and not wide_dx:
                 # dx = conv(dy padded by 2 - p, the turned weight with in and out channels swapped)
-                buffer = ws.get("winograd_u", padded_u_size(weight.size), x.dtype)
-                panels = None
-                if kept and ws.kept_u_for == _kept_key(weight, plan):
-                    planes = buffer.reshape(16, -1)[:, : weight.size // 9]
-                    panels = _turned_panels(planes.reshape(16, plan.C, O), ws)
-                    u = planes.reshape(16, O, plan.C)  # (with panels, winograd_forward reads only its shape)
-                if panels is None:
-                    u = transform_weight_into(weight, buffer, flip=True, padded=True)
-                    panels = _winograd_panels(u, ws)
+                u, panels = _winograd_weight(weight, ws, flip=True)
                 (pt, pb), (pl, pr) = plan.pads
                 winograd_forward(dy, u, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), dx, ws, panels=panels)
             if plan.winograd_weight and dweight is not None:
@@ -314,30 +304,18 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
     return dx, dweight, dbias
 
 
-# U of the turned filters: its plane (i, j) is the plane (t(i), t(j)) of the forward's U, transposed, where t swaps
-# 0 and 3 (G times the turned filter is G's rows 0 and 3 swapped, times the filter).
-_TURNED_PLANES = [4 * (3 - i if i in (0, 3) else i) + (3 - j if j in (0, 3) else j) for i in range(4) for j in range(4)]
-
-
-def _turned_panels(u, ws):
-    """The input gradient's U, packed for pointwise.py's tile, from the forward's U (16, C, O) still in the
-    workspace: its planes permuted and transposed in one copy each, instead of transforming the turned weight
-    again (one thread, CPU time, resnet20's 64-channel 8x8 dx at batch 64: 2.71-2.74 -> 2.63-2.64 ms). The same
-    U but for the order of the transform's float64 sums (in float32 bitwise, as tested). None where the input
-    channels are not whole panels (stacked_panels_into's own layout then)."""
-    planes, C, O = u.shape
-    width = panel_width(u.dtype)
-    if C % width:
-        return None
-    packed = ws.get("winograd_panels", u.size, u.dtype).reshape(planes, C // width, O, width)
-    for q, source in enumerate(_TURNED_PLANES):
-        np.copyto(packed[q], u[source].reshape(C // width, width, O).transpose(0, 2, 1))
-    return packed.reshape(-1)
-
-
-def _winograd_panels(u, ws):
-    """U packed for pointwise.py's tile, so that Winograd's 16 GEMMs run in Numba's pool, not OpenBLAS's."""
-    return stacked_panels_into(u, ws.get("winograd_panels", u.size, u.dtype))
+def _winograd_weight(weight, ws, flip):
+    """(U or None, U packed for pointwise.py's tile), so that Winograd's 16 GEMMs run in Numba's pool, not
+    OpenBLAS's. Where the GEMMs' N is whole panels, the transform writes the panels directly (no U): one pass over
+    the weight instead of two (ResNet-18 CIFAR's 512 x 512 weight, one thread, CPU time: see winograd.py)."""
+    size = 16 * weight.size // 9
+    scratch = ws.get("winograd_gtaps", panel_scratch_size(weight.shape, flip), np.dtype(np.float64))
+    panels = transform_weight_panels_into(weight, ws.get("winograd_panels", size, weight.dtype), flip, scratch)
+    if panels is not None:
+        return None, panels
+    u = transform_weight_into(weight, ws.get("winograd_u", padded_u_size(weight.size), weight.dtype), flip,
+                              padded=True)
+    return u, stacked_panels_into(u, ws.get("winograd_panels", size, weight.dtype))
 
 
 def _direct_scratch(plan, ws, dtype):

@@ -28,15 +28,18 @@ Training (conv.py calls these when workspace.py's rule says so; the weight chang
 
 * ``transform_weight_into``: U in the parallel numba kernel that ``transform_weight`` uses too, or, with
   ``flip``, U of the input gradient's weight (filters turned by 180 degrees, channels swapped), so that dx =
-  ``winograd_forward`` of dy padded by 2 - p. Training asks for its planes ``padded`` apart (one cache line
-  more than Cin * Cout): a multiple of 4 KiB apart, its 16 store streams shared one L1 set (4-4.5x the time, 64
-  to 512 channels). After a kept forward, conv.py builds dx's panels from the forward's U instead (a permutation).
-* conv.py hands the forward and dx their U packed for pointwise.py's tile (``panels``; pointwise.stacked_panels_into,
-  a copy into a reused buffer every step), as inference does: resnet20's 64-channel 8x8 layer at batch 64,
-  forward + dx, one thread, CPU time 8.93 -> 8.16 ms (1.09x); two threads on a loaded machine 1.34x (the
-  OpenBLAS hand-off gone).
-* ``winograd_weight_grad``: dW = G^T (sum over tiles of V^T dM) G, with V the forward's input transform and dM =
-  A dY A^T (``_output_adjoint_2``, the adjoint of the output transform): 16 GEMMs (Cin x tiles) . (tiles x Cout).
+  ``winograd_forward`` of dy padded by 2 - p. Its planes may lie ``padded`` apart (one cache line more than Cin *
+  Cout): a multiple of 4 KiB apart, the 16 store streams shared one L1 set (4-4.5x the time, 64 to 512 channels).
+* conv.py hands the forward and dx their U packed for pointwise.py's tile (``panels``), as inference does:
+  resnet20's 64-channel 8x8 layer at batch 64, forward + dx, one thread, CPU time 8.93 -> 8.16 ms (1.09x); two
+  threads on a loaded machine 1.34x (the OpenBLAS hand-off gone). Where the GEMMs' N is whole panels,
+  ``transform_weight_panels_into`` writes the panels directly, vectorised over a panel's lanes (no U, no packing
+  copy): transform + pack of a 512 x 512 weight, one thread, CPU time, 23.7 -> 5.8 ms (dx's turned one 31.0 ->
+  5.1), 256 x 256 4.6 -> 1.25 (7.4 -> 1.3) ms. Elsewhere, the padded U and stacked_panels_into.
+* ``winograd_weight_grad``: dW = G^T dU G with dU the sum over tiles of V^T dM, computed as dU^T = sum of dM^T V
+  so that the final transform (``_weight_grad_transform``) reads dU in the weight's own (Cout, Cin) order (512 x
+  512, one thread: 17.5 -> 7.2 ms). V is the forward's input transform and dM = A dY A^T (``_output_adjoint_2``,
+  the adjoint of the output transform): 16 GEMMs (Cout x tiles) . (tiles x Cin).
 
 Per-tile costs, which dominate at 16 to 64 channels (a tile's channel loops are 2 to 8 vectors long):
 
@@ -275,6 +278,51 @@ def _transform_weight(w, u, C, O, flip, plane):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, _nrt=False)
+def _transform_weight_panels(w, u, C, O, flip, width, scratch):  # pragma: no cover - compiled
+    """:func:`_transform_weight`'s U (the same float64 arithmetic, rounded once) stored straight in
+    pointwise.stacked_panels' layout: plane i of (K, N) = (C, O), or (O, C) with ``flip``, at i*C*O, as N / width
+    panels of (K, width). Work items are panels of N; per row k of a panel, the width filters' taps are gathered into
+    scratch (9 x width, float64) and transformed as loops over the lanes, which LLVM vectorises: one filter at a
+    time in scalars, as _transform_weight, took 2-3x as long (512 x 512: 13.6 against 7.5 ms, 256 x 256: 3.5
+    against 1.2 ms, one thread). ``scratch``: (N / width, 21 * width) float64."""
+    plane = C * O
+    K, N = (O, C) if flip else (C, O)
+    for nb in prange(N // width):
+        g = scratch[nb, : 9 * width]  # tap t of lane j at t * width + j
+        t = scratch[nb, 9 * width : 21 * width]  # G g: row i, column l of lane j at (3 * i + l) * width + j
+        for k in range(K):
+            for j in range(width):
+                n = nb * width + j
+                f = (k * C + n) * 9 if flip else (n * C + k) * 9
+                for tap in range(9):  # flip: g[i][l] = w[2 - i][2 - l]
+                    g[tap * width + j] = np.float64(w[f + 8 - tap]) if flip else np.float64(w[f + tap])
+            # G g: rows (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2)
+            for l in range(3):
+                a, b = g[l * width : (l + 1) * width], g[(3 + l) * width : (4 + l) * width]
+                d = g[(6 + l) * width : (7 + l) * width]
+                t0, t1 = t[l * width : (l + 1) * width], t[(3 + l) * width : (4 + l) * width]
+                t2, t3 = t[(6 + l) * width : (7 + l) * width], t[(9 + l) * width : (10 + l) * width]
+                for j in range(width):
+                    t0[j] = a[j]
+                    t1[j] = 0.5 * (a[j] + b[j] + d[j])
+                    t2[j] = 0.5 * (a[j] - b[j] + d[j])
+                    t3[j] = d[j]
+            # (G g) G^T: row i is (a, (a + b + d) / 2, (a - b + d) / 2, d) for (a, b, d) = row i of G g
+            base = nb * K * width + k * width
+            for i in range(4):
+                r = 3 * i * width
+                a, b, d = t[r : r + width], t[r + width : r + 2 * width], t[r + 2 * width : r + 3 * width]
+                q = base + 4 * i * plane
+                u0, u1 = u[q : q + width], u[q + plane : q + plane + width]
+                u2, u3 = u[q + 2 * plane : q + 2 * plane + width], u[q + 3 * plane : q + 3 * plane + width]
+                for j in range(width):
+                    u0[j] = a[j]
+                    u1[j] = 0.5 * (a[j] + b[j] + d[j])
+                    u2[j] = 0.5 * (a[j] - b[j] + d[j])
+                    u3[j] = d[j]
+
+
+@njit(parallel=True, cache=True, _nrt=False)
 def _output_adjoint_2(dyf, mb, plane, geo, row0, nrows, zeros):  # pragma: no cover - compiled
     """The adjoint of the output transform, for the weight gradient: dM = A dY A^T per tile of tile rows
     [row0, row0 + nrows) into mb (16 planes ``plane`` apart, each nrows*TW x O), from dy (N, Ho, Wo, O), flat; a
@@ -318,23 +366,38 @@ def _output_adjoint_2(dyf, mb, plane, geo, row0, nrows, zeros):  # pragma: no co
                 m30[c], m31[c], m32[c], m33[c] = -z10, -z11, -z12, -z13
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, _nrt=False)
 def _weight_grad_transform(du, dw, C, O):  # pragma: no cover - compiled
-    """dW = G^T dU G (the adjoint of U = G g G^T) for every channel pair: du (16, C, O) -> dw (O, C, 3, 3), flat,
-    in float64, rounded once."""
+    """dW = G^T dU G (the adjoint of U = G g G^T) for every channel pair: du (16, O, C) -> dw (O, C, 3, 3), both
+    flat, in float64, rounded once. dU laid out (O, C) per plane, so that both the 16 read streams and the writes
+    run forward in c (as (C, O), read across O, 512 x 512 took 18.0 ms on one thread)."""
+    plane = C * O
     for o in prange(O):
         for c in range(C):
-            t = np.empty(12)  # G^T dU: 3 rows of 4
-            for j in range(4):
-                u0, u1 = np.float64(du[j * C * O + c * O + o]), np.float64(du[(4 + j) * C * O + c * O + o])
-                u2, u3 = np.float64(du[(8 + j) * C * O + c * O + o]), np.float64(du[(12 + j) * C * O + c * O + o])
-                t[j], t[4 + j], t[8 + j] = u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3
-            g = dw[(o * C + c) * 9 : (o * C + c + 1) * 9]
-            for i in range(3):
-                u0, u1, u2, u3 = t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]
-                g[3 * i] = u0 + 0.5 * (u1 + u2)
-                g[3 * i + 1] = 0.5 * (u1 - u2)
-                g[3 * i + 2] = 0.5 * (u1 + u2) + u3
+            q = o * C + c
+            # G^T dU: 3 rows of 4, column j from dU's column j (planes j, 4 + j, 8 + j, 12 + j)
+            u0, u1 = np.float64(du[q]), np.float64(du[q + 4 * plane])
+            u2, u3 = np.float64(du[q + 8 * plane]), np.float64(du[q + 12 * plane])
+            t00, t10, t20 = u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3
+            u0, u1 = np.float64(du[q + plane]), np.float64(du[q + 5 * plane])
+            u2, u3 = np.float64(du[q + 9 * plane]), np.float64(du[q + 13 * plane])
+            t01, t11, t21 = u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3
+            u0, u1 = np.float64(du[q + 2 * plane]), np.float64(du[q + 6 * plane])
+            u2, u3 = np.float64(du[q + 10 * plane]), np.float64(du[q + 14 * plane])
+            t02, t12, t22 = u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3
+            u0, u1 = np.float64(du[q + 3 * plane]), np.float64(du[q + 7 * plane])
+            u2, u3 = np.float64(du[q + 11 * plane]), np.float64(du[q + 15 * plane])
+            t03, t13, t23 = u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3
+            g = q * 9
+            dw[g] = t00 + 0.5 * (t01 + t02)
+            dw[g + 1] = 0.5 * (t01 - t02)
+            dw[g + 2] = 0.5 * (t01 + t02) + t03
+            dw[g + 3] = t10 + 0.5 * (t11 + t12)
+            dw[g + 4] = 0.5 * (t11 - t12)
+            dw[g + 5] = 0.5 * (t11 + t12) + t13
+            dw[g + 6] = t20 + 0.5 * (t21 + t22)
+            dw[g + 7] = 0.5 * (t21 - t22)
+            dw[g + 8] = 0.5 * (t21 + t22) + t23
 
 
 def transform_weight_into(weight: np.ndarray, out: np.ndarray, flip: bool = False, padded: bool = False) -> np.ndarray:
@@ -355,6 +418,30 @@ def padded_u_size(weight_size: int) -> int:
     return _PLANES * (weight_size // 9 + _PLANE_PAD)
 
 
+def transform_weight_panels_into(weight: np.ndarray, out: np.ndarray, flip: bool = False,
+                                 scratch: np.ndarray | None = None) -> np.ndarray | None:
+    """:func:`transform_weight_into`'s U (with ``flip``, the input gradient's) already packed as
+    pointwise.stacked_panels (``panels`` for :func:`winograd_forward`), into ``out`` (16 * Cin * Cout elements): one
+    pass instead of the transform plus a packing copy. None when the GEMMs' N (Cout, or Cin with ``flip``) is not
+    whole panels: then transform, and pack with stacked_panels. ``scratch``: at least 21 * N float64 elements
+    (allocated when None)."""
+    o, c = weight.shape[:2]
+    width = panel_width(weight.dtype)
+    n = c if flip else o
+    if n % width:
+        return None
+    need = panel_scratch_size(weight.shape, flip)
+    scratch = np.empty(need) if scratch is None else scratch[:need]
+    _transform_weight_panels(np.ascontiguousarray(weight).reshape(-1), out, c, o, flip, width,
+                             scratch.reshape(n // width, 21 * width))
+    return out[: _PLANES * c * o]
+
+
+def panel_scratch_size(weight_shape: tuple[int, ...], flip: bool = False) -> int:
+    """float64 elements of :func:`transform_weight_panels_into`'s scratch for a (Cout, Cin, 3, 3) weight."""
+    return 21 * weight_shape[0 if not flip else 1]
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -366,7 +453,7 @@ def chunk_rows(tile_cols: int, planes: int, channels: int, itemsize: int, budget
 
 def winograd_forward(
     x: np.ndarray,
-    transformed: np.ndarray,
+    transformed: np.ndarray | None,
     bias: np.ndarray | None,
     pads: tuple[tuple[int, int], tuple[int, int]],
     out: np.ndarray,
@@ -382,16 +469,23 @@ def winograd_forward(
     ``panels``: U as pointwise.stacked_panels (inference keeps it with U): the 16 GEMMs then run on
     pointwise.py's register tile in Numba's pool instead of BLAS (no hand-off between the pools; GoogLeNet's
     Winograd GEMMs alone, one thread, CPU time: 0.98-1.14x, 1.06x in all; two threads on a loaded machine
-    1.14-1.84x and far steadier)."""
+    1.14-1.84x and far steadier). ``transformed`` may be None when ``panels`` are given (training's
+    :func:`transform_weight_panels_into`, which writes no U)."""
     ws = workspace if workspace is not None else DEFAULT_WORKSPACE
     dtype = x.dtype
+    if transformed is None:  # the panels only (transform_weight_panels_into): U's shape from x and out
+        if panels is None or panels.size != _PLANES * x.shape[-1] * out.shape[-1]:
+            raise ValueError("winograd: without U, panels of 16 * Cin * Cout elements are needed")
+        transformed = panels[:0].reshape(_PLANES, 0, 0)
+        planes, cin, O = _PLANES, x.shape[-1], out.shape[-1]
+    else:
+        planes, cin, O = transformed.shape
     if dtype not in (np.float32, np.float64) or transformed.dtype != dtype or out.dtype != dtype:
         raise TypeError(f"winograd: one float dtype expected, got {dtype}, {transformed.dtype}, {out.dtype}")
     if bias is not None and bias.dtype != dtype:
         raise TypeError(f"winograd: bias is {bias.dtype}, not {dtype}")
     x = np.ascontiguousarray(x)
     N, H, W, C = x.shape
-    planes, cin, O = transformed.shape
     if planes != _PLANES:
         raise ValueError(f"winograd: {planes} planes is not F(2x2, 3x3)'s {_PLANES}")
     (pt, pb), (pl, pr) = ((int(p), int(q)) for p, q in pads)
@@ -465,9 +559,9 @@ def winograd_weight_grad(
     workspace: ConvWorkspace | None = None,
 ) -> np.ndarray:
     """dweight (Cout, Cin, 3, 3) = the weight gradient of :func:`winograd_forward`'s convolution of x (N, H, W, Cin)
-    given dy (N, Ho, Wo, Cout), overwritten: dU = sum over tiles of V^T dM per transformed-tile position (16 GEMMs
-    (Cin x tiles) . (tiles x Cout), 4/9 of the direct method's multiplications), V = B^T d B as in the forward, dM
-    = A dY A^T, then dW = G^T dU G."""
+    given dy (N, Ho, Wo, Cout), overwritten: dU^T = sum over tiles of dM^T V per transformed-tile position (16
+    GEMMs (Cout x tiles) . (tiles x Cin), 4/9 of the direct method's multiplications), V = B^T d B as in the
+    forward, dM = A dY A^T, then dW = G^T dU G."""
     ws = workspace if workspace is not None else DEFAULT_WORKSPACE
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     N, H, W, C = x.shape
@@ -482,8 +576,9 @@ def winograd_weight_grad(
     chunk = min(rows, chunk_rows(tw, _PLANES, C + O, x.itemsize, ws.budget))
     v = ws.get("winograd_v", _PLANES * _plane(chunk * tw * C, x.itemsize), x.dtype)
     mb = ws.get("winograd_m", _PLANES * _plane(chunk * tw * O, x.itemsize), x.dtype)
-    du = ws.get("winograd_du", _PLANES * C * O, x.dtype).reshape(_PLANES, C, O)
-    part = ws.get("winograd_dupart", _PLANES * C * O, x.dtype).reshape(_PLANES, C, O) if rows > chunk else None
+    # dU as (16, O, C): dM^T V, so that the final transform reads and writes forward (_weight_grad_transform)
+    du = ws.get("winograd_du", _PLANES * C * O, x.dtype).reshape(_PLANES, O, C)
+    part = ws.get("winograd_dupart", _PLANES * C * O, x.dtype).reshape(_PLANES, O, C) if rows > chunk else None
     patches = _per_block(ws, "winograd_patch", chunk * tw, 32 * C, x.dtype)
     zeros = np.zeros(O, x.dtype)
     xf, dyf = x.reshape(-1), dy.reshape(-1)
@@ -494,11 +589,11 @@ def winograd_weight_grad(
         v1, m1 = v[: _PLANES * vplane], mb[: _PLANES * mplane]
         _input_transform_2(xf, v1, vplane, geo, r0, nr, patches)
         _output_adjoint_2(dyf, m1, mplane, geo, r0, nr, zeros)
-        vt = _planes(v1, _PLANES, vplane, nt, C).transpose(0, 2, 1)
+        mt = _planes(m1, _PLANES, mplane, nt, O).transpose(0, 2, 1)
         if r0 == 0:
-            np.matmul(vt, _planes(m1, _PLANES, mplane, nt, O), out=du)
+            np.matmul(mt, _planes(v1, _PLANES, vplane, nt, C), out=du)
         else:
-            np.matmul(vt, _planes(m1, _PLANES, mplane, nt, O), out=part)
+            np.matmul(mt, _planes(v1, _PLANES, vplane, nt, C), out=part)
             du += part
     _weight_grad_transform(du.reshape(-1), dweight.reshape(-1), C, O)
     return dweight

@@ -38,14 +38,16 @@ DIRECT_MIN_WIDTH_PER_TAP = 7
 #: Winograd F(2x2, 3x3) (winograd.py) in training, for 3x3, stride-1, undilated, ungrouped convs: the forward
 #: and the input gradient (a Winograd conv of dy with the turned, transposed weight) when both channel counts
 #: are at least WINOGRAD_MIN_C, the weight gradient (in the Winograd domain) when they are at least
-#: WINOGRAD_WEIGHT_MIN_C (the direct kernel takes 16 x 16 and measured faster); the gradients only when the
-#: output is at least WINOGRAD_MIN_SIZE pixels each way, the forward from WINOGRAD_FORWARD_MIN_SIZE (ResNet-18
-#: CIFAR's 512-channel 4x4 layers: the forward measured faster, dx and dW not). Numbers in
-#: benchmarks/bench_small_conv.py.
+#: WINOGRAD_WEIGHT_MIN_C (the direct kernel takes 16 x 16 and measured faster); all three only when the output is
+#: at least WINOGRAD_MIN_SIZE pixels each way. Numbers in benchmarks/bench_small_conv.py. ResNet-18 CIFAR's
+#: 512-channel 4x4 layers (batch 64, one thread, wall, best of 5, ms, im2col -> Winograd): forward 54.9 -> 40.4, dx
+#: 54.8 -> 40.4, dW 54.9 -> 33.5, since the weight transforms write the GEMM panels directly and dW's final
+#: transform reads forward (before, its gradients lost and the rule wanted 8x8 for them); 128 and 256 channels
+#: at 4x4 alike (dx 3.86 -> 2.78 and 14.4 -> 10.5, dW 3.93 -> 2.53 and 14.3 -> 8.9); ImageNet ResNet-18's 7x7
+#: 512-channel layer, batch 32 (CPU time, best of 5): dx 87.0 -> 57.0, dW 86.1 -> 61.4.
 WINOGRAD_MIN_C = 16
 WINOGRAD_WEIGHT_MIN_C = 32
-WINOGRAD_MIN_SIZE = 8
-WINOGRAD_FORWARD_MIN_SIZE = 4
+WINOGRAD_MIN_SIZE = 4
 #: The register-blocked kernels (blocked.py) in training, for undilated, ungrouped convs that are not
 #: one GEMM already (1x1, or a window over the whole image): forward and weight gradient when the
 #: input has at least BLOCKED_MIN_C channels (one channel: direct.py) and the output at most
@@ -127,8 +129,7 @@ class ConvPlan:
         wino = (ws.winograd is not False and (KH, KW) == (3, 3) and max(sh, sw, dh, dw, G) == 1
                 and max(pt, pb, pl, pr) <= 2)
         big = min(Ho, Wo) >= WINOGRAD_MIN_SIZE
-        self.winograd_forward = wino and (ws.winograd or (min(Ho, Wo) >= WINOGRAD_FORWARD_MIN_SIZE
-                                                          and min(C, O) >= WINOGRAD_MIN_C))
+        self.winograd_forward = wino and (ws.winograd or (big and min(C, O) >= WINOGRAD_MIN_C))
         self.winograd_dx = wino and (ws.winograd or (big and min(C, O) >= WINOGRAD_MIN_C))
         self.winograd_weight = wino and (ws.winograd or (big and min(C, O) >= WINOGRAD_WEIGHT_MIN_C))
         # (by the rule only where the workspace forces no other kernel: tests pin each path)
@@ -187,8 +188,6 @@ class ConvWorkspace:
         self.keep_budget = KEEP_BUDGET
         #: (address, shape) of the x whose columns the "kept" buffer holds, or None
         self.kept_for: tuple | None = None
-        #: (address, shape) of the weight whose Winograd U the "winograd_u" buffer holds (a training forward), or None
-        self.kept_u_for: tuple | None = None
         self.budget = COL_BUDGET if budget is None else budget
         self.min_pixels = MIN_CHUNK_PIXELS if min_pixels is None else min_pixels
         self._bufs: dict[tuple[str, str], np.ndarray] = {}

@@ -12,8 +12,10 @@ import pytest
 
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, SIGMOID, TANH
-from cnnlang.runtime.kernels.cpu.winograd import (matrices, padded_u_size, transform_weight, transform_weight_into,
-                                                  winograd_forward)
+from cnnlang.runtime.kernels.cpu.pointwise import stacked_panels
+from cnnlang.runtime.kernels.cpu.winograd import (
+    matrices, padded_u_size, transform_weight, transform_weight_into, transform_weight_panels_into, winograd_forward,
+)
 
 ACTIVATIONS = {NONE: lambda y: y, RELU: lambda y: np.maximum(y, 0), TANH: np.tanh, SIGMOID: lambda y: 1 / (1 + np.exp(-y))}
 
@@ -204,13 +206,18 @@ def test_training_paths_float64_match_reference(case, monkeypatch):
 
 
 @pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
-def test_training_gradients_match_finite_differences(pads):
+@pytest.mark.parametrize("channels", [(3, 4), (8, 16)])  # (8, 16): whole float64 panels both ways (no U written)
+def test_training_gradients_match_finite_differences(pads, channels):
     from gradcheck import central_difference
 
+    cin, cout = channels
     rng = np.random.default_rng(6)
-    x, weight, bias = rng.standard_normal((2, 5, 6, 3)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    x, weight = rng.standard_normal((2, 5, 6, cin)), rng.standard_normal((cout, cin, 3, 3))
+    if cin > 3:  # He-scaled, so that the loss stays O(10) and the differences' rounding (|L| u / eps) below 1e-9
+        weight *= np.sqrt(2 / (9 * cin))
+    bias = rng.standard_normal(cout)
     ho, wo = 5 + sum(pads[0]) - 2, 6 + sum(pads[1]) - 2
-    r = rng.standard_normal((2, ho, wo, 4))  # L = sum(r * y), so dL/dy = r
+    r = rng.standard_normal((2, ho, wo, cout))  # L = sum(r * y), so dL/dy = r
     ws = ConvWorkspace(winograd=True)
 
     def loss():
@@ -222,7 +229,7 @@ def test_training_gradients_match_finite_differences(pads):
     np.testing.assert_allclose(db, central_difference(loss, bias), rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("shape", [(4, 16, 16, 32), (2, 9, 11, 64)])
+@pytest.mark.parametrize("shape", [(4, 16, 16, 32), (2, 9, 11, 64), (8, 4, 4, 64)])  # (the rule's smallest maps: 4x4)
 def test_training_float32_error_is_a_small_multiple_of_im2col(shape):
     """The forward, dx and dW of the Winograd training paths within FLOAT32_TOLERANCE and FLOAT32_RATIO_TO_DIRECT
     of im2col's own float32 error (each against float64 arithmetic on the same float32 inputs)."""
@@ -269,6 +276,43 @@ def test_transform_weight_into_matches_the_reference_turned_and_not():
         assert np.isinf(out.reshape(16, -1)[:, 15:]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("flip", [False, True])
+def test_transform_weight_panels_into_is_the_packed_reference(dtype, flip):
+    """The fused transform + pack equals pointwise.stacked_panels of the float64 reference U (rounded once to
+    float32: exactly), turned and channel-swapped with ``flip``, and bitwise the packed transform_weight_into (the
+    same float64 arithmetic); None (nothing written) where the GEMMs' N is not whole panels."""
+    rng = np.random.default_rng(10)
+    width = 32 // np.dtype(dtype).itemsize
+    weight = rng.standard_normal((2 * width, 3 * width // 2, 3, 3)).astype(dtype)  # N = 2 or 1.5 panels
+    turned = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    out = np.full(16 * weight.shape[0] * weight.shape[1], np.nan, dtype)
+    got = transform_weight_panels_into(turned if flip else weight, out, flip)
+    # with flip the transform turns ``turned`` back: the forward weight's U, channels (Cin, Cout) -> (Cout, Cin)
+    expected = stacked_panels(reference_u(weight).astype(dtype))
+    if dtype == np.float32:
+        np.testing.assert_array_equal(got, expected)
+    else:  # (the einsum sums in another order)
+        np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-14)
+    source = turned if flip else weight
+    unfused = transform_weight_into(source, np.empty(out.size, dtype), flip)
+    np.testing.assert_array_equal(got, stacked_panels(unfused))
+    assert transform_weight_panels_into(weight if flip else turned, out, flip) is None
+
+
+def test_forward_on_panels_without_u_matches_forward_with_u():
+    rng = np.random.default_rng(11)
+    x, weight = rng.standard_normal((2, 7, 6, 8)), rng.standard_normal((16, 8, 3, 3))
+    pads = ((1, 1), (1, 1))
+    panels = transform_weight_panels_into(weight, np.empty(16 * 8 * 16))
+    with_u = winograd_forward(x, transform_weight(weight), None, pads, np.empty((2, 7, 6, 16)), panels=panels)
+    without = winograd_forward(x, None, None, pads, np.empty((2, 7, 6, 16)), panels=panels)
+    np.testing.assert_array_equal(without, with_u)
+    assert relative_error(without, reference(x, weight, None, pads, NONE)) < FLOAT64_TOLERANCE
+    with pytest.raises(ValueError):
+        winograd_forward(x, None, None, pads, np.empty((2, 7, 6, 16)))  # neither U nor panels
+
+
 def test_transform_weight_rounds_once_to_the_asked_dtype():
     rng = np.random.default_rng(9)
     weight = rng.standard_normal((4, 3, 3, 3))
@@ -283,7 +327,8 @@ def test_transform_weight_rounds_once_to_the_asked_dtype():
 
 def test_the_training_rule():
     """Default workspaces: Winograd for resnet20's 3x3 stride-1 layers (the weight gradient from 32 channels; the
-    direct kernel keeps 16 x 16; the gradients from 8x8 outputs, the forward from 4x4), not for smaller outputs, other kernels, strides, or paddings over 2.
+    direct kernel keeps 16 x 16; all three from 4x4 outputs), not for smaller outputs, other kernels, strides, or
+    paddings over 2.
     (blocked_wide.py's kernels take precedence where their rule takes a conv: test_kernel_blocked_wide.py.)"""
 
     def plan(h, c, o, k=3, stride=1, pad=1):
@@ -297,39 +342,26 @@ def test_the_training_rule():
     assert paths(plan(32, 16, 16))[:3] == (True, True, False) and plan(32, 16, 16).direct_weight
     assert paths(plan(16, 32, 32))[:3] == (True, True, True)
     assert paths(plan(8, 64, 64))[:3] == (True, True, True)
-    assert paths(plan(4, 512, 512))[:3] == (True, False, False)  # the forward only, from 4x4 outputs
+    assert paths(plan(4, 512, 512))[:3] == (True, True, True)  # from 4x4 outputs
     for p in (plan(2, 512, 512), plan(32, 8, 16), plan(32, 16, 16, k=5, pad=2), plan(32, 16, 32, stride=2),
               plan(32, 32, 32, pad=3)):
         assert paths(p)[:3] == (False, False, False)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("cin", [16, 12])
-def test_input_gradient_reuses_the_forward_u_only_for_its_weight(dtype, cin):
-    """After a training forward, dx's U is the forward's, its planes permuted and transposed (conv.py's
-    _turned_panels), where the input channels are whole panels (16: yes; 12: no, the turned weight is
-    transformed): the same dx as transforming the turned weight, and only for the weight the forward had."""
+@pytest.mark.parametrize("channels", [16, 12])
+def test_training_forward_and_input_gradient_on_either_weight_layout(dtype, channels):
+    """conv.py's training Winograd: the panels written directly where the GEMMs' N is whole panels (16 channels),
+    the padded U and a packing copy elsewhere (12 in float32); both give the reference forward and dx."""
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((2, 8, 8, cin)).astype(dtype)
-    weight, other = (rng.standard_normal((32, cin, 3, 3)).astype(dtype) for _ in range(2))
-    dy = rng.standard_normal((2, 8, 8, 32)).astype(dtype)
-    y = np.empty(dy.shape, dtype)
-    args = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
-
-    def dx_of(w, ws, kept):
-        dx = np.full(x.shape, np.nan, dtype)
-        conv2d_backward(x, w, dy, *args, dx, None, None, ws, kept=kept)
-        return dx
-
-    fresh = dx_of(weight, ConvWorkspace(winograd=True), kept=False)  # the turned weight transformed
-    np.testing.assert_allclose(fresh, reference_grads(x, weight, dy, ((1, 1), (1, 1)))[0],
-                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+    x = rng.standard_normal((2, 8, 8, channels)).astype(dtype)
+    weight = rng.standard_normal((channels, channels, 3, 3)).astype(dtype)
+    dy = rng.standard_normal((2, 8, 8, channels)).astype(dtype)
+    args, pads = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1), ((1, 1), (1, 1))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
     ws = ConvWorkspace(winograd=True)
-    conv2d_forward(x, weight, None, *args, y, ws, keep=True)
-    assert ws.kept_u_for is not None
-    # float32: bitwise (U's float64 sums are exact on float32 values and rounded once); float64: to its rounding
-    tol = 1e-12 if dtype == np.float64 else 0
-    np.testing.assert_allclose(dx_of(weight, ws, kept=True), fresh, rtol=tol, atol=tol)
-    # another weight: its own U, not the forward's
-    conv2d_forward(x, weight, None, *args, y, ws, keep=True)
-    np.testing.assert_array_equal(dx_of(other, ws, kept=True), dx_of(other, ConvWorkspace(winograd=True), kept=False))
+    y = conv2d_forward(x, weight, None, *args, np.full(dy.shape, np.nan, dtype), ws, keep=True)
+    np.testing.assert_allclose(y, reference(x, weight, None, pads, NONE), rtol=tol, atol=tol)
+    dx = np.full(x.shape, np.nan, dtype)
+    conv2d_backward(x, weight, dy, *args, dx, None, None, ws, kept=True)
+    np.testing.assert_allclose(dx, reference_grads(x, weight, dy, pads)[0], rtol=tol, atol=tol)
