@@ -78,10 +78,26 @@ def violations(rc: int, stderr: str, seconds: float, max_rss_kb: int) -> list[st
 # ---- the worker: runs commands in-process, one JSON line per request -----------------------
 
 
+def _peak_rss_kb() -> int:
+    """This process's own peak resident memory. Not ``getrusage``'s ru_maxrss: Linux carries the
+    spawning process's peak across exec, so a worker started from a 1 GB pytest process reported
+    1 GB before reading any input (CI's fuzz failure, every input a "crasher", the empty one too);
+    VmHWM is the high-water mark of the worker's own address space."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _worker() -> None:
     import contextlib
     import io
-    import resource
 
     from cnnlang.cli import main
 
@@ -97,8 +113,8 @@ def _worker() -> None:
             except BaseException as error:  # noqa: BLE001 - reported, not hidden
                 rc, _ = -1, stderr.write(f"Traceback: {type(error).__name__}: {error}")
         seconds = time.perf_counter() - started
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps({"rc": rc, "stderr": stderr.getvalue(), "seconds": seconds, "max_rss_kb": rss}), flush=True)
+        print(json.dumps({"rc": rc, "stderr": stderr.getvalue(), "seconds": seconds,
+                          "max_rss_kb": _peak_rss_kb()}), flush=True)
 
 
 class Worker:
