@@ -34,6 +34,7 @@ from .epilogue import NONE, row_span
 from .im2col import im2col
 from .pointwise import ROWS, fused_gemm, pack_panels, padded_bias, panel_width
 
+
 def _threads_scratch(workspace, dtype: np.dtype) -> np.ndarray:
     """fused_gemm's per-thread part-tile rows for this call's thread count, from the workspace."""
     width = ROWS * panel_width(dtype)
