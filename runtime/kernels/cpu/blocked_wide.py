@@ -29,6 +29,12 @@ padded image, a K = O loop of only 16 to 64 per tile. Here:
   16x16 4.21 -> 3.55 ms (72 -> 85 GFLOP/s), 16 -> 32 stride 2 2.46 -> 1.91; 16 channels 32x32 3.24 / 3.27, 64
   channels 8x8 3.61 / 3.68 and 32 -> 64 stride 2 1.83 / 1.88 (the whole image: 64 pixels) unchanged.
 
+* both gradients of a stride-1 conv (``wide_backward``): the weight gradient and the input gradient in one
+  parallel region, each thread doing both for its images (dy's image still in cache for the second): one
+  parallel region fewer per conv (11 a resnet20 step), each of which cost 0.13-0.7 ms of waiting for the second
+  thread on a loaded machine (docs/runtime.md); one thread, CPU time, the resnet20 step unchanged (7 alternating
+  rounds of two steps, medians, 208.5 ms two regions against 207.7 one).
+
 Copies and zeroing run on views from 0 (``_copy``, ``_zero``): a loop over ``y[d0 + j]`` compiled to scalar code
 with a negative-index check per element, and the padded image's copy, the tiles' starting values and their write
 out so cost a third of the 16-channel forward's time (forward 7.8 -> 5.4 ms with them). All run without
@@ -156,29 +162,40 @@ def wide_forward(x, weight, bias, has_bias, y, geo, wp, scratch):  # pragma: no 
     """y (N, Ho, Wo, O) = conv(x (N, H, W, C), weight (O, C, KH, KW)) + bias, all flat, channels last, any
     stride and padding. wp: weight_scratch_size; scratch: T x scratch_size, images split in contiguous ranges
     over its T rows."""
-    N, C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH],
-                                           geo[_SW], geo[_O], geo[_WP])
-    L = 32 // x.itemsize
-    VO = 2 * L
+    N = geo[_N]
+    init = _prepare_forward(weight, bias, has_bias, geo, wp)
+    image = _image_size(geo, x.itemsize)
+    T = scratch.shape[0]
+    for t in prange(T):
+        xp = scratch[t, :image]
+        acc = scratch[t, image : image + 12 * (32 // x.itemsize)]
+        for n in range(t * N // T, (t + 1) * N // T):
+            _pad_into(x, n, geo, xp)
+            _forward_image(xp, n, geo, wp, init, acc, y)
+
+
+@njit(cache=True, _nrt=False)
+def _image_size(geo, itemsize):  # pragma: no cover - compiled
+    """Elements of a thread's padded image with its slack (scratch_size less the tile's accumulators)."""
+    return geo[_HP] * geo[_WP] * geo[_C] + 6 * geo[_SW] * geo[_C] + geo[_KW] * geo[_C] + 4 * (32 // itemsize)
+
+
+@njit(cache=True, _nrt=False)
+def _prepare_forward(weight, bias, has_bias, geo, wp):  # pragma: no cover - compiled
+    """The weight packed into wp, then each tile's starting accumulators (the bias of its channel block, zero
+    past O); returns where those start."""
+    C, KH, KW, O = geo[_C], geo[_KH], geo[_KW], geo[_O]
+    VO = 2 * (32 // wp.itemsize)
     P = 6
     OB = (O + VO - 1) // VO
-    KWC = KW * C
     _pack_weight(weight, wp, O, C, KH, KW, VO)
-    # each tile's starting accumulators (the bias of its channel block, zero past O), after the packed weight
-    init = OB * KH * KWC * VO
+    init = OB * KH * KW * C * VO
     for ob in range(OB):
         for p in range(P):
             for j in range(VO):
                 o = ob * VO + j
                 wp[init + (ob * P + p) * VO + j] = bias[o] if has_bias and o < O else 0
-    image = geo[_HP] * Wp * C + 6 * sw * C + KWC + 4 * L
-    T = scratch.shape[0]
-    for t in prange(T):
-        xp = scratch[t, :image]
-        acc = scratch[t, image : image + P * VO]
-        for n in range(t * N // T, (t + 1) * N // T):
-            _pad_into(x, n, geo, xp)
-            _forward_image(xp, n, geo, wp, init, acc, y)
+    return init
 
 
 @njit(cache=True, _nrt=False)
@@ -231,17 +248,9 @@ def wide_weight_grad(x, dy, dweight, geo, parts, scratch):  # pragma: no cover -
     """dweight (O, C, KH, KW) of the conv x -> dy (flat, channels last), overwritten; any stride and padding.
     parts: T x weight_scratch_size (each thread's partial, added in thread order at the end); scratch: T x
     scratch_size."""
-    N, C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH],
-                                           geo[_SW], geo[_O], geo[_WP])
-    L = 32 // x.itemsize
-    VO = 3 * L
-    KWC = KW * C
-    KWCp = (KWC + VO - 1) // VO * VO
-    size = KH * O * KWCp
-    image = geo[_HP] * Wp * C + 6 * sw * C + KWC + 4 * L
-    # Rows of output pixels per pass over (kh, run block, channel block): the whole image where a pixel's run
-    # starts less than 128 bytes after the previous one's, else rows of at least 96 pixels (see the docstring).
-    R = Ho if sw * C * x.itemsize < 128 else min(Ho, (96 + Wo - 1) // Wo)
+    N = geo[_N]
+    image = _image_size(geo, x.itemsize)
+    size = _part_size(geo, x.itemsize)
     T = scratch.shape[0]
     for t in prange(T):
         xp = scratch[t, :image]
@@ -249,21 +258,78 @@ def wide_weight_grad(x, dy, dweight, geo, parts, scratch):  # pragma: no cover -
         part[:] = 0
         for n in range(t * N // T, (t + 1) * N // T):
             _pad_into(x, n, geo, xp)
-            for r0 in range(0, Ho, R):
-                rows = min(R, Ho - r0)
-                d0 = (n * Ho + r0) * Wo * O
-                for kh in range(KH):
-                    for jb in range(0, KWC, VO):
-                        x0 = (r0 * sh + kh) * Wp * C + jb
-                        o = 0
-                        while o + 4 <= O:
-                            _tile_4x3(part, (kh * O + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0,
-                                      sh * Wp * C, sw * C, rows, Wo)
-                            o += 4
-                        while o < O:
-                            _tile_1x3(part, (kh * O + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0,
-                                      sh * Wp * C, sw * C, rows, Wo)
-                            o += 1
+            _weight_image(xp, n, geo, dy, part)
+    _sum_parts(parts, geo, dweight)
+
+
+@njit(parallel=True, cache=True)
+def wide_backward(x, dy, turned, dx, dweight, geo, dx_geo, wp, parts, scratch):  # pragma: no cover - compiled
+    """wide_weight_grad and the stride-1 input gradient (wide_forward of dy with the turned weight, dx_geo) in one
+    parallel region: each thread does both for its images, dy's image still in cache for the second. turned:
+    turn_weight's; wp: weight_scratch_size of dx_geo; parts, scratch as wide_weight_grad's (scratch rows the larger
+    of the two geometries' scratch_size)."""
+    N = geo[_N]
+    init = _prepare_forward(turned, turned, False, dx_geo, wp)
+    image = _image_size(geo, x.itemsize)
+    dx_image = _image_size(dx_geo, x.itemsize)
+    size = _part_size(geo, x.itemsize)
+    T = scratch.shape[0]
+    for t in prange(T):
+        part = parts[t, :size]
+        part[:] = 0
+        for n in range(t * N // T, (t + 1) * N // T):
+            xp = scratch[t, :image]
+            _pad_into(x, n, geo, xp)
+            _weight_image(xp, n, geo, dy, part)
+            yp = scratch[t, :dx_image]
+            _pad_into(dy, n, dx_geo, yp)
+            _forward_image(yp, n, dx_geo, wp, init, scratch[t, dx_image : dx_image + 12 * (32 // x.itemsize)], dx)
+    _sum_parts(parts, geo, dweight)
+
+
+@njit(cache=True, _nrt=False)
+def _part_size(geo, itemsize):  # pragma: no cover - compiled
+    VO = 3 * (32 // itemsize)
+    return geo[_KH] * geo[_O] * ((geo[_KW] * geo[_C] + VO - 1) // VO * VO)
+
+
+@njit(cache=True, _nrt=False)
+def _weight_image(xp, n, geo, dy, part):  # pragma: no cover - compiled
+    """Image n's share of the weight gradient, x's image padded into xp, added into part ((KH, O, KWCp))."""
+    C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH], geo[_SW],
+                                        geo[_O], geo[_WP])
+    L = 32 // xp.itemsize
+    VO = 3 * L
+    KWC = KW * C
+    KWCp = (KWC + VO - 1) // VO * VO
+    # Rows of output pixels per pass over (kh, run block, channel block): the whole image where a pixel's run
+    # starts less than 128 bytes after the previous one's, else rows of at least 96 pixels (see the docstring).
+    R = Ho if sw * C * xp.itemsize < 128 else min(Ho, (96 + Wo - 1) // Wo)
+    for r0 in range(0, Ho, R):
+        rows = min(R, Ho - r0)
+        d0 = (n * Ho + r0) * Wo * O
+        for kh in range(KH):
+            for jb in range(0, KWC, VO):
+                x0 = (r0 * sh + kh) * Wp * C + jb
+                o = 0
+                while o + 4 <= O:
+                    _tile_4x3(part, (kh * O + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0,
+                              sh * Wp * C, sw * C, rows, Wo)
+                    o += 4
+                while o < O:
+                    _tile_1x3(part, (kh * O + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0,
+                              sh * Wp * C, sw * C, rows, Wo)
+                    o += 1
+
+
+@njit(cache=True)
+def _sum_parts(parts, geo, dweight):  # pragma: no cover - compiled
+    """The threads' partials added in thread order, then out as dweight (O, C, KH, KW)."""
+    C, KH, KW, O = geo[_C], geo[_KH], geo[_KW], geo[_O]
+    VO = 3 * (32 // parts.itemsize)
+    KWCp = (KW * C + VO - 1) // VO * VO
+    size = KH * O * KWCp
+    T = parts.shape[0]
     for t in range(1, T):
         parts[0, :size] += parts[t, :size]
     total = parts[0]
