@@ -217,7 +217,7 @@ def _forward_image(xp, n, geo, wp, init, acc, y):  # pragma: no cover - compiled
             for ow0 in range(0, Wo, P):
                 b0 = (oh * sh * Wp + ow0 * sw) * C
                 if no == VO and ow0 + P <= Wo:
-                    # a whole tile: accumulated in y itself
+                    # a whole tile: from its bias vectors straight into y
                     d0 = ((n * Ho + oh) * Wo + ow0) * O + ob * VO
                     _tile_6x2_to(wp, a0, VO, y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
                     continue
