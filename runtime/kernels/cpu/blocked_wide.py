@@ -96,6 +96,7 @@ def _make_tile_to(P: int, NV: int):
 
 _tile_6x2 = _make_tile(6, 2)
 _tile_6x2_to = _make_tile_to(6, 2)
+_tile_4x2_to = _make_tile_to(4, 2)
 _tile_4x2 = _make_tile(4, 2)
 _tile_4x3 = _make_tile(4, 3)
 _tile_1x3 = _make_tile(1, 3)
@@ -221,12 +222,11 @@ def _forward_image(xp, n, geo, wp, init, acc, y):  # pragma: no cover - compiled
                     d0 = ((n * Ho + oh) * Wo + ow0) * O + ob * VO
                     _tile_6x2_to(wp, a0, VO, y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
                     continue
-                _copy(wp[a0 : a0 + P * VO], acc)
                 if Wo - ow0 <= 4:
                     # a row's last 1 to 4 pixels: 4 of them, not 6 (resnet20's 16x16 rows: 6 + 6 + 4)
-                    _tile_4x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                    _tile_4x2_to(wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
                 else:
-                    _tile_6x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                    _tile_6x2_to(wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
                 for p in range(min(P, Wo - ow0)):
                     dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
                     _copy(acc[p * VO : p * VO + no], y[dst : dst + no])
