@@ -8,7 +8,9 @@ padded image, a K = O loop of only 16 to 64 per tile. Here:
 
 * forward: pixels x output channels as in blocked.py (same packed weight, same padded image), the tile 6 pixels
   x 2L channels (12 accumulators, 2 weight vectors and a broadcast: 15 of AVX2's 16 registers; a 3 x 4L tile
-  needs 17 and measured 1.6x slower); a row's last 1 to 4 pixels take a 4 x 2L tile, 5 take a 6 x 2L one running
+  needs 17 and measured 1.6x slower); a row's last 1 to 4 pixels take a 4 x 2L tile, its last 8 two of them (not a 6 and a
+  4 for 2: 32-pixel rows 16 channels 3.60 -> 3.35 ms, 8-pixel rows 32 -> 64 stride 2 2.18 -> 1.71, one thread, CPU
+  time, the forward alone, batch 64, 41 alternating calls), 5 take a 6 x 2L one running
   past the row's end (the padded image has slack; those pixels are not written out). A whole tile of a 2L-channel
   block starts from its bias vectors and is stored to the output (``_make_tile_to``); copying the bias into the
   output first and accumulating there (a load right after the copy's stores) measured 1.05-1.09x slower at 16
@@ -215,21 +217,31 @@ def _forward_image(xp, n, geo, wp, init, acc, y):  # pragma: no cover - compiled
         v0 = ob * KH * KWC * VO
         a0 = init + ob * P * VO
         for oh in range(Ho):
-            for ow0 in range(0, Wo, P):
+            ow0 = 0
+            while ow0 < Wo:
+                left = Wo - ow0
+                # 4 pixels where at most 4 are left (resnet20's 16x16 rows: 6 + 6 + 4), and where 8 are: 4 + 4,
+                # not 6 and a tile of 4 for the last 2 (32-pixel rows: 6 x 4 + 4 + 4)
+                p4 = left <= 4 or left == 8
                 b0 = (oh * sh * Wp + ow0 * sw) * C
-                if no == VO and ow0 + P <= Wo:
+                if no == VO and left >= (4 if p4 else P):
                     # a whole tile: from its bias vectors straight into y
                     d0 = ((n * Ho + oh) * Wo + ow0) * O + ob * VO
-                    _tile_6x2_to(wp, a0, VO, y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
-                    continue
-                if Wo - ow0 <= 4:
-                    # a row's last 1 to 4 pixels: 4 of them, not 6 (resnet20's 16x16 rows: 6 + 6 + 4)
-                    _tile_4x2_to(wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                    if p4:
+                        _tile_4x2_to(wp, a0, VO, y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                    else:
+                        _tile_6x2_to(wp, a0, VO, y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
                 else:
-                    _tile_6x2_to(wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
-                for p in range(min(P, Wo - ow0)):
-                    dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
-                    _copy(acc[p * VO : p * VO + no], y[dst : dst + no])
+                    if p4:
+                        _tile_4x2_to(wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH,
+                                     KWC)
+                    else:
+                        _tile_6x2_to(wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH,
+                                     KWC)
+                    for p in range(min(4 if p4 else P, left)):
+                        dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
+                        _copy(acc[p * VO : p * VO + no], y[dst : dst + no])
+                ow0 += 4 if p4 else P
 
 
 @njit(cache=True)
