@@ -8,9 +8,9 @@ padded image, a K = O loop of only 16 to 64 per tile. Here:
 
 * forward: pixels x output channels as in blocked.py (same packed weight, same padded image), the tile 6 pixels
   x 2L channels (12 accumulators, 2 weight vectors and a broadcast: 15 of AVX2's 16 registers; a 3 x 4L tile
-  needs 17 and measured 1.6x slower); a row's last 1 to 4 pixels take a 4 x 2L tile, its last 8 two of them (not a 6 and a
-  4 for 2: 32-pixel rows 16 channels 3.60 -> 3.35 ms, 8-pixel rows 32 -> 64 stride 2 2.18 -> 1.71, one thread, CPU
-  time, the forward alone, batch 64, 41 alternating calls), 5 take a 6 x 2L one running
+  needs 17 and measured 1.6x slower); a row's last 1 to 4 pixels take a 4 x 2L tile, its last 8 two of them
+  (not a 6 and a 4 for 2: 32-pixel rows, 16 channels, 3.60 -> 3.35 ms; 8-pixel rows, 32 -> 64 stride 2, 2.18 ->
+  1.71; one thread, CPU time, the forward alone, batch 64, 41 alternating calls), 5 take a 6 x 2L one running
   past the row's end (the padded image has slack; those pixels are not written out). A whole tile of a 2L-channel
   block starts from its bias vectors and is stored to the output (``_make_tile_to``); copying the bias into the
   output first and accumulating there (a load right after the copy's stores) measured 1.05-1.09x slower at 16
