@@ -31,12 +31,6 @@ padded image, a K = O loop of only 16 to 64 per tile. Here:
   16x16 4.21 -> 3.55 ms (72 -> 85 GFLOP/s), 16 -> 32 stride 2 2.46 -> 1.91; 16 channels 32x32 3.24 / 3.27, 64
   channels 8x8 3.61 / 3.68 and 32 -> 64 stride 2 1.83 / 1.88 (the whole image: 64 pixels) unchanged.
 
-* both gradients of a stride-1 conv (``wide_backward``): the weight gradient and the input gradient in one
-  parallel region, each thread doing both for its images (dy's image still in cache for the second): one
-  parallel region fewer per conv (11 a resnet20 step), each of which cost 0.13-0.7 ms of waiting for the second
-  thread on a loaded machine (docs/runtime.md); one thread, CPU time, the resnet20 step unchanged (7 alternating
-  rounds of two steps, medians, 208.5 ms two regions against 207.7 one).
-
 Copies and zeroing run on views from 0 (``_copy``, ``_zero``): a loop over ``y[d0 + j]`` compiled to scalar code
 with a negative-index check per element, and the padded image's copy, the tiles' starting values and their write
 out so cost a third of the 16-channel forward's time (forward 7.8 -> 5.4 ms with them). All run without
@@ -271,31 +265,6 @@ def wide_weight_grad(x, dy, dweight, geo, parts, scratch):  # pragma: no cover -
         for n in range(t * N // T, (t + 1) * N // T):
             _pad_into(x, n, geo, xp)
             _weight_image(xp, n, geo, dy, part)
-    _sum_parts(parts, geo, dweight)
-
-
-@njit(parallel=True, cache=True)
-def wide_backward(x, dy, turned, dx, dweight, geo, dx_geo, wp, parts, scratch):  # pragma: no cover - compiled
-    """wide_weight_grad and the stride-1 input gradient (wide_forward of dy with the turned weight, dx_geo) in one
-    parallel region: each thread does both for its images, dy's image still in cache for the second. turned:
-    turn_weight's; wp: weight_scratch_size of dx_geo; parts, scratch as wide_weight_grad's (scratch rows the larger
-    of the two geometries' scratch_size)."""
-    N = geo[_N]
-    init = _prepare_forward(turned, turned, False, dx_geo, wp)
-    image = _image_size(geo, x.itemsize)
-    dx_image = _image_size(dx_geo, x.itemsize)
-    size = _part_size(geo, x.itemsize)
-    T = scratch.shape[0]
-    for t in prange(T):
-        part = parts[t, :size]
-        part[:] = 0
-        for n in range(t * N // T, (t + 1) * N // T):
-            xp = scratch[t, :image]
-            _pad_into(x, n, geo, xp)
-            _weight_image(xp, n, geo, dy, part)
-            yp = scratch[t, :dx_image]
-            _pad_into(dy, n, dx_geo, yp)
-            _forward_image(yp, n, dx_geo, wp, init, scratch[t, dx_image : dx_image + 12 * (32 // x.itemsize)], dx)
     _sum_parts(parts, geo, dweight)
 
 

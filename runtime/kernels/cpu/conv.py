@@ -70,7 +70,7 @@ from .blocked import scratch_size as blocked_scratch_size
 from .blocked import weight_scratch_size as blocked_weight_size
 from .blocked_dx import blocked_input_grad_columns
 from .blocked_wide import scratch_size as wide_scratch_size
-from .blocked_wide import turn_weight, wide_backward, wide_forward, wide_weight_grad
+from .blocked_wide import turn_weight, wide_forward, wide_weight_grad
 from .blocked_wide import weight_scratch_size as wide_weight_size
 from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, bias_activation, channel_rows
@@ -265,12 +265,7 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
     if dx is not None or dweight is not None:
         previous = serial_threads(plan)
         try:
-            fused = wide and plan.wide_dx and dx is not None
-            if fused:
-                # both in one parallel region (one hand-off fewer; dy's image still in cache for dx)
-                _wide_backward(x, weight, dy, dx, dweight, plan, ws)
-                dweight = None
-            if wide and dweight is not None:
+            if wide:
                 _wide_weight(x, dy, dweight, plan, ws)
                 dweight = None
             if direct:
@@ -282,7 +277,7 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
             if planar:
                 _planar_weight(x, dy, dweight, dbias, plan, ws)
                 dweight = None
-            if plan.wide_dx and dx is not None and not fused:
+            if plan.wide_dx and dx is not None:
                 # dx = the forward of dy, padded by K - 1 - p, with the turned, channel-swapped weight
                 turned = ws.get("wide_turned", weight.size, weight.dtype)
                 O_, C_, KH, KW = weight.shape
@@ -413,17 +408,6 @@ def _wide_weight(x, dy, dweight, plan, ws):
     scratch, width = _wide_scratch(plan, ws, x.dtype)
     parts = ws.get("wide_parts", scratch.shape[0] * width, x.dtype).reshape(scratch.shape[0], width)
     wide_weight_grad(x.reshape(-1), dy.reshape(-1), dweight.reshape(-1), plan.blocked_geo, parts, scratch)
-
-
-def _wide_backward(x, weight, dy, dx, dweight, plan, ws):
-    """dweight and the stride-1 dx by blocked_wide.py's wide_backward (one parallel region)."""
-    scratch, width = _wide_scratch(plan, ws, x.dtype)
-    parts = ws.get("wide_parts", scratch.shape[0] * width, x.dtype).reshape(scratch.shape[0], width)
-    turned = ws.get("wide_turned", weight.size, weight.dtype)
-    O, C, KH, KW = weight.shape
-    turn_weight(weight.reshape(-1), turned, O, C, KH, KW)
-    wide_backward(x.reshape(-1), dy.reshape(-1), turned, dx.reshape(-1), dweight.reshape(-1), plan.blocked_geo,
-                  plan.wide_dx_geo, ws.get("wide_w", width, x.dtype), parts, scratch)
 
 
 _EMPTY = {"f": np.empty(0, np.float32), "d": np.empty(0, np.float64)}
