@@ -8,15 +8,28 @@ padded image, a K = O loop of only 16 to 64 per tile. Here:
 
 * forward: pixels x output channels as in blocked.py (same packed weight, same padded image), the tile 6 pixels
   x 2L channels (12 accumulators, 2 weight vectors and a broadcast: 15 of AVX2's 16 registers; a 3 x 4L tile
-  needs 17 and measured 1.6x slower); a row's last 1 to 4 pixels take a 4 x 2L tile, 5 take a 6 x 2L one running
-  past the row's end (the padded image has slack; those pixels are not written out). A whole tile of a 2L-channel block accumulates in the output itself. Numbering
+  needs 17 and measured 1.6x slower); a row's last 1 to 4 pixels take a 4 x 2L tile, its last 8 two of them
+  (not a 6 and a 4 for 2: 32-pixel rows, 16 channels, 3.60 -> 3.35 ms; 8-pixel rows, 32 -> 64 stride 2, 2.18 ->
+  1.71; one thread, CPU time, the forward alone, batch 64, 41 alternating calls), 5 take a 6 x 2L one running
+  past the row's end (the padded image has slack; those pixels are not written out). A whole tile of a 2L-channel
+  block starts from its bias vectors and is stored to the output (``_make_tile_to``); copying the bias into the
+  output first and accumulating there (a load right after the copy's stores) measured 1.05-1.09x slower at 16
+  channels (one thread, CPU time, the forward alone, batch 64, 21 and 31 alternating calls: 3.86 -> 3.55 and
+  3.94 -> 3.63 ms), 1.04x at 32 (3.37 -> 3.23, 3.42 -> 3.27), bitwise the same. Numbering
   the pixels across rows (q = oh * Wp + ow: fewer wasted) measured 1.1x slower.
 * input gradient at stride 1 (when no padding reaches the kernel size): the forward of dy padded by K - 1 - p
   with the weight turned by 180 degrees and its channels swapped. At resnet20's "same" 3x3 convs that is exactly
   the forward's multiply-adds (blocked.py's scatter: 8.1 against 5.9 ms at 16 channels, one thread).
 * weight gradient: as blocked.py's (dW (KH, O, KW*C) = sum over pixels of dy (x) the input run), the tile 4
   output channels x 3L of the run, each thread summing its images into its own partial, the partials added in
-  thread order (deterministic for a given thread count).
+  thread order (deterministic for a given thread count). Where a pixel's run starts 128 bytes or more after the
+  previous one's (32 float32 channels, or 16 at stride 2), each tile call streams about three new cache lines a
+  pixel (dy's and the run's) per 12 FMAs, the 32 bytes a cycle the L2 gives: so there the tiles run over rows of at
+  least 96 output pixels at a time (all tiles of those rows, then the next rows), which stay in L1. At narrower
+  runs the whole image at once stayed faster (the tile's accumulators are loaded and stored once per call). One
+  thread, CPU time, batch 64, the kernel alone, whole image -> rows (21 alternating calls, medians): 32 channels
+  16x16 4.21 -> 3.55 ms (72 -> 85 GFLOP/s), 16 -> 32 stride 2 2.46 -> 1.91; 16 channels 32x32 3.24 / 3.27, 64
+  channels 8x8 3.61 / 3.68 and 32 -> 64 stride 2 1.83 / 1.88 (the whole image: 64 pixels) unchanged.
 
 Copies and zeroing run on views from 0 (``_copy``, ``_zero``): a loop over ``y[d0 + j]`` compiled to scalar code
 with a negative-index check per element, and the padded image's copy, the tiles' starting values and their write
@@ -32,10 +45,54 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from numba import types
+from numba.extending import intrinsic
+
 from .blocked import _make_tile, _pack_weight
 from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
+from .llvm_vectors import arguments, const, loaded_accumulators, tile_sum, vector_at, vector_type
+
+
+def _make_tile_to(P: int, NV: int):
+    """blocked.py's (P, NV) register tile with its starting accumulators read from one array and its sums stored
+    to another: tile(src, s0, sstep, acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K) stores
+    src[s0 + p*sstep + j] + sum_{i<I, k<K} b[b0 + p*bp + i*bi + k*bk] * v[v0 + i*vi + k*vk + j] to
+    acc[a0 + p*astep + j] (p < P, j < NV*L), acc not read."""
+
+    @intrinsic
+    def tile(typingctx, src, s0, sstep, acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K):  # pragma: no cover
+        arrays = (src, acc, b, v)
+        if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
+            return None
+        if acc.dtype not in (types.float32, types.float64) or any(a.dtype != acc.dtype for a in arrays):
+            return None
+        ints = (s0, sstep, a0, astep, b0, bp, bi, bk, v0, vi, vk, I, K)
+        if not all(isinstance(i, types.Integer) for i in ints):
+            return None
+        sig = types.none(src, s0, sstep, acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K)
+
+        def codegen(context, builder, signature, args):
+            vty, align = vector_type(context, signature.args[3].dtype)
+            ps, pa, pb, pv = arguments(context, builder, signature, args, (0, 3, 6, 11))
+            s0_, sstep_, a0_, astep_, b0_, bp_, bi_, bk_, v0_, vi_, vk_, I_, K_ = arguments(
+                context, builder, signature, args, (1, 2, 4, 5, 7, 8, 9, 10, 12, 13, 14, 15, 16))
+            slots, _ = loaded_accumulators(builder, ps, s0_, sstep_, P, NV, vty, align)
+            tile_sum(builder, slots, P, pb, b0_, bp_, bi_, bk_, pv, v0_, vi_, vk_, I_, K_, vty, align)
+            for p in range(P):
+                row = builder.add(a0_, builder.mul(astep_, const(p)))
+                for j in range(NV):
+                    address = vector_at(builder, pa, builder.add(row, const(j * vty.count)), vty)
+                    builder.store(builder.load(slots[p * NV + j]), address, align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
 
 _tile_6x2 = _make_tile(6, 2)
+_tile_6x2_to = _make_tile_to(6, 2)
+_tile_4x2_to = _make_tile_to(4, 2)
 _tile_4x2 = _make_tile(4, 2)
 _tile_4x3 = _make_tile(4, 3)
 _tile_1x3 = _make_tile(1, 3)
@@ -102,29 +159,40 @@ def wide_forward(x, weight, bias, has_bias, y, geo, wp, scratch):  # pragma: no 
     """y (N, Ho, Wo, O) = conv(x (N, H, W, C), weight (O, C, KH, KW)) + bias, all flat, channels last, any
     stride and padding. wp: weight_scratch_size; scratch: T x scratch_size, images split in contiguous ranges
     over its T rows."""
-    N, C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH],
-                                           geo[_SW], geo[_O], geo[_WP])
-    L = 32 // x.itemsize
-    VO = 2 * L
+    N = geo[_N]
+    init = _prepare_forward(weight, bias, has_bias, geo, wp)
+    image = _image_size(geo, x.itemsize)
+    T = scratch.shape[0]
+    for t in prange(T):
+        xp = scratch[t, :image]
+        acc = scratch[t, image : image + 12 * (32 // x.itemsize)]
+        for n in range(t * N // T, (t + 1) * N // T):
+            _pad_into(x, n, geo, xp)
+            _forward_image(xp, n, geo, wp, init, acc, y)
+
+
+@njit(cache=True, _nrt=False)
+def _image_size(geo, itemsize):  # pragma: no cover - compiled
+    """Elements of a thread's padded image with its slack (scratch_size less the tile's accumulators)."""
+    return geo[_HP] * geo[_WP] * geo[_C] + 6 * geo[_SW] * geo[_C] + geo[_KW] * geo[_C] + 4 * (32 // itemsize)
+
+
+@njit(cache=True, _nrt=False)
+def _prepare_forward(weight, bias, has_bias, geo, wp):  # pragma: no cover - compiled
+    """The weight packed into wp, then each tile's starting accumulators (the bias of its channel block, zero
+    past O); returns where those start."""
+    C, KH, KW, O = geo[_C], geo[_KH], geo[_KW], geo[_O]
+    VO = 2 * (32 // wp.itemsize)
     P = 6
     OB = (O + VO - 1) // VO
-    KWC = KW * C
     _pack_weight(weight, wp, O, C, KH, KW, VO)
-    # each tile's starting accumulators (the bias of its channel block, zero past O), after the packed weight
-    init = OB * KH * KWC * VO
+    init = OB * KH * KW * C * VO
     for ob in range(OB):
         for p in range(P):
             for j in range(VO):
                 o = ob * VO + j
                 wp[init + (ob * P + p) * VO + j] = bias[o] if has_bias and o < O else 0
-    image = geo[_HP] * Wp * C + 6 * sw * C + KWC + 4 * L
-    T = scratch.shape[0]
-    for t in prange(T):
-        xp = scratch[t, :image]
-        acc = scratch[t, image : image + P * VO]
-        for n in range(t * N // T, (t + 1) * N // T):
-            _pad_into(x, n, geo, xp)
-            _forward_image(xp, n, geo, wp, init, acc, y)
+    return init
 
 
 @njit(cache=True, _nrt=False)
@@ -143,24 +211,31 @@ def _forward_image(xp, n, geo, wp, init, acc, y):  # pragma: no cover - compiled
         v0 = ob * KH * KWC * VO
         a0 = init + ob * P * VO
         for oh in range(Ho):
-            for ow0 in range(0, Wo, P):
+            ow0 = 0
+            while ow0 < Wo:
+                left = Wo - ow0
+                # 4 pixels where at most 4 are left (resnet20's 16x16 rows: 6 + 6 + 4), and where 8 are: 4 + 4,
+                # not 6 and a tile of 4 for the last 2 (32-pixel rows: 6 x 4 + 4 + 4)
+                p4 = left <= 4 or left == 8
                 b0 = (oh * sh * Wp + ow0 * sw) * C
-                if no == VO and ow0 + P <= Wo:
-                    # a whole tile: accumulated in y itself
+                if no == VO and left >= (4 if p4 else P):
+                    # a whole tile: from its bias vectors straight into y
                     d0 = ((n * Ho + oh) * Wo + ow0) * O + ob * VO
-                    for p in range(P):
-                        _copy(wp[a0 + p * VO : a0 + (p + 1) * VO], y[d0 + p * O : d0 + p * O + VO])
-                    _tile_6x2(y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
-                    continue
-                _copy(wp[a0 : a0 + P * VO], acc)
-                if Wo - ow0 <= 4:
-                    # a row's last 1 to 4 pixels: 4 of them, not 6 (resnet20's 16x16 rows: 6 + 6 + 4)
-                    _tile_4x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                    if p4:
+                        _tile_4x2_to(wp, a0, VO, y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                    else:
+                        _tile_6x2_to(wp, a0, VO, y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
                 else:
-                    _tile_6x2(acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
-                for p in range(min(P, Wo - ow0)):
-                    dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
-                    _copy(acc[p * VO : p * VO + no], y[dst : dst + no])
+                    if p4:
+                        _tile_4x2_to(wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH,
+                                     KWC)
+                    else:
+                        _tile_6x2_to(wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH,
+                                     KWC)
+                    for p in range(min(4 if p4 else P, left)):
+                        dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
+                        _copy(acc[p * VO : p * VO + no], y[dst : dst + no])
+                ow0 += 4 if p4 else P
 
 
 @njit(cache=True)
@@ -179,14 +254,9 @@ def wide_weight_grad(x, dy, dweight, geo, parts, scratch):  # pragma: no cover -
     """dweight (O, C, KH, KW) of the conv x -> dy (flat, channels last), overwritten; any stride and padding.
     parts: T x weight_scratch_size (each thread's partial, added in thread order at the end); scratch: T x
     scratch_size."""
-    N, C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH],
-                                           geo[_SW], geo[_O], geo[_WP])
-    L = 32 // x.itemsize
-    VO = 3 * L
-    KWC = KW * C
-    KWCp = (KWC + VO - 1) // VO * VO
-    size = KH * O * KWCp
-    image = geo[_HP] * Wp * C + 6 * sw * C + KWC + 4 * L
+    N = geo[_N]
+    image = _image_size(geo, x.itemsize)
+    size = _part_size(geo, x.itemsize)
     T = scratch.shape[0]
     for t in prange(T):
         xp = scratch[t, :image]
@@ -194,19 +264,53 @@ def wide_weight_grad(x, dy, dweight, geo, parts, scratch):  # pragma: no cover -
         part[:] = 0
         for n in range(t * N // T, (t + 1) * N // T):
             _pad_into(x, n, geo, xp)
-            d0 = n * Ho * Wo * O
-            for kh in range(KH):
-                for jb in range(0, KWC, VO):
-                    x0 = kh * Wp * C + jb
-                    o = 0
-                    while o + 4 <= O:
-                        _tile_4x3(part, (kh * O + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0, sh * Wp * C,
-                                  sw * C, Ho, Wo)
-                        o += 4
-                    while o < O:
-                        _tile_1x3(part, (kh * O + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0, sh * Wp * C,
-                                  sw * C, Ho, Wo)
-                        o += 1
+            _weight_image(xp, n, geo, dy, part)
+    _sum_parts(parts, geo, dweight)
+
+
+@njit(cache=True, _nrt=False)
+def _part_size(geo, itemsize):  # pragma: no cover - compiled
+    VO = 3 * (32 // itemsize)
+    return geo[_KH] * geo[_O] * ((geo[_KW] * geo[_C] + VO - 1) // VO * VO)
+
+
+@njit(cache=True, _nrt=False)
+def _weight_image(xp, n, geo, dy, part):  # pragma: no cover - compiled
+    """Image n's share of the weight gradient, x's image padded into xp, added into part ((KH, O, KWCp))."""
+    C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH], geo[_SW],
+                                        geo[_O], geo[_WP])
+    L = 32 // xp.itemsize
+    VO = 3 * L
+    KWC = KW * C
+    KWCp = (KWC + VO - 1) // VO * VO
+    # Rows of output pixels per pass over (kh, run block, channel block): the whole image where a pixel's run
+    # starts less than 128 bytes after the previous one's, else rows of at least 96 pixels (see the docstring).
+    R = Ho if sw * C * xp.itemsize < 128 else min(Ho, (96 + Wo - 1) // Wo)
+    for r0 in range(0, Ho, R):
+        rows = min(R, Ho - r0)
+        d0 = (n * Ho + r0) * Wo * O
+        for kh in range(KH):
+            for jb in range(0, KWC, VO):
+                x0 = (r0 * sh + kh) * Wp * C + jb
+                o = 0
+                while o + 4 <= O:
+                    _tile_4x3(part, (kh * O + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0,
+                              sh * Wp * C, sw * C, rows, Wo)
+                    o += 4
+                while o < O:
+                    _tile_1x3(part, (kh * O + o) * KWCp + jb, KWCp, dy, d0 + o, 1, Wo * O, O, xp, x0,
+                              sh * Wp * C, sw * C, rows, Wo)
+                    o += 1
+
+
+@njit(cache=True)
+def _sum_parts(parts, geo, dweight):  # pragma: no cover - compiled
+    """The threads' partials added in thread order, then out as dweight (O, C, KH, KW)."""
+    C, KH, KW, O = geo[_C], geo[_KH], geo[_KW], geo[_O]
+    VO = 3 * (32 // parts.itemsize)
+    KWCp = (KW * C + VO - 1) // VO * VO
+    size = KH * O * KWCp
+    T = parts.shape[0]
     for t in range(1, T):
         parts[0, :size] += parts[t, :size]
     total = parts[0]

@@ -147,3 +147,34 @@ def test_the_rule_takes_resnet20s_convs():
     assert paths(shortcut) == (False, False, False, False)
     lenet_c3 = plan_of((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)), ConvWorkspace())
     assert not lenet_c3.wide_forward and lenet_c3.blocked
+
+
+def test_weight_gradient_in_row_chunks():
+    """Where a pixel's run starts 128 bytes or more after the previous one's, the weight gradient sums rows of at
+    least 96 output pixels at a time: 16 float64 channels, rows of 9 pixels (chunks of 11 rows and one of 1, 5
+    output channels: a 4-row tile and one), against finite differences; float32 at stride 2 (chunks of 14 and 6
+    rows) within float32 rounding of the float64 result."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 16, 12, 9))
+    w = rng.standard_normal((5, 16, 3, 3))
+    stride, pads = (1, 1), ((1, 1), (1, 1))
+    ws = ConvWorkspace(wide=True)
+    assert plan_of(x.shape, w.shape, stride, pads, ws).wide_weight
+    r = rng.standard_normal((1, 5, 12, 9))
+    _, dw, _ = backward(x, w, r, stride, pads, np.float64, ws, bias=False)
+    np.testing.assert_allclose(dw, ref_conv_grads(x, w, r, stride, pads, (1, 1), 1)[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        dw, central_difference(lambda: float(np.sum(r * forward(x, w, None, stride, pads, np.float64, ws))), w),
+        rtol=1e-6, atol=1e-8)
+
+    x32 = rng.standard_normal((2, 16, 40, 14)).astype(np.float32)
+    w32 = rng.standard_normal((9, 16, 3, 3)).astype(np.float32)
+    stride = (2, 2)
+    oh, ow = ref_geometry(x32.shape, w32.shape, stride, pads, (1, 1))
+    assert (oh, ow) == (20, 7)
+    dy = rng.standard_normal((2, 9, oh, ow)).astype(np.float32)
+    _, dw32, _ = backward(x32, w32, dy, stride, pads, np.float32, ws, bias=False)
+    x64, w64, dy64 = (a.astype(np.float64) for a in (x32, w32, dy))
+    rdw = ref_conv_grads(x64, w64, dy64, stride, pads, (1, 1), 1)[1]
+    sdw = ref_conv_grads(np.abs(x64), np.abs(w64), np.abs(dy64), stride, pads, (1, 1), 1)[1]
+    assert np.all(np.abs(dw32 - rdw) <= 1e-5 * sdw)
