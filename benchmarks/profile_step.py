@@ -32,7 +32,7 @@ from cnnlang.model import load  # noqa: E402
 from cnnlang.train.losses import softmax_cross_entropy  # noqa: E402
 
 KERNELS = ["_wide_weight", "_wide_forward", "turn_weight", "_blocked_input_grad", "winograd_forward",
-           "winograd_weight_grad", "_backward", "transform_weight_into", "_forward",
+           "winograd_weight_grad", "_backward", "transform_weight_into", "_winograd_weight", "_forward",
            "bias_activation", "_blocked_forward", "_blocked_weight", "planar_forward", "_planar_weight"]
 
 
