@@ -1,15 +1,17 @@
 """Every target of issue 16 (CPU speed) as one table: cnnlang against PyTorch and ONNX Runtime.
 
-    python benchmarks/bench_targets.py [--only CASE ...] [--repeat R] [--threads T] [--json FILE]
+    python benchmarks/bench_targets.py [--only CASE ...] [--repeat R] [--rounds N] [--threads T] [--json FILE]
 
 Each row times one model, batch and task in cnnlang, in PyTorch (the layer twins, NCHW and
 channels-last; the faster is shown) and, for inference, in ONNX Runtime (cnnlang's own ONNX
 export), with the same weights and input, every measurement in a process of its own limited to
 ``--threads`` threads (default 2): ``cnnlang.compare`` does the timing, as ``cnnlang bench
 --compare`` does. A training step is forward, cross-entropy, backward and a plain SGD update;
-inference is cnnlang with all optimisation passes. Times are medians of ``--repeat`` runs after two
-warm-up runs. Ratio = the reference's time / cnnlang's (above 1, cnnlang is faster), against the
-reference the target names. The last row times every distinct conv layer of the zoo (input shape
+inference is cnnlang with all optimisation passes. A measurement is the median of ``--repeat`` runs
+after two warm-up runs; each framework is measured ``--rounds`` times, the frameworks taking turns,
+because on a shared machine a slow spell would otherwise fall on one side only. Ratio = the
+reference's time / cnnlang's (above 1, cnnlang is faster), against the reference the target names,
+the median of the rounds' ratios. The last row times every distinct conv layer of the zoo (input shape
 and arguments) at batch 8 as its own network, in GFLOP/s (2 x MACs / time; Winograd layers count
 their direct MACs) against the float32 GEMM rate (a NumPy 2048^3 matmul) measured in the same
 process, before and after.
@@ -71,7 +73,9 @@ NAMES_TEXT = {"torch": "PyTorch", "onnxruntime": "ORT"}
 # ---- one row -----------------------------------------------------------------------------------
 
 
-def run_case(case: Case, repeat: int, threads: int) -> dict:
+def run_case(case: Case, repeat: int, threads: int, rounds: int = 1) -> dict:
+    """Time ``case`` in every framework ``rounds`` times, the frameworks taking turns (the order
+    reversed every other round), so a slow spell of a shared machine falls on all of them."""
     from cnnlang.compare.worker import time_in_subprocess
     from cnnlang.model import ModelNotFound, resolve
 
@@ -80,13 +84,22 @@ def run_case(case: Case, repeat: int, threads: int) -> dict:
     except ModelNotFound:
         return {"skipped": f"{case.model} is not in this checkout's zoo"}
     frameworks = ["cnnlang", "torch"] + ([] if case.train else ["onnxruntime"])
-    row = {}
-    for framework in frameworks:
-        row[framework] = time_in_subprocess(framework, case.model, batch=case.batch, train=case.train, repeat=repeat,
-                                            threads=threads)
-    row["ratio"] = row[case.reference]["seconds"] / row["cnnlang"]["seconds"]
-    row["met"] = row["ratio"] >= case.target
+    samples: dict[str, list[dict]] = {framework: [] for framework in frameworks}
+    for turn in range(rounds):
+        for framework in frameworks if turn % 2 == 0 else frameworks[::-1]:
+            samples[framework].append(time_in_subprocess(framework, case.model, batch=case.batch, train=case.train,
+                                                         repeat=repeat, threads=threads))
+    row: dict = {framework: median_timing(timings) for framework, timings in samples.items()}
+    # Each round's ratio compares times taken minutes apart; the median of those is the row's ratio.
+    ratios = [reference["seconds"] / own["seconds"] for reference, own in zip(samples[case.reference], samples["cnnlang"])]
+    row.update(ratio=statistics.median(ratios), round_ratios=ratios, met=statistics.median(ratios) >= case.target)
     return row
+
+
+def median_timing(timings: list[dict]) -> dict:
+    """The timing with the median seconds (the lower of the middle two for an even count)."""
+    ordered = sorted(timings, key=lambda timing: timing["seconds"])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def run_zoo_convs(repeat: int, threads: int) -> dict:
@@ -173,7 +186,7 @@ def table(results: dict) -> str:
             continue
         lines.append(
             f"| {case.label} | {milliseconds(row['cnnlang'])} | {milliseconds(row['torch'])} | "
-            f"{milliseconds(row.get('onnxruntime'))} | {row['ratio']:.2f}x {NAMES_TEXT[case.reference]} | "
+            f"{milliseconds(row.get('onnxruntime'))} | {row['ratio']:.2f}x {NAMES_TEXT[case.reference]}{spread(row)} | "
             f"{case.target_text} | {'yes' if row['met'] else '**no**'} |")
     if ZOO_CONVS in results:
         row = results[ZOO_CONVS]
@@ -182,6 +195,11 @@ def table(results: dict) -> str:
             f"at >= {CONV_LAYER_TARGET:.0%}; median {row['median']:.0%} | | | lowest {row['ratio']:.0%} of sgemm "
             f"({row['gemm_gflops']:.0f} GFLOP/s) | >= {CONV_LAYER_TARGET:.0%} each | {'yes' if row['met'] else '**no**'} |")
     return "\n".join(lines)
+
+
+def spread(row: dict) -> str:
+    ratios = row.get("round_ratios", [])
+    return f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
 
 
 def slowest_convs(row: dict, count: int = 12) -> str:
@@ -222,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=NAMES, metavar="CASE", help=f"run only these: {', '.join(NAMES)}")
     parser.add_argument("--repeat", type=int, default=5, metavar="R", help="timed runs per measurement (median; default 5)")
+    parser.add_argument("--rounds", type=int, default=3, metavar="N",
+                        help="times each framework is timed per row, taking turns (median; default 3)")
     parser.add_argument("--threads", type=int, default=2, metavar="T", help="threads for every framework (default 2)")
     parser.add_argument("--json", metavar="FILE", help="also write every number to FILE")
     parser.add_argument("--zoo-convs-worker", type=int, help=argparse.SUPPRESS)
@@ -229,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.zoo_convs_worker:
         print(json.dumps(zoo_convs_worker(args.zoo_convs_worker)))
         return 0
-    if args.repeat < 1 or args.threads < 1:
-        parser.error("--repeat and --threads must be at least 1")
+    if min(args.repeat, args.rounds, args.threads) < 1:
+        parser.error("--repeat, --rounds and --threads must be at least 1")
     import importlib.util
 
     missing = [name for name in ("torch", "onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
@@ -245,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name} ...", file=sys.stderr, flush=True)
         case_start = time.perf_counter()
         case = next((c for c in CASES if c.name == name), None)
-        results[name] = run_case(case, args.repeat, args.threads) if case else run_zoo_convs(args.repeat, args.threads)
+        results[name] = run_case(case, args.repeat, args.threads, args.rounds) if case else run_zoo_convs(args.repeat, args.threads)
         print(f"  {time.perf_counter() - case_start:.0f} s", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - started
 
@@ -253,13 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     print(machine(args.threads))
     print(f"CPU busy before the run: {busy:.0%}; the run took {elapsed:.0f} s" if busy is not None else
           f"The run took {elapsed:.0f} s")
-    print(f"Times: medians of {args.repeat} after 2 warm-up runs; ratio = the target's reference time / cnnlang's\n")
+    print(f"Times: each framework timed in {args.rounds} rounds, taking turns; a round is the median of {args.repeat} runs "
+          f"or more (0.5 s at least) after 2 warm-ups in a fresh process; shown: the median round. Ratio = the target's reference time / "
+          f"cnnlang's, the median of the rounds' ratios (their range in brackets)\n")
     print(table(results))
     if ZOO_CONVS in results:
         print("\n" + slowest_convs(results[ZOO_CONVS]))
     if args.json:
-        Path(args.json).write_text(json.dumps({"threads": args.threads, "repeat": args.repeat, "elapsed_s": elapsed,
-                                               "busy_before": busy, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "repeat": args.repeat, "rounds": args.rounds,
+                                               "elapsed_s": elapsed, "busy_before": busy, "results": results}, indent=2))
     return 0
 
 

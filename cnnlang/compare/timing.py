@@ -8,12 +8,13 @@ import time
 import numpy as np
 
 
-def median_seconds(call, repeat: int, warmup: int = 0) -> float:
-    """The median wall time of ``repeat`` calls, after ``warmup`` untimed ones."""
+def median_seconds(call, repeat: int, warmup: int = 0, at_least_s: float = 0.0) -> float:
+    """The median wall time of ``repeat`` calls, after ``warmup`` untimed ones; more calls while
+    the timed ones add up to less than ``at_least_s`` seconds."""
     for _ in range(warmup):
         call()
-    times = []
-    for _ in range(repeat):
+    times: list[float] = []
+    while len(times) < repeat or sum(times) < at_least_s:
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)

@@ -41,13 +41,34 @@ def test_a_row_whose_model_is_absent_is_skipped():
     assert "skipped" in bench_targets.run_case(case, repeat=1, threads=1)
 
 
+def test_frameworks_take_turns_and_the_ratio_is_the_median_of_the_rounds(monkeypatch):
+    import cnnlang.compare.worker as worker
+
+    # A slow spell falls on cnnlang's and PyTorch's third round but not ORT's: the median of the
+    # rounds' ratios leaves that round out.
+    seconds = {"cnnlang": [1.0, 1.0, 3.0], "torch": [2.0, 2.0, 6.0], "onnxruntime": [4.0, 4.0, 4.0]}
+    calls = []
+
+    def fake_time_in_subprocess(framework, model, **options):
+        calls.append(framework)
+        return {"seconds": seconds[framework][sum(call == framework for call in calls) - 1]}
+
+    monkeypatch.setattr(worker, "time_in_subprocess", fake_time_in_subprocess)
+    case = next(case for case in bench_targets.CASES if case.name == "resnet50-infer")  # against ORT
+    row = bench_targets.run_case(case, repeat=1, threads=1, rounds=3)
+    assert calls == ["cnnlang", "torch", "onnxruntime", "onnxruntime", "torch", "cnnlang", "cnnlang", "torch", "onnxruntime"]
+    assert row["round_ratios"] == [4.0, 4.0, 4.0 / 3.0] and row["ratio"] == 4.0 and row["met"]
+    assert row["cnnlang"]["seconds"] == 1.0 and row["torch"]["seconds"] == 2.0
+    assert bench_targets.spread(row) == " (1.33-4.00)"
+
+
 def test_the_lenet5_latency_row_end_to_end(capsys):
     pytest.importorskip("torch", reason="torch is not installed")
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
-    assert bench_targets.main(["--only", "lenet5-latency", "--repeat", "1", "--threads", "1"]) == 0
+    assert bench_targets.main(["--only", "lenet5-latency", "--repeat", "1", "--rounds", "2", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "AVX" in out or "?" in out
     row = next(line for line in out.splitlines() if line.startswith("| LeNet-5, b1"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[1].endswith("ms") and "ms (" in cells[2] and cells[3].endswith("ms") and cells[4].endswith("x ORT")
+    assert cells[1].endswith("ms") and "ms (" in cells[2] and cells[3].endswith("ms") and "x ORT (" in cells[4]
     assert cells[6] in ("yes", "**no**")

@@ -176,7 +176,7 @@ class ConvWorkspace:
     measured rule above, True always, False never (tests run both paths); ``winograd`` likewise
     chooses Winograd's training paths (forward with ``keep``, and the input gradient), and True also
     takes the forward without ``keep``; ``blocked`` likewise the register-blocked kernels (blocked.py;
-    True also without ``keep``), and ``wide`` blocked_wide.py's (True: every conv they take, forward, the input
+    with and without ``keep``), and ``wide`` blocked_wide.py's (True: every conv they take, forward, the input
     gradient at stride 1, the weight gradient; also without ``keep``)."""
 
     def __init__(self, budget: int | None = None, min_pixels: int | None = None, direct: bool | None = None,

@@ -160,7 +160,7 @@ def test_whole_window_gemm(n, c, h, w, o):
     assert np.all(np.abs(forward(x32, w32, None, (1, 1), pads, np.float32, ws) - want) <= 1e-5 * scale + 1e-30)
 
 
-def test_the_rule_takes_lenet_convs_in_training_only():
+def test_the_rule_takes_lenet_convs_in_training_and_inference(monkeypatch):
     ws = ConvWorkspace()
     c3 = plan_of((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)), ws)
     assert c3.blocked
@@ -170,10 +170,29 @@ def test_the_rule_takes_lenet_convs_in_training_only():
     assert not plan_of((8, 16, 8, 8), (32, 16, 3, 3), (1, 1), ((1, 1), (1, 1)), ws).blocked
     # a workspace that forces another kernel keeps it
     assert not plan_of((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)), ConvWorkspace(direct=False)).blocked
-    # inference (no keep) keeps im2col: same result either way, in float32 rounding
+    # inference (no keep) runs the same kernels as training: c3's blocked forward, c1's planar one
+    import cnnlang.runtime.kernels.cpu.conv as conv
+
+    ran = []
+
+    def recorded(name):
+        kernel = getattr(conv, name)
+
+        def run(*args):
+            ran.append(name)
+            return kernel(*args)
+
+        return run
+
+    for name in ("_blocked_forward", "planar_forward"):
+        monkeypatch.setattr(conv, name, recorded(name))
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 6, 14, 14)).astype(np.float32)
-    w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
-    trained = forward(x, w, None, (1, 1), ((0, 0), (0, 0)), np.float32, ws, keep=True)
-    inferred = forward(x, w, None, (1, 1), ((0, 0), (0, 0)), np.float32, ws)
-    np.testing.assert_allclose(trained, inferred, rtol=1e-4, atol=1e-4)
+    for x_shape, w_shape, kernel in [((2, 6, 14, 14), (16, 6, 5, 5), "_blocked_forward"),
+                                     ((2, 1, 12, 12), (6, 1, 5, 5), "planar_forward")]:
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        for keep in (True, False):
+            ran.clear()
+            got = forward(x, w, None, (1, 1), ((0, 0), (0, 0)), np.float64, ConvWorkspace(), keep=keep)
+            assert ran == [kernel]
+            want = ref_conv(x, w, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
