@@ -2,7 +2,8 @@
 (ConvOp.bind): a conv with few input and many output channels (a ResNet stem) runs on stem.py's
 kernel, convs over many pixels on gemm_epilogue.py's (1x1s on x's view, with the folded batchnorm's
 bias, the relu, and the residual shortcut with ``fuse-residual``; others on im2col's columns)
-unless pointwise.py's panels or smallconv.py's window took them.
+unless pointwise.py's panels or smallconv.py's window took them, or the conv has so few channels
+that the rule gives it the direct kernels (LeNet-5's c1: planar.py's).
 The result agrees with the network without passes within the tolerances of test_optimised_equivalence.py (the kernels themselves are
 checked against NumPy in tests/runtime/kernels/cpu/test_kernel_stem.py and
 test_kernel_gemm_epilogue.py), also after a parameter change (the packed weights are bound again)."""
@@ -105,3 +106,24 @@ def test_classifier_fcs_run_the_fused_gemm(dtype, tolerance, batch):
         fast.set_param(name, value)
     expected = plain.forward(x)
     np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+
+
+def test_a_conv_over_one_input_channel_runs_the_planar_kernel_not_the_columns(monkeypatch):
+    import cnnlang.runtime.kernels.cpu.conv as conv
+
+    ran = []
+    planar_forward = conv.planar_forward
+
+    def recorded(*args):
+        ran.append("planar")
+        return planar_forward(*args)
+
+    monkeypatch.setattr(conv, "planar_forward", recorded)
+    model = cnnlang.load("network c1 { input 1x32x32\n conv(6, 5x5) -> relu\n flatten\n fc(3) }")
+    plain = model.build(seed=0, dtype="float64").eval()
+    fast = model.build(seed=0, dtype="float64", passes="all").eval()
+    x = np.random.default_rng(5).standard_normal((8, *model.input_shape))  # 6272 pixels: enough for the columns
+    expected = plain.forward(x)
+    ran.clear()
+    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=FLOAT64_TOLERANCE * np.abs(expected).max())
+    assert ran == ["planar"] and bound_to(fast.inference_plan, "bind_columns") == []
