@@ -277,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     print(machine(args.threads))
     print(f"CPU busy before the run: {busy:.0%}; the run took {elapsed:.0f} s" if busy is not None else
           f"The run took {elapsed:.0f} s")
-    print(f"Times: each framework timed in {args.rounds} rounds, taking turns; a round is the median of {args.repeat} runs "
-          f"or more (0.5 s at least) after 2 warm-ups in a fresh process; shown: the median round. Ratio = the target's reference time / "
-          f"cnnlang's, the median of the rounds' ratios (their range in brackets)\n")
+    print(f"Times: each framework timed in {args.rounds} rounds, taking turns; a round is the median of "
+          f"{args.repeat} runs or more (0.5 s at least) after 2 warm-ups in a fresh process; shown: the median "
+          f"round. Ratio = the target's reference time / cnnlang's, the median of the rounds' ratios (their "
+          f"range in brackets)\n")
     print(table(results))
     if ZOO_CONVS in results:
         print("\n" + slowest_convs(results[ZOO_CONVS]))

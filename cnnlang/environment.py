@@ -18,6 +18,7 @@ Importing cnnlang changes nothing.
 from __future__ import annotations
 
 import os
+import warnings
 
 SETTINGS = {"OPENBLAS_THREAD_TIMEOUT": "16", "GOMP_SPINCOUNT": "1000"}
 
@@ -26,3 +27,23 @@ def tune_threads() -> None:
     """Set each of :data:`SETTINGS` that the environment does not set already."""
     for name, value in SETTINGS.items():
         os.environ.setdefault(name, value)
+
+
+_warned = False
+
+
+def warn_if_untuned() -> None:
+    """Once per process, a RuntimeWarning when OpenBLAS runs with its default idle-thread spin
+    (no OPENBLAS_THREAD_TIMEOUT, more than one OpenBLAS thread): the CPU network that is being
+    built would run several times slower (LeNet-5 inference, batch 64, 2 cores: 8.0 ms against
+    1.9 ms with the setting, in separate processes). The command line and the tests set it."""
+    global _warned
+    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    if _warned or "OPENBLAS_THREAD_TIMEOUT" in os.environ or threads == "1":
+        return
+    _warned = True
+    variables = " ".join(f"{name}={value}" for name, value in SETTINGS.items())
+    warnings.warn(
+        "cnnlang: OpenBLAS's idle threads spin after each GEMM and slow cnnlang's CPU kernels down "
+        "several times (LeNet-5 inference measured 4x). Call cnnlang.environment.tune_threads() before "
+        f"anything imports NumPy, or run Python with {variables}.", RuntimeWarning, stacklevel=4)

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from cnnlang.environment import warn_if_untuned
 from cnnlang.errors import UsageError
 from cnnlang.layers import format_shape
 
@@ -77,6 +78,8 @@ class Network:
     ):
         self.model = model
         self.backend = get_backend(backend)
+        if self.backend.name == "cpu":
+            warn_if_untuned()
         self.dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, not {self.dtype}")

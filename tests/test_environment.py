@@ -1,5 +1,5 @@
 """Thread settings (cnnlang/environment.py) are applied at the command line's entry, not as a side
-effect of ``import cnnlang``; a value the user set wins."""
+effect of ``import cnnlang``; a value the user set wins; building a CPU network without them warns."""
 
 from __future__ import annotations
 
@@ -37,3 +37,28 @@ def test_a_users_setting_wins():
     env = {**{k: v for k, v in os.environ.items() if k not in SETTINGS}, "GOMP_SPINCOUNT": "5"}
     _, _, after_main = probe(env)
     assert after_main == {**SETTINGS, "GOMP_SPINCOUNT": "5"}
+
+
+WARN_PROBE = """
+import warnings
+import cnnlang
+
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    cnnlang.load("network n { input 1x4x4\\n fc(2) }").build(seed=0)
+    cnnlang.load("network n { input 1x4x4\\n fc(3) }").build(seed=0)
+print(len([w for w in caught if "tune_threads" in str(w.message)]))
+"""
+
+
+def warnings_from_building(env: dict[str, str]) -> int:
+    done = subprocess.run([sys.executable, "-c", WARN_PROBE], capture_output=True, text=True, env=env, check=True)
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def test_building_a_cpu_network_without_the_openblas_setting_warns_once_and_names_the_fix():
+    thread_counts = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    untuned = {k: v for k, v in os.environ.items() if k not in SETTINGS and k not in thread_counts}
+    assert warnings_from_building(untuned) == 1
+    assert warnings_from_building({**untuned, "OPENBLAS_THREAD_TIMEOUT": "16"}) == 0
+    assert warnings_from_building({**untuned, "OPENBLAS_NUM_THREADS": "1"}) == 0  # no idle threads to spin
