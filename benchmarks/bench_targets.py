@@ -7,8 +7,8 @@ channels-last; the faster is shown) and, for inference, in ONNX Runtime (cnnlang
 export), with the same weights and input, every measurement in a process of its own limited to
 ``--threads`` threads (default 2): ``cnnlang.compare`` does the timing, as ``cnnlang bench
 --compare`` does. A training step is forward, cross-entropy, backward and a plain SGD update;
-inference is cnnlang with all optimisation passes. A measurement is the median of ``--repeat`` runs
-after two warm-up runs; each framework is measured ``--rounds`` times, the frameworks taking turns,
+inference is cnnlang with all optimisation passes. A measurement is the median of ``--repeat`` runs,
+or of more to fill 0.5 s, after two warm-up runs; each framework is measured ``--rounds`` times, the frameworks taking turns,
 because on a shared machine a slow spell would otherwise fall on one side only. Ratio = the
 reference's time / cnnlang's (above 1, cnnlang is faster), against the reference the target names,
 the median of the rounds' ratios. The last row times every distinct conv layer of the zoo (input shape
@@ -95,7 +95,8 @@ def run_case(case: Case, repeat: int, threads: int, rounds: int = 1) -> dict:
     row: dict = {framework: median_timing(timings) for framework, timings in samples.items()}
     # Each round's ratio compares times taken minutes apart; the median of those is the row's ratio.
     ratios = [reference["seconds"] / own["seconds"] for reference, own in zip(samples[case.reference], samples["cnnlang"])]
-    row.update(ratio=statistics.median(ratios), round_ratios=ratios, met=statistics.median(ratios) >= case.target)
+    ratio = statistics.median(ratios)
+    row.update(ratio=ratio, round_ratios=ratios, met=ratio >= case.target)
     return row
 
 
@@ -269,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name} ...", file=sys.stderr, flush=True)
         case_start = time.perf_counter()
         case = next((c for c in CASES if c.name == name), None)
-        results[name] = run_case(case, args.repeat, args.threads, args.rounds) if case else run_zoo_convs(args.repeat, args.threads)
+        results[name] = (run_case(case, args.repeat, args.threads, args.rounds) if case
+                         else run_zoo_convs(args.repeat, args.threads))
         print(f"  {time.perf_counter() - case_start:.0f} s", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - started
 
