@@ -8,13 +8,13 @@ export), with the same weights and input, every measurement in a process of its 
 ``--threads`` threads (default 2): ``cnnlang.compare`` does the timing, as ``cnnlang bench
 --compare`` does. A training step is forward, cross-entropy, backward and a plain SGD update;
 inference is cnnlang with all optimisation passes. A measurement is the median of ``--repeat`` runs,
-or of more to fill 0.5 s, after two warm-up runs; each framework is measured ``--rounds`` times, the frameworks taking turns,
-because on a shared machine a slow spell would otherwise fall on one side only. Ratio = the
-reference's time / cnnlang's (above 1, cnnlang is faster), against the reference the target names,
-the median of the rounds' ratios. The last row times every distinct conv layer of the zoo (input shape
-and arguments) at batch 8 as its own network, in GFLOP/s (2 x MACs / time; Winograd layers count
-their direct MACs) against the float32 GEMM rate (a NumPy 2048^3 matmul) measured in the same
-process, before and after.
+or of more to fill 0.5 s, after two warm-up runs; each framework is measured ``--rounds`` times,
+the frameworks taking turns, because on a shared machine a slow spell would otherwise fall on one
+side only. Ratio = the reference's time / cnnlang's (above 1, cnnlang is faster), against the
+reference the target names, the median of the rounds' ratios. The last row times every distinct
+conv layer of the zoo (input shape and arguments) at batch 8 as its own network, in GFLOP/s (2 x
+MACs / time; Winograd layers count their direct MACs) against the float32 GEMM rate (a NumPy
+2048^3 matmul) measured in the same process, before and after.
 
 ``resnet18-cifar-train`` uses benchmarks/models/resnet18_cifar.cnn (ResNet-18 with a 3x3 stride-1
 stem); the MobileNet rows use zoo/mobilenet_v1.cnn and are skipped when it is absent. Run it on a
@@ -279,10 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     print(machine(args.threads))
     print(f"CPU busy before the run: {busy:.0%}; the run took {elapsed:.0f} s" if busy is not None else
           f"The run took {elapsed:.0f} s")
+    from cnnlang.compare.frameworks import MEASURE_AT_LEAST_S, WARMUP_CALLS
+
     print(f"Times: each framework timed in {args.rounds} rounds, taking turns; a round is the median of "
-          f"{args.repeat} runs or more (0.5 s at least) after 2 warm-ups in a fresh process; shown: the median "
-          f"round. Ratio = the target's reference time / cnnlang's, the median of the rounds' ratios (their "
-          f"range in brackets)\n")
+          f"{args.repeat} runs or more ({MEASURE_AT_LEAST_S} s at least) after {WARMUP_CALLS} warm-ups in a "
+          f"fresh process; shown: the median round. Ratio = the target's reference time / cnnlang's, the median "
+          f"of the rounds' ratios (their range in brackets)\n")
     print(table(results))
     if ZOO_CONVS in results:
         print("\n" + slowest_convs(results[ZOO_CONVS]))

@@ -14,6 +14,13 @@ TRAIN_LR = 0.01  # as cnnlang.cli.bench's step
 # Every framework's median is of at least this many seconds of timed calls: the median of three
 # LeNet-5 steps of 5 ms swung 2x between one measurement and the next on a shared 2-core VM.
 MEASURE_AT_LEAST_S = 0.5
+WARMUP_CALLS = 2
+
+
+def _median(call, repeat: int) -> float:
+    """Every framework's timing: the median of ``repeat`` calls or more, over MEASURE_AT_LEAST_S
+    seconds at least, after WARMUP_CALLS untimed ones."""
+    return median_seconds(call, repeat, warmup=WARMUP_CALLS, at_least_s=MEASURE_AT_LEAST_S)
 
 
 def bench_input(model, batch: int, seed: int) -> np.ndarray:
@@ -57,7 +64,7 @@ def torch_seconds(model, batch: int, *, train: bool, repeat: int, seed: int, thr
                 for p in params:
                     p.sub_(p.grad, alpha=TRAIN_LR)
 
-        layouts[layout] = median_seconds(step if train else infer, repeat, warmup=2, at_least_s=MEASURE_AT_LEAST_S)
+        layouts[layout] = _median(step if train else infer, repeat)
     best = min(layouts, key=layouts.get)
     return {"version": torch.__version__, "threads": torch.get_num_threads(), "layouts": layouts, "best": best,
             "seconds": layouts[best]}
@@ -85,7 +92,7 @@ def onnxruntime_seconds(model, batch: int, *, repeat: int, seed: int, threads: i
 
     session = onnxruntime_session(model, seed=seed, threads=threads)
     feed = {session.get_inputs()[0].name: bench_input(model, batch, seed)}
-    seconds = median_seconds(lambda: session.run(None, feed), repeat, warmup=2, at_least_s=MEASURE_AT_LEAST_S)
+    seconds = _median(lambda: session.run(None, feed), repeat)
     return {"version": ort.__version__, "threads": threads, "seconds": seconds}
 
 
@@ -99,7 +106,7 @@ def cnnlang_seconds(model, batch: int, *, train: bool, repeat: int, seed: int, p
     labels = bench_labels(model, batch, seed)
     if not train:
         net.eval()
-        return {"seconds": median_seconds(lambda: net.forward(x), repeat, warmup=2, at_least_s=MEASURE_AT_LEAST_S)}
+        return {"seconds": _median(lambda: net.forward(x), repeat)}
     net.train()
     pairs = [(net.params[name], net.grads[name]) for name in net.trainable]
 
@@ -113,4 +120,4 @@ def cnnlang_seconds(model, batch: int, *, train: bool, repeat: int, seed: int, p
         for p, g in pairs:
             p -= TRAIN_LR * g
 
-    return {"seconds": median_seconds(step, repeat, warmup=2, at_least_s=MEASURE_AT_LEAST_S)}
+    return {"seconds": _median(step, repeat)}
