@@ -21,6 +21,21 @@ def median_seconds(call, repeat: int, warmup: int = 0, at_least_s: float = 0.0) 
     return statistics.median(times)
 
 
+
+def alternating_medians(calls: list, repeat: int) -> list[float]:
+    """The median wall time of each of ``calls`` over ``repeat`` rounds in which they take turns
+    (the order reversed every other round), so that a slow spell of a shared machine falls on
+    all of them rather than on one."""
+    times: list[list[float]] = [[] for _ in calls]
+    for turn in range(repeat):
+        order = range(len(calls)) if turn % 2 == 0 else reversed(range(len(calls)))
+        for i in order:
+            start = time.perf_counter()
+            calls[i]()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
+
+
 def gemm_gflops(dtype: str = "float32", n: int = 2048, repeat: int = 3) -> float:
     """GFLOP/s of an ``n`` x ``n`` x ``n`` NumPy matmul (the BLAS cnnlang's convolutions call,
     with its threads): the median of ``repeat`` after one warm-up."""

@@ -34,3 +34,13 @@ def test_a_call_longer_than_the_floor_runs_repeat_times():
     call, calls = counting_call(0.03)
     median_seconds(call, repeat=2, at_least_s=0.01)
     assert len(calls) == 2
+
+
+def test_alternating_calls_take_turns_and_each_gets_its_own_median():
+    from cnnlang.compare.timing import alternating_medians
+
+    order = []
+    slow, fast = (lambda: (order.append("slow"), time.sleep(0.004))), (lambda: (order.append("fast"), time.sleep(0.001)))
+    medians = alternating_medians([slow, fast], repeat=4)
+    assert order == ["slow", "fast", "fast", "slow", "slow", "fast", "fast", "slow"]
+    assert 0.004 <= medians[0] and 0.001 <= medians[1] < medians[0]
