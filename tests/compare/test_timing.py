@@ -40,7 +40,14 @@ def test_alternating_calls_take_turns_and_each_gets_its_own_median():
     from cnnlang.compare.timing import alternating_medians
 
     order = []
-    slow, fast = (lambda: (order.append("slow"), time.sleep(0.004))), (lambda: (order.append("fast"), time.sleep(0.001)))
-    medians = alternating_medians([slow, fast], repeat=4)
+
+    def sleeper(name, seconds):
+        def call():
+            order.append(name)
+            time.sleep(seconds)
+
+        return call
+
+    medians = alternating_medians([sleeper("slow", 0.004), sleeper("fast", 0.001)], repeat=4)
     assert order == ["slow", "fast", "fast", "slow", "slow", "fast", "fast", "slow"]
     assert 0.004 <= medians[0] and 0.001 <= medians[1] < medians[0]
