@@ -7,12 +7,12 @@ Importing cnnlang changes nothing.
   then compete with the Numba kernels that run between GEMMs; a short timeout measured ResNet-18's
   convolutions at 184 ms instead of 218 ms (batch 8, 2 cores). OpenBLAS reads it when NumPy is
   first imported.
-- ``GOMP_SPINCOUNT=1000``: Numba's OpenMP workers busy-wait ~300k spins (GNU default) after every
-  parallel region, which on a 2-core machine steals a core from the OpenBLAS GEMM that follows:
-  measured 4x slower convs (8x64x56x56 3x3: 56 ms instead of 14 ms) and ~20 ms per tiny call. A
-  short spin keeps parallel launches cheap (~2 us). libgomp reads it when it is loaded: at Numba's
-  first parallel launch, or when torch is imported (torch loads its libgomp globally and Numba's
-  pool then binds to it), whichever comes first.
+- Numba's OpenMP workers keep libgomp's default busy-wait after each parallel region (GOMP_SPINCOUNT
+  300000, about 3 ms): a LeNet-5 training step is dozens of short kernels, and a worker that has
+  gone to sleep between two of them costs a wake-up each (step 4.8 ms with a spin of 1000, 2.9 ms
+  with the default; 2 cores). cnnlang set 1000 until its GEMMs moved into Numba's pool
+  (runtime/kernels/cpu/pool_gemm.py): a spinning worker then held a core that OpenBLAS's own
+  threads needed (8x64x56x56 3x3 convs: 56 ms instead of 14 ms).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import warnings
 
-SETTINGS = {"OPENBLAS_THREAD_TIMEOUT": "16", "GOMP_SPINCOUNT": "1000"}
+SETTINGS = {"OPENBLAS_THREAD_TIMEOUT": "16"}
 
 
 def tune_threads() -> None:
@@ -35,8 +35,11 @@ _warned = False
 def warn_if_untuned() -> None:
     """Once per process, a RuntimeWarning when OpenBLAS runs with its default idle-thread spin
     (no OPENBLAS_THREAD_TIMEOUT, more than one OpenBLAS thread): the CPU network that is being
-    built would run several times slower (LeNet-5 inference, batch 64, 2 cores: 8.0 ms against
-    1.9 ms with the setting, in separate processes). The command line and the tests set it."""
+    built would run several times slower where its GEMMs go to OpenBLAS's own threads (LeNet-5
+    inference, batch 64, 2 cores: 8.0 ms against 1.9 ms with the setting, in separate processes).
+    The network calls it only then: where NumPy's BLAS is not the OpenBLAS that
+    runtime/kernels/cpu/pool_gemm.py calls from Numba's threads (without the setting there, 1.2-1.7
+    ms against 1.3). The command line and the tests set it."""
     global _warned
     threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
     if _warned or "OPENBLAS_THREAD_TIMEOUT" in os.environ or threads == "1":

@@ -189,7 +189,13 @@ class CPUBackend(Backend):
     def matmul(
         self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, trans_a: bool = False, trans_b: bool = False
     ) -> np.ndarray:
-        return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+        from .kernels.cpu.pool_gemm import matmul  # (kernels import Numba: not at backend import)
+
+        a, b = a.T if trans_a else a, b.T if trans_b else b
+        if out is None:
+            out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
+                           np.result_type(a, b))
+        return matmul(a, b, out)
 
 
 CPU = CPUBackend()

@@ -26,6 +26,7 @@ from cnnlang.layers import format_shape
 
 from .backend import Backend, OutOfDeviceMemory, get_backend
 from .inference import InferencePlan
+from .kernels.cpu import pool_gemm
 from .init import initialise
 from .ops import Context, internal_shape, to_internal, to_user
 from .plan import Plan
@@ -78,8 +79,8 @@ class Network:
     ):
         self.model = model
         self.backend = get_backend(backend)
-        if self.backend.name == "cpu":
-            warn_if_untuned()
+        if self.backend.name == "cpu" and not pool_gemm.available():
+            warn_if_untuned()  # (with pool_gemm, OpenBLAS's own threads stay idle)
         self.dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, not {self.dtype}")

@@ -17,9 +17,9 @@ removes it from the child's environment.
 Under pytest-xdist (``-n auto``, the README's command) each worker runs kernels on threads of its
 own: on a machine with more cores than workers, each worker's Numba and BLAS threads are capped at
 its share of the cores, never below 2, so the parallel kernels still split their work (on the
-2-core CI machine: 2 workers of 2 threads, the defaults, unchanged). Workers share Numba's cache
-directory; its files are written under a temporary name and renamed, so two workers compiling the
-same kernel cost time, never correctness.
+2-core CI machine: 2 workers of 2 threads, the defaults, and a short OpenMP spin, below). Workers
+share Numba's cache directory; its files are written under a temporary name and renamed, so two
+workers compiling the same kernel cost time, never correctness.
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ _share = max(2, _cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 if _share < _cores:  # read when Numba and NumPy load, which is after this
     for _name in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(_name, str(_share))
+# Workers that together run more threads than there are cores: a Numba worker thread that
+# busy-waits after each kernel (libgomp's default, which the runtime keeps: cnnlang/environment.py)
+# would hold a core another test process needs.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) * _share > _cores:
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 import pytest  # noqa: E402 - after the simulator setting
 

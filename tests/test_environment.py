@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from cnnlang.environment import SETTINGS
 
 PROBE = """
@@ -26,7 +28,7 @@ def probe(env: dict[str, str]) -> tuple[dict, dict, dict]:
     return eval(done.stderr.strip().splitlines()[-1])  # noqa: S307 - our own repr
 
 
-def test_import_sets_nothing_and_the_cli_sets_both():
+def test_import_sets_nothing_and_the_cli_sets_them():
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     before, after_import, after_main = probe(env)
     assert before == after_import == {name: None for name in SETTINGS}
@@ -34,9 +36,9 @@ def test_import_sets_nothing_and_the_cli_sets_both():
 
 
 def test_a_users_setting_wins():
-    env = {**{k: v for k, v in os.environ.items() if k not in SETTINGS}, "GOMP_SPINCOUNT": "5"}
+    env = {**{k: v for k, v in os.environ.items() if k not in SETTINGS}, "OPENBLAS_THREAD_TIMEOUT": "5"}
     _, _, after_main = probe(env)
-    assert after_main == {**SETTINGS, "GOMP_SPINCOUNT": "5"}
+    assert after_main == {**SETTINGS, "OPENBLAS_THREAD_TIMEOUT": "5"}
 
 
 WARN_PROBE = """
@@ -59,6 +61,17 @@ def warnings_from_building(env: dict[str, str]) -> int:
 def test_building_a_cpu_network_without_the_openblas_setting_warns_once_and_names_the_fix():
     thread_counts = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
     untuned = {k: v for k, v in os.environ.items() if k not in SETTINGS and k not in thread_counts}
-    assert warnings_from_building(untuned) == 1
-    assert warnings_from_building({**untuned, "OPENBLAS_THREAD_TIMEOUT": "16"}) == 0
-    assert warnings_from_building({**untuned, "OPENBLAS_NUM_THREADS": "1"}) == 0  # no idle threads to spin
+    blas_pool = {**untuned, "CNNLANG_POOL_GEMM": "0"}  # GEMMs on OpenBLAS's own threads
+    assert warnings_from_building(blas_pool) == 1
+    assert warnings_from_building({**blas_pool, "OPENBLAS_THREAD_TIMEOUT": "16"}) == 0
+    assert warnings_from_building({**blas_pool, "OPENBLAS_NUM_THREADS": "1"}) == 0  # no idle threads to spin
+
+
+def test_no_warning_where_the_gemms_run_in_numbas_pool():
+    from cnnlang.runtime.kernels.cpu import pool_gemm
+
+    if not pool_gemm.available():
+        pytest.skip("NumPy's BLAS is not the OpenBLAS pool_gemm.py calls")
+    thread_counts = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "CNNLANG_POOL_GEMM")
+    untuned = {k: v for k, v in os.environ.items() if k not in SETTINGS and k not in thread_counts}
+    assert warnings_from_building(untuned) == 0

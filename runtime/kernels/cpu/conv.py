@@ -10,8 +10,8 @@ Algorithm (chosen by measurement, see ``benchmarks/bench_conv.py``):
 * Everything else: im2col in NHWC. A "column" row holds one output pixel's receptive field in
   (group, kh, kw, c) order; with channels last each (kh, group) run of KW*Cg inputs is one
   contiguous copy (for dilation 1). The weight is repacked once per call into the matching
-  (Cout, KH, KW, Cg) order, so per group ``out = col_g @ W_g^T`` is one sgemm (numpy matmul with
-  ``out=``; BLAS handles the transposed operand). The column buffer is bounded: output rows
+  (Cout, KH, KW, Cg) order, so per group ``out = col_g @ W_g^T`` is one sgemm (pool_gemm.py's
+  matmul with ``out=``: OpenBLAS from Numba's threads; BLAS handles the transposed operand). The column buffer is bounded: output rows
   (n, oh) are processed in chunks of at most ``COL_BUDGET`` bytes of columns, reused between
   chunks and calls through a :class:`ConvWorkspace`.
 * Backward: dW_g = dy_g^T @ col_g (per chunk, summed over chunks), dcol_g = dy_g @ W_g, and a
@@ -79,6 +79,7 @@ from .epilogue import NONE, bias_activation, channel_rows
 from .im2col import add_rows, col2im, im2col, swap_last2
 from .pointwise import stacked_panels_into
 from .planar import planar_forward, planar_weight_grad, planar_weight_sizes
+from .pool_gemm import matmul
 from .winograd import (padded_u_size, panel_scratch_size, transform_weight_into, transform_weight_panels_into,
                        winograd_forward, winograd_weight_grad)
 from .workspace import (  # noqa: F401  (re-exported: the API of a conv call)
@@ -197,11 +198,11 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed, keep):
         x2 = x.reshape(-1, plan.C)
         w2 = weight.reshape(O, plan.Cg)
         if G == 1:
-            np.matmul(x2, w2.T, out=y2)
+            matmul(x2, w2.T, out=y2)
         else:
             Cg = plan.Cg
             for g in range(G):
-                np.matmul(x2[:, g * Cg : (g + 1) * Cg], w2[g * Og : (g + 1) * Og].T, out=y2[:, g * Og : (g + 1) * Og])
+                matmul(x2[:, g * Cg : (g + 1) * Cg], w2[g * Og : (g + 1) * Og].T, out=y2[:, g * Og : (g + 1) * Og])
         if epilogue:
             bias_activation(y2, bias, activation)
         return
@@ -211,7 +212,7 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed, keep):
         if plan.blocked_gemm and y2.flags.c_contiguous:
             _gemm(x.reshape(-1), K, 1, wr.reshape(-1), 1, K, y2, rows, O, K, ws)
         else:
-            np.matmul(x.reshape(rows, K), wr.T, out=y2)
+            matmul(x.reshape(rows, K), wr.T, out=y2)
         if epilogue:
             bias_activation(y2, bias, activation)
         return
@@ -227,10 +228,10 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed, keep):
         c2 = c1.reshape(m, K)
         yc = y2[r0 * Wo : r0 * Wo + m]
         if G == 1:
-            np.matmul(c2, wr.T, out=yc)
+            matmul(c2, wr.T, out=yc)
         else:
             for g in range(G):
-                np.matmul(c2[:, g * Kg : (g + 1) * Kg], wr[g * Og : (g + 1) * Og].T, out=yc[:, g * Og : (g + 1) * Og])
+                matmul(c2[:, g * Kg : (g + 1) * Kg], wr[g * Og : (g + 1) * Og].T, out=yc[:, g * Og : (g + 1) * Og])
         if epilogue:
             bias_activation(yc, bias, activation)
 
@@ -263,7 +264,7 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
     direct = (plan.direct_weight and dweight is not None and not plan.winograd_weight and not blocked and not wide
               and not planar)
     if dbias is not None and not direct and not blocked and not planar:
-        np.matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
+        matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
     if dx is not None or dweight is not None:
         previous = serial_threads(plan)
         try:
@@ -426,9 +427,9 @@ def _backward(x, weight, dy, plan, dx, dweight, ws, kept):
         for g in range(G):
             go, gc = slice(g * Og, (g + 1) * Og), slice(g * Cg, (g + 1) * Cg)
             if dweight is not None:
-                np.matmul(dy2[:, go].T, x2[:, gc], out=dweight.reshape(O, Cg)[go])
+                matmul(dy2[:, go].T, x2[:, gc], out=dweight.reshape(O, Cg)[go])
             if dx is not None:
-                np.matmul(dy2[:, go], w2[go], out=dx.reshape(-1, C)[:, gc])
+                matmul(dy2[:, go], w2[go], out=dx.reshape(-1, C)[:, gc])
         return
     T, Kg, K, Wo, chunk, rows, geo = plan.T, plan.Kg, plan.K, plan.Wo, plan.chunk, plan.rows, plan.geo
     wr = _packed_weight(weight, plan, ws) if dx is not None else None
@@ -440,14 +441,14 @@ def _backward(x, weight, dy, plan, dx, dweight, ws, kept):
             if plan.blocked_gemm:
                 _gemm(dy.reshape(-1), 1, O, x.reshape(-1), K, 1, dwr, O, K, rows, ws)
             else:
-                np.matmul(dy2.T, x2, out=dwr)
+                matmul(dy2.T, x2, out=dwr)
             if T > 1:
                 swap_last2(dwr.reshape(-1), dweight.reshape(-1), O, T, Cg)
         if dx is not None:
             if plan.blocked_gemm:
                 _gemm(dy.reshape(-1), O, 1, wr.reshape(-1), K, 1, dx.reshape(rows, K), rows, K, O, ws)
             else:
-                np.matmul(dy2, wr, out=dx.reshape(rows, K))
+                matmul(dy2, wr, out=dx.reshape(rows, K))
         return
     col = ws.get("col", chunk * Wo * K, x.dtype)
     kept_col = ws.get("kept", rows * Wo * K, x.dtype) if kept else None
@@ -471,19 +472,19 @@ def _backward(x, weight, dy, plan, dx, dweight, ws, kept):
                 xc = c2
             target = dwr if r0 == 0 else part
             if G == 1:
-                np.matmul(dyc.T, xc, out=target)
+                matmul(dyc.T, xc, out=target)
             else:
                 for g in range(G):
-                    np.matmul(dyc[:, g * Og : (g + 1) * Og].T, xc[:, g * Kg : (g + 1) * Kg], out=target[g * Og : (g + 1) * Og])
+                    matmul(dyc[:, g * Og : (g + 1) * Og].T, xc[:, g * Kg : (g + 1) * Kg], out=target[g * Og : (g + 1) * Og])
             if r0:
                 add_rows(dwr.reshape(-1), part.reshape(-1), Kg)
         if dx is not None:
             # dcol = dy @ W per group, into the same buffer, then gathered into dx
             if G == 1:
-                np.matmul(dyc, wr, out=c2)
+                matmul(dyc, wr, out=c2)
             else:
                 for g in range(G):
-                    np.matmul(dyc[:, g * Og : (g + 1) * Og], wr[g * Og : (g + 1) * Og], out=c2[:, g * Kg : (g + 1) * Kg])
+                    matmul(dyc[:, g * Og : (g + 1) * Og], wr[g * Og : (g + 1) * Og], out=c2[:, g * Kg : (g + 1) * Kg])
             col2im(c1, dxf, geo, r0, nr)
     if dweight is not None and T > 1:
         swap_last2(dwr.reshape(-1), dweight.reshape(-1), O, T, Cg)

@@ -10,7 +10,7 @@ input channels, the elementwise product becomes 16 independent GEMMs, which is w
    U (16, Cin, Cout), computed in float64 and rounded once (by the Numba kernel training uses too).
 2. ``_input_transform_2`` (parallel numba): V (16, tiles, Cin) for a chunk of tile rows; taps in the padding
    read as zero, so any padding, asymmetric included, works.
-3. 16 GEMMs (tiles x Cin) . (Cin x Cout) in one stacked ``np.matmul`` (numpy's BLAS sgemm).
+3. 16 GEMMs (tiles x Cin) . (Cin x Cout), stacked, by pool_gemm.py (OpenBLAS's sgemm from Numba's threads).
 4. ``_output_transform_2`` (parallel numba): Y = A^T M A per tile plus bias and relu, written into ``out`` (which
    may be a channel slice of a concat buffer); tiles that overhang an odd output edge write only their valid
    pixels. tanh and sigmoid follow as NumPy ufuncs (see epilogue.py).
@@ -63,6 +63,7 @@ from numba import njit, prange
 from .workspace import COL_BUDGET, DEFAULT_WORKSPACE, ConvWorkspace
 from .epilogue import NONE, RELU, bias_activation, channel_rows, row_span
 from .pointwise import ROWS, panel_width, stacked_gemm
+from .pool_gemm import matmul
 
 #: ... but a chunk has at least this many tiles: each stacked GEMM repacks all of U.
 MIN_CHUNK_TILES = 512
@@ -513,7 +514,7 @@ def winograd_forward(
         v1, m1 = v[: planes * vplane], mb[: planes * mplane]
         _input_transform_2(xf, v1, vplane, geo, r0, nr, patches)
         if panels is None:
-            np.matmul(_planes(v1, planes, vplane, nt, C), transformed, out=_planes(m1, planes, mplane, nt, O))
+            matmul(_planes(v1, planes, vplane, nt, C), transformed, out=_planes(m1, planes, mplane, nt, O))
         else:
             tile = ROWS * panel_width(dtype)
             zeros = ws.get("winograd_zeros", O + tile, dtype)  # (the GEMM's bias: none; the output transform adds it)
@@ -591,9 +592,9 @@ def winograd_weight_grad(
         _output_adjoint_2(dyf, m1, mplane, geo, r0, nr, zeros)
         mt = _planes(m1, _PLANES, mplane, nt, O).transpose(0, 2, 1)
         if r0 == 0:
-            np.matmul(mt, _planes(v1, _PLANES, vplane, nt, C), out=du)
+            matmul(mt, _planes(v1, _PLANES, vplane, nt, C), out=du)
         else:
-            np.matmul(mt, _planes(v1, _PLANES, vplane, nt, C), out=part)
+            matmul(mt, _planes(v1, _PLANES, vplane, nt, C), out=part)
             du += part
     _weight_grad_transform(du.reshape(-1), dweight.reshape(-1), C, O)
     return dweight
