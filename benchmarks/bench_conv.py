@@ -36,9 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnnlang.environment import tune_threads  # noqa: E402
 
-# Before NumPy (OpenBLAS reads its options when it loads) and before torch: torch loads its own
-# libgomp into the global symbol scope, and numba's OpenMP pool then binds to that copy, which reads
-# GOMP_SPINCOUNT when torch is imported (cnnlang/environment.py).
+# Before NumPy: OpenBLAS reads its options when it loads (cnnlang/environment.py).
 tune_threads()
 
 import numpy as np  # noqa: E402
