@@ -163,8 +163,8 @@ def _operand(a: np.ndarray) -> tuple[int, int] | None:
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``np.matmul(a, b, out=out)`` for 2-D operands or equally stacked 3-D ones, float32 or
     float64, each matrix row- or column-major with any leading dimension (a transpose or a column
-    slice), ``out`` row-major: run in Numba's pool where that is available and the product is not
-    small, else by np.matmul. Returns ``out``."""
+    slice), ``out`` row-major and apart from both: run in Numba's pool where that is available and
+    the product is not small, else by np.matmul. Returns ``out``."""
     threads = numba.get_num_threads()
     if (_OPENBLAS is None or threads < 2 or not a.ndim == b.ndim == out.ndim or a.ndim not in (2, 3)
             or (a.ndim == 3 and not a.shape[0] == b.shape[0] == out.shape[0])):
@@ -176,7 +176,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     if items * M * N * K < SERIAL_BELOW or dtype not in (np.float32, np.float64) or a.dtype != dtype or b.dtype != dtype:
         return np.matmul(a, b, out=out)
     fa, fb, fc = _operand(a), _operand(b), _operand(out)
-    if fa is None or fb is None or fc is None or fc[0] != _NO_TRANS or min(a.strides + b.strides + out.strides) < 0:
+    if (fa is None or fb is None or fc is None or fc[0] != _NO_TRANS or min(a.strides + b.strides + out.strides) < 0
+            or np.may_share_memory(out, a) or np.may_share_memory(out, b)):
         return np.matmul(a, b, out=out)
     size = dtype.itemsize
     stacked = (a.strides[0], b.strides[0], out.strides[0]) if a.ndim == 3 else (0, 0, 0)
@@ -187,8 +188,9 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         elif N > M:
             split = 1
     c, c_step, ldc = (target.ctypes.data, 0, N) if split == 2 else (out.ctypes.data, stacked[2], fc[1])
-    # One OpenBLAS thread per call while Numba's threads make the calls. The count is OpenBLAS's only one in
-    # its pthreads build (openblas_set_num_threads_local sets it too), so it is set here, around the region.
+    # One OpenBLAS thread per call while Numba's threads make the calls. Its pthreads build has one count for
+    # all threads (openblas_set_num_threads_local, tried first, changed it for every thread), so it is set
+    # here, around the region; two Python threads doing this at once could leave it at 1 (slower, not wrong).
     blas_threads = _OPENBLAS.get_threads()
     _OPENBLAS.set_threads(1)
     try:

@@ -91,14 +91,17 @@ def test_stacked_products_one_per_task(splits):
     assert splits == [0, 0]
 
 
-def test_small_one_dimensional_and_mixed_products_are_numpys(splits):
+def test_small_one_dimensional_mixed_and_overlapping_products_are_numpys(splits):
     rng = np.random.default_rng(2)
     small_a, small_b = rng.standard_normal((8, 8)), rng.standard_normal((8, 8))
     ones, rows = np.ones(5000), rng.standard_normal((5000, 64))
     big_a = rng.standard_normal((600, 64)).astype(np.float32)
+    square = rng.standard_normal((300, 300))
+    in_place = square.copy()
     for a, b, out in [(small_a, small_b, np.empty((8, 8))), (ones, rows, np.empty(64)),
-                      (big_a, rng.standard_normal((64, 32)), np.empty((600, 32)))]:
-        np.testing.assert_allclose(pool_gemm.matmul(a, b, out), np.matmul(a, b), rtol=1e-12)
+                      (big_a, rng.standard_normal((64, 32)), np.empty((600, 32))), (in_place, square, in_place)]:
+        expected = np.matmul(a, b)
+        np.testing.assert_allclose(pool_gemm.matmul(a, b, out), expected, rtol=1e-12)
     assert splits == []
 
 
