@@ -6,13 +6,15 @@ Importing cnnlang changes nothing.
 - ``OPENBLAS_THREAD_TIMEOUT=16``: OpenBLAS's idle threads spin for a long time after each GEMM and
   then compete with the Numba kernels that run between GEMMs; a short timeout measured ResNet-18's
   convolutions at 184 ms instead of 218 ms (batch 8, 2 cores). OpenBLAS reads it when NumPy is
-  first imported.
+  first imported. It matters where the GEMMs go to OpenBLAS's own threads: where
+  runtime/kernels/cpu/pool_gemm.py cannot run them on Numba's.
 - Numba's OpenMP workers keep libgomp's default busy-wait after each parallel region (GOMP_SPINCOUNT
   300000, about 3 ms): a LeNet-5 training step is dozens of short kernels, and a worker that has
-  gone to sleep between two of them costs a wake-up each (step 4.8 ms with a spin of 1000, 2.9 ms
-  with the default; 2 cores). cnnlang set 1000 until its GEMMs moved into Numba's pool
-  (runtime/kernels/cpu/pool_gemm.py): a spinning worker then held a core that OpenBLAS's own
-  threads needed (8x64x56x56 3x3 convs: 56 ms instead of 14 ms).
+  gone to sleep between two of them costs a wake-up each (batch 64, 2 cores, two alternating runs:
+  3.93 and 5.54 ms a step with a spin of 1000, 3.22 and 4.43 ms with the default and the GEMMs in
+  Numba's pool). cnnlang set 1000 while its GEMMs ran on OpenBLAS's own threads, before
+  runtime/kernels/cpu/pool_gemm.py: a spinning worker held a core that they needed (8x64x56x56 3x3
+  convs: 56 ms instead of 14 ms).
 """
 
 from __future__ import annotations

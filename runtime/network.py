@@ -26,8 +26,8 @@ from cnnlang.layers import format_shape
 
 from .backend import Backend, OutOfDeviceMemory, get_backend
 from .inference import InferencePlan
-from .kernels.cpu import pool_gemm
 from .init import initialise
+from .kernels.cpu import pool_gemm
 from .ops import Context, internal_shape, to_internal, to_user
 from .plan import Plan
 from .weights import (

@@ -11,9 +11,9 @@ Algorithm (chosen by measurement, see ``benchmarks/bench_conv.py``):
   (group, kh, kw, c) order; with channels last each (kh, group) run of KW*Cg inputs is one
   contiguous copy (for dilation 1). The weight is repacked once per call into the matching
   (Cout, KH, KW, Cg) order, so per group ``out = col_g @ W_g^T`` is one sgemm (pool_gemm.py's
-  matmul with ``out=``: OpenBLAS from Numba's threads; BLAS handles the transposed operand). The column buffer is bounded: output rows
-  (n, oh) are processed in chunks of at most ``COL_BUDGET`` bytes of columns, reused between
-  chunks and calls through a :class:`ConvWorkspace`.
+  matmul with ``out=``: OpenBLAS from Numba's threads; BLAS handles the transposed operand). The
+  column buffer is bounded: output rows (n, oh) are processed in chunks of at most ``COL_BUDGET``
+  bytes of columns, reused between chunks and calls through a :class:`ConvWorkspace`.
 * Backward: dW_g = dy_g^T @ col_g (per chunk, summed over chunks), dcol_g = dy_g @ W_g, and a
   parallel *gather* col2im that adds each input pixel's contributions. It runs over input rows,
   so no two threads ever write the same element (no races, no atomics); rows whose first
@@ -264,7 +264,7 @@ def conv2d_backward(x, weight, dy, stride, pads, dilation, groups, dx, dweight, 
     direct = (plan.direct_weight and dweight is not None and not plan.winograd_weight and not blocked and not wide
               and not planar)
     if dbias is not None and not direct and not blocked and not planar:
-        matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
+        np.matmul(ws.get("ones", dy2.shape[0], dy.dtype), dy2, out=dbias)  # BLAS gemv: sum of rows
     if dx is not None or dweight is not None:
         previous = serial_threads(plan)
         try:
