@@ -21,7 +21,6 @@ def median_seconds(call, repeat: int, warmup: int = 0, at_least_s: float = 0.0) 
     return statistics.median(times)
 
 
-
 def alternating_medians(calls: list, repeat: int) -> list[float]:
     """The median wall time of each of ``calls`` over ``repeat`` rounds in which they take turns
     (the order reversed every other round), so that a slow spell of a shared machine falls on
@@ -38,7 +37,7 @@ def alternating_medians(calls: list, repeat: int) -> list[float]:
 
 def gemm_gflops(dtype: str = "float32", n: int = 2048, repeat: int = 3) -> float:
     """GFLOP/s of an ``n`` x ``n`` x ``n`` NumPy matmul (the BLAS cnnlang's convolutions call,
-    with its threads): the median of ``repeat`` after one warm-up."""
+    on as many threads): the median of ``repeat`` after one warm-up."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
     out = np.empty((n, n), dtype)

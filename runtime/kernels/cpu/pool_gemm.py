@@ -29,8 +29,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-#: Below this many multiply-adds OpenBLAS runs on the calling thread anyway (small_gemm.py).
-SERIAL_BELOW = 1 << 18
+from .small_gemm import BLAS_SERIAL_BELOW  # (OpenBLAS runs a smaller product on the caller anyway)
+
 #: A product whose K is this many times its larger side, with K the outer axis of both operands
 #: (a weight gradient: dy^T x over every pixel), sums K in parts, one per thread, rather than each
 #: thread reading all of K for half the rows: (64 x 100352) @ (100352 x 32) 3.62 against 4.54 ms
@@ -173,7 +173,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     N = b.shape[-1]
     items = a.shape[0] if a.ndim == 3 else 1
     dtype = out.dtype
-    if items * M * N * K < SERIAL_BELOW or dtype not in (np.float32, np.float64) or a.dtype != dtype or b.dtype != dtype:
+    if (items * M * N * K < BLAS_SERIAL_BELOW or dtype not in (np.float32, np.float64) or a.dtype != dtype
+            or b.dtype != dtype):
         return np.matmul(a, b, out=out)
     fa, fb, fc = _operand(a), _operand(b), _operand(out)
     if (fa is None or fb is None or fc is None or fc[0] != _NO_TRANS or min(a.strides + b.strides + out.strides) < 0
