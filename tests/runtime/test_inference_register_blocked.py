@@ -17,7 +17,8 @@ import cnnlang
 from test_optimised_equivalence import FLOAT32_TOLERANCE, FLOAT64_TOLERANCE, randomise_batchnorm
 
 # After the stride-2 conv, 4 images of 18 x 18 pixels: 1296 pixels, enough for gemm_epilogue.py's
-# kernel, and 1 image (324 pixels) too (POINTWISE_MIN_PIXELS).
+# kernel, and 1 image (324 pixels) too (POINTWISE_MIN_PIXELS). The bottleneck's 3x3 has 32 outputs: whole
+# panels of smallconv.py's window at AVX-512's vector width too (pointwise.panel_width).
 NETWORK = """
 from "resnet_blocks.cnn" import bottleneck
 
@@ -25,7 +26,7 @@ network blocks {
     input 3x72x72
     conv(32, 7x7, stride = 2, pad = 3, bias = false) -> batchnorm -> relu
     conv(24, 3x3, stride = 2, pad = 1, bias = false) -> batchnorm -> relu
-    bottleneck(16)
+    bottleneck(32)
     conv(10, 1x1) -> tanh
     flatten
     fc(5)

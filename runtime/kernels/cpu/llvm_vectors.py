@@ -15,22 +15,37 @@ from typing import Callable, Sequence
 
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, codegen, config
 
 VECTOR_BYTES = 32  # AVX2
+
+
+def _host_vector_bytes() -> int:
+    """64 where Numba compiles for AVX-512 (the host's features, or NUMBA_CPU_FEATURES), else 32."""
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else codegen.get_host_cpu_features()
+    return 64 if "+avx512f" in features.split(",") else 32
+
+
+#: The vector width of pointwise.py's GEMM tile (and smallconv.py's, the same tile): AVX-512's where
+#: the host has it. Its 6 x 2 tile is then 6 x 32 float32 outputs, 12 of AVX-512's 32 registers;
+#: with AVX2's width the tile reached only half of OpenBLAS's AVX-512 sgemm (one 1x1 layer, 2048 ->
+#: 512 channels at 7x7, batch 8: 5.1 ms against 2.8 for OpenBLAS's GEMM, Xeon, 2 threads). The other
+#: tiles keep VECTOR_BYTES: their shapes are cut for AVX2 and few channels. (Numba's cache is keyed
+#: by the CPU's name and features, so a cached kernel is never one compiled for the other width.)
+GEMM_VECTOR_BYTES = _host_vector_bytes()
 _INTP = ir.IntType(types.intp.bitwidth)
 _I32 = ir.IntType(32)
 
 
-def lanes(dtype: types.Float) -> int:
+def lanes(dtype: types.Float, vector_bytes: int = VECTOR_BYTES) -> int:
     """Elements of the dtype (float32 or float64) per vector."""
-    return VECTOR_BYTES // (4 if dtype == types.float32 else 8)
+    return vector_bytes // (4 if dtype == types.float32 else 8)
 
 
-def vector_type(context, dtype: types.Float) -> tuple[ir.VectorType, int]:
+def vector_type(context, dtype: types.Float, vector_bytes: int = VECTOR_BYTES) -> tuple[ir.VectorType, int]:
     """<L x float> of the dtype, and the alignment its loads and stores take (the element's: the
     tiles' arrays are only element-aligned)."""
-    return ir.VectorType(context.get_value_type(dtype), lanes(dtype)), (4 if dtype == types.float32 else 8)
+    return ir.VectorType(context.get_value_type(dtype), lanes(dtype, vector_bytes)), (4 if dtype == types.float32 else 8)
 
 
 def arguments(context, builder, signature, args, indices: Sequence[int]) -> list[ir.Value]:

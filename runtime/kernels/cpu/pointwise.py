@@ -41,12 +41,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .epilogue import row_span
-from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
+from .llvm_vectors import GEMM_VECTOR_BYTES as _VECTOR_BYTES
 from .llvm_vectors import (arguments, broadcast_fmas, const, fma_function, vector_at, vector_type, zero_vector,
                            zeroed_accumulators)
 
 #: Rows of A per register tile (6 x 2 vectors: 12 accumulators, 2 weight vectors, 1 broadcast of
-#: AVX2's 16 registers).
+#: AVX2's 16 registers; vectors of AVX-512's width where the host has it: llvm_vectors.GEMM_VECTOR_BYTES).
 ROWS = 6
 #: k steps per iteration of the tile's loop.
 UNROLL = 4
@@ -75,7 +75,7 @@ def _make_gemm_tile(P: int, NV: int, residual: bool = False):
         return types.none(*args), codegen
 
     def codegen(context, builder, signature, args):  # pragma: no cover - compile time
-        vty, align = vector_type(context, signature.args[0].dtype)
+        vty, align = vector_type(context, signature.args[0].dtype, _VECTOR_BYTES)
         L = vty.count
         W = NV * L
         shift = 3 if residual else 0  # (r, r0, ldr) after relu
@@ -178,7 +178,7 @@ def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
 def _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb,
           part):  # pragma: no cover - compiled
     """fused_gemm's tile of row block ``task`` (plane and 6-row block) and panel ``nb``."""
-    L = 32 // a.itemsize
+    L = _VECTOR_BYTES // a.itemsize
     VO = 2 * L
     n0 = nb * VO
     cols = min(VO, N - n0)
@@ -237,7 +237,7 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
     in L1 while the weight streams from L2. With fewer than 2T tasks (a classifier at batch 8: 2
     row blocks, 1 of them 2 rows) the panels are split over the threads instead, each running
     every row block on its panels, so that the weight is read from memory once, in equal halves."""
-    VO = 64 // a.itemsize
+    VO = 2 * _VECTOR_BYTES // a.itemsize
     NB = (N + VO - 1) // VO
     whole = N // VO
     MB = (M + 5) // 6

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .blocked import blocked_geometry
+from .llvm_vectors import GEMM_VECTOR_BYTES as _VECTOR_BYTES
 from .epilogue import channel_rows, row_span
 from .pointwise import _make_gemm_tile, _tile_1x2, _tile_6x2, pack_panels, padded_bias, panel_width  # noqa: F401
 
@@ -90,7 +91,7 @@ def window_bias_relu(x, geo, panels, bias, relu, y, ldy, xp):  # pragma: no cove
     _pad_batch(x, geo, xp)
     N, C, Ho, Wo, KH, KW, sh, sw, O, Hp, Wp = (geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH],
                                                geo[_SW], geo[_O], geo[_HP], geo[_WP])
-    L = 32 // x.itemsize
+    L = _VECTOR_BYTES // x.itemsize
     VO = 2 * L
     NB = O // VO
     K = KW * C

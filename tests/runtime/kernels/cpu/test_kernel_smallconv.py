@@ -2,8 +2,8 @@
 plain NumPy reference of test_kernel_conv.py.
 
 The cases cover output widths whose rows end in each tile tail (6-, 4-, 3-, 2- and 1-pixel tiles),
-one and several panels of output channels (16 float32 columns, 8 float64), windows 3x3, 5x5
-and 1x3, symmetric, asymmetric and no padding, stride 2, one image and several, relu or none, a
+one and several panels of output channels (pointwise.panel_width: 16 float32 columns with AVX2,
+32 with AVX-512), windows 3x3, 5x5 and 1x3, symmetric, asymmetric and no padding, stride 2, one image and several, relu or none, a
 missing bias, and an output that is a channel slice of a wider array (a concat buffer).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cnnlang.runtime.kernels.cpu.pointwise import panel_width
 from cnnlang.runtime.kernels.cpu.smallconv import pack_window, padded_bias, scratch_elements, takes, window_forward
 from test_kernel_conv import nchw, nhwc, ref_conv, ref_geometry
 
@@ -52,7 +53,7 @@ CASES = [
 @pytest.mark.parametrize("relu", [False, True])
 def test_matches_reference(dtype, case, relu):
     n, c, h, wd, panels, kh, kw, stride, pads = case
-    o = panels * (64 // np.dtype(dtype).itemsize)
+    o = panels * panel_width(dtype)
     rng = np.random.default_rng(n + c + h + wd + o)
     x = rng.standard_normal((n, c, h, wd)).astype(dtype).astype(np.float64)
     w = rng.standard_normal((o, c, kh, kw)).astype(dtype).astype(np.float64)
@@ -64,14 +65,15 @@ def test_matches_reference(dtype, case, relu):
 
 def test_writes_only_its_channel_slice():
     rng = np.random.default_rng(3)
+    o = panel_width(np.float32)
     x = rng.standard_normal((2, 3, 6, 10))
-    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32).astype(np.float64)
-    b = rng.standard_normal(16)
-    buffer = np.full((2, 6, 10, 40), 7.0, np.float32)
-    got = run(x, w, b, (1, 1), ((1, 1), (1, 1)), True, np.float32, out=buffer[..., 8:24])
+    w = rng.standard_normal((o, 3, 3, 3)).astype(np.float32).astype(np.float64)
+    b = rng.standard_normal(o)
+    buffer = np.full((2, 6, 10, o + 24), 7.0, np.float32)
+    got = run(x, w, b, (1, 1), ((1, 1), (1, 1)), True, np.float32, out=buffer[..., 8 : 8 + o])
     np.testing.assert_allclose(got, reference(x.astype(np.float32), w, b, (1, 1), ((1, 1), (1, 1)), True),
                                rtol=1e-5, atol=1e-5)
-    assert (buffer[..., :8] == 7).all() and (buffer[..., 24:] == 7).all()
+    assert (buffer[..., :8] == 7).all() and (buffer[..., 8 + o :] == 7).all()
 
 
 def test_the_rule():

@@ -12,7 +12,7 @@ import pytest
 
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, SIGMOID, TANH
-from cnnlang.runtime.kernels.cpu.pointwise import stacked_panels
+from cnnlang.runtime.kernels.cpu.pointwise import panel_width, stacked_panels
 from cnnlang.runtime.kernels.cpu.winograd import (
     matrices, padded_u_size, transform_weight, transform_weight_into, transform_weight_panels_into, winograd_forward,
 )
@@ -283,8 +283,8 @@ def test_transform_weight_panels_into_is_the_packed_reference(dtype, flip):
     float32: exactly), turned and channel-swapped with ``flip``, and bitwise the packed transform_weight_into (the
     same float64 arithmetic); None (nothing written) where the GEMMs' N is not whole panels."""
     rng = np.random.default_rng(10)
-    width = 32 // np.dtype(dtype).itemsize
-    weight = rng.standard_normal((2 * width, 3 * width // 2, 3, 3)).astype(dtype)  # N = 2 or 1.5 panels
+    half = panel_width(dtype) // 2
+    weight = rng.standard_normal((2 * half, 3 * half // 2, 3, 3)).astype(dtype)  # N = 1 or 3/4 panel
     turned = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     out = np.full(16 * weight.shape[0] * weight.shape[1], np.nan, dtype)
     got = transform_weight_panels_into(turned if flip else weight, out, flip)
