@@ -13,10 +13,10 @@ from __future__ import annotations
 from numba import types
 from numba.extending import intrinsic
 
-from .llvm_vectors import arguments, const, tile_sum, vector_at, vector_type, zero_vector, zeroed_accumulators
+from .llvm_vectors import VECTOR_BYTES, arguments, const, tile_sum, vector_at, vector_type, zero_vector, zeroed_accumulators
 
 
-def make_tile(P: int, NV: int, residual: bool = False):
+def make_tile(P: int, NV: int, residual: bool = False, vector_bytes: int = VECTOR_BYTES):
     """blocked.py's (P, NV) register tile with the epilogue inside:
     tile(y, a0, astep, bias, c0, relu, [r, r0, rstep,] b, b0, bp, bi, bk, v, v0, vi, vk, I, K) does,
     for p < P and j < NV*L, y[a0 + p*astep + j] = f(s + bias[c0 + j] [+ r[r0 + p*rstep + j]]) with
@@ -41,7 +41,7 @@ def make_tile(P: int, NV: int, residual: bool = False):
 
     def codegen(context, builder, signature, args):  # pragma: no cover - compile time
         tys = signature.args
-        vty, align = vector_type(context, tys[0].dtype)
+        vty, align = vector_type(context, tys[0].dtype, vector_bytes)
         L = vty.count
 
         shift = 3 if residual else 0  # (r, r0, rstep) after relu

@@ -32,12 +32,12 @@ from .activation import RELU
 from .blocked import _C, _H, _HO, _HP, _KH, _KW, _N, _O, _PL, _PT, _SH, _SW, _W, _WO, _WP, blocked_geometry
 from .epilogue import NONE
 from .fused_tile import make_tile
-from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
+from .llvm_vectors import GEMM_VECTOR_BYTES as _VECTOR_BYTES  # (AVX-512's where the host has it, as pointwise.py's)
 
 #: Pixels per tile, and vectors of output channels per tile (VO = TILE_V * L channels).
 TILE_P = 6
 TILE_V = 2
-_tile = make_tile(TILE_P, TILE_V)
+_tile = make_tile(TILE_P, TILE_V, vector_bytes=_VECTOR_BYTES)
 
 
 def packed_size(geo: np.ndarray, itemsize: int) -> int:
@@ -59,7 +59,7 @@ def scratch_size(geo: np.ndarray, itemsize: int) -> int:
 def pack_stem_weight(weight, bias, has_bias, wp, O, C, KH, KW):  # pragma: no cover - compiled
     """wp = the weight (O, C, KH, KW) as (O/VO, KH, KW*C, VO), then the bias (or zeros), both
     zero-padded to whole tiles of VO output channels; all flat."""
-    VO = 2 * 32 // weight.itemsize
+    VO = TILE_V * _VECTOR_BYTES // weight.itemsize
     OB = (O + VO - 1) // VO
     KWC = KW * C
     size = OB * KH * KWC * VO
@@ -100,7 +100,7 @@ def stem_forward(x, wp, relu, y, geo, scratch):  # pragma: no cover - compiled
     tiles are written straight into y, bias and relu applied in registers."""
     N, C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_N], geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH],
                                            geo[_SW], geo[_O], geo[_WP])
-    L = 32 // x.itemsize
+    L = _VECTOR_BYTES // x.itemsize
     VO = 2 * L
     P = 6
     OB = (O + VO - 1) // VO
