@@ -185,8 +185,9 @@ class ConvOp(Op):
         x = inputs[0]
         channels = self._out_image[-1]
         pixels = out.size // channels if out.size else 0
+        weight_bytes = self.params["weight"].nbytes
         if (self.algorithm is not None or self._depthwise or self._groups != 1 or self._dilation != (1, 1)
-                or not pointwise_applies(pixels, activation_kind(self.activation))):
+                or not pointwise_applies(pixels, activation_kind(self.activation), weight_bytes)):
             return None
         residual = inputs[1] if self.residual else None
         if not (x.flags.c_contiguous and (residual is None or residual.flags.c_contiguous)

@@ -94,15 +94,22 @@ def bind_columns(x: np.ndarray, wcol: np.ndarray, bias: np.ndarray | None, y2: n
 #: The inference convs this kernel takes (``pointwise_applies``): at least this many output pixels
 #: (images x height x width). Measured at batch 8 (one thread, CPU time, against OpenBLAS's GEMM
 #: and epilogue.py's pass): 56x56 layers 1.07-1.77x, 28x28 1.09-1.18x, 14x14 0.98-1.03x; 7x7
-#: (392 pixels, C or O 2048) 0.97-1.03x, taken since the whole of ResNet-50 then runs in Numba's
-#: pool: with two threads on a loaded machine OpenBLAS's layers stalled (its 7x7 stride-2 3x3 conv
-#: 116-163 ms against 22 ms on one thread). Fewer pixels (batch 1's 7x7 and 14x14 maps) stay with
+#: (392 pixels, C or O 2048) 0.97-1.03x. Fewer pixels (batch 1's 7x7 and 14x14 maps) stay with
 #: OpenBLAS, as small convs do (serial.py).
 POINTWISE_MIN_PIXELS = 256
+#: ... and at most this many bytes of weight (K x N). The kernel does not block K: each 6-row tile
+#: streams the whole weight, which past the L2 cache comes from L3. Batch 8, 2 threads, AVX-512 Xeon
+#: (2 MB of L2 a core), fused against pool_gemm.py's OpenBLAS + epilogue.py's pass, ms: 392 x 2048
+#: -> 512 (4.2 MB) 4.87 against 3.01; 392 x 512 -> 2048 with a residual 5.45 / 3.06; ResNet-50's
+#: stride-2 3x3s on columns, 392 x 4608 -> 512 (9.4 MB) 11.5-13.1 / 6.61, 1568 x 2304 -> 256 (2.4 MB)
+#: 9.13 / 6.17; at 1.0 MB about even (2.75-2.87 / 2.78; 2.61-2.66 / 2.93 with a residual); 0.6 MB
+#: and less the fused kernel wins (6272 x 1152 -> 128: 5.4 / 6.4; 25088 x 64 -> 256 + residual: 3.2-3.6 / 4.1).
+#: (OpenBLAS's layers no longer stall on a loaded machine, as they did in its own thread pool: pool_gemm.py.)
+POINTWISE_MAX_WEIGHT_BYTES = 1 << 21
 
 
-def pointwise_applies(pixels: int, kind: int) -> bool:
+def pointwise_applies(pixels: int, kind: int, weight_bytes: int) -> bool:
     """Whether an ungrouped inference conv over ``pixels`` output pixels with activation ``kind``
-    runs on :func:`pointwise_forward` (tanh and sigmoid stay epilogue.py's): a 1x1, stride-1,
-    unpadded one on x's view, others on im2col's columns."""
-    return pixels >= POINTWISE_MIN_PIXELS and kind in (NONE, RELU)
+    and a weight of ``weight_bytes`` runs on :func:`pointwise_forward` (tanh and sigmoid stay
+    epilogue.py's): a 1x1, stride-1, unpadded one on x's view, others on im2col's columns."""
+    return pixels >= POINTWISE_MIN_PIXELS and weight_bytes <= POINTWISE_MAX_WEIGHT_BYTES and kind in (NONE, RELU)

@@ -95,10 +95,12 @@ def test_close_to_the_gemm_path_and_relu_keeps_nan():
 
 
 def test_the_rule():
-    assert pointwise_applies(8 * 56 * 56, RELU) and pointwise_applies(8 * 14 * 14, NONE)
-    assert pointwise_applies(8 * 7 * 7, RELU)  # ResNet-50's last stage at batch 8: no hand-off to OpenBLAS
-    assert not pointwise_applies(7 * 7, RELU)  # few pixels: OpenBLAS's serial GEMM
-    assert not pointwise_applies(8 * 56 * 56, TANH)  # epilogue.py's
+    weight = 256 * 64 * 4  # ResNet-50's 64 -> 256 1x1, float32
+    assert pointwise_applies(8 * 56 * 56, RELU, weight) and pointwise_applies(8 * 14 * 14, NONE, weight)
+    assert pointwise_applies(8 * 7 * 7, RELU, 512 * 512 * 4)  # ResNet-50's last stage at batch 8: 512 -> 512
+    assert not pointwise_applies(8 * 7 * 7, RELU, 2048 * 512 * 4)  # its 2048 -> 512: too much weight, OpenBLAS
+    assert not pointwise_applies(7 * 7, RELU, weight)  # few pixels: OpenBLAS's serial GEMM
+    assert not pointwise_applies(8 * 56 * 56, TANH, weight)  # epilogue.py's
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-12), (np.float32, 2e-6)])
