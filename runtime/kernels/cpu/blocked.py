@@ -52,7 +52,7 @@ from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
 from .llvm_vectors import arguments, loaded_accumulators, store_accumulators, tile_sum, vector_type
 
 
-def _make_tile(P: int, NV: int):
+def _make_tile(P: int, NV: int, vector_bytes: int = _VECTOR_BYTES):
     """The (P, NV) register tile as a Numba intrinsic:
     tile(acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K) does, for p < P and j < NV*L,
     acc[a0 + p*astep + j] += sum_{i<I, k<K} b[b0 + p*bp + i*bi + k*bk] * v[v0 + i*vi + k*vk + j]
@@ -73,7 +73,7 @@ def _make_tile(P: int, NV: int):
         sig = types.none(acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K)
 
         def codegen(context, builder, signature, args):
-            vty, align = vector_type(context, signature.args[0].dtype)
+            vty, align = vector_type(context, signature.args[0].dtype, vector_bytes)
             pa, pb, pv = arguments(context, builder, signature, args, (0, 3, 8))
             a0_, astep_, b0_, bp_, bi_, bk_, v0_, vi_, vk_, I_, K_ = arguments(
                 context, builder, signature, args, (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13))

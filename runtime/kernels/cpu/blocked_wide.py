@@ -21,7 +21,9 @@ padded image, a K = O loop of only 16 to 64 per tile. Here:
   with the weight turned by 180 degrees and its channels swapped. At resnet20's "same" 3x3 convs that is exactly
   the forward's multiply-adds (blocked.py's scatter: 8.1 against 5.9 ms at 16 channels, one thread).
 * weight gradient: as blocked.py's (dW (KH, O, KW*C) = sum over pixels of dy (x) the input run), the tile 4
-  output channels x 3L of the run, each thread summing its images into its own partial, the partials added in
+  output channels x 3L of the run (L in AVX-512's width where the host has it, llvm_vectors.GEMM_VECTOR_BYTES:
+  resnet20's training step, batch 64, 2 threads, AVX-512 Xeon, alternating processes, this kernel 30.6 -> 23.5
+  ms, the step 119.3 -> 110.4; the forward's 6 x 2L tile stays AVX2's, since 2L of AVX-512 is 32 channels), each thread summing its images into its own partial, the partials added in
   thread order (deterministic for a given thread count). Where a pixel's run starts 128 bytes or more after the
   previous one's (32 float32 channels, or 16 at stride 2), each tile call streams about three new cache lines a
   pixel (dy's and the run's) per 12 FMAs, the 32 bytes a cycle the L2 gives: so there the tiles run over rows of at
@@ -49,6 +51,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .blocked import _make_tile, _pack_weight
+from .llvm_vectors import GEMM_VECTOR_BYTES as _WEIGHT_BYTES
 from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
 from .llvm_vectors import arguments, const, loaded_accumulators, tile_sum, vector_at, vector_type
 
@@ -94,8 +97,9 @@ _tile_6x2 = _make_tile(6, 2)
 _tile_6x2_to = _make_tile_to(6, 2)
 _tile_4x2_to = _make_tile_to(4, 2)
 _tile_4x2 = _make_tile(4, 2)
-_tile_4x3 = _make_tile(4, 3)
-_tile_1x3 = _make_tile(1, 3)
+# the weight gradient's tiles in AVX-512's width where the host has it (the forward's stay AVX2's: see the docstring)
+_tile_4x3 = _make_tile(4, 3, _WEIGHT_BYTES)
+_tile_1x3 = _make_tile(1, 3, _WEIGHT_BYTES)
 
 # Indices into the geometry vector (blocked.py's blocked_geometry: the same vector).
 _N, _H, _W, _C, _HO, _WO, _KH, _KW, _SH, _SW, _PT, _PL, _O, _HP, _WP = range(15)
@@ -107,11 +111,11 @@ def _lanes(itemsize: int) -> int:
 
 def scratch_size(geo: np.ndarray, itemsize: int) -> int:
     """Elements of scratch each thread needs: the padded image, slack for the reads of a tile's pixels past the
-    last row (at most 5 pixels) and of 3L lanes past a run, then one tile of accumulators (forward: at most
-    6 x 2L = 3 x 4L)."""
+    last row (at most 5 pixels) and of the weight gradient's 3L lanes past a run, then one tile of accumulators
+    (forward: at most 6 x 2L = 3 x 4L)."""
     L = _lanes(itemsize)
     image = int(geo[_HP] * geo[_WP] * geo[_C])
-    return image + 6 * int(geo[_SW] * geo[_C]) + int(geo[_KW] * geo[_C]) + 4 * L + 12 * L
+    return image + 6 * int(geo[_SW] * geo[_C]) + int(geo[_KW] * geo[_C]) + 4 * (_WEIGHT_BYTES // itemsize) + 12 * L
 
 
 def weight_scratch_size(geo: np.ndarray, itemsize: int) -> int:
@@ -121,7 +125,8 @@ def weight_scratch_size(geo: np.ndarray, itemsize: int) -> int:
     o = int(geo[_O])
     blocks = -(-o // (2 * L))
     forward = blocks * 2 * L * (int(geo[_KH]) * kwc + 6)  # then each block's 6 x 2L starting accumulators
-    weight = int(geo[_KH]) * o * (-(-kwc // (3 * L)) * 3 * L)
+    lw = 3 * (_WEIGHT_BYTES // itemsize)
+    weight = int(geo[_KH]) * o * (-(-kwc // lw) * lw)
     return max(forward, weight)
 
 
@@ -174,7 +179,7 @@ def wide_forward(x, weight, bias, has_bias, y, geo, wp, scratch):  # pragma: no 
 @njit(cache=True, _nrt=False)
 def _image_size(geo, itemsize):  # pragma: no cover - compiled
     """Elements of a thread's padded image with its slack (scratch_size less the tile's accumulators)."""
-    return geo[_HP] * geo[_WP] * geo[_C] + 6 * geo[_SW] * geo[_C] + geo[_KW] * geo[_C] + 4 * (32 // itemsize)
+    return geo[_HP] * geo[_WP] * geo[_C] + 6 * geo[_SW] * geo[_C] + geo[_KW] * geo[_C] + 4 * (_WEIGHT_BYTES // itemsize)
 
 
 @njit(cache=True, _nrt=False)
@@ -270,7 +275,7 @@ def wide_weight_grad(x, dy, dweight, geo, parts, scratch):  # pragma: no cover -
 
 @njit(cache=True, _nrt=False)
 def _part_size(geo, itemsize):  # pragma: no cover - compiled
-    VO = 3 * (32 // itemsize)
+    VO = 3 * (_WEIGHT_BYTES // itemsize)
     return geo[_KH] * geo[_O] * ((geo[_KW] * geo[_C] + VO - 1) // VO * VO)
 
 
@@ -279,8 +284,7 @@ def _weight_image(xp, n, geo, dy, part):  # pragma: no cover - compiled
     """Image n's share of the weight gradient, x's image padded into xp, added into part ((KH, O, KWCp))."""
     C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH], geo[_SW],
                                         geo[_O], geo[_WP])
-    L = 32 // xp.itemsize
-    VO = 3 * L
+    VO = 3 * (_WEIGHT_BYTES // xp.itemsize)
     KWC = KW * C
     KWCp = (KWC + VO - 1) // VO * VO
     # Rows of output pixels per pass over (kh, run block, channel block): the whole image where a pixel's run
@@ -307,7 +311,7 @@ def _weight_image(xp, n, geo, dy, part):  # pragma: no cover - compiled
 def _sum_parts(parts, geo, dweight):  # pragma: no cover - compiled
     """The threads' partials added in thread order, then out as dweight (O, C, KH, KW)."""
     C, KH, KW, O = geo[_C], geo[_KH], geo[_KW], geo[_O]
-    VO = 3 * (32 // parts.itemsize)
+    VO = 3 * (_WEIGHT_BYTES // parts.itemsize)
     KWCp = (KW * C + VO - 1) // VO * VO
     size = KH * O * KWCp
     T = parts.shape[0]
