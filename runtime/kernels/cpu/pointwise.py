@@ -20,7 +20,7 @@ from and stored to memory, one k per iteration: ~29 instructions per 12 FMAs, th
 limit) measured 53-63 GFLOP/s on one core against OpenBLAS's 85 at 2048^3.
 
 B (the weight, N x K) is packed once per weight change into panels of 2L columns: (N/2L, K, 2L),
-zero-padded (a last panel at most half full is L wide and runs a 6 x 1 tile), so that the tile
+zero-padded (a last panel at most half full is L wide and runs a ROWS x 1 tile), so that the tile
 reads one contiguous stream of it (:func:`pack_panels`). Each thread takes a contiguous range of
 ROWS-row blocks of A and runs ``group`` of them per panel before the next panel (GROUP here; 1,
 every panel per block, for gemm_epilogue.py's larger K), or with very few rows (a classifier's
@@ -45,14 +45,18 @@ from .llvm_vectors import GEMM_VECTOR_BYTES as _VECTOR_BYTES
 from .llvm_vectors import (arguments, broadcast_fmas, const, fma_function, vector_at, vector_type, zero_vector,
                            zeroed_accumulators)
 
-#: Rows of A per register tile (6 x 2 vectors: 12 accumulators, 2 weight vectors, 1 broadcast of
-#: AVX2's 16 registers; vectors of AVX-512's width where the host has it: llvm_vectors.GEMM_VECTOR_BYTES).
-ROWS = 6
+#: Rows of A per block of work. The tiles are 6 x 2 vectors (12 accumulators, 2 weight vectors, 1
+#: broadcast of AVX2's 16 registers), in AVX-512's width where the host has it
+#: (llvm_vectors.GEMM_VECTOR_BYTES); there a block is 12 rows, two such tiles, so that a half panel
+#: (N = 16 float32 outputs: one vector) runs a 12 x 1 tile, 12 accumulators rather than 6: GoogLeNet's
+#: 1x1s to 16 outputs, batch 8, 2 threads, AVX-512 Xeon, alternating processes, 192x28x28 0.424 ->
+#: 0.326 ms, 480x14x14 0.222 -> 0.194; 12 x 2 tiles for whole panels measured 0.84-0.91x at K = 64-256.
+ROWS = 12 if _VECTOR_BYTES == 64 else 6
 #: k steps per iteration of the tile's loop.
 UNROLL = 4
-#: Row tiles that run one weight panel before the next panel (so a panel is read from memory once
-#: per GROUP tiles, not once per tile).
-GROUP = 8
+#: Row blocks that run one weight panel before the next panel (so a panel is read from memory once
+#: per GROUP blocks, not once per block): 48 rows of A either way.
+GROUP = 48 // ROWS
 
 
 def _make_gemm_tile(P: int, NV: int, residual: bool = False):
@@ -137,11 +141,12 @@ def _make_gemm_tile(P: int, NV: int, residual: bool = False):
     return tile
 
 
-_tile_6x2 = _make_gemm_tile(ROWS, 2)
+_tile_6x2 = _make_gemm_tile(6, 2)
 _tile_1x2 = _make_gemm_tile(1, 2)
-_tile_6x1 = _make_gemm_tile(ROWS, 1)
+_tile_6x1 = _make_gemm_tile(6, 1)
+_tile_rows_x1 = _tile_6x1 if ROWS == 6 else _make_gemm_tile(ROWS, 1)
 _tile_1x1 = _make_gemm_tile(1, 1)
-_tile_6x2_residual = _make_gemm_tile(ROWS, 2, residual=True)
+_tile_6x2_residual = _make_gemm_tile(6, 2, residual=True)
 
 
 def panel_width(dtype: np.dtype) -> int:
@@ -177,39 +182,45 @@ def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
 @njit(inline="always", _nrt=False)
 def _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb,
           part):  # pragma: no cover - compiled
-    """fused_gemm's tile of row block ``task`` (plane and 6-row block) and panel ``nb``."""
+    """fused_gemm's tile of row block ``task`` (plane and ROWS-row block) and panel ``nb``."""
     L = _VECTOR_BYTES // a.itemsize
     VO = 2 * L
     n0 = nb * VO
     cols = min(VO, N - n0)
     q = task // MB if aplane else 0  # (a division per tile costs at K = 64; one plane needs none)
-    m0 = (task - q * MB) * 6
-    rows = min(6, M - m0)
+    m0 = (task - q * MB) * ROWS
+    rows = min(ROWS, M - m0)
     v0 = q * pplane + nb * K * VO
     a0 = q * aplane + m0 * lda
     y0 = q * yplane + m0 * ldy + n0
-    if rows == 6 and cols == VO:
-        if residual:
-            _tile_6x2_residual(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, r, m0 * ldr + n0, ldr, y, y0, ldy)
-        else:
-            _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
+    if rows == ROWS and cols == VO:
+        for h in range(0, ROWS, 6):
+            if residual:
+                _tile_6x2_residual(a, a0 + h * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, r, (m0 + h) * ldr + n0,
+                                   ldr, y, y0 + h * ldy, ldy)
+            else:
+                _tile_6x2(a, a0 + h * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0 + h * ldy, ldy)
         return
-    if rows == 6 and cols == L and not residual:  # a half panel (pack_panels): one vector wide
-        _tile_6x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
+    if rows == ROWS and cols == L and not residual:  # a half panel (pack_panels): one vector wide
+        _tile_rows_x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
         return
     # a part tile: into ``part`` (row p at p*width), finished (residual, relu) as it is copied out
     width = L if cols <= L else VO
     tile_relu = relu and not residual  # (with a residual, relu comes after it)
-    if width == L:
-        if rows == 6:
-            _tile_6x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, 0, L)
+    done = 0
+    if rows == ROWS and width == L:
+        _tile_rows_x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, 0, L)
+        done = rows
+    while rows - done >= 6:  # 6 rows at a time, then the last ones one by one
+        if width == L:
+            _tile_6x1(a, a0 + done * lda, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, done * L, L)
         else:
-            for p in range(rows):
-                _tile_1x1(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, p * L, 0)
-    elif rows == 6:
-        _tile_6x2(a, a0, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, 0, VO)
-    else:
-        for p in range(rows):
+            _tile_6x2(a, a0 + done * lda, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, done * VO, VO)
+        done += 6
+    for p in range(done, rows):
+        if width == L:
+            _tile_1x1(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, p * L, 0)
+        else:
             _tile_1x2(a, a0 + p * lda, lda, 0, 1, panels, v0, K, bias, n0, tile_relu, part, p * VO, 0)
     for p in range(rows):
         for j in range(cols):
@@ -231,7 +242,7 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
     what epilogue.row_span gives). panels: B_q as pack_panels of B_q^T at q*pplane; bias:
     padded_bias. aplane must be nonzero when planes > 1. scratch: T x (ROWS * 2L), where each
     thread's part tiles (the last rows, the last columns when N is not a whole number of panels)
-    land before they are finished and copied. The (plane, 6-row block) tasks are split in
+    land before they are finished and copied. The (plane, ROWS-row block) tasks are split in
     contiguous ranges over its T rows; each thread runs ``group`` of them per weight panel before
     the next panel; group 1 runs every panel per row block in turn, so that the block's rows stay
     in L1 while the weight streams from L2. With fewer than 2T tasks (a classifier at batch 8: 2
@@ -240,7 +251,7 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
     VO = 2 * _VECTOR_BYTES // a.itemsize
     NB = (N + VO - 1) // VO
     whole = N // VO
-    MB = (M + 5) // 6
+    MB = (M + ROWS - 1) // ROWS
     tasks = planes * MB
     T = scratch.shape[0]
     by_panels = tasks < 2 * T and NB >= T  # few rows (a classifier's batch): share the panels instead
@@ -256,19 +267,21 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
         if group == 1:
             for task in range(lo, hi):
                 q = task // MB if aplane else 0
-                m0 = (task - q * MB) * 6
+                m0 = (task - q * MB) * ROWS
                 a0 = q * aplane + m0 * lda
                 y0 = q * yplane + m0 * ldy
                 for nb in range(NB):
                     # whole tiles inline, with the task's offsets from outside the panel loop (at K = 64 a
                     # tile is ~400 cycles, and _task's per-tile work measured 5 % of it)
-                    if m0 + 6 <= M and nb < whole:
-                        if residual:
-                            _tile_6x2_residual(a, a0, lda, 0, 1, panels, q * pplane + nb * K * VO, K, bias, nb * VO,
-                                               relu, r, m0 * ldr + nb * VO, ldr, y, y0 + nb * VO, ldy)
-                        else:
-                            _tile_6x2(a, a0, lda, 0, 1, panels, q * pplane + nb * K * VO, K, bias, nb * VO, relu, y,
-                                      y0 + nb * VO, ldy)
+                    if m0 + ROWS <= M and nb < whole:
+                        for h in range(0, ROWS, 6):
+                            if residual:
+                                _tile_6x2_residual(a, a0 + h * lda, lda, 0, 1, panels, q * pplane + nb * K * VO, K, bias,
+                                                   nb * VO, relu, r, (m0 + h) * ldr + nb * VO, ldr, y,
+                                                   y0 + h * ldy + nb * VO, ldy)
+                            else:
+                                _tile_6x2(a, a0 + h * lda, lda, 0, 1, panels, q * pplane + nb * K * VO, K, bias, nb * VO,
+                                          relu, y, y0 + h * ldy + nb * VO, ldy)
                     else:
                         _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB,
                               M, task, nb, part)

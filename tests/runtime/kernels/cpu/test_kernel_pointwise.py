@@ -1,7 +1,8 @@
 """The inference GEMM with bias + relu fused (runtime/kernels/cpu/pointwise.py) against NumPy.
 
-The cases cover rows below, at and above one 6-row tile (tail rows), output channels below, at
-and above one panel (16 float32 columns, 8 float64: partial panels, half-width last panels), K
+The cases cover rows below, at and above one block of ROWS rows (6, or 12 with AVX-512: tail rows),
+output channels below, at and above one panel (16 float32 columns, 8 float64; twice that with
+AVX-512: partial panels, half-width last panels, whole and partial), K
 below and not a multiple of the unrolled k step, an output that is a channel slice of a wider
 array (a concat buffer),
 relu or none, a missing bias, NaN passing through relu, and more threads' rows than rows; and
@@ -37,7 +38,7 @@ def reference(x, w, b, relu):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m, k, n", [(1, 1, 1), (6, 4, 16), (13, 7, 9), (31, 33, 40), (12, 20, 24), (12, 5, 20),
-                                     (7, 3, 4)])
+                                     (7, 3, 4), (14, 5, 16), (25, 9, 48)])
 @pytest.mark.parametrize("relu", [False, True])
 def test_matches_numpy(dtype, m, k, n, relu):
     rng = np.random.default_rng(m * 100 + k * 10 + n)
