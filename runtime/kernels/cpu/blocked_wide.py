@@ -20,18 +20,19 @@ padded image, a K = O loop of only 16 to 64 per tile. Here:
 * input gradient at stride 1 (when no padding reaches the kernel size): the forward of dy padded by K - 1 - p
   with the weight turned by 180 degrees and its channels swapped. At resnet20's "same" 3x3 convs that is exactly
   the forward's multiply-adds (blocked.py's scatter: 8.1 against 5.9 ms at 16 channels, one thread).
-* weight gradient: as blocked.py's (dW (KH, O, KW*C) = sum over pixels of dy (x) the input run), the tile 4
-  output channels x 3L of the run (L in AVX-512's width where the host has it, llvm_vectors.GEMM_VECTOR_BYTES:
-  resnet20's training step, batch 64, 2 threads, AVX-512 Xeon, alternating processes, this kernel 30.6 -> 23.5
-  ms, the step 119.3 -> 110.4; the forward's 6 x 2L tile stays AVX2's, since 2L of AVX-512 is 32 channels), each thread summing its images into its own partial, the partials added in
-  thread order (deterministic for a given thread count). Where a pixel's run starts 128 bytes or more after the
-  previous one's (32 float32 channels, or 16 at stride 2), each tile call streams about three new cache lines a
-  pixel (dy's and the run's) per 12 FMAs, the 32 bytes a cycle the L2 gives: so there the tiles run over rows of at
-  least 96 output pixels at a time (all tiles of those rows, then the next rows), which stay in L1. At narrower
-  runs the whole image at once stayed faster (the tile's accumulators are loaded and stored once per call). One
-  thread, CPU time, batch 64, the kernel alone, whole image -> rows (21 alternating calls, medians): 32 channels
-  16x16 4.21 -> 3.55 ms (72 -> 85 GFLOP/s), 16 -> 32 stride 2 2.46 -> 1.91; 16 channels 32x32 3.24 / 3.27, 64
-  channels 8x8 3.61 / 3.68 and 32 -> 64 stride 2 1.83 / 1.88 (the whole image: 64 pixels) unchanged.
+* weight gradient: as blocked.py's (dW (KH, O, KW*C) = sum over pixels of dy (x) the input run), the tile 4 output
+  channels x 3L of the run (L in AVX-512's width where the host has it, llvm_vectors.HOST_VECTOR_BYTES: resnet20's
+  training step, batch 64, 2 threads, AVX-512 Xeon, alternating processes, this kernel 30.6 -> 23.5 ms, the step
+  119.3 -> 110.4; the forward's 6 x 2L tile stays AVX2's, since 2L of AVX-512 is 32 channels), each thread summing
+  its images into its own partial, the partials added in thread order (deterministic for a given thread count). Where
+  a pixel's run starts 128 bytes or more after the previous one's (32 float32 channels, or 16 at stride 2), each tile
+  call streams about three new cache lines a pixel (dy's and the run's) per 12 FMAs, the 32 bytes a cycle the L2
+  gives: so there the tiles run over rows of at least 96 output pixels at a time (all tiles of those rows, then the
+  next rows), which stay in L1. At narrower runs the whole image at once stayed faster (the tile's accumulators are
+  loaded and stored once per call). One thread, CPU time, batch 64, the kernel alone, whole image -> rows (21
+  alternating calls, medians): 32 channels 16x16 4.21 -> 3.55 ms (72 -> 85 GFLOP/s), 16 -> 32 stride 2 2.46 -> 1.91;
+  16 channels 32x32 3.24 / 3.27, 64 channels 8x8 3.61 / 3.68 and 32 -> 64 stride 2 1.83 / 1.88 (the whole image: 64
+  pixels) unchanged.
 
 Copies and zeroing run on views from 0 (``_copy``, ``_zero``): a loop over ``y[d0 + j]`` compiled to scalar code
 with a negative-index check per element, and the padded image's copy, the tiles' starting values and their write
@@ -51,7 +52,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .blocked import _make_tile, _pack_weight
-from .llvm_vectors import GEMM_VECTOR_BYTES as _WEIGHT_BYTES
+from .llvm_vectors import HOST_VECTOR_BYTES as _WEIGHT_BYTES
 from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
 from .llvm_vectors import arguments, const, loaded_accumulators, tile_sum, vector_at, vector_type
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from numba import types
 from numba.extending import intrinsic
 
-from .llvm_vectors import VECTOR_BYTES, arguments, const, tile_sum, vector_at, vector_type, zero_vector, zeroed_accumulators
+from .llvm_vectors import (VECTOR_BYTES, arguments, const, tile_sum, vector_at, vector_type, zero_vector,
+                           zeroed_accumulators)
 
 
 def make_tile(P: int, NV: int, residual: bool = False, vector_bytes: int = VECTOR_BYTES):

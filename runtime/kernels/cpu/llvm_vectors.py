@@ -26,13 +26,15 @@ def _host_vector_bytes() -> int:
     return 64 if "+avx512f" in features.split(",") else 32
 
 
-#: The vector width of pointwise.py's GEMM tile (and smallconv.py's, the same tile): AVX-512's where
-#: the host has it. Its 6 x 2 tile is then 6 x 32 float32 outputs, 12 of AVX-512's 32 registers;
-#: with AVX2's width the tile reached only half of OpenBLAS's AVX-512 sgemm (one 1x1 layer, 2048 ->
-#: 512 channels at 7x7, batch 8: 5.1 ms against 2.8 for OpenBLAS's GEMM, Xeon, 2 threads). The other
-#: tiles keep VECTOR_BYTES: their shapes are cut for AVX2 and few channels. (Numba's cache is keyed
-#: by the CPU's name and features, so a cached kernel is never one compiled for the other width.)
-GEMM_VECTOR_BYTES = _host_vector_bytes()
+#: AVX-512's vector width where the host has it, else AVX2's: the width of pointwise.py's GEMM tile
+#: (smallconv.py's too), stem.py's and blocked_wide.py's weight-gradient tile, whose shapes use the
+#: wider vectors well. With AVX2's width pointwise.py's 6 x 2 tile reached half of OpenBLAS's AVX-512
+#: sgemm (a 1x1 layer, 2048 -> 512 channels at 7x7, batch 8: 5.1 ms against 2.8 for OpenBLAS's GEMM,
+#: Xeon, 2 threads); with AVX-512's it is 6 x 32 float32 outputs in 12 of the 32 registers. The other
+#: tiles keep VECTOR_BYTES: their shapes are cut for AVX2 and few channels (16 channels are one
+#: AVX-512 vector). Numba's cache is keyed by the CPU's name and features, so a cached kernel is never
+#: one compiled for the other width.
+HOST_VECTOR_BYTES = _host_vector_bytes()
 _INTP = ir.IntType(types.intp.bitwidth)
 _I32 = ir.IntType(32)
 
@@ -45,7 +47,8 @@ def lanes(dtype: types.Float, vector_bytes: int = VECTOR_BYTES) -> int:
 def vector_type(context, dtype: types.Float, vector_bytes: int = VECTOR_BYTES) -> tuple[ir.VectorType, int]:
     """<L x float> of the dtype, and the alignment its loads and stores take (the element's: the
     tiles' arrays are only element-aligned)."""
-    return ir.VectorType(context.get_value_type(dtype), lanes(dtype, vector_bytes)), (4 if dtype == types.float32 else 8)
+    element = context.get_value_type(dtype)
+    return ir.VectorType(element, lanes(dtype, vector_bytes)), (4 if dtype == types.float32 else 8)
 
 
 def arguments(context, builder, signature, args, indices: Sequence[int]) -> list[ir.Value]:

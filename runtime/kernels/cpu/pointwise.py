@@ -41,13 +41,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .epilogue import row_span
-from .llvm_vectors import GEMM_VECTOR_BYTES as _VECTOR_BYTES
+from .llvm_vectors import HOST_VECTOR_BYTES as _VECTOR_BYTES
 from .llvm_vectors import (arguments, broadcast_fmas, const, fma_function, vector_at, vector_type, zero_vector,
                            zeroed_accumulators)
 
 #: Rows of A per block of work. The tiles are 6 x 2 vectors (12 accumulators, 2 weight vectors, 1
 #: broadcast of AVX2's 16 registers), in AVX-512's width where the host has it
-#: (llvm_vectors.GEMM_VECTOR_BYTES); there a block is 12 rows, two such tiles, so that a half panel
+#: (llvm_vectors.HOST_VECTOR_BYTES); there a block is 12 rows, two such tiles, so that a half panel
 #: (N = 16 float32 outputs: one vector) runs a 12 x 1 tile, 12 accumulators rather than 6: GoogLeNet's
 #: 1x1s to 16 outputs, batch 8, 2 threads, AVX-512 Xeon, alternating processes, 192x28x28 0.424 ->
 #: 0.326 ms, 480x14x14 0.222 -> 0.194; 12 x 2 tiles for whole panels measured 0.84-0.91x at K = 64-256.
@@ -276,12 +276,12 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
                     if m0 + ROWS <= M and nb < whole:
                         for h in range(0, ROWS, 6):
                             if residual:
-                                _tile_6x2_residual(a, a0 + h * lda, lda, 0, 1, panels, q * pplane + nb * K * VO, K, bias,
-                                                   nb * VO, relu, r, (m0 + h) * ldr + nb * VO, ldr, y,
+                                _tile_6x2_residual(a, a0 + h * lda, lda, 0, 1, panels, q * pplane + nb * K * VO, K,
+                                                   bias, nb * VO, relu, r, (m0 + h) * ldr + nb * VO, ldr, y,
                                                    y0 + h * ldy + nb * VO, ldy)
                             else:
-                                _tile_6x2(a, a0 + h * lda, lda, 0, 1, panels, q * pplane + nb * K * VO, K, bias, nb * VO,
-                                          relu, y, y0 + h * ldy + nb * VO, ldy)
+                                _tile_6x2(a, a0 + h * lda, lda, 0, 1, panels, q * pplane + nb * K * VO, K, bias,
+                                          nb * VO, relu, y, y0 + h * ldy + nb * VO, ldy)
                     else:
                         _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB,
                               M, task, nb, part)

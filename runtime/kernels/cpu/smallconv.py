@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .blocked import blocked_geometry
-from .llvm_vectors import GEMM_VECTOR_BYTES as _VECTOR_BYTES
+from .llvm_vectors import HOST_VECTOR_BYTES as _VECTOR_BYTES
 from .epilogue import channel_rows, row_span
 from .pointwise import _make_gemm_tile, _tile_1x2, _tile_6x2, pack_panels, padded_bias, panel_width  # noqa: F401
 

@@ -1,14 +1,13 @@
 """The 6 x 2L-tile register-blocked kernels (runtime/kernels/cpu/blocked_wide.py) against the plain NumPy reference
 of test_kernel_conv.py (NCHW, written from the definition), and by float64 finite differences.
 
-``ConvWorkspace(wide=True)`` sends every conv they can take (undilated, ungrouped, not 1x1 unpadded nor a window
-over the whole image) through them: the forward and the weight gradient at any stride, the input gradient at
-stride 1 with every padding below the kernel (the forward of dy with the turned weight), else by blocked_dx.py's
-kernel. The cases cover output
-channels below, at and above one 2L-lane block (16 float32 lanes, 8 float64), input runs (KW * C) below and
-above the weight gradient's 3L lanes (24 or 48 float32 by AVX2 or AVX-512; runs up to 4 x 17), output channels that are no multiple of its 4 rows, rows shorter and longer
-than the forward's 6 pixels, stride 2, asymmetric padding (wider than the kernel too) and fewer images than
-threads.
+``ConvWorkspace(wide=True)`` sends every conv they can take (undilated, ungrouped, not 1x1 unpadded nor a window over
+the whole image) through them: the forward and the weight gradient at any stride, the input gradient at stride 1 with
+every padding below the kernel (the forward of dy with the turned weight), else by blocked_dx.py's kernel. The cases
+cover output channels below, at and above one 2L-lane block (16 float32 lanes, 8 float64), input runs (KW * C) below
+and above the weight gradient's 3L lanes (24 or 48 float32 by AVX2 or AVX-512; runs up to 4 x 17), output channels
+that are no multiple of its 4 rows, rows shorter and longer than the forward's 6 pixels, stride 2, asymmetric padding
+(wider than the kernel too) and fewer images than threads.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 plain NumPy reference of test_kernel_conv.py.
 
 The cases cover output widths whose rows end in each tile tail (6-, 4-, 3-, 2- and 1-pixel tiles),
-one and several panels of output channels (pointwise.panel_width: 16 float32 columns with AVX2,
-32 with AVX-512), windows 3x3, 5x5 and 1x3, symmetric, asymmetric and no padding, stride 2, one image and several, relu or none, a
-missing bias, and an output that is a channel slice of a wider array (a concat buffer).
+one and several panels of output channels (pointwise.panel_width: 16 float32 columns with AVX2, 32
+with AVX-512), windows 3x3, 5x5 and 1x3, symmetric, asymmetric and no padding, stride 2, one image
+and several, relu or none, a missing bias, and an output that is a channel slice of a wider array (a
+concat buffer).
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 test_kernel_conv.py (NCHW, written from the definition), and against the im2col + GEMM path it
 replaces in the inference plan.
 
-The cases cover 1 to 4 input channels; 32 output channels (whole tiles of 2L channels, L = 8 or
-16 float32 lanes by AVX2 or AVX-512) and 33, 40 and 48 (a part tile of channels); output rows shorter than, equal to and not a multiple of the
-6-pixel tile (the written-out remainders); stride 1 and 2; asymmetric padding; conv1d (H = 1);
-bias or none, relu or none; and batches that do and do not split evenly over the threads (the
-row bands of batch 1).
+The cases cover 1 to 4 input channels; 32 output channels (whole tiles of 2L channels, L = 8 or 16
+float32 lanes by AVX2 or AVX-512) and 33, 40 and 48 (a part tile of channels); output rows shorter
+than, equal to and not a multiple of the 6-pixel tile (the written-out remainders); stride 1 and 2;
+asymmetric padding; conv1d (H = 1); bias or none, relu or none; and batches that do and do not split
+evenly over the threads (the row bands of batch 1).
 """
 
 from __future__ import annotations
