@@ -6,33 +6,34 @@ Why not blocked.py's kernels as they are: their 4 x 2 tile keeps 8 accumulators,
 cycles, two issued per cycle) needs 8-10 in flight; and their input gradient adds each pixel's KW*C share into a
 padded image, a K = O loop of only 16 to 64 per tile. Here:
 
-* forward: pixels x output channels as in blocked.py (same packed weight, same padded image), the tile 6 pixels
-  x 2L channels (12 accumulators, 2 weight vectors and a broadcast: 15 of AVX2's 16 registers; a 3 x 4L tile
-  needs 17 and measured 1.6x slower); a row's last 1 to 4 pixels take a 4 x 2L tile, its last 8 two of them
-  (not a 6 and a 4 for 2: 32-pixel rows, 16 channels, 3.60 -> 3.35 ms; 8-pixel rows, 32 -> 64 stride 2, 2.18 ->
-  1.71; one thread, CPU time, the forward alone, batch 64, 41 alternating calls), 5 take a 6 x 2L one running
-  past the row's end (the padded image has slack; those pixels are not written out). A whole tile of a 2L-channel
-  block starts from its bias vectors and is stored to the output (``_make_tile_to``); copying the bias into the
-  output first and accumulating there (a load right after the copy's stores) measured 1.05-1.09x slower at 16
-  channels (one thread, CPU time, the forward alone, batch 64, 21 and 31 alternating calls: 3.86 -> 3.55 and
-  3.94 -> 3.63 ms), 1.04x at 32 (3.37 -> 3.23, 3.42 -> 3.27), bitwise the same. Numbering
-  the pixels across rows (q = oh * Wp + ow: fewer wasted) measured 1.1x slower.
+* forward: pixels x output channels as in blocked.py (same packed weight, same padded image), the tile 6 pixels x 2L
+  channels (12 accumulators, 2 weight vectors and a broadcast: 15 of AVX2's 16 registers; a 3 x 4L tile needs 17 and
+  measured 1.6x slower), L AVX-512's where the host has it and the output channels are whole blocks of that 2L (32
+  float32: resnet20's 32-channel forward, batch 64, AVX-512 Xeon, alternating processes, 8.35 -> 6.06 ms, its
+  training step 114.0 -> 108.4; 16 channels stay AVX2's, half of an AVX-512 tile); a row's last 1 to 4 pixels take a
+  4 x 2L tile, its last 8 two of them (not a 6 and a 4 for 2: 32-pixel rows, 16 channels, 3.60 -> 3.35 ms; 8-pixel
+  rows, 32 -> 64 stride 2, 2.18 -> 1.71; one thread, CPU time, the forward alone, batch 64, 41 alternating calls), 5
+  take a 6 x 2L one running past the row's end (the padded image has slack; those pixels are not written out). A
+  whole tile of a 2L-channel block starts from its bias vectors and is stored to the output (``_make_tile_to``);
+  copying the bias into the output first and accumulating there (a load right after the copy's stores) measured
+  1.05-1.09x slower at 16 channels (one thread, CPU time, the forward alone, batch 64, 21 and 31 alternating calls:
+  3.86 -> 3.55 and 3.94 -> 3.63 ms), 1.04x at 32 (3.37 -> 3.23, 3.42 -> 3.27), bitwise the same. Numbering the pixels
+  across rows (q = oh * Wp + ow: fewer wasted) measured 1.1x slower.
 * input gradient at stride 1 (when no padding reaches the kernel size): the forward of dy padded by K - 1 - p
   with the weight turned by 180 degrees and its channels swapped. At resnet20's "same" 3x3 convs that is exactly
   the forward's multiply-adds (blocked.py's scatter: 8.1 against 5.9 ms at 16 channels, one thread).
 * weight gradient: as blocked.py's (dW (KH, O, KW*C) = sum over pixels of dy (x) the input run), the tile 4 output
   channels x 3L of the run (L in AVX-512's width where the host has it, llvm_vectors.HOST_VECTOR_BYTES: resnet20's
   training step, batch 64, 2 threads, AVX-512 Xeon, alternating processes, this kernel 30.6 -> 23.5 ms, the step
-  119.3 -> 110.4; the forward's 6 x 2L tile stays AVX2's, since 2L of AVX-512 is 32 channels), each thread summing
-  its images into its own partial, the partials added in thread order (deterministic for a given thread count). Where
-  a pixel's run starts 128 bytes or more after the previous one's (32 float32 channels, or 16 at stride 2), each tile
-  call streams about three new cache lines a pixel (dy's and the run's) per 12 FMAs, the 32 bytes a cycle the L2
-  gives: so there the tiles run over rows of at least 96 output pixels at a time (all tiles of those rows, then the
-  next rows), which stay in L1. At narrower runs the whole image at once stayed faster (the tile's accumulators are
-  loaded and stored once per call). One thread, CPU time, batch 64, the kernel alone, whole image -> rows (21
-  alternating calls, medians): 32 channels 16x16 4.21 -> 3.55 ms (72 -> 85 GFLOP/s), 16 -> 32 stride 2 2.46 -> 1.91;
-  16 channels 32x32 3.24 / 3.27, 64 channels 8x8 3.61 / 3.68 and 32 -> 64 stride 2 1.83 / 1.88 (the whole image: 64
-  pixels) unchanged.
+  119.3 -> 110.4), each thread summing its images into its own partial, the partials added in thread order
+  (deterministic for a given thread count). Where a pixel's run starts 128 bytes or more after the previous one's (32
+  float32 channels, or 16 at stride 2), each tile call streams about three new cache lines a pixel (dy's and the
+  run's) per 12 FMAs, the 32 bytes a cycle the L2 gives: so there the tiles run over rows of at least 96 output
+  pixels at a time (all tiles of those rows, then the next rows), which stay in L1. At narrower runs the whole image
+  at once stayed faster (the tile's accumulators are loaded and stored once per call). One thread, CPU time, batch
+  64, the kernel alone, whole image -> rows (21 alternating calls, medians): 32 channels 16x16 4.21 -> 3.55 ms (72 ->
+  85 GFLOP/s), 16 -> 32 stride 2 2.46 -> 1.91; 16 channels 32x32 3.24 / 3.27, 64 channels 8x8 3.61 / 3.68 and 32 ->
+  64 stride 2 1.83 / 1.88 (the whole image: 64 pixels) unchanged.
 
 Copies and zeroing run on views from 0 (``_copy``, ``_zero``): a loop over ``y[d0 + j]`` compiled to scalar code
 with a negative-index check per element, and the padded image's copy, the tiles' starting values and their write
@@ -57,7 +58,7 @@ from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
 from .llvm_vectors import arguments, const, loaded_accumulators, tile_sum, vector_at, vector_type
 
 
-def _make_tile_to(P: int, NV: int):
+def _make_tile_to(P: int, NV: int, vector_bytes: int = _VECTOR_BYTES):
     """blocked.py's (P, NV) register tile with its starting accumulators read from one array and its sums stored
     to another: tile(src, s0, sstep, acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K) stores
     src[s0 + p*sstep + j] + sum_{i<I, k<K} b[b0 + p*bp + i*bi + k*bk] * v[v0 + i*vi + k*vk + j] to
@@ -76,7 +77,7 @@ def _make_tile_to(P: int, NV: int):
         sig = types.none(src, s0, sstep, acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K)
 
         def codegen(context, builder, signature, args):
-            vty, align = vector_type(context, signature.args[3].dtype)
+            vty, align = vector_type(context, signature.args[3].dtype, vector_bytes)
             ps, pa, pb, pv = arguments(context, builder, signature, args, (0, 3, 6, 11))
             s0_, sstep_, a0_, astep_, b0_, bp_, bi_, bk_, v0_, vi_, vk_, I_, K_ = arguments(
                 context, builder, signature, args, (1, 2, 4, 5, 7, 8, 9, 10, 12, 13, 14, 15, 16))
@@ -97,8 +98,11 @@ def _make_tile_to(P: int, NV: int):
 _tile_6x2 = _make_tile(6, 2)
 _tile_6x2_to = _make_tile_to(6, 2)
 _tile_4x2_to = _make_tile_to(4, 2)
+# the forward's tiles in AVX-512's width where the host has it, for output channels in whole blocks of 2L there
+_tile_6x2_to_wide = _make_tile_to(6, 2, _WEIGHT_BYTES)
+_tile_4x2_to_wide = _make_tile_to(4, 2, _WEIGHT_BYTES)
 _tile_4x2 = _make_tile(4, 2)
-# the weight gradient's tiles in AVX-512's width where the host has it (the forward's stay AVX2's: see the docstring)
+# the weight gradient's tiles in AVX-512's width where the host has it (see the docstring)
 _tile_4x3 = _make_tile(4, 3, _WEIGHT_BYTES)
 _tile_1x3 = _make_tile(1, 3, _WEIGHT_BYTES)
 
@@ -106,26 +110,20 @@ _tile_1x3 = _make_tile(1, 3, _WEIGHT_BYTES)
 _N, _H, _W, _C, _HO, _WO, _KH, _KW, _SH, _SW, _PT, _PL, _O, _HP, _WP = range(15)
 
 
-def _lanes(itemsize: int) -> int:
-    return _VECTOR_BYTES // itemsize
-
-
 def scratch_size(geo: np.ndarray, itemsize: int) -> int:
     """Elements of scratch each thread needs: the padded image, slack for the reads of a tile's pixels past the
     last row (at most 5 pixels) and of the weight gradient's 3L lanes past a run, then one tile of accumulators
     (forward: at most 6 x 2L = 3 x 4L)."""
-    L = _lanes(itemsize)
     image = int(geo[_HP] * geo[_WP] * geo[_C])
-    return image + 6 * int(geo[_SW] * geo[_C]) + int(geo[_KW] * geo[_C]) + 4 * (_WEIGHT_BYTES // itemsize) + 12 * L
+    return image + 6 * int(geo[_SW] * geo[_C]) + int(geo[_KW] * geo[_C]) + 16 * (_WEIGHT_BYTES // itemsize)
 
 
 def weight_scratch_size(geo: np.ndarray, itemsize: int) -> int:
     """Elements of the packed weight (forward) or of one thread's weight-gradient partial."""
-    L = _lanes(itemsize)
     kwc = int(geo[_KW] * geo[_C])
     o = int(geo[_O])
-    blocks = -(-o // (2 * L))
-    forward = blocks * 2 * L * (int(geo[_KH]) * kwc + 6)  # then each block's 6 x 2L starting accumulators
+    vo = _forward_block(o, itemsize)
+    forward = -(-o // vo) * vo * (int(geo[_KH]) * kwc + 6)  # then each block's 6 x 2L starting accumulators
     lw = 3 * (_WEIGHT_BYTES // itemsize)
     weight = int(geo[_KH]) * o * (-(-kwc // lw) * lw)
     return max(forward, weight)
@@ -171,7 +169,7 @@ def wide_forward(x, weight, bias, has_bias, y, geo, wp, scratch):  # pragma: no 
     T = scratch.shape[0]
     for t in prange(T):
         xp = scratch[t, :image]
-        acc = scratch[t, image : image + 12 * (32 // x.itemsize)]
+        acc = scratch[t, image : image + 12 * (_WEIGHT_BYTES // x.itemsize)]
         for n in range(t * N // T, (t + 1) * N // T):
             _pad_into(x, n, geo, xp)
             _forward_image(xp, n, geo, wp, init, acc, y)
@@ -184,11 +182,34 @@ def _image_size(geo, itemsize):  # pragma: no cover - compiled
 
 
 @njit(cache=True, _nrt=False)
+def _forward_block(O, itemsize):  # pragma: no cover - compiled
+    """Output channels per block of the forward's tile: 2L of AVX-512 where the host has it and O is whole blocks
+    of them (32 float32 channels, 64), else 2L of AVX2 (16 channels: one AVX-512 vector would leave half the tile
+    empty)."""
+    wide = 2 * (_WEIGHT_BYTES // itemsize)
+    return wide if O % wide == 0 else 2 * (_VECTOR_BYTES // itemsize)
+
+
+@njit(inline="always", _nrt=False)
+def _tile_to(wide, p4, src, s0, sstep, acc, a0, astep, b, b0, bp, bi, v, v0, vi, vk, I, K):  # pragma: no cover
+    """The forward's 4- or 6-pixel tile (p4) of the block width (wide), k along the run (bk = 1)."""
+    if wide:
+        if p4:
+            _tile_4x2_to_wide(src, s0, sstep, acc, a0, astep, b, b0, bp, bi, 1, v, v0, vi, vk, I, K)
+        else:
+            _tile_6x2_to_wide(src, s0, sstep, acc, a0, astep, b, b0, bp, bi, 1, v, v0, vi, vk, I, K)
+    elif p4:
+        _tile_4x2_to(src, s0, sstep, acc, a0, astep, b, b0, bp, bi, 1, v, v0, vi, vk, I, K)
+    else:
+        _tile_6x2_to(src, s0, sstep, acc, a0, astep, b, b0, bp, bi, 1, v, v0, vi, vk, I, K)
+
+
+@njit(cache=True, _nrt=False)
 def _prepare_forward(weight, bias, has_bias, geo, wp):  # pragma: no cover - compiled
     """The weight packed into wp, then each tile's starting accumulators (the bias of its channel block, zero
     past O); returns where those start."""
     C, KH, KW, O = geo[_C], geo[_KH], geo[_KW], geo[_O]
-    VO = 2 * (32 // wp.itemsize)
+    VO = _forward_block(O, wp.itemsize)
     P = 6
     OB = (O + VO - 1) // VO
     _pack_weight(weight, wp, O, C, KH, KW, VO)
@@ -207,8 +228,8 @@ def _forward_image(xp, n, geo, wp, init, acc, y):  # pragma: no cover - compiled
     the row's end (numbering the pixels across rows, so that fewer are wasted, measured 1.1x slower)."""
     C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH], geo[_SW],
                                         geo[_O], geo[_WP])
-    L = 32 // xp.itemsize
-    VO = 2 * L
+    VO = _forward_block(O, xp.itemsize)
+    wide = VO != 2 * (_VECTOR_BYTES // xp.itemsize)
     P = 6
     OB = (O + VO - 1) // VO
     KWC = KW * C
@@ -227,17 +248,9 @@ def _forward_image(xp, n, geo, wp, init, acc, y):  # pragma: no cover - compiled
                 if no == VO and left >= (4 if p4 else P):
                     # a whole tile: from its bias vectors straight into y
                     d0 = ((n * Ho + oh) * Wo + ow0) * O + ob * VO
-                    if p4:
-                        _tile_4x2_to(wp, a0, VO, y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
-                    else:
-                        _tile_6x2_to(wp, a0, VO, y, d0, O, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH, KWC)
+                    _tile_to(wide, p4, wp, a0, VO, y, d0, O, xp, b0, sw * C, Wp * C, wp, v0, KWC * VO, VO, KH, KWC)
                 else:
-                    if p4:
-                        _tile_4x2_to(wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH,
-                                     KWC)
-                    else:
-                        _tile_6x2_to(wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, 1, wp, v0, KWC * VO, VO, KH,
-                                     KWC)
+                    _tile_to(wide, p4, wp, a0, VO, acc, 0, VO, xp, b0, sw * C, Wp * C, wp, v0, KWC * VO, VO, KH, KWC)
                     for p in range(min(4 if p4 else P, left)):
                         dst = ((n * Ho + oh) * Wo + ow0 + p) * O + ob * VO
                         _copy(acc[p * VO : p * VO + no], y[dst : dst + no])

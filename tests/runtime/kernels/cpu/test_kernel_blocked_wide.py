@@ -26,7 +26,7 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 @st.composite
 def cases(draw):
-    c, o = draw(st.integers(1, 17)), draw(st.sampled_from([1, 3, 6, 8, 9, 16, 17, 33]))
+    c, o = draw(st.integers(1, 17)), draw(st.sampled_from([1, 3, 6, 8, 9, 16, 17, 32, 33]))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(2, 4))
     s = draw(st.integers(1, 2))
     pads = ((draw(st.integers(0, 3)), draw(st.integers(0, 2))), (draw(st.integers(0, 2)), draw(st.integers(0, 5))))
