@@ -11,14 +11,15 @@ neighbouring pixels and v = the weight packed once per bind as (O/VO, KH, KW*C, 
 output channels per tile; per output row, each group of VO channels takes every tile of the row
 in turn (its weight panel, 9 KB for the stem, stays in L1).
 
-The tile is 6 pixels x 2 vectors (12 accumulators, 2 weight vectors, 1 broadcast: 15 of AVX2's
-16 registers; AVX-512's vectors where the host has them, llvm_vectors.HOST_VECTOR_BYTES: batch 8, 2
-threads, AVX-512 Xeon, ResNet's stem 8.98 -> 5.63 ms, ZF-Net's 12.59 -> 7.56) instead of blocked_forward's 4 x 2 (8 accumulators: too few to hide the FMA latency
-of 5 cycles at 2 per cycle). Measured (ResNet-50's stem, batch 8, one thread, CPU time):
-blocked_forward 35-37 ms, this tile with a scalar write-out loop 38.6 ms, with the epilogue in
-registers 24.7-25.5 ms; im2col + GEMM 47-51 ms. On convs with many input channels (ResNet-50's
-stride-2 3x3 and 1x1 convs) it lost to im2col + GEMM (0.47-0.88x, but 1.15x at 56 -> 28): its
-order streams the whole weight per output row; gemm_epilogue.py's takes those.
+The tile is 6 pixels x 2 vectors (12 accumulators, 2 weight vectors, 1 broadcast: 15 of AVX2's 16
+registers; AVX-512's vectors where the host has them, llvm_vectors.HOST_VECTOR_BYTES: batch 8, 2
+threads, AVX-512 Xeon, ResNet's stem 8.98 -> 5.63 ms, ZF-Net's 12.59 -> 7.56) instead of
+blocked_forward's 4 x 2 (8 accumulators: too few to hide the FMA latency of 5 cycles at 2 per
+cycle). Measured (ResNet-50's stem, batch 8, one thread, CPU time): blocked_forward 35-37 ms, this
+tile with a scalar write-out loop 38.6 ms, with the epilogue in registers 24.7-25.5 ms; im2col +
+GEMM 47-51 ms. On convs with many input channels (ResNet-50's stride-2 3x3 and 1x1 convs) it lost to
+im2col + GEMM (0.47-0.88x, but 1.15x at 56 -> 28): its order streams the whole weight per output
+row; gemm_epilogue.py's takes those.
 """
 
 from __future__ import annotations
