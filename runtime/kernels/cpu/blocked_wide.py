@@ -53,7 +53,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .blocked import _make_tile, _pack_weight
-from .llvm_vectors import HOST_VECTOR_BYTES as _WEIGHT_BYTES
+from .llvm_vectors import HOST_VECTOR_BYTES as _HOST_BYTES
 from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
 from .llvm_vectors import arguments, const, loaded_accumulators, tile_sum, vector_at, vector_type
 
@@ -99,12 +99,12 @@ _tile_6x2 = _make_tile(6, 2)
 _tile_6x2_to = _make_tile_to(6, 2)
 _tile_4x2_to = _make_tile_to(4, 2)
 # the forward's tiles in AVX-512's width where the host has it, for output channels in whole blocks of 2L there
-_tile_6x2_to_wide = _make_tile_to(6, 2, _WEIGHT_BYTES)
-_tile_4x2_to_wide = _make_tile_to(4, 2, _WEIGHT_BYTES)
+_tile_6x2_to_wide = _make_tile_to(6, 2, _HOST_BYTES)
+_tile_4x2_to_wide = _make_tile_to(4, 2, _HOST_BYTES)
 _tile_4x2 = _make_tile(4, 2)
 # the weight gradient's tiles in AVX-512's width where the host has it (see the docstring)
-_tile_4x3 = _make_tile(4, 3, _WEIGHT_BYTES)
-_tile_1x3 = _make_tile(1, 3, _WEIGHT_BYTES)
+_tile_4x3 = _make_tile(4, 3, _HOST_BYTES)
+_tile_1x3 = _make_tile(1, 3, _HOST_BYTES)
 
 # Indices into the geometry vector (blocked.py's blocked_geometry: the same vector).
 _N, _H, _W, _C, _HO, _WO, _KH, _KW, _SH, _SW, _PT, _PL, _O, _HP, _WP = range(15)
@@ -115,7 +115,7 @@ def scratch_size(geo: np.ndarray, itemsize: int) -> int:
     last row (at most 5 pixels) and of the weight gradient's 3L lanes past a run, then one tile of accumulators
     (forward: at most 6 x 2L = 3 x 4L)."""
     image = int(geo[_HP] * geo[_WP] * geo[_C])
-    return image + 6 * int(geo[_SW] * geo[_C]) + int(geo[_KW] * geo[_C]) + 16 * (_WEIGHT_BYTES // itemsize)
+    return image + 6 * int(geo[_SW] * geo[_C]) + int(geo[_KW] * geo[_C]) + 16 * (_HOST_BYTES // itemsize)
 
 
 def weight_scratch_size(geo: np.ndarray, itemsize: int) -> int:
@@ -124,7 +124,7 @@ def weight_scratch_size(geo: np.ndarray, itemsize: int) -> int:
     o = int(geo[_O])
     vo = _forward_block(o, itemsize)
     forward = -(-o // vo) * vo * (int(geo[_KH]) * kwc + 6)  # then each block's 6 x 2L starting accumulators
-    lw = 3 * (_WEIGHT_BYTES // itemsize)
+    lw = 3 * (_HOST_BYTES // itemsize)
     weight = int(geo[_KH]) * o * (-(-kwc // lw) * lw)
     return max(forward, weight)
 
@@ -169,7 +169,7 @@ def wide_forward(x, weight, bias, has_bias, y, geo, wp, scratch):  # pragma: no 
     T = scratch.shape[0]
     for t in prange(T):
         xp = scratch[t, :image]
-        acc = scratch[t, image : image + 12 * (_WEIGHT_BYTES // x.itemsize)]
+        acc = scratch[t, image : image + 12 * (_HOST_BYTES // x.itemsize)]
         for n in range(t * N // T, (t + 1) * N // T):
             _pad_into(x, n, geo, xp)
             _forward_image(xp, n, geo, wp, init, acc, y)
@@ -178,7 +178,7 @@ def wide_forward(x, weight, bias, has_bias, y, geo, wp, scratch):  # pragma: no 
 @njit(cache=True, _nrt=False)
 def _image_size(geo, itemsize):  # pragma: no cover - compiled
     """Elements of a thread's padded image with its slack (scratch_size less the tile's accumulators)."""
-    return geo[_HP] * geo[_WP] * geo[_C] + 6 * geo[_SW] * geo[_C] + geo[_KW] * geo[_C] + 4 * (_WEIGHT_BYTES // itemsize)
+    return geo[_HP] * geo[_WP] * geo[_C] + 6 * geo[_SW] * geo[_C] + geo[_KW] * geo[_C] + 4 * (_HOST_BYTES // itemsize)
 
 
 @njit(cache=True, _nrt=False)
@@ -186,7 +186,7 @@ def _forward_block(O, itemsize):  # pragma: no cover - compiled
     """Output channels per block of the forward's tile: 2L of AVX-512 where the host has it and O is whole blocks
     of them (32 float32 channels, 64), else 2L of AVX2 (16 channels: one AVX-512 vector would leave half the tile
     empty)."""
-    wide = 2 * (_WEIGHT_BYTES // itemsize)
+    wide = 2 * (_HOST_BYTES // itemsize)
     return wide if O % wide == 0 else 2 * (_VECTOR_BYTES // itemsize)
 
 
@@ -289,7 +289,7 @@ def wide_weight_grad(x, dy, dweight, geo, parts, scratch):  # pragma: no cover -
 
 @njit(cache=True, _nrt=False)
 def _part_size(geo, itemsize):  # pragma: no cover - compiled
-    VO = 3 * (_WEIGHT_BYTES // itemsize)
+    VO = 3 * (_HOST_BYTES // itemsize)
     return geo[_KH] * geo[_O] * ((geo[_KW] * geo[_C] + VO - 1) // VO * VO)
 
 
@@ -298,7 +298,7 @@ def _weight_image(xp, n, geo, dy, part):  # pragma: no cover - compiled
     """Image n's share of the weight gradient, x's image padded into xp, added into part ((KH, O, KWCp))."""
     C, Ho, Wo, KH, KW, sh, sw, O, Wp = (geo[_C], geo[_HO], geo[_WO], geo[_KH], geo[_KW], geo[_SH], geo[_SW],
                                         geo[_O], geo[_WP])
-    VO = 3 * (_WEIGHT_BYTES // xp.itemsize)
+    VO = 3 * (_HOST_BYTES // xp.itemsize)
     KWC = KW * C
     KWCp = (KWC + VO - 1) // VO * VO
     # Rows of output pixels per pass over (kh, run block, channel block): the whole image where a pixel's run
@@ -325,7 +325,7 @@ def _weight_image(xp, n, geo, dy, part):  # pragma: no cover - compiled
 def _sum_parts(parts, geo, dweight):  # pragma: no cover - compiled
     """The threads' partials added in thread order, then out as dweight (O, C, KH, KW)."""
     C, KH, KW, O = geo[_C], geo[_KH], geo[_KW], geo[_O]
-    VO = 3 * (_WEIGHT_BYTES // parts.itemsize)
+    VO = 3 * (_HOST_BYTES // parts.itemsize)
     KWCp = (KW * C + VO - 1) // VO * VO
     size = KH * O * KWCp
     T = parts.shape[0]
