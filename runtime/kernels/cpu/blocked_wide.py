@@ -122,7 +122,7 @@ def weight_scratch_size(geo: np.ndarray, itemsize: int) -> int:
     """Elements of the packed weight (forward) or of one thread's weight-gradient partial."""
     kwc = int(geo[_KW] * geo[_C])
     o = int(geo[_O])
-    vo = _forward_block(o, itemsize)
+    vo = _forward_block.py_func(o, itemsize)  # (the kernels' rule, as plain Python: no dispatch per call)
     forward = -(-o // vo) * vo * (int(geo[_KH]) * kwc + 6)  # then each block's 6 x 2L starting accumulators
     lw = 3 * (_HOST_BYTES // itemsize)
     weight = int(geo[_KH]) * o * (-(-kwc // lw) * lw)

@@ -180,6 +180,18 @@ def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
 
 
 @njit(inline="always", _nrt=False)
+def _whole_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, r0, ldr, residual, y, y0,
+                 ldy):  # pragma: no cover - compiled
+    """A whole block of ROWS rows x one whole panel, straight into y: ROWS / 6 tiles of 6 x 2 vectors."""
+    for h in range(0, ROWS, 6):
+        if residual:
+            _tile_6x2_residual(a, a0 + h * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, r, r0 + h * ldr, ldr, y,
+                               y0 + h * ldy, ldy)
+        else:
+            _tile_6x2(a, a0 + h * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0 + h * ldy, ldy)
+
+
+@njit(inline="always", _nrt=False)
 def _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb,
           part):  # pragma: no cover - compiled
     """fused_gemm's tile of row block ``task`` (plane and ROWS-row block) and panel ``nb``."""
@@ -194,12 +206,7 @@ def _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplan
     a0 = q * aplane + m0 * lda
     y0 = q * yplane + m0 * ldy + n0
     if rows == ROWS and cols == VO:
-        for h in range(0, ROWS, 6):
-            if residual:
-                _tile_6x2_residual(a, a0 + h * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, r, (m0 + h) * ldr + n0,
-                                   ldr, y, y0 + h * ldy, ldy)
-            else:
-                _tile_6x2(a, a0 + h * lda, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0 + h * ldy, ldy)
+        _whole_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, m0 * ldr + n0, ldr, residual, y, y0, ldy)
         return
     if rows == ROWS and cols == L and not residual:  # a half panel (pack_panels): one vector wide
         _tile_rows_x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
@@ -274,14 +281,8 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
                     # whole tiles inline, with the task's offsets from outside the panel loop (at K = 64 a
                     # tile is ~400 cycles, and _task's per-tile work measured 5 % of it)
                     if m0 + ROWS <= M and nb < whole:
-                        for h in range(0, ROWS, 6):
-                            if residual:
-                                _tile_6x2_residual(a, a0 + h * lda, lda, 0, 1, panels, q * pplane + nb * K * VO, K,
-                                                   bias, nb * VO, relu, r, (m0 + h) * ldr + nb * VO, ldr, y,
-                                                   y0 + h * ldy + nb * VO, ldy)
-                            else:
-                                _tile_6x2(a, a0 + h * lda, lda, 0, 1, panels, q * pplane + nb * K * VO, K, bias,
-                                          nb * VO, relu, y, y0 + h * ldy + nb * VO, ldy)
+                        _whole_block(a, a0, lda, panels, q * pplane + nb * K * VO, K, bias, nb * VO, relu, r,
+                                     m0 * ldr + nb * VO, ldr, residual, y, y0 + nb * VO, ldy)
                     else:
                         _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB,
                               M, task, nb, part)
