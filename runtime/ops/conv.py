@@ -202,12 +202,26 @@ class ConvOp(Op):
         x4 = x.reshape(n, *self._in_image)
         plan = self.workspace.plan(x4, weight, self._stride, self._pads, self._dilation, 1,
                                    out.reshape(n, *self._out_image))
-        if residual is not None or plan.whole or plan.serial or self.prepared_weight is None:
+        wcol = self._column_weight()
+        if residual is not None or plan.whole or wcol is None:
             return None  # (a residual conv is 1x1; the whole-image window is one GEMM on x's view)
+        if plan.serial and self._weight_image[2:] != (1, 1):
+            return None  # _bind_small's single-thread columns and GEMM
+        # a small strided 1x1 runs here even when serial: its columns are a gather of every other
+        # pixel, cheaper fused than copied (batch 8, ms, alternating processes: 16x32x32 1x1/2 -> 32
+        # 0.081-0.093 serial, 0.054-0.058 here; 32x16x16 -> 64 0.051-0.067 / 0.046-0.078)
         if plan.planar or plan.blocked:
             # few channels: the direct kernels (LeNet-5's c1 at batch 8, relu: 0.38 -> 0.16 ms)
             return None
-        return bind_columns(x4, self.prepared_weight, bias, y2, kind, self.workspace, plan)
+        return bind_columns(x4, wcol, bias, y2, kind, self.workspace, plan)
+
+    def _column_weight(self) -> np.ndarray | None:
+        """The weight in im2col's column order (O, K) for a bound forward: prepare_weights' packing,
+        or a 1x1 weight's own view, which has that order already (prepare_weights keeps none): the
+        strided 1x1 shortcuts of ResNet's downsampling blocks run the bound kernels too."""
+        if self._weight_image[2:] == (1, 1) and self._groups == 1:
+            return self.params["weight"].reshape(self._weight_image[0], -1)
+        return self.prepared_weight
 
     def _bind_stem(self, x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
         """Few input channels, many output channels (the 7x7 stem of ResNet and GoogLeNet): the
@@ -234,7 +248,8 @@ class ConvOp(Op):
         plan = ws.plan(x4, weight, self._stride, self._pads, self._dilation, self._groups, y4)
         if not plan.serial or plan.N == 0 or plan.chunk < plan.rows:
             return None
-        if self.prepared_weight is None and not plan.pointwise:
+        wcol = self._column_weight()
+        if wcol is None and not plan.pointwise:
             return None
         bias = self.params.get("bias")
         kind = activation_kind(self.activation)
@@ -254,7 +269,7 @@ class ConvOp(Op):
         if plan.pointwise or plan.whole:
             # the column matrix is x's own view: one GEMM
             a = x.reshape(-1, plan.C) if plan.pointwise else x.reshape(plan.rows, plan.K)
-            b = (weight.reshape(plan.O, plan.Cg) if plan.pointwise else self.prepared_weight).T
+            b = (weight.reshape(plan.O, plan.Cg) if plan.pointwise else wcol).T
 
             def gemm() -> None:
                 matmul(a, b, out=y2)
@@ -263,7 +278,7 @@ class ConvOp(Op):
             return gemm
         # serial implies one chunk: all output rows' columns at once
         m, K, geo, rows = plan.rows * plan.Wo, plan.K, plan.geo, plan.rows
-        wrT = self.prepared_weight.T
+        wrT = wcol.T
 
         def columns() -> None:
             col = ws.get("col", m * K, dtype)

@@ -128,3 +128,32 @@ def test_a_conv_over_one_input_channel_runs_the_planar_kernel_not_the_columns(mo
     ran.clear()
     np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=FLOAT64_TOLERANCE * np.abs(expected).max())
     assert ran == ["planar"] and bound_to(fast.inference_plan, "bind_columns") == []
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", FLOAT32_TOLERANCE), ("float64", FLOAT64_TOLERANCE)])
+@pytest.mark.parametrize("channels, batch", [(16, 1), (64, 4)])
+def test_a_strided_1x1_runs_the_columns_kernel(dtype, tolerance, channels, batch):
+    """ResNet's downsampling shortcut: a 1x1 stride-2 conv with its folded batchnorm and relu runs
+    gemm_epilogue.py's kernel on im2col's columns with the weight's own view (1x1 weights get no
+    packed copy), both when its columns are few enough for the serial kernels (16 channels at batch
+    1: 4096) and when not (64 at batch 4: 65536, SERIAL_BELOW); also after a parameter change."""
+    model = cnnlang.load(f"network shortcut {{ input {channels}x32x32\n"
+                         "conv(32, 1x1, stride = 2, bias = false) -> batchnorm -> relu\n flatten\n fc(5) }")
+    rng = np.random.default_rng(channels)
+    plain = model.build(seed=0, dtype=dtype).eval()
+    randomise_batchnorm(plain, rng)
+    fast = model.build(seed=0, dtype=dtype, passes="all").eval()
+    for name, value in plain.state().items():
+        fast.set_param(name, value)
+    x = rng.standard_normal((batch, *model.input_shape))
+    expected = plain.forward(x)
+    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    columns = bound_to(fast.inference_plan, "bind_columns")
+    assert len(columns) == 1 and fast.inference_plan.graph.nodes[columns[0]]["op"] == "conv"
+    for name, array in plain.state().items():
+        if name.endswith((".weight", ".running_mean")):
+            value = array * rng.uniform(-1.5, 1.5, array.shape)
+            plain.set_param(name, value)
+            fast.set_param(name, value)
+    expected = plain.forward(x)
+    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
