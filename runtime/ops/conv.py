@@ -19,9 +19,11 @@ from ..backend import CPU
 from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, pack_weight
 from ..kernels.cpu.direct import scratch_size
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
+from ..kernels.cpu.activation import RELU
 from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
 from ..kernels.cpu import pointwise, smallconv
 from ..kernels.cpu.gemm_epilogue import bind_columns, bind_pointwise, pointwise_applies
+from ..kernels.cpu.small_gemm import BLAS_SERIAL_BELOW
 from ..kernels.cpu.serial import bind_bias_activation, direct_forward_serial, im2col_serial
 from ..kernels.cpu.stem import bind_stem, stem_applies
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
@@ -174,9 +176,41 @@ class ConvOp(Op):
             # work; a conv that prepare_weights gave pointwise.py's panels or smallconv.py's window runs those
             # (forward), measured faster on GoogLeNet's small layers
             small = (self._bind_stem(inputs[0], out)
+                     or self._bind_whole(inputs[0], out)
                      or (self.panels is None and self.window is None and self._bind_pointwise(inputs, out))
                      or self._bind_small(inputs[0], out))
         return small or super().bind(inputs, out, ctx)
+
+    def _bind_whole(self, x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
+        """A window over the whole unpadded image (LeNet-5's c5) is a fully connected layer on x's
+        (N, H*W*C) view, bound by the fc's rule (dense.py): from BLAS_SERIAL_BELOW multiply-adds,
+        pointwise.py's GEMM with the bias and a relu fused, in Numba's pool; a tanh or sigmoid
+        after it on one thread. c5 -> tanh in ``cnnlang bench lenet5`` (alternating processes, ms):
+        batch 8 0.087-0.094 on blocked.py's GEMM and epilogue.py's pass, 0.021-0.024 here; batch
+        64 0.159-0.285 / 0.091-0.095."""
+        if self.algorithm is not None or self.residual or self._groups != 1 or self._depthwise:
+            return None
+        if not (x.flags.c_contiguous and out.flags.c_contiguous and x.dtype == out.dtype == self.dtype):
+            return None
+        n = x.shape[0]
+        plan = self.workspace.plan(x.reshape(n, *self._in_image), self._weight(self.params["weight"]), self._stride,
+                                   self._pads, self._dilation, 1, out.reshape(n, *self._out_image))
+        wcol, kind = self._column_weight(), activation_kind(self.activation)
+        if not plan.whole or wcol is None or plan.rows * plan.O * plan.K < BLAS_SERIAL_BELOW:
+            return None
+        y2 = out.reshape(plan.rows, plan.O)
+        fused = kind if kind in (NONE, RELU) else NONE
+        gemm = bind_pointwise(x.reshape(plan.rows, plan.K), wcol, self.params.get("bias"), y2, fused,
+                              self.workspace)
+        if fused == kind:
+            return gemm
+        activation = bind_bias_activation(y2, None, kind)
+
+        def gemm_then_activation() -> None:
+            gemm()
+            activation()
+
+        return gemm_then_activation
 
     def _bind_pointwise(self, inputs: list[np.ndarray], out: np.ndarray) -> Callable[[], None] | None:
         """An ungrouped conv over many pixels (ResNet's bottleneck 1x1s, its stride-2 convs): the

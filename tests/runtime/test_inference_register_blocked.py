@@ -157,3 +157,28 @@ def test_a_strided_1x1_runs_the_columns_kernel(dtype, tolerance, channels, batch
             fast.set_param(name, value)
     expected = plain.forward(x)
     np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", FLOAT32_TOLERANCE), ("float64", FLOAT64_TOLERANCE)])
+@pytest.mark.parametrize("activation", ["", " -> relu", " -> tanh"])
+@pytest.mark.parametrize("batch", [2, 8])
+def test_a_whole_image_conv_runs_the_fused_gemm_as_an_fc(dtype, tolerance, activation, batch):
+    """LeNet-5's c5 (a 5x5 window over a 5x5 image) is an fc on x's view: from BLAS_SERIAL_BELOW
+    multiply-adds (batch 8: 384000; not batch 2: 96000) pointwise.py's GEMM, a relu fused, a tanh
+    after it; also after a parameter change."""
+    model = cnnlang.load(f"network c5 {{ input 16x5x5\n conv(120, 5x5){activation}\n flatten\n fc(5) }}")
+    rng = np.random.default_rng(batch)
+    plain = model.build(seed=0, dtype=dtype).eval()
+    fast = model.build(seed=0, dtype=dtype, passes="all").eval()
+    x = rng.standard_normal((batch, *model.input_shape))
+    expected = plain.forward(x)
+    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    plan = fast.inference_plan
+    whole = bound_to(plan, "bind_pointwise" if "tanh" not in activation else "_bind_whole")
+    assert [plan.graph.nodes[node]["op"] for node in whole] == (["conv"] if batch == 8 else [])
+    for name, array in plain.state().items():
+        value = array * rng.uniform(-1.5, 1.5, array.shape)
+        plain.set_param(name, value)
+        fast.set_param(name, value)
+    expected = plain.forward(x)
+    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
