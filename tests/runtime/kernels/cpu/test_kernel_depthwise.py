@@ -118,6 +118,27 @@ def test_3x3_windows_inside_the_image_take_one_pass(stride, pads, dilation, wide
     np.testing.assert_allclose(nchw(wider[..., 1:6]), want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pads, dilation", [(((1, 1), (1, 1)), (1, 1)), (((0, 2), (3, 1)), (2, 2))])
+def test_register_tiles_of_3x3_windows(dtype, pads, dilation):
+    # depthwise_tile.py's tiles: 32 channels (whole vectors at AVX2's and AVX-512's widths), rows
+    # with whole 8-pixel tiles and single pixels left over (13 columns), into a channel slice too;
+    # float32 within 1e-6 of the float64 reference's scale (its sums of absolute values).
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 32, 7, 13))
+    w = rng.standard_normal((32, 1, 3, 3))
+    b = rng.standard_normal(32)
+    args = ((1, 1), pads, dilation)
+    want = ref_conv(x, w, b, *args, 32)
+    scale = ref_conv(np.abs(x), np.abs(w), np.abs(b), *args, 32)
+    tolerance = 1e-6 if dtype == np.float32 else 1e-13
+    assert np.all(np.abs(forward(x, w, b, *args, dtype, RELU) - np.maximum(want, 0)) <= tolerance * scale)
+    wider = np.full((*nhwc(want).shape[:3], 40), np.nan, dtype)
+    depthwise_forward(nhwc(x).astype(dtype), w.astype(dtype), b.astype(dtype), *args, wider[..., 3:35])
+    assert np.all(np.abs(nchw(wider[..., 3:35]) - want) <= tolerance * scale)
+    assert np.isnan(wider[..., :3]).all() and np.isnan(wider[..., 35:]).all()
+
+
 @pytest.mark.parametrize("kind", [RELU, TANH])
 def test_fused_activation_epilogue(kind):
     rng = np.random.default_rng(3)
