@@ -186,10 +186,11 @@ def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo, lanes):  # pr
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _backward_input(dy, wt, wide, dx, geo):  # pragma: no cover - jitted
+def _backward_input(dy, wt, wide, dx, geo, lanes):  # pragma: no cover - jitted
     """dx (overwritten) = the adjoint of _forward's taps, one input row per work item. With
-    stride 1, a 3x3 kernel and multiplier 1, the input pixels that all 9 taps reach take one
-    pass of _taps9 (the forward's window, mirrored), as in _forward."""
+    stride 1, a 3x3 kernel and multiplier 1, the input pixels that all 9 taps reach take
+    depthwise_tile.py's tiles (the forward's window, mirrored: negative steps) where ``lanes``
+    is nonzero, else one pass of _taps9, as in _forward."""
     H, W, C = geo[_H], geo[_W], geo[_C]
     Ho, Wo, KH, KW = geo[_HO], geo[_WO], geo[_KH], geo[_KW]
     sh, sw, pt, pl, dh, dw, M = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW], geo[_M]
@@ -213,7 +214,20 @@ def _backward_input(dy, wt, wide, dx, geo):  # pragma: no cover - jitted
         if fused and first >= 0 and ih + pt < Ho and inner_lo < inner_hi:
             a, b = inner_lo, inner_hi
             base = (n * Ho + first) * Wo * C
-            if wide.size:
+            if lanes:
+                # tap (kh, kw) reads dy at (2 - kh, 2 - kw) from the window's first pixel
+                corner = base + 2 * dh * Wo * C + 2 * dw * C
+                for iw0 in range(a, b, PIXELS):
+                    if iw0 + PIXELS <= b:
+                        for c in range(0, C, lanes):
+                            tile_3x3(dy, corner + (iw0 + pl - 2 * dw) * C + c, C, -dh * Wo * C, -dw * C, wt, c, O, dx,
+                                     (r * W + iw0) * C + c, C)
+                        continue
+                    for iw in range(iw0, b):
+                        for c in range(0, C, lanes):
+                            tile_3x3_1(dy, corner + (iw + pl - 2 * dw) * C + c, 0, -dh * Wo * C, -dw * C, wt, c, O, dx,
+                                       (r * W + iw) * C + c, 0)
+            elif wide.size:
                 span = (b - a) * C
                 start = base + (a + pl - 2 * dw) * C
                 _taps9(row[a * C : b * C], dy[start : start + offsets[0] + span], wide, offsets, span, Wo * C)
@@ -348,6 +362,13 @@ def _wide_weight(wt: np.ndarray, geo: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(wt.reshape(T, 1, O), (T, Wo, O))).reshape(-1)
 
 
+def _tile_lanes(geo: np.ndarray, itemsize: int) -> int:
+    """The vector's lanes where depthwise_tile.py's tiles run (stride 1 along W, whole vectors of
+    channels), else 0. At stride 2 the forward's tile measured 0.77-1.2x the loops (one thread)."""
+    lanes = HOST_VECTOR_BYTES // itemsize
+    return lanes if geo[_C] % lanes == 0 and geo[_SW] == 1 else 0
+
+
 def _wide(geo: np.ndarray, itemsize: int) -> bool:
     return geo[_SW] == 1 and geo[_M] == 1 and geo[_KH] * geo[_KW] * geo[_WO] * geo[_C] * itemsize <= WIDE_BYTES
 
@@ -413,12 +434,9 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out, activation=N
     wt = pack_depthwise_weight(weight) if packed is None else packed
     wide = _wide_weight(wt, geo) if ostride == rows.shape[1] else wt[:0].reshape(-1)
     vector = np.empty(0, dtype) if bias is None else bias
-    # the register tiles at stride 1 along W (at stride 2 they measured 0.77-1.2x the loops)
-    lanes = HOST_VECTOR_BYTES // x.itemsize
-    tiled = lanes if geo[_C] % lanes == 0 and geo[_SW] == 1 else 0
     with _Threads(rows.size * geo[_KH] * geo[_KW]):
         _forward(np.ascontiguousarray(x).reshape(-1), wt.reshape(-1), wide, vector, bias is not None,
-                 activation == RELU, flat, ostride, geo, tiled)  # fmt: skip
+                 activation == RELU, flat, ostride, geo, _tile_lanes(geo, x.itemsize))  # fmt: skip
     if activation in (TANH, SIGMOID):
         activation_forward(out, out, activation)
     return out
@@ -438,7 +456,7 @@ def depthwise_backward(x, weight, dy, stride, pads, dilation, dx, dweight, dbias
     with _Threads(dy.size * T):
         if dx is not None:
             wt = pack_depthwise_weight(weight)
-            _backward_input(dy, wt.reshape(-1), _wide_weight(wt, geo), dx.reshape(-1), geo)
+            _backward_input(dy, wt.reshape(-1), _wide_weight(wt, geo), dx.reshape(-1), geo, _tile_lanes(geo, dx.itemsize))
         if dweight is not None or dbias is not None:
             rows = geo[_N] * geo[_HO]
             count = max(1, min(rows, MAX_PARTIALS, 2 * numba.get_num_threads()))

@@ -27,7 +27,7 @@ def _make_tile(P: int):
     """tile(x, x0, xp, xr, xc, w, w0, wr, y, y0, yp): for p < P and lanes j < L,
     y[y0 + p*yp + j] += sum over kh, kw < 3 of x[x0 + p*xp + kh*xr + kw*xc + j] * w[w0 + (kh*3 + kw)*wr + j],
     taps in order, one FMA each, on flat contiguous arrays of one float dtype (no bounds checks:
-    callers keep within)."""
+    callers keep within). The steps may be negative (the input gradient's mirrored window)."""
 
     def codegen(context, builder, signature, args):  # pragma: no cover - compile time
         vty, align = vector_type(context, signature.args[0].dtype, HOST_VECTOR_BYTES)

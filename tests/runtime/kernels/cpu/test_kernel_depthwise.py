@@ -123,7 +123,7 @@ def test_3x3_windows_inside_the_image_take_one_pass(stride, pads, dilation, wide
 def test_register_tiles_of_3x3_windows(dtype, pads, dilation):
     # depthwise_tile.py's tiles: 32 channels (whole vectors at AVX2's and AVX-512's widths), rows
     # with whole 8-pixel tiles and single pixels left over (13 columns), into a channel slice too;
-    # float32 within 1e-6 of the float64 reference's scale (its sums of absolute values).
+    # float32 within 1e-6 of the float64 reference's scale (its sums of absolute values); and dx.
     rng = np.random.default_rng(11)
     x = rng.standard_normal((2, 32, 7, 13))
     w = rng.standard_normal((32, 1, 3, 3))
@@ -137,6 +137,11 @@ def test_register_tiles_of_3x3_windows(dtype, pads, dilation):
     depthwise_forward(nhwc(x).astype(dtype), w.astype(dtype), b.astype(dtype), *args, wider[..., 3:35])
     assert np.all(np.abs(nchw(wider[..., 3:35]) - want) <= tolerance * scale)
     assert np.isnan(wider[..., :3]).all() and np.isnan(wider[..., 35:]).all()
+    # the input gradient's tiles (the window mirrored)
+    dy = rng.standard_normal(want.shape)
+    rdx, _, _ = ref_conv_grads(x, w, dy, *args, 32)
+    dx, _, _ = backward(x, w, dy, *args, dtype, bias=False)
+    np.testing.assert_allclose(dx, rdx, rtol=0, atol=tolerance * 10 * np.abs(rdx).max())
 
 
 @pytest.mark.parametrize("kind", [RELU, TANH])
