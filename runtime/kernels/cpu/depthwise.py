@@ -19,6 +19,8 @@ Work split, chosen so that no two threads write one element (no atomics, no race
   padding costs nothing. The bias initialises the row; relu runs on the row while it is in cache
   (the inference epilogue); tanh and sigmoid run after as NumPy ufuncs (see epilogue.py).
 * dx: parallel over input rows (n, ih), a gather of the output rows each input row feeds.
+* At stride 1 along W, with whole vectors of channels, both run a 3x3 window's interior pixels
+  in depthwise_tile.py's register tile (8 pixels x one vector, fused multiply-adds).
 * dW and dbias: parallel over chunks of output rows, each summing into its own partial, then a
   reduction over the few partials.
 
@@ -91,11 +93,10 @@ def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo, lanes):  # pr
     """out pixel p (at out[p*ostride:]) = bias + sum over taps of x pixel * tap weight.
 
     A 3x3 kernel (multiplier 1) computes the pixels whose window lies inside the image in
-    depthwise_tile.py's register tiles where ``lanes`` is nonzero (stride 1 along W and the
-    vector's lanes dividing the channels), else
-    in one pass of _taps9 per pixel, or per row with a ``wide`` weight (see _wide_weight); the
-    other pixels, and other kernels, add one tap at a time (one long multiply-add over a row's
-    span with a ``wide`` weight)."""
+    depthwise_tile.py's register tiles where ``lanes`` is nonzero (_tile_lanes), else in one
+    pass of _taps9 per pixel, or per row with a ``wide`` weight (see _wide_weight); the other
+    pixels, and other kernels, add one tap at a time (one long multiply-add over a row's span
+    with a ``wide`` weight)."""
     H, W, C = geo[_H], geo[_W], geo[_C]
     Ho, Wo, KH, KW = geo[_HO], geo[_WO], geo[_KH], geo[_KW]
     sh, sw, pt, pl, dh, dw, M = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW], geo[_M]

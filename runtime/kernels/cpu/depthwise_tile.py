@@ -1,19 +1,19 @@
-"""The register tile of depthwise.py's 3x3 forward: P output pixels of one row x one vector of
-channels, the 9 taps summed in registers (one FMA per tap and pixel, the tap's weight vector
-loaded once per tap for all P pixels).
+"""The register tile of depthwise.py's 3x3 windows (the forward's and, mirrored, the input
+gradient's, at stride 1): P output pixels of one row x one vector of channels, the 9 taps summed
+in registers (one FMA per tap and pixel, the tap's weight vector loaded once for all P pixels).
 
 Why: depthwise.py's loops (a whole row's span per tap, with the weight repeated along the row,
 or one pixel's channels per call) load a weight vector for every multiply-add and an output
 vector per row pass, from L2 at MobileNet's sizes: 128x56x56 at batch 8 ran at about 1.5
 multiply-adds per cycle and core, a sixth of what a 48 GB/s streaming pass over the same
 tensors allows on the same machine. Here each output vector is loaded and stored once per tile,
-each weight vector once per 8 pixels, and the inputs are read from L1.
+each weight vector once per 8 pixels, and the inputs are read from L1: the forward with relu at
+batch 8, one thread, CPU time, 128x56x56 8.9-10.7 -> 5.0-5.2 ms, 256x28x28 4.2-4.9 -> 2.1-2.5 ms.
 """
 
 from __future__ import annotations
 
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .llvm_vectors import HOST_VECTOR_BYTES, arguments, const, fma_function, loaded_accumulators, vector_at
