@@ -39,7 +39,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from .activation import RELU, SIGMOID, TANH, activation_forward
-from .depthwise_tile import PIXELS, tile_3x3, tile_3x3_1
+from .depthwise_tile import PIXELS, tile_3x3, tile_3x3_1, tile_3x3_4
 from .epilogue import NONE, channel_rows, row_span
 from .llvm_vectors import HOST_VECTOR_BYTES
 from .workspace import SERIAL_BELOW, output_size
@@ -88,6 +88,26 @@ def _taps9(y, xs, w, offsets, n, wstride):  # pragma: no cover - jitted
                  + xs[o6 + j] * w[w6 + j] + xs[o7 + j] * w[w7 + j] + xs[o8 + j] * w[w8 + j])  # fmt: skip
 
 
+@njit(inline="always")
+def _tiled_span(src, s0, sr, sc, wt, O, dst, d0, dp, count, C, lanes):  # pragma: no cover - jitted
+    """dst pixels q < count (at d0 + q*dp) += the 3x3 window of src pixels (at s0 + q*C; kernel
+    rows sr apart, taps sc apart) times the tap-major weight wt, in depthwise_tile.py's tiles:
+    blocks of PIXELS pixels, then 4, then single pixels, each block through all its channel
+    vectors (its inputs stay in L1)."""
+    q = 0
+    while q < count:
+        block = PIXELS if count - q >= PIXELS else (4 if count - q >= 4 else 1)
+        for c in range(0, C, lanes):
+            at, to = s0 + q * C + c, d0 + q * dp + c
+            if block == PIXELS:
+                tile_3x3(src, at, C, sr, sc, wt, c, O, dst, to, dp)
+            elif block == 4:
+                tile_3x3_4(src, at, C, sr, sc, wt, c, O, dst, to, dp)
+            else:
+                tile_3x3_1(src, at, C, sr, sc, wt, c, O, dst, to, dp)
+        q += block
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo, lanes):  # pragma: no cover - jitted
     """out pixel p (at out[p*ostride:]) = bias + sum over taps of x pixel * tap weight.
@@ -126,17 +146,8 @@ def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo, lanes):  # pr
             a, b = inner_lo, inner_hi
             base = (n * H + ih0) * W * C
             if lanes:
-                # PIXELS pixels at a time, each block through all its channel vectors (its inputs stay in L1)
-                for ow0 in range(a, b, PIXELS):
-                    if ow0 + PIXELS <= b:
-                        for c in range(0, C, lanes):
-                            tile_3x3(x, base + (ow0 - pl) * C + c, C, dh * W * C, dw * C, wt, c, O, out,
-                                     (r * Wo + ow0) * ostride + c, ostride)
-                        continue
-                    for ow in range(ow0, b):
-                        for c in range(0, C, lanes):
-                            tile_3x3_1(x, base + (ow - pl) * C + c, 0, dh * W * C, dw * C, wt, c, O, out,
-                                       (r * Wo + ow) * ostride + c, 0)
+                _tiled_span(x, base + (a - pl) * C, dh * W * C, dw * C, wt, O, out, (r * Wo + a) * ostride, ostride,
+                            b - a, C, lanes)
             elif wide.size:
                 span = (b - a) * C
                 start = base + (a * sw - pl) * C
@@ -218,16 +229,8 @@ def _backward_input(dy, wt, wide, dx, geo, lanes):  # pragma: no cover - jitted
             if lanes:
                 # tap (kh, kw) reads dy at (2 - kh, 2 - kw) from the window's first pixel
                 corner = base + 2 * dh * Wo * C + 2 * dw * C
-                for iw0 in range(a, b, PIXELS):
-                    if iw0 + PIXELS <= b:
-                        for c in range(0, C, lanes):
-                            tile_3x3(dy, corner + (iw0 + pl - 2 * dw) * C + c, C, -dh * Wo * C, -dw * C, wt, c, O, dx,
-                                     (r * W + iw0) * C + c, C)
-                        continue
-                    for iw in range(iw0, b):
-                        for c in range(0, C, lanes):
-                            tile_3x3_1(dy, corner + (iw + pl - 2 * dw) * C + c, 0, -dh * Wo * C, -dw * C, wt, c, O, dx,
-                                       (r * W + iw) * C + c, 0)
+                _tiled_span(dy, corner + (a + pl - 2 * dw) * C, -dh * Wo * C, -dw * C, wt, O, dx, (r * W + a) * C, C,
+                            b - a, C, lanes)
             elif wide.size:
                 span = (b - a) * C
                 start = base + (a + pl - 2 * dw) * C

@@ -62,4 +62,5 @@ def _make_tile(P: int):
 
 
 tile_3x3 = _make_tile(PIXELS)
+tile_3x3_4 = _make_tile(4)
 tile_3x3_1 = _make_tile(1)
