@@ -39,19 +39,40 @@ def bound_to(plan, kernel: str) -> list[str]:
     return [step.node for step, run in zip(plan.steps, plan._runs) if kernel in getattr(run, "__qualname__", "")]
 
 
+def built_pair(model, dtype: str, rng, batchnorm: bool = False):
+    """The network without passes and with all, in eval mode, with the same parameters (and
+    random batchnorm statistics when asked)."""
+    plain = model.build(seed=0, dtype=dtype).eval()
+    if batchnorm:
+        randomise_batchnorm(plain, rng)
+    fast = model.build(seed=0, dtype=dtype, passes="all").eval()
+    for name, value in plain.state().items():
+        fast.set_param(name, value)
+    return plain, fast
+
+
+def assert_agree(plain, fast, x, tolerance: float) -> None:
+    expected = plain.forward(x)
+    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+
+
+def change_parameters(plain, fast, rng, suffixes: tuple[str, ...] | None = None) -> None:
+    """The same random rescaling of both networks' parameters (those ending in ``suffixes``)."""
+    for name, array in plain.state().items():
+        if suffixes is None or name.endswith(suffixes):
+            value = array * rng.uniform(-1.5, 1.5, array.shape)
+            plain.set_param(name, value)
+            fast.set_param(name, value)
+
+
 @pytest.mark.parametrize("dtype, tolerance", [("float32", FLOAT32_TOLERANCE), ("float64", FLOAT64_TOLERANCE)])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_the_plan_runs_the_register_blocked_kernels(dtype, tolerance, batch):
     model = cnnlang.load(NETWORK)
     rng = np.random.default_rng(batch)
-    plain = model.build(seed=0, dtype=dtype).eval()
-    randomise_batchnorm(plain, rng)
-    fast = model.build(seed=0, dtype=dtype, passes="all").eval()
-    for name, value in plain.state().items():
-        fast.set_param(name, value)
+    plain, fast = built_pair(model, dtype, rng, batchnorm=True)
     x = rng.standard_normal((batch, *model.input_shape))
-    expected = plain.forward(x)
-    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    assert_agree(plain, fast, x, tolerance)
     plan = fast.inference_plan
     stems = bound_to(plan, "bind_stem")
     assert len(stems) == 1 and plan.graph.nodes[stems[0]]["shape"][0] == 32
@@ -67,13 +88,8 @@ def test_the_plan_runs_the_register_blocked_kernels(dtype, tolerance, batch):
     # a parameter change reaches the packed weights and biases (bound again after refresh)
     # (scaled as they were: unscaled random weights blow the activations up, and float32's
     # cancellation with them)
-    for name, array in plain.state().items():
-        if name.endswith((".weight", ".running_mean")):
-            value = array * rng.uniform(-1.5, 1.5, array.shape)
-            plain.set_param(name, value)
-            fast.set_param(name, value)
-    expected = plain.forward(x)
-    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    change_parameters(plain, fast, rng, (".weight", ".running_mean"))
+    assert_agree(plain, fast, x, tolerance)
 
 
 HEAD = """
@@ -94,19 +110,13 @@ def test_classifier_fcs_run_the_fused_gemm(dtype, tolerance, batch):
     also after a parameter change."""
     model = cnnlang.load(HEAD)
     rng = np.random.default_rng(batch)
-    plain = model.build(seed=0, dtype=dtype).eval()
-    fast = model.build(seed=0, dtype=dtype, passes="all").eval()
+    plain, fast = built_pair(model, dtype, rng)
     x = rng.standard_normal((batch, *model.input_shape))
-    expected = plain.forward(x)
-    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    assert_agree(plain, fast, x, tolerance)
     fused = bound_to(fast.inference_plan, "bind_pointwise")
     assert len(fused) == (2 if batch == 8 else 0)
-    for name, array in plain.state().items():
-        value = array * rng.uniform(-1.5, 1.5, array.shape)
-        plain.set_param(name, value)
-        fast.set_param(name, value)
-    expected = plain.forward(x)
-    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    change_parameters(plain, fast, rng)
+    assert_agree(plain, fast, x, tolerance)
 
 
 def test_a_conv_over_one_input_channel_runs_the_planar_kernel_not_the_columns(monkeypatch):
@@ -140,23 +150,13 @@ def test_a_strided_1x1_runs_the_columns_kernel(dtype, tolerance, channels, batch
     model = cnnlang.load(f"network shortcut {{ input {channels}x32x32\n"
                          "conv(32, 1x1, stride = 2, bias = false) -> batchnorm -> relu\n flatten\n fc(5) }")
     rng = np.random.default_rng(channels)
-    plain = model.build(seed=0, dtype=dtype).eval()
-    randomise_batchnorm(plain, rng)
-    fast = model.build(seed=0, dtype=dtype, passes="all").eval()
-    for name, value in plain.state().items():
-        fast.set_param(name, value)
+    plain, fast = built_pair(model, dtype, rng, batchnorm=True)
     x = rng.standard_normal((batch, *model.input_shape))
-    expected = plain.forward(x)
-    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    assert_agree(plain, fast, x, tolerance)
     columns = bound_to(fast.inference_plan, "bind_columns")
     assert len(columns) == 1 and fast.inference_plan.graph.nodes[columns[0]]["op"] == "conv"
-    for name, array in plain.state().items():
-        if name.endswith((".weight", ".running_mean")):
-            value = array * rng.uniform(-1.5, 1.5, array.shape)
-            plain.set_param(name, value)
-            fast.set_param(name, value)
-    expected = plain.forward(x)
-    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    change_parameters(plain, fast, rng, (".weight", ".running_mean"))
+    assert_agree(plain, fast, x, tolerance)
 
 
 @pytest.mark.parametrize("dtype, tolerance", [("float32", FLOAT32_TOLERANCE), ("float64", FLOAT64_TOLERANCE)])
@@ -168,17 +168,11 @@ def test_a_whole_image_conv_runs_the_fused_gemm_as_an_fc(dtype, tolerance, activ
     after it; also after a parameter change."""
     model = cnnlang.load(f"network c5 {{ input 16x5x5\n conv(120, 5x5){activation}\n flatten\n fc(5) }}")
     rng = np.random.default_rng(batch)
-    plain = model.build(seed=0, dtype=dtype).eval()
-    fast = model.build(seed=0, dtype=dtype, passes="all").eval()
+    plain, fast = built_pair(model, dtype, rng)
     x = rng.standard_normal((batch, *model.input_shape))
-    expected = plain.forward(x)
-    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    assert_agree(plain, fast, x, tolerance)
     plan = fast.inference_plan
     whole = bound_to(plan, "bind_pointwise" if "tanh" not in activation else "_bind_whole")
     assert [plan.graph.nodes[node]["op"] for node in whole] == (["conv"] if batch == 8 else [])
-    for name, array in plain.state().items():
-        value = array * rng.uniform(-1.5, 1.5, array.shape)
-        plain.set_param(name, value)
-        fast.set_param(name, value)
-    expected = plain.forward(x)
-    np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
+    change_parameters(plain, fast, rng)
+    assert_agree(plain, fast, x, tolerance)
