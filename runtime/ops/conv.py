@@ -16,15 +16,15 @@ import numba
 import numpy as np
 
 from ..backend import CPU
+from ..kernels.cpu.activation import RELU
 from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, pack_weight
 from ..kernels.cpu.direct import scratch_size
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
-from ..kernels.cpu.activation import RELU
 from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
 from ..kernels.cpu import pointwise, smallconv
 from ..kernels.cpu.gemm_epilogue import bind_columns, bind_pointwise, pointwise_applies
-from ..kernels.cpu.small_gemm import BLAS_SERIAL_BELOW
 from ..kernels.cpu.serial import bind_bias_activation, direct_forward_serial, im2col_serial
+from ..kernels.cpu.small_gemm import BLAS_SERIAL_BELOW
 from ..kernels.cpu.stem import bind_stem, stem_applies
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from .base import Context, Op, as_image, register, window_geometry
@@ -188,7 +188,7 @@ class ConvOp(Op):
         after it on one thread. c5 -> tanh in ``cnnlang bench lenet5`` (alternating processes, ms):
         batch 8 0.087-0.094 on blocked.py's GEMM and epilogue.py's pass, 0.021-0.024 here; batch
         64 0.159-0.285 / 0.091-0.095."""
-        if self.algorithm is not None or self.residual or self._groups != 1 or self._depthwise:
+        if self.algorithm is not None or self.residual or self._groups != 1:
             return None
         if not (x.flags.c_contiguous and out.flags.c_contiguous and x.dtype == out.dtype == self.dtype):
             return None

@@ -460,7 +460,8 @@ def depthwise_backward(x, weight, dy, stride, pads, dilation, dx, dweight, dbias
     with _Threads(dy.size * T):
         if dx is not None:
             wt = pack_depthwise_weight(weight)
-            _backward_input(dy, wt.reshape(-1), _wide_weight(wt, geo), dx.reshape(-1), geo, _tile_lanes(geo, dx.itemsize))
+            _backward_input(dy, wt.reshape(-1), _wide_weight(wt, geo), dx.reshape(-1), geo,
+                            _tile_lanes(geo, dx.itemsize))
         if dweight is not None or dbias is not None:
             rows = geo[_N] * geo[_HO]
             count = max(1, min(rows, MAX_PARTIALS, 2 * numba.get_num_threads()))
