@@ -39,7 +39,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from .activation import RELU, SIGMOID, TANH, activation_forward
-from .depthwise_tile import PIXELS, tile_3x3, tile_3x3_1, tile_3x3_4
+from .depthwise_tile import PIXELS, tile_1x1, tile_1x8, tile_4x1, tile_4x2, tile_8x1
 from .epilogue import NONE, channel_rows, row_span
 from .llvm_vectors import HOST_VECTOR_BYTES
 from .workspace import SERIAL_BELOW, output_size
@@ -89,31 +89,113 @@ def _taps9(y, xs, w, offsets, n, wstride):  # pragma: no cover - jitted
 
 
 @njit(inline="always")
-def _tiled_span(src, s0, sr, sc, wt, O, dst, d0, dp, count, C, lanes):  # pragma: no cover - jitted
-    """dst pixels q < count (at d0 + q*dp) += the 3x3 window of src pixels (at s0 + q*C; kernel
-    rows sr apart, taps sc apart) times the tap-major weight wt, in depthwise_tile.py's tiles:
-    blocks of PIXELS pixels, then 4, then single pixels, each block through all its channel
-    vectors (its inputs stay in L1)."""
+def _taps(i0, size, d):  # pragma: no cover - jitted
+    """The 3x3 window's taps [lo, hi) along one axis whose index i0 + k*d lies in [0, size)."""
+    lo = 0 if i0 >= 0 else min(3, (d - 1 - i0) // d)
+    hi = 3 if i0 + 2 * d < size else (size - 1 - i0) // d + 1
+    return lo, max(lo, hi)
+
+
+@njit(inline="always")
+def _mirrored_taps(t, size, d):  # pragma: no cover - jitted
+    """The taps [lo, hi) along one axis whose index t - k*d lies in [0, size) (dx's window)."""
+    lo = 0 if t < size else min(3, (t - size) // d + 1)
+    hi = 0 if t < 0 else min(3, t // d + 1)
+    return lo, max(lo, hi)
+
+
+@njit(inline="always")
+def _tiled_span(src, s0, sp, sr, sc, k0, k1, j0, j1, wt, O, start, relu, dst, d0, dp, count, C, lanes):  # pragma: no cover - jitted
+    """dst pixels q < count (at d0 + q*dp) = f(start + the taps [k0, k1) x [j0, j1) of the 3x3
+    window of src whose first tap is at s0 + q*sp (kernel rows sr apart, columns sc apart) times
+    the tap-major weight wt), f relu where asked, in depthwise_tile.py's tiles: blocks of PIXELS
+    pixels x one channel vector, then 4 pixels x 2 vectors, then single pixels x 8 vectors (each
+    with as many vectors as C allows), each block through all its channels (its inputs stay in L1)."""
     q = 0
     while q < count:
         block = PIXELS if count - q >= PIXELS else (4 if count - q >= 4 else 1)
-        for c in range(0, C, lanes):
-            at, to = s0 + q * C + c, d0 + q * dp + c
-            if block == PIXELS:
-                tile_3x3(src, at, C, sr, sc, wt, c, O, dst, to, dp)
-            elif block == 4:
-                tile_3x3_4(src, at, C, sr, sc, wt, c, O, dst, to, dp)
-            else:
-                tile_3x3_1(src, at, C, sr, sc, wt, c, O, dst, to, dp)
+        at, to = s0 + q * sp, d0 + q * dp
+        if block == PIXELS:
+            for c in range(0, C, lanes):
+                tile_8x1(src, at + c, sp, sr, sc, k0, k1, j0, j1, wt, c, O, start, c, dst, to + c, dp, relu)
+        elif block == 4:
+            c = 0
+            while c + 2 * lanes <= C:
+                tile_4x2(src, at + c, sp, sr, sc, k0, k1, j0, j1, wt, c, O, start, c, dst, to + c, dp, relu)
+                c += 2 * lanes
+            if c < C:
+                tile_4x1(src, at + c, sp, sr, sc, k0, k1, j0, j1, wt, c, O, start, c, dst, to + c, dp, relu)
+        else:
+            c = 0
+            while c + 8 * lanes <= C:
+                tile_1x8(src, at + c, sp, sr, sc, k0, k1, j0, j1, wt, c, O, start, c, dst, to + c, dp, relu)
+                c += 8 * lanes
+            while c < C:
+                tile_1x1(src, at + c, sp, sr, sc, k0, k1, j0, j1, wt, c, O, start, c, dst, to + c, dp, relu)
+                c += lanes
         q += block
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo, lanes):  # pragma: no cover - jitted
+def _forward_tiled(x, wt, start, relu, out, ostride, geo, lanes):  # pragma: no cover - jitted
+    """_forward for a 3x3 kernel, multiplier 1, whole vectors of channels (_tile_lanes): every
+    output pixel in depthwise_tile.py's tiles, started from ``start`` (the bias, or zeros), its
+    window's taps inside the image only, relu at the store where asked. Per output row, the
+    columns whose window lies inside the image along W run in blocks, the others one by one."""
+    H, W, C = geo[_H], geo[_W], geo[_C]
+    Ho, Wo = geo[_HO], geo[_WO]
+    sh, sw, pt, pl, dh, dw = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW]
+    a, _ = _columns(Wo, W, sw, pl, 0)
+    _, b = _columns(Wo, W, sw, pl, 2 * dw)
+    if a >= b:
+        a, b = Wo, Wo
+    for r in prange(geo[_N] * Ho):
+        n = r // Ho
+        ih0 = (r % Ho) * sh - pt
+        k0, k1 = _taps(ih0, H, dh)
+        base = (n * H + ih0) * W * C - pl * C  # the first tap of output column 0's window
+        row = r * Wo * ostride
+        _tiled_span(x, base + a * sw * C, sw * C, dh * W * C, dw * C, k0, k1, 0, 3, wt, C, start, relu, out,
+                    row + a * ostride, ostride, b - a, C, lanes)
+        for i in range(Wo - (b - a)):  # the other columns, each with its own taps along W
+            ow = i if i < a else i + b - a
+            j0, j1 = _taps(ow * sw - pl, W, dw)
+            _tiled_span(x, base + ow * sw * C, 0, dh * W * C, dw * C, k0, k1, j0, j1, wt, C, start, relu, out,
+                        row + ow * ostride, 0, 1, C, lanes)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _backward_input_tiled(dy, wt, dx, geo, lanes):  # pragma: no cover - jitted
+    """_backward_input at stride 1 for a 3x3 kernel, multiplier 1, whole vectors of channels:
+    every dx pixel in depthwise_tile.py's tiles, the forward's window mirrored (tap (kh, kw) of
+    input pixel (ih, iw) reads dy at (ih + pt - kh*dh, iw + pl - kw*dw): negative steps), from
+    zeros, its taps inside dy only. Parallel over input rows."""
+    H, W, C = geo[_H], geo[_W], geo[_C]
+    Ho, Wo = geo[_HO], geo[_WO]
+    pt, pl, dh, dw = geo[_PT], geo[_PL], geo[_DH], geo[_DW]
+    zeros = np.zeros(C, dx.dtype)
+    a = max(0, 2 * dw - pl)  # input columns whose 3 output columns all exist
+    b = max(a, min(W, Wo - pl))
+    for r in prange(geo[_N] * H):
+        n = r // H
+        t = r % H + pt  # the output row of tap row 0
+        k0, k1 = _mirrored_taps(t, Ho, dh)
+        corner = ((n * Ho + t) * Wo + pl) * C  # input column 0's tap (0, 0)
+        row = r * W * C
+        _tiled_span(dy, corner + a * C, C, -dh * Wo * C, -dw * C, k0, k1, 0, 3, wt, C, zeros, False, dx,
+                    row + a * C, C, b - a, C, lanes)
+        for i in range(W - (b - a)):  # the other columns, each with its own taps along W
+            iw = i if i < a else i + b - a
+            j0, j1 = _mirrored_taps(iw + pl, Wo, dw)
+            _tiled_span(dy, corner + iw * C, 0, -dh * Wo * C, -dw * C, k0, k1, j0, j1, wt, C, zeros, False, dx,
+                        row + iw * C, 0, 1, C, lanes)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo):  # pragma: no cover - jitted
     """out pixel p (at out[p*ostride:]) = bias + sum over taps of x pixel * tap weight.
 
-    A 3x3 kernel (multiplier 1) computes the pixels whose window lies inside the image in
-    depthwise_tile.py's register tiles where ``lanes`` is nonzero (_tile_lanes), else in one
+    A 3x3 kernel (multiplier 1) computes the pixels whose window lies inside the image in one
     pass of _taps9 per pixel, or per row with a ``wide`` weight (see _wide_weight); the other
     pixels, and other kernels, add one tap at a time (one long multiply-add over a row's span
     with a ``wide`` weight)."""
@@ -145,10 +227,7 @@ def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo, lanes):  # pr
         if fused and ih0 >= 0 and ih0 + 2 * dh < H and inner_lo < inner_hi:
             a, b = inner_lo, inner_hi
             base = (n * H + ih0) * W * C
-            if lanes:
-                _tiled_span(x, base + (a - pl) * C, dh * W * C, dw * C, wt, O, out, (r * Wo + a) * ostride, ostride,
-                            b - a, C, lanes)
-            elif wide.size:
+            if wide.size:
                 span = (b - a) * C
                 start = base + (a * sw - pl) * C
                 _taps9(out[(r * Wo + a) * C : (r * Wo + a) * C + span], x[start : start + offsets[8] + span],
@@ -198,11 +277,10 @@ def _forward(x, wt, wide, bias, has_bias, relu, out, ostride, geo, lanes):  # pr
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _backward_input(dy, wt, wide, dx, geo, lanes):  # pragma: no cover - jitted
+def _backward_input(dy, wt, wide, dx, geo):  # pragma: no cover - jitted
     """dx (overwritten) = the adjoint of _forward's taps, one input row per work item. With
-    stride 1, a 3x3 kernel and multiplier 1, the input pixels that all 9 taps reach take
-    depthwise_tile.py's tiles (the forward's window, mirrored: negative steps) where ``lanes``
-    is nonzero, else one pass of _taps9, as in _forward."""
+    stride 1, a 3x3 kernel and multiplier 1, the input pixels that all 9 taps reach take one
+    pass of _taps9, as in _forward."""
     H, W, C = geo[_H], geo[_W], geo[_C]
     Ho, Wo, KH, KW = geo[_HO], geo[_WO], geo[_KH], geo[_KW]
     sh, sw, pt, pl, dh, dw, M = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW], geo[_M]
@@ -226,12 +304,7 @@ def _backward_input(dy, wt, wide, dx, geo, lanes):  # pragma: no cover - jitted
         if fused and first >= 0 and ih + pt < Ho and inner_lo < inner_hi:
             a, b = inner_lo, inner_hi
             base = (n * Ho + first) * Wo * C
-            if lanes:
-                # tap (kh, kw) reads dy at (2 - kh, 2 - kw) from the window's first pixel
-                corner = base + 2 * dh * Wo * C + 2 * dw * C
-                _tiled_span(dy, corner + (a + pl - 2 * dw) * C, -dh * Wo * C, -dw * C, wt, O, dx, (r * W + a) * C, C,
-                            b - a, C, lanes)
-            elif wide.size:
+            if wide.size:
                 span = (b - a) * C
                 start = base + (a + pl - 2 * dw) * C
                 _taps9(row[a * C : b * C], dy[start : start + offsets[0] + span], wide, offsets, span, Wo * C)
@@ -366,11 +439,12 @@ def _wide_weight(wt: np.ndarray, geo: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(wt.reshape(T, 1, O), (T, Wo, O))).reshape(-1)
 
 
-def _tile_lanes(geo: np.ndarray, itemsize: int) -> int:
-    """The vector's lanes where depthwise_tile.py's tiles run (stride 1 along W, whole vectors of
-    channels), else 0. At stride 2 the forward's tile measured 0.77-1.2x the loops (one thread)."""
+def _tile_lanes(geo: np.ndarray, itemsize: int, strided: bool) -> int:
+    """The vector's lanes where depthwise_tile.py's tiles run (a 3x3 kernel, multiplier 1, whole
+    vectors of channels, and stride 1 unless ``strided``), else 0."""
     lanes = HOST_VECTOR_BYTES // itemsize
-    return lanes if geo[_C] % lanes == 0 and geo[_SW] == 1 else 0
+    window = geo[_KH] == 3 and geo[_KW] == 3 and geo[_M] == 1 and geo[_C] % lanes == 0
+    return lanes if window and (strided or geo[_SH] == geo[_SW] == 1) else 0
 
 
 def _wide(geo: np.ndarray, itemsize: int) -> bool:
@@ -436,11 +510,16 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out, activation=N
         return out
     flat, ostride = row_span(rows)
     wt = pack_depthwise_weight(weight) if packed is None else packed
-    wide = _wide_weight(wt, geo) if ostride == rows.shape[1] else wt[:0].reshape(-1)
-    vector = np.empty(0, dtype) if bias is None else bias
+    x = np.ascontiguousarray(x).reshape(-1)
+    lanes = _tile_lanes(geo, x.itemsize, strided=True)
     with _Threads(rows.size * geo[_KH] * geo[_KW]):
-        _forward(np.ascontiguousarray(x).reshape(-1), wt.reshape(-1), wide, vector, bias is not None,
-                 activation == RELU, flat, ostride, geo, _tile_lanes(geo, x.itemsize))  # fmt: skip
+        if lanes:
+            start = np.zeros(geo[_C], dtype) if bias is None else bias
+            _forward_tiled(x, wt.reshape(-1), start, activation == RELU, flat, ostride, geo, lanes)
+        else:
+            wide = _wide_weight(wt, geo) if ostride == rows.shape[1] else wt[:0].reshape(-1)
+            vector = np.empty(0, dtype) if bias is None else bias
+            _forward(x, wt.reshape(-1), wide, vector, bias is not None, activation == RELU, flat, ostride, geo)
     if activation in (TANH, SIGMOID):
         activation_forward(out, out, activation)
     return out
@@ -460,8 +539,11 @@ def depthwise_backward(x, weight, dy, stride, pads, dilation, dx, dweight, dbias
     with _Threads(dy.size * T):
         if dx is not None:
             wt = pack_depthwise_weight(weight)
-            _backward_input(dy, wt.reshape(-1), _wide_weight(wt, geo), dx.reshape(-1), geo,
-                            _tile_lanes(geo, dx.itemsize))
+            lanes = _tile_lanes(geo, dx.itemsize, strided=False)
+            if lanes:
+                _backward_input_tiled(dy, wt.reshape(-1), dx.reshape(-1), geo, lanes)
+            else:
+                _backward_input(dy, wt.reshape(-1), _wide_weight(wt, geo), dx.reshape(-1), geo)
         if dweight is not None or dbias is not None:
             rows = geo[_N] * geo[_HO]
             count = max(1, min(rows, MAX_PARTIALS, 2 * numba.get_num_threads()))

@@ -1,66 +1,109 @@
 """The register tile of depthwise.py's 3x3 windows (the forward's and, mirrored, the input
-gradient's, at stride 1): P output pixels of one row x one vector of channels, the 9 taps summed
-in registers (one FMA per tap and pixel, the tap's weight vector loaded once for all P pixels).
+gradient's): P output pixels of one row x one vector of channels, started from a vector (the
+bias, or zeros), the window's taps summed in registers (one FMA per tap and pixel, the tap's
+weight vector loaded once for all P pixels), stored once, through relu where asked.
 
-Why: depthwise.py's loops (a whole row's span per tap, with the weight repeated along the row,
-or one pixel's channels per call) load a weight vector for every multiply-add and an output
-vector per row pass, from L2 at MobileNet's sizes: 128x56x56 at batch 8 ran at about 1.5
-multiply-adds per cycle and core, a sixth of what a 48 GB/s streaming pass over the same
-tensors allows on the same machine. Here each output vector is loaded and stored once per tile,
-each weight vector once per 8 pixels, and the inputs are read from L1: the forward with relu at
-batch 8, one thread, CPU time, 128x56x56 8.9-10.7 -> 5.0-5.2 ms, 256x28x28 4.2-4.9 -> 2.1-2.5 ms.
+The taps are the rows [k0, k1) x columns [j0, j1) of the 3x3 window, bounds known only at run
+time, so one tile serves the pixels whose window crosses the image's edge too (their taps outside
+it are skipped): every output pixel is written by a tile, with no pass to set the bias, none for
+relu and none adding the edges' taps one at a time (those three took 2.5 of 6.4 ms of the
+forward of 128 channels at 56x56, batch 8, one thread).
+
+Why a tile: depthwise.py's loops (a whole row's span per tap, or one pixel's channels per call)
+load a weight vector for every multiply-add and an output vector per row pass: 128x56x56 at batch
+8 ran at about 1.5 multiply-adds per cycle and core. Here each output vector is stored once per
+pixel, each weight vector loaded once per P pixels, and the inputs are read from L1.
 """
 
 from __future__ import annotations
 
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .llvm_vectors import HOST_VECTOR_BYTES, arguments, const, fma_function, loaded_accumulators, vector_at
-from .llvm_vectors import store_accumulators, vector_type
+from .llvm_vectors import HOST_VECTOR_BYTES, arguments, const, fma_function, vector_at, vector_type, zero_vector
 
 #: Output pixels per tile: 8 independent FMA chains (enough to cover FMA latency at two per cycle).
 PIXELS = 8
 
 
-def _make_tile(P: int):
-    """tile(x, x0, xp, xr, xc, w, w0, wr, y, y0, yp): for p < P and lanes j < L,
-    y[y0 + p*yp + j] += sum over kh, kw < 3 of x[x0 + p*xp + kh*xr + kw*xc + j] * w[w0 + (kh*3 + kw)*wr + j],
-    taps in order, one FMA each, on flat contiguous arrays of one float dtype (no bounds checks:
-    callers keep within). The steps may be negative (the input gradient's mirrored window)."""
+def _make_tile(P: int, V: int):
+    """tile(x, x0, xp, xr, xc, k0, k1, j0, j1, w, w0, wr, b, b0, y, y0, yp, relu): for p < P and
+    channels j < V*L (V vectors of L lanes), y[y0 + p*yp + j] = f(b[b0 + j] + sum over kh in
+    [k0, k1), kw in [j0, j1) of x[x0 + p*xp + kh*xr + kw*xc + j] * w[w0 + (kh*3 + kw)*wr + j]),
+    taps in order, one FMA each, f relu (NaN kept) where ``relu`` is true, on flat contiguous
+    arrays of one float dtype (no bounds checks: callers keep within). The steps may be negative
+    (the input gradient's mirrored window). P*V independent sums hide the FMA's latency: V > 1
+    where a row has few pixels left."""
 
     def codegen(context, builder, signature, args):  # pragma: no cover - compile time
         vty, align = vector_type(context, signature.args[0].dtype, HOST_VECTOR_BYTES)
-        px, pw, py = arguments(context, builder, signature, args, (0, 5, 8))
-        x0, xp, xr, xc, w0, wr, y0, yp = arguments(context, builder, signature, args, (1, 2, 3, 4, 6, 7, 9, 10))
+        L = vty.count
+        px, pw, pb, py = arguments(context, builder, signature, args, (0, 9, 12, 14))
+        x0, xp, xr, xc, k0, k1, j0, j1, w0, wr, b0, y0, yp, relu = arguments(
+            context, builder, signature, args, (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 13, 15, 16, 17))
         fma = fma_function(builder, vty)
-        slots, addresses = loaded_accumulators(builder, py, y0, yp, P, 1, vty, align)
-        for kh in range(3):
-            for kw in range(3):
-                weight = builder.load(vector_at(builder, pw, builder.add(w0, builder.mul(wr, const(kh * 3 + kw))), vty),
-                                      align=align)
-                tap = builder.add(x0, builder.add(builder.mul(xr, const(kh)), builder.mul(xc, const(kw))))
-                for p in range(P):
-                    value = builder.load(vector_at(builder, px, builder.add(tap, builder.mul(xp, const(p))), vty),
-                                         align=align)
-                    builder.store(builder.call(fma, [value, weight, builder.load(slots[p])]), slots[p])
-        store_accumulators(builder, slots, addresses, align)
+        starts = [builder.load(vector_at(builder, pb, builder.add(b0, const(v * L)), vty), align=align)
+                  for v in range(V)]
+        slots = []
+        for _ in range(P):
+            for v in range(V):
+                slot = cgutils.alloca_once(builder, vty)
+                builder.store(starts[v], slot)
+                slots.append(slot)
+
+        def add_tap(kh, kw):
+            tap = builder.add(w0, builder.mul(wr, builder.add(builder.mul(kh, const(3)), kw)))
+            weights = [builder.load(vector_at(builder, pw, builder.add(tap, const(v * L)), vty), align=align)
+                       for v in range(V)]
+            first = builder.add(x0, builder.add(builder.mul(xr, kh), builder.mul(xc, kw)))
+            for p in range(P):
+                pixel = builder.add(first, builder.mul(xp, const(p)))
+                for v in range(V):
+                    value = builder.load(vector_at(builder, px, builder.add(pixel, const(v * L)), vty), align=align)
+                    slot = slots[p * V + v]
+                    builder.store(builder.call(fma, [value, weights[v], builder.load(slot)]), slot)
+
+        whole = builder.and_(builder.and_(builder.icmp_signed("==", k0, const(0)), builder.icmp_signed("==", k1, const(3))),
+                             builder.and_(builder.icmp_signed("==", j0, const(0)), builder.icmp_signed("==", j1, const(3))))
+        with builder.if_else(whole, likely=True) as (inside, edge):
+            with inside:  # the whole window: its 9 taps unrolled
+                for kh in range(3):
+                    for kw in range(3):
+                        add_tap(const(kh), const(kw))
+            with edge:
+                with cgutils.for_range(builder, k1, start=k0) as row:
+                    with cgutils.for_range(builder, j1, start=j0) as column:
+                        add_tap(row.index, column.index)
+        zero = zero_vector(vty)
+        clamp = builder.icmp_signed("!=", relu, const(0))
+        for p in range(P):
+            for v in range(V):
+                value = builder.load(slots[p * V + v])
+                # relu: 0 unless value > 0 or NaN (an unordered compare is true for NaN)
+                clamped = builder.select(builder.fcmp_unordered(">", value, zero), value, zero)
+                address = builder.add(builder.add(y0, builder.mul(yp, const(p))), const(v * L))
+                builder.store(builder.select(clamp, clamped, value), vector_at(builder, py, address, vty), align=align)
         return context.get_dummy_value()
 
     @intrinsic
-    def tile(typingctx, x, x0, xp, xr, xc, w, w0, wr, y, y0, yp):  # pragma: no cover - compile time
-        arrays = (x, w, y)
+    def tile(typingctx, x, x0, xp, xr, xc, k0, k1, j0, j1, w, w0, wr, b, b0, y, y0, yp, relu):  # pragma: no cover
+        arrays = (x, w, b, y)
         if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
             return None
-        if x.dtype not in (types.float32, types.float64) or w.dtype != x.dtype or y.dtype != x.dtype:
+        if x.dtype not in (types.float32, types.float64) or any(a.dtype != x.dtype for a in arrays):
             return None
-        if not all(isinstance(i, types.Integer) for i in (x0, xp, xr, xc, w0, wr, y0, yp)):
+        integers = (x0, xp, xr, xc, k0, k1, j0, j1, w0, wr, b0, y0, yp)
+        if not all(isinstance(i, types.Integer) for i in integers) or not isinstance(relu, types.Boolean):
             return None
-        return types.none(x, x0, xp, xr, xc, w, w0, wr, y, y0, yp), codegen
+        return types.none(x, x0, xp, xr, xc, k0, k1, j0, j1, w, w0, wr, b, b0, y, y0, yp, relu), codegen
 
     return tile
 
 
-tile_3x3 = _make_tile(PIXELS)
-tile_3x3_4 = _make_tile(4)
-tile_3x3_1 = _make_tile(1)
+#: (pixels, channel vectors) of the tiles depthwise.py's _tiled_span runs.
+tile_8x1 = _make_tile(PIXELS, 1)
+tile_4x2 = _make_tile(4, 2)
+tile_4x1 = _make_tile(4, 1)
+tile_1x8 = _make_tile(1, 8)
+tile_1x1 = _make_tile(1, 1)

@@ -118,29 +118,47 @@ def test_3x3_windows_inside_the_image_take_one_pass(stride, pads, dilation, wide
     np.testing.assert_allclose(nchw(wider[..., 1:6]), want, rtol=1e-12, atol=1e-12)
 
 
+TILE_CASES = [
+    # stride, pads, dilation, (H, W)
+    ((1, 1), ((1, 1), (1, 1)), (1, 1), (7, 15)),
+    ((1, 1), ((0, 2), (3, 1)), (2, 2), (7, 15)),
+    ((2, 2), ((0, 1), (0, 1)), (1, 1), (9, 30)),  # MobileNet's stride-2 `same`
+    ((2, 1), ((1, 1), (2, 0)), (1, 2), (6, 15)),
+    ((1, 1), ((1, 1), (1, 1)), (1, 1), (3, 2)),  # no column's window inside the image
+    ((1, 1), ((3, 3), (1, 1)), (2, 1), (2, 9)),  # rows whose window misses the image
+]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("pads, dilation", [(((1, 1), (1, 1)), (1, 1)), (((0, 2), (3, 1)), (2, 2))])
-def test_register_tiles_of_3x3_windows(dtype, pads, dilation):
-    # depthwise_tile.py's tiles: 32 channels (whole vectors at AVX2's and AVX-512's widths), rows
-    # of 15 columns (tiles of 8 and 4 pixels, then single ones), into a channel slice too, and dx;
-    # float32 within 1e-6 of the float64 reference's scale (its sums of absolute values).
+@pytest.mark.parametrize("channels", [32, 72])
+@pytest.mark.parametrize("stride, pads, dilation, size", TILE_CASES)
+def test_register_tiles_of_3x3_windows(dtype, channels, stride, pads, dilation, size):
+    # depthwise_tile.py's tiles: 32 and 72 channels (whole vectors at AVX2's width, 32 at
+    # AVX-512's too: tiles of 1, 2 and 8 vectors), rows of 15 columns (tiles of 8 and 4 pixels,
+    # then single ones) and narrow ones, windows crossing every edge, into a channel slice too,
+    # relu keeping NaN, and dx; float32 within 1e-6 of the float64 reference's scale (its sums of
+    # absolute values).
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((2, 32, 7, 15))
-    w = rng.standard_normal((32, 1, 3, 3))
-    b = rng.standard_normal(32)
-    args = ((1, 1), pads, dilation)
-    want = ref_conv(x, w, b, *args, 32)
-    scale = ref_conv(np.abs(x), np.abs(w), np.abs(b), *args, 32)
+    x = rng.standard_normal((2, channels, *size))
+    x[1, 5, size[0] // 2, size[1] // 2] = np.nan
+    w = rng.standard_normal((channels, 1, 3, 3))
+    b = rng.standard_normal(channels)
+    args = (stride, pads, dilation)
+    want = ref_conv(x, w, b, *args, channels)
+    scale = ref_conv(np.abs(x), np.abs(w), np.abs(b), *args, channels)
     tolerance = 1e-6 if dtype == np.float32 else 1e-13
-    assert np.all(np.abs(forward(x, w, b, *args, dtype, RELU) - np.maximum(want, 0)) <= tolerance * scale)
-    wider = np.full((*nhwc(want).shape[:3], 40), np.nan, dtype)
-    depthwise_forward(nhwc(x).astype(dtype), w.astype(dtype), b.astype(dtype), *args, wider[..., 3:35])
-    assert np.all(np.abs(nchw(wider[..., 3:35]) - want) <= tolerance * scale)
-    assert np.isnan(wider[..., :3]).all() and np.isnan(wider[..., 35:]).all()
+    got = forward(x, w, b, *args, dtype, RELU)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.all(np.abs(got - np.maximum(want, 0)) <= tolerance * scale, where=~np.isnan(want))
+    wider = np.full((*nhwc(want).shape[:3], channels + 8), np.nan, dtype)
+    depthwise_forward(nhwc(x).astype(dtype), w.astype(dtype), b.astype(dtype), *args, wider[..., 3 : channels + 3])
+    assert np.all(np.abs(nchw(wider[..., 3 : channels + 3]) - want) <= tolerance * scale, where=~np.isnan(want))
+    assert np.isnan(wider[..., :3]).all() and np.isnan(wider[..., channels + 3 :]).all()
     # the input gradient's tiles (the window mirrored)
+    x[1, 5] = 0.0
     dy = rng.standard_normal(want.shape)
-    rdx, _, _ = ref_conv_grads(x, w, dy, *args, 32)
-    dx_scale, _, _ = ref_conv_grads(np.abs(x), np.abs(w), np.abs(dy), *args, 32)
+    rdx, _, _ = ref_conv_grads(x, w, dy, *args, channels)
+    dx_scale, _, _ = ref_conv_grads(np.abs(x), np.abs(w), np.abs(dy), *args, channels)
     dx, _, _ = backward(x, w, dy, *args, dtype, bias=False)
     assert np.all(np.abs(dx - rdx) <= tolerance * dx_scale)
 
