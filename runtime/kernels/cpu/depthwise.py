@@ -97,41 +97,50 @@ def _taps(i0, size, d):  # pragma: no cover - jitted
 
 
 @njit(inline="always")
-def _mirrored_taps(t, size, d):  # pragma: no cover - jitted
-    """The taps [lo, hi) along one axis whose index t - k*d lies in [0, size) (dx's window)."""
-    lo = 0 if t < size else min(3, (t - size) // d + 1)
-    hi = 0 if t < 0 else min(3, t // d + 1)
-    return lo, max(lo, hi)
+def _input_taps(t, size, s, d):  # pragma: no cover - jitted
+    """Along one axis, the taps k < 3 through which input index t - pad reaches an output:
+    o = (t - k*d) / s whole and in [0, size), for s == 1 or d == 1 (then they are evenly
+    spaced). Returns the first tap, their count, the step between taps, the first tap's o and
+    the step of o from tap to tap."""
+    if s == 1:
+        lo = 0 if t < size else min(3, (t - size) // d + 1)
+        hi = 0 if t < 0 else min(3, t // d + 1)
+        return lo, max(0, hi - lo), 1, t - lo * d, -d
+    k = t % s
+    while k < t - s * (size - 1):
+        k += s
+    last = min(2, t)
+    return k, (0 if k > last else (last - k) // s + 1), s, (t - k) // s, -1
 
 
 @njit(inline="always")
-def _tiled_span(src, s0, sp, sr, sc, k0, k1, j0, j1, wt, O, start, relu, dst, d0, dp, count, C, lanes):  # pragma: no cover - jitted
-    """dst pixels q < count (at d0 + q*dp) = f(start + the taps [k0, k1) x [j0, j1) of the 3x3
-    window of src whose first tap is at s0 + q*sp (kernel rows sr apart, columns sc apart) times
-    the tap-major weight wt), f relu where asked, in depthwise_tile.py's tiles: blocks of PIXELS
-    pixels x one channel vector, then 4 pixels x 2 vectors, then single pixels x 8 vectors (each
-    with as many vectors as C allows), each block through all its channels (its inputs stay in L1)."""
+def _tiled_span(src, s0, sp, sa, sb, na, nb, wt, w0, wa, wb, start, relu, dst, d0, dp, count, C, lanes):  # pragma: no cover - jitted
+    """dst pixels q < count (at d0 + q*dp) = f(start + the taps a < na, b < nb of src at
+    s0 + q*sp + a*sa + b*sb times the tap-major weight wt at w0 + a*wa + b*wb), f relu where
+    asked, in depthwise_tile.py's tiles: blocks of PIXELS pixels x one channel vector, then 4
+    pixels x 2 vectors, then single pixels x 8 vectors (each with as many vectors as C allows),
+    each block through all its channels (its inputs stay in L1)."""
     q = 0
     while q < count:
         block = PIXELS if count - q >= PIXELS else (4 if count - q >= 4 else 1)
         at, to = s0 + q * sp, d0 + q * dp
         if block == PIXELS:
             for c in range(0, C, lanes):
-                tile_8x1(src, at + c, sp, sr, sc, k0, k1, j0, j1, wt, c, O, start, c, dst, to + c, dp, relu)
+                tile_8x1(src, at + c, sp, sa, sb, na, nb, wt, w0 + c, wa, wb, start, c, dst, to + c, dp, relu)
         elif block == 4:
             c = 0
             while c + 2 * lanes <= C:
-                tile_4x2(src, at + c, sp, sr, sc, k0, k1, j0, j1, wt, c, O, start, c, dst, to + c, dp, relu)
+                tile_4x2(src, at + c, sp, sa, sb, na, nb, wt, w0 + c, wa, wb, start, c, dst, to + c, dp, relu)
                 c += 2 * lanes
             if c < C:
-                tile_4x1(src, at + c, sp, sr, sc, k0, k1, j0, j1, wt, c, O, start, c, dst, to + c, dp, relu)
+                tile_4x1(src, at + c, sp, sa, sb, na, nb, wt, w0 + c, wa, wb, start, c, dst, to + c, dp, relu)
         else:
             c = 0
             while c + 8 * lanes <= C:
-                tile_1x8(src, at + c, sp, sr, sc, k0, k1, j0, j1, wt, c, O, start, c, dst, to + c, dp, relu)
+                tile_1x8(src, at + c, sp, sa, sb, na, nb, wt, w0 + c, wa, wb, start, c, dst, to + c, dp, relu)
                 c += 8 * lanes
             while c < C:
-                tile_1x1(src, at + c, sp, sr, sc, k0, k1, j0, j1, wt, c, O, start, c, dst, to + c, dp, relu)
+                tile_1x1(src, at + c, sp, sa, sb, na, nb, wt, w0 + c, wa, wb, start, c, dst, to + c, dp, relu)
                 c += lanes
         q += block
 
@@ -140,55 +149,55 @@ def _tiled_span(src, s0, sp, sr, sc, k0, k1, j0, j1, wt, O, start, relu, dst, d0
 def _forward_tiled(x, wt, start, relu, out, ostride, geo, lanes):  # pragma: no cover - jitted
     """_forward for a 3x3 kernel, multiplier 1, whole vectors of channels (_tile_lanes): every
     output pixel in depthwise_tile.py's tiles, started from ``start`` (the bias, or zeros), its
-    window's taps inside the image only, relu at the store where asked. Per output row, the
-    columns whose window lies inside the image along W run in blocks, the others one by one."""
+    window's taps inside the image only, relu at the store where asked. Each output row runs as
+    runs of columns whose windows have the same taps (the image's inside, then each edge)."""
     H, W, C = geo[_H], geo[_W], geo[_C]
     Ho, Wo = geo[_HO], geo[_WO]
     sh, sw, pt, pl, dh, dw = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW]
-    a, _ = _columns(Wo, W, sw, pl, 0)
-    _, b = _columns(Wo, W, sw, pl, 2 * dw)
-    if a >= b:
-        a, b = Wo, Wo
     for r in prange(geo[_N] * Ho):
         n = r // Ho
         ih0 = (r % Ho) * sh - pt
         k0, k1 = _taps(ih0, H, dh)
-        base = (n * H + ih0) * W * C - pl * C  # the first tap of output column 0's window
-        row = r * Wo * ostride
-        _tiled_span(x, base + a * sw * C, sw * C, dh * W * C, dw * C, k0, k1, 0, 3, wt, C, start, relu, out,
-                    row + a * ostride, ostride, b - a, C, lanes)
-        for i in range(Wo - (b - a)):  # the other columns, each with its own taps along W
-            ow = i if i < a else i + b - a
+        first_row = (n * H + ih0 + k0 * dh) * W * C
+        ow = 0
+        while ow < Wo:
             j0, j1 = _taps(ow * sw - pl, W, dw)
-            _tiled_span(x, base + ow * sw * C, 0, dh * W * C, dw * C, k0, k1, j0, j1, wt, C, start, relu, out,
-                        row + ow * ostride, 0, 1, C, lanes)
+            end = ow + 1
+            while end < Wo and _taps(end * sw - pl, W, dw) == (j0, j1):
+                end += 1
+            _tiled_span(x, first_row + (ow * sw - pl + j0 * dw) * C, sw * C, dh * W * C, dw * C, k1 - k0, j1 - j0,
+                        wt, (3 * k0 + j0) * C, 3 * C, C, start, relu, out, (r * Wo + ow) * ostride, ostride, end - ow,
+                        C, lanes)
+            ow = end
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _backward_input_tiled(dy, wt, dx, geo, lanes):  # pragma: no cover - jitted
-    """_backward_input at stride 1 for a 3x3 kernel, multiplier 1, whole vectors of channels:
-    every dx pixel in depthwise_tile.py's tiles, the forward's window mirrored (tap (kh, kw) of
-    input pixel (ih, iw) reads dy at (ih + pt - kh*dh, iw + pl - kw*dw): negative steps), from
-    zeros, its taps inside dy only. Parallel over input rows."""
+    """_backward_input for a 3x3 kernel, multiplier 1, whole vectors of channels and, per axis,
+    stride 1 or dilation 1: every dx pixel in depthwise_tile.py's tiles, the forward's window
+    mirrored (input pixel (ih, iw) gets tap (kh, kw) from dy at ((ih + pt - kh*dh) / sh,
+    (iw + pl - kw*dw) / sw) where whole and inside: negative steps), from zeros. Per input row,
+    its columns one residue mod sw at a time, as runs with the same taps (dy's pixels one apart)."""
     H, W, C = geo[_H], geo[_W], geo[_C]
     Ho, Wo = geo[_HO], geo[_WO]
-    pt, pl, dh, dw = geo[_PT], geo[_PL], geo[_DH], geo[_DW]
+    sh, sw, pt, pl, dh, dw = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW]
     zeros = np.zeros(C, dx.dtype)
-    a = max(0, 2 * dw - pl)  # input columns whose 3 output columns all exist
-    b = max(a, min(W, Wo - pl))
     for r in prange(geo[_N] * H):
         n = r // H
-        t = r % H + pt  # the output row of tap row 0
-        k0, k1 = _mirrored_taps(t, Ho, dh)
-        corner = ((n * Ho + t) * Wo + pl) * C  # input column 0's tap (0, 0)
-        row = r * W * C
-        _tiled_span(dy, corner + a * C, C, -dh * Wo * C, -dw * C, k0, k1, 0, 3, wt, C, zeros, False, dx,
-                    row + a * C, C, b - a, C, lanes)
-        for i in range(W - (b - a)):  # the other columns, each with its own taps along W
-            iw = i if i < a else i + b - a
-            j0, j1 = _mirrored_taps(iw + pl, Wo, dw)
-            _tiled_span(dy, corner + iw * C, 0, -dh * Wo * C, -dw * C, k0, k1, j0, j1, wt, C, zeros, False, dx,
-                        row + iw * C, 0, 1, C, lanes)
+        k, na, kstep, oh, ostep = _input_taps(r % H + pt, Ho, sh, dh)
+        first_row = (n * Ho + oh) * Wo * C
+        for residue in range(min(sw, W)):
+            iw = residue
+            while iw < W:
+                taps = _input_taps(iw + pl, Wo, sw, dw)
+                j, nb, jstep, ow, wstep = taps
+                end = iw + sw
+                while end < W and _input_taps(end + pl, Wo, sw, dw)[:3] == taps[:3]:
+                    end += sw
+                _tiled_span(dy, first_row + ow * C, C, ostep * Wo * C, wstep * C, na, nb, wt, (3 * k + j) * C,
+                            3 * kstep * C, jstep * C, zeros, False, dx, (r * W + iw) * C, sw * C, (end - iw) // sw,
+                            C, lanes)  # fmt: skip
+                iw = end
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -439,12 +448,13 @@ def _wide_weight(wt: np.ndarray, geo: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(wt.reshape(T, 1, O), (T, Wo, O))).reshape(-1)
 
 
-def _tile_lanes(geo: np.ndarray, itemsize: int, strided: bool) -> int:
+def _tile_lanes(geo: np.ndarray, itemsize: int, input_grad: bool) -> int:
     """The vector's lanes where depthwise_tile.py's tiles run (a 3x3 kernel, multiplier 1, whole
-    vectors of channels, and stride 1 unless ``strided``), else 0."""
+    vectors of channels; for the input gradient, per axis stride 1 or dilation 1), else 0."""
     lanes = HOST_VECTOR_BYTES // itemsize
     window = geo[_KH] == 3 and geo[_KW] == 3 and geo[_M] == 1 and geo[_C] % lanes == 0
-    return lanes if window and (strided or geo[_SH] == geo[_SW] == 1) else 0
+    spaced = 1 in (geo[_SH], geo[_DH]) and 1 in (geo[_SW], geo[_DW])
+    return lanes if window and (spaced or not input_grad) else 0
 
 
 def _wide(geo: np.ndarray, itemsize: int) -> bool:
@@ -511,7 +521,7 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out, activation=N
     flat, ostride = row_span(rows)
     wt = pack_depthwise_weight(weight) if packed is None else packed
     x = np.ascontiguousarray(x).reshape(-1)
-    lanes = _tile_lanes(geo, x.itemsize, strided=True)
+    lanes = _tile_lanes(geo, x.itemsize, input_grad=False)
     with _Threads(rows.size * geo[_KH] * geo[_KW]):
         if lanes:
             start = np.zeros(geo[_C], dtype) if bias is None else bias
@@ -539,7 +549,7 @@ def depthwise_backward(x, weight, dy, stride, pads, dilation, dx, dweight, dbias
     with _Threads(dy.size * T):
         if dx is not None:
             wt = pack_depthwise_weight(weight)
-            lanes = _tile_lanes(geo, dx.itemsize, strided=False)
+            lanes = _tile_lanes(geo, dx.itemsize, input_grad=True)
             if lanes:
                 _backward_input_tiled(dy, wt.reshape(-1), dx.reshape(-1), geo, lanes)
             else:

@@ -28,20 +28,21 @@ PIXELS = 8
 
 
 def _make_tile(P: int, V: int):
-    """tile(x, x0, xp, xr, xc, k0, k1, j0, j1, w, w0, wr, b, b0, y, y0, yp, relu): for p < P and
-    channels j < V*L (V vectors of L lanes), y[y0 + p*yp + j] = f(b[b0 + j] + sum over kh in
-    [k0, k1), kw in [j0, j1) of x[x0 + p*xp + kh*xr + kw*xc + j] * w[w0 + (kh*3 + kw)*wr + j]),
-    taps in order, one FMA each, f relu (NaN kept) where ``relu`` is true, on flat contiguous
-    arrays of one float dtype (no bounds checks: callers keep within). The steps may be negative
-    (the input gradient's mirrored window). P*V independent sums hide the FMA's latency: V > 1
-    where a row has few pixels left."""
+    """tile(x, x0, xp, xa, xb, na, nb, w, w0, wa, wb, b, b0, y, y0, yp, relu): for p < P and
+    channels j < V*L (V vectors of L lanes), y[y0 + p*yp + j] = f(b[b0 + j] + sum over the taps
+    a < na, b < nb of x[x0 + p*xp + a*xa + b*xb + j] * w[w0 + a*wa + b*wb + j]), taps in order,
+    one FMA each, f relu (NaN kept) where ``relu`` is true, on flat contiguous arrays of one float
+    dtype (no bounds checks: callers keep within). The taps are a grid of at most 3 x 3 (a whole
+    3x3 window unrolled, fewer in loops); the steps may be negative (the input gradient's
+    mirrored window). P*V independent sums hide the FMA's latency: V > 1 where a row has few
+    pixels left."""
 
     def codegen(context, builder, signature, args):  # pragma: no cover - compile time
         vty, align = vector_type(context, signature.args[0].dtype, HOST_VECTOR_BYTES)
         L = vty.count
-        px, pw, pb, py = arguments(context, builder, signature, args, (0, 9, 12, 14))
-        x0, xp, xr, xc, k0, k1, j0, j1, w0, wr, b0, y0, yp, relu = arguments(
-            context, builder, signature, args, (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 13, 15, 16, 17))
+        px, pw, pb, py = arguments(context, builder, signature, args, (0, 7, 11, 13))
+        x0, xp, xa, xb, na, nb, w0, wa, wb, b0, y0, yp, relu = arguments(
+            context, builder, signature, args, (1, 2, 3, 4, 5, 6, 8, 9, 10, 12, 14, 15, 16))
         fma = fma_function(builder, vty)
         starts = [builder.load(vector_at(builder, pb, builder.add(b0, const(v * L)), vty), align=align)
                   for v in range(V)]
@@ -52,11 +53,11 @@ def _make_tile(P: int, V: int):
                 builder.store(starts[v], slot)
                 slots.append(slot)
 
-        def add_tap(kh, kw):
-            tap = builder.add(w0, builder.mul(wr, builder.add(builder.mul(kh, const(3)), kw)))
+        def add_tap(a, b):
+            tap = builder.add(w0, builder.add(builder.mul(wa, a), builder.mul(wb, b)))
             weights = [builder.load(vector_at(builder, pw, builder.add(tap, const(v * L)), vty), align=align)
                        for v in range(V)]
-            first = builder.add(x0, builder.add(builder.mul(xr, kh), builder.mul(xc, kw)))
+            first = builder.add(x0, builder.add(builder.mul(xa, a), builder.mul(xb, b)))
             for p in range(P):
                 pixel = builder.add(first, builder.mul(xp, const(p)))
                 for v in range(V):
@@ -64,16 +65,15 @@ def _make_tile(P: int, V: int):
                     slot = slots[p * V + v]
                     builder.store(builder.call(fma, [value, weights[v], builder.load(slot)]), slot)
 
-        whole = builder.and_(builder.and_(builder.icmp_signed("==", k0, const(0)), builder.icmp_signed("==", k1, const(3))),
-                             builder.and_(builder.icmp_signed("==", j0, const(0)), builder.icmp_signed("==", j1, const(3))))
+        whole = builder.and_(builder.icmp_signed("==", na, const(3)), builder.icmp_signed("==", nb, const(3)))
         with builder.if_else(whole, likely=True) as (inside, edge):
             with inside:  # the whole window: its 9 taps unrolled
-                for kh in range(3):
-                    for kw in range(3):
-                        add_tap(const(kh), const(kw))
+                for a in range(3):
+                    for b in range(3):
+                        add_tap(const(a), const(b))
             with edge:
-                with cgutils.for_range(builder, k1, start=k0) as row:
-                    with cgutils.for_range(builder, j1, start=j0) as column:
+                with cgutils.for_range(builder, na) as row:
+                    with cgutils.for_range(builder, nb) as column:
                         add_tap(row.index, column.index)
         zero = zero_vector(vty)
         clamp = builder.icmp_signed("!=", relu, const(0))
@@ -87,16 +87,16 @@ def _make_tile(P: int, V: int):
         return context.get_dummy_value()
 
     @intrinsic
-    def tile(typingctx, x, x0, xp, xr, xc, k0, k1, j0, j1, w, w0, wr, b, b0, y, y0, yp, relu):  # pragma: no cover
+    def tile(typingctx, x, x0, xp, xa, xb, na, nb, w, w0, wa, wb, b, b0, y, y0, yp, relu):  # pragma: no cover
         arrays = (x, w, b, y)
         if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
             return None
         if x.dtype not in (types.float32, types.float64) or any(a.dtype != x.dtype for a in arrays):
             return None
-        integers = (x0, xp, xr, xc, k0, k1, j0, j1, w0, wr, b0, y0, yp)
+        integers = (x0, xp, xa, xb, na, nb, w0, wa, wb, b0, y0, yp)
         if not all(isinstance(i, types.Integer) for i in integers) or not isinstance(relu, types.Boolean):
             return None
-        return types.none(x, x0, xp, xr, xc, k0, k1, j0, j1, w, w0, wr, b, b0, y, y0, yp, relu), codegen
+        return types.none(x, x0, xp, xa, xb, na, nb, w, w0, wa, wb, b, b0, y, y0, yp, relu), codegen
 
     return tile
 

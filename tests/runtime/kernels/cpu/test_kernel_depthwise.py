@@ -124,6 +124,8 @@ TILE_CASES = [
     ((1, 1), ((0, 2), (3, 1)), (2, 2), (7, 15)),
     ((2, 2), ((0, 1), (0, 1)), (1, 1), (9, 30)),  # MobileNet's stride-2 `same`
     ((2, 1), ((1, 1), (2, 0)), (1, 2), (6, 15)),
+    ((3, 3), ((1, 2), (2, 1)), (1, 1), (8, 29)),
+    ((2, 2), ((1, 1), (1, 1)), (2, 2), (7, 13)),  # dx by _backward_input (stride and dilation 2)
     ((1, 1), ((1, 1), (1, 1)), (1, 1), (3, 2)),  # no column's window inside the image
     ((1, 1), ((3, 3), (1, 1)), (2, 1), (2, 9)),  # rows whose window misses the image
 ]
