@@ -19,8 +19,10 @@ Work split, chosen so that no two threads write one element (no atomics, no race
   padding costs nothing. The bias initialises the row; relu runs on the row while it is in cache
   (the inference epilogue); tanh and sigmoid run after as NumPy ufuncs (see epilogue.py).
 * dx: parallel over input rows (n, ih), a gather of the output rows each input row feeds.
-* At stride 1 along W, with whole vectors of channels, both run a 3x3 window's interior pixels
-  in depthwise_tile.py's register tile (8 pixels x one vector, fused multiply-adds).
+* A 3x3 kernel with multiplier 1 over whole vectors of channels (_tile_lanes) runs every pixel
+  of the forward and of dx in depthwise_tile.py's register tiles instead (_forward_tiled,
+  _backward_input_tiled: no bias or relu pass, the edges' windows cut to their taps); the loops
+  above serve other kernels and channel counts.
 * dW and dbias: parallel over chunks of output rows, each summing into its own partial, then a
   reduction over the few partials.
 

@@ -1,13 +1,13 @@
 """The register tile of depthwise.py's 3x3 windows (the forward's and, mirrored, the input
-gradient's): P output pixels of one row x one vector of channels, started from a vector (the
+gradient's): P output pixels of one row x V vectors of channels, started from a vector (the
 bias, or zeros), the window's taps summed in registers (one FMA per tap and pixel, the tap's
-weight vector loaded once for all P pixels), stored once, through relu where asked.
+weight vectors loaded once for all P pixels), stored once, through relu where asked.
 
-The taps are the rows [k0, k1) x columns [j0, j1) of the 3x3 window, bounds known only at run
-time, so one tile serves the pixels whose window crosses the image's edge too (their taps outside
-it are skipped): every output pixel is written by a tile, with no pass to set the bias, none for
-relu and none adding the edges' taps one at a time (those three took 2.5 of 6.4 ms of the
-forward of 128 channels at 56x56, batch 8, one thread).
+The taps are a grid whose size and steps are known only at run time, so one tile serves the
+pixels whose window crosses the image's edge (their taps outside it left out) and the input
+gradient at stride 2 (each input pixel reached by every other tap): every output pixel is written
+by a tile, with no pass to set the bias, none for relu and none adding the edges' taps one at a
+time (those three took 2.5 of 6.4 ms of the forward of 128 channels at 56x56, batch 8, one thread).
 
 Why a tile: depthwise.py's loops (a whole row's span per tap, or one pixel's channels per call)
 load a weight vector for every multiply-add and an output vector per row pass: 128x56x56 at batch
