@@ -23,6 +23,9 @@ from numba import njit, prange
 # Row chunks for the parallel channel sums: enough to balance a few dozen threads, few enough
 # that combining them costs nothing. Fixed, so that sums are the same on every machine.
 _CHUNKS = 64
+# Fewer chunks where each would hold fewer values than this: a chunk's fixed work (zeroing and
+# merging its 2 x C sums) then outweighed its rows (1024 channels at 7x7, batch 8: 6 rows a chunk).
+_CHUNK_VALUES = 16384
 # The least row length of the channel sums' loops (_wide_rows).
 _WIDE_LANES = 32
 # Rows summed in the data's precision before their sum goes into the float64 one: converting every value
@@ -66,6 +69,12 @@ def _wide_rows(*arrays: np.ndarray) -> list[np.ndarray]:
     return [a.reshape(rows // k, k * channels) for a in arrays]
 
 
+@njit(inline="always")
+def _chunks(rows, lanes):  # pragma: no cover - jitted
+    """The row chunks of the channel sums over a rows x lanes array (a function of the shape only)."""
+    return max(1, min(rows, _CHUNKS, rows * lanes // _CHUNK_VALUES))
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _batchnorm_forward(
     x, xw, gamma, beta, running_mean, running_var, eps, momentum, train, out, mean, invstd, relu
@@ -84,7 +93,7 @@ def _batchnorm_forward(
         # Per chunk and column of xw: its mean, then the squares around it (two passes over data in cache, no
         # cancellation when |mean| >> std); the chunks and a channel's k columns are merged exactly (Chan et al.).
         wide, lanes = xw.shape
-        chunks = min(wide, _CHUNKS)
+        chunks = _chunks(wide, lanes)
         stats = np.empty((chunks, 2 * lanes))  # zeroed per chunk (np.zeros: another loop)
         # blocks of _BLOCK_ROWS rows summed in the data's precision, then into float64; the chunk's mean in it too
         block = np.empty((chunks, 2 * lanes), x.dtype)
@@ -113,18 +122,27 @@ def _batchnorm_forward(
                 for c in range(lanes):
                     stats[t, lanes + c] += block[t, c]
         unbiased = rows / (rows - 1.0)
+        # Merged over the chunks row by row of stats (t outer, then a channel's columns in order: each
+        # channel's sums take the same terms in the same order as a loop over t per channel, which walked
+        # stats down its columns and divided for every term: 0.4 of 0.46 ms for 512 x 14 x 14).
+        totals = np.zeros(channels)
+        for t in range(chunks):
+            count = (t + 1) * wide // chunks - t * wide // chunks
+            for j0 in range(0, lanes, channels):
+                for c in range(channels):
+                    totals[c] += stats[t, j0 + c] * count
         for c in range(channels):
-            total = 0.0
-            for t in range(chunks):
-                for j in range(c, lanes, channels):
-                    total += stats[t, j] * ((t + 1) * wide // chunks - t * wide // chunks)
-            batch_mean = total / rows
-            squares = 0.0
-            for t in range(chunks):
-                for j in range(c, lanes, channels):
-                    d = stats[t, j] - batch_mean
-                    squares += stats[t, lanes + j] + d * d * ((t + 1) * wide // chunks - t * wide // chunks)
-            batch_var = squares / rows
+            totals[c] /= rows  # the batch mean
+        squares = np.zeros(channels)
+        for t in range(chunks):
+            count = (t + 1) * wide // chunks - t * wide // chunks
+            for j0 in range(0, lanes, channels):
+                for c in range(channels):
+                    d = stats[t, j0 + c] - totals[c]
+                    squares[c] += stats[t, lanes + j0 + c] + d * d * count
+        for c in range(channels):
+            batch_mean = totals[c]
+            batch_var = squares[c] / rows
             mean[c] = batch_mean
             invstd[c] = 1.0 / math.sqrt(batch_var + eps)
             running_mean[c] = (1.0 - momentum) * running_mean[c] + momentum * batch_mean
@@ -175,7 +193,7 @@ def _batchnorm_backward(x, dy, xw, dyw, gamma, mean, invstd, train, dx, dgamma, 
         scale_w[j] = scale[j % channels]
         beta_w[j] = beta[j % channels]
         invstd_w[j] = invstd[j % channels]
-    chunks = min(wide, _CHUNKS)
+    chunks = _chunks(wide, lanes)
     # np.empty, zeroed per chunk: np.zeros would become a parallel loop of its own.
     partial = np.empty((chunks, 2 * lanes))
     # each chunk's rows in blocks of _BLOCK_ROWS, summed in the data's precision, then into float64
@@ -196,15 +214,17 @@ def _batchnorm_backward(x, dy, xw, dyw, gamma, mean, invstd, train, dx, dgamma, 
                     block[t, lanes + c] += g * ((xw[r, c] - mean_w[c]) * invstd_w[c])
             for c in range(2 * lanes):
                 partial[t, c] += block[t, c]
+    # merged row by row of partial, as the forward's statistics
+    sum_dy = np.zeros(channels)
+    sum_dyx = np.zeros(channels)
+    for t in range(chunks):
+        for j0 in range(0, lanes, channels):
+            for c in range(channels):
+                sum_dy[c] += partial[t, j0 + c]
+                sum_dyx[c] += partial[t, lanes + j0 + c]
     for c in range(channels):
-        sum_dy = 0.0
-        sum_dyx = 0.0
-        for t in range(chunks):
-            for j in range(c, lanes, channels):
-                sum_dy += partial[t, j]
-                sum_dyx += partial[t, lanes + j]
-        dbeta[c] = sum_dy
-        dgamma[c] = sum_dyx
+        dbeta[c] = sum_dy[c]
+        dgamma[c] = sum_dyx[c]
     shift = np.empty(channels, x.dtype)
     slope = np.empty(channels, x.dtype)
     for c in range(channels):
