@@ -1,7 +1,7 @@
 """Batch normalisation, dropout and local response normalisation on channels-last arrays.
 
 Batchnorm and LRN take the input as rows x C (every axis but the channel folded into rows).
-Batchnorm's statistics are sums over rows; they run as a fixed number of row chunks in parallel
+Batchnorm's statistics are sums over rows; they run as row chunks in parallel, as many as the shape alone sets
 (blocks of 16 rows summed in the data's precision, their sums in float64, combined in chunk order), so
 results do not depend on the thread count.
 Dropout takes flat arrays and the uniform draws that decide its mask.
@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 # Row chunks for the parallel channel sums: enough to balance a few dozen threads, few enough
-# that combining them costs nothing. Fixed, so that sums are the same on every machine.
+# that combining them costs nothing. Not the thread count: sums are the same on every machine.
 _CHUNKS = 64
 # Fewer chunks where each would hold fewer values than this: a chunk's fixed work (zeroing and
 # merging its 2 x C sums) then outweighed its rows (1024 channels at 7x7, batch 8: 6 rows a chunk).
