@@ -49,7 +49,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
-from .llvm_vectors import arguments, loaded_accumulators, store_accumulators, tile_sum, vector_type
+from .llvm_vectors import arguments, loaded_accumulators, store_accumulators, tile_arguments_fit, tile_sum, vector_type
 
 
 def _make_tile(P: int, NV: int, vector_bytes: int = _VECTOR_BYTES):
@@ -62,13 +62,7 @@ def _make_tile(P: int, NV: int, vector_bytes: int = _VECTOR_BYTES):
 
     @intrinsic
     def tile(typingctx, acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K):  # pragma: no cover - compile time
-        arrays = (acc, b, v)
-        if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
-            return None
-        if acc.dtype not in (types.float32, types.float64) or b.dtype != acc.dtype or v.dtype != acc.dtype:
-            return None
-        ints = (a0, astep, b0, bp, bi, bk, v0, vi, vk, I, K)
-        if not all(isinstance(i, types.Integer) for i in ints):
+        if not tile_arguments_fit((acc, b, v), (a0, astep, b0, bp, bi, bk, v0, vi, vk, I, K)):
             return None
         sig = types.none(acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K)
 

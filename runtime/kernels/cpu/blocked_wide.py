@@ -55,7 +55,7 @@ from numba.extending import intrinsic
 from .blocked import _make_tile, _pack_weight
 from .llvm_vectors import HOST_VECTOR_BYTES as _HOST_BYTES
 from .llvm_vectors import VECTOR_BYTES as _VECTOR_BYTES
-from .llvm_vectors import arguments, const, loaded_accumulators, tile_sum, vector_at, vector_type
+from .llvm_vectors import arguments, const, loaded_accumulators, tile_arguments_fit, tile_sum, vector_at, vector_type
 
 
 def _make_tile_to(P: int, NV: int, vector_bytes: int = _VECTOR_BYTES):
@@ -66,13 +66,7 @@ def _make_tile_to(P: int, NV: int, vector_bytes: int = _VECTOR_BYTES):
 
     @intrinsic
     def tile(typingctx, src, s0, sstep, acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K):  # pragma: no cover
-        arrays = (src, acc, b, v)
-        if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
-            return None
-        if acc.dtype not in (types.float32, types.float64) or any(a.dtype != acc.dtype for a in arrays):
-            return None
-        ints = (s0, sstep, a0, astep, b0, bp, bi, bk, v0, vi, vk, I, K)
-        if not all(isinstance(i, types.Integer) for i in ints):
+        if not tile_arguments_fit((acc, src, b, v), (s0, sstep, a0, astep, b0, bp, bi, bk, v0, vi, vk, I, K)):
             return None
         sig = types.none(src, s0, sstep, acc, a0, astep, b, b0, bp, bi, bk, v, v0, vi, vk, I, K)
 

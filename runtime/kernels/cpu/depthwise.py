@@ -116,7 +116,8 @@ def _input_taps(t, size, s, d):  # pragma: no cover - jitted
 
 
 @njit(inline="always")
-def _tiled_span(src, s0, sp, sa, sb, na, nb, wt, w0, wa, wb, start, relu, dst, d0, dp, count, C, lanes):  # pragma: no cover - jitted
+def _tiled_span(src, s0, sp, sa, sb, na, nb, wt, w0, wa, wb, start, relu, dst, d0, dp, count, C,
+                lanes):  # pragma: no cover - jitted
     """dst pixels q < count (at d0 + q*dp) = f(start + the taps a < na, b < nb of src at
     s0 + q*sp + a*sa + b*sb times the tap-major weight wt at w0 + a*wa + b*wb), f relu where
     asked, in depthwise_tile.py's tiles: blocks of PIXELS pixels x one channel vector, then 4

@@ -21,7 +21,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .llvm_vectors import HOST_VECTOR_BYTES, arguments, const, fma_function, vector_at, vector_type, zero_vector
+from .llvm_vectors import HOST_VECTOR_BYTES, arguments, const, fma_function, tile_arguments_fit, vector_at, vector_type
+from .llvm_vectors import zero_vector
 
 #: Output pixels per tile: 8 independent FMA chains (enough to cover FMA latency at two per cycle).
 PIXELS = 8
@@ -88,13 +89,8 @@ def _make_tile(P: int, V: int):
 
     @intrinsic
     def tile(typingctx, x, x0, xp, xa, xb, na, nb, w, w0, wa, wb, b, b0, y, y0, yp, relu):  # pragma: no cover
-        arrays = (x, w, b, y)
-        if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
-            return None
-        if x.dtype not in (types.float32, types.float64) or any(a.dtype != x.dtype for a in arrays):
-            return None
         integers = (x0, xp, xa, xb, na, nb, w0, wa, wb, b0, y0, yp)
-        if not all(isinstance(i, types.Integer) for i in integers) or not isinstance(relu, types.Boolean):
+        if not tile_arguments_fit((x, w, b, y), integers) or not isinstance(relu, types.Boolean):
             return None
         return types.none(x, x0, xp, xa, xb, na, nb, w, w0, wa, wb, b, b0, y, y0, yp, relu), codegen
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from numba import types
 from numba.extending import intrinsic
 
-from .llvm_vectors import (VECTOR_BYTES, arguments, const, tile_sum, vector_at, vector_type, zero_vector,
-                           zeroed_accumulators)
+from .llvm_vectors import (VECTOR_BYTES, arguments, const, tile_arguments_fit, tile_sum, vector_at, vector_type,
+                           zero_vector, zeroed_accumulators)
 
 
 def make_tile(P: int, NV: int, residual: bool = False, vector_bytes: int = VECTOR_BYTES):
@@ -32,11 +32,7 @@ def make_tile(P: int, NV: int, residual: bool = False, vector_bytes: int = VECTO
     def typer(args):  # pragma: no cover - compile time
         arrays = [args[i] for i in array_at]
         ints = [a for i, a in enumerate(args) if i != 5 and i not in array_at]
-        if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
-            return None
-        if arrays[0].dtype not in (types.float32, types.float64) or any(a.dtype != arrays[0].dtype for a in arrays):
-            return None
-        if not all(isinstance(i, types.Integer) for i in ints) or not isinstance(args[5], types.Boolean):
+        if not tile_arguments_fit(arrays, ints) or not isinstance(args[5], types.Boolean):
             return None
         return types.none(*args), codegen
 

@@ -1,6 +1,7 @@
 """The LLVM vector code shared by the register tiles of blocked.py, fused_tile.py, pointwise.py and
 planar.py: the vector type of a dtype, the intrinsic's arguments as LLVM values, llvm.fma, a
-broadcast, accumulators in allocas, and blocked.py's two-level k loop of broadcast FMAs.
+broadcast, accumulators in allocas, and blocked.py's two-level k loop of broadcast FMAs; and the
+check of a tile's argument types that their typers share (tile_arguments_fit).
 
 Why: Numba leaves such tiles scalar (its SLP vectoriser is off, its loop vectoriser sees only
 innermost loops), so each tile is an ``@intrinsic`` emitting <L x float> FMAs; the four modules
@@ -37,6 +38,16 @@ def _host_vector_bytes() -> int:
 HOST_VECTOR_BYTES = _host_vector_bytes()
 _INTP = ir.IntType(types.intp.bitwidth)
 _I32 = ir.IntType(32)
+
+
+def tile_arguments_fit(arrays, integers) -> bool:
+    """Whether a tile intrinsic's arguments type-check: the arrays 1-D, of one dtype, float32 or
+    float64, and the indices and steps integers (the tiles' typers all ask this)."""
+    if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
+        return False
+    if arrays[0].dtype not in (types.float32, types.float64) or any(a.dtype != arrays[0].dtype for a in arrays):
+        return False
+    return all(isinstance(i, types.Integer) for i in integers)
 
 
 def lanes(dtype: types.Float, vector_bytes: int = VECTOR_BYTES) -> int:
