@@ -103,6 +103,22 @@ def splat(builder, scalar: ir.Value, vty: ir.VectorType) -> ir.Value:
     return builder.shuffle_vector(builder.insert_element(undef, scalar, ir.Constant(_I32, 0)), undef, zeros)
 
 
+def prefetch_rows(builder, ptr: ir.Value, start: ir.Value, step: ir.Value, rows: int, width: int,
+                  write: bool) -> None:
+    """Ask for the cache lines of ptr[start + r*step : ... + width] (r < rows) ahead of their use:
+    llvm.prefetch of each row's first and last element (two lines where ``width`` values fill one
+    and the row is not aligned to it), into every cache level; for writing, where the target has
+    it, as prefetchw."""
+    byte = ir.IntType(8).as_pointer()
+    signature = ir.FunctionType(ir.VoidType(), [byte, _I32, _I32, _I32])
+    function = cgutils.get_or_insert_function(builder.module, signature, "llvm.prefetch.p0")
+    for r in range(rows):
+        row = builder.add(start, builder.mul(step, const(r)))
+        for offset in (0, width - 1):
+            address = builder.bitcast(builder.gep(ptr, [builder.add(row, const(offset))]), byte)
+            builder.call(function, [address, ir.Constant(_I32, int(write)), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+
+
 def zeroed_accumulators(builder, vty: ir.VectorType, count: int) -> list[ir.Value]:
     """count vty allocas (LLVM promotes them to registers), each set to zero."""
     slots = []

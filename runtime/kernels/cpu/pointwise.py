@@ -42,8 +42,8 @@ from numba.extending import intrinsic
 
 from .epilogue import row_span
 from .llvm_vectors import HOST_VECTOR_BYTES as _VECTOR_BYTES
-from .llvm_vectors import (arguments, broadcast_fmas, const, fma_function, vector_at, vector_type, zero_vector,
-                           zeroed_accumulators)
+from .llvm_vectors import (arguments, broadcast_fmas, const, fma_function, prefetch_rows, vector_at, vector_type,
+                           zero_vector, zeroed_accumulators)
 
 #: Rows of A per block of work. The tiles are 6 x 2 vectors (12 accumulators, 2 weight vectors, 1
 #: broadcast of AVX2's 16 registers), in AVX-512's width where the host has it
@@ -91,6 +91,11 @@ def _make_gemm_tile(P: int, NV: int, residual: bool = False):
         fma = fma_function(builder, vty)
         zero = zero_vector(vty)
         slots = zeroed_accumulators(builder, vty, P * NV)
+        # The lines the epilogue will read (the shortcut) and write are asked for now, so that they
+        # arrive during the k loop: a row's 2L outputs span two lines unless 64-byte aligned.
+        if residual:
+            prefetch_rows(builder, pr, r0_, ldr_, P, W, write=False)
+        prefetch_rows(builder, py, y0_, ldy_, P, W, write=True)
 
         def step(rows, panel, k):
             vbase = builder.gep(panel, [builder.mul(k, const(W))])
