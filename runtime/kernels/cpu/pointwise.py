@@ -159,20 +159,36 @@ def panel_width(dtype: np.dtype) -> int:
     return 2 * _VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
+def panels_size(n: int, k: int, dtype: np.dtype) -> int:
+    """Elements of :func:`pack_panels` of an (n, k) weight."""
+    width = panel_width(dtype)
+    full, rest = divmod(n, width)
+    return (full * width + (0 if not rest else width // 2 if rest <= width // 2 else width)) * k
+
+
+def pack_panels_into(matrix: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """:func:`pack_panels` of the (N, K) ``matrix`` (any strides: a transposed view will do) into
+    ``out`` (at least panels_size elements of its dtype; training packs every step): the panels,
+    a view of out."""
+    n, k = matrix.shape
+    width = panel_width(matrix.dtype)
+    full, rest = divmod(n, width)
+    packed = out[: panels_size(n, k, matrix.dtype)]
+    whole = packed[: full * width * k].reshape(full, k, width)
+    np.copyto(whole, matrix[: full * width].reshape(full, width, k).transpose(0, 2, 1))
+    if rest:
+        last = packed[full * width * k :].reshape(k, -1)
+        last[:] = 0
+        last[:, :rest] = matrix[full * width :].T
+    return packed
+
+
 def pack_panels(weight: np.ndarray) -> np.ndarray:
     """The (N, K) weight (1x1 conv: (O, C, 1, 1)) as panels (ceil(N / 2L), K, 2L), flat, zero
     past N; when the last panel would be at most half full (N = 24 in float32), it is (K, L)."""
     n = weight.shape[0]
-    k = weight.size // n
-    width = panel_width(weight.dtype)
-    full, rest = divmod(n, width)
-    matrix = weight.reshape(n, k)
-    parts = [np.ascontiguousarray(matrix[: full * width].reshape(full, width, k).transpose(0, 2, 1)).reshape(-1)]
-    if rest:
-        last = np.zeros((width // 2 if rest <= width // 2 else width, k), weight.dtype)
-        last[:rest] = matrix[full * width :]
-        parts.append(np.ascontiguousarray(last.T).reshape(-1))
-    return np.concatenate(parts)
+    matrix = weight.reshape(n, -1)
+    return pack_panels_into(matrix, np.empty(panels_size(n, matrix.shape[1], weight.dtype), weight.dtype))
 
 
 def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:

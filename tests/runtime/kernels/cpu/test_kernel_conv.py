@@ -14,7 +14,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from cnnlang.runtime.kernels.cpu import conv as conv_module
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, output_size
+from cnnlang.runtime.kernels.cpu.epilogue import NONE, RELU, TANH
+from cnnlang.runtime.kernels.cpu.pointwise import pointwise_forward
 from gradcheck import central_difference
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -207,6 +210,54 @@ def test_pointwise_conv_is_a_gemm_on_the_view(groups, bias):
     b = rng.standard_normal(6) if bias else None
     got = run_forward(x, w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), groups, np.float64)
     np.testing.assert_allclose(got, ref_conv(x, w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), groups), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("outputs", [7, 24, 40])
+@pytest.mark.parametrize("activation", [NONE, RELU, TANH])
+def test_pointwise_conv_on_the_register_tile(dtype, outputs, activation, monkeypatch):
+    """From 256 pixels a 1x1 conv's forward and input gradient run pointwise.py's tile (the weight
+    packed at each call, bias and relu on the registers, tanh after): partial, half and whole panels
+    of outputs, into a channel slice of a wider buffer, the same as the reference and as BLAS's path."""
+    calls = []
+    monkeypatch.setattr(conv_module, "pointwise_forward", lambda *a: calls.append(1) or pointwise_forward(*a))
+    rng = np.random.default_rng(outputs)
+    x = rng.standard_normal((2, 5, 16, 9))  # 288 pixels
+    w = rng.standard_normal((outputs, 5, 1, 1))
+    b = rng.standard_normal(outputs)
+    geometry = ((1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    buffer = np.full((2, 16, 9, outputs + 3), 7.0, dtype)
+    conv2d_forward(nhwc(x).astype(dtype), w.astype(dtype), b.astype(dtype), *geometry, buffer[..., 2 : 2 + outputs],
+                   ConvWorkspace(), activation)
+    expected = {NONE: lambda y: y, RELU: lambda y: np.maximum(y, 0), TANH: np.tanh}[activation](
+        ref_conv(x, w, b, *geometry))
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(nchw(buffer[..., 2 : 2 + outputs]), expected, rtol=tolerance, atol=tolerance)
+    assert (buffer[..., :2] == 7).all() and (buffer[..., 2 + outputs :] == 7).all()
+    dy = rng.standard_normal((2, outputs, 16, 9))
+    dx, dw, db = run_backward(x, w, dy, *geometry, dtype, ConvWorkspace())
+    assert len(calls) == 2  # the forward and dx, not the weight gradient
+    blas = run_backward(x, w, dy, *geometry, dtype, ConvWorkspace(tile=False))
+    for got, on_blas, reference in zip((dx, dw, db), blas, ref_conv_grads(x, w, dy, *geometry)):
+        np.testing.assert_allclose(got, reference, rtol=tolerance, atol=tolerance * 10)
+        np.testing.assert_allclose(got, on_blas, rtol=tolerance, atol=tolerance * 10)
+    assert len(calls) == 2
+
+
+def test_pointwise_conv_on_the_register_tile_finite_differences():
+    """The tile's input gradient (288 pixels, 3 -> 20 channels) against float64 central differences."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 16, 9))
+    w = rng.standard_normal((20, 3, 1, 1))
+    r = rng.standard_normal((2, 20, 16, 9))
+    geometry = ((1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+
+    def loss():
+        return float(np.sum(r * run_forward(x, w, None, *geometry, np.float64, ConvWorkspace())))
+
+    dx, dw, _ = run_backward(x, w, r, *geometry, np.float64, ConvWorkspace(), bias=False)
+    np.testing.assert_allclose(dx, central_difference(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dw, central_difference(loss, w), rtol=1e-6, atol=1e-8)
 
 
 def test_depthwise_and_padding_beyond_the_kernel():
