@@ -10,10 +10,14 @@ output is 6-26 MB, so that pass costs as much as a third of the GEMM, and OpenBL
 runs well below its peak. Here each 6-pixel x 2L-channel tile sums over all C inputs in
 registers and is stored once, finished; and no work is handed to OpenBLAS's threads.
 
-Work: each thread takes a contiguous range of 6-pixel tiles; per tile, every panel of 2L output
-channels in turn (fused_gemm's group 1), so the tile's inputs stay in L1 while the weight streams
-from L2 (a weight panel over 8 tiles, GoogLeNet's order, measured 1.0-1.25x slower here at K =
-64-256 with a residual). This module had its own register-tile GEMM (fused_tile.py's tile, one k
+Work: each thread takes a contiguous range of 6-pixel tiles and runs GROUP of them per weight
+panel before the next panel (pointwise.py's order for GoogLeNet), so that a panel is read once per
+GROUP tiles. Until the tile prefetched its epilogue's lines (2026-12-07) every panel ran per tile in
+turn (group 1), which measured 1.0-1.25x faster at K = 64-256 with a residual; since then GROUP
+measured faster on every ResNet-50 1x1 shape at batch 8 (AMD EPYC, one thread, CPU time, 1.05-1.35x;
+two threads 1.05-1.23x, the K = 64 layer with a residual 0.87-1.05x) and on im2col's columns
+(stride-2 3x3s, M x K x N 6272 x 1152 x 128 and 1568 x 2304 x 256: 1.29-1.38x on two threads,
+1.04-1.07x on one). This module had its own register-tile GEMM (fused_tile.py's tile, one k
 per iteration) until the two became pointwise.py's one kernel: on ResNet-50's 1x1 shapes at batch
 8 the same results bit for bit; one thread, CPU time, median of 15 alternating in one process on
 a loaded machine, old -> new: 56x56 64->64 2.46 -> 2.54 ms, 64->256 + residual 14.08 -> 14.56,
@@ -32,7 +36,7 @@ import numpy as np
 from .activation import RELU
 from .epilogue import NONE, row_span
 from .im2col import im2col
-from .pointwise import ROWS, fused_gemm, pack_panels, padded_bias, panel_width
+from .pointwise import GROUP, ROWS, fused_gemm, pack_panels, padded_bias, panel_width
 
 
 def _threads_scratch(workspace, dtype: np.dtype) -> np.ndarray:
@@ -43,7 +47,7 @@ def _threads_scratch(workspace, dtype: np.dtype) -> np.ndarray:
 
 
 def bind_pointwise(x2: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, y2: np.ndarray, kind: int,
-                   workspace, residual: np.ndarray | None = None, group: int = 1) -> Callable[[], None]:
+                   workspace, residual: np.ndarray | None = None, group: int = GROUP) -> Callable[[], None]:
     """``y2 = f(x2 @ weight.T + bias (+ residual))`` (f: activation ``kind``, NONE or RELU) on these
     fixed arrays as a call: x2 (M, C) and residual (M, O) C-contiguous, weight (O, C), y2 (M, O)
     with unit stride along O (a channel slice of a concat buffer will do). The weight and bias are
@@ -66,7 +70,7 @@ def bind_pointwise(x2: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
 
 
 def bind_columns(x: np.ndarray, wcol: np.ndarray, bias: np.ndarray | None, y2: np.ndarray, kind: int, workspace,
-                 plan, group: int = 1) -> Callable[[], None]:
+                 plan, group: int = GROUP) -> Callable[[], None]:
     """The im2col path's conv (``plan``: the workspace's ConvPlan of x (N, H, W, C) -> y2's (N*Ho*Wo,
     O) rows, ungrouped, not one GEMM on x's view) with :func:`fused_gemm` in place of OpenBLAS's
     GEMM and epilogue.py's pass: per chunk of output rows, im2col into the workspace's column
