@@ -101,15 +101,18 @@ def bind_columns(x: np.ndarray, wcol: np.ndarray, bias: np.ndarray | None, y2: n
 #: (392 pixels, C or O 2048) 0.97-1.03x. Fewer pixels (batch 1's 7x7 and 14x14 maps) stay with
 #: OpenBLAS, as small convs do (serial.py).
 POINTWISE_MIN_PIXELS = 256
-#: ... and at most this many bytes of weight (K x N). The kernel does not block K: each 6-row tile
-#: streams the whole weight, which past the L2 cache comes from L3. Batch 8, 2 threads, AVX-512 Xeon
-#: (2 MB of L2 a core), fused against pool_gemm.py's OpenBLAS + epilogue.py's pass, ms: 392 x 2048
-#: -> 512 (4.2 MB) 4.87 against 3.01; 392 x 512 -> 2048 with a residual 5.45 / 3.06; ResNet-50's
-#: stride-2 3x3s on columns, 392 x 4608 -> 512 (9.4 MB) 11.5-13.1 / 6.61, 1568 x 2304 -> 256 (2.4 MB)
-#: 9.13 / 6.17; at 1.0 MB about even (2.75-2.87 / 2.78; 2.61-2.66 / 2.93 with a residual); 0.6 MB
-#: and less the fused kernel wins (6272 x 1152 -> 128: 5.4 / 6.4; 25088 x 64 -> 256 + residual: 3.2-3.6 / 4.1).
-#: (OpenBLAS's layers no longer stall on a loaded machine, as they did in its own thread pool: pool_gemm.py.)
-POINTWISE_MAX_WEIGHT_BYTES = 1 << 21
+#: ... and at most this many bytes of weight (K x N). The kernel does not block K: each run of GROUP
+#: row blocks streams the whole weight, which past the L2 cache comes from L3. In the group-1 order
+#: (every panel per 6-row tile; AVX-512 Xeon, 2 MB of L2 a core, batch 8, 2 threads, fused against
+#: pool_gemm.py's OpenBLAS + epilogue.py's pass, ms) 392 x 2048 -> 512 (4.2 MB) took 4.87 against
+#: 3.01 and 1568 x 2304 -> 256 (2.4 MB) 9.13 / 6.17, so the limit was 2 MB. In the GROUP order with
+#: the tile's prefetch (AMD EPYC, 1 MB of L2 a core; one thread CPU time, then two threads wall;
+#: fused / BLAS + pass): 1568 x 2304 -> 256 23.97 / 27.73, 13.26 / 15.74; 392 x 512 -> 2048 with a
+#: residual (4.2 MB) 12.09-13.59 / 12.84-14.18, 5.85-6.53 / 7.09-7.34; 392 x 2048 -> 512 12.39-13.58
+#: / 12.51-14.06, 5.65-6.74 / 6.39-7.33; 1568 x 1024 -> 1024 about even; past 4 MB even or slower
+#: (392 x 4608 -> 512, 9.4 MB: 0.95x one thread, 1.01-1.12x two; 392 x 1024 -> 2048, 8.4 MB: 0.92x,
+#: 0.99-1.02x).
+POINTWISE_MAX_WEIGHT_BYTES = 1 << 22
 
 
 def pointwise_applies(pixels: int, kind: int, weight_bytes: int) -> bool:

@@ -98,7 +98,8 @@ def test_the_rule():
     weight = 256 * 64 * 4  # ResNet-50's 64 -> 256 1x1, float32
     assert pointwise_applies(8 * 56 * 56, RELU, weight) and pointwise_applies(8 * 14 * 14, NONE, weight)
     assert pointwise_applies(8 * 7 * 7, RELU, 512 * 512 * 4)  # ResNet-50's last stage at batch 8: 512 -> 512
-    assert not pointwise_applies(8 * 7 * 7, RELU, 2048 * 512 * 4)  # its 2048 -> 512: too much weight, OpenBLAS
+    assert pointwise_applies(8 * 7 * 7, RELU, 2048 * 512 * 4)  # its 2048 -> 512 (4 MB)
+    assert not pointwise_applies(8 * 7 * 7, RELU, 4608 * 512 * 4)  # its stride-2 3x3: too much weight, OpenBLAS
     assert not pointwise_applies(7 * 7, RELU, weight)  # few pixels: OpenBLAS's serial GEMM
     assert not pointwise_applies(8 * 56 * 56, TANH, weight)  # epilogue.py's
 
