@@ -44,8 +44,9 @@ Training-time shortcuts for small convs (benchmarks/bench_small_conv.py has the 
   with 12-accumulator tiles, taking precedence over Winograd: forward and input gradient (the forward of dy with
   the turned weight) at 16 and 32 channels, the weight gradient up to 64, and at stride 2 the forward, the weight
   gradient and dx by blocked_dx.py's kernel. Rule in workspace.py.
-* 1x1 convs from 256 pixels with at most 2 MB of weight (the rule of inference's gemm_epilogue.py): the forward
-  and the input gradient on pointwise.py's register tile (``_tile_gemm``), the weight packed at each call.
+* GEMMs from 256 pixels with at most 4 MB of weight (the rule of inference's gemm_epilogue.py) on pointwise.py's
+  register tile (``_tile_gemm``, the weight packed at each call): a 1x1 conv's forward and input gradient, and
+  the forward's GEMM on im2col's columns (the input gradient's there measured 0.91-1.06x and stays BLAS's).
 * ``keep=True`` (training) keeps the forward's columns (up to KEEP_BUDGET per conv) so that the
   weight gradient is a GEMM on them, without the backward's im2col.
 * A window that covers the whole unpadded image (LeNet-5's c5) is a GEMM on x's (N, H*W*C) view:
@@ -232,6 +233,8 @@ def _forward(x, weight, bias, plan, y2, ws, activation, packed, keep):
         im2col(xf, c1, plan.geo, r0, nr)
         c2 = c1.reshape(m, K)
         yc = y2[r0 * Wo : r0 * Wo + m]
+        if G == 1 and _tile_gemm(c2, wr, bias, activation, yc, ws):
+            continue
         if G == 1:
             matmul(c2, wr.T, out=yc)
         else:
@@ -358,10 +361,11 @@ def _planar_weight(x, dy, dweight, dbias, plan, ws):
 def _tile_gemm(a2, b, bias, activation, out2, ws) -> bool:
     """out2 (M, N: unit stride along N) = f(a2 (M, K) @ b.T + bias) on pointwise.py's register tile, in Numba's
     pool, with b (N, K) packed into the workspace at each call (training's weight changes every step) and the
-    bias and relu on the registers; False, having done nothing, where inference's rule for 1x1 convs
-    (gemm_epilogue.pointwise_applies: enough rows, a weight that fits L2) or ``ws.tile`` leaves it to BLAS.
+    bias and relu on the registers; False, having done nothing, where inference's rule for its bound convs
+    (gemm_epilogue.pointwise_applies: at least 256 rows, at most 4 MB of weight) or ``ws.tile`` leaves it to BLAS.
     Why: MobileNet's 1x1 GEMMs, M x K x N = 1568 x 512 x 512 to 100352 x 32 x 64, 2 threads, alternating in one
-    process: 1.07-1.9x BLAS's; its whole training step (batch 8) 1.02-1.06x."""
+    process: 1.07-1.9x BLAS's; its whole training step (batch 8) 1.02-1.06x. On im2col's columns in training
+    (ResNet-18's stride-2 convs and 7x7 stem at batch 32 and 64, 2 threads) the forward 0.95-1.30x."""
     M, K = a2.shape
     N = b.shape[0]
     dtype = a2.dtype

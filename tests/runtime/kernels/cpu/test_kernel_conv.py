@@ -244,6 +244,30 @@ def test_pointwise_conv_on_the_register_tile(dtype, outputs, activation, monkeyp
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_columns_gemm_on_the_register_tile(dtype, monkeypatch):
+    """A strided 3x3 conv over 306 output pixels: the forward's GEMM on im2col's columns runs the
+    tile (bias and relu on its registers), the same as the reference and as BLAS's path."""
+    calls = []
+    monkeypatch.setattr(conv_module, "pointwise_forward", lambda *a: calls.append(1) or pointwise_forward(*a))
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 6, 34, 18))
+    w = rng.standard_normal((20, 6, 3, 3))
+    b = rng.standard_normal(20)
+    geometry = ((2, 2), ((1, 1), (1, 1)), (1, 1), 1)
+    out = np.full((2, 17, 9, 20), np.nan, dtype)
+    conv2d_forward(nhwc(x).astype(dtype), w.astype(dtype), b.astype(dtype), *geometry, out, ConvWorkspace(), RELU,
+                   keep=True)
+    assert len(calls) == 1
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(nchw(out), np.maximum(ref_conv(x, w, b, *geometry), 0), rtol=tolerance, atol=tolerance)
+    on_blas = np.full_like(out, np.nan)
+    conv2d_forward(nhwc(x).astype(dtype), w.astype(dtype), b.astype(dtype), *geometry, on_blas,
+                   ConvWorkspace(tile=False), RELU, keep=True)
+    np.testing.assert_allclose(out, on_blas, rtol=tolerance, atol=tolerance)
+    assert len(calls) == 1
+
+
 def test_pointwise_conv_on_the_register_tile_finite_differences():
     """The tile's input gradient (288 pixels, 3 -> 20 channels) against float64 central differences."""
     rng = np.random.default_rng(8)
