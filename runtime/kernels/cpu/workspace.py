@@ -178,8 +178,8 @@ class ConvWorkspace:
     takes the forward without ``keep``; ``blocked`` likewise the register-blocked kernels (blocked.py;
     with and without ``keep``), and ``wide`` blocked_wide.py's (True: every conv they take, forward, the input
     gradient at stride 1, the weight gradient; also without ``keep``); ``tile`` pointwise.py's register
-    tile for the GEMMs of 1x1 convs (forward and input gradient; None by gemm_epilogue.py's rule, False
-    never: BLAS)."""
+    tile for conv.py's GEMMs (a 1x1 conv's forward and input gradient, the forward on im2col's columns;
+    None by gemm_epilogue.py's rule, False never: BLAS)."""
 
     def __init__(self, budget: int | None = None, min_pixels: int | None = None, direct: bool | None = None,
                  winograd: bool | None = None, blocked: bool | None = None, wide: bool | None = None,
