@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numba
 import numpy as np
 
 from ..backend import CPU
@@ -124,8 +123,7 @@ class ConvOp(Op):
         if self.panels is not None and not ctx.train:
             # inference 1x1 conv with few outputs: pointwise.py's GEMM, bias and relu fused
             channels = self._out_image[-1]
-            width = pointwise.ROWS * pointwise.panel_width(self.dtype)
-            scratch = self.workspace.get("pointwise", numba.get_num_threads() * width, self.dtype)
+            scratch = pointwise.thread_scratch(self.workspace, self.dtype)
             pointwise.pointwise_forward(x.reshape(-1, self._in_image[-1]), *self.panels, self.activation == "relu",
                                         channel_rows(out, channels, "conv"), scratch)
             self._x = x

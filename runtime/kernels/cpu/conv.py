@@ -81,7 +81,8 @@ from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, RELU, bias_activation, channel_rows
 from .gemm_epilogue import pointwise_applies
 from .im2col import add_rows, col2im, im2col, swap_last2
-from .pointwise import ROWS, pack_panels_into, panel_width, panels_size, pointwise_forward, stacked_panels_into
+from .pointwise import (pack_panels_into, panel_width, panels_size, pointwise_forward, stacked_panels_into,
+                        thread_scratch)
 from .planar import planar_forward, planar_weight_grad, planar_weight_sizes
 from .pool_gemm import matmul
 from .winograd import (padded_u_size, panel_scratch_size, transform_weight_into, transform_weight_panels_into,
@@ -377,8 +378,7 @@ def _tile_gemm(a2, b, bias, activation, out2, ws) -> bool:
     if bias is not None:
         padded[:N] = bias
     panels = pack_panels_into(b, ws.get("tile_panels", panels_size(N, K, dtype), dtype))
-    scratch = ws.get("pointwise", numba.get_num_threads() * ROWS * width, dtype)
-    pointwise_forward(a2, panels, padded, activation == RELU, out2, scratch)
+    pointwise_forward(a2, panels, padded, activation == RELU, out2, thread_scratch(ws, dtype))
     if activation not in (NONE, RELU):
         bias_activation(out2, None, activation)
     return True

@@ -21,8 +21,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .llvm_vectors import HOST_VECTOR_BYTES, arguments, const, fma_function, tile_arguments_fit, vector_at, vector_type
-from .llvm_vectors import zero_vector
+from .llvm_vectors import (HOST_VECTOR_BYTES, arguments, const, fma_function, tile_arguments_fit, vector_at,
+                           vector_type, zero_vector)
 
 #: Output pixels per tile: 8 independent FMA chains (enough to cover FMA latency at two per cycle).
 PIXELS = 8

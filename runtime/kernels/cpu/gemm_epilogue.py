@@ -36,14 +36,12 @@ import numpy as np
 from .activation import RELU
 from .epilogue import NONE, row_span
 from .im2col import im2col
-from .pointwise import GROUP, ROWS, fused_gemm, pack_panels, padded_bias, panel_width
+from .pointwise import GROUP, ROWS, fused_gemm, pack_panels, padded_bias, panel_width, thread_scratch
 
 
 def _threads_scratch(workspace, dtype: np.dtype) -> np.ndarray:
     """fused_gemm's per-thread part-tile rows for this call's thread count, from the workspace."""
-    width = ROWS * panel_width(dtype)
-    threads = numba.get_num_threads()
-    return workspace.get("pointwise", threads * width, dtype).reshape(threads, width)
+    return thread_scratch(workspace, dtype).reshape(numba.get_num_threads(), ROWS * panel_width(dtype))
 
 
 def bind_pointwise(x2: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, y2: np.ndarray, kind: int,

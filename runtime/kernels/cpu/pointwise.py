@@ -38,6 +38,7 @@ same process): 1x1 layers 1.04-1.55x (N = 16-256; about even at 384); Winograd's
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -160,6 +161,12 @@ _tile_6x2_residual = _make_gemm_tile(6, 2, residual=True)
 def panel_width(dtype: np.dtype) -> int:
     """Columns per packed panel: two vectors."""
     return 2 * _VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def thread_scratch(workspace, dtype: np.dtype) -> np.ndarray:
+    """The part-tile scratch of :func:`pointwise_forward` and :func:`stacked_gemm` for this call's
+    thread count, flat: a ConvWorkspace's "pointwise" buffer, which a plan's convs share."""
+    return workspace.get("pointwise", numba.get_num_threads() * ROWS * panel_width(dtype), np.dtype(dtype))
 
 
 def panels_size(n: int, k: int, dtype: np.dtype) -> int:

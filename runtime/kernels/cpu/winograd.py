@@ -56,13 +56,12 @@ Per-tile costs, which dominate at 16 to 64 channels (a tile's channel loops are 
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from .workspace import COL_BUDGET, DEFAULT_WORKSPACE, ConvWorkspace
 from .epilogue import NONE, RELU, bias_activation, channel_rows, row_span
-from .pointwise import ROWS, panel_width, stacked_gemm
+from .pointwise import ROWS, panel_width, stacked_gemm, thread_scratch
 from .pool_gemm import matmul
 
 #: ... but a chunk has at least this many tiles: each stacked GEMM repacks all of U.
@@ -519,8 +518,7 @@ def winograd_forward(
             tile = ROWS * panel_width(dtype)
             zeros = ws.get("winograd_zeros", O + tile, dtype)  # (the GEMM's bias: none; the output transform adds it)
             zeros[:] = 0
-            stacked_gemm(v1, vplane, panels, m1, mplane, planes, nt, O, C, zeros,
-                         ws.get("pointwise", numba.get_num_threads() * tile, dtype))
+            stacked_gemm(v1, vplane, panels, m1, mplane, planes, nt, O, C, zeros, thread_scratch(ws, dtype))
         _output_transform_2(m1, mplane, flat, stride, geo, bias_or_zero, activation == RELU, r0, nr, spares)
         if activation not in (NONE, RELU):  # tanh, sigmoid: on this chunk's output rows, in cache
             first, last = r0, r0 + nr - 1
