@@ -14,7 +14,7 @@ import pytest
 
 import cnnlang
 
-# Every small path: a one-channel conv (direct kernel), a padded 3x3 conv (im2col), a 1x1 conv
+# Every small path: a one-channel conv (planar.py's tile), a padded 3x3 conv (im2col), a 1x1 conv
 # (the GEMM on x's view), a conv whose window is the whole image (GEMM on x's view), both pools,
 # a flatten of 1x1 maps, fc layers with and without activation, and a batchnorm to fold. Every
 # pixel reaches the output (the 3x3 average pooling reads all five rows): a wrong row shows.
@@ -76,6 +76,8 @@ def test_bound_forward_equals_the_plain_network(dtype, batch):
     if batch < 200:
         # small work: every conv, pool, flatten and fc step takes its closure
         assert not [node for node in generic if kinds[node] in BOUND_KINDS]
+        first_conv = next(run for step, run in zip(plan.steps, plan._runs) if kinds[step.node] == "conv")
+        assert first_conv.__name__ == "planar"  # one input channel: planar.py's register tile
     else:
         # the first conv's 200 x 10 x 10 x 9 columns are past SERIAL_BELOW: the parallel kernels
         assert kinds[generic[0]] == "conv"

@@ -32,6 +32,7 @@ from .epilogue import (
     _EMPTY, NONE, _activation_after, _bias_relu, _bias_relu_rows, _bias_smooth32, row_span, smooth32_arguments,
 )
 from .im2col import im2col
+from .planar import planar_forward
 from .pool import _avgpool_forward, _maxpool_values
 from .workspace import SERIAL_BELOW
 
@@ -55,6 +56,7 @@ def serial_twin(kernel: Dispatcher) -> Dispatcher:
 
 im2col_serial = serial_twin(im2col)
 direct_forward_serial = serial_twin(direct_forward)
+planar_forward_serial = serial_twin(planar_forward)
 avgpool_forward_serial = serial_twin(_avgpool_forward)  # (C-contiguous arrays)
 maxpool_values_serial = serial_twin(_maxpool_values)  # (C-contiguous arrays)
 _bias_relu_serial = serial_twin(_bias_relu)

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from cnnlang.runtime.kernels.cpu import serial
 from cnnlang.runtime.kernels.cpu.activation import RELU, SIGMOID, TANH
+from cnnlang.runtime.kernels.cpu.blocked import scratch_size as blocked_scratch_size
 from cnnlang.runtime.kernels.cpu.conv import ConvWorkspace, pack_weight
 from cnnlang.runtime.kernels.cpu.direct import direct_forward, scratch_size
 from cnnlang.runtime.kernels.cpu.epilogue import NONE, bias_activation
 from cnnlang.runtime.kernels.cpu.im2col import im2col
+from cnnlang.runtime.kernels.cpu.planar import planar_forward
 from cnnlang.runtime.kernels.cpu.pool import _avgpool_forward, _maxpool_values, avgpool_forward, maxpool_values
 from test_kernel_conv import nchw, nhwc, ref_conv, ref_geometry
 from test_kernel_pool import geometry, out_size, ref_avgpool, ref_maxpool
@@ -27,6 +29,7 @@ TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 
 def test_twins_are_serial_and_cached_apart():
     for twin, kernel in [(serial.im2col_serial, im2col), (serial.direct_forward_serial, direct_forward),
+                         (serial.planar_forward_serial, planar_forward),
                          (serial.avgpool_forward_serial, _avgpool_forward),
                          (serial.maxpool_values_serial, _maxpool_values)]:  # fmt: skip
         assert kernel.targetoptions["parallel"] and not twin.targetoptions.get("parallel")
@@ -84,6 +87,36 @@ def test_direct_forward_serial_matches_the_reference_conv(case, dtype, has_bias)
     np.testing.assert_allclose(nchw(y), reference, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * 10)
     parallel = np.full_like(y, np.nan)
     direct_forward(xs.reshape(-1), wd.reshape(-1), bias, has_bias, parallel.reshape(-1), plan.direct_geo,
+                   np.empty((2, size), dtype))  # fmt: skip
+    np.testing.assert_array_equal(y, parallel)
+
+
+@st.composite
+def one_channel_cases(draw):
+    """conv_cases with one input channel, stride 1 along W and no dilation: planar.py's forward."""
+    x, w, b, _, pads, _ = draw(conv_cases(stride1=True))
+    assume(x.shape[1] == 1)
+    return x, w, b, (draw(st.integers(1, 3)), 1), pads, (1, 1)
+
+
+@SETTINGS
+@given(one_channel_cases(), DTYPES, st.booleans())
+def test_planar_forward_serial_matches_the_reference_conv(case, dtype, has_bias):
+    # optimised inference's one-channel conv at small work (LeNet-5's c1 at batch 1)
+    x, w, b, stride, pads, dilation = case
+    oh, ow = ref_geometry(x.shape, w.shape, stride, pads, dilation)
+    xs, wd, bd = nhwc(x).astype(dtype), w.astype(dtype), b.astype(dtype)
+    y = np.full((x.shape[0], oh, ow, w.shape[0]), np.nan, dtype)
+    plan = ConvWorkspace().plan(xs, wd, stride, pads, dilation, 1, y)
+    assume(plan.planar)  # (not a 1x1 conv or a window over the whole unpadded image: GEMMs on x's view)
+    size = blocked_scratch_size(plan.blocked_geo, xs.itemsize)
+    bias = bd if has_bias else np.empty(0, dtype)
+    serial.planar_forward_serial(xs.reshape(-1), wd.reshape(-1), bias, has_bias, y.reshape(-1), plan.blocked_geo,
+                                 np.empty((1, size), dtype))  # fmt: skip
+    reference = ref_conv(x.astype(dtype), wd, bd if has_bias else None, stride, pads, dilation, 1)
+    np.testing.assert_allclose(nchw(y), reference, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * 10)
+    parallel = np.full_like(y, np.nan)
+    planar_forward(xs.reshape(-1), wd.reshape(-1), bias, has_bias, parallel.reshape(-1), plan.blocked_geo,
                    np.empty((2, size), dtype))  # fmt: skip
     np.testing.assert_array_equal(y, parallel)
 
