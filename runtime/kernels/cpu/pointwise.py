@@ -238,11 +238,27 @@ def _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplan
     y0 = q * yplane + m0 * ldy + n0
     if rows == ROWS and cols == VO:
         _whole_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, m0 * ldr + n0, ldr, residual, y, y0, ldy)
-        return
-    if rows == ROWS and cols == L and not residual:  # a half panel (pack_panels): one vector wide
+    elif rows == ROWS and cols == L and not residual:  # a half panel (pack_panels): one vector wide
         _tile_rows_x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
-        return
-    # a part tile: into ``part`` (row p at p*width), finished (residual, relu) as it is copied out
+    else:
+        _part_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, ldr, residual, y, y0, ldy, m0, rows, cols, part)
+
+
+@njit(cache=True, _nrt=False)
+def _task_call(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb,
+               part):  # pragma: no cover - compiled
+    """_task as a call, for fused_gemm's rarer paths (a few rows, the edges of the group-1 order): each
+    inlined copy of _task's tiles is LLVM work (fused_gemm took 27 s to compile with three of them)."""
+    _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb, part)
+
+
+@njit(cache=True, _nrt=False)
+def _part_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, ldr, residual, y, y0, ldy, m0, rows, cols,
+                part):  # pragma: no cover - compiled
+    """A part tile (the last rows, the last columns when N is not a whole number of panels): into ``part``
+    (row p at p*width), finished (residual, relu) as it is copied out. A call, not inlined: it is rare."""
+    L = _VECTOR_BYTES // a.itemsize
+    VO = 2 * L
     width = L if cols <= L else VO
     tile_relu = relu and not residual  # (with a residual, relu comes after it)
     done = 0
@@ -298,8 +314,8 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
         if by_panels:
             for nb in range(t * NB // T, (t + 1) * NB // T):
                 for task in range(tasks):
-                    _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M,
-                          task, nb, part)
+                    _task_call(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB,
+                               M, task, nb, part)
             continue
         lo, hi = t * tasks // T, (t + 1) * tasks // T
         if group == 1:
@@ -315,8 +331,8 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
                         _whole_block(a, a0, lda, panels, q * pplane + nb * K * VO, K, bias, nb * VO, relu, r,
                                      m0 * ldr + nb * VO, ldr, residual, y, y0 + nb * VO, ldy)
                     else:
-                        _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB,
-                              M, task, nb, part)
+                        _task_call(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K,
+                                   MB, M, task, nb, part)
             continue
         for g0 in range(lo, hi, group):
             for nb in range(NB):
