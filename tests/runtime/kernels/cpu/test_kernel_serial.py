@@ -71,24 +71,37 @@ def test_im2col_serial_columns_give_the_reference_conv(case, dtype):
     np.testing.assert_allclose(nchw(out.reshape(y.shape)), reference, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * 10)
 
 
-@SETTINGS
-@given(conv_cases(stride1=True), DTYPES, st.booleans())
-def test_direct_forward_serial_matches_the_reference_conv(case, dtype, has_bias):
+def check_conv_twin(name, case, dtype, has_bias):
+    """The conv kernel ``name`` (direct.py's or planar.py's forward, bias in the kernel) as its serial
+    twin against the reference conv, and bit for bit against the parallel kernel on two threads'
+    scratch. Returns False where the plan does not take that kernel."""
     x, w, b, stride, pads, dilation = case
     oh, ow = ref_geometry(x.shape, w.shape, stride, pads, dilation)
     xs, wd, bd = nhwc(x).astype(dtype), w.astype(dtype), b.astype(dtype)
     y = np.full((x.shape[0], oh, ow, w.shape[0]), np.nan, dtype)
     plan = ConvWorkspace().plan(xs, wd, stride, pads, dilation, 1, y)
-    size = scratch_size(plan.direct_geo)
+    if name == "direct":
+        twin, kernel, geo = serial.direct_forward_serial, direct_forward, plan.direct_geo
+        size = scratch_size(geo)
+    else:
+        if not plan.planar:
+            return False
+        twin, kernel, geo = serial.planar_forward_serial, planar_forward, plan.blocked_geo
+        size = blocked_scratch_size(geo, xs.itemsize)
     bias = bd if has_bias else np.empty(0, dtype)
-    serial.direct_forward_serial(xs.reshape(-1), wd.reshape(-1), bias, has_bias, y.reshape(-1), plan.direct_geo,
-                                 np.empty((1, size), dtype))  # fmt: skip
+    twin(xs.reshape(-1), wd.reshape(-1), bias, has_bias, y.reshape(-1), geo, np.empty((1, size), dtype))
     reference = ref_conv(xs.transpose(0, 3, 1, 2), wd, bd if has_bias else None, stride, pads, dilation, 1)
     np.testing.assert_allclose(nchw(y), reference, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * 10)
     parallel = np.full_like(y, np.nan)
-    direct_forward(xs.reshape(-1), wd.reshape(-1), bias, has_bias, parallel.reshape(-1), plan.direct_geo,
-                   np.empty((2, size), dtype))  # fmt: skip
+    kernel(xs.reshape(-1), wd.reshape(-1), bias, has_bias, parallel.reshape(-1), geo, np.empty((2, size), dtype))
     np.testing.assert_array_equal(y, parallel)
+    return True
+
+
+@SETTINGS
+@given(conv_cases(stride1=True), DTYPES, st.booleans())
+def test_direct_forward_serial_matches_the_reference_conv(case, dtype, has_bias):
+    check_conv_twin("direct", case, dtype, has_bias)
 
 
 @st.composite
@@ -102,23 +115,9 @@ def one_channel_cases(draw):
 @SETTINGS
 @given(one_channel_cases(), DTYPES, st.booleans())
 def test_planar_forward_serial_matches_the_reference_conv(case, dtype, has_bias):
-    # optimised inference's one-channel conv at small work (LeNet-5's c1 at batch 1)
-    x, w, b, stride, pads, dilation = case
-    oh, ow = ref_geometry(x.shape, w.shape, stride, pads, dilation)
-    xs, wd, bd = nhwc(x).astype(dtype), w.astype(dtype), b.astype(dtype)
-    y = np.full((x.shape[0], oh, ow, w.shape[0]), np.nan, dtype)
-    plan = ConvWorkspace().plan(xs, wd, stride, pads, dilation, 1, y)
-    assume(plan.planar)  # (not a 1x1 conv or a window over the whole unpadded image: GEMMs on x's view)
-    size = blocked_scratch_size(plan.blocked_geo, xs.itemsize)
-    bias = bd if has_bias else np.empty(0, dtype)
-    serial.planar_forward_serial(xs.reshape(-1), wd.reshape(-1), bias, has_bias, y.reshape(-1), plan.blocked_geo,
-                                 np.empty((1, size), dtype))  # fmt: skip
-    reference = ref_conv(x.astype(dtype), wd, bd if has_bias else None, stride, pads, dilation, 1)
-    np.testing.assert_allclose(nchw(y), reference, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * 10)
-    parallel = np.full_like(y, np.nan)
-    planar_forward(xs.reshape(-1), wd.reshape(-1), bias, has_bias, parallel.reshape(-1), plan.blocked_geo,
-                   np.empty((2, size), dtype))  # fmt: skip
-    np.testing.assert_array_equal(y, parallel)
+    # optimised inference's one-channel conv at small work (LeNet-5's c1 at batch 1); not a 1x1 conv or a
+    # window over the whole unpadded image (GEMMs on x's view)
+    assume(check_conv_twin("planar", case, dtype, has_bias))
 
 
 @SETTINGS
