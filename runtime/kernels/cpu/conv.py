@@ -81,8 +81,8 @@ from .direct import direct_forward, direct_weight_grad, scratch_size
 from .epilogue import NONE, RELU, bias_activation, channel_rows
 from .gemm_epilogue import pointwise_applies
 from .im2col import add_rows, col2im, im2col, swap_last2
-from .pointwise import (pack_panels_into, panel_width, panels_size, pointwise_forward, stacked_panels_into,
-                        thread_scratch)
+from .pointwise import (pack_panels_into, padded_bias_into, panel_width, panels_size, pointwise_forward,
+                        stacked_panels_into, thread_scratch)
 from .planar import planar_forward, planar_weight_grad, planar_weight_sizes
 from .pool_gemm import matmul
 from .winograd import (padded_u_size, panel_scratch_size, transform_weight_into, transform_weight_panels_into,
@@ -373,10 +373,7 @@ def _tile_gemm(a2, b, bias, activation, out2, ws) -> bool:
     if ws.tile is False or not a2.flags.c_contiguous or not pointwise_applies(M, NONE, N * K * a2.itemsize):
         return False
     width = panel_width(dtype)
-    padded = ws.get("tile_bias", -(-N // width) * width, dtype)
-    padded[:] = 0
-    if bias is not None:
-        padded[:N] = bias
+    padded = padded_bias_into(bias, N, ws.get("tile_bias", -(-N // width) * width, dtype))
     panels = pack_panels_into(b, ws.get("tile_panels", panels_size(N, K, dtype), dtype))
     pointwise_forward(a2, panels, padded, activation == RELU, out2, thread_scratch(ws, dtype))
     if activation not in (NONE, RELU):

@@ -203,11 +203,18 @@ def pack_panels(weight: np.ndarray) -> np.ndarray:
 
 def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
     """The bias (zeros when None) padded to whole panels, as the tile reads it."""
-    width = panel_width(dtype)
-    out = np.zeros(-(-n // width) * width, dtype)
+    return padded_bias_into(bias, n, np.empty(-(-n // panel_width(dtype)) * panel_width(dtype), dtype))
+
+
+def padded_bias_into(bias: np.ndarray | None, n: int, out: np.ndarray) -> np.ndarray:
+    """:func:`padded_bias` into ``out`` (at least that many elements of its dtype; training pads
+    every step): a view of out."""
+    width = panel_width(out.dtype)
+    padded = out[: -(-n // width) * width]
+    padded[:] = 0
     if bias is not None:
-        out[:n] = bias
-    return out
+        padded[:n] = bias
+    return padded
 
 
 @njit(inline="always", _nrt=False)
