@@ -5,7 +5,10 @@ On the CPU the plan runs the graph after ``fuse_training`` (cnnlang/passes/fuse_
 relu after a batchnorm or a residual add runs inside it, which saves a pass over the tensor each
 way. The relu keeps its step (and op, unused) but runs nothing; its value is the producer's
 (``values`` maps both names to it: the producer's pre-relu value is not kept), and its gradient
-goes to the producer. Per-parameter gradients are the same.
+goes to the producer. An activation that only an average pooling reads (LeNet-5's tanh -> avgpool)
+keeps its step and its buffer but runs nothing either: the pooling reads the activation's input,
+writes the activation's value into that buffer, and its backward gives the input's gradient.
+Per-parameter gradients are the same.
 
 Backward is reverse-mode over the same order. A tensor that fans out collects the gradients of
 all its consumers; ``add`` hands the same gradient to each input and ``concat`` splits it, so the
@@ -39,6 +42,9 @@ class Step:
     #: the node that computes this one's value (a relu fused into it), else None: the step runs
     #: nothing, and its gradient goes straight to that node
     fused_into: str | None = None
+    #: the average pooling that computes this activation's value into the step's buffer (and takes
+    #: its gradient with its own), else None: the step runs nothing
+    pooled_by: str | None = None
 
 
 class Plan:
@@ -57,6 +63,7 @@ class Plan:
             graph = fuse_training(graph)
         self.graph = graph
         aliases = graph.graph.get("aliases", {}) if fuse else {}
+        pooled = graph.graph.get("pooled", {}) if fuse else {}
         self.dtype = np.dtype(dtype)
         self.backend = backend
         self.input = graph.graph["input"]
@@ -68,8 +75,12 @@ class Plan:
             inputs = list(source.nodes[node]["inputs"])
             op = make_op(source, node, self.shapes, self.dtype, backend)
             op.activation = source.nodes[node].get("activation")
+            if source.nodes[node].get("input_activation"):
+                op.input_activation = source.nodes[node]["input_activation"]  # (an avgpool's: see above)
             op.need_input_grad = [i != self.input or input_grad for i in inputs]
-            self.steps.append(Step(node, op, inputs, aliases.get(node) if node not in graph else None))
+            fused = aliases.get(node) if node not in graph else None
+            self.steps.append(Step(node, op, inputs, fused, pooled.get(node) if node not in graph else None))
+        self._pooled = {pool: activation for activation, pool in pooled.items()}  # pooling -> its activation
         self.batch = 0
         self.buffers: dict[str, np.ndarray] = {}
         self.values: dict[str, np.ndarray] = {}
@@ -89,6 +100,9 @@ class Plan:
                 raise error.at(step.node) from None
         self.buffers = buffers
         self.batch = batch
+        for step in self.steps:
+            if step.node in self._pooled:
+                step.op.activation_out = buffers[self._pooled[step.node]]
 
     def release(self) -> None:
         """Drop the batch's buffers and the values kept for backward (the next forward allocates)."""
@@ -112,6 +126,9 @@ class Plan:
         for step in self.steps:
             if step.fused_into is not None:
                 values[step.node] = values[step.fused_into]  # (its producer ran before it)
+                continue
+            if step.pooled_by is not None:
+                values[step.node] = self.buffers[step.node]  # (the pooling, after it, fills it)
                 continue
             out = self.buffers[step.node]
             start = clock()
@@ -165,6 +182,11 @@ class Plan:
                     accumulate(step.fused_into, g)  # its producer's backward takes the relu's gradient
                 if on_grads is not None:
                     on_grads(step.node)  # (no parameters)
+                continue
+            if step.pooled_by is not None:
+                # the pooling's backward gave the gradient of this activation's input (no one else reads it)
+                if on_grads is not None:
+                    on_grads(step.node)
                 continue
             g = grads.pop(step.node, None)
             if g is None:

@@ -64,8 +64,10 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
                     "device": network.backend.name}
     if network.inference_plan is None:
         # What the plan of the graph as written runs beyond it (the training step, and inference
-        # without passes): relu -> the batchnorm or add it runs inside (fuse_training, CPU only).
+        # without passes): relu -> the batchnorm or add it runs inside, activation -> the average
+        # pooling after it that computes it (fuse_training, CPU only).
         result["fused_relus"] = {s.node: s.fused_into for s in network.plan.steps if s.fused_into is not None}
+        result["pooled_activations"] = {s.node: s.pooled_by for s in network.plan.steps if s.pooled_by is not None}
     gemms = _gemm_record(network.backend)
 
     start = time.perf_counter()
@@ -231,8 +233,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"inference {label:<16} {batch / measured['inference_s']:10.1f} images/s  ({measured['inference_s'] * 1000:.2f} ms per batch; "
                       f"first pass {measured['first_forward_s'] * 1000:.0f} ms); activation memory {measured['activation_bytes'] / 1e6:.2f} MB "
                       f"(+ {measured['workspace_bytes'] / 1e6:.2f} MB conv scratch)")
-    as_written = _as_written(result["fused_relus"])
-    if result["fused_relus"]:
+    as_written = _as_written(result["fused_relus"], result["pooled_activations"])
+    if result["fused_relus"] or result["pooled_activations"]:
         console.print("(inference no passes: fuse-training too, as in the training step)")
     if passes:
         saved = 1 - result["optimised"]["activation_bytes"] / result["activation_bytes"]
@@ -263,14 +265,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_written(fused_relus: dict[str, str]) -> str:
+def _as_written(fused_relus: dict[str, str], pooled: dict[str, str]) -> str:
     """What runs without optimisation passes: the graph as written, with each relu in
-    ``fused_relus`` (relu -> its producer, from the CPU plan) run inside the batchnorm or add before it."""
-    count = len(fused_relus)
-    if not count:
-        return "no passes"
-    them = "them" if count > 1 else "it"
-    return f"no passes but fuse-training: {count} relu{'s' if count > 1 else ''} fused into the batchnorm or add before {them}"
+    ``fused_relus`` (relu -> its producer, from the CPU plan) run inside the batchnorm or add before it,
+    and each activation in ``pooled`` (-> its pooling) inside the average pooling after it."""
+    parts = []
+    if fused_relus:
+        count = len(fused_relus)
+        parts.append(f"{count} relu{'s' if count > 1 else ''} fused into the batchnorm or add before "
+                     f"{'them' if count > 1 else 'it'}")
+    if pooled:
+        count = len(pooled)
+        parts.append(f"{count} activation{'s' if count > 1 else ''} fused into the average pooling after "
+                     f"{'them' if count > 1 else 'it'}")
+    return f"no passes but fuse-training: {'; '.join(parts)}" if parts else "no passes"
 
 
 def _add_gemm_share(layers: list[dict], gemm_gflops: float | None) -> None:

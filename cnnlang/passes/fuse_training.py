@@ -1,5 +1,7 @@
 """``fuse_training``: the training graph's relus that follow a ``batchnorm`` or an ``add`` run
-inside it (node attribute ``activation``), as fuse-activation and fuse-add-relu do for inference.
+inside it (node attribute ``activation``), as fuse-activation and fuse-add-relu do for inference;
+and an activation whose output only an average pooling reads, with windows that tile the image
+(LeNet-5's tanh -> avgpool 2x2), runs inside that pooling (node attribute ``input_activation``).
 
 Training keeps every parameter of the graph as written (no folding); only a relu, which has none,
 disappears. Its tensor is then the producer's (``aliases``), and the producer's own
@@ -7,6 +9,10 @@ pre-activation value is no longer kept: so the producer's output must have no ot
 not be a network output. The runtime's CPU training plan
 (runtime/plan.py) runs the result; its ops apply the relu in the same pass and take the relu's
 gradient in their backward.
+
+A pooled activation keeps its value (the pooling computes it into the activation's buffer: the
+graph's ``pooled`` maps the activation to the pooling) and the pooling reads the activation's input;
+its backward gives that input's gradient in one pass (runtime/kernels/cpu/activation_pool.py).
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from __future__ import annotations
 import networkx as nx
 
 from .. import ir
-from .rewrite import absorb, copy_graph, describe, record, why_cannot_absorb
+from .rewrite import absorb, copy_graph, describe, record, why_cannot_absorb, why_not_private
 
 NAME = "fuse-training"
 #: the layer ops whose training kernels can end in a relu
 PRODUCERS = ("batchnorm", "add")
+#: the activations an average pooling right after them can take in
+POOLED = ("relu", "tanh", "sigmoid")
 
 
 def fuse_training(graph: nx.DiGraph) -> nx.DiGraph:
@@ -39,4 +47,37 @@ def fuse_training(graph: nx.DiGraph) -> nx.DiGraph:
         graph.nodes[producer]["activation"] = "relu"
         record(graph, NAME, "changed", node, f"{describe(graph, node)} fused into {producer} ({describe(graph, producer)})")
         absorb(graph, producer, node)
+    for node in ir.ordered(graph):
+        if graph.nodes[node]["op"] == "avgpool":
+            _pool_activation(graph, node)
     return graph
+
+
+def _pool_activation(graph: nx.DiGraph, pool: str) -> None:
+    """Fuse the activation before average pooling ``pool`` into it, where that is allowed."""
+    activation = graph.nodes[pool]["inputs"][0]
+    if activation == graph.graph["input"] or graph.nodes[activation]["op"] not in POOLED:
+        return
+    op = graph.nodes[activation]["op"]
+    reason = why_not_private(graph, activation, f"the {op} output") or _why_not_tiled(graph, pool)
+    if reason:
+        record(graph, NAME, "skipped", activation, f"{describe(graph, activation)} not fused: {reason}")
+        return
+    record(graph, NAME, "changed", activation,
+           f"{describe(graph, activation)} fused into {pool} ({describe(graph, pool)}), which computes it")
+    graph.nodes[pool]["input_activation"] = op
+    ir.set_inputs(graph, pool, list(graph.nodes[activation]["inputs"]))
+    graph.remove_node(activation)
+    graph.graph.setdefault("pooled", {})[activation] = pool
+
+
+def _why_not_tiled(graph: nx.DiGraph, pool: str) -> str:
+    """Why the pooling's windows do not tile its input exactly (kernel = stride, no padding, sizes
+    whole multiples of the kernel), or ''."""
+    shape = tuple(graph.nodes[graph.nodes[pool]["inputs"][0]]["shape"])  # C, H, W or C, L
+    kernels, strides, pads, _ = graph.nodes[pool]["layer"].geometry(shape)
+    if tuple(kernels) != tuple(strides) or any(p for pair in pads for p in pair):
+        return "its windows overlap, leave gaps or are padded"
+    if any(size % k for size, k in zip(shape[1:], kernels)):
+        return f"its {'x'.join(map(str, kernels))} windows do not divide the input {'x'.join(map(str, shape[1:]))}"
+    return ""

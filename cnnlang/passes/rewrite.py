@@ -12,7 +12,7 @@ from .. import ir
 
 # Node attributes whose values passes mutate in place, so a copy must not share them.
 _MUTABLE_NODE_KEYS = ("inputs", "fused", "folded", "folded_layers")
-_MUTABLE_GRAPH_KEYS = ("outputs", "errors", "pass_log", "optimised", "aliases", "memory")
+_MUTABLE_GRAPH_KEYS = ("outputs", "errors", "pass_log", "optimised", "aliases", "memory", "pooled")
 
 
 def copy_graph(graph: nx.DiGraph) -> nx.DiGraph:

@@ -8,10 +8,13 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
+import numba
 import numpy as np
 
 from ..backend import CPU
+from ..kernels.cpu import activation as activation_kernels
 from ..kernels.cpu import pool as cpu_kernels
+from ..kernels.cpu.activation_pool import activation_avgpool_backward, scratch_shape
 from ..kernels.cpu import maxpool_pixels
 from ..kernels.cpu.serial import SERIAL_WORK, avgpool_forward_serial, maxpool_values_serial
 from .base import Context, Op, as_image, register, window_geometry
@@ -87,16 +90,31 @@ class MaxPoolOp(_WindowPool):
 
 @register("avgpool")
 class AvgPoolOp(_WindowPool):
-    """``avgpool``: PyTorch's divisor, ``count_pad`` being its count_include_pad."""
+    """``avgpool``: PyTorch's divisor, ``count_pad`` being its count_include_pad.
 
+    With ``input_activation`` (set by the CPU training plan, cnnlang/passes/fuse_training.py: an
+    activation only this pooling reads, windows that tile the image) the input is the activation's
+    input: forward writes the activation's value into ``activation_out`` (its buffer, which the plan
+    hands over) and pools it; backward gives the activation input's gradient in one pass."""
+
+    #: the fused activation's name, or None
+    input_activation: str | None = None
+    #: where the fused activation's value goes (the plan's buffer for it)
+    activation_out: np.ndarray | None = None
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
         self._args = (*self._kernel, *self._stride, *self._pad, bool(layer.count_pad))
+        self._scratch: np.ndarray | None = None
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0]
         n = x.shape[0]
+        if self.input_activation is not None:
+            # the two kernels, one after the other: one pass measured slower on two threads (activation_pool.py)
+            kind = activation_kernels.KINDS[self.input_activation]
+            activation_kernels.activation_forward(x.reshape(-1), self.activation_out.reshape(-1), kind)
+            x = self.activation_out
         self.kernels.avgpool_forward(x.reshape(n, *self._in_image), out.reshape(n, *self._out_image), *self._args)
 
     def bind(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> Callable[[], None]:
@@ -111,6 +129,13 @@ class AvgPoolOp(_WindowPool):
             return [None]
         n = dy.shape[0]
         dx = self._input_grad(n)
+        if self.input_activation is not None:
+            y = self.activation_out.reshape(n, *self._in_image)
+            self._scratch = self.scratch(self._scratch, scratch_shape(numba.get_num_threads(), self._in_image))
+            activation_avgpool_backward(y, np.ascontiguousarray(dy).reshape(n, *self._out_image),
+                                        dx.reshape(n, *self._in_image), activation_kernels.KINDS[self.input_activation],
+                                        *self._kernel, self._scratch)
+            return [dx]
         self.kernels.avgpool_backward(dy.reshape(n, *self._out_image), dx.reshape(n, *self._in_image), *self._args)
         return [dx]
 

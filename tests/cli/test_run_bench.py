@@ -157,6 +157,19 @@ def test_bench_table_reports_both_and_the_speedup(workdir, capsys):
     assert "speed-up" in out and "MB" in out and "training step" in out
 
 
+def test_bench_says_which_activations_run_inside_the_pooling_after_them(workdir, capsys):
+    (workdir / "pooled.cnn").write_text(
+        "network pooled { input 1x8x8\n conv(4, 3x3, pad = 1) -> batchnorm -> relu -> avgpool(2x2)\n"
+        " conv(4, 3x3, pad = 1) -> tanh -> avgpool(2x2)\n fc(3) }")
+    assert main(["bench", "pooled.cnn", "--batch", "2", "--repeat", "1", "--train", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["fused_relus"] == {"relu1": "batchnorm1"} and result["pooled_activations"] == {"tanh1": "avgpool2"}
+    assert main(["bench", "pooled.cnn", "--batch", "2", "--repeat", "1", "--train"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("no passes but fuse-training: 1 relu fused into the batchnorm or add before it; 1 activation fused "
+            "into the average pooling after it)") in out
+
+
 def test_bench_says_the_training_step_fuses_relus_into_batchnorm(workdir, capsys):
     # Training on the CPU runs fuse-training (a relu after a batchnorm or add runs inside it):
     # the headline must say so rather than "no passes", and say "no passes" where nothing fused.

@@ -1,8 +1,9 @@
 """Training-mode fusion (cnnlang/passes/fuse_training.py, run by the CPU plan): which relus it
-fuses and which it must leave, and that a fused network computes bit for bit what the unfused one
-does: outputs, every node's value that is kept, parameter and input gradients, running
-statistics. (Float64 finite differences through the fused ops: tests/runtime/test_network.py's
-SMALL_RESIDUAL, whose relus this file checks are fused.)"""
+fuses and which it must leave, which activations run inside the average pooling after them, and
+that a fused network computes bit for bit what the unfused one does: outputs, every node's value
+that is kept, parameter and input gradients, running statistics. (Float64 finite differences
+through the fused ops: tests/runtime/test_network.py's SMALL_RESIDUAL, whose relus this file checks
+are fused, and POOLED here.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from cnnlang import ir
 from cnnlang.passes.fuse_training import fuse_training
 from cnnlang.runtime import plan as plan_module
 
-from test_network import SMALL_RESIDUAL
+from test_network import SMALL_RESIDUAL, check_network_gradients
 
 # bn -> relu twice and add -> relu fuse; three relus must stay: after a conv (q), after a
 # batchnorm whose output is read twice (c), after a batchnorm that is a network output (r).
@@ -52,6 +53,53 @@ def test_fuse_training_fuses_private_batchnorm_and_add_relus_only():
     assert set(model.graph.nodes) == set(graph.nodes) | set(aliases)
 
 
+# tanh -> avgpool over 6 channels, sigmoid -> avgpool over 10, relu -> avgpool 2x2 -> 1x1 fuse (the
+# pooling computes them); a tanh before an overlapping pooling and a relu read twice stay.
+POOLED = """
+network pooled {
+    input 3x8x8
+    conv(6, 3x3, pad = 1) -> tanh -> avgpool(2x2)
+    conv(10, 3x3, pad = 1) -> sigmoid -> b: avgpool(2x2)
+    from b -> conv(4, 1x1) -> r: relu -> avgpool(2x2) -> f1: flatten
+    from b -> conv(4, 1x1) -> t: tanh -> avgpool(3x3, stride = 1, pad = 1) -> f2: flatten
+    from b -> conv(4, 1x1) -> u: relu
+    from u -> avgpool(2x2) -> f3: flatten
+    from u -> globalavgpool -> f4: flatten
+    from f1, f2, f3, f4 -> concat -> fc(3)
+}
+"""
+
+
+def test_fuse_training_pools_activations_only_private_and_tiled():
+    model = cnnlang.load(POOLED)
+    graph = fuse_training(model.graph)
+    ir.verify(graph)
+    pooled = graph.graph["pooled"]
+    assert sorted(model.graph.nodes[a]["op"] for a in pooled) == ["relu", "sigmoid", "tanh"]
+    for activation, pool in pooled.items():
+        assert graph.nodes[pool]["op"] == "avgpool"
+        assert graph.nodes[pool]["input_activation"] == model.graph.nodes[activation]["op"]
+        assert graph.nodes[pool]["inputs"] == model.graph.nodes[activation]["inputs"]  # reads the conv
+        assert activation not in graph
+    assert "r" in pooled and "t" in graph and "u" in graph
+    skipped = {entry["node"]: entry["message"] for entry in graph.graph["pass_log"] if entry["status"] == "skipped"}
+    assert "overlap" in skipped["t"] and "2 consumers" in skipped["u"]
+    odd = fuse_training(cnnlang.load("network odd { input 3x5x5\n conv(4, 1x1) -> t: tanh -> avgpool(2x2) }").graph)
+    assert "t" in odd and "pooled" not in odd.graph
+    assert any("do not divide the input 5x5" in entry["message"] for entry in odd.graph["pass_log"])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_pooled_activations_get_finite_difference_gradients(training):
+    rng = np.random.default_rng(5)
+    net = cnnlang.load(POOLED).build(seed=3, dtype="float64", input_grad=True).train(training)
+    assert sum(s.pooled_by is not None for s in net.plan.steps) == 3
+    for name in net.params:  # both sides of the relu's kink
+        if name.endswith(".bias"):
+            net.params[name][...] = rng.uniform(-0.5, 0.5, net.params[name].shape)
+    check_network_gradients(net, rng.standard_normal((2, *net.input_shape)), rng)
+
+
 def build(model, fused: bool, monkeypatch, **kwargs):
     with monkeypatch.context() as patch:
         if not fused:
@@ -59,13 +107,14 @@ def build(model, fused: bool, monkeypatch, **kwargs):
         return model.build(seed=4, **kwargs)
 
 
-@pytest.mark.parametrize("source", [SOURCE, SMALL_RESIDUAL])
+@pytest.mark.parametrize("source", [SOURCE, SMALL_RESIDUAL, POOLED])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fused_training_is_bit_for_bit_the_unfused(source, dtype, monkeypatch):
     model = cnnlang.load(source)
     fused = build(model, True, monkeypatch, dtype=dtype, input_grad=True)
     plain = build(model, False, monkeypatch, dtype=dtype, input_grad=True)
-    assert any(s.fused_into for s in fused.plan.steps) and not any(s.fused_into for s in plain.plan.steps)
+    assert any(s.fused_into or s.pooled_by for s in fused.plan.steps)
+    assert not any(s.fused_into or s.pooled_by for s in plain.plan.steps)
     rng = np.random.default_rng(0)
     for name in plain.params:  # non-zero betas: both sides of each relu's kink
         value = rng.uniform(-0.5, 0.5, plain.params[name].shape) if name.endswith((".beta", ".bias")) else plain.params[name]
@@ -90,9 +139,9 @@ def test_fused_training_is_bit_for_bit_the_unfused(source, dtype, monkeypatch):
             np.testing.assert_array_equal(grads_f[name], grads_p[name], err_msg=name)
         for name in bufs_p:
             np.testing.assert_array_equal(bufs_f[name], bufs_p[name], err_msg=name)
-        # every relu's value is there, under its own name, and the same
+        # every fused activation's value is there, under its own name, and the same
         for step in fused.plan.steps:
-            if step.fused_into:
+            if step.fused_into or step.pooled_by:
                 np.testing.assert_array_equal(fused.plan.values[step.node], plain.plan.values[step.node])
 
 
