@@ -146,6 +146,28 @@ def test_the_inference_plan_shares_one_conv_workspace(model):
     assert 0 < net.inference_plan.workspace_bytes() <= net.plan.workspace_bytes()
 
 
+def test_a_winograd_conv_keeps_only_its_packed_transformed_weight():
+    """On the CPU the inference plan keeps Winograd's U as the GEMMs' panels only (the kernel reads
+    nothing else), and counts those in workspace_bytes; the result is the unoptimised network's."""
+    model = cnnlang.load("""network wg {
+        input 64x6x6
+        w: conv(76, 3x3, pad = 1) -> relu
+        globalavgpool
+        fc(3)
+    }""")
+    net = model.build(passes="all", dtype="float32", seed=1).eval()
+    x = np.random.default_rng(0).standard_normal((2, 64, 6, 6)).astype(np.float32)
+    y = net.forward(x).copy()
+    plan = net.inference_plan
+    (op,) = [s.op for s in plan.steps if s.op.layer.op == "conv"]
+    assert op.algorithm == "winograd" and op.prepared_weight is None
+    assert op.winograd_panels.size == 16 * 64 * 80  # 76 outputs: 4 panels of 16 and one of 12 padded to 16
+    scratch = sum(w.nbytes for w in plan.workspaces.values())
+    assert plan.workspace_bytes() - scratch == op.prepared_bytes() == op.winograd_panels.nbytes
+    plain = model.build(dtype="float32", seed=1).eval().forward(x)
+    np.testing.assert_allclose(y, plain, rtol=1e-4, atol=1e-5)
+
+
 def test_inference_workspace_bytes_count_the_packed_weights():
     """A 1x1 conv on pointwise.py's tile holds its weight packed in whole 16-lane panels (10
     outputs padded to 16) and a padded bias: workspace_bytes counts them beside the scratch."""

@@ -61,7 +61,7 @@ from numba import njit, prange
 
 from .workspace import COL_BUDGET, DEFAULT_WORKSPACE, ConvWorkspace
 from .epilogue import NONE, RELU, bias_activation, channel_rows, row_span
-from .pointwise import ROWS, panel_width, stacked_gemm, thread_scratch
+from .pointwise import ROWS, panel_width, panels_size, stacked_gemm, thread_scratch
 from .pool_gemm import matmul
 
 #: ... but a chunk has at least this many tiles: each stacked GEMM repacks all of U.
@@ -466,16 +466,16 @@ def winograd_forward(
     ``transformed`` is :func:`transform_weight`'s U; ``pads`` is ((top, bottom), (left, right)); ``activation`` an
     epilogue code (NONE, RELU, TANH, SIGMOID). ``out`` is overwritten and may be a channel slice of a larger
     channels-last array. The same contract as :func:`runtime.kernels.conv.conv2d_forward` for these layers.
-    ``panels``: U as pointwise.stacked_panels (inference keeps it with U): the 16 GEMMs then run on
-    pointwise.py's register tile in Numba's pool instead of BLAS (no hand-off between the pools; GoogLeNet's
-    Winograd GEMMs alone, one thread, CPU time: 0.98-1.14x, 1.06x in all; two threads on a loaded machine
-    1.14-1.84x and far steadier). ``transformed`` may be None when ``panels`` are given (training's
-    :func:`transform_weight_panels_into`, which writes no U)."""
+    ``panels``: U as pointwise.stacked_panels: the 16 GEMMs then run on pointwise.py's register tile in Numba's
+    pool instead of BLAS (no hand-off between the pools; GoogLeNet's Winograd GEMMs alone, one thread, CPU time:
+    0.98-1.14x, 1.06x in all; two threads on a loaded machine 1.14-1.84x and far steadier). ``transformed`` may
+    be None when ``panels`` are given (the inference plan keeps only the panels; training's
+    :func:`transform_weight_panels_into` writes no U)."""
     ws = workspace if workspace is not None else DEFAULT_WORKSPACE
     dtype = x.dtype
-    if transformed is None:  # the panels only (transform_weight_panels_into): U's shape from x and out
-        if panels is None or panels.size != _PLANES * x.shape[-1] * out.shape[-1]:
-            raise ValueError("winograd: without U, panels of 16 * Cin * Cout elements are needed")
+    if transformed is None:  # the panels only (inference, transform_weight_panels_into): U's shape from x and out
+        if panels is None or panels.size != _PLANES * panels_size(out.shape[-1], x.shape[-1], panels.dtype):
+            raise ValueError("winograd: without U, the panels of a (16, Cin, Cout) U are needed")
         transformed = panels[:0].reshape(_PLANES, 0, 0)
         planes, cin, O = _PLANES, x.shape[-1], out.shape[-1]
     else:

@@ -311,6 +311,16 @@ def test_forward_on_panels_without_u_matches_forward_with_u():
     assert relative_error(without, reference(x, weight, None, pads, NONE)) < FLOAT64_TOLERANCE
     with pytest.raises(ValueError):
         winograd_forward(x, None, None, pads, np.empty((2, 7, 6, 16)))  # neither U nor panels
+    # 14 outputs, padded to 16 lanes in the last panel (what the inference plan keeps instead of U)
+    weight = rng.standard_normal((14, 8, 3, 3))
+    panels = stacked_panels(transform_weight(weight))
+    assert panels.size == 16 * 8 * 16
+    without = winograd_forward(x, None, None, pads, np.empty((2, 7, 6, 14)), panels=panels)
+    np.testing.assert_array_equal(without, winograd_forward(x, transform_weight(weight), None, pads,
+                                                            np.empty((2, 7, 6, 14)), panels=panels))
+    assert relative_error(without, reference(x, weight, None, pads, NONE)) < FLOAT64_TOLERANCE
+    with pytest.raises(ValueError, match="panels of a"):
+        winograd_forward(x, None, None, pads, np.empty((2, 7, 6, 8)), panels=panels)  # 14 outputs' panels
 
 
 def test_transform_weight_rounds_once_to_the_asked_dtype():
