@@ -48,6 +48,7 @@ from cnnlang import ir
 
 from .backend import CPU, Backend, OutOfDeviceMemory
 from .fold import BatchNormStatistics, fold_batchnorm
+from .kernels.cpu.workspace import held_bytes, holding
 from .ops import Context, Op, internal_shape, make_op
 from .ops.base import channel_slice
 
@@ -97,9 +98,11 @@ class InferencePlan:
     def workspace_bytes(self) -> int:
         """Bytes of conv scratch (column buffers, Winograd's buffers) held now, plus the weights
         convs prepare once per refresh (column-order, Winograd-transformed and register-tile-packed
-        copies: derived arrays the original network does not have)."""
+        copies: derived arrays the original network does not have) and those the bound steps
+        packed for themselves (convs' and fc layers' GEMM panels, the stem's weight)."""
         prepared = sum(s.op.prepared_bytes() for s in self.steps if hasattr(s.op, "prepared_bytes"))
-        return sum(w.nbytes for w in self.workspaces.values()) + prepared
+        bound = sum(held_bytes(run) for run in self._runs or ())
+        return sum(w.nbytes for w in self.workspaces.values()) + prepared + bound
 
     def _bind(self, node: str) -> InferenceStep:
         data = self.graph.nodes[node]
@@ -278,4 +281,4 @@ def _then_copy(run: Callable[[], None], copy, dst, src) -> Callable[[], None]:
         run()
         copy(dst, src)
 
-    return run_and_copy
+    return holding(run_and_copy, *getattr(run, "held", ()))

@@ -27,6 +27,7 @@ from ..kernels.cpu.serial import bind_bias_activation, direct_forward_serial, im
 from ..kernels.cpu.small_gemm import BLAS_SERIAL_BELOW
 from ..kernels.cpu.stem import bind_stem, stem_applies
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
+from ..kernels.cpu.workspace import holding
 from .base import Context, Op, as_image, register, window_geometry
 
 
@@ -213,7 +214,7 @@ class ConvOp(Op):
             gemm()
             activation()
 
-        return gemm_then_activation
+        return holding(gemm_then_activation, *gemm.held)
 
     def _bind_pointwise(self, inputs: list[np.ndarray], out: np.ndarray) -> Callable[[], None] | None:
         """An ungrouped conv over many pixels (ResNet's bottleneck 1x1s, its stride-2 convs): the

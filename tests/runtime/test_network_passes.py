@@ -168,6 +168,24 @@ def test_a_winograd_conv_keeps_only_its_packed_transformed_weight():
     np.testing.assert_allclose(y, plain, rtol=1e-4, atol=1e-5)
 
 
+def test_inference_workspace_bytes_count_what_bound_steps_packed():
+    """A classifier after a global pool, large enough for pointwise.py's fused GEMM, packs its
+    weight into panels when the plan binds it: those count too, once bound, and go with the
+    step (the plan's buffers otherwise the same)."""
+    net = cnnlang.load("""network head {
+        input 256x2x2
+        globalavgpool
+        fc(600) -> relu
+    }""").build(passes="all", dtype="float32").eval()
+    plan = net.inference_plan
+    before = plan.workspace_bytes()
+    net.forward(np.zeros((8, 256, 2, 2), np.float32))
+    (fc,) = [run for step, run in zip(plan.steps, plan._runs) if step.op.layer.op == "fc"]
+    assert len(fc.held) == 2 and fc.held[0].size >= 600 * 256  # the panels (and the padded bias)
+    scratch = sum(w.nbytes for w in plan.workspaces.values())
+    assert plan.workspace_bytes() == before + scratch + sum(a.nbytes for a in fc.held)
+
+
 def test_inference_workspace_bytes_count_the_packed_weights():
     """A 1x1 conv on pointwise.py's tile holds its weight packed in whole 16-lane panels (10
     outputs padded to 16) and a padded bias: workspace_bytes counts them beside the scratch."""

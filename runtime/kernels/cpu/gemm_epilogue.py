@@ -37,6 +37,7 @@ from .activation import RELU
 from .epilogue import NONE, row_span
 from .im2col import im2col
 from .pointwise import GROUP, ROWS, fused_gemm, pack_panels, padded_bias, panel_width, thread_scratch
+from .workspace import holding
 
 
 def _threads_scratch(workspace, dtype: np.dtype) -> np.ndarray:
@@ -64,7 +65,7 @@ def bind_pointwise(x2: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
         fused_gemm(xf, 0, C, panels, 0, padded, relu, rf, O, has_residual, yf, 0, ys, 1, M, O, C, group,
                    _threads_scratch(workspace, dtype))
 
-    return run
+    return holding(run, panels, padded)
 
 
 def bind_columns(x: np.ndarray, wcol: np.ndarray, bias: np.ndarray | None, y2: np.ndarray, kind: int, workspace,
@@ -90,7 +91,7 @@ def bind_columns(x: np.ndarray, wcol: np.ndarray, bias: np.ndarray | None, y2: n
             fused_gemm(col, 0, K, panels, 0, padded, relu, padded, 0, False, yf[r0 * Wo * ys :], 0, ys, 1, nr * Wo,
                        O, K, group, scratch)
 
-    return run
+    return holding(run, panels, padded)
 
 
 #: The inference convs this kernel takes (``pointwise_applies``): at least this many output pixels

@@ -35,6 +35,7 @@ from .blocked import _C, _H, _HO, _HP, _KH, _KW, _N, _O, _PL, _PT, _SH, _SW, _W,
 from .epilogue import NONE
 from .fused_tile import make_tile
 from .llvm_vectors import HOST_VECTOR_BYTES as _VECTOR_BYTES
+from .workspace import holding
 
 #: Pixels per tile, and vectors of output channels per tile (VO = TILE_V * L channels).
 TILE_P = 6
@@ -176,4 +177,4 @@ def bind_stem(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride
         scratch = workspace.get("stem", threads * size, dtype).reshape(threads, size)
         stem_forward(xf, packed, relu, yf, geo, scratch)
 
-    return run
+    return holding(run, packed)

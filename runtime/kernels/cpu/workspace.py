@@ -4,6 +4,8 @@ Winograd's kernels share (runtime/kernels/cpu/winograd.py)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numba
 import numpy as np
 
@@ -219,6 +221,18 @@ class ConvWorkspace:
 
 
 DEFAULT_WORKSPACE = ConvWorkspace()
+
+
+def holding(run: Callable[[], None], *arrays: np.ndarray) -> Callable[[], None]:
+    """``run`` (a bound call) marked with the arrays it keeps for itself (weights packed at bind
+    time), so that the plan holding it can count them (:func:`held_bytes`)."""
+    run.held = arrays
+    return run
+
+
+def held_bytes(run: Callable[[], None]) -> int:
+    """Bytes of the arrays a bound call keeps for itself (:func:`holding`; 0 when unmarked)."""
+    return sum(a.nbytes for a in getattr(run, "held", ()))
 
 
 def serial_threads(plan: ConvPlan) -> int:
