@@ -170,8 +170,7 @@ def test_a_winograd_conv_keeps_only_its_packed_transformed_weight():
 
 def test_inference_workspace_bytes_count_what_bound_steps_packed():
     """A classifier after a global pool, large enough for pointwise.py's fused GEMM, packs its
-    weight into panels when the plan binds it: those count too, once bound, and go with the
-    step (the plan's buffers otherwise the same)."""
+    weight into panels when the plan binds it: those count too, once bound."""
     net = cnnlang.load("""network head {
         input 256x2x2
         globalavgpool
