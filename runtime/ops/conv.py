@@ -53,7 +53,8 @@ class ConvOp(Op):
         #: prepare_weights after every weight change.
         self.algorithm: str | None = None
         #: What the algorithm computes from the weight once per weight change instead of every
-        #: forward: Winograd's U = G g G^T, or im2col's column-order weight (None: per call).
+        #: forward: im2col's column-order weight, or Winograd's U = G g G^T where there are no
+        #: winograd_panels (None: per call, or Winograd on the CPU, whose panels are all it reads).
         self.prepared_weight: np.ndarray | None = None
         #: Set by the inference plan for a node with ``residual`` (fuse-residual): inputs[1] is
         #: added after the bias, before the activation, in one epilogue pass.
@@ -98,7 +99,7 @@ class ConvOp(Op):
         transformed = transform_weight(weight, self.dtype)
         if self.backend is CPU:
             # its 16 GEMMs on pointwise.py's tile (winograd_forward's ``panels``), which then reads nothing
-            # else of the weight: U is not kept (ResNet-18's conv scratch 150 -> 83 MB, VGG-16's by 105 MB)
+            # else of the weight: U is not kept
             self.winograd_panels, self.prepared_weight = pointwise.stacked_panels(transformed), None
         else:
             self.prepared_weight, self.winograd_panels = transformed, None
