@@ -27,7 +27,9 @@ Optimisation attributes, from :mod:`cnnlang.passes.optimise` (inference only):
   before the activation (a residual ``add`` fused into the conv's epilogue);
 - ``write_into``: ``(concat, channel offset)``: the output goes straight into that slice of the
   concat's buffer; ``eliminated`` (concat): at least one input writes into it;
-- ``in_place`` (elementwise): the output overwrites the input's buffer;
+- ``in_place`` (elementwise): the output overwrites the input's buffer; (conv with ``residual``):
+  the output overwrites the shortcut's buffer, which nothing reads after the conv
+  (:func:`overwritten_input`);
 - ``algorithm`` (conv only: 3x3 kernel, stride 1, dilation 1, one group): ``"winograd"`` runs it
   as Winograd F(2x2, 3x3) instead of im2col + GEMM (the ``winograd`` pass sets it where that
   measured faster).
@@ -116,6 +118,15 @@ def ordered(graph: nx.DiGraph) -> list[str]:
 
 def consumers(graph: nx.DiGraph, node: str) -> list[str]:
     return sorted(graph.successors(node), key=lambda n: graph.nodes[n]["order"])
+
+
+def overwritten_input(graph: nx.DiGraph, node: str) -> str | None:
+    """The input whose buffer an ``in_place`` node writes its output into: an elementwise node's
+    only input, a residual conv's shortcut (its second input); None when the node is not in place."""
+    data = graph.nodes[node]
+    if not data.get("in_place"):
+        return None
+    return data["inputs"][1] if data.get("residual") else data["inputs"][0]
 
 
 def layer_nodes(graph: nx.DiGraph) -> Iterable[str]:
@@ -256,11 +267,7 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
         if data.get("eliminated") and not any("write_into" in graph.nodes[i] for i in inputs):
             problems.append(f"{node}: eliminated, but no input writes into it")
         if data.get("in_place"):
-            source = inputs[0] if len(inputs) == 1 else None
-            if (data["layer"] is None or data["layer"].category != "elementwise" or source is None
-                    or source == graph.graph.get("input") or source in graph.graph.get("outputs", [])
-                    or graph.out_degree(source) != 1 or "write_into" in data):
-                problems.append(f"{node}: in_place, but its input is read elsewhere or is not its own")
+            problems += _in_place_problems(graph, node)
     memory = graph.graph.get("memory")
     if memory is not None:
         owners = {n for n in graph.nodes if n != graph.graph.get("input") and "write_into" not in graph.nodes[n]
@@ -273,6 +280,24 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
         if memory["after"] != sum(memory["slots"]):
             problems.append("memory: 'after' is not the sum of the slot sizes")
     return problems
+
+
+def _in_place_problems(graph: nx.DiGraph, node: str) -> list[str]:
+    data, inputs = graph.nodes[node], graph.nodes[node]["inputs"]
+    if data.get("residual"):
+        # the shortcut may have other readers, all run before this conv (a block's first conv)
+        source = inputs[1]
+        position = {n: i for i, n in enumerate(ordered(graph))}
+        private = inputs[0] != source and "write_into" not in graph.nodes[source] and all(
+            position[reader] <= position[node] for reader in graph.successors(source))
+    else:
+        source = inputs[0] if len(inputs) == 1 else None
+        private = data["layer"] is not None and data["layer"].category == "elementwise" and source is not None and \
+            graph.out_degree(source) == 1
+    if (not private or source == graph.graph.get("input") or source in graph.graph.get("outputs", [])
+            or "write_into" in data):
+        return [f"{node}: in_place, but the input it overwrites is read elsewhere or is not its own"]
+    return []
 
 
 def _algorithm_problems(graph: nx.DiGraph, node: str) -> list[str]:

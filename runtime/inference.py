@@ -9,7 +9,8 @@ It reads the node attributes the passes leave (see docs/runtime.md, "Optimised i
   node shares the original op's arrays;
 - ``write_into: (concat, offset)``: the node's output is the concat buffer's channel slice, and
   the concat (``eliminated``) copies only the inputs that were not written in place;
-- ``in_place``: an element-wise node writes over its input's buffer;
+- ``in_place``: an element-wise node writes over its input's buffer, a residual conv over its
+  shortcut's (where its op ``writes_over_residual``; else into a buffer of its own);
 - ``algorithm`` (conv): ``"winograd"`` runs the layer as Winograd F(2x2, 3x3)
   (runtime/kernels/cpu/winograd.py); its transformed weight is derived in :meth:`refresh`, after
   folding, like the folded parameters;
@@ -86,6 +87,7 @@ class InferencePlan:
         self._host = host
         self.workspaces: dict[type, object] = {}  # one shared conv workspace per workspace type
         self.steps = [self._bind(node) for node in ir.layer_nodes(graph)]
+        self._ops = {step.node: step.op for step in self.steps}
         self.batch = 0
         self.values: dict[str, np.ndarray] = {}
         self._slots: list[np.ndarray] = []
@@ -191,15 +193,24 @@ class InferencePlan:
             concat, offset = data["write_into"]
             base = self._storage(concat, batch, storage)
             view = channel_slice(base, offset, offset + shape[-1])
-        elif data.get("in_place") and data["layer"].category == "elementwise" and data["inputs"][0] != self.input:
+        elif self._overwrites(node) not in (None, self.input):
             # (Never over the network input: that is the caller's array.)
-            view = self._storage(data["inputs"][0], batch, storage)
+            view = self._storage(self._overwrites(node), batch, storage)
         else:
             view = self._owned(node, shape)
         if view.shape != shape:
             raise ValueError(f"{node}: its storage is {view.shape}, the node needs {shape}")
         storage[node] = view
         return view
+
+    def _overwrites(self, node: str) -> str | None:
+        """The input whose buffer ``node`` writes over (``in_place``), where its op can."""
+        data = self.graph.nodes[node]
+        if data.get("residual") and not self._ops[node].writes_over_residual:
+            return None
+        if not data.get("residual") and data["layer"].category != "elementwise":
+            return None
+        return ir.overwritten_input(self.graph, node)
 
     def _owned(self, node: str, shape: tuple[int, ...]) -> np.ndarray:
         size = int(np.prod(shape))

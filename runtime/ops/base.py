@@ -127,6 +127,9 @@ class Op:
     strided_out: ClassVar[bool] = False
     #: forward applies ``self.activation`` after its bias (or sum) in the same pass
     fuses_activation: ClassVar[bool] = False
+    #: forward (and a bound call) may be handed an ``out`` that is its residual input's own buffer
+    #: (a conv that plan-memory marked ``in_place``); without it the plan gives it a buffer of its own
+    writes_over_residual: ClassVar[bool] = False
 
     def __init__(
         self, layer: LayerType, in_shapes: list[Shape], out_shape: Shape, dtype: np.dtype, backend: Backend = CPU

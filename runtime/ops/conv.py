@@ -35,6 +35,7 @@ from .base import Context, Op, as_image, register, window_geometry
 class ConvOp(Op):
     strided_out = True
     fuses_activation = True
+    writes_over_residual = True
 
     def __init__(self, layer, in_shapes, out_shape, dtype, backend=CPU):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
@@ -151,6 +152,12 @@ class ConvOp(Op):
                               activation_kind(self.activation), packed=prepared)  # fmt: skip
             self._x = x
             return
+        shortcut = inputs[1] if residual else None
+        if residual and np.may_share_memory(shortcut, out):
+            # written over its shortcut (plan-memory's in_place): the GEMM below writes out before the
+            # epilogue reads the shortcut, so that reads a copy (gemm_epilogue.py's kernel needs none)
+            shortcut = self.workspace.get("shortcut", shortcut.size, shortcut.dtype).reshape(shortcut.shape)
+            np.copyto(shortcut, inputs[1])
         conv2d_forward(
             x.reshape(n, *self._in_image),
             self._weight(self.params["weight"]),
@@ -167,7 +174,7 @@ class ConvOp(Op):
         )
         if residual:
             channels = self._out_image[-1]
-            bias_residual_activation(channel_rows(out, channels, "conv"), bias, inputs[1].reshape(-1, channels),
+            bias_residual_activation(channel_rows(out, channels, "conv"), bias, shortcut.reshape(-1, channels),
                                      activation_kind(self.activation))
         self._x = x
 

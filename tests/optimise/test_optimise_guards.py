@@ -192,3 +192,35 @@ def test_a_residual_add_fuses_only_into_a_pointwise_conv_it_alone_reads():
     ]
     assert messages(graph, "fuse-residual", "changed") == ["add at line 8 fused into c (conv at line 7)"]
     assert graph.nodes["c"]["inputs"] == ["b", "s"] and graph.nodes["c"]["residual"]
+
+
+def test_a_residual_conv_writes_over_its_shortcut_only_where_nothing_reads_it_after():
+    graph = optimised("""network n {
+    input 4x6x6
+    s: conv(4, 3x3, pad = 1)
+    from input -> a: conv(4, 1x1)
+    from a, s -> r: add
+    from s -> t: relu
+    from input -> b: conv(4, 1x1)
+    from b, input -> u: add
+    from input -> c: conv(4, 1x1)
+    from c, u -> v: add
+    from t -> d: conv(4, 1x1)
+    from d, v -> w: add
+    e: conv(4, 1x1)
+    from e, w -> x: add
+    output r, t, u, x
+}""", "fuse-residual", "plan-memory")
+    assert [m for m in messages(graph, "plan-memory") if m.startswith("conv")] == [
+        "conv at line 4 not in place: its shortcut's buffer is read after it (by t)",
+        "conv at line 7 not in place: its shortcut is the network input, which belongs to the caller",
+        "conv at line 9 not in place: its shortcut's buffer holds the network output b",
+        "conv at line 13 not in place: its input shares its shortcut's buffer",
+    ]
+    assert messages(graph, "plan-memory", "changed")[0] == "conv at line 11 overwrites its shortcut c"
+    assert graph.nodes["d"]["in_place"] and ir.overwritten_input(graph, "d") == "c"
+    assert "d" not in graph.graph["memory"]["assign"]  # it owns no buffer: c's is its
+    ir.verify(graph)
+    graph.nodes["a"]["in_place"] = True  # t reads s after a
+    with pytest.raises(AssertionError, match="a: in_place, but the input it overwrites is read elsewhere"):
+        ir.verify(graph)

@@ -63,8 +63,8 @@ def storage_lifetimes(graph) -> dict[str, list[int]]:
         data = graph.nodes[node]
         if "write_into" in data:
             return owner(data["write_into"][0])
-        if data.get("in_place"):
-            return owner(data["inputs"][0])
+        if data.get("in_place"):  # over the only input; a residual conv over its shortcut
+            return owner(data["inputs"][1] if data.get("residual") else data["inputs"][0])
         return node
 
     spans: dict[str, list[int]] = {}

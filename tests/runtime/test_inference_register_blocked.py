@@ -82,6 +82,8 @@ def test_the_plan_runs_the_register_blocked_kernels(dtype, tolerance, batch):
     # window), not the tanh one; the stride-2 conv on im2col's columns
     residual = [node for node in pointwise if plan.graph.nodes[node].get("residual")]
     assert len(pointwise) == 1 and len(residual) == 1 and len(columns) == 1
+    shortcut = plan.graph.nodes[residual[0]]["inputs"][1]  # the projection, read by nothing after
+    assert plan.graph.nodes[residual[0]]["in_place"] and plan.values[residual[0]] is plan.values[shortcut]
     panels = [step.node for step in plan.steps if getattr(step.op, "panels", None) is not None]
     windows = [step.node for step in plan.steps if getattr(step.op, "window", None) is not None]
     assert len(panels) == 2 and len(windows) == 1
@@ -90,6 +92,49 @@ def test_the_plan_runs_the_register_blocked_kernels(dtype, tolerance, batch):
     # cancellation with them)
     change_parameters(plain, fast, rng, (".weight", ".running_mean"))
     assert_agree(plain, fast, x, tolerance)
+
+
+# Identity shortcuts, each read by its block's first conv and then added by its last (plan-memory writes
+# that conv's output over it); 36 pixels an image: at batch 2 the conv runs conv.py's GEMM and then
+# the residual pass (which must read a copy of the shortcut), at batch 8 gemm_epilogue.py's kernel.
+IDENTITY = """
+network identity {
+    input 3x6x6
+    conv(16, 3x3, pad = 1, bias = false) -> batchnorm -> relu
+    residual {
+        conv(8, 1x1, bias = false) -> batchnorm -> relu
+        conv(16, 1x1, bias = false) -> batchnorm
+    } shortcut auto
+    relu
+    residual {
+        conv(8, 1x1) -> relu
+        conv(16, 1x1)
+    } shortcut auto
+    relu
+    globalavgpool
+    fc(3)
+}
+"""
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", FLOAT32_TOLERANCE), ("float64", FLOAT64_TOLERANCE)])
+@pytest.mark.parametrize("batch, kernel", [(2, None), (8, "bind_pointwise")])
+def test_a_residual_conv_written_over_its_shortcut(dtype, tolerance, batch, kernel):
+    model = cnnlang.load(IDENTITY)
+    rng = np.random.default_rng(batch)
+    plain, fast = built_pair(model, dtype, rng, batchnorm=True)
+    x = rng.standard_normal((batch, *model.input_shape))
+    assert_agree(plain, fast, x, tolerance)
+    plan = fast.inference_plan
+    residual = [node for node in plan.graph if plan.graph.nodes[node].get("residual")]
+    assert len(residual) == 2
+    for node in residual:
+        shortcut = plan.graph.nodes[node]["inputs"][1]
+        assert plan.graph.nodes[node]["in_place"] and plan.values[node] is plan.values[shortcut]
+        assert (node in bound_to(plan, "bind_pointwise")) == (kernel == "bind_pointwise")
+    assert_agree(plain, fast, x, tolerance)  # again: nothing of the last call is read
+    change_parameters(plain, fast, rng)
+    assert_agree(plain, fast, 2 * x, tolerance)
 
 
 HEAD = """

@@ -25,6 +25,8 @@ from ...ops.conv import ConvOp
 class CudaConvOp(ConvOp):
     """The CPU op's geometry and weight views (runtime/ops/conv.py), the GPU's kernels."""
 
+    writes_over_residual = False  # (its residual pass reads the shortcut after the GEMM wrote the output)
+
     def __init__(self, layer, in_shapes, out_shape, dtype, backend):
         super().__init__(layer, in_shapes, out_shape, dtype, backend)
         cin = self._in_image[-1]

@@ -65,6 +65,14 @@ def test_eval_forward_equals_the_cpu_with_and_without_passes(model, cuda_backend
             graph = gpu.inference_plan.graph
             assert any(graph.nodes[n].get("residual") for n in graph), "the toy should exercise fuse-residual"
         np.testing.assert_allclose(gpu.eval().forward(x), cpu.eval().forward(x), **TOLERANCE)
+        if passes:
+            # plan-memory writes the residual conv over its shortcut; the GPU's conv adds the shortcut in
+            # a pass after its GEMM, so its plan gives it a buffer of its own (the CPU's does not)
+            node = next(n for n in graph if graph.nodes[n].get("residual"))
+            shortcut = graph.nodes[node]["inputs"][1]
+            assert graph.nodes[node]["in_place"]
+            assert cpu.inference_plan.values[node] is cpu.inference_plan.values[shortcut]
+            assert gpu.inference_plan.values[node] is not gpu.inference_plan.values[shortcut]
 
 
 def test_training_forward_backward_equals_the_cpu(model, cuda_backend):
