@@ -24,6 +24,8 @@ import numpy as np
 
 from cnnlang.errors import UsageError
 
+from .host_arrays import host_empty
+
 Shape = tuple[int, ...]
 
 
@@ -152,6 +154,14 @@ class CPUBackend(Backend):
     name = "cpu"
     xp = np
     shares_host_memory = True
+
+    def empty(self, shape: Shape, dtype: Any) -> np.ndarray:
+        return host_empty(shape, dtype)
+
+    def zeros(self, shape: Shape, dtype: Any) -> np.ndarray:
+        array = host_empty(shape, dtype)
+        array.fill(0)
+        return array
 
     def to_device(self, host: np.ndarray) -> np.ndarray:
         return host

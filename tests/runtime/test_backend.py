@@ -8,6 +8,7 @@ import pytest
 
 import cnnlang
 from cnnlang.runtime.backend import CPU, CPUBackend, get_backend
+from cnnlang.runtime.host_arrays import CACHE_LINE, host_empty
 
 SOURCE = """
 network tiny {
@@ -73,3 +74,28 @@ def test_cpu_runs_never_load_numba_cuda(tmp_path):
     )
     (tmp_path / "tiny.cnn").write_text(SOURCE)
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+@pytest.mark.parametrize("shape, dtype", [((3, 5), np.float32), (7, np.float64), ((0,), np.float32), ((2, 1, 3), np.int64)])
+def test_host_arrays_start_on_a_cache_line(shape, dtype):
+    """host_arrays.host_empty and the CPU backend's empty and zeros: the shape and dtype asked for, C-contiguous,
+    writable, starting on a 64-byte line (NumPy's own start 16 bytes into one); zeros are zero."""
+    for array in (host_empty(shape, dtype), CPU.empty(shape, dtype), CPU.zeros(shape, dtype)):
+        assert array.shape == (shape if isinstance(shape, tuple) else (shape,)) and array.dtype == dtype
+        assert array.flags.c_contiguous and array.flags.writeable
+        assert array.ctypes.data % CACHE_LINE == 0 or array.size == 0  # (an empty array has no lines)
+    assert not CPU.zeros(shape, dtype).any()
+
+
+def test_the_kernels_scratch_and_packed_weights_start_on_a_cache_line():
+    from cnnlang.runtime.kernels.cpu.pointwise import pack_panels, padded_bias, stacked_panels
+    from cnnlang.runtime.kernels.cpu.workspace import ConvWorkspace
+
+    workspace = ConvWorkspace()
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((40, 24)).astype(np.float32)
+    for array in (workspace.get("columns", 1000, np.dtype(np.float32)), workspace.get("ones", 10, np.dtype(np.float64)),
+                  pack_panels(weight), padded_bias(None, 40, np.float32),
+                  stacked_panels(rng.standard_normal((16, 24, 40)).astype(np.float32))):
+        assert array.ctypes.data % CACHE_LINE == 0
+    assert np.all(workspace.get("ones", 10, np.dtype(np.float64)) == 1)

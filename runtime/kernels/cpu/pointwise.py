@@ -44,6 +44,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ...host_arrays import host_empty
 from .epilogue import row_span
 from .llvm_vectors import HOST_VECTOR_BYTES as _VECTOR_BYTES
 from .llvm_vectors import (arguments, broadcast_fmas, const, fma_function, prefetch_rows, vector_at, vector_type,
@@ -198,12 +199,12 @@ def pack_panels(weight: np.ndarray) -> np.ndarray:
     past N; when the last panel would be at most half full (N = 24 in float32), it is (K, L)."""
     n = weight.shape[0]
     matrix = weight.reshape(n, -1)
-    return pack_panels_into(matrix, np.empty(panels_size(n, matrix.shape[1], weight.dtype), weight.dtype))
+    return pack_panels_into(matrix, host_empty(panels_size(n, matrix.shape[1], weight.dtype), weight.dtype))
 
 
 def padded_bias(bias: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
     """The bias (zeros when None) padded to whole panels, as the tile reads it."""
-    return padded_bias_into(bias, n, np.empty(-(-n // panel_width(dtype)) * panel_width(dtype), dtype))
+    return padded_bias_into(bias, n, host_empty(-(-n // panel_width(dtype)) * panel_width(dtype), dtype))
 
 
 def padded_bias_into(bias: np.ndarray | None, n: int, out: np.ndarray) -> np.ndarray:
@@ -381,7 +382,8 @@ def pointwise_forward(x: np.ndarray, panels: np.ndarray, bias: np.ndarray, relu:
 
 def stacked_panels(transformed: np.ndarray) -> np.ndarray:
     """Winograd's U (planes, C, O) as each plane's pack_panels, one after another (flat)."""
-    return np.concatenate([pack_panels(np.ascontiguousarray(plane.T)) for plane in transformed])
+    planes = [pack_panels(np.ascontiguousarray(plane.T)) for plane in transformed]
+    return np.concatenate(planes, out=host_empty(sum(p.size for p in planes), transformed.dtype))
 
 
 def stacked_panels_into(transformed: np.ndarray, out: np.ndarray) -> np.ndarray:

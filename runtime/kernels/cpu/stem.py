@@ -30,6 +30,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ...host_arrays import host_empty
 from .activation import RELU
 from .blocked import _C, _H, _HO, _HP, _KH, _KW, _N, _O, _PL, _PT, _SH, _SW, _W, _WO, _WP, blocked_geometry
 from .epilogue import NONE
@@ -165,7 +166,7 @@ def bind_stem(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride
     call, for the thread count of that call."""
     geo = blocked_geometry(x.shape, weight.shape, stride, pads, out.shape)
     dtype = x.dtype
-    packed = np.empty(packed_size(geo, dtype.itemsize), dtype)
+    packed = host_empty(packed_size(geo, dtype.itemsize), dtype)
     has_bias = bias is not None
     O, C, KH, KW = weight.shape
     pack_stem_weight(np.ascontiguousarray(weight).reshape(-1), bias if has_bias else packed[:0], has_bias, packed,

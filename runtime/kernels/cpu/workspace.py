@@ -9,6 +9,7 @@ from typing import Callable
 import numba
 import numpy as np
 
+from ...host_arrays import host_empty
 from .blocked import blocked_geometry
 
 
@@ -208,7 +209,9 @@ class ConvWorkspace:
         key = (name, dtype.char)
         buf = self._bufs.get(key)
         if buf is None or buf.size < size:
-            buf = np.ones(max(size, 1), dtype) if name == "ones" else np.empty(max(size, 1), dtype)
+            buf = host_empty(max(size, 1), dtype)
+            if name == "ones":
+                buf.fill(1)
             self._bufs[key] = buf
         return buf[:size]
 
