@@ -2,15 +2,16 @@
 their input where nothing else reads it, and a conv that adds a residual (``fuse-residual``)
 writes over its shortcut where nothing reads the shortcut after it.
 
-A *storage* is a buffer some node owns; a node with ``write_into`` uses its concat's storage and
-an ``in_place`` node that of the input it overwrites (:func:`cnnlang.ir.overwritten_input`).
-
 Why the residual conv: its kernel reads each shortcut value and then writes the output value in
 the same place, so over the shortcut's buffer it writes lines that are already in the cache,
 where a buffer of its own is first read from memory to be written (ResNet-50's 56x56 64 -> 256
 conv at batch 8, 2 threads, caches flushed: 6.10 -> 5.17 ms; 14x14 256 -> 1024 4.79 -> 4.64), and
-the block's output needs no buffer beside its input. A storage lives from its first write to the last read of any
-tensor in it (outputs: to the end), in the order of :func:`ir.ordered`. Storages whose lifetimes
+the block's output needs no buffer beside its input.
+
+A *storage* is a buffer some node owns; a node with ``write_into`` uses its concat's storage and
+an ``in_place`` node that of the input it overwrites (:func:`cnnlang.ir.overwritten_input`). A
+storage lives from its first write to the last read of any tensor in it (outputs: to the end),
+in the order of :func:`ir.ordered`. Storages whose lifetimes
 do not overlap share a *slot*. Slots are assigned greedily by size: the largest storage first,
 each into the smallest slot free for its whole lifetime, else a new slot (the "greedy by size"
 planner of TensorFlow Lite), so a slot's size is that of its first, largest storage.
