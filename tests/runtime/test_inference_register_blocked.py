@@ -56,6 +56,17 @@ def assert_agree(plain, fast, x, tolerance: float) -> None:
     np.testing.assert_allclose(fast.forward(x), expected, rtol=0, atol=tolerance * np.abs(expected).max())
 
 
+def agreeing_pair(source: str, dtype: str, tolerance: float, batch: int):
+    """built_pair of ``source`` with random batchnorm statistics, checked to agree on a random batch:
+    (plain, fast, that batch, the generator)."""
+    model = cnnlang.load(source)
+    rng = np.random.default_rng(batch)
+    plain, fast = built_pair(model, dtype, rng, batchnorm=True)
+    x = rng.standard_normal((batch, *model.input_shape))
+    assert_agree(plain, fast, x, tolerance)
+    return plain, fast, x, rng
+
+
 def change_parameters(plain, fast, rng, suffixes: tuple[str, ...] | None = None) -> None:
     """The same random rescaling of both networks' parameters (those ending in ``suffixes``)."""
     for name, array in plain.state().items():
@@ -68,11 +79,7 @@ def change_parameters(plain, fast, rng, suffixes: tuple[str, ...] | None = None)
 @pytest.mark.parametrize("dtype, tolerance", [("float32", FLOAT32_TOLERANCE), ("float64", FLOAT64_TOLERANCE)])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_the_plan_runs_the_register_blocked_kernels(dtype, tolerance, batch):
-    model = cnnlang.load(NETWORK)
-    rng = np.random.default_rng(batch)
-    plain, fast = built_pair(model, dtype, rng, batchnorm=True)
-    x = rng.standard_normal((batch, *model.input_shape))
-    assert_agree(plain, fast, x, tolerance)
+    plain, fast, x, rng = agreeing_pair(NETWORK, dtype, tolerance, batch)
     plan = fast.inference_plan
     stems = bound_to(plan, "bind_stem")
     assert len(stems) == 1 and plan.graph.nodes[stems[0]]["shape"][0] == 32
@@ -120,11 +127,7 @@ network identity {
 @pytest.mark.parametrize("dtype, tolerance", [("float32", FLOAT32_TOLERANCE), ("float64", FLOAT64_TOLERANCE)])
 @pytest.mark.parametrize("batch, kernel", [(2, None), (8, "bind_pointwise")])
 def test_a_residual_conv_written_over_its_shortcut(dtype, tolerance, batch, kernel):
-    model = cnnlang.load(IDENTITY)
-    rng = np.random.default_rng(batch)
-    plain, fast = built_pair(model, dtype, rng, batchnorm=True)
-    x = rng.standard_normal((batch, *model.input_shape))
-    assert_agree(plain, fast, x, tolerance)
+    plain, fast, x, rng = agreeing_pair(IDENTITY, dtype, tolerance, batch)
     plan = fast.inference_plan
     residual = [node for node in plan.graph if plan.graph.nodes[node].get("residual")]
     assert len(residual) == 2
