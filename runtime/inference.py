@@ -193,9 +193,9 @@ class InferencePlan:
             concat, offset = data["write_into"]
             base = self._storage(concat, batch, storage)
             view = channel_slice(base, offset, offset + shape[-1])
-        elif self._overwrites(node) not in (None, self.input):
+        elif (source := self._overwrites(node)) not in (None, self.input):
             # (Never over the network input: that is the caller's array.)
-            view = self._storage(self._overwrites(node), batch, storage)
+            view = self._storage(source, batch, storage)
         else:
             view = self._owned(node, shape)
         if view.shape != shape:
@@ -205,10 +205,7 @@ class InferencePlan:
 
     def _overwrites(self, node: str) -> str | None:
         """The input whose buffer ``node`` writes over (``in_place``), where its op can."""
-        data = self.graph.nodes[node]
-        if data.get("residual") and not self._ops[node].writes_over_residual:
-            return None
-        if not data.get("residual") and data["layer"].category != "elementwise":
+        if self.graph.nodes[node].get("residual") and not self._ops[node].writes_over_residual:
             return None
         return ir.overwritten_input(self.graph, node)
 

@@ -79,7 +79,7 @@ def test_cpu_runs_never_load_numba_cuda(tmp_path):
 @pytest.mark.parametrize("shape, dtype", [((3, 5), np.float32), (7, np.float64), ((0,), np.float32), ((2, 1, 3), np.int64)])
 def test_host_arrays_start_on_a_cache_line(shape, dtype):
     """host_arrays.host_empty and the CPU backend's empty and zeros: the shape and dtype asked for, C-contiguous,
-    writable, starting on a 64-byte line (NumPy's own start 16 bytes into one); zeros are zero."""
+    writable, starting on a 64-byte line (NumPy's own start 16, 32 or 48 bytes into one); zeros are zero."""
     for array in (host_empty(shape, dtype), CPU.empty(shape, dtype), CPU.zeros(shape, dtype)):
         assert array.shape == (shape if isinstance(shape, tuple) else (shape,)) and array.dtype == dtype
         assert array.flags.c_contiguous and array.flags.writeable

@@ -382,8 +382,12 @@ def pointwise_forward(x: np.ndarray, panels: np.ndarray, bias: np.ndarray, relu:
 
 def stacked_panels(transformed: np.ndarray) -> np.ndarray:
     """Winograd's U (planes, C, O) as each plane's pack_panels, one after another (flat)."""
-    planes = [pack_panels(np.ascontiguousarray(plane.T)) for plane in transformed]
-    return np.concatenate(planes, out=host_empty(sum(p.size for p in planes), transformed.dtype))
+    planes, k, n = transformed.shape
+    size = panels_size(n, k, transformed.dtype)
+    packed = host_empty(planes * size, transformed.dtype)
+    for q, plane in enumerate(transformed):
+        pack_panels_into(plane.T, packed[q * size : (q + 1) * size])
+    return packed
 
 
 def stacked_panels_into(transformed: np.ndarray, out: np.ndarray) -> np.ndarray:
