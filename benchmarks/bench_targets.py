@@ -14,7 +14,10 @@ side only. Ratio = the reference's time / cnnlang's (above 1, cnnlang is faster)
 reference the target names, the median of the rounds' ratios. The last row times every distinct
 conv layer of the zoo (input shape and arguments) at batch 8 as its own network, in GFLOP/s (2 x
 MACs / time; Winograd layers count their direct MACs) against the float32 GEMM rate (a NumPy
-2048^3 matmul) measured in the same process, before and after.
+2048^3 matmul) measured in the same process, before and after. The lowest of them are then timed in
+ONNX Runtime too (the same one-layer network, the time its own profile gives the Conv node, without
+the layout changes it adds around a lone layer), against the same GEMM rate: what the target asks
+of a layer measured beside what another tuned runtime reaches on it.
 
 ``resnet18-cifar-train`` uses benchmarks/models/resnet18_cifar.cnn (ResNet-18 with a 3x3 stride-1
 stem); the MobileNet rows use zoo/mobilenet_v1.cnn and are skipped when it is absent. Run it on a
@@ -41,6 +44,8 @@ CONV_LAYER_TARGET = 0.70
 # A layer's median is of this many seconds of its runs at least: with three runs of the small
 # layers, the count of layers at the target moved from 142 to 107 of 178 between two runs.
 LAYER_AT_LEAST_S = 0.2
+#: The lowest conv layers listed under the table, each also timed in ONNX Runtime.
+LOWEST_SHOWN = 12
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ def median_timing(timings: list[dict]) -> dict:
 
 
 def run_zoo_convs(repeat: int, threads: int) -> dict:
-    """Every distinct conv layer of the zoo, timed at batch 8 in a worker process."""
+    """Every distinct conv layer of the zoo, timed at batch 8 in a worker process; the lowest
+    LOWEST_SHOWN of them also in ONNX Runtime."""
     env = dict(os.environ, **{f"{pool}_NUM_THREADS": str(threads) for pool in ("OMP", "NUMBA", "OPENBLAS")})
     from cnnlang.environment import SETTINGS
 
@@ -121,7 +127,32 @@ def run_zoo_convs(repeat: int, threads: int) -> dict:
     shares = [layer["gemm_share"] for layer in result["layers"]]
     result.update(ratio=min(shares), median=statistics.median(shares), met=min(shares) >= CONV_LAYER_TARGET,
                   meeting=sum(share >= CONV_LAYER_TARGET for share in shares))
+    time_lowest_in_onnxruntime(result, repeat, threads)
     return result
+
+
+def time_lowest_in_onnxruntime(result: dict, repeat: int, threads: int) -> None:
+    """``layer["onnxruntime"]`` for the lowest LOWEST_SHOWN layers: the same one-layer network's
+    Conv node in ONNX Runtime (its profile's time, in a process of its own), its GFLOP/s and its
+    share of the GEMM rate measured beside the layer in cnnlang's run."""
+    from cnnlang.compare.worker import time_in_subprocess
+
+    for layer in lowest_layers(result["layers"]):
+        timing = time_in_subprocess("onnxruntime", one_layer_network(layer["input"], layer["conv"]), batch=result["batch"],
+                                    repeat=repeat, threads=threads, op="Conv")
+        gflops = 2 * layer["macs"] / timing["seconds"] / 1e9
+        layer["onnxruntime"] = {"seconds": timing["seconds"], "gflops": gflops, "gemm_share": gflops / layer["gemm_gflops"]}
+
+
+def lowest_layers(layers: list[dict], count: int = LOWEST_SHOWN) -> list[dict]:
+    """The ``count`` layers with the lowest share of the GEMM rate, lowest first."""
+    return sorted(layers, key=lambda layer: layer["gemm_share"])[:count]
+
+
+def one_layer_network(shape, conv: str) -> str:
+    """The source of a network of one conv layer (``conv``, as :func:`conv_source` writes it) on a
+    ``shape`` (C, H, W) input."""
+    return f"network one {{ input {'x'.join(map(str, shape))}\n layer: {conv} }}"
 
 
 def zoo_convs_worker(repeat: int, batch: int = 8) -> dict:
@@ -148,7 +179,7 @@ def zoo_convs_worker(repeat: int, batch: int = 8) -> dict:
     gemm_before = gemm_gflops()
     gemm = gemm_before
     for (shape, conv), layer in layers.items():
-        model = cnnlang.load(f"network one {{ input {'x'.join(map(str, shape))}\n layer: {conv} }}")
+        model = cnnlang.load(one_layer_network(shape, conv))
         net = model.build(seed=0, passes="all").eval()
         x = bench_input(model, batch, 0)
         net.forward(x)
@@ -214,14 +245,20 @@ def spread(row: dict) -> str:
     return f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
 
 
-def slowest_convs(row: dict, count: int = 12) -> str:
-    worst = sorted(row["layers"], key=lambda layer: layer["gemm_share"])[:count]
+def slowest_convs(row: dict) -> str:
     lines = [f"Lowest conv layers (of {len(row['layers'])}; each against the GEMM rate measured beside it, "
              f"{gemm_rates(row)}; at the start and end of the run "
-             + "/".join(f"{g:.0f}" for g in row["gemm_before_after"]) + "):"]
+             + "/".join(f"{g:.0f}" for g in row["gemm_before_after"]) + "; ORT: the same layer in ONNX Runtime, "
+             "its profile's Conv time, against the same rate):"]
     lines += [f"- {layer['first_in']}: {'x'.join(map(str, layer['input']))} {layer['conv']}: {layer['gflops']:.1f} GFLOP/s, "
-              f"{layer['gemm_share']:.0%} of {layer['gemm_gflops']:.0f}" for layer in worst]
+              f"{layer['gemm_share']:.0%} of {layer['gemm_gflops']:.0f}{reference_share(layer)}"
+              for layer in lowest_layers(row["layers"])]
     return "\n".join(lines)
+
+
+def reference_share(layer: dict) -> str:
+    ort = layer.get("onnxruntime")
+    return f"; ORT {ort['gflops']:.1f} GFLOP/s, {ort['gemm_share']:.0%}" if ort else ""
 
 
 def gemm_rates(row: dict) -> str:

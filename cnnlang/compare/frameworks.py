@@ -70,10 +70,11 @@ def torch_seconds(model, batch: int, *, train: bool, repeat: int, seed: int, thr
             "seconds": layouts[best]}
 
 
-def onnxruntime_session(model, *, seed: int, threads: int):
+def onnxruntime_session(model, *, seed: int, threads: int, profile_prefix: str | None = None):
     """An ONNX Runtime session on cnnlang's ONNX export of ``model`` with the seeded weights (the
     graph as written: ONNX Runtime applies its own optimisations, all levels), ``threads``
-    intra-op threads, any batch size."""
+    intra-op threads, any batch size; with ``profile_prefix``, ONNX Runtime's own per-node profile
+    is on and goes to a file whose name starts so."""
     import onnxruntime as ort
 
     from ..interchange.export import export_model
@@ -83,6 +84,9 @@ def onnxruntime_session(model, *, seed: int, threads: int):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -94,6 +98,47 @@ def onnxruntime_seconds(model, batch: int, *, repeat: int, seed: int, threads: i
     feed = {session.get_inputs()[0].name: bench_input(model, batch, seed)}
     seconds = _median(lambda: session.run(None, feed), repeat)
     return {"version": ort.__version__, "threads": threads, "seconds": seconds}
+
+
+def onnxruntime_op_seconds(model, batch: int, *, op: str, repeat: int, seed: int, threads: int) -> dict:
+    """Median seconds per inference batch that ONNX Runtime's own profile gives the nodes running
+    ``op`` (an ONNX op type such as ``Conv``; their times summed per run), timed as
+    :func:`onnxruntime_seconds` times the whole run. Why: for a one-layer network the whole run
+    also holds the layout changes ONNX Runtime adds around the layer (to and from its blocked NCHWc
+    layout), which a whole network pays once; this is the layer's own time, as cnnlang's per-layer
+    timings give it."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="cnnlang-ort-profile-") as folder:
+        session = onnxruntime_session(model, seed=seed, threads=threads, profile_prefix=str(Path(folder) / "profile"))
+        feed = {session.get_inputs()[0].name: bench_input(model, batch, seed)}
+        runs = 0
+
+        def run():
+            nonlocal runs
+            session.run(None, feed)
+            runs += 1
+
+        _median(run, repeat)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    per_node: dict[str, list[float]] = {}
+    ran = set()
+    for event in events:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        ran.add(event["args"]["op_name"])
+        if event["args"]["op_name"] == op:
+            per_node.setdefault(event["name"], []).append(event["dur"] * 1e-6)  # microseconds
+    if not per_node:
+        raise ValueError(f"ONNX Runtime ran no {op} node; it ran {', '.join(sorted(ran)) or 'nothing'}")
+    timed = runs - WARMUP_CALLS  # the profile holds the warm-up runs too
+    per_run = [sum(durations[-timed:][i] for durations in per_node.values()) for i in range(timed)]
+    return {"version": ort.__version__, "threads": threads, "op": op, "nodes": len(per_node),
+            "seconds": float(np.median(per_run))}
 
 
 def cnnlang_seconds(model, batch: int, *, train: bool, repeat: int, seed: int, passes: str = "all") -> dict:

@@ -17,11 +17,15 @@ FRAMEWORKS = ("cnnlang", "torch", "onnxruntime")
 
 
 def time_in_subprocess(framework: str, model: str, *, input_shape=None, batch: int, train: bool = False,
-                       repeat: int, seed: int = 0, threads: int) -> dict:
-    """Median seconds of ``model`` (a zoo name or a .cnn path) in ``framework``, on ``threads``
-    threads, timed by a child process: ``{"seconds": ..., ...}``."""
+                       repeat: int, seed: int = 0, threads: int, op: str | None = None) -> dict:
+    """Median seconds of ``model`` (a zoo name, a .cnn path or a network's source) in
+    ``framework``, on ``threads`` threads, timed by a child process: ``{"seconds": ..., ...}``.
+    ``op`` (ONNX Runtime only): the time its profile gives that op's nodes instead of the whole run
+    (:func:`.frameworks.onnxruntime_op_seconds`)."""
+    if op is not None and framework != "onnxruntime":
+        raise ValueError(f"an op's own time comes from ONNX Runtime's profile, not from {framework}")
     request = {"framework": framework, "model": str(model), "input": list(input_shape) if input_shape else None,
-               "batch": batch, "train": train, "repeat": repeat, "seed": seed, "threads": threads}
+               "batch": batch, "train": train, "repeat": repeat, "seed": seed, "threads": threads, "op": op}
     env = dict(os.environ, **{f"{pool}_NUM_THREADS": str(threads) for pool in ("OMP", "NUMBA", "OPENBLAS")})
     for name, value in SETTINGS.items():
         # cnnlang runs with its thread settings (cnnlang/environment.py: read before NumPy loads,
@@ -51,6 +55,9 @@ def main(request: dict) -> dict:
         return frameworks.torch_seconds(model, request["batch"], train=request["train"], threads=request["threads"], **common)
     if request["train"]:
         raise ValueError("ONNX Runtime times inference only")
+    if request.get("op"):
+        return frameworks.onnxruntime_op_seconds(model, request["batch"], op=request["op"], threads=request["threads"],
+                                                 **common)
     return frameworks.onnxruntime_seconds(model, request["batch"], threads=request["threads"], **common)
 
 

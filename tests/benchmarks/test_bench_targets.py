@@ -62,6 +62,32 @@ def test_frameworks_take_turns_and_the_ratio_is_the_median_of_the_rounds(monkeyp
     assert bench_targets.spread(row) == " (1.33-4.00)"
 
 
+def test_the_lowest_layers_are_also_timed_in_onnxruntime(monkeypatch):
+    import cnnlang.compare.worker as worker
+
+    layers = [{"first_in": f"net/conv{i}", "input": [8, 6, 6], "conv": f"conv({i + 1}, 1)", "macs": 1e9,
+               "gflops": 10.0 + i, "gemm_gflops": 100.0, "gemm_share": (10.0 + i) / 100} for i in range(bench_targets.LOWEST_SHOWN + 2)]
+    result = {"batch": 8, "layers": layers[::-1], "gemm_gflops": 100.0, "gemm_range": [90.0, 110.0],
+              "gemm_before_after": [95.0, 105.0]}
+    requests = []
+
+    def fake_time_in_subprocess(framework, model, **options):
+        requests.append((framework, model, options))
+        return {"seconds": 0.05}  # 2e9 flops in 0.05 s: 40 GFLOP/s
+
+    monkeypatch.setattr(worker, "time_in_subprocess", fake_time_in_subprocess)
+    bench_targets.time_lowest_in_onnxruntime(result, repeat=2, threads=1)
+    timed = [layer for layer in layers if "onnxruntime" in layer]
+    assert timed == layers[: bench_targets.LOWEST_SHOWN]
+    assert timed[0]["onnxruntime"] == {"seconds": 0.05, "gflops": 40.0, "gemm_share": 0.4}
+    framework, model, options = requests[0]
+    assert framework == "onnxruntime" and options == {"batch": 8, "repeat": 2, "threads": 1, "op": "Conv"}
+    assert model == "network one { input 8x6x6\n layer: conv(1, 1) }"
+    text = bench_targets.slowest_convs(result)
+    assert "- net/conv0: 8x6x6 conv(1, 1): 10.0 GFLOP/s, 10% of 100; ORT 40.0 GFLOP/s, 40%" in text
+    assert text.count("\n- ") == bench_targets.LOWEST_SHOWN  # one line each, under the heading
+
+
 def test_the_lenet5_latency_row_end_to_end(capsys):
     pytest.importorskip("torch", reason="torch is not installed")
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
