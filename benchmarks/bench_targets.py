@@ -138,10 +138,11 @@ def time_lowest_in_onnxruntime(result: dict, repeat: int, threads: int) -> None:
     from cnnlang.compare.worker import time_in_subprocess
 
     for layer in lowest_layers(result["layers"]):
-        timing = time_in_subprocess("onnxruntime", one_layer_network(layer["input"], layer["conv"]), batch=result["batch"],
-                                    repeat=repeat, threads=threads, op="Conv")
+        source = one_layer_network(layer["input"], layer["conv"])
+        timing = time_in_subprocess("onnxruntime", source, batch=result["batch"], repeat=repeat, threads=threads, op="Conv")
         gflops = 2 * layer["macs"] / timing["seconds"] / 1e9
-        layer["onnxruntime"] = {"seconds": timing["seconds"], "gflops": gflops, "gemm_share": gflops / layer["gemm_gflops"]}
+        share = gflops / layer["gemm_gflops"]
+        layer["onnxruntime"] = {"seconds": timing["seconds"], "gflops": gflops, "gemm_share": share}
 
 
 def lowest_layers(layers: list[dict], count: int = LOWEST_SHOWN) -> list[dict]:

@@ -132,7 +132,7 @@ def onnxruntime_op_seconds(model, batch: int, *, op: str, repeat: int, seed: int
             continue
         ran.add(event["args"]["op_name"])
         if event["args"]["op_name"] == op:
-            per_node.setdefault(event["name"], []).append(event["dur"] * 1e-6)  # microseconds
+            per_node.setdefault(event["name"], []).append(event["dur"] * 1e-6)  # the profile's unit is the microsecond
     if not per_node:
         raise ValueError(f"ONNX Runtime ran no {op} node; it ran {', '.join(sorted(ran)) or 'nothing'}")
     timed = runs - WARMUP_CALLS  # the profile holds the warm-up runs too

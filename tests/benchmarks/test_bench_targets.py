@@ -66,7 +66,8 @@ def test_the_lowest_layers_are_also_timed_in_onnxruntime(monkeypatch):
     import cnnlang.compare.worker as worker
 
     layers = [{"first_in": f"net/conv{i}", "input": [8, 6, 6], "conv": f"conv({i + 1}, 1)", "macs": 1e9,
-               "gflops": 10.0 + i, "gemm_gflops": 100.0, "gemm_share": (10.0 + i) / 100} for i in range(bench_targets.LOWEST_SHOWN + 2)]
+               "gflops": 10.0 + i, "gemm_gflops": 100.0, "gemm_share": (10.0 + i) / 100}
+              for i in range(bench_targets.LOWEST_SHOWN + 2)]
     result = {"batch": 8, "layers": layers[::-1], "gemm_gflops": 100.0, "gemm_range": [90.0, 110.0],
               "gemm_before_after": [95.0, 105.0]}
     requests = []
