@@ -134,12 +134,18 @@ def run_zoo_convs(repeat: int, threads: int) -> dict:
 def time_lowest_in_onnxruntime(result: dict, repeat: int, threads: int) -> None:
     """``layer["onnxruntime"]`` for the lowest LOWEST_SHOWN layers: the same one-layer network's
     Conv node in ONNX Runtime (its profile's time, in a process of its own), its GFLOP/s and its
-    share of the GEMM rate measured beside the layer in cnnlang's run."""
+    share of the GEMM rate measured beside the layer in cnnlang's run; or ``{"error": ...}`` where
+    that timing failed, so that one layer does not cost the whole run's table."""
     from cnnlang.compare.worker import time_in_subprocess
 
     for layer in lowest_layers(result["layers"]):
         source = one_layer_network(layer["input"], layer["conv"])
-        timing = time_in_subprocess("onnxruntime", source, batch=result["batch"], repeat=repeat, threads=threads, op="Conv")
+        try:
+            timing = time_in_subprocess("onnxruntime", source, batch=result["batch"], repeat=repeat, threads=threads,
+                                        op="Conv")
+        except RuntimeError as error:
+            layer["onnxruntime"] = {"error": str(error)}
+            continue
         gflops = 2 * layer["macs"] / timing["seconds"] / 1e9
         share = gflops / layer["gemm_gflops"]
         layer["onnxruntime"] = {"seconds": timing["seconds"], "gflops": gflops, "gemm_share": share}
@@ -259,7 +265,11 @@ def slowest_convs(row: dict) -> str:
 
 def reference_share(layer: dict) -> str:
     ort = layer.get("onnxruntime")
-    return f"; ORT {ort['gflops']:.1f} GFLOP/s, {ort['gemm_share']:.0%}" if ort else ""
+    if not ort:
+        return ""
+    if "error" in ort:
+        return f"; ORT: {ort['error']}"
+    return f"; ORT {ort['gflops']:.1f} GFLOP/s, {ort['gemm_share']:.0%}"
 
 
 def gemm_rates(row: dict) -> str:

@@ -74,6 +74,8 @@ def test_the_lowest_layers_are_also_timed_in_onnxruntime(monkeypatch):
 
     def fake_time_in_subprocess(framework, model, **options):
         requests.append((framework, model, options))
+        if "conv(2, 1)" in model:
+            raise RuntimeError("timing it in onnxruntime failed: no such op")
         return {"seconds": 0.05}  # 2e9 flops in 0.05 s: 40 GFLOP/s
 
     monkeypatch.setattr(worker, "time_in_subprocess", fake_time_in_subprocess)
@@ -86,6 +88,9 @@ def test_the_lowest_layers_are_also_timed_in_onnxruntime(monkeypatch):
     assert model == "network one { input 8x6x6\n layer: conv(1, 1) }"
     text = bench_targets.slowest_convs(result)
     assert "- net/conv0: 8x6x6 conv(1, 1): 10.0 GFLOP/s, 10% of 100; ORT 40.0 GFLOP/s, 40%" in text
+    # A layer ORT could not time says why; the others are still timed.
+    assert layers[1]["onnxruntime"] == {"error": "timing it in onnxruntime failed: no such op"}
+    assert "- net/conv1: 8x6x6 conv(2, 1): 11.0 GFLOP/s, 11% of 100; ORT: timing it in onnxruntime failed" in text
     assert text.count("\n- ") == bench_targets.LOWEST_SHOWN  # one line each, under the heading
 
 
