@@ -136,7 +136,7 @@ def onnxruntime_op_seconds(model, batch: int, *, op: str, repeat: int, seed: int
     if not per_node:
         raise ValueError(f"ONNX Runtime ran no {op} node; it ran {', '.join(sorted(ran)) or 'nothing'}")
     timed = runs - WARMUP_CALLS  # the profile holds the warm-up runs too
-    per_run = [sum(durations[-timed:][i] for durations in per_node.values()) for i in range(timed)]
+    per_run = [sum(run) for run in zip(*(durations[-timed:] for durations in per_node.values()))]
     return {"version": ort.__version__, "threads": threads, "op": op, "nodes": len(per_node),
             "seconds": float(np.median(per_run))}
 

@@ -102,11 +102,13 @@ def assign_slots(sizes: dict[str, int], spans: dict[str, tuple[int, int]]) -> tu
 
 
 def _mark_in_place(graph: nx.DiGraph) -> None:
-    for node in ir.ordered(graph):
+    order = ir.ordered(graph)
+    step = {n: i for i, n in enumerate(order)}
+    for node in order:
         data = graph.nodes[node]
         layer = data["layer"]
         if data.get("residual"):
-            reason = _why_not_over_shortcut(graph, node)
+            reason = _why_not_over_shortcut(graph, node, step)
         elif layer is None or layer.category != "elementwise" or len(data["inputs"]) != 1:
             continue
         else:
@@ -128,9 +130,9 @@ def _why_not_in_place(graph: nx.DiGraph, node: str, source: str) -> str:
     return ""
 
 
-def _why_not_over_shortcut(graph: nx.DiGraph, node: str) -> str:
+def _why_not_over_shortcut(graph: nx.DiGraph, node: str, step: dict[str, int]) -> str:
     """Why residual conv ``node`` cannot write over its shortcut's storage, or ''. Storages of earlier
-    in-place nodes count as marked (this runs in order)."""
+    in-place nodes count as marked (this runs in order); ``step``: each node's place in that order."""
     shortcut = graph.nodes[node]["inputs"][1]
     if shortcut == graph.graph["input"]:
         return "its shortcut is the network input, which belongs to the caller"
@@ -141,9 +143,7 @@ def _why_not_over_shortcut(graph: nx.DiGraph, node: str) -> str:
         return f"its shortcut {shortcut} is a slice of {owner}'s buffer"
     if storage_of(graph, graph.nodes[node]["inputs"][0]) == owner:
         return "its input shares its shortcut's buffer"  # (the GEMM reads every row of it to the end)
-    order = ir.ordered(graph)
-    step = {n: i for i, n in enumerate(order)}
-    for tensor in order:
+    for tensor in step:
         if storage_of(graph, tensor) != owner:
             continue
         if is_output(graph, tensor):
