@@ -30,6 +30,9 @@ Optimisation attributes, from :mod:`cnnlang.passes.optimise` (inference only):
 - ``in_place`` (elementwise): the output overwrites the input's buffer; (conv with ``residual``):
   the output overwrites the shortcut's buffer, which nothing reads after the conv
   (:func:`overwritten_input`);
+- ``streamed_into`` (a depthwise 3x3 conv): the 1x1 conv, its only reader, that computes this
+  node's output chunk by chunk from this node's input and never stores it (``fuse-depthwise``):
+  the node has no buffer, and its input lives until that conv;
 - ``algorithm`` (conv only: 3x3 kernel, stride 1, dilation 1, one group): ``"winograd"`` runs it
   as Winograd F(2x2, 3x3) instead of im2col + GEMM (the ``winograd`` pass sets it where that
   measured faster).
@@ -183,7 +186,7 @@ def dump(graph: nx.DiGraph) -> str:
     ``%name = op[args](inputs) : shape  @line``
     Optimised graphs add the fused ops (``conv[...]+batchnorm+relu``), a ``{...}`` of the
     algorithm (``winograd``) and storage facts (``write_into=%concat1[64:128]``, ``in_place``,
-    ``eliminated``, ``slot=2``) and, at the end, the aliases and the memory plan.
+    ``streamed_into=%conv3``, ``eliminated``, ``slot=2``) and, at the end, the aliases and the memory plan.
     """
     memory = graph.graph.get("memory")
     lines = [f"network {graph.graph['name']}"]
@@ -217,6 +220,8 @@ def _storage_facts(graph: nx.DiGraph, node: str, memory: dict | None) -> str:
         facts.append(f"write_into=%{concat}[{offset}:{offset + data['shape'][0]}]")
     if data.get("in_place"):
         facts.append("in_place")
+    if "streamed_into" in data:
+        facts.append(f"streamed_into=%{data['streamed_into']}")
     if data.get("eliminated"):
         facts.append("eliminated")
     if memory is not None and node in memory["assign"]:
@@ -268,10 +273,12 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
             problems.append(f"{node}: eliminated, but no input writes into it")
         if data.get("in_place"):
             problems += _in_place_problems(graph, node)
+        if "streamed_into" in data:
+            problems += _streamed_problems(graph, node)
     memory = graph.graph.get("memory")
     if memory is not None:
         owners = {n for n in graph.nodes if n != graph.graph.get("input") and "write_into" not in graph.nodes[n]
-                  and not graph.nodes[n].get("in_place")}
+                  and not graph.nodes[n].get("in_place") and "streamed_into" not in graph.nodes[n]}
         if set(memory["assign"]) != owners:
             problems.append(f"memory: slots assigned to {sorted(set(memory['assign']) ^ owners)} wrongly")
         for node, slot in memory["assign"].items():
@@ -280,6 +287,14 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
         if memory["after"] != sum(memory["slots"]):
             problems.append("memory: 'after' is not the sum of the slot sizes")
     return problems
+
+
+def _streamed_problems(graph: nx.DiGraph, node: str) -> list[str]:
+    data, reader = graph.nodes[node], graph.nodes[node]["streamed_into"]
+    if (data["op"] != "conv" or list(graph.successors(node)) != [reader] or graph.nodes[reader]["op"] != "conv"
+            or node in graph.graph.get("outputs", []) or "write_into" in data or data.get("in_place")):
+        return [f"{node}: streamed_into {reader!r}, which must be its only reader, a conv, and it not stored"]
+    return []
 
 
 def _in_place_problems(graph: nx.DiGraph, node: str) -> list[str]:

@@ -11,6 +11,11 @@ It reads the node attributes the passes leave (see docs/runtime.md, "Optimised i
   the concat (``eliminated``) copies only the inputs that were not written in place;
 - ``in_place``: an element-wise node writes over its input's buffer, a residual conv over its
   shortcut's (where its op ``writes_over_residual``; else into a buffer of its own);
+- ``streamed_into`` (a depthwise conv): where the reading 1x1 conv's op ``streams`` it (the CPU
+  ops), that conv reads the depthwise conv's input and computes both
+  (runtime/kernels/cpu/depthwise_pointwise.py); the depthwise step then runs nothing, has no
+  storage and no entry in ``timings`` (its time is the 1x1 conv's). Elsewhere both run as
+  written, the depthwise conv into a buffer of its own (plan-memory gave it no slot);
 - ``algorithm`` (conv): ``"winograd"`` runs the layer as Winograd F(2x2, 3x3)
   (runtime/kernels/cpu/winograd.py); its transformed weight is derived in :meth:`refresh`, after
   folding, like the folded parameters;
@@ -60,6 +65,7 @@ class InferenceStep:
     inputs: list[str]
     out: np.ndarray | None = None  # the node's storage (maybe a strided channel slice)
     scratch: np.ndarray | None = None  # where an op without strided_out writes before the copy
+    streamed: bool = False  # computed by the step it is streamed into (``streamed_into``)
 
 
 class InferencePlan:
@@ -88,6 +94,7 @@ class InferencePlan:
         self.workspaces: dict[type, object] = {}  # one shared conv workspace per workspace type
         self.steps = [self._bind(node) for node in ir.layer_nodes(graph)]
         self._ops = {step.node: step.op for step in self.steps}
+        self._stream_depthwise()
         self.batch = 0
         self.values: dict[str, np.ndarray] = {}
         self._slots: list[np.ndarray] = []
@@ -133,6 +140,20 @@ class InferencePlan:
             )  # fmt: skip
         return InferenceStep(node, op, list(data["inputs"]))
 
+    def _stream_depthwise(self) -> None:
+        """Each ``streamed_into`` pair whose reader's op streams the depthwise op: the reader reads
+        the depthwise conv's input, and the depthwise step is marked ``streamed``."""
+        steps = {step.node: step for step in self.steps}
+        for step in self.steps:
+            reader = self.graph.nodes[step.node].get("streamed_into")
+            if reader is None:
+                continue
+            target = steps[reader]
+            if hasattr(target.op, "streams") and target.op.streams(step.op):
+                target.op.depthwise = step.op
+                target.inputs = list(step.inputs)
+                step.streamed = True
+
     # -- parameters
     def refresh(self) -> None:
         """Recompute the folded weights and biases from the original parameters, then the weights
@@ -169,6 +190,8 @@ class InferencePlan:
         self._slots = [self.backend.empty(size * batch, self.dtype) for size in (self.memory or {}).get("slots", [])]
         storage: dict[str, np.ndarray] = {}
         for step in self.steps:
+            if step.streamed:
+                continue
             try:
                 step.out = self._storage(step.node, batch, storage)
                 if not self.backend.is_contiguous(step.out) and not step.op.strided_out:
@@ -252,6 +275,9 @@ class InferencePlan:
             else:
                 clock = time.perf_counter
                 for step, run in zip(self.steps, self._runs):
+                    if step.streamed:  # (its time is in the step it is streamed into)
+                        index += 1
+                        continue
                     start = clock()
                     run()
                     self.backend.synchronize()  # a device runs asynchronously: time the work, not the launch
@@ -266,6 +292,9 @@ class InferencePlan:
         values = {self.input: self._input}
         runs = []
         for step in self.steps:
+            if step.streamed:
+                runs.append(_nothing)
+                continue
             try:
                 target = step.out if step.scratch is None else step.scratch
                 run = step.op.bind([values[i] for i in step.inputs], target, ctx)
@@ -290,3 +319,7 @@ def _then_copy(run: Callable[[], None], copy, dst, src) -> Callable[[], None]:
         copy(dst, src)
 
     return holding(run_and_copy, *getattr(run, "held", ()))
+
+
+def _nothing() -> None:
+    """A streamed step's run: the step it is streamed into computes it."""

@@ -119,8 +119,14 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
     graph = network.plan.graph if network.inference_plan is None else network.inference_plan.graph
     layers = []
     for node, seconds in forward_layers.items():
-        macs = graph.nodes[node]["macs"] * batch
-        fused = [f["name"] for f in graph.nodes[node].get("fused", [])]
+        # a depthwise conv the inference plan streamed into this conv (fuse-depthwise) has no time of its own
+        inside = [i for i in graph.predecessors(node)
+                  if graph.nodes[i].get("streamed_into") == node and i not in forward_layers]
+        macs = (graph.nodes[node]["macs"] + sum(graph.nodes[i]["macs"] for i in inside)) * batch
+        fused = []
+        for streamed in inside:
+            fused += [streamed] + [f["name"] for f in graph.nodes[streamed].get("fused", [])]
+        fused += [f["name"] for f in graph.nodes[node].get("fused", [])]
         row = {"layer": node, "op": graph.nodes[node]["op"], "fused": fused, "macs": macs, "forward_s": seconds,
                "forward_gflops": 2 * macs / seconds / 1e9 if macs and seconds > 0 else None}
         if backward_layers:

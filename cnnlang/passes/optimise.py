@@ -20,6 +20,7 @@ from .eliminate_concat import eliminate_concat
 from .fold_batchnorm import fold_batchnorm
 from .fuse_activation import fuse_activation
 from .fuse_add_relu import fuse_add_relu
+from .fuse_depthwise import fuse_depthwise
 from .fuse_residual import fuse_residual
 from .inference import simplify_inference
 from .plan_memory import plan_memory, unplanned_elements
@@ -32,6 +33,7 @@ OPTIMISATIONS: tuple[PassSpec, ...] = (
     PassSpec("fuse-activation", fuse_activation),
     PassSpec("fuse-add-relu", fuse_add_relu),
     PassSpec("fuse-residual", fuse_residual),
+    PassSpec("fuse-depthwise", fuse_depthwise, annotates=True),
     PassSpec("eliminate-concat", eliminate_concat, annotates=True),
     PassSpec("winograd", choose_winograd, annotates=True),
     PassSpec("plan-memory", plan_memory, annotates=True),

@@ -9,9 +9,10 @@ conv at batch 8, 2 threads, caches flushed: 6.10 -> 5.17 ms; 14x14 256 -> 1024 4
 the block's output needs no buffer beside its input.
 
 A *storage* is a buffer some node owns; a node with ``write_into`` uses its concat's storage and
-an ``in_place`` node that of the input it overwrites (:func:`cnnlang.ir.overwritten_input`). A
-storage lives from its first write to the last read of any tensor in it (outputs: to the end),
-in the order of :func:`ir.ordered`. Storages whose lifetimes
+an ``in_place`` node that of the input it overwrites (:func:`cnnlang.ir.overwritten_input`); a
+depthwise conv with ``streamed_into`` (fuse-depthwise) has none, and its input is read where the
+conv it is streamed into runs. A storage lives from its first write to the last read of any tensor
+in it (outputs: to the end), in the order of :func:`ir.ordered`. Storages whose lifetimes
 do not overlap share a *slot*. Slots are assigned greedily by size: the largest storage first,
 each into the smallest slot free for its whole lifetime, else a new slot (the "greedy by size"
 planner of TensorFlow Lite), so a slot's size is that of its first, largest storage.
@@ -53,10 +54,10 @@ def unplanned_elements(graph: nx.DiGraph) -> int:
 
 
 def storage_of(graph: nx.DiGraph, node: str) -> str | None:
-    """The node owning the buffer ``node`` writes (None for the network input)."""
+    """The node owning the buffer ``node`` writes (None for the network input and a streamed node)."""
     while True:
         data = graph.nodes[node]
-        if node == graph.graph["input"]:
+        if node == graph.graph["input"] or "streamed_into" in data:
             return None
         if "write_into" in data:
             node = data["write_into"][0]
@@ -75,7 +76,8 @@ def lifetimes(graph: nx.DiGraph) -> dict[str, tuple[int, int]]:
         owner = storage_of(graph, node)
         if owner is None:
             continue
-        reads = [step[c] for c in graph.successors(node)]
+        # a streamed node's input is read where the conv it is streamed into runs
+        reads = [step[graph.nodes[c].get("streamed_into", c)] for c in graph.successors(node)]
         end = len(order) if is_output(graph, node) else max(reads, default=step[node])
         start, last = spans.get(owner, (step[node], step[node]))
         spans[owner] = (min(start, step[node]), max(last, end, step[node]))

@@ -66,6 +66,8 @@ def storage_note(data: dict) -> str:
         return "  (inputs write in place)"
     if data.get("in_place"):
         return "  (in place)"
+    if "streamed_into" in data:
+        return f"  (computed inside {data['streamed_into'].rsplit('/', 1)[-1]})"
     return ""
 
 

@@ -20,8 +20,8 @@ from ..kernels.cpu.conv import ConvWorkspace, conv2d_backward, conv2d_forward, p
 from ..kernels.cpu.direct import scratch_size
 from ..kernels.cpu.depthwise import depthwise_backward, depthwise_forward, is_depthwise, pack_depthwise_weight
 from ..kernels.cpu.epilogue import NONE, activation_kind, bias_residual_activation, channel_rows
-from ..kernels.cpu import pointwise, smallconv
-from ..kernels.cpu.gemm_epilogue import bind_columns, bind_pointwise, pointwise_applies
+from ..kernels.cpu import depthwise_pointwise, pointwise, smallconv
+from ..kernels.cpu.gemm_epilogue import POINTWISE_MAX_WEIGHT_BYTES, bind_columns, bind_pointwise, pointwise_applies
 from ..kernels.cpu.blocked import scratch_size as blocked_scratch_size
 from ..kernels.cpu.serial import bind_bias_activation, direct_forward_serial, im2col_serial, planar_forward_serial
 from ..kernels.cpu.small_gemm import BLAS_SERIAL_BELOW
@@ -67,6 +67,9 @@ class ConvOp(Op):
         self.window: tuple[np.ndarray, np.ndarray] | None = None
         #: Winograd's U as pointwise.stacked_panels, for its GEMMs on pointwise.py's tile.
         self.winograd_panels: np.ndarray | None = None
+        #: Set by the inference plan where a depthwise conv is streamed into this 1x1 conv
+        #: (fuse-depthwise, :meth:`streams`): that conv's op, whose input this conv then reads.
+        self.depthwise: ConvOp | None = None
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
@@ -84,8 +87,8 @@ class ConvOp(Op):
             # A 1x1 weight is already in column order (pack_weight gives a view).
             self.prepared_weight = None if weight.shape[2:] == (1, 1) else pack_weight(weight)
             self.panels = self.window = None
-            if self.backend is not CPU or self.residual or self._depthwise:
-                return
+            if self.backend is not CPU or self.residual or self._depthwise or self.depthwise is not None:
+                return  # (a conv streaming a depthwise conv packs its weight when it binds)
             bias = pointwise.padded_bias(self.params.get("bias"), weight.shape[0], self.dtype)
             if pointwise.takes(weight.shape, self._stride, self._pads, self._dilation, self._groups, self.activation):
                 self.panels = (pointwise.pack_panels(weight), bias)
@@ -110,7 +113,29 @@ class ConvOp(Op):
         arrays = [self.prepared_weight, self.winograd_panels, *(self.panels or ()), *(self.window or ())]
         return sum(a.nbytes for a in arrays if a is not None)
 
+    def streams(self, depthwise: Op) -> bool:
+        """Whether this inference 1x1 conv can compute the depthwise conv ``depthwise`` that it reads
+        (runtime/kernels/cpu/depthwise_pointwise.py) on this backend and dtype."""
+        if not isinstance(depthwise, ConvOp) or not depthwise._depthwise:
+            return False
+        if self.backend is not CPU or depthwise.backend is not CPU:
+            return False
+        if self.algorithm is not None or self.residual or self._groups != 1 or self._weight_image[2:] != (1, 1):
+            return False
+        if self._stride != (1, 1) or self._pads != ((0, 0), (0, 0)) or self.dtype not in (np.float32, np.float64):
+            return False
+        if self.params["weight"].nbytes > POINTWISE_MAX_WEIGHT_BYTES:
+            return False  # (the fused GEMM does not block K: past it BLAS's GEMM was as fast, gemm_epilogue.py)
+        if depthwise.activation not in (None, "relu") or self.activation not in (None, "relu"):
+            return False
+        weight = depthwise._weight_image
+        return depthwise_pointwise.fits(depthwise._in_image[-1], weight[2:], weight[0] // depthwise._in_image[-1],
+                                        self.dtype)
+
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
+        if self.depthwise is not None and not ctx.train:
+            self._bind_depthwise(inputs[0], out)()
+            return
         x = inputs[0]
         n = x.shape[0]
         bias = self.params.get("bias")
@@ -183,6 +208,8 @@ class ConvOp(Op):
         fewer column elements than SERIAL_BELOW, e.g. all of LeNet-5's at batch 1) becomes a
         closure over its plan, views and weights that runs the single-thread kernels (serial.py)."""
         small = None
+        if self.depthwise is not None and not ctx.train:
+            return self._bind_depthwise(inputs[0], out)
         if not ctx.train and self.backend is CPU:
             # register-blocked kernels with the epilogue in registers (stem.py, gemm_epilogue.py), else small
             # work; a conv that prepare_weights gave pointwise.py's panels or smallconv.py's window runs those
@@ -192,6 +219,17 @@ class ConvOp(Op):
                      or (self.panels is None and self.window is None and self._bind_pointwise(inputs, out))
                      or self._bind_small(inputs[0], out))
         return small or super().bind(inputs, out, ctx)
+
+    def _bind_depthwise(self, x: np.ndarray, out: np.ndarray) -> Callable[[], None]:
+        """The depthwise conv ``self.depthwise`` on x and this 1x1 conv after it, in one kernel."""
+        dw, n = self.depthwise, x.shape[0]
+        if not (x.flags.c_contiguous and x.dtype == out.dtype == self.dtype):
+            raise ValueError(f"{self.layer.op}: the fused depthwise kernel needs a contiguous {self.dtype} input")
+        channels = self._out_image[-1]
+        return depthwise_pointwise.bind_depthwise_pointwise(
+            x.reshape(n, *dw._in_image), dw._weight(dw.params["weight"]), dw.params.get("bias"), dw._stride, dw._pads,
+            dw._dilation, dw.activation == "relu", self.params["weight"].reshape(channels, -1), self.params.get("bias"),
+            self.activation == "relu", channel_rows(out, channels, "conv"), self._out_image[:2], self.workspace)
 
     def _bind_whole(self, x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
         """A window over the whole unpadded image (LeNet-5's c5) is a fully connected layer on x's

@@ -113,7 +113,7 @@ def test_run_uses_all_passes_by_default_and_can_leave_them_out(workdir, capsys):
     ranked = [line for line in optimised.splitlines() if "top-3" in line]
     assert ranked and ranked == [line for line in plain.splitlines() if "top-3" in line]
     assert main(["run", "tiny.cnn", "--no-pass", "fuse-activation", "--no-pass", "plan-memory"]) == 0
-    assert "passes  inference, dead-code, fold-batchnorm, fuse-add-relu, fuse-residual, eliminate-concat, winograd\n" in capsys.readouterr().out
+    assert "passes  inference, dead-code, fold-batchnorm, fuse-add-relu, fuse-residual, fuse-depthwise, eliminate-concat, winograd\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", ["run", "bench"])
@@ -138,6 +138,18 @@ def test_bench_compares_all_passes_with_none(workdir, capsys):
     assert optimised["inference_s"] > 0 and result["speedup"] == pytest.approx(result["inference_s"] / optimised["inference_s"])
     layers = {row["layer"]: row for row in optimised["layers"]}
     assert "relu1" not in layers and layers["conv1"]["fused"] == ["relu1"]
+
+
+def test_bench_counts_a_streamed_depthwise_conv_with_the_conv_it_runs_inside(workdir, capsys):
+    (workdir / "separable.cnn").write_text(
+        "network separable { input 16x6x6\n d: conv(16, 3x3, pad = 1, groups = 16) -> relu\n p: conv(8, 1x1) }\n")
+    assert main(["bench", "separable.cnn", "--batch", "2", "--repeat", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    layers = {row["layer"]: row for row in result["optimised"]["layers"]}
+    assert "d" not in layers and layers["p"]["fused"] == ["d", "relu1"]
+    # the 1x1 conv's row: its time is both convs', and so are its multiply-adds
+    assert layers["p"]["macs"] == 2 * 36 * (16 * 9 + 16 * 8)
+    assert {row["layer"] for row in result["layers"]} >= {"d", "p"}  # (without passes: as written)
 
 
 def test_bench_with_a_pass_selection_and_with_none(workdir, capsys):

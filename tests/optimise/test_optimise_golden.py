@@ -93,6 +93,28 @@ network algorithms {
     conv(64, 3x3, pad = 1)
 }
 """,
+    # Depthwise-separable blocks: the first depthwise conv (batchnorm and relu folded and fused into
+    # it) runs inside the 1x1 conv after it; the others are declined: 8 channels, a 5x5 kernel, a
+    # reader that is not a conv, a channel multiplier of 2, a 1x1 reader with a residual.
+    "separable": """
+network separable {
+    input 16x8x8
+    conv(16, 3x3, pad = 1, groups = 16, bias = false) -> batchnorm -> relu
+    conv(8, 1x1, bias = false) -> batchnorm -> relu
+    conv(8, 3x3, pad = 1, groups = 8) -> relu
+    conv(16, 1x1) -> relu
+    conv(16, 5x5, pad = 2, groups = 16)
+    conv(16, 1x1)
+    conv(16, 3x3, stride = 2, pad = 1, groups = 16) -> relu
+    maxpool(2x2)
+    conv(32, 3x3, pad = 1, groups = 16)
+    conv(16, 1x1)
+    residual {
+        conv(16, 3x3, pad = 1, groups = 16)
+        conv(16, 1x1)
+    }
+}
+""",
     # Dropout to remove, and a head that the declared output does not need.
     "heads": """
 network heads {

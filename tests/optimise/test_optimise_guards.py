@@ -224,3 +224,56 @@ def test_a_residual_conv_writes_over_its_shortcut_only_where_nothing_reads_it_af
     graph.nodes["a"]["in_place"] = True  # t reads s after a
     with pytest.raises(AssertionError, match="a: in_place, but the input it overwrites is read elsewhere"):
         ir.verify(graph)
+
+
+def test_a_depthwise_conv_streams_only_into_a_pointwise_conv_it_alone_feeds():
+    graph = optimised("""network n {
+    input 16x6x6
+    a: conv(16, 3x3, pad = 1, groups = 16) -> relu
+    conv(8, 1x1) -> relu
+    b: conv(8, 3x3, pad = 1, groups = 8)
+    conv(16, 1x1)
+    c: conv(16, 3x3, pad = 1, groups = 16) -> tanh
+    conv(16, 1x1)
+    d: conv(16, 3x3, pad = 1, groups = 16)
+    conv(16, 3x3, pad = 1)
+    e: conv(16, 3x3, pad = 1, groups = 16)
+    conv(16, 1x1) -> sigmoid
+    f: conv(16, 3x3, pad = 1, groups = 16)
+    conv(16, 1x1, groups = 2)
+    g: conv(16, 3x3, pad = 1, groups = 16)
+    from g -> h: conv(16, 1x1)
+    from g -> i: conv(16, 1x1)
+    from h, i -> k: add
+    j: conv(16, 3x3, pad = 1, groups = 16)
+    output j, k
+}""", "fuse-activation", "fuse-depthwise")
+    assert messages(graph, "fuse-depthwise") == [
+        "conv at line 5 stores its output: 8 channels, not a multiple of 16",
+        "conv at line 7 stores its output: it applies tanh (only relu is fused)",
+        "conv at line 9 stores its output: its reader conv4 is not pointwise (1x1, stride 1, no padding)",
+        "conv at line 11 stores its output: its reader conv5 applies sigmoid (only relu is fused)",
+        "conv at line 13 stores its output: its reader conv6 has 2 groups",
+        "conv at line 15 stores its output: its output has 2 consumers",
+        "conv at line 19 stores its output: its output is also a network output",
+    ]
+    assert messages(graph, "fuse-depthwise", "changed") == ["conv at line 3 runs inside conv1 (conv at line 4)"]
+    assert graph.nodes["a"]["streamed_into"] == "conv1"
+
+
+def test_plan_memory_keeps_a_streamed_convs_input_until_its_reader():
+    """The 1x1 conv reads the depthwise conv's input: its output cannot take that input's slot,
+    and the depthwise conv has none."""
+    graph = optimised("""network n {
+    input 16x6x6
+    conv(16, 1x1)
+    d: conv(16, 3x3, pad = 1, groups = 16)
+    p: conv(16, 1x1)
+}""", "fuse-depthwise", "plan-memory")
+    assign = graph.graph["memory"]["assign"]
+    assert graph.nodes["d"]["streamed_into"] == "p" and "d" not in assign
+    assert assign["p"] != assign["conv1"]
+    ir.verify(graph)
+    graph.nodes["d"]["streamed_into"] = "conv1"
+    with pytest.raises(AssertionError, match="d: streamed_into 'conv1', which must be its only reader"):
+        ir.verify(graph)

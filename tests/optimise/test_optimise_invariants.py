@@ -67,9 +67,14 @@ def storage_lifetimes(graph) -> dict[str, list[int]]:
             return owner(data["inputs"][1] if data.get("residual") else data["inputs"][0])
         return node
 
+    def read_at(reader):  # a streamed depthwise conv's input is read by the conv it runs inside
+        return step[graph.nodes[reader].get("streamed_into", reader)]
+
     spans: dict[str, list[int]] = {}
     for node in order[1:]:
-        readers = [step[c] for c in order if node in graph.nodes[c]["inputs"]]
+        if "streamed_into" in graph.nodes[node]:
+            continue  # no buffer: nothing stores its output
+        readers = [read_at(c) for c in order if node in graph.nodes[c]["inputs"]]
         last = len(order) if node in outputs else max(readers + [step[node]])
         span = spans.setdefault(owner(node), [step[node], last])
         span[0], span[1] = min(span[0], step[node]), max(span[1], last)

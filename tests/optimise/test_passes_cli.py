@@ -38,7 +38,7 @@ def test_long_reports_are_cut_unless_verbose(capsys):
 def test_pass_selection(chain, capsys):
     assert main(["passes", chain, "--passes", "fuse-activation", "--no-pass", "plan-memory"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("chain: 1 of 9 passes (fuse-activation)")
+    assert out.startswith("chain: 1 of 10 passes (fuse-activation)")
     assert "not planned (plan-memory was not run)" in out
 
 
@@ -46,7 +46,7 @@ def test_unknown_pass_is_a_usage_error(chain, capsys):
     assert main(["passes", chain, "--passes", "fold"]) == 2
     assert capsys.readouterr().err == (
         "cnnlang: error: unknown pass 'fold'; the passes are: inference, dead-code, fold-batchnorm, "
-        "fuse-activation, fuse-add-relu, fuse-residual, eliminate-concat, winograd, plan-memory\n")
+        "fuse-activation, fuse-add-relu, fuse-residual, fuse-depthwise, eliminate-concat, winograd, plan-memory\n")
 
 
 def test_dump_ir_before_and_after_a_pass(chain, capsys):

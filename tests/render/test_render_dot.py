@@ -318,6 +318,17 @@ def test_labels_show_name_operation_and_shape():
     assert text_of(dot["nodes"]["s2"]["label"]).split() == ["s2", "avgpool", "2x2,", "/2", "6x14x14"]
 
 
+def test_an_optimised_diagram_says_where_outputs_go():
+    from cnnlang.model import Model
+    from cnnlang.passes.optimise import optimise
+
+    model = load("network n { input 16x8x8\n d: conv(16, 3x3, pad = 1, groups = 16) -> relu\n p: conv(8, 1x1) -> relu\n"
+                 " concat { branch { conv(4, 1x1) } branch { relu } } }")
+    dot = parse(to_dot(Model(optimise(model.graph), model.source)))
+    assert text_of(dot["nodes"]["d"]["label"]).split()[-4:] == ["16x8x8", "(computed", "inside", "p)"]
+    assert text_of(dot["nodes"]["conv1"]["label"]).split()[-3:] == ["4x8x8", "→", "concat1[0:4]"]
+
+
 def test_rankdir_and_legend_options():
     model = load("lenet5")
     assert 'rankdir="LR"' in to_dot(model, rankdir="LR")

@@ -180,3 +180,65 @@ def test_a_graph_node_the_network_lacks_is_refused():
     graph.graph["outputs"] = ["mystery"]
     with pytest.raises(ValueError, match="mystery"):
         InferencePlan(graph, net.dtype, {s.node: s.op for s in net.plan.steps})
+
+
+SEPARABLE = """
+network separable {
+    input 16x9x9
+    conv(16, 1x1) -> relu
+    conv(16, 3x3, stride = 2, pad = 1, groups = 16, bias = false) -> batchnorm -> relu
+    conv(24, 1x1) -> batchnorm -> relu
+    globalavgpool
+    fc(3)
+}
+"""
+
+
+def separable(rng: np.random.Generator, dtype: str):
+    """SEPARABLE's network and its graph as the passes leave it: batchnorms folded, relus fused,
+    the depthwise conv streamed into the 1x1 conv after it."""
+    net, graph = networks(SEPARABLE, rng, dtype)
+    fold(graph, "conv2", ["batchnorm1"])
+    fuse(graph, "conv2", "relu2")
+    fold(graph, "conv3", ["batchnorm2"])
+    fuse(graph, "conv3", "relu3")
+    fuse(graph, "conv1", "relu1")
+    graph.nodes["conv2"]["streamed_into"] = "conv3"
+    return net, graph
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_streamed_depthwise_conv_runs_inside_its_reader_with_no_buffer(dtype):
+    """fuse-depthwise's pair (the depthwise conv's batchnorm folded, both relus fused): the 1x1
+    conv's step reads the depthwise conv's input, the depthwise step runs nothing and owns no
+    storage, and the input's slot is not reused before the 1x1 conv has read it."""
+    rng = np.random.default_rng(4)
+    net, graph = separable(rng, dtype)
+    # conv1's slot must not take conv3 (its reader through conv2): slots by hand, as plan-memory gives
+    graph.graph["memory"] = {"slots": [16 * 81, 24 * 25, 24], "before": 0, "after": 16 * 81 + 24 * 25 + 24,
+                             "assign": {"conv1": 0, "conv3": 1, "globalavgpool1": 0, "fc1": 2}}
+    x = rng.standard_normal((2, 16, 9, 9)).astype(dtype)
+    plan, expected, actual = run_both(net, graph, x)
+    assert_same(expected, actual, rtol=1e-5 if dtype == "float32" else 1e-12)
+    steps = {s.node: s for s in plan.steps}
+    assert steps["conv2"].streamed and steps["conv2"].out is None and "conv2" not in plan.values
+    assert steps["conv3"].inputs == ["conv1"] and steps["conv3"].op.depthwise is steps["conv2"].op
+    timings: dict[str, float] = {}
+    plan.forward(np.ascontiguousarray(np.moveaxis(x, 1, -1)), net.context, timings)
+    assert set(timings) == set(steps) - {"conv2"}  # (conv2's time is conv3's)
+
+
+def test_a_reader_that_cannot_stream_leaves_both_convs_as_written(monkeypatch):
+    """Where the 1x1 conv's op declines (here: told to; on the CUDA backend: it has no such
+    kernel), the depthwise conv runs into a buffer of its own, which plan-memory did not plan."""
+    from cnnlang.runtime.ops.conv import ConvOp
+
+    monkeypatch.setattr(ConvOp, "streams", lambda self, depthwise: False)
+    rng = np.random.default_rng(5)
+    net, graph = separable(rng, "float32")
+    x = rng.standard_normal((2, 16, 9, 9)).astype(np.float32)
+    plan, expected, actual = run_both(net, graph, x)
+    assert_same(expected, actual)
+    steps = {s.node: s for s in plan.steps}
+    assert not steps["conv2"].streamed and steps["conv3"].inputs == ["conv2"] and steps["conv3"].op.depthwise is None
+    assert plan.values["conv2"].shape == (2, 5, 5, 16)  # (no memory plan here: every node owns a buffer)

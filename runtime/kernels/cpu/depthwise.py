@@ -19,7 +19,7 @@ Work split, chosen so that no two threads write one element (no atomics, no race
   padding costs nothing. The bias initialises the row; relu runs on the row while it is in cache
   (the inference epilogue); tanh and sigmoid run after as NumPy ufuncs (see epilogue.py).
 * dx: parallel over input rows (n, ih), a gather of the output rows each input row feeds.
-* A 3x3 kernel with multiplier 1 over whole vectors of channels (_tile_lanes) runs every pixel
+* A 3x3 kernel with multiplier 1 over whole vectors of channels (tiled_lanes) runs every pixel
   of the forward and of dx in depthwise_tile.py's register tiles instead (_forward_tiled,
   _backward_input_tiled: no bias or relu pass, the edges' windows cut to their taps); the loops
   above serve other kernels and channel counts.
@@ -148,30 +148,39 @@ def _tiled_span(src, s0, sp, sa, sb, na, nb, wt, w0, wa, wb, start, relu, dst, d
         q += block
 
 
+@njit(inline="always")
+def tiled_row(x, wt, start, relu, out, d0, ostride, geo, lanes, r, begin, end):  # pragma: no cover - jitted
+    """Columns [begin, end) of output row ``r`` (image r // Ho, row r % Ho) of the forward for a
+    3x3 kernel, multiplier 1, whole vectors of channels (tiled_lanes): pixel ow at d0 + ow*ostride
+    of ``out``, in depthwise_tile.py's tiles, started from ``start`` (the bias, or zeros), each
+    window's taps inside the image only, relu at the store where asked. The columns run as runs
+    whose windows have the same taps (the image's inside, then each edge)."""
+    H, W, C = geo[_H], geo[_W], geo[_C]
+    Ho = geo[_HO]
+    sh, sw, pt, pl, dh, dw = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW]
+    n = r // Ho
+    ih0 = (r % Ho) * sh - pt
+    k0, k1 = _taps(ih0, H, dh)
+    first_row = (n * H + ih0 + k0 * dh) * W * C
+    ow = begin
+    while ow < end:
+        j0, j1 = _taps(ow * sw - pl, W, dw)
+        run_end = ow + 1
+        while run_end < end and _taps(run_end * sw - pl, W, dw) == (j0, j1):
+            run_end += 1
+        _tiled_span(x, first_row + (ow * sw - pl + j0 * dw) * C, sw * C, dh * W * C, dw * C, k1 - k0, j1 - j0,
+                    wt, (3 * k0 + j0) * C, 3 * C, C, start, relu, out, d0 + ow * ostride, ostride, run_end - ow, C,
+                    lanes)
+        ow = run_end
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _forward_tiled(x, wt, start, relu, out, ostride, geo, lanes):  # pragma: no cover - jitted
-    """_forward for a 3x3 kernel, multiplier 1, whole vectors of channels (_tile_lanes): every
-    output pixel in depthwise_tile.py's tiles, started from ``start`` (the bias, or zeros), its
-    window's taps inside the image only, relu at the store where asked. Each output row runs as
-    runs of columns whose windows have the same taps (the image's inside, then each edge)."""
-    H, W, C = geo[_H], geo[_W], geo[_C]
-    Ho, Wo = geo[_HO], geo[_WO]
-    sh, sw, pt, pl, dh, dw = geo[_SH], geo[_SW], geo[_PT], geo[_PL], geo[_DH], geo[_DW]
-    for r in prange(geo[_N] * Ho):
-        n = r // Ho
-        ih0 = (r % Ho) * sh - pt
-        k0, k1 = _taps(ih0, H, dh)
-        first_row = (n * H + ih0 + k0 * dh) * W * C
-        ow = 0
-        while ow < Wo:
-            j0, j1 = _taps(ow * sw - pl, W, dw)
-            end = ow + 1
-            while end < Wo and _taps(end * sw - pl, W, dw) == (j0, j1):
-                end += 1
-            _tiled_span(x, first_row + (ow * sw - pl + j0 * dw) * C, sw * C, dh * W * C, dw * C, k1 - k0, j1 - j0,
-                        wt, (3 * k0 + j0) * C, 3 * C, C, start, relu, out, (r * Wo + ow) * ostride, ostride, end - ow,
-                        C, lanes)
-            ow = end
+    """_forward for a 3x3 kernel, multiplier 1, whole vectors of channels: every output row by
+    tiled_row."""
+    Wo = geo[_WO]
+    for r in prange(geo[_N] * geo[_HO]):
+        tiled_row(x, wt, start, relu, out, r * Wo * ostride, ostride, geo, lanes, r, 0, Wo)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -451,7 +460,7 @@ def _wide_weight(wt: np.ndarray, geo: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(wt.reshape(T, 1, O), (T, Wo, O))).reshape(-1)
 
 
-def _tile_lanes(geo: np.ndarray, itemsize: int, input_grad: bool) -> int:
+def tiled_lanes(geo: np.ndarray, itemsize: int, input_grad: bool) -> int:
     """The vector's lanes where depthwise_tile.py's tiles run (a 3x3 kernel, multiplier 1, whole
     vectors of channels; for the input gradient, per axis stride 1 or dilation 1), else 0."""
     lanes = HOST_VECTOR_BYTES // itemsize
@@ -464,7 +473,7 @@ def _wide(geo: np.ndarray, itemsize: int) -> bool:
     return geo[_SW] == 1 and geo[_M] == 1 and geo[_KH] * geo[_KW] * geo[_WO] * geo[_C] * itemsize <= WIDE_BYTES
 
 
-def _geometry(x_shape, w_shape, stride, pads, dilation, y_shape) -> np.ndarray:
+def geometry(x_shape, w_shape, stride, pads, dilation, y_shape) -> np.ndarray:
     N, H, W, C = x_shape
     O, cg, KH, KW = w_shape
     sh, sw = (int(v) for v in stride)
@@ -517,14 +526,14 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out, activation=N
     be a channel slice of a larger channels-last array; ``packed`` is
     :func:`pack_depthwise_weight` of ``weight`` for callers that keep it (inference)."""
     dtype = _check_dtypes(x, weight, bias, out)
-    geo = _geometry(x.shape, weight.shape, stride, pads, dilation, out.shape)
+    geo = geometry(x.shape, weight.shape, stride, pads, dilation, out.shape)
     rows = channel_rows(out, weight.shape[0], "depthwise conv")
     if out.shape[0] == 0:
         return out
     flat, ostride = row_span(rows)
     wt = pack_depthwise_weight(weight) if packed is None else packed
     x = np.ascontiguousarray(x).reshape(-1)
-    lanes = _tile_lanes(geo, x.itemsize, input_grad=False)
+    lanes = tiled_lanes(geo, x.itemsize, input_grad=False)
     with _Threads(rows.size * geo[_KH] * geo[_KW]):
         if lanes:
             start = np.zeros(geo[_C], dtype) if bias is None else bias
@@ -542,7 +551,7 @@ def depthwise_backward(x, weight, dy, stride, pads, dilation, dx, dweight, dbias
     """Gradients of :func:`depthwise_forward` given dy (N, Ho, Wo, O): writes (overwrites) dx,
     dweight (like weight) and dbias (O,); any may be None to skip it."""
     _check_dtypes(x, weight, dy, dx, dweight, dbias)
-    geo = _geometry(x.shape, weight.shape, stride, pads, dilation, dy.shape)
+    geo = geometry(x.shape, weight.shape, stride, pads, dilation, dy.shape)
     for name, got, wanted in (("dx", dx, x.shape), ("dweight", dweight, weight.shape), ("dbias", dbias, (weight.shape[0],))):
         if got is not None and (got.shape != wanted or not got.flags.c_contiguous):
             raise ValueError(f"depthwise conv: {name} must be a C-contiguous array of shape {wanted}")
@@ -552,7 +561,7 @@ def depthwise_backward(x, weight, dy, stride, pads, dilation, dx, dweight, dbias
     with _Threads(dy.size * T):
         if dx is not None:
             wt = pack_depthwise_weight(weight)
-            lanes = _tile_lanes(geo, dx.itemsize, input_grad=True)
+            lanes = tiled_lanes(geo, dx.itemsize, input_grad=True)
             if lanes:
                 _backward_input_tiled(dy, wt.reshape(-1), dx.reshape(-1), geo, lanes)
             else:

@@ -219,8 +219,8 @@ def padded_bias_into(bias: np.ndarray | None, n: int, out: np.ndarray) -> np.nda
 
 
 @njit(inline="always", _nrt=False)
-def _whole_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, r0, ldr, residual, y, y0,
-                 ldy):  # pragma: no cover - compiled
+def whole_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, r0, ldr, residual, y, y0,
+                ldy):  # pragma: no cover - compiled
     """A whole block of ROWS rows x one whole panel, straight into y: ROWS / 6 tiles of 6 x 2 vectors."""
     for h in range(0, ROWS, 6):
         if residual:
@@ -245,11 +245,11 @@ def _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplan
     a0 = q * aplane + m0 * lda
     y0 = q * yplane + m0 * ldy + n0
     if rows == ROWS and cols == VO:
-        _whole_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, m0 * ldr + n0, ldr, residual, y, y0, ldy)
+        whole_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, m0 * ldr + n0, ldr, residual, y, y0, ldy)
     elif rows == ROWS and cols == L and not residual:  # a half panel (pack_panels): one vector wide
         _tile_rows_x1(a, a0, lda, 0, 1, panels, v0, K, bias, n0, relu, y, y0, ldy)
     else:
-        _part_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, ldr, residual, y, y0, ldy, m0, rows, cols, part)
+        part_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, ldr, residual, y, y0, ldy, m0, rows, cols, part)
 
 
 @njit(cache=True, _nrt=False)
@@ -261,8 +261,8 @@ def _task_call(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
 
 
 @njit(cache=True, _nrt=False)
-def _part_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, ldr, residual, y, y0, ldy, m0, rows, cols,
-                part):  # pragma: no cover - compiled
+def part_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, ldr, residual, y, y0, ldy, m0, rows, cols,
+               part):  # pragma: no cover - compiled
     """A part tile (the last rows, the last columns when N is not a whole number of panels): into ``part``
     (row p at p*width), finished (residual, relu) as it is copied out. A call, not inlined: it is rare."""
     L = _VECTOR_BYTES // a.itemsize
@@ -336,7 +336,7 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
                     # whole tiles inline, with the task's offsets from outside the panel loop (at K = 64 a
                     # tile is ~400 cycles, and _task's per-tile work measured 5 % of it)
                     if m0 + ROWS <= M and nb < whole:
-                        _whole_block(a, a0, lda, panels, q * pplane + nb * K * VO, K, bias, nb * VO, relu, r,
+                        whole_block(a, a0, lda, panels, q * pplane + nb * K * VO, K, bias, nb * VO, relu, r,
                                      m0 * ldr + nb * VO, ldr, residual, y, y0 + nb * VO, ldy)
                     else:
                         _task_call(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K,

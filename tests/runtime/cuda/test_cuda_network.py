@@ -75,6 +75,17 @@ def test_eval_forward_equals_the_cpu_with_and_without_passes(model, cuda_backend
             assert gpu.inference_plan.values[node] is not gpu.inference_plan.values[shortcut]
 
 
+def test_a_depthwise_conv_streamed_on_the_cpu_runs_as_written_on_the_gpu(cuda_backend):
+    """fuse-depthwise marks the pair; the GPU's conv has no fused kernel, so its plan runs the
+    depthwise conv into a buffer of its own, and both backends agree."""
+    model = cnnlang.load("network sep { input 16x3x3\n conv(16, 3x3, pad = 1, groups = 16) -> relu\n conv(4, 1x1) }")
+    cpu, gpu = pair(model, cuda_backend, passes="all")
+    x = batch(model)
+    np.testing.assert_allclose(gpu.eval().forward(x), cpu.eval().forward(x), **TOLERANCE)
+    assert model.optimise("all").graph.nodes["conv1"]["streamed_into"] == "conv2"
+    assert "conv1" not in cpu.inference_plan.values and "conv1" in gpu.inference_plan.values
+
+
 def test_training_forward_backward_equals_the_cpu(model, cuda_backend):
     cpu, gpu = pair(model, cuda_backend, input_grad=True)
     x, dy = batch(model), np.random.default_rng(2).standard_normal((2, 3))
