@@ -18,7 +18,9 @@ from L2 once per chunk). Chunks of whole output rows left a part block of 1-4 ro
 every chunk of a 14x14 or 7x7 map, on the slow part tiles: those pairs ran 0.87-0.94x of the two
 kernels. Where there are fewer chunks than two per thread (batch 1 on a 7x7 map), a task is a
 chunk and a share of the panels, each such task computing the chunk's depthwise outputs again (9
-multiply-adds per value against the GEMM's C).
+multiply-adds per value against the GEMM's C). A 1x1 weight past L2 is read once per chunk, so a
+small batch's pixels make one chunk there (MobileNet's last pair 1.78 -> 1.08 ms at batch 1, 2.39
+-> 1.97 at batch 2; at batch 8 one chunk would hold too much and 312 KiB chunks measured slower).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ CHUNK_BYTES = 96 << 10
 #: ... and at least this many pixels: each weight panel is read once per chunk, as fused_gemm reads
 #: it once per GROUP row blocks (48 rows).
 MIN_CHUNK_PIXELS = 48
+#: A 1x1 weight larger than this is read from L3 once per chunk ...
+BIG_WEIGHT_BYTES = 1 << 20
+#: ... so the pixels of a small batch up to this much depthwise output make one chunk.
+WIDE_CHUNK_BYTES = 400 << 10
 
 
 @njit(parallel=True, cache=True, error_model="numpy", _nrt=False)
@@ -88,9 +94,13 @@ def fits(channels: int, depthwise_kernel: tuple[int, ...], multiplier: int, dtyp
     return tuple(depthwise_kernel) == (3, 3) and multiplier == 1 and channels % lanes == 0
 
 
-def chunk_pixels(channels: int, itemsize: int) -> int:
-    """Pixels per chunk: CHUNK_BYTES of depthwise output, at least MIN_CHUNK_PIXELS, whole ROWS-row
-    blocks (a part block runs the slow part tiles)."""
+def chunk_pixels(pixels: int, channels: int, outputs: int, itemsize: int) -> int:
+    """Pixels per chunk: whole ROWS-row blocks (a part block runs the slow part tiles) of
+    CHUNK_BYTES of depthwise output, at least MIN_CHUNK_PIXELS; all the pixels in one chunk where
+    the 1x1 weight is larger than BIG_WEIGHT_BYTES (read from L3 once per chunk) and they fit in
+    WIDE_CHUNK_BYTES (the threads then share the weight's panels)."""
+    if channels * outputs * itemsize > BIG_WEIGHT_BYTES and pixels * channels * itemsize <= WIDE_CHUNK_BYTES:
+        return max(ROWS, -(-pixels // ROWS) * ROWS)
     return max(MIN_CHUNK_PIXELS, CHUNK_BYTES // (channels * itemsize) // ROWS * ROWS)
 
 
@@ -121,7 +131,8 @@ def bind_depthwise_pointwise(x: np.ndarray, depthwise_weight: np.ndarray, depthw
     panels, padded = pack_panels(weight.reshape(O, C)), padded_bias(bias, O, dtype)
     yf, ldy = row_span(y2)
     xf = x.reshape(-1)
-    pixels, chunk = N * Ho * Wo, chunk_pixels(C, x.itemsize)
+    pixels = N * Ho * Wo
+    chunk = chunk_pixels(pixels, C, O, x.itemsize)
     chunks = -(-pixels // chunk)
     width = panel_width(dtype)
 

@@ -108,16 +108,22 @@ def test_chunks_across_images_rows_and_panels_on_one_and_two_threads(monkeypatch
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     finally:
         numba.set_num_threads(previous)
-    few = (1, 16, 3, 3, (1, 1), ((1, 1), (1, 1)), (1, 1), 130)  # one chunk, 9 panels: split over the threads
+    few = (1, 16, 3, 3, (1, 1), ((1, 1), (1, 1)), (1, 1), 130)  # few chunks, 9 panels: split over the threads
     x, dw, db, stride, pads, dilation, pw, pb = arrays(few, seed=3)
-    got = fused(x, dw, db, stride, pads, dilation, False, pw, pb, True, np.float64)
-    np.testing.assert_allclose(got, reference(x, dw, db, stride, pads, dilation, False, pw, pb, True), rtol=1e-12,
-                               atol=1e-12)
+    want = reference(x, dw, db, stride, pads, dilation, False, pw, pb, True)
+    for big_weight in (1 << 40, 0):  # two chunks of 6 pixels; one of all 9 (a "big" weight)
+        monkeypatch.setattr(depthwise_pointwise, "BIG_WEIGHT_BYTES", big_weight)
+        got = fused(x, dw, db, stride, pads, dilation, False, pw, pb, True, np.float64)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_chunks_are_whole_blocks_of_rows_in_about_a_fifth_of_l2():
-    assert chunk_pixels(32, 4) == 768 and chunk_pixels(512, 4) == 48 and chunk_pixels(1024, 8) == 48
-    assert all(chunk_pixels(c, 4) % 6 == 0 for c in (16, 24, 40, 100, 3000))
+    assert chunk_pixels(10**6, 32, 64, 4) == 768 and chunk_pixels(10**6, 512, 512, 4) == 48
+    assert chunk_pixels(10**6, 1024, 1024, 8) == 48
+    assert all(chunk_pixels(10**6, c, 16, 4) % 6 == 0 for c in (16, 24, 40, 100, 3000))
+    # a weight past L2 with few pixels (MobileNet's last 1x1 at batch 1 and 2): one chunk, not one per 48
+    assert chunk_pixels(49, 1024, 1024, 4) == 54 and chunk_pixels(98, 1024, 1024, 4) == 102
+    assert chunk_pixels(392, 1024, 1024, 4) == 48 and chunk_pixels(49, 512, 512, 4) == 48
 
 
 def test_an_empty_batch_writes_nothing():
