@@ -123,6 +123,12 @@ def consumers(graph: nx.DiGraph, node: str) -> list[str]:
     return sorted(graph.successors(node), key=lambda n: graph.nodes[n]["order"])
 
 
+def read_where(graph: nx.DiGraph, reader: str) -> str:
+    """The node at whose step ``reader`` reads its inputs: its own, or for a depthwise conv
+    ``streamed_into`` a 1x1 conv, that conv's (which computes it there)."""
+    return graph.nodes[reader].get("streamed_into", reader)
+
+
 def overwritten_input(graph: nx.DiGraph, node: str) -> str | None:
     """The input whose buffer an ``in_place`` node writes its output into: an elementwise node's
     only input, a residual conv's shortcut (its second input); None when the node is not in place."""
@@ -304,7 +310,7 @@ def _in_place_problems(graph: nx.DiGraph, node: str) -> list[str]:
         source = inputs[1]
         position = {n: i for i, n in enumerate(ordered(graph))}
         private = inputs[0] != source and "write_into" not in graph.nodes[source] and all(
-            position[reader] <= position[node] for reader in graph.successors(source))
+            position[read_where(graph, reader)] <= position[node] for reader in graph.successors(source))
     else:
         source = inputs[0] if len(inputs) == 1 else None
         private = data["layer"] is not None and data["layer"].category == "elementwise" and source is not None and \

@@ -76,8 +76,7 @@ def lifetimes(graph: nx.DiGraph) -> dict[str, tuple[int, int]]:
         owner = storage_of(graph, node)
         if owner is None:
             continue
-        # a streamed node's input is read where the conv it is streamed into runs
-        reads = [step[graph.nodes[c].get("streamed_into", c)] for c in graph.successors(node)]
+        reads = [step[ir.read_where(graph, c)] for c in graph.successors(node)]
         end = len(order) if is_output(graph, node) else max(reads, default=step[node])
         start, last = spans.get(owner, (step[node], step[node]))
         spans[owner] = (min(start, step[node]), max(last, end, step[node]))
@@ -150,7 +149,7 @@ def _why_not_over_shortcut(graph: nx.DiGraph, node: str, step: dict[str, int]) -
             continue
         if is_output(graph, tensor):
             return f"its shortcut's buffer holds the network output {tensor}"
-        later = [reader for reader in graph.successors(tensor) if step[reader] > step[node]]
+        later = [reader for reader in graph.successors(tensor) if step[ir.read_where(graph, reader)] > step[node]]
         if later:
             return f"its shortcut's buffer is read after it (by {later[0]})"
     return ""

@@ -277,3 +277,24 @@ def test_plan_memory_keeps_a_streamed_convs_input_until_its_reader():
     graph.nodes["d"]["streamed_into"] = "conv1"
     with pytest.raises(AssertionError, match="d: streamed_into 'conv1', which must be its only reader"):
         ir.verify(graph)
+
+
+def test_a_residual_conv_does_not_write_over_a_shortcut_a_streamed_conv_reads_later():
+    """d reads t, but at p's step (it runs inside p), after a: a must not overwrite t."""
+    graph = optimised("""network n {
+    input 16x6x6
+    t: conv(16, 1x1)
+    d: conv(16, 3x3, pad = 1, groups = 16)
+    from t -> b: conv(16, 3x3, pad = 1)
+    a: conv(16, 1x1)
+    from a, t -> r: add
+    from d -> p: conv(16, 1x1)
+    output p, r
+}""", "fuse-residual", "fuse-depthwise", "plan-memory")
+    assert graph.nodes["d"]["streamed_into"] == "p" and graph.nodes["a"]["residual"]
+    assert "conv at line 6 not in place: its shortcut's buffer is read after it (by d)" in messages(graph, "plan-memory")
+    assert not graph.nodes["a"].get("in_place")
+    ir.verify(graph)
+    graph.nodes["a"]["in_place"] = True
+    with pytest.raises(AssertionError, match="a: in_place, but the input it overwrites is read elsewhere"):
+        ir.verify(graph)
