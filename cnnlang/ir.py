@@ -129,6 +129,29 @@ def read_where(graph: nx.DiGraph, reader: str) -> str:
     return graph.nodes[reader].get("streamed_into", reader)
 
 
+def why_not_streamed(graph: nx.DiGraph, node: str, reader: str) -> str:
+    """Why conv ``node`` cannot be computed inside ``reader`` (fuse-depthwise's ``streamed_into``),
+    or "": the conv layer's rules for both (``Conv.why_not_streamed``, ``Conv.why_not_streaming``),
+    relu or no activation on each, no residual on the reader. The pass and ``verify`` ask this, the
+    runtime the layer's rules; whether ``reader`` is ``node``'s only reader is the pass's own guard."""
+    data, reading = graph.nodes[node], graph.nodes[reader]
+    reason = data["layer"].why_not_streamed(graph.nodes[data["inputs"][0]]["shape"])
+    if reason:
+        return reason
+    if data.get("activation") not in (None, "relu"):
+        return f"it applies {data['activation']} (only relu is fused)"
+    if reading["op"] != "conv":
+        return f"its reader {reader} is a {reading['op']}, not a 1x1 conv"
+    reason = reading["layer"].why_not_streaming(graph.nodes[reading["inputs"][0]]["shape"])
+    if reason:
+        return f"its reader {reader} {reason}"
+    if reading.get("residual"):
+        return f"its reader {reader} adds a residual"
+    if reading.get("activation") not in (None, "relu"):
+        return f"its reader {reader} applies {reading['activation']} (only relu is fused)"
+    return ""
+
+
 def overwritten_input(graph: nx.DiGraph, node: str) -> str | None:
     """The input whose buffer an ``in_place`` node writes its output into: an elementwise node's
     only input, a residual conv's shortcut (its second input); None when the node is not in place."""
@@ -297,10 +320,13 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
 
 def _streamed_problems(graph: nx.DiGraph, node: str) -> list[str]:
     data, reader = graph.nodes[node], graph.nodes[node]["streamed_into"]
-    if (data["op"] != "conv" or list(graph.successors(node)) != [reader] or graph.nodes[reader]["op"] != "conv"
-            or node in graph.graph.get("outputs", []) or "write_into" in data or data.get("in_place")):
-        return [f"{node}: streamed_into {reader!r}, which must be its only reader, a conv, and it not stored"]
-    return []
+    if (data["op"] != "conv" or list(graph.successors(node)) != [reader] or node in graph.graph.get("outputs", [])
+            or "write_into" in data or data.get("in_place")):
+        return [f"{node}: streamed_into {reader!r}, which must be its only reader, and it not stored"]
+    if graph.nodes[data["inputs"][0]].get("shape") is None or graph.nodes[node].get("shape") is None:
+        return []
+    reason = why_not_streamed(graph, node, reader)
+    return [f"{node}: streamed_into {reader!r}, but {reason}"] if reason else []
 
 
 def _in_place_problems(graph: nx.DiGraph, node: str) -> list[str]:

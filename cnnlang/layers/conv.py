@@ -138,6 +138,38 @@ class Conv(LayerType):
             return f"{self.groups} groups, not 1"
         return ""
 
+    #: fuse-depthwise: a streamed conv's channels must be a multiple of this, the widest vector of
+    #: any float type the CPU's fused kernel runs (runtime/kernels/cpu/depthwise_pointwise.py).
+    STREAMED_CHANNEL_MULTIPLE = 16
+
+    def why_not_streamed(self, shape: Shape) -> str:
+        """Why this conv, on inputs of ``shape``, cannot be the depthwise conv that fuse-depthwise
+        computes inside the 1x1 conv reading it ("" when it can): a 2-D depthwise 3x3 conv (groups
+        = channels = filters) over a multiple of ``STREAMED_CHANNEL_MULTIPLE`` channels."""
+        channels = shape[0]
+        if self.rank != 2 or not 1 < self.groups == channels:
+            return "it is not a 2-D depthwise conv (groups = channels)"
+        kernels = self.geometry(shape)[0]
+        if tuple(kernels) != (3, 3):
+            return f"its kernel is {'x'.join(map(str, kernels))}, not 3x3"
+        if self.filters != channels:
+            return f"{self.filters} filters on {channels} channels (a channel multiplier other than 1)"
+        if channels % self.STREAMED_CHANNEL_MULTIPLE:
+            return f"{channels} channels, not a multiple of {self.STREAMED_CHANNEL_MULTIPLE}"
+        return ""
+
+    def why_not_streaming(self, shape: Shape) -> str:
+        """Why this conv, on inputs of ``shape``, cannot compute a streamed depthwise conv that it
+        reads ("" when it can; a reason reads after the conv's name): it must be pointwise (2-D 1x1,
+        stride 1, no padding, one group)."""
+        kernels, strides, pads, dilations = self.geometry(shape)
+        if (self.rank != 2 or set(kernels) != {1} or set(strides) != {1} or any(p for pair in pads for p in pair)
+                or set(dilations) != {1}):
+            return "is not pointwise (1x1, stride 1, no padding)"
+        if self.groups != 1:
+            return f"has {self.groups} groups"
+        return ""
+
     # -- costs
     def _fan_in(self, shape: Shape) -> int:
         return shape[0] // self.groups * numel(per_axis("kernel", self.kernel, self.rank))

@@ -22,8 +22,6 @@ from .. import ir
 from .rewrite import describe, record, why_not_private
 
 NAME = "fuse-depthwise"
-#: Channels must be a multiple of this: the widest vector of any float type the CPU kernel runs.
-CHANNEL_MULTIPLE = 16
 
 
 def fuse_depthwise(graph: nx.DiGraph) -> nx.DiGraph:
@@ -51,34 +49,7 @@ def is_depthwise(graph: nx.DiGraph, node: str) -> bool:
 
 def why_not_streamed(graph: nx.DiGraph, node: str) -> str:
     """Why depthwise conv ``node`` cannot run inside the conv that reads it, or ''."""
-    data = graph.nodes[node]
-    layer, shape = data["layer"], graph.nodes[data["inputs"][0]]["shape"]
-    kernels, _, _, _ = layer.geometry(shape)
-    if tuple(kernels) != (3, 3):
-        return f"its kernel is {'x'.join(map(str, kernels))}, not 3x3"
-    if layer.filters != shape[0]:
-        return f"{layer.filters} filters on {shape[0]} channels (a channel multiplier other than 1)"
-    if shape[0] % CHANNEL_MULTIPLE:
-        return f"{shape[0]} channels, not a multiple of {CHANNEL_MULTIPLE}"
-    if data.get("activation") not in (None, "relu"):
-        return f"it applies {data['activation']} (only relu is fused)"
     reason = why_not_private(graph, node, "its output")
     if reason:
         return reason
-    return _why_not_reader(graph, next(iter(graph.successors(node))))
-
-
-def _why_not_reader(graph: nx.DiGraph, reader: str) -> str:
-    data = graph.nodes[reader]
-    if data["op"] != "conv":
-        return f"its reader {reader} is a {data['op']}, not a 1x1 conv"
-    kernels, strides, pads, dilations = data["layer"].geometry(graph.nodes[data["inputs"][0]]["shape"])
-    if set(kernels) != {1} or set(strides) != {1} or any(p for pair in pads for p in pair) or set(dilations) != {1}:
-        return f"its reader {reader} is not pointwise (1x1, stride 1, no padding)"
-    if data["layer"].groups != 1:
-        return f"its reader {reader} has {data['layer'].groups} groups"
-    if data.get("residual"):
-        return f"its reader {reader} adds a residual"
-    if data.get("activation") not in (None, "relu"):
-        return f"its reader {reader} applies {data['activation']} (only relu is fused)"
-    return ""
+    return ir.why_not_streamed(graph, node, next(iter(graph.successors(node))))

@@ -28,7 +28,7 @@ from ..kernels.cpu.small_gemm import BLAS_SERIAL_BELOW
 from ..kernels.cpu.stem import bind_stem, stem_applies
 from ..kernels.cpu.winograd import transform_weight, winograd_forward
 from ..kernels.cpu.workspace import holding
-from .base import Context, Op, as_image, register, window_geometry
+from .base import Context, Op, as_image, register, user_shape, window_geometry
 
 
 @register("conv", "conv1d")
@@ -116,13 +116,12 @@ class ConvOp(Op):
     def streams(self, depthwise: Op) -> bool:
         """Whether this inference 1x1 conv can compute the depthwise conv ``depthwise`` that it reads
         (runtime/kernels/cpu/depthwise_pointwise.py) on this backend and dtype."""
-        if not isinstance(depthwise, ConvOp) or not depthwise._depthwise:
+        if not isinstance(depthwise, ConvOp) or self.backend is not CPU or depthwise.backend is not CPU:
             return False
-        if self.backend is not CPU or depthwise.backend is not CPU:
-            return False
-        if self.algorithm is not None or self.residual or self._groups != 1 or self._weight_image[2:] != (1, 1):
-            return False
-        if self._stride != (1, 1) or self._pads != ((0, 0), (0, 0)) or self.dtype not in (np.float32, np.float64):
+        if (depthwise.layer.why_not_streamed(user_shape(tuple(depthwise.in_shapes[0])))
+                or self.layer.why_not_streaming(user_shape(tuple(self.in_shapes[0])))):
+            return False  # (the layer's rules, which fuse-depthwise and ir.verify ask too)
+        if self.algorithm is not None or self.residual or self.dtype not in (np.float32, np.float64):
             return False
         if self.params["weight"].nbytes > POINTWISE_MAX_WEIGHT_BYTES:
             return False  # (the fused GEMM does not block K: past it BLAS's GEMM was as fast, gemm_epilogue.py)

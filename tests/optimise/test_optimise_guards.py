@@ -277,6 +277,10 @@ def test_plan_memory_keeps_a_streamed_convs_input_until_its_reader():
     graph.nodes["d"]["streamed_into"] = "conv1"
     with pytest.raises(AssertionError, match="d: streamed_into 'conv1', which must be its only reader"):
         ir.verify(graph)
+    graph.nodes["d"]["streamed_into"] = "p"
+    graph.nodes["p"]["activation"] = "tanh"
+    with pytest.raises(AssertionError, match="d: streamed_into 'p', but its reader p applies tanh"):
+        ir.verify(graph)
 
 
 def test_a_residual_conv_does_not_write_over_a_shortcut_a_streamed_conv_reads_later():
