@@ -123,12 +123,14 @@ def test_tile_prefetches_the_lines_its_epilogue_touches():
     before its k loop: two lines a row (first and last element), 24 prefetches in all. (Speed only:
     the results are the same without them; measured in docs/runtime.md.)"""
 
+    width = panel_width(np.float32)  # the host's: 16 columns with AVX2, 32 with AVX-512
+
     @njit
     def one_tile(a, v, bias, r, y):
-        _tile_6x2_residual(a, 0, 8, 0, 1, v, 0, 8, bias, 0, 1, r, 0, 16, y, 0, 16)
+        _tile_6x2_residual(a, 0, 8, 0, 1, v, 0, 8, bias, 0, 1, r, 0, width, y, 0, width)
 
-    a, v, bias = np.ones(48, np.float32), np.ones(128, np.float32), np.zeros(16, np.float32)
-    r, y = np.ones(96, np.float32), np.empty(96, np.float32)
+    a, v, bias = np.ones(6 * 8, np.float32), np.ones(8 * width, np.float32), np.zeros(width, np.float32)
+    r, y = np.ones(6 * width, np.float32), np.empty(6 * width, np.float32)
     one_tile(a, v, bias, r, y)
     np.testing.assert_array_equal(y, 9.0)  # 8 products of ones, plus the shortcut's one
     assembly = one_tile.inspect_asm(one_tile.signatures[0])
