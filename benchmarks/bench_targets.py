@@ -14,7 +14,8 @@ side only. Ratio = the reference's time / cnnlang's (above 1, cnnlang is faster)
 reference the target names, the median of the rounds' ratios. The last row times every distinct
 conv layer of the zoo (input shape and arguments) at batch 8 as its own network, in GFLOP/s (2 x
 MACs / time; Winograd layers count their direct MACs) against the float32 GEMM rate (a NumPy
-2048^3 matmul) measured in the same process, before and after. The lowest of them are then timed in
+2048^3 matmul) measured in the same process, before and after, in ``--rounds`` rounds over all the
+layers (a layer's share: the median of its rounds'). The lowest of them are then timed in
 ONNX Runtime too (the same one-layer network, the time its own profile gives the Conv node, without
 the layout changes it adds around a lone layer), against the same GEMM rate: what the target asks
 of a layer measured beside what another tuned runtime reaches on it.
@@ -111,7 +112,7 @@ def median_timing(timings: list[dict]) -> dict:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def run_zoo_convs(repeat: int, threads: int) -> dict:
+def run_zoo_convs(repeat: int, threads: int, rounds: int = 1) -> dict:
     """Every distinct conv layer of the zoo, timed at batch 8 in a worker process; the lowest
     LOWEST_SHOWN of them also in ONNX Runtime."""
     env = dict(os.environ, **{f"{pool}_NUM_THREADS": str(threads) for pool in ("OMP", "NUMBA", "OPENBLAS")})
@@ -119,8 +120,8 @@ def run_zoo_convs(repeat: int, threads: int) -> dict:
 
     for name, value in SETTINGS.items():
         env.setdefault(name, value)
-    done = subprocess.run([sys.executable, __file__, "--zoo-convs-worker", str(repeat)], capture_output=True, text=True,
-                          env=env)
+    command = [sys.executable, __file__, "--zoo-convs-worker", str(repeat), "--rounds", str(rounds)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"timing the zoo's conv layers failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -162,13 +163,17 @@ def one_layer_network(shape, conv: str) -> str:
     return f"network one {{ input {'x'.join(map(str, shape))}\n layer: {conv} }}"
 
 
-def zoo_convs_worker(repeat: int, batch: int = 8) -> dict:
+def zoo_convs_worker(repeat: int, batch: int = 8, rounds: int = 1) -> dict:
     """In a fresh process: the distinct conv layers (input shape, arguments) of every zoo model,
-    each as a one-layer network with all passes; the median of its node's forward time over
-    ``repeat`` runs or LAYER_AT_LEAST_S seconds, whichever is more. Each layer's share of sgemm is
-    against the GEMM rate measured just before and just after it (their mean): on a shared machine
-    that rate moved between 92 and 154 GFLOP/s from one second to the next (AMD EPYC, 2 cores), so
-    a rate from the start and the end of the run could misjudge a layer by that much."""
+    each as a one-layer network with all passes, all built first; then ``rounds`` rounds over all
+    of them, each timing a layer as the median of its node's forward time over ``repeat`` runs or
+    LAYER_AT_LEAST_S seconds, whichever is more. Each round's share of sgemm is against the GEMM
+    rate measured just before and just after the layer (their mean): on a shared machine that rate
+    moved between 92 and 154 GFLOP/s from one second to the next (AMD EPYC, 2 cores), so a rate
+    from the start and the end of the run could misjudge a layer by that much. A layer's seconds,
+    share and rate are the medians of its rounds', as the model rows' ratios are: a slow spell of
+    the machine (a short layer measured 3-4x slower for seconds at a time, main thread included,
+    on an AMD EPYC VM) then falls on one round of a layer, not on its whole result."""
     import cnnlang
     from cnnlang.compare.frameworks import bench_input
     from cnnlang.compare.timing import gemm_gflops
@@ -183,28 +188,38 @@ def zoo_convs_worker(repeat: int, batch: int = 8) -> dict:
             shape = tuple(graph.nodes[data["inputs"][0]]["shape"])
             key = (shape, conv_source(data["layer"]))
             layers.setdefault(key, {"first_in": f"{name}/{node}", "input": list(shape), "conv": key[1], "macs": data["macs"] * batch})
-    gemm_before = gemm_gflops()
-    gemm = gemm_before
+    built = []
     for (shape, conv), layer in layers.items():
         model = cnnlang.load(one_layer_network(shape, conv))
         net = model.build(seed=0, passes="all").eval()
         x = bench_input(model, batch, 0)
         net.forward(x)
         net.forward(x)
-        samples: list[float] = []
-        while len(samples) < repeat or sum(samples) < LAYER_AT_LEAST_S:
-            timings: dict[str, float] = {}
-            net.forward(x, timings=timings)
-            samples.append(timings["layer"])
-        layer["seconds"] = statistics.median(samples)
+        built.append((layer, net, x))
+    gemm_before = gemm_gflops()
+    gemm = gemm_before
+    measured: dict[int, list[tuple[float, float]]] = {id(layer): [] for layer, _, _ in built}
+    for _ in range(rounds):
+        for layer, net, x in built:
+            samples: list[float] = []
+            while len(samples) < repeat or sum(samples) < LAYER_AT_LEAST_S:
+                timings: dict[str, float] = {}
+                net.forward(x, timings=timings)
+                samples.append(timings["layer"])
+            after = gemm_gflops(repeat=1)
+            measured[id(layer)].append((statistics.median(samples), (gemm + after) / 2))
+            gemm = after
+    for layer, _, _ in built:
+        rounds_seen = measured[id(layer)]
+        layer["seconds"] = statistics.median(seconds for seconds, _ in rounds_seen)
         layer["gflops"] = 2 * layer["macs"] / layer["seconds"] / 1e9
-        after = gemm_gflops(repeat=1)
-        layer["gemm_gflops"] = (gemm + after) / 2
-        layer["gemm_share"] = layer["gflops"] / layer["gemm_gflops"]
-        gemm = after
-    adjacent = [layer["gemm_gflops"] for layer in layers.values()]
-    return {"batch": batch, "gemm_gflops": statistics.median(adjacent), "gemm_range": [min(adjacent), max(adjacent)],
-            "gemm_before_after": [gemm_before, gemm], "layers": list(layers.values())}
+        layer["gemm_gflops"] = statistics.median(rate for _, rate in rounds_seen)
+        layer["gemm_share"] = statistics.median(2 * layer["macs"] / seconds / 1e9 / rate for seconds, rate in rounds_seen)
+        layer["round_shares"] = [2 * layer["macs"] / seconds / 1e9 / rate for seconds, rate in rounds_seen]
+    adjacent = [rate for rounds_seen in measured.values() for _, rate in rounds_seen]
+    return {"batch": batch, "rounds": rounds, "gemm_gflops": statistics.median(adjacent),
+            "gemm_range": [min(adjacent), max(adjacent)], "gemm_before_after": [gemm_before, gemm],
+            "layers": list(layers.values())}
 
 
 def conv_source(layer) -> str:
@@ -258,9 +273,14 @@ def slowest_convs(row: dict) -> str:
              + "/".join(f"{g:.0f}" for g in row["gemm_before_after"]) + "; ORT: the same layer in ONNX Runtime, "
              "its profile's Conv time, against the same rate):"]
     lines += [f"- {layer['first_in']}: {'x'.join(map(str, layer['input']))} {layer['conv']}: {layer['gflops']:.1f} GFLOP/s, "
-              f"{layer['gemm_share']:.0%} of {layer['gemm_gflops']:.0f}{reference_share(layer)}"
+              f"{layer['gemm_share']:.0%} of {layer['gemm_gflops']:.0f}{round_range(layer)}{reference_share(layer)}"
               for layer in lowest_layers(row["layers"])]
     return "\n".join(lines)
+
+
+def round_range(layer: dict) -> str:
+    shares = layer.get("round_shares", [])
+    return f" (rounds {min(shares):.0%}-{max(shares):.0%})" if len(shares) > 1 else ""
 
 
 def reference_share(layer: dict) -> str:
@@ -314,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zoo-convs-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.zoo_convs_worker:
-        print(json.dumps(zoo_convs_worker(args.zoo_convs_worker)))
+        print(json.dumps(zoo_convs_worker(args.zoo_convs_worker, rounds=args.rounds)))
         return 0
     if min(args.repeat, args.rounds, args.threads) < 1:
         parser.error("--repeat, --rounds and --threads must be at least 1")
@@ -333,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         case_start = time.perf_counter()
         case = next((c for c in CASES if c.name == name), None)
         results[name] = (run_case(case, args.repeat, args.threads, args.rounds) if case
-                         else run_zoo_convs(args.repeat, args.threads))
+                         else run_zoo_convs(args.repeat, args.threads, args.rounds))
         print(f"  {time.perf_counter() - case_start:.0f} s", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - started
 

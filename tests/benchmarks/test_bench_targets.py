@@ -104,3 +104,22 @@ def test_the_lenet5_latency_row_end_to_end(capsys):
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1].endswith("ms") and "ms (" in cells[2] and cells[3].endswith("ms") and "x ORT (" in cells[4]
     assert cells[6] in ("yes", "**no**")
+
+
+def test_the_conv_layer_worker_takes_each_layers_median_over_rounds(monkeypatch):
+    """LeNet-5's three conv layers, two rounds over all of them: each layer keeps both rounds'
+    shares, against the rate measured beside it (here a stub rising by 10 GFLOP/s a call), and its
+    share is their median."""
+    import cnnlang.compare.timing as timing
+
+    rates = iter(range(100, 10_000, 10))
+    monkeypatch.setattr(timing, "gemm_gflops", lambda repeat=3: float(next(rates)))
+    monkeypatch.setattr(cnnlang, "zoo_names", lambda: ["lenet5"])
+    monkeypatch.setattr(bench_targets, "LAYER_AT_LEAST_S", 0.0)
+    result = bench_targets.zoo_convs_worker(2, rounds=2)
+    assert [layer["first_in"] for layer in result["layers"]] == ["lenet5/c1", "lenet5/c3", "lenet5/c5"]
+    assert result["rounds"] == 2 and result["gemm_before_after"] == [100.0, 160.0]
+    for layer in result["layers"]:
+        assert len(layer["round_shares"]) == 2 and layer["seconds"] > 0
+        assert layer["gemm_share"] == pytest.approx(sum(layer["round_shares"]) / 2)  # the median of two
+    assert result["layers"][0]["gemm_gflops"] == pytest.approx((105 + 135) / 2)  # rounds' rates 105 and 135
