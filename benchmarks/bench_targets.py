@@ -214,8 +214,8 @@ def zoo_convs_worker(repeat: int, batch: int = 8, rounds: int = 1) -> dict:
         layer["seconds"] = statistics.median(seconds for seconds, _ in rounds_seen)
         layer["gflops"] = 2 * layer["macs"] / layer["seconds"] / 1e9
         layer["gemm_gflops"] = statistics.median(rate for _, rate in rounds_seen)
-        layer["gemm_share"] = statistics.median(2 * layer["macs"] / seconds / 1e9 / rate for seconds, rate in rounds_seen)
         layer["round_shares"] = [2 * layer["macs"] / seconds / 1e9 / rate for seconds, rate in rounds_seen]
+        layer["gemm_share"] = statistics.median(layer["round_shares"])
     adjacent = [rate for rounds_seen in measured.values() for _, rate in rounds_seen]
     return {"batch": batch, "rounds": rounds, "gemm_gflops": statistics.median(adjacent),
             "gemm_range": [min(adjacent), max(adjacent)], "gemm_before_after": [gemm_before, gemm],
@@ -328,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=NAMES, metavar="CASE", help=f"run only these: {', '.join(NAMES)}")
     parser.add_argument("--repeat", type=int, default=5, metavar="R", help="timed runs per measurement (median; default 5)")
     parser.add_argument("--rounds", type=int, default=3, metavar="N",
-                        help="times each framework is timed per row, taking turns (median; default 3)")
+                        help="times each framework is timed per row, taking turns, and rounds over the zoo's conv "
+                             "layers (median; default 3)")
     parser.add_argument("--threads", type=int, default=2, metavar="T", help="threads for every framework (default 2)")
     parser.add_argument("--json", metavar="FILE", help="also write every number to FILE")
     parser.add_argument("--zoo-convs-worker", type=int, help=argparse.SUPPRESS)
