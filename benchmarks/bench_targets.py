@@ -195,28 +195,26 @@ def zoo_convs_worker(repeat: int, batch: int = 8, rounds: int = 1) -> dict:
         x = bench_input(model, batch, 0)
         net.forward(x)
         net.forward(x)
-        built.append((layer, net, x))
+        built.append((layer, net, x, []))  # then each round's (seconds, GEMM rate beside it)
     gemm_before = gemm_gflops()
     gemm = gemm_before
-    measured: dict[int, list[tuple[float, float]]] = {id(layer): [] for layer, _, _ in built}
     for _ in range(rounds):
-        for layer, net, x in built:
+        for layer, net, x, rounds_seen in built:
             samples: list[float] = []
             while len(samples) < repeat or sum(samples) < LAYER_AT_LEAST_S:
                 timings: dict[str, float] = {}
                 net.forward(x, timings=timings)
                 samples.append(timings["layer"])
             after = gemm_gflops(repeat=1)
-            measured[id(layer)].append((statistics.median(samples), (gemm + after) / 2))
+            rounds_seen.append((statistics.median(samples), (gemm + after) / 2))
             gemm = after
-    for layer, _, _ in built:
-        rounds_seen = measured[id(layer)]
+    for layer, _, _, rounds_seen in built:
         layer["seconds"] = statistics.median(seconds for seconds, _ in rounds_seen)
         layer["gflops"] = 2 * layer["macs"] / layer["seconds"] / 1e9
         layer["gemm_gflops"] = statistics.median(rate for _, rate in rounds_seen)
         layer["round_shares"] = [2 * layer["macs"] / seconds / 1e9 / rate for seconds, rate in rounds_seen]
         layer["gemm_share"] = statistics.median(layer["round_shares"])
-    adjacent = [rate for rounds_seen in measured.values() for _, rate in rounds_seen]
+    adjacent = [rate for *_, rounds_seen in built for _, rate in rounds_seen]
     return {"batch": batch, "rounds": rounds, "gemm_gflops": statistics.median(adjacent),
             "gemm_range": [min(adjacent), max(adjacent)], "gemm_before_after": [gemm_before, gemm],
             "layers": list(layers.values())}
