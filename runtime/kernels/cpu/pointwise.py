@@ -231,8 +231,8 @@ def whole_block(a, a0, lda, panels, v0, K, bias, n0, relu, r, r0, ldr, residual,
 
 
 @njit(inline="always", _nrt=False)
-def _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb,
-          part):  # pragma: no cover - compiled
+def gemm_task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb,
+              part):  # pragma: no cover - compiled
     """fused_gemm's tile of row block ``task`` (plane and ROWS-row block) and panel ``nb``."""
     L = _VECTOR_BYTES // a.itemsize
     VO = 2 * L
@@ -255,9 +255,9 @@ def _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplan
 @njit(cache=True, _nrt=False)
 def _task_call(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb,
                part):  # pragma: no cover - compiled
-    """_task as a call, for fused_gemm's rarer paths (a few rows, the edges of the group-1 order): each
-    inlined copy of _task's tiles is LLVM work (fused_gemm took 27 s to compile with three of them)."""
-    _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb, part)
+    """gemm_task as a call, for fused_gemm's rarer paths (a few rows, the edges of the group-1 order): each
+    inlined copy of gemm_task's tiles is LLVM work (fused_gemm took 27 s to compile with three of them)."""
+    gemm_task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M, task, nb, part)
 
 
 @njit(cache=True, _nrt=False)
@@ -334,7 +334,7 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
                 y0 = q * yplane + m0 * ldy
                 for nb in range(NB):
                     # whole tiles inline, with the task's offsets from outside the panel loop (at K = 64 a
-                    # tile is ~400 cycles, and _task's per-tile work measured 5 % of it)
+                    # tile is ~400 cycles, and gemm_task's per-tile work measured 5 % of it)
                     if m0 + ROWS <= M and nb < whole:
                         whole_block(a, a0, lda, panels, q * pplane + nb * K * VO, K, bias, nb * VO, relu, r,
                                      m0 * ldr + nb * VO, ldr, residual, y, y0 + nb * VO, ldy)
@@ -345,8 +345,8 @@ def fused_gemm(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, 
         for g0 in range(lo, hi, group):
             for nb in range(NB):
                 for task in range(g0, min(g0 + group, hi)):
-                    _task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB, M,
-                          task, nb, part)
+                    gemm_task(a, aplane, lda, panels, pplane, bias, relu, r, ldr, residual, y, yplane, ldy, N, K, MB,
+                              M, task, nb, part)
 
 
 #: The most output channels this path takes: GoogLeNet's 1x1 convs (16-384 outputs) measured

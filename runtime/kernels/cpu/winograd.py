@@ -19,6 +19,17 @@ The work is chunked over rows of tiles so that V and M (the GEMM outputs) stay a
 the im2col column buffer, and both live in the caller's :class:`~runtime.kernels.conv.ConvWorkspace` (so the
 inference plan's shared scratch counts them).
 
+With U as panels and at most FUSED_MAX_CHANNELS channels each side, the forward runs block by block instead
+(``_fused_forward``, one parallel region): each thread transforms pointwise.py's ROWS tiles into its own V, runs
+the 16 GEMMs on them, and transforms their M to the output, before the next block, so V and M never leave the
+core's caches; where the channels are whole vectors, the transforms are winograd_tile.py's vector code. Same
+arithmetic, same order: bitwise the chunked path's result. Batch 64, 2 threads, AVX-512 Zen 4, alternating calls,
+medians, chunked -> block by block: 64 channels at 8x8 1.60 -> 1.21 ms, at 32x32 19.3 -> 13.9; 128 at 16x16 17.3
+-> 11.5; 256 at 8x8 12.9 -> 11.1; 512 at 4x4 11.1 -> 11.4 (so not there: U, 16 MB, would stream from memory for
+each block). Whole steps and forwards, same machine, one process, the two paths taking turns: resnet20's training
+step 1.11x (median of 7 rounds, 0.92-1.18), ResNet-18 CIFAR's 1.17x (1.10-1.21), inference at batch 8 ResNet-50
+1.07x, GoogLeNet 1.2x, VGG-16 1.14x, ResNet-18 1.26x.
+
 F(2x2)'s matrices hold only 0, +-1 and 1/2, and its float32 error measured 0.6-1.6x im2col's
 (tests/runtime/kernels/test_kernel_winograd.py). F(4x4, 3x3) was tried and removed: its matrices hold up to 8 (A)
 and 5 (B), its error measured 10-30x im2col's, and it was no faster than F(2x2) on most of ResNet-50's shapes
@@ -56,16 +67,22 @@ Per-tile costs, which dominate at 16 to 64 channels (a tile's channel loops are 
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from .workspace import COL_BUDGET, DEFAULT_WORKSPACE, ConvWorkspace
 from .epilogue import NONE, RELU, bias_activation, channel_rows, row_span
-from .pointwise import ROWS, panel_width, panels_size, stacked_gemm, thread_scratch
+from .llvm_vectors import HOST_VECTOR_BYTES as _VECTOR_BYTES
+from .winograd_tile import VECTOR_BYTES as TILE_VECTOR_BYTES
+from .winograd_tile import input_tile, output_tile
+from .pointwise import ROWS, gemm_task, panel_width, panels_size, stacked_gemm, thread_scratch
 from .pool_gemm import matmul
 
 #: ... but a chunk has at least this many tiles: each stacked GEMM repacks all of U.
 MIN_CHUNK_TILES = 512
+#: With panels, layers of at most this many channels each side run block by block (_fused_forward; see the top).
+FUSED_MAX_CHANNELS = 256
 _BLOCK = 16  # tiles per parallel work item (one scratch allocation each)
 _PLANES = 16  # (2 + 2)^2: one GEMM per position in the 4x4 transformed tile
 _PLANE_PAD = 16  # elements between transform_weight_into's padded planes beyond Cin * Cout (one 64-byte line or two)
@@ -105,74 +122,139 @@ def transform_weight(weight: np.ndarray, dtype: np.dtype | None = None) -> np.nd
 # 2.4 -> 1.5 ms, output transform 2.8 -> 0.7 ms (the GEMMs: about 5 ms).
 
 
+@njit(inline="always", _nrt=False)
+def _edge_patch(xf, geo, n, ih0, iw0, patch):  # pragma: no cover - compiled
+    """patch (4 x 4 x C) = the input patch of image n at (ih0, iw0), zero outside the image."""
+    H, W, C = geo[_H], geo[_W], geo[_C]
+    for e in range(16 * C):
+        patch[e] = 0
+    for r in range(4):
+        ih = ih0 + r
+        if ih < 0 or ih >= H:
+            continue
+        for s in range(4):
+            iw = iw0 + s
+            if iw >= 0 and iw < W:
+                p = ((n * H + ih) * W + iw) * C
+                dst = patch[(r * 4 + s) * C : (r * 4 + s + 1) * C]
+                seg = xf[p : p + C]
+                for c in range(C):
+                    dst[c] = seg[c]
+
+
+@njit(inline="always", _nrt=False)
+def _inside(geo, ih0, iw0):  # pragma: no cover - compiled
+    """Whether the 4 x 4 input patch at (ih0, iw0) lies inside the image."""
+    return ih0 >= 0 and ih0 + 4 <= geo[_H] and iw0 >= 0 and iw0 + 4 <= geo[_W]
+
+
+@njit(inline="always", _nrt=False)
+def _input_tile(xf, geo, n, ih0, iw0, v, q, plane, patch, rows):  # pragma: no cover - compiled
+    """One tile's V = B^T d B: d the 4 x 4 input patch of image n at (ih0, iw0), zero outside the image; position
+    i of the transformed tile into v[q + i*plane : ... + C]. ``patch`` (16 * C): an edge tile's input; ``rows``
+    (16 * C): B^T d."""
+    H, W, C = geo[_H], geo[_W], geo[_C]
+    if _inside(geo, ih0, iw0):
+        src = xf
+        o = ((n * H + ih0) * W + iw0) * C
+        rs = W * C
+    else:
+        _edge_patch(xf, geo, n, ih0, iw0, patch)
+        src = patch
+        o = 0
+        rs = 4 * C
+    c4 = 4 * C
+    d0, d1 = src[o : o + c4], src[o + rs : o + rs + c4]
+    d2, d3 = src[o + 2 * rs : o + 2 * rs + c4], src[o + 3 * rs : o + 3 * rs + c4]
+    # B^T d into rows: one row of the tile (4 pixels x C, contiguous) per loop, then (B^T d) B one output plane
+    # per loop: each loop has 2 loads and 1 store, few enough streams for LLVM's overlap checks, so each
+    # vectorises (one loop over all 16 outputs stayed scalar).
+    r0, r1, r2, r3 = rows[:c4], rows[c4 : 2 * c4], rows[2 * c4 : 3 * c4], rows[3 * c4 :]
+    for j in range(c4):
+        r0[j] = d0[j] - d2[j]
+    for j in range(c4):
+        r1[j] = d1[j] + d2[j]
+    for j in range(c4):
+        r2[j] = d2[j] - d1[j]
+    for j in range(c4):
+        r3[j] = d1[j] - d3[j]
+    for r in range(4):
+        tr = rows[r * c4 : (r + 1) * c4]
+        a0, a1, a2, a3 = tr[:C], tr[C : 2 * C], tr[2 * C : 3 * C], tr[3 * C :]
+        p = q + 4 * r * plane
+        v0, v1 = v[p : p + C], v[p + plane : p + plane + C]
+        v2, v3 = v[p + 2 * plane : p + 2 * plane + C], v[p + 3 * plane : p + 3 * plane + C]
+        for c in range(C):
+            v0[c] = a0[c] - a2[c]
+        for c in range(C):
+            v1[c] = a1[c] + a2[c]
+        for c in range(C):
+            v2[c] = a2[c] - a1[c]
+        for c in range(C):
+            v3[c] = a1[c] - a3[c]
+
+
 @njit(parallel=True, cache=True, _nrt=False)
 def _input_transform_2(xf, v, plane, geo, row0, nrows, patches):  # pragma: no cover - compiled
     """V (16 planes ``plane`` apart, each nrows*TW x C) = B^T d B for the tiles of tile rows [row0, row0 + nrows)
     (flattened n*TH + ti); d is the 4 x 4 input patch at (2*ti - pt, 2*tj - pl), zero outside the image.
     ``patches`` (blocks of _BLOCK tiles, 32 * C): each block's copy of an edge tile's input, then its B^T d."""
-    H, W, C = geo[_H], geo[_W], geo[_C]
+    C = geo[_C]
     pt, pl, th, tw = geo[_PT], geo[_PL], geo[_TH], geo[_TW]
     nt = nrows * tw
     nblk = (nt + _BLOCK - 1) // _BLOCK
     for b in prange(nblk):
-        patch = patches[b, : 16 * C]  # an edge tile's input, zero outside the image
-        rows = patches[b, 16 * C :]  # B^T d
+        patch = patches[b, : 16 * C]
+        rows = patches[b, 16 * C :]
         for t in range(b * _BLOCK, min(nt, (b + 1) * _BLOCK)):
             row = row0 + t // tw
-            n = row // th
-            ih0 = (row % th) * 2 - pt
-            iw0 = (t % tw) * 2 - pl
-            if ih0 >= 0 and ih0 + 4 <= H and iw0 >= 0 and iw0 + 4 <= W:
-                src = xf
-                o = ((n * H + ih0) * W + iw0) * C
-                rs = W * C
-            else:
-                for e in range(16 * C):
-                    patch[e] = 0
-                for r in range(4):
-                    ih = ih0 + r
-                    if ih < 0 or ih >= H:
-                        continue
-                    for s in range(4):
-                        iw = iw0 + s
-                        if iw >= 0 and iw < W:
-                            q = ((n * H + ih) * W + iw) * C
-                            dst = patch[(r * 4 + s) * C : (r * 4 + s + 1) * C]
-                            seg = xf[q : q + C]
-                            for c in range(C):
-                                dst[c] = seg[c]
-                src = patch
-                o = 0
-                rs = 4 * C
-            c4 = 4 * C
-            d0, d1 = src[o : o + c4], src[o + rs : o + rs + c4]
-            d2, d3 = src[o + 2 * rs : o + 2 * rs + c4], src[o + 3 * rs : o + 3 * rs + c4]
-            # B^T d into rows: one row of the tile (4 pixels x C, contiguous) per loop, then (B^T d) B one output plane
-            # per loop: each loop has 2 loads and 1 store, few enough streams for LLVM's overlap checks, so each
-            # vectorises (one loop over all 16 outputs stayed scalar).
-            r0, r1, r2, r3 = rows[:c4], rows[c4 : 2 * c4], rows[2 * c4 : 3 * c4], rows[3 * c4 :]
-            for j in range(c4):
-                r0[j] = d0[j] - d2[j]
-            for j in range(c4):
-                r1[j] = d1[j] + d2[j]
-            for j in range(c4):
-                r2[j] = d2[j] - d1[j]
-            for j in range(c4):
-                r3[j] = d1[j] - d3[j]
-            for r in range(4):
-                tr = rows[r * c4 : (r + 1) * c4]
-                a0, a1, a2, a3 = tr[:C], tr[C : 2 * C], tr[2 * C : 3 * C], tr[3 * C :]
-                q = t * C + 4 * r * plane
-                v0, v1 = v[q : q + C], v[q + plane : q + plane + C]
-                v2, v3 = v[q + 2 * plane : q + 2 * plane + C], v[q + 3 * plane : q + 3 * plane + C]
-                for c in range(C):
-                    v0[c] = a0[c] - a2[c]
-                for c in range(C):
-                    v1[c] = a1[c] + a2[c]
-                for c in range(C):
-                    v2[c] = a2[c] - a1[c]
-                for c in range(C):
-                    v3[c] = a1[c] - a3[c]
+            _input_tile(xf, geo, row // th, (row % th) * 2 - pt, (t % tw) * 2 - pl, v, t * C, plane, patch, rows)
+
+
+@njit(inline="always", error_model="numpy", _nrt=False)
+def _output_tile(mb, q, plane, yf, ystride, geo, n, oh, ow, bias, relu, spare):  # pragma: no cover - compiled
+    """One tile's output pixels at (oh, ow) of image n = A^T M A + bias (then relu), M's position i at
+    mb[q + i*plane : ... + O]; pixel p's channels are yf[p*ystride : p*ystride + O]; pixels past an odd output
+    edge go to ``spare`` (O)."""
+    Ho, Wo, O = geo[_HO], geo[_WO], geo[_O]
+    zero = yf.dtype.type(0)
+    m00, m01 = mb[q : q + O], mb[q + plane : q + plane + O]
+    m02, m03 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+    q += 4 * plane
+    m10, m11 = mb[q : q + O], mb[q + plane : q + plane + O]
+    m12, m13 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+    q += 4 * plane
+    m20, m21 = mb[q : q + O], mb[q + plane : q + plane + O]
+    m22, m23 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+    q += 4 * plane
+    m30, m31 = mb[q : q + O], mb[q + plane : q + plane + O]
+    m32, m33 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+    p = (n * Ho + oh) * Wo + ow
+    right, down = ow + 1 < Wo, oh + 1 < Ho
+    y00 = yf[p * ystride : p * ystride + O]
+    y01 = yf[(p + 1) * ystride : (p + 1) * ystride + O] if right else spare
+    y10 = yf[(p + Wo) * ystride : (p + Wo) * ystride + O] if down else spare
+    y11 = yf[(p + Wo + 1) * ystride : (p + Wo + 1) * ystride + O] if right and down else spare
+    for c in range(O):
+        # A^T M: rows (m0 + m1 + m2, m1 - m2 - m3), per column
+        s00, s01 = m00[c] + m10[c] + m20[c], m01[c] + m11[c] + m21[c]
+        s02, s03 = m02[c] + m12[c] + m22[c], m03[c] + m13[c] + m23[c]
+        s10, s11 = m10[c] - m20[c] - m30[c], m11[c] - m21[c] - m31[c]
+        s12, s13 = m12[c] - m22[c] - m32[c], m13[c] - m23[c] - m33[c]
+        bc = bias[c]
+        r00 = s00 + s01 + s02 + bc
+        r01 = s01 - s02 - s03 + bc
+        r10 = s10 + s11 + s12 + bc
+        r11 = s11 - s12 - s13 + bc
+        if relu:
+            r00 = r00 if (r00 > zero or r00 != r00) else zero
+            r01 = r01 if (r01 > zero or r01 != r01) else zero
+            r10 = r10 if (r10 > zero or r10 != r10) else zero
+            r11 = r11 if (r11 > zero or r11 != r11) else zero
+        y11[c] = r11
+        y10[c] = r10
+        y01[c] = r01
+        y00[c] = r00
 
 
 @njit(parallel=True, cache=True, error_model="numpy", _nrt=False)
@@ -181,56 +263,72 @@ def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows, sp
     ``plane`` apart, each nrows*TW x O); pixel p's channels are yf[p*ystride : p*ystride + O]. ``bias`` is always
     given (zeros for none), so the inner loop has no branch on it. ``spares`` (blocks of _BLOCK tiles, O): where a
     block's edge tiles write their pixels outside the output."""
-    Ho, Wo, O = geo[_HO], geo[_WO], geo[_O]
+    O = geo[_O]
     th, tw = geo[_TH], geo[_TW]
     nt = nrows * tw
-    zero = yf.dtype.type(0)
     nblk = (nt + _BLOCK - 1) // _BLOCK
     for b in prange(nblk):
         spare = spares[b]
         for t in range(b * _BLOCK, min(nt, (b + 1) * _BLOCK)):
             row = row0 + t // tw
-            n = row // th
-            oh = (row % th) * 2
-            ow = (t % tw) * 2
-            q = t * O
-            m00, m01 = mb[q : q + O], mb[q + plane : q + plane + O]
-            m02, m03 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-            q += 4 * plane
-            m10, m11 = mb[q : q + O], mb[q + plane : q + plane + O]
-            m12, m13 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-            q += 4 * plane
-            m20, m21 = mb[q : q + O], mb[q + plane : q + plane + O]
-            m22, m23 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-            q += 4 * plane
-            m30, m31 = mb[q : q + O], mb[q + plane : q + plane + O]
-            m32, m33 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-            p = (n * Ho + oh) * Wo + ow
-            right, down = ow + 1 < Wo, oh + 1 < Ho
-            y00 = yf[p * ystride : p * ystride + O]
-            y01 = yf[(p + 1) * ystride : (p + 1) * ystride + O] if right else spare
-            y10 = yf[(p + Wo) * ystride : (p + Wo) * ystride + O] if down else spare
-            y11 = yf[(p + Wo + 1) * ystride : (p + Wo + 1) * ystride + O] if right and down else spare
-            for c in range(O):
-                # A^T M: rows (m0 + m1 + m2, m1 - m2 - m3), per column
-                s00, s01 = m00[c] + m10[c] + m20[c], m01[c] + m11[c] + m21[c]
-                s02, s03 = m02[c] + m12[c] + m22[c], m03[c] + m13[c] + m23[c]
-                s10, s11 = m10[c] - m20[c] - m30[c], m11[c] - m21[c] - m31[c]
-                s12, s13 = m12[c] - m22[c] - m32[c], m13[c] - m23[c] - m33[c]
-                bc = bias[c]
-                r00 = s00 + s01 + s02 + bc
-                r01 = s01 - s02 - s03 + bc
-                r10 = s10 + s11 + s12 + bc
-                r11 = s11 - s12 - s13 + bc
-                if relu:
-                    r00 = r00 if (r00 > zero or r00 != r00) else zero
-                    r01 = r01 if (r01 > zero or r01 != r01) else zero
-                    r10 = r10 if (r10 > zero or r10 != r10) else zero
-                    r11 = r11 if (r11 > zero or r11 != r11) else zero
-                y11[c] = r11
-                y10[c] = r10
-                y01[c] = r01
-                y00[c] = r00
+            _output_tile(mb, t * O, plane, yf, ystride, geo, row // th, (row % th) * 2, (t % tw) * 2, bias, relu,
+                         spare)
+
+
+@njit(parallel=True, cache=True, error_model="numpy", _nrt=False)
+def _fused_forward(xf, panels, yf, ystride, geo, tiles, bias, relu, zeros, vectors, scratch):  # pragma: no cover
+    """The whole forward block by block, each block's V and M in its thread's ``scratch`` row: ROWS tiles'
+    input transforms (V: 16 planes of ROWS x C), the 16 GEMMs by pointwise.py's tile (M: 16 planes of ROWS x O),
+    their output transforms, before the next block. ``tiles``: N * TH * TW; blocks in contiguous ranges over
+    the threads; ``zeros``: the GEMMs' bias, zeros over whole panels; ``bias``: the output transform's (O).
+    ``vectors``: C and O are whole vectors of winograd_tile.py's width, whose transforms then take the tiles
+    inside the image (input) and inside the output (output)."""
+    H, W, C, Ho, Wo, O = geo[_H], geo[_W], geo[_C], geo[_HO], geo[_WO], geo[_O]
+    pt, pl, th, tw = geo[_PT], geo[_PL], geo[_TH], geo[_TW]
+    VO = 2 * (_VECTOR_BYTES // xf.itemsize)
+    NB = (O + VO - 1) // VO
+    pplane = panels.size // _PLANES
+    vplane, mplane = ROWS * C, ROWS * O
+    blocks = (tiles + ROWS - 1) // ROWS
+    T = scratch.shape[0]
+    for t in prange(T):
+        row = scratch[t]
+        v = row[: _PLANES * vplane]
+        m = row[_PLANES * vplane : _PLANES * (vplane + mplane)]
+        e = _PLANES * (vplane + mplane)
+        patch, rows = row[e : e + 16 * C], row[e + 16 * C : e + 32 * C]
+        spare, part = row[e + 32 * C : e + 32 * C + O], row[e + 32 * C + O : e + 32 * C + O + ROWS * VO]
+        for b in range(t * blocks // T, (t + 1) * blocks // T):
+            first = b * ROWS
+            count = min(ROWS, tiles - first)
+            for i in range(count):
+                k = first + i
+                r = k // tw
+                n, ih0, iw0 = r // th, (r % th) * 2 - pt, (k % tw) * 2 - pl
+                if not vectors:
+                    _input_tile(xf, geo, n, ih0, iw0, v, i * C, vplane, patch, rows)
+                elif _inside(geo, ih0, iw0):
+                    input_tile(xf, ((n * H + ih0) * W + iw0) * C, W * C, v, i * C, vplane, C)
+                else:
+                    _edge_patch(xf, geo, n, ih0, iw0, patch)
+                    input_tile(patch, 0, 4 * C, v, i * C, vplane, C)
+            for q in range(_PLANES):
+                for nb in range(NB):
+                    gemm_task(v, vplane, C, panels, pplane, zeros, False, zeros, 0, False, m, mplane, O, O, C, 1,
+                              count, q, nb, part)
+            for i in range(count):
+                k = first + i
+                r = k // tw
+                n, oh, ow = r // th, (r % th) * 2, (k % tw) * 2
+                if vectors and oh + 1 < Ho and ow + 1 < Wo:
+                    output_tile(m, i * O, mplane, bias, relu, yf, ((n * Ho + oh) * Wo + ow) * ystride, ystride, Wo, O)
+                else:
+                    _output_tile(m, i * O, mplane, yf, ystride, geo, n, oh, ow, bias, relu, spare)
+
+
+def _fused_scratch_size(C: int, O: int, dtype: np.dtype) -> int:
+    """Elements of one thread's row of :func:`_fused_forward`'s scratch."""
+    return _PLANES * ROWS * (C + O) + 32 * C + O + ROWS * panel_width(dtype)
 
 
 @njit(parallel=True, cache=True, _nrt=False)
@@ -498,11 +596,22 @@ def winograd_forward(
         return out
     th, tw = -(-Ho // 2), -(-Wo // 2)
     geo = np.array([H, W, C, Ho, Wo, O, pt, pl, th, tw], np.int64)
+    bias_or_zero = bias if bias is not None else np.zeros(O, dtype)
+    if panels is not None and max(C, O) <= FUSED_MAX_CHANNELS:
+        threads = numba.get_num_threads()
+        size = _fused_scratch_size(C, O, dtype)
+        zeros = ws.get("winograd_zeros", -(-O // panel_width(dtype)) * panel_width(dtype), dtype)
+        zeros[:] = 0
+        lanes = TILE_VECTOR_BYTES // x.itemsize
+        _fused_forward(x.reshape(-1), panels, flat, stride, geo, N * th * tw, bias_or_zero, activation == RELU, zeros,
+                       C % lanes == 0 and O % lanes == 0, ws.get("winograd_fused", threads * size, dtype).reshape(threads, size))
+        if activation not in (NONE, RELU):
+            bias_activation(rows_view, None, activation)
+        return out
     rows = N * th
     chunk = min(rows, chunk_rows(tw, planes, C + O, x.itemsize, ws.budget))
     v = ws.get("winograd_v", planes * _plane(chunk * tw * C, x.itemsize), dtype)
     mb = ws.get("winograd_m", planes * _plane(chunk * tw * O, x.itemsize), dtype)
-    bias_or_zero = bias if bias is not None else np.zeros(O, dtype)
     patches = _per_block(ws, "winograd_patch", chunk * tw, 32 * C, dtype)
     spares = _per_block(ws, "winograd_spare", chunk * tw, O, dtype)
     xf = x.reshape(-1)

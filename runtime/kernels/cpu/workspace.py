@@ -73,6 +73,11 @@ BLOCKED_GEMM_MAX_MACS = 1 << 23
 #: 1.15-1.25x direct.py's at 16, Winograd's at 32 and 64. Not 1x1 convs (resnet20's stride-2 shortcuts: a tile
 #: has K = C = 16 or 32 multiply-adds per call, and im2col's GEMMs measured faster, 0.46 against 0.65 ms).
 WIDE_MIN_C = 16
+#: ... but the forward and the input gradient of a stride-1 3x3 conv with at least this many channels each side go
+#: to Winograd (winograd.py's block-by-block forward: resnet20's 32-channel 16x16 layer, batch 64, 2 threads,
+#: AVX-512 Zen 4, 21 alternating calls, medians: forward 1.66 -> 1.44 ms, dx 1.64 -> 1.36; at 16 channels the
+#: direct kernel stays faster, 1.69 against 2.05).
+WIDE_WINOGRAD_MIN_C = 32
 WIDE_FORWARD_MAX_C = 32
 WIDE_MAX_C = 64
 WIDE_MAX_IMAGE = 1 << 15
@@ -157,8 +162,10 @@ class ConvPlan:
                 and (ws.wide or (ws.direct is None and ws.winograd is None and ws.blocked is None
                                  and min(C, O) >= WIDE_MIN_C and (H + pt + pb) * (W + pl + pr) * C <= WIDE_MAX_IMAGE
                                  and self.T > 1)))
-        self.wide_forward = wide and (ws.wide or (C <= WIDE_FORWARD_MAX_C and O <= WIDE_MAX_C))
-        self.wide_dx = (wide and max(sh, sw) == 1 and max(pt, pb) < KH and max(pl, pr) < KW
+        # (stride-1 3x3 layers of WIDE_WINOGRAD_MIN_C channels each side go to Winograd instead)
+        winograd_wide = self.winograd_forward and min(C, O) >= WIDE_WINOGRAD_MIN_C and not ws.wide
+        self.wide_forward = wide and not winograd_wide and (ws.wide or (C <= WIDE_FORWARD_MAX_C and O <= WIDE_MAX_C))
+        self.wide_dx = (wide and not winograd_wide and max(sh, sw) == 1 and max(pt, pb) < KH and max(pl, pr) < KW
                         and (ws.wide or (O <= WIDE_FORWARD_MAX_C and C <= WIDE_MAX_C)))
         self.wide_weight = wide and (ws.wide or max(C, O) <= WIDE_MAX_C)
         # elsewhere (resnet20's 16 -> 32 stride-2 conv) dx by blocked_dx.py's kernel: 2.2x im2col's GEMM + col2im

@@ -124,8 +124,9 @@ def test_float32_at_resnet20s_shapes():
 
 
 def test_the_rule_takes_resnet20s_convs():
-    """Default workspaces: resnet20's 16- and 32-channel 3x3 convs (forward, dx, dW), its stride-2 convs (forward,
-    dW, and at 16 -> 32 channels dx by blocked_dx.py's kernel), the weight gradient of its 64-channel ones; not ResNet-18's
+    """Default workspaces: resnet20's 16-channel 3x3 convs (forward, dx, dW), its stride-2 convs (forward, dW, and at
+    16 -> 32 channels dx by blocked_dx.py's kernel), the weight gradient of its 32- and 64-channel ones (their forward
+    and dx: Winograd's, WIDE_WINOGRAD_MIN_C); not ResNet-18's
     (wider, or 64 channels on a 32x32 image), LeNet-5's, nor where a workspace forces another kernel."""
 
     def plan(h, c, o, stride=1, ws=None):
@@ -135,7 +136,8 @@ def test_the_rule_takes_resnet20s_convs():
         return p.wide_forward, p.wide_dx, p.wide_weight, p.wide_dx_scatter
 
     assert paths(plan(32, 16, 16)) == (True, True, True, False)
-    assert paths(plan(16, 32, 32)) == (True, True, True, False)
+    assert paths(plan(16, 32, 32)) == (False, False, True, False)
+    assert paths(plan(16, 32, 32, ws=ConvWorkspace(wide=True))) == (True, True, True, False)
     assert paths(plan(8, 64, 64)) == (False, False, True, False)
     assert paths(plan(32, 16, 32, stride=2)) == (True, False, True, True)  # dx by blocked_dx.py's kernel
     assert paths(plan(16, 32, 64, stride=2)) == (True, False, True, False)

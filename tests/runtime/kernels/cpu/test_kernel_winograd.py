@@ -375,3 +375,41 @@ def test_training_forward_and_input_gradient_on_either_weight_layout(dtype, chan
     dx = np.full(x.shape, np.nan, dtype)
     conv2d_backward(x, weight, dy, *args, dx, None, None, ws, kept=True)
     np.testing.assert_allclose(dx, reference_grads(x, weight, dy, pads)[0], rtol=tol, atol=tol)
+
+
+BLOCK_CASES = [
+    # (N, H, W, Cin, Cout, pads): odd outputs (edge tiles both ways), a last block of fewer than ROWS tiles, panels
+    # whole and half, channels whole vectors (winograd_tile.py's transforms) and not (12 -> 20: the loops)
+    (2, 9, 7, 32, 16, ((1, 1), (1, 1))),
+    (1, 6, 11, 16, 48, ((0, 2), (2, 1))),
+    (3, 4, 4, 64, 32, ((1, 1), (1, 1))),
+    (1, 5, 8, 12, 20, ((1, 1), (0, 2))),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", BLOCK_CASES)
+@pytest.mark.parametrize("kind", [RELU, NONE])
+def test_block_by_block_forward_is_the_chunked_forward_bitwise(dtype, case, kind, monkeypatch):
+    """Up to FUSED_MAX_CHANNELS channels the forward runs block by block (_fused_forward): the same arithmetic in
+    the same order as the chunked transforms and GEMMs, so the same bits, into a concat slice as well."""
+    import cnnlang.runtime.kernels.cpu.winograd as winograd
+
+    n, h, w, cin, cout, pads = case
+    rng = np.random.default_rng(cin * cout)
+    x = rng.standard_normal((n, h, w, cin)).astype(dtype)
+    weight, bias = rng.standard_normal((cout, cin, 3, 3)).astype(dtype), rng.standard_normal(cout).astype(dtype)
+    panels = stacked_panels(transform_weight(weight))
+    ho, wo = h + sum(pads[0]) - 2, w + sum(pads[1]) - 2
+
+    def forward(limit, out):
+        monkeypatch.setattr(winograd, "FUSED_MAX_CHANNELS", limit)
+        return winograd_forward(x, None, bias, pads, out, ConvWorkspace(), kind, panels=panels)
+
+    chunked = forward(0, np.empty((n, ho, wo, cout), dtype))
+    buffer = np.full((n, ho, wo, cout + 5), 7.0, dtype)
+    blocked = forward(max(cin, cout), buffer[..., 2 : 2 + cout])
+    np.testing.assert_array_equal(blocked, chunked)
+    assert np.all(buffer[..., :2] == 7.0) and np.all(buffer[..., 2 + cout :] == 7.0)
+    tolerance = FLOAT64_TOLERANCE if dtype == np.float64 else FLOAT32_TOLERANCE
+    assert relative_error(blocked, reference(x, weight, bias, pads, kind)) < tolerance
