@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -19,6 +20,23 @@ def user_cache_dir() -> Path:
     return Path(os.environ.get("CNNLANG_CACHE") or platformdirs.user_cache_dir("cnnlang", appauthor=False))
 
 
-def kernel_cache_dir() -> Path:
-    """Numba's compiled kernels (``$NUMBA_CACHE_DIR`` wins when set)."""
-    return Path(os.environ.get("NUMBA_CACHE_DIR") or user_cache_dir() / "kernels")
+def kernel_cache_dir(sources: Path | None = None) -> Path:
+    """Numba's compiled kernels (``$NUMBA_CACHE_DIR`` wins when set): with ``sources``, the kernels' package
+    folder, a subfolder named after a digest of every ``.py`` file under it. Why: Numba checks a cached kernel
+    against its own source file only, and the kernels call intrinsics and inlined functions of other modules
+    (llvm_vectors.py, pointwise.py's tiles, winograd_tile.py); after an upgrade that changed only one of those,
+    the cache would run the old machine code (seen: a changed winograd_tile.py transform, and winograd.py's
+    cached kernel still computed the old one). Each version of the sources compiles into its own folder."""
+    explicit = os.environ.get("NUMBA_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = user_cache_dir() / "kernels"
+    return base / sources_digest(sources) if sources is not None else base
+
+
+def sources_digest(folder: Path) -> str:
+    """16 hex digits of a SHA-256 over the relative paths and bytes of the ``.py`` files under ``folder``."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.py")):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

@@ -2,6 +2,7 @@
 kernels go."""
 
 import os
+from pathlib import Path
 
 from cnnlang.cache import kernel_cache_dir
 
@@ -10,7 +11,8 @@ from cnnlang.cache import kernel_cache_dir
 # cache folder when a kernel is decorated, so it is set here, before any kernel module is
 # imported; reload_config covers a numba that was imported before cnnlang (process-wide, like
 # NUMBA_CACHE_DIR itself; an explicit setting wins).
-os.environ.setdefault("NUMBA_CACHE_DIR", str(kernel_cache_dir()))
+# The folder is named after a digest of this package's sources (see kernel_cache_dir).
+os.environ.setdefault("NUMBA_CACHE_DIR", str(kernel_cache_dir(Path(__file__).parent)))
 
 from numba.core.config import reload_config  # noqa: E402 - after the variable it reads
 
