@@ -603,8 +603,9 @@ def winograd_forward(
         zeros = ws.get("winograd_zeros", -(-O // panel_width(dtype)) * panel_width(dtype), dtype)
         zeros[:] = 0
         lanes = TILE_VECTOR_BYTES // x.itemsize
+        scratch = ws.get("winograd_fused", threads * size, dtype).reshape(threads, size)
         _fused_forward(x.reshape(-1), panels, flat, stride, geo, N * th * tw, bias_or_zero, activation == RELU, zeros,
-                       C % lanes == 0 and O % lanes == 0, ws.get("winograd_fused", threads * size, dtype).reshape(threads, size))
+                       C % lanes == 0 and O % lanes == 0, scratch)
         if activation not in (NONE, RELU):
             bias_activation(rows_view, None, activation)
         return out

@@ -39,15 +39,16 @@ def input_tile(typingctx, src, s0, rs, v, q, plane, C):  # pragma: no cover - co
             c = builder.mul(loop.index, const(vty.count))
 
             def load(r, s):
-                at = builder.add(builder.add(s0_, c), builder.add(builder.mul(rs_, const(r)), builder.mul(C_, const(s))))
+                offset = builder.add(builder.mul(rs_, const(r)), builder.mul(C_, const(s)))
+                at = builder.add(builder.add(s0_, c), offset)
                 return builder.load(vector_at(builder, psrc, at, vty), align=align)
 
             d = [[load(r, s) for s in range(4)] for r in range(4)]
-            rows = [[builder.fsub(d[0][s], d[2][s]) for s in range(4)], [builder.fadd(d[1][s], d[2][s]) for s in range(4)],
-                    [builder.fsub(d[2][s], d[1][s]) for s in range(4)], [builder.fsub(d[1][s], d[3][s]) for s in range(4)]]
+            add, sub = builder.fadd, builder.fsub
+            rows = [[sub(d[0][s], d[2][s]) for s in range(4)], [add(d[1][s], d[2][s]) for s in range(4)],
+                    [sub(d[2][s], d[1][s]) for s in range(4)], [sub(d[1][s], d[3][s]) for s in range(4)]]
             for r, a in enumerate(rows):
-                out = (builder.fsub(a[0], a[2]), builder.fadd(a[1], a[2]), builder.fsub(a[2], a[1]),
-                       builder.fsub(a[1], a[3]))
+                out = (sub(a[0], a[2]), add(a[1], a[2]), sub(a[2], a[1]), sub(a[1], a[3]))
                 for s, value in enumerate(out):
                     at = builder.add(builder.add(q_, c), builder.mul(plane_, const(4 * r + s)))
                     builder.store(value, vector_at(builder, pv, at, vty), align=align)
