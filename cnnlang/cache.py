@@ -20,9 +20,9 @@ def user_cache_dir() -> Path:
     return Path(os.environ.get("CNNLANG_CACHE") or platformdirs.user_cache_dir("cnnlang", appauthor=False))
 
 
-def kernel_cache_dir(sources: Path | None = None) -> Path:
-    """Numba's compiled kernels (``$NUMBA_CACHE_DIR`` wins when set): with ``sources``, the kernels' package
-    folder, a subfolder named after a digest of every ``.py`` file under it. Why: Numba checks a cached kernel
+def kernel_cache_dir(sources: Path) -> Path:
+    """Numba's compiled kernels (``$NUMBA_CACHE_DIR`` wins when set): a folder named after a digest of every
+    ``.py`` file under ``sources``, the kernels' package. Why: Numba checks a cached kernel
     against its own source file only, and the kernels call intrinsics and inlined functions of other modules
     (llvm_vectors.py, pointwise.py's tiles, winograd_tile.py); after an upgrade that changed only one of those,
     the cache would run the old machine code (seen: a changed winograd_tile.py transform, and winograd.py's
@@ -30,8 +30,7 @@ def kernel_cache_dir(sources: Path | None = None) -> Path:
     explicit = os.environ.get("NUMBA_CACHE_DIR")
     if explicit:
         return Path(explicit)
-    base = user_cache_dir() / "kernels"
-    return base / sources_digest(sources) if sources is not None else base
+    return user_cache_dir() / "kernels" / sources_digest(sources)
 
 
 def sources_digest(folder: Path) -> str:
