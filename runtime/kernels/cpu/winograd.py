@@ -19,10 +19,10 @@ The work is chunked over rows of tiles so that V and M (the GEMM outputs) stay a
 the im2col column buffer, and both live in the caller's :class:`~runtime.kernels.conv.ConvWorkspace` (so the
 inference plan's shared scratch counts them).
 
-With U as panels and at most FUSED_MAX_CHANNELS channels each side, the forward runs block by block instead
-(``_fused_forward``, one parallel region): each thread transforms pointwise.py's ROWS tiles into its own V, runs
-the 16 GEMMs on them, and transforms their M to the output, before the next block, so V and M never leave the
-core's caches; where the channels are whole vectors, the transforms are winograd_tile.py's vector code. Same
+With U as panels and at most FUSED_MAX_CHANNELS channels each side, whole vectors of them, the forward runs block
+by block instead (``_fused_forward``, one parallel region): each thread transforms pointwise.py's ROWS tiles into
+its own V (winograd_tile.py's vector code), runs the 16 GEMMs on them, and transforms their M to the output, before
+the next block, so V and M never leave the core's caches. Same
 arithmetic, same order: bitwise the chunked path's result. Batch 64, 2 threads, AVX-512 Zen 4, alternating calls,
 medians, chunked -> block by block: 64 channels at 8x8 1.60 -> 1.21 ms, at 32x32 19.3 -> 13.9; 128 at 16x16 17.3
 -> 11.5; 256 at 8x8 12.9 -> 11.1; 512 at 4x4 11.1 -> 11.4 (so not there: U, 16 MB, would stream from memory for
@@ -81,7 +81,8 @@ from .pool_gemm import matmul
 
 #: ... but a chunk has at least this many tiles: each stacked GEMM repacks all of U.
 MIN_CHUNK_TILES = 512
-#: With panels, layers of at most this many channels each side run block by block (_fused_forward; see the top).
+#: With panels, layers of at most this many channels each side, whole vectors of them, run block by block
+#: (_fused_forward; see the top).
 FUSED_MAX_CHANNELS = 256
 _BLOCK = 16  # tiles per parallel work item (one scratch allocation each)
 _PLANES = 16  # (2 + 2)^2: one GEMM per position in the 4x4 transformed tile
@@ -275,14 +276,27 @@ def _output_transform_2(mb, plane, yf, ystride, geo, bias, relu, row0, nrows, sp
                          spare)
 
 
+@njit(cache=True, _nrt=False)
+def _edge_patch_call(xf, geo, n, ih0, iw0, patch):  # pragma: no cover - compiled
+    """_edge_patch as a call (see _fused_forward)."""
+    _edge_patch(xf, geo, n, ih0, iw0, patch)
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _output_tile_call(mb, q, plane, yf, ystride, geo, n, oh, ow, bias, relu, spare):  # pragma: no cover - compiled
+    """_output_tile as a call (see _fused_forward)."""
+    _output_tile(mb, q, plane, yf, ystride, geo, n, oh, ow, bias, relu, spare)
+
+
 @njit(parallel=True, cache=True, error_model="numpy", _nrt=False)
-def _fused_forward(xf, panels, yf, ystride, geo, tiles, bias, relu, zeros, vectors, scratch):  # pragma: no cover
+def _fused_forward(xf, panels, yf, ystride, geo, tiles, bias, relu, zeros, scratch):  # pragma: no cover - compiled
     """The whole forward block by block, each block's V and M in its thread's ``scratch`` row: ROWS tiles'
     input transforms (V: 16 planes of ROWS x C), the 16 GEMMs by pointwise.py's tile (M: 16 planes of ROWS x O),
     their output transforms, before the next block. ``tiles``: N * TH * TW; blocks in contiguous ranges over
     the threads; ``zeros``: the GEMMs' bias, zeros over whole panels; ``bias``: the output transform's (O).
-    ``vectors``: C and O are whole vectors of winograd_tile.py's width, whose transforms then take the tiles
-    inside the image (input) and inside the output (output)."""
+    C and O whole vectors of winograd_tile.py's width, whose transforms take the tiles inside the image (input)
+    and the output (output); the edge tiles' copies and output go through calls (inlined, with the loop
+    transforms for other channel counts, the kernel took 30 s to compile, now 10)."""
     H, W, C, Ho, Wo, O = geo[_H], geo[_W], geo[_C], geo[_HO], geo[_WO], geo[_O]
     pt, pl, th, tw = geo[_PT], geo[_PL], geo[_TH], geo[_TW]
     VO = 2 * (_VECTOR_BYTES // xf.itemsize)
@@ -305,12 +319,10 @@ def _fused_forward(xf, panels, yf, ystride, geo, tiles, bias, relu, zeros, vecto
                 k = first + i
                 r = k // tw
                 n, ih0, iw0 = r // th, (r % th) * 2 - pt, (k % tw) * 2 - pl
-                if not vectors:
-                    _input_tile(xf, geo, n, ih0, iw0, v, i * C, vplane, patch, rows)
-                elif _inside(geo, ih0, iw0):
+                if _inside(geo, ih0, iw0):
                     input_tile(xf, ((n * H + ih0) * W + iw0) * C, W * C, v, i * C, vplane, C)
                 else:
-                    _edge_patch(xf, geo, n, ih0, iw0, patch)
+                    _edge_patch_call(xf, geo, n, ih0, iw0, patch)
                     input_tile(patch, 0, 4 * C, v, i * C, vplane, C)
             for q in range(_PLANES):
                 for nb in range(NB):
@@ -320,10 +332,10 @@ def _fused_forward(xf, panels, yf, ystride, geo, tiles, bias, relu, zeros, vecto
                 k = first + i
                 r = k // tw
                 n, oh, ow = r // th, (r % th) * 2, (k % tw) * 2
-                if vectors and oh + 1 < Ho and ow + 1 < Wo:
+                if oh + 1 < Ho and ow + 1 < Wo:
                     output_tile(m, i * O, mplane, bias, relu, yf, ((n * Ho + oh) * Wo + ow) * ystride, ystride, Wo, O)
                 else:
-                    _output_tile(m, i * O, mplane, yf, ystride, geo, n, oh, ow, bias, relu, spare)
+                    _output_tile_call(m, i * O, mplane, yf, ystride, geo, n, oh, ow, bias, relu, spare)
 
 
 def _fused_scratch_size(C: int, O: int, dtype: np.dtype) -> int:
@@ -597,15 +609,15 @@ def winograd_forward(
     th, tw = -(-Ho // 2), -(-Wo // 2)
     geo = np.array([H, W, C, Ho, Wo, O, pt, pl, th, tw], np.int64)
     bias_or_zero = bias if bias is not None else np.zeros(O, dtype)
-    if panels is not None and max(C, O) <= FUSED_MAX_CHANNELS:
+    lanes = TILE_VECTOR_BYTES // x.itemsize
+    if panels is not None and max(C, O) <= FUSED_MAX_CHANNELS and C % lanes == 0 and O % lanes == 0:
         threads = numba.get_num_threads()
         size = _fused_scratch_size(C, O, dtype)
         zeros = ws.get("winograd_zeros", -(-O // panel_width(dtype)) * panel_width(dtype), dtype)
         zeros[:] = 0
-        lanes = TILE_VECTOR_BYTES // x.itemsize
         scratch = ws.get("winograd_fused", threads * size, dtype).reshape(threads, size)
         _fused_forward(x.reshape(-1), panels, flat, stride, geo, N * th * tw, bias_or_zero, activation == RELU, zeros,
-                       C % lanes == 0 and O % lanes == 0, scratch)
+                       scratch)
         if activation not in (NONE, RELU):
             bias_activation(rows_view, None, activation)
         return out

@@ -379,7 +379,7 @@ def test_training_forward_and_input_gradient_on_either_weight_layout(dtype, chan
 
 BLOCK_CASES = [
     # (N, H, W, Cin, Cout, pads): odd outputs (edge tiles both ways), a last block of fewer than ROWS tiles, panels
-    # whole and half, channels whole vectors (winograd_tile.py's transforms) and not (12 -> 20: the loops)
+    # whole and half (float32); 12 -> 20 channels are not whole vectors, so both calls take the chunked path
     (2, 9, 7, 32, 16, ((1, 1), (1, 1))),
     (1, 6, 11, 16, 48, ((0, 2), (2, 1))),
     (3, 4, 4, 64, 32, ((1, 1), (1, 1))),
@@ -391,8 +391,8 @@ BLOCK_CASES = [
 @pytest.mark.parametrize("case", BLOCK_CASES)
 @pytest.mark.parametrize("kind", [RELU, NONE])
 def test_block_by_block_forward_is_the_chunked_forward_bitwise(dtype, case, kind, monkeypatch):
-    """Up to FUSED_MAX_CHANNELS channels the forward runs block by block (_fused_forward): the same arithmetic in
-    the same order as the chunked transforms and GEMMs, so the same bits, into a concat slice as well."""
+    """Up to FUSED_MAX_CHANNELS channels (whole vectors) the forward runs block by block (_fused_forward): the same
+    arithmetic in the same order as the chunked transforms and GEMMs, so the same bits, into a concat slice too."""
     import cnnlang.runtime.kernels.cpu.winograd as winograd
 
     n, h, w, cin, cout, pads = case
