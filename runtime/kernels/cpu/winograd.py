@@ -212,6 +212,30 @@ def _input_transform_2(xf, v, plane, geo, row0, nrows, patches):  # pragma: no c
             _input_tile(xf, geo, row // th, (row % th) * 2 - pt, (t % tw) * 2 - pl, v, t * C, plane, patch, rows)
 
 
+@njit(inline="always", _nrt=False)
+def _tile_planes(mb, q, plane, O):  # pragma: no cover - compiled
+    """The 16 positions of one tile's M (or dM), each O values: mb[q + i*plane : ... + O] for i < 16."""
+    return (mb[q : q + O], mb[q + plane : q + plane + O], mb[q + 2 * plane : q + 2 * plane + O],
+            mb[q + 3 * plane : q + 3 * plane + O], mb[q + 4 * plane : q + 4 * plane + O],
+            mb[q + 5 * plane : q + 5 * plane + O], mb[q + 6 * plane : q + 6 * plane + O],
+            mb[q + 7 * plane : q + 7 * plane + O], mb[q + 8 * plane : q + 8 * plane + O],
+            mb[q + 9 * plane : q + 9 * plane + O], mb[q + 10 * plane : q + 10 * plane + O],
+            mb[q + 11 * plane : q + 11 * plane + O], mb[q + 12 * plane : q + 12 * plane + O],
+            mb[q + 13 * plane : q + 13 * plane + O], mb[q + 14 * plane : q + 14 * plane + O],
+            mb[q + 15 * plane : q + 15 * plane + O])
+
+
+@njit(inline="always", _nrt=False)
+def _tile_pixels(yf, p, stride, Wo, O, right, down, outside):  # pragma: no cover - compiled
+    """The channels (O values) of a tile's 2 x 2 output pixels, pixel p its top left, pixels ``stride`` values
+    apart, rows Wo pixels; a pixel past the right or bottom edge gets ``outside`` instead."""
+    y00 = yf[p * stride : p * stride + O]
+    y01 = yf[(p + 1) * stride : (p + 1) * stride + O] if right else outside
+    y10 = yf[(p + Wo) * stride : (p + Wo) * stride + O] if down else outside
+    y11 = yf[(p + Wo + 1) * stride : (p + Wo + 1) * stride + O] if right and down else outside
+    return y00, y01, y10, y11
+
+
 @njit(inline="always", error_model="numpy", _nrt=False)
 def _output_tile(mb, q, plane, yf, ystride, geo, n, oh, ow, bias, relu, spare):  # pragma: no cover - compiled
     """One tile's output pixels at (oh, ow) of image n = A^T M A + bias (then relu), M's position i at
@@ -219,23 +243,9 @@ def _output_tile(mb, q, plane, yf, ystride, geo, n, oh, ow, bias, relu, spare): 
     edge go to ``spare`` (O)."""
     Ho, Wo, O = geo[_HO], geo[_WO], geo[_O]
     zero = yf.dtype.type(0)
-    m00, m01 = mb[q : q + O], mb[q + plane : q + plane + O]
-    m02, m03 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-    q += 4 * plane
-    m10, m11 = mb[q : q + O], mb[q + plane : q + plane + O]
-    m12, m13 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-    q += 4 * plane
-    m20, m21 = mb[q : q + O], mb[q + plane : q + plane + O]
-    m22, m23 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-    q += 4 * plane
-    m30, m31 = mb[q : q + O], mb[q + plane : q + plane + O]
-    m32, m33 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-    p = (n * Ho + oh) * Wo + ow
-    right, down = ow + 1 < Wo, oh + 1 < Ho
-    y00 = yf[p * ystride : p * ystride + O]
-    y01 = yf[(p + 1) * ystride : (p + 1) * ystride + O] if right else spare
-    y10 = yf[(p + Wo) * ystride : (p + Wo) * ystride + O] if down else spare
-    y11 = yf[(p + Wo + 1) * ystride : (p + Wo + 1) * ystride + O] if right and down else spare
+    (m00, m01, m02, m03, m10, m11, m12, m13,
+     m20, m21, m22, m23, m30, m31, m32, m33) = _tile_planes(mb, q, plane, O)
+    y00, y01, y10, y11 = _tile_pixels(yf, (n * Ho + oh) * Wo + ow, ystride, Wo, O, ow + 1 < Wo, oh + 1 < Ho, spare)
     for c in range(O):
         # A^T M: rows (m0 + m1 + m2, m1 - m2 - m3), per column
         s00, s01 = m00[c] + m10[c] + m20[c], m01[c] + m11[c] + m21[c]
@@ -448,23 +458,9 @@ def _output_adjoint_2(dyf, mb, plane, geo, row0, nrows, zeros):  # pragma: no co
             oh = (row % th) * 2
             ow = (t % tw) * 2
             p = (n * Ho + oh) * Wo + ow
-            right, down = ow + 1 < Wo, oh + 1 < Ho
-            y00 = dyf[p * O : (p + 1) * O]
-            y01 = dyf[(p + 1) * O : (p + 2) * O] if right else zeros
-            y10 = dyf[(p + Wo) * O : (p + Wo + 1) * O] if down else zeros
-            y11 = dyf[(p + Wo + 1) * O : (p + Wo + 2) * O] if right and down else zeros
-            q = t * O
-            m00, m01 = mb[q : q + O], mb[q + plane : q + plane + O]
-            m02, m03 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-            q += 4 * plane
-            m10, m11 = mb[q : q + O], mb[q + plane : q + plane + O]
-            m12, m13 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-            q += 4 * plane
-            m20, m21 = mb[q : q + O], mb[q + plane : q + plane + O]
-            m22, m23 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
-            q += 4 * plane
-            m30, m31 = mb[q : q + O], mb[q + plane : q + plane + O]
-            m32, m33 = mb[q + 2 * plane : q + 2 * plane + O], mb[q + 3 * plane : q + 3 * plane + O]
+            y00, y01, y10, y11 = _tile_pixels(dyf, p, O, Wo, O, ow + 1 < Wo, oh + 1 < Ho, zeros)
+            (m00, m01, m02, m03, m10, m11, m12, m13,
+             m20, m21, m22, m23, m30, m31, m32, m33) = _tile_planes(mb, t * O, plane, O)
             for c in range(O):
                 # Z = dY A^T: row a is (y_a0, y_a0 + y_a1, y_a0 - y_a1, -y_a1); dM = A Z: rows (z0, z0 + z1, z0 - z1, -z1)
                 a0, a1, b0, b1 = y00[c], y01[c], y10[c], y11[c]
