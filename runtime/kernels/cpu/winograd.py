@@ -25,8 +25,10 @@ its own V (winograd_tile.py's vector code), runs the 16 GEMMs on them, and trans
 the next block, so V and M never leave the core's caches. Same
 arithmetic, same order: bitwise the chunked path's result. Batch 64, 2 threads, AVX-512 Zen 4, alternating calls,
 medians, chunked -> block by block: 64 channels at 8x8 1.60 -> 1.21 ms, at 32x32 19.3 -> 13.9; 128 at 16x16 17.3
--> 11.5; 256 at 8x8 12.9 -> 11.1; 512 at 4x4 11.1 -> 11.4 (so not there: U, 16 MB, would stream from memory for
-each block). Whole steps and forwards, same machine, one process, the two paths taking turns: resnet20's training
+-> 11.5; 256 at 8x8 12.9 -> 11.1; 512 at 4x4 11.1 -> 11.4, and on a second day 12.08 -> 12.07, at batch 8 512 at
+7x7 8.22 -> 8.11, 160 -> 320 at 14x14 4.07 -> 3.64, 384 at 13x13 10.59 -> 9.70: so up to 512 channels, which spares
+inference the chunked kernels' compiling wherever its channels are whole vectors (``cnnlang run resnet18``'s first
+pass compiled 53 s of kernels, now 36). Whole steps and forwards, same machine, one process, the two paths taking turns: resnet20's training
 step 1.11x (median of 7 rounds, 0.92-1.18), ResNet-18 CIFAR's 1.17x (1.10-1.21), inference at batch 8 ResNet-50
 1.07x, GoogLeNet 1.2x, VGG-16 1.14x, ResNet-18 1.26x.
 
@@ -83,7 +85,7 @@ from .pool_gemm import matmul
 MIN_CHUNK_TILES = 512
 #: With panels, layers of at most this many channels each side, whole vectors of them, run block by block
 #: (_fused_forward; see the top).
-FUSED_MAX_CHANNELS = 256
+FUSED_MAX_CHANNELS = 512
 _BLOCK = 16  # tiles per parallel work item (one scratch allocation each)
 _PLANES = 16  # (2 + 2)^2: one GEMM per position in the 4x4 transformed tile
 _PLANE_PAD = 16  # elements between transform_weight_into's padded planes beyond Cin * Cout (one 64-byte line or two)
