@@ -286,7 +286,7 @@ def _optimisation_problems(graph: nx.DiGraph) -> list[str]:
                 problems.append(f"{node}: folded into a {op} without bias=true and original_bias")
             if len(layers) != len(data["folded"]) or any(layer.op != "batchnorm" for layer in layers):
                 problems.append(f"{node}: folded_layers do not match folded {data['folded']}")
-        if data.get("residual") and (op != "conv" or len(inputs) != 2):
+        if data.get("residual") and (op not in ("conv", "batchnorm") or len(inputs) != 2):
             problems.append(f"{node}: a residual on a {op} with {len(inputs)} inputs")
         activation = data.get("activation")
         if activation is not None:

@@ -3,9 +3,10 @@ preallocated output buffer per node for the current batch size.
 
 On the CPU the plan runs the graph after ``fuse_training`` (cnnlang/passes/fuse_training.py): a
 relu after a batchnorm or a residual add runs inside it, which saves a pass over the tensor each
-way. The relu keeps its step (and op, unused) but runs nothing; its value is the producer's
-(``values`` maps both names to it: the producer's pre-relu value is not kept), and its gradient
-goes to the producer. An activation that only an average pooling reads (LeNet-5's tanh -> avgpool)
+way, and so does a two-input add (with its relu) inside a batchnorm it reads. The relu (or add)
+keeps its step (and op, unused) but runs nothing; its value is the producer's (``values`` maps
+both names to it: the producer's pre-relu value is not kept), and its gradient goes to the
+producer, which gives each of its inputs theirs (in ``op.grad_order``). An activation that only an average pooling reads (LeNet-5's tanh -> avgpool)
 keeps its step and its buffer but runs nothing either: the pooling reads the activation's input,
 writes the activation's value into that buffer, and its backward gives the input's gradient.
 Per-parameter gradients are the same.
@@ -206,7 +207,7 @@ class Plan:
                 timings[step.node] = timings.get(step.node, 0.0) + clock() - start
             if on_grads is not None:
                 on_grads(step.node)
-            for source, dx in zip(step.inputs, input_grads):
-                if dx is not None:
-                    accumulate(source, dx)
+            for index in step.op.grad_order or range(len(input_grads)):
+                if input_grads[index] is not None:
+                    accumulate(step.inputs[index], input_grads[index])
         return grads.get(self.input)

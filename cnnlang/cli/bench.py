@@ -4,7 +4,7 @@ Images per second for inference with the optimisation passes (all by default) an
 (the two networks timed in turns), with the activation memory each allocates and the speed-up;
 for a training step (forward in training mode, backward, and a plain SGD update) on the graph as
 written: no optimisation passes, but on the CPU each relu after a batchnorm or a residual add runs
-inside it, as in all training and in inference without passes (cnnlang/passes/fuse_training.py),
+inside it, and a residual add inside the batchnorm before it, as in all training and in inference without passes (cnnlang/passes/fuse_training.py),
 which the output says; then one row per layer with its MACs, measured time and the GFLOP/s that implies (2 FLOPs per MAC; backward
 counts twice the forward MACs), also as a share of the machine's GEMM rate (a NumPy matmul timed in
 the same run). ``--compare torch,onnxruntime`` times the same model in those frameworks too
@@ -64,9 +64,11 @@ def measure(model: Model, batch: int, train: bool, repeat: int, seed: int, dtype
                     "device": network.backend.name}
     if network.inference_plan is None:
         # What the plan of the graph as written runs beyond it (the training step, and inference
-        # without passes): relu -> the batchnorm or add it runs inside, activation -> the average
-        # pooling after it that computes it (fuse_training, CPU only).
-        result["fused_relus"] = {s.node: s.fused_into for s in network.plan.steps if s.fused_into is not None}
+        # without passes): relu -> the batchnorm or add it runs inside, add -> the batchnorm it runs inside,
+        # activation -> the average pooling after it that computes it (fuse_training, CPU only).
+        fused = [s for s in network.plan.steps if s.fused_into is not None]
+        result["fused_relus"] = {s.node: s.fused_into for s in fused if s.op.layer.op != "add"}
+        result["fused_adds"] = {s.node: s.fused_into for s in fused if s.op.layer.op == "add"}
         result["pooled_activations"] = {s.node: s.pooled_by for s in network.plan.steps if s.pooled_by is not None}
     gemms = _gemm_record(network.backend)
 
@@ -239,8 +241,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"inference {label:<16} {batch / measured['inference_s']:10.1f} images/s  ({measured['inference_s'] * 1000:.2f} ms per batch; "
                       f"first pass {measured['first_forward_s'] * 1000:.0f} ms); activation memory {measured['activation_bytes'] / 1e6:.2f} MB "
                       f"(+ {measured['workspace_bytes'] / 1e6:.2f} MB conv scratch)")
-    as_written = _as_written(result["fused_relus"], result["pooled_activations"])
-    if result["fused_relus"] or result["pooled_activations"]:
+    as_written = _as_written(result["fused_relus"], result["fused_adds"], result["pooled_activations"])
+    if result["fused_relus"] or result["fused_adds"] or result["pooled_activations"]:
         console.print("(inference no passes: fuse-training too, as in the training step)")
     if passes:
         saved = 1 - result["optimised"]["activation_bytes"] / result["activation_bytes"]
@@ -271,14 +273,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_written(fused_relus: dict[str, str], pooled: dict[str, str]) -> str:
+def _as_written(fused_relus: dict[str, str], fused_adds: dict[str, str], pooled: dict[str, str]) -> str:
     """What runs without optimisation passes: the graph as written, with each relu in
     ``fused_relus`` (relu -> its producer, from the CPU plan) run inside the batchnorm or add before it,
-    and each activation in ``pooled`` (-> its pooling) inside the average pooling after it."""
+    each add in ``fused_adds`` inside the batchnorm before it, and each activation in ``pooled`` (-> its
+    pooling) inside the average pooling after it."""
     parts = []
     if fused_relus:
         count = len(fused_relus)
         parts.append(f"{count} relu{'s' if count > 1 else ''} fused into the batchnorm or add before "
+                     f"{'them' if count > 1 else 'it'}")
+    if fused_adds:
+        count = len(fused_adds)
+        parts.append(f"{count} add{'s' if count > 1 else ''} fused into the batchnorm before "
                      f"{'them' if count > 1 else 'it'}")
     if pooled:
         count = len(pooled)

@@ -1,10 +1,12 @@
 """``fuse_training``: the training graph's relus that follow a ``batchnorm`` or an ``add`` run
 inside it (node attribute ``activation``), as fuse-activation and fuse-add-relu do for inference;
+a two-input ``add`` (with its relu) runs inside a ``batchnorm`` that is one of its inputs (a ResNet
+block's last batchnorm: the batchnorm gets the add's other input as its second, ``residual``);
 and an activation whose output only an average pooling reads, with windows that tile the image
 (LeNet-5's tanh -> avgpool 2x2), runs inside that pooling (node attribute ``input_activation``).
 
-Training keeps every parameter of the graph as written (no folding); only a relu, which has none,
-disappears. Its tensor is then the producer's (``aliases``), and the producer's own
+Training keeps every parameter of the graph as written (no folding); only a relu or an add, which
+have none, disappear. Its tensor is then the producer's (``aliases``), and the producer's own
 pre-activation value is no longer kept: so the producer's output must have no other consumer and
 not be a network output. The runtime's CPU training plan
 (runtime/plan.py) runs the result; its ops apply the relu in the same pass and take the relu's
@@ -31,7 +33,8 @@ POOLED = ("relu", "tanh", "sigmoid")
 
 def fuse_training(graph: nx.DiGraph) -> nx.DiGraph:
     """A copy of ``graph`` with each relu fused into the batchnorm or add before it, where that
-    producer's output is the relu's alone."""
+    producer's output is the relu's alone, then each two-input add into a batchnorm it reads
+    (:func:`_add_into_batchnorm`)."""
     graph = copy_graph(graph)
     for node in ir.ordered(graph):
         data = graph.nodes[node]
@@ -48,9 +51,37 @@ def fuse_training(graph: nx.DiGraph) -> nx.DiGraph:
         record(graph, NAME, "changed", node, f"{describe(graph, node)} fused into {producer} ({describe(graph, producer)})")
         absorb(graph, producer, node)
     for node in ir.ordered(graph):
+        if graph.nodes[node]["op"] == "add":
+            _add_into_batchnorm(graph, node)
+    for node in ir.ordered(graph):
         if graph.nodes[node]["op"] == "avgpool":
             _pool_activation(graph, node)
     return graph
+
+
+def _add_into_batchnorm(graph: nx.DiGraph, add: str) -> None:
+    """Fuse two-input ``add`` (and the relu fused into it) into the batchnorm among its inputs that
+    runs last, whose output must be the add's alone; the other input, computed before that
+    batchnorm (the plan runs layers in the graph's order), becomes the batchnorm's second."""
+    inputs = graph.nodes[add]["inputs"]
+    if len(inputs) != 2 or inputs[0] == inputs[1]:
+        return
+    order = {n: graph.nodes[n]["order"] for n in inputs}
+    norm = max(inputs, key=order.get)
+    if norm == graph.graph["input"] or graph.nodes[norm]["op"] != "batchnorm":
+        return
+    reason = why_cannot_absorb(graph, norm, "batchnorm")
+    if reason:
+        record(graph, NAME, "skipped", add, f"{describe(graph, add)} not fused: {reason}")
+        return
+    skip = inputs[0] if inputs[1] == norm else inputs[1]
+    record(graph, NAME, "changed", add, f"{describe(graph, add)} fused into {norm} ({describe(graph, norm)})")
+    activation = graph.nodes[add].get("activation")
+    if activation:
+        graph.nodes[norm]["activation"] = activation
+    graph.nodes[norm]["residual"] = True
+    ir.set_inputs(graph, norm, [graph.nodes[norm]["inputs"][0], skip])
+    absorb(graph, norm, add)
 
 
 def _pool_activation(graph: nx.DiGraph, pool: str) -> None:

@@ -374,7 +374,8 @@ class _Bucket:
 class SyncBatchNorm(BatchNormOp):
     """Batchnorm whose training-mode statistics are the global batch's: the per-channel sums
     (forward: of x, then of squared deviations; backward: of dy and dy * xhat) are summed over
-    the ranks. Eval mode is the plain op (the running statistics are the same on every rank)."""
+    the ranks. Eval mode is the plain op (the running statistics are the same on every rank).
+    A skip the training plan fused into it (a second input) is added before the relu, as there."""
 
     def __init__(self, original: BatchNormOp, team: MPITeam):
         self.__dict__.update(original.__dict__)
@@ -410,6 +411,8 @@ class SyncBatchNorm(BatchNormOp):
         beta = self.params["beta"] if self._affine else self._zeros
         np.multiply(deviation, gamma * self._invstd, out=out.reshape(-1, c))
         out.reshape(-1, c)[...] += beta
+        if self._residual:
+            out += inputs[1]
         if self.activation == "relu":  # the relu the training plan fused into this batchnorm
             np.maximum(out, 0, out=out)  # (NaN stays NaN, as relu_forward)
         self._x, self._train, self._rows, self._out = x, True, rows, out
@@ -434,7 +437,10 @@ class SyncBatchNorm(BatchNormOp):
         self._team.allreduce(total, "summing batchnorm gradients")
         self._dx = scratch(self._dx, shape, self.dtype)
         self._dx.reshape(-1, c)[...] = (gamma * self._invstd) * (dy - total[:c] / self._rows - xhat * (total[c:] / self._rows))
-        return [self._dx if self.need_input_grad[0] else None]
+        grads = [self._dx if self.need_input_grad[0] else None]
+        if self._residual:  # the skip's gradient: the relu's (a new array) or dy itself, never written into
+            grads.append(dy.reshape(shape) if self.need_input_grad[1] else None)
+        return grads
 
 
 def connect(timeout: float = DEFAULT_TIMEOUT) -> Team:

@@ -143,6 +143,10 @@ class Op:
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self.need_input_grad: list[bool] = [True] * len(in_shapes)
+        #: the order in which the plan adds backward's input gradients into their tensors' sums
+        #: (None: the inputs'); an op that absorbed a later layer gives that layer's first, as the
+        #: unfused graph's backward did, so that fusing never reorders a sum of three or more
+        self.grad_order: tuple[int, ...] | None = None
         self.activation: str | None = None
 
     def scratch(self, buffer: np.ndarray | None, shape: Shape, dtype=None) -> np.ndarray:

@@ -24,7 +24,9 @@ class BatchNormOp(Op):
 
     With ``activation`` "relu" (set by the CPU training plan, cnnlang/passes/fuse_training.py)
     the output is max(batchnorm(x), 0) and backward takes that output's gradient: one pass
-    fewer each way than a separate relu.
+    fewer each way than a separate relu. With a second input (the same plan's fusion of a
+    residual add after it: a ResNet block's last batchnorm), the output is batchnorm(x) + skip,
+    then the relu, and backward gives the skip its gradient too.
     """
 
     #: the module whose kernels the op runs (a device backend's op subclasses with its own)
@@ -46,6 +48,11 @@ class BatchNormOp(Op):
         self._x: np.ndarray | None = None
         self._train = False
         self._dx: np.ndarray | None = None
+        self._residual = len(in_shapes) == 2
+        if self._residual:
+            self.grad_order = (1, 0)  # the skip's first: the add's backward ran before this one's
+        self._y: np.ndarray | None = None  # the output, with a skip and a relu: backward's mask
+        self._dz: np.ndarray | None = None  # the skip's gradient, then
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0].reshape(-1, self._channels)
@@ -59,21 +66,36 @@ class BatchNormOp(Op):
         self.kernels.batchnorm_forward(
             x, gamma, beta, self.buffers["running_mean"], self.buffers["running_var"], self._eps, self._momentum,
             train, out.reshape(-1, self._channels), self._mean, self._invstd, *self._kernel_scratch(x.shape[0]),
-            **self._fused(beta),
+            **self._fused(beta), **self._skip(inputs),
         )  # fmt: skip
         self._x, self._train = x, train
+        self._y = out if self._residual else None
 
     def _kernel_scratch(self, rows: int) -> tuple:
         """Scratch arrays the kernels take last: none on the CPU."""
         return ()
 
     def _fused(self, beta: np.ndarray, backward: bool = False) -> dict:
-        """The keywords that fuse the relu after the batchnorm (the CPU kernels'); none without."""
+        """The keywords that fuse the relu after the batchnorm (the CPU kernels'); none without.
+        After a skip the backward masks by the saved output instead (:meth:`_skip_grad`)."""
         if self.activation is None:
             return {}
         if self.activation != "relu":
             raise NotImplementedError(f"batchnorm with a fused {self.activation}")
+        if self._residual:
+            return {} if backward else {"relu": True}
         return {"relu": True, "beta": beta} if backward else {"relu": True}
+
+    def _skip(self, inputs: list[np.ndarray]) -> dict:
+        """The keyword that adds the skip (the second input) before the relu; none without."""
+        return {"skip": inputs[1].reshape(-1, self._channels)} if self._residual else {}
+
+    def _skip_grad(self, dy: np.ndarray) -> dict:
+        """The keywords that mask dy by the saved output into the skip's gradient (a skip and a relu)."""
+        if not (self._residual and self.activation):
+            return {}
+        self._dz = self.scratch(self._dz, dy.shape)
+        return {"y": self._y.reshape(-1, self._channels), "dz": self._dz.reshape(-1, self._channels)}
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray | None]:
         c = self._channels
@@ -83,11 +105,16 @@ class BatchNormOp(Op):
         dbeta = self.grads.get("beta", self._dbeta)
         self._dx = self.scratch(self._dx, dy.shape)
         dx = self._dx.reshape(-1, c)
+        masks = self._skip_grad(dy)
         self.kernels.batchnorm_backward(
             self._x, dy.reshape(-1, c), gamma, self._mean, self._invstd, self._train, dx, dgamma, dbeta,
-            *self._kernel_scratch(self._x.shape[0]), **self._fused(beta, backward=True),
+            *self._kernel_scratch(self._x.shape[0]), **self._fused(beta, backward=True), **masks,
         )  # fmt: skip
-        return [self._dx if self.need_input_grad[0] else None]
+        grads = [self._dx if self.need_input_grad[0] else None]
+        if self._residual:
+            # the skip's gradient: dy itself without a relu (the plan never writes into it), else dz
+            grads.append((self._dz if masks else dy) if self.need_input_grad[1] else None)
+        return grads
 
 
 @register("dropout")

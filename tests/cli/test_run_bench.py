@@ -182,6 +182,18 @@ def test_bench_says_which_activations_run_inside_the_pooling_after_them(workdir,
             "into the average pooling after it)") in out
 
 
+def test_bench_says_which_adds_run_inside_the_batchnorm_before_them(workdir, capsys):
+    (workdir / "res.cnn").write_text("network res { input 1x8x8\n a: conv(4, 3x3, pad = 1)\n"
+                                     " conv(4, 3x3, pad = 1) -> b: batchnorm\n from b, a -> add -> relu\n fc(3) }")
+    assert main(["bench", "res.cnn", "--batch", "2", "--repeat", "1", "--train", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["fused_adds"] == {"add1": "b"} and result["fused_relus"] == {"relu1": "b"}
+    assert main(["bench", "res.cnn", "--batch", "2", "--repeat", "1", "--train"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("no passes but fuse-training: 1 relu fused into the batchnorm or add before it; 1 add fused into the "
+            "batchnorm before it)") in out
+
+
 def test_bench_says_the_training_step_fuses_relus_into_batchnorm(workdir, capsys):
     # Training on the CPU runs fuse-training (a relu after a batchnorm or add runs inside it):
     # the headline must say so rather than "no passes", and say "no passes" where nothing fused.

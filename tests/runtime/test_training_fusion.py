@@ -1,9 +1,9 @@
 """Training-mode fusion (cnnlang/passes/fuse_training.py, run by the CPU plan): which relus it
-fuses and which it must leave, which activations run inside the average pooling after them, and
-that a fused network computes bit for bit what the unfused one does: outputs, every node's value
-that is kept, parameter and input gradients, running statistics. (Float64 finite differences
-through the fused ops: tests/runtime/test_network.py's SMALL_RESIDUAL, whose relus this file checks
-are fused, and POOLED here.)"""
+fuses and which it must leave, which adds run inside a batchnorm before them, which activations
+run inside the average pooling after them, and that a fused network computes bit for bit what
+the unfused one does: outputs, every node's value that is kept, parameter and input gradients,
+running statistics. (Float64 finite differences through the fused ops: tests/runtime/test_network.py's
+SMALL_RESIDUAL, whose relus and adds this file checks are fused, and POOLED and ADDS here.)"""
 
 from __future__ import annotations
 
@@ -100,6 +100,54 @@ def test_pooled_activations_get_finite_difference_gradients(training):
     check_network_gradients(net, rng.standard_normal((2, *net.input_shape)), rng)
 
 
+# Adds into the batchnorm before them: s1 (with its relu) into b1, s2 (no relu) into b2, whose
+# skip is then b1's output (r1 and s1 are b1's now). s3's last input, b3, is read twice, and s4
+# has three inputs: both stay.
+ADDS = """
+network adds {
+    input 4x6x6
+    a: conv(4, 3x3, pad = 1)
+    from a -> b1: batchnorm
+    from b1, a -> s1: add -> r1: relu
+    from r1 -> conv(4, 3x3, pad = 1) -> b2: batchnorm
+    from b2, r1 -> s2: add
+    from s2 -> b3: batchnorm
+    from b3 -> globalavgpool -> f1: flatten
+    from s2, b3 -> s3: add
+    from s3 -> b4: batchnorm
+    from s3, a, b4 -> s4: add
+    from s4 -> globalavgpool -> f2: flatten
+    from f1, f2 -> concat -> fc(3)
+}
+"""
+
+
+def test_fuse_training_fuses_adds_into_the_private_batchnorm_that_runs_last():
+    model = cnnlang.load(ADDS)
+    graph = fuse_training(model.graph)
+    ir.verify(graph)
+    aliases = graph.graph["aliases"]
+    assert aliases["s1"] == aliases["r1"] == "b1" and aliases["s2"] == "b2"
+    assert graph.nodes["b1"]["inputs"] == ["a", "a"]  # its own input, then the skip
+    assert graph.nodes["b1"]["residual"] and graph.nodes["b1"]["activation"] == "relu"
+    assert graph.nodes["b2"]["residual"] and "activation" not in graph.nodes["b2"]
+    assert graph.nodes["b2"]["inputs"][1] == "b1"
+    assert "s3" in graph and "s4" in graph and "residual" not in graph.nodes["b3"] and "residual" not in graph.nodes["b4"]
+    skipped = {entry["node"]: entry["message"] for entry in graph.graph["pass_log"] if entry["status"] == "skipped"}
+    assert "2 consumers" in skipped["s3"]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_adds_fused_into_batchnorms_get_finite_difference_gradients(training):
+    rng = np.random.default_rng(6)
+    net = cnnlang.load(ADDS).build(seed=3, dtype="float64", input_grad=True).train(training)
+    assert sum(s.fused_into is not None and s.op.layer.op == "add" for s in net.plan.steps) == 2
+    for name in net.params:  # both sides of the relu's kink
+        if name.endswith((".beta", ".bias")):
+            net.params[name][...] = rng.uniform(-0.5, 0.5, net.params[name].shape)
+    check_network_gradients(net, rng.standard_normal((2, *net.input_shape)), rng)
+
+
 def build(model, fused: bool, monkeypatch, **kwargs):
     with monkeypatch.context() as patch:
         if not fused:
@@ -107,7 +155,7 @@ def build(model, fused: bool, monkeypatch, **kwargs):
         return model.build(seed=4, **kwargs)
 
 
-@pytest.mark.parametrize("source", [SOURCE, SMALL_RESIDUAL, POOLED])
+@pytest.mark.parametrize("source", [SOURCE, SMALL_RESIDUAL, POOLED, ADDS])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fused_training_is_bit_for_bit_the_unfused(source, dtype, monkeypatch):
     model = cnnlang.load(source)
@@ -139,18 +187,27 @@ def test_fused_training_is_bit_for_bit_the_unfused(source, dtype, monkeypatch):
             np.testing.assert_array_equal(grads_f[name], grads_p[name], err_msg=name)
         for name in bufs_p:
             np.testing.assert_array_equal(bufs_f[name], bufs_p[name], err_msg=name)
-        # every fused activation's value is there, under its own name, and the same
+        # every fused activation's value is there, under its own name, and the same (a fused add's
+        # own value, before its relu, is not kept: the name holds the relu's)
         for step in fused.plan.steps:
-            if step.fused_into or step.pooled_by:
+            if (step.fused_into and step.op.layer.op != "add") or step.pooled_by:
                 np.testing.assert_array_equal(fused.plan.values[step.node], plain.plan.values[step.node])
 
 
-def test_small_residual_runs_its_relus_fused():
-    # what makes test_network's finite differences reach the fused kernels
+def test_small_residual_runs_its_relus_and_adds_fused():
+    # what makes test_network's finite differences reach the fused kernels: each block's add and
+    # its relu run inside a batchnorm (the identity block's second; the strided block's shortcut
+    # batchnorm, which runs after its second), the other relus inside the batchnorms before them
     net = cnnlang.load(SMALL_RESIDUAL).build(dtype="float64")
     fused = {net.plan.graph.nodes[s.fused_into]["op"] for s in net.plan.steps if s.fused_into}
-    assert fused == {"batchnorm", "add"}
+    assert fused == {"batchnorm"}
     assert all(s.op.activation == "relu" for s in net.plan.steps if s.node in {t.fused_into for t in net.plan.steps})
+    adds = [s for s in net.plan.steps if s.op.layer.op == "add"]
+    assert len(adds) == 2 and all(s.fused_into for s in adds)
+    for step in adds:
+        norm = net.plan.graph.nodes[step.fused_into]
+        assert norm["residual"] and len(norm["inputs"]) == 2
+        assert net.plan.graph.nodes[norm["inputs"][1]]["order"] < norm["order"]  # the skip is computed before it
 
 
 class OneRank:

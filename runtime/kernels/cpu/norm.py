@@ -11,6 +11,11 @@ forward writes relu(y) and never y, and the backward masks dy by [y > 0], recomp
 x with the forward's own arithmetic (the same operations in the same order, so the same bits)
 instead of reading a saved output: in a network these element-wise passes cost memory traffic,
 not arithmetic, and each saved pass over the tensor is what the fusion wins.
+
+Training also fuses a residual add after a batchnorm into it (``skip``: a ResNet block's second
+batchnorm, then the add and its relu): the forward writes relu(batchnorm(x) + skip), and never
+batchnorm(x) or the sum; the backward masks dy by the saved output (the sum is not recomputable
+from x alone) into the skip's gradient ``dz``, and takes the batchnorm's gradient from dz.
 """
 
 from __future__ import annotations
@@ -37,23 +42,32 @@ _BLOCK_ROWS = 16
 def batchnorm_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray,
     eps: float, momentum: float, train: bool, out: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
-    relu: bool = False,
+    relu: bool = False, skip: np.ndarray | None = None,
 ) -> None:
-    """:func:`_batchnorm_forward`; with ``relu``, out = max(batchnorm(x), 0) in the same pass."""
+    """:func:`_batchnorm_forward`; with ``relu``, out = max(batchnorm(x), 0) in the same pass; with ``skip`` (the
+    shape of x), out = batchnorm(x) + skip, then the relu."""
+    # without a skip, out stands in for it (the same array type: no second compiled variant), never read
     _batchnorm_forward(x, *_wide_rows(x), gamma, beta, running_mean, running_var, eps, momentum, train, out, mean,
-                       invstd, relu)
+                       invstd, relu, out if skip is None else skip, skip is not None)
 
 
 def batchnorm_backward(
     x: np.ndarray, dy: np.ndarray, gamma: np.ndarray, mean: np.ndarray, invstd: np.ndarray, train: bool,
     dx: np.ndarray, dgamma: np.ndarray, dbeta: np.ndarray, relu: bool = False, beta: np.ndarray | None = None,
+    y: np.ndarray | None = None, dz: np.ndarray | None = None,
 ) -> None:
     """:func:`_batchnorm_backward`; with ``relu`` (and the forward's ``beta``), dy is the gradient
-    of max(batchnorm(x), 0) and is masked where batchnorm(x) <= 0 first."""
+    of max(batchnorm(x), 0) and is masked where batchnorm(x) <= 0 first. With ``y`` and ``dz``
+    instead (a forward with a skip and a relu, ``y`` its output): dz = dy masked where y <= 0, the
+    skip's gradient, written in the same pass, and dx is batchnorm's gradient from dz."""
     if relu and beta is None:
         raise ValueError("batchnorm_backward with relu needs beta (to recompute the forward output)")
-    _batchnorm_backward(x, dy, *_wide_rows(x, dy), gamma, mean, invstd, train, dx, dgamma, dbeta, relu,
-                        gamma if beta is None else beta)
+    if (y is None) != (dz is None) or (y is not None and relu):
+        raise ValueError("batchnorm_backward takes y and dz together, and not with relu")
+    masked = y is not None
+    # unmasked, dx stands in for y and dz (the same array type), never read or written
+    _batchnorm_backward(x, dy, *_wide_rows(x, dy, *((y, dz) if masked else (dx, dx))), gamma, mean, invstd, train,
+                        dx, dgamma, dbeta, relu, gamma if beta is None else beta, dz if masked else dx, masked)
 
 
 def _wide_rows(*arrays: np.ndarray) -> list[np.ndarray]:
@@ -77,10 +91,10 @@ def _chunks(rows, lanes):  # pragma: no cover - jitted
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _batchnorm_forward(
-    x, xw, gamma, beta, running_mean, running_var, eps, momentum, train, out, mean, invstd, relu
+    x, xw, gamma, beta, running_mean, running_var, eps, momentum, train, out, mean, invstd, relu, skip, residual
 ):  # pragma: no cover - jitted
-    """out = (x - mean) * invstd * gamma + beta per channel, for x of shape rows x C (then
-    max(., 0) with ``relu``; NaN stays NaN, as relu_forward). ``xw``: x's values as k rows side by side
+    """out = (x - mean) * invstd * gamma + beta per channel, for x of shape rows x C (plus skip, of
+    that shape, with ``residual``; then max(., 0) with ``relu``; NaN stays NaN, as relu_forward). ``xw``: x's values as k rows side by side
     (_wide_rows), whose column j is channel j % C; the statistics are summed over it.
 
     train: mean and the biased variance come from the batch (rows > 1), and the running
@@ -160,21 +174,28 @@ def _batchnorm_forward(
     for r in prange(rows):
         for c in range(channels):
             v = (x[r, c] - mean[c]) * scale[c] + beta[c]
+            if residual:
+                v = v + skip[r, c]  # rounded as the unfused add rounds it
             if relu and not (v > zero or v != v):
                 v = zero
             out[r, c] = v
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _batchnorm_backward(x, dy, xw, dyw, gamma, mean, invstd, train, dx, dgamma, dbeta, relu, beta):  # pragma: no cover
+def _batchnorm_backward(
+    x, dy, xw, dyw, yw, dzw, gamma, mean, invstd, train, dx, dgamma, dbeta, relu, beta, dz, masked
+):  # pragma: no cover - jitted
     """dbeta = sum dy, dgamma = sum dy * xhat (xhat = (x - mean) * invstd) per channel, and
 
     train: dx = gamma * invstd * (dy - dbeta/rows - xhat * dgamma/rows)  (through the batch
            mean and variance);
     eval:  dx = gamma * invstd * dy  (the statistics are constants).
     ``mean`` and ``invstd`` are the ones the forward pass wrote. With ``relu``, dy is first
-    masked by [y > 0], y = (x - mean) * (gamma * invstd) + beta recomputed as the forward did.
-    ``xw``, ``dyw``: x and dy as k rows side by side (_wide_rows, the same k), over which the sums run.
+    masked by [y > 0], y = (x - mean) * (gamma * invstd) + beta recomputed as the forward did. With
+    ``masked``, dy is masked by [y > 0] for the saved y (``yw``) into dz (``dzw``) in the sums' pass,
+    and dx is computed from dz (as relu's backward and then the batchnorm's would).
+    ``xw``, ``dyw``, ``yw``, ``dzw``: x, dy, y and dz as k rows side by side (_wide_rows, the same k),
+    over which the sums run.
     """
     rows, channels = x.shape
     wide, lanes = xw.shape
@@ -210,6 +231,10 @@ def _batchnorm_backward(x, dy, xw, dyw, gamma, mean, invstd, train, dx, dgamma, 
                     g = dyw[r, c]
                     if relu and not ((xw[r, c] - mean_w[c]) * scale_w[c] + beta_w[c] > zero):
                         g = zero
+                    if masked:
+                        if not yw[r, c] > zero:
+                            g = zero
+                        dzw[r, c] = g
                     block[t, c] += g
                     block[t, lanes + c] += g * ((xw[r, c] - mean_w[c]) * invstd_w[c])
             for c in range(2 * lanes):
@@ -232,7 +257,7 @@ def _batchnorm_backward(x, dy, xw, dyw, gamma, mean, invstd, train, dx, dgamma, 
         slope[c] = dgamma[c] / rows if train else 0.0
     for r in prange(rows):
         for c in range(channels):
-            g = dy[r, c]
+            g = dz[r, c] if masked else dy[r, c]
             if relu and not ((x[r, c] - mean[c]) * scale[c] + beta[c] > zero):
                 g = zero
             xhat = (x[r, c] - mean[c]) * invstd[c]

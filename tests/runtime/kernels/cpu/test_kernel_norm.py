@@ -1,6 +1,7 @@
 """Batchnorm, dropout and LRN kernels (runtime/kernels/cpu/norm.py) against NumPy, running-stat
 updates against hand-computed numbers, and every backward by float64 central differences
-(batchnorm in training mode through the batch statistics; also with the fused relu)."""
+(batchnorm in training mode through the batch statistics; also with the fused relu, and with a
+fused residual add and relu)."""
 
 from __future__ import annotations
 
@@ -219,6 +220,72 @@ def test_batchnorm_relu_keeps_nan_and_passes_it_no_gradient():
     np.testing.assert_array_equal(dx, want)
     with pytest.raises(ValueError, match="beta"):
         batchnorm_backward(x, x, np.ones(2), bn.mean, bn.invstd, False, np.empty_like(x), np.empty(2), np.empty(2), relu=True)
+
+
+def forward_with_skip(bn, x, gamma, beta, train, skip, relu):
+    out = np.empty_like(x)
+    batchnorm_forward(x, gamma, beta, bn.running_mean, bn.running_var, EPS, bn.momentum, train, out, bn.mean,
+                      bn.invstd, relu=relu, skip=skip)  # fmt: skip
+    return out
+
+
+def backward_with_skip(bn, x, dy, gamma, train, y):
+    """The backward of forward_with_skip with the relu: dx, dgamma, dbeta and the skip's gradient dz."""
+    dx, dgamma, dbeta, dz = np.empty_like(x), np.empty_like(gamma), np.empty_like(gamma), np.empty_like(x)
+    batchnorm_backward(x, dy, gamma, bn.mean, bn.invstd, train, dx, dgamma, dbeta, y=y, dz=dz)
+    return dx, dgamma, dbeta, dz
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, channels", [(4096, 16), (2048, 3), (6, 16), (640, 64), (7, 5)])
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_with_a_skip_is_the_add_and_relu_after_it(rows, channels, train, dtype):
+    # the residual add (and its relu) fused into the batchnorm: against NumPy, and bit for bit the
+    # unfused batchnorm, add and relu (the same arithmetic), backward included
+    rng, x, gamma, beta = random_bn(3, rows, channels, dtype)
+    skip = rng.standard_normal((rows, channels)).astype(dtype)
+    plain, fused = BN(channels, dtype), BN(channels, dtype)
+    y = plain.forward(x, gamma, beta, train)
+    for relu in (False, True):
+        fused.running_mean[:], fused.running_var[:] = 0, 1
+        z = forward_with_skip(fused, x, gamma, beta, train, skip, relu)
+        total = y + skip
+        np.testing.assert_array_equal(z, np.maximum(total, 0) if relu else total)
+    np.testing.assert_array_equal(fused.running_var, plain.running_var)
+    x64 = x.astype(np.float64)
+    mean, var = (x64.mean(0), x64.var(0)) if train else (np.zeros(channels), np.ones(channels))
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    want = np.maximum(ref_batchnorm(x64, gamma, beta, mean, var) + skip, 0)
+    np.testing.assert_allclose(z, want, rtol=tol, atol=tol * np.abs(want).max())
+    dy = rng.standard_normal((rows, channels)).astype(dtype)
+    masked = np.where(z > 0, dy, 0).astype(dtype)
+    dx, dgamma, dbeta, dz = backward_with_skip(fused, x, dy, gamma, train, z)
+    np.testing.assert_array_equal(dz, masked)
+    for a, b in zip((dx, dgamma, dbeta), plain.backward(x, masked, gamma, train)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="y and dz"):
+        batchnorm_backward(x, dy, gamma, fused.mean, fused.invstd, train, dx, dgamma, dbeta, y=z)
+
+
+@SETTINGS
+@given(st.sampled_from([(20, 3), (4, 16), (6, 2), (3, 1)]), st.booleans(), st.integers(0, 99))
+def test_batchnorm_with_a_skip_finite_differences(shape, train, seed):
+    rows, channels = shape
+    rng, x, gamma, beta = random_bn(seed, rows, channels)
+    skip = rng.standard_normal((rows, channels))
+    weights = rng.standard_normal((rows, channels))
+    bn = BN(channels)
+
+    def loss():
+        bn.running_mean[:], bn.running_var[:] = 0, 1
+        return float((forward_with_skip(bn, x, gamma, beta, train, skip, True) * weights).sum())
+
+    z = forward_with_skip(bn, x, gamma, beta, train, skip, False)
+    assume(np.abs(z).min() > 1e-4)  # no value on the relu's kink
+    loss()
+    got = backward_with_skip(bn, x, weights, gamma, train, forward_with_skip(bn, x, gamma, beta, train, skip, True))
+    for grad, wrt in zip(got, (x, gamma, beta, skip)):
+        np.testing.assert_allclose(grad, central_difference(loss, wrt), rtol=1e-5, atol=1e-7)
 
 
 # ---- dropout -----------------------------------------------------------------------------
