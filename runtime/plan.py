@@ -1,15 +1,15 @@
 """The execution plan: the IR in topological order, each node bound to its op, with one
 preallocated output buffer per node for the current batch size.
 
-On the CPU the plan runs the graph after ``fuse_training`` (cnnlang/passes/fuse_training.py): a
-relu after a batchnorm or a residual add runs inside it, which saves a pass over the tensor each
-way, and so does a two-input add (with its relu) inside a batchnorm it reads. The relu (or add)
-keeps its step (and op, unused) but runs nothing; its value is the producer's (``values`` maps
-both names to it: the producer's pre-relu value is not kept), and its gradient goes to the
-producer, which gives each of its inputs theirs (in ``op.grad_order``). An activation that only an average pooling reads (LeNet-5's tanh -> avgpool)
-keeps its step and its buffer but runs nothing either: the pooling reads the activation's input,
-writes the activation's value into that buffer, and its backward gives the input's gradient.
-Per-parameter gradients are the same.
+On the CPU the plan runs the graph after ``fuse_training`` (cnnlang/passes/fuse_training.py): a relu
+after a batchnorm or a residual add runs inside it, which saves a pass over the tensor each way, and
+so does a two-input add (with its relu) inside a batchnorm it reads. The relu (or add) keeps its
+step (and op, unused) but runs nothing; its value is the producer's (``values`` maps both names to
+it: the producer's pre-relu value is not kept), and its gradient goes to the producer, which gives
+each of its inputs theirs (in ``op.grad_order``). An activation that only an average pooling reads
+(LeNet-5's tanh -> avgpool) keeps its step and its buffer but runs nothing either: the pooling reads
+the activation's input, writes the activation's value into that buffer, and its backward gives the
+input's gradient. Per-parameter gradients are the same.
 
 Backward is reverse-mode over the same order. A tensor that fans out collects the gradients of
 all its consumers; ``add`` hands the same gradient to each input and ``concat`` splits it, so the

@@ -1,14 +1,15 @@
 """``cnnlang bench MODEL``: measured speed beside the static cost model, per layer.
 
-Images per second for inference with the optimisation passes (all by default) and without them
-(the two networks timed in turns), with the activation memory each allocates and the speed-up;
-for a training step (forward in training mode, backward, and a plain SGD update) on the graph as
-written: no optimisation passes, but on the CPU each relu after a batchnorm or a residual add runs
-inside it, and a residual add inside the batchnorm before it, as in all training and in inference without passes (cnnlang/passes/fuse_training.py),
-which the output says; then one row per layer with its MACs, measured time and the GFLOP/s that implies (2 FLOPs per MAC; backward
-counts twice the forward MACs), also as a share of the machine's GEMM rate (a NumPy matmul timed in
-the same run). ``--compare torch,onnxruntime`` times the same model in those frameworks too
-(``cnnlang.compare``) and prints the speed ratios.
+Images per second for inference with the optimisation passes (all by default) and without them (the
+two networks timed in turns), with the activation memory each allocates and the speed-up; for a
+training step (forward in training mode, backward, and a plain SGD update) on the graph as written:
+no optimisation passes, but on the CPU each relu after a batchnorm or a residual add runs inside it,
+and a residual add inside the batchnorm before it, as in all training and in inference without
+passes (cnnlang/passes/fuse_training.py), which the output says; then one row per layer with its
+MACs, measured time and the GFLOP/s that implies (2 FLOPs per MAC; backward counts twice the forward
+MACs), also as a share of the machine's GEMM rate (a NumPy matmul timed in the same run).
+``--compare torch,onnxruntime`` times the same model in those frameworks too (``cnnlang.compare``)
+and prints the speed ratios.
 """
 
 from __future__ import annotations

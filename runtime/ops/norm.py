@@ -52,7 +52,7 @@ class BatchNormOp(Op):
         if self._residual:
             self.grad_order = (1, 0)  # the skip's first: the add's backward ran before this one's
         self._y: np.ndarray | None = None  # the output, with a skip and a relu: backward's mask
-        self._dz: np.ndarray | None = None  # the skip's gradient, then
+        self._dz: np.ndarray | None = None  # the skip's gradient, with a skip and a relu
 
     def forward(self, inputs: list[np.ndarray], out: np.ndarray, ctx: Context) -> None:
         x = inputs[0].reshape(-1, self._channels)

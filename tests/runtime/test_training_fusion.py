@@ -132,7 +132,8 @@ def test_fuse_training_fuses_adds_into_the_private_batchnorm_that_runs_last():
     assert graph.nodes["b1"]["residual"] and graph.nodes["b1"]["activation"] == "relu"
     assert graph.nodes["b2"]["residual"] and "activation" not in graph.nodes["b2"]
     assert graph.nodes["b2"]["inputs"][1] == "b1"
-    assert "s3" in graph and "s4" in graph and "residual" not in graph.nodes["b3"] and "residual" not in graph.nodes["b4"]
+    assert "s3" in graph and "s4" in graph
+    assert "residual" not in graph.nodes["b3"] and "residual" not in graph.nodes["b4"]
     skipped = {entry["node"]: entry["message"] for entry in graph.graph["pass_log"] if entry["status"] == "skipped"}
     assert "2 consumers" in skipped["s3"]
 

@@ -28,9 +28,9 @@ medians, chunked -> block by block: 64 channels at 8x8 1.60 -> 1.21 ms, at 32x32
 -> 11.5; 256 at 8x8 12.9 -> 11.1; 512 at 4x4 11.1 -> 11.4, and on a second day 12.08 -> 12.07, at batch 8 512 at
 7x7 8.22 -> 8.11, 160 -> 320 at 14x14 4.07 -> 3.64, 384 at 13x13 10.59 -> 9.70: so up to 512 channels, which spares
 inference the chunked kernels' compiling wherever its channels are whole vectors (``cnnlang run resnet18``'s first
-pass compiled 53 s of kernels, now 36). Whole steps and forwards, same machine, one process, the two paths taking turns: resnet20's training
-step 1.11x (median of 7 rounds, 0.92-1.18), ResNet-18 CIFAR's 1.17x (1.10-1.21), inference at batch 8 ResNet-50
-1.07x, GoogLeNet 1.2x, VGG-16 1.14x, ResNet-18 1.26x.
+pass compiled 53 s of kernels, now 36). Whole steps and forwards, same machine, one process, the two paths taking
+turns: resnet20's training step 1.11x (median of 7 rounds, 0.92-1.18), ResNet-18 CIFAR's 1.17x (1.10-1.21),
+inference at batch 8 ResNet-50 1.07x, GoogLeNet 1.2x, VGG-16 1.14x, ResNet-18 1.26x.
 
 F(2x2)'s matrices hold only 0, +-1 and 1/2, and its float32 error measured 0.6-1.6x im2col's
 (tests/runtime/kernels/test_kernel_winograd.py). F(4x4, 3x3) was tried and removed: its matrices hold up to 8 (A)
